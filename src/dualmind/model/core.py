@@ -1,0 +1,196 @@
+"""The hyper-core: a Llama-style decoder-only transformer over hyperphrase symbols.
+
+RMSNorm (pre-norm), RoPE, SwiGLU, grouped-query attention, tied or untied embeddings — the same
+architecture and the same numbers as transformers' Llama, so Llama-format weights load directly
+(``llama_format``) and a parity test holds us to it.
+
+Packed sequences: pass ``doc_ids`` [B,T]; positions attend only within their document run, and
+RoPE positions restart at 0 at every document (mathematically the masked attention only sees
+differences of positions within a document, so this changes nothing there, but it keeps every
+document's numbers identical to running it alone and keeps positions < max_seq_len).
+
+What the decoder reads: ``CoreOutput.hidden`` is the residual stream after the final RMSNorm —
+the very vectors the output head turns into symbol logits, on a fixed scale whatever the depth.
+
+Parallelism is applied from outside (``fully_shard`` per element of ``model.layers`` and at the
+root); nothing here knows about it. For meta-device construction, build under
+``torch.device("meta")``, shard, materialise (``to_empty``) and call :meth:`HyperCore.init_weights`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dualmind.model import attention as attn
+from dualmind.model.config import CoreConfig
+from dualmind.model.rope import apply_rope, inverse_frequencies, rope_cos_sin
+
+
+@dataclass
+class CoreOutput:
+    logits: torch.Tensor | None  # [B,T,V]; None when forward(compute_logits=False)
+    hidden: torch.Tensor  # [B,T,D] after the final norm: what the decoder reads
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    # ^ with return_hidden_states: n_layers + 1 raw residual streams [B,T,D] — the embeddings,
+    #   then the output of each block, before the final norm (apply model.norm + model.output to
+    #   any of them for a logit lens).
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in float32 (bf16 sums of squares lose too much), scale in the input dtype.
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x)
+        return normed * self.weight
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: CoreConfig):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.wq = nn.Linear(cfg.dim, cfg.q_dim, bias=False)
+        self.wk = nn.Linear(cfg.dim, cfg.kv_dim, bias=False)
+        self.wv = nn.Linear(cfg.dim, cfg.kv_dim, bias=False)
+        self.wo = nn.Linear(cfg.q_dim, cfg.dim, bias=False)
+
+    def forward(self, x, cos, sin, layout: attn.AttentionLayout) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.wq(x).view(B, T, self.n_heads, self.head_dim)
+        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
+        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        out = attn.attend(q, k, v, layout)
+        return self.wo(out.reshape(B, T, -1))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: w2(silu(w1 x) * w3 x)."""
+
+    def __init__(self, cfg: CoreConfig):
+        super().__init__()
+        self.w1 = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)  # gate
+        self.w3 = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)  # up
+        self.w2 = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)  # down
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Block(nn.Module):
+    """One pre-norm transformer block; the unit FSDP and activation checkpointing wrap."""
+
+    def __init__(self, cfg: CoreConfig, layer_id: int):
+        super().__init__()
+        self.layer_id = layer_id
+        self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.attention = Attention(cfg)
+        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.feed_forward = FeedForward(cfg)
+
+    def forward(self, x, cos, sin, layout: attn.AttentionLayout) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), cos, sin, layout)
+        return x + self.feed_forward(self.ffn_norm(x))
+
+
+class HyperCore(nn.Module):
+    def __init__(self, cfg: CoreConfig):
+        super().__init__()
+        attn.check_installed(cfg.attn_backend)  # a forced, missing backend fails here, not later
+        self.cfg = cfg
+        self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.output.weight = self.tok_embeddings.weight
+        self.init_weights()
+
+    # ---- forward ----------------------------------------------------------------------------------
+
+    def forward(self, ids: torch.Tensor, doc_ids: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None, *, return_hidden_states: bool = False,
+                compute_logits: bool = True) -> CoreOutput:
+        """ids [B,T] symbol ids; doc_ids [B,T] document per position (packing) or None;
+        positions [B,T] explicit RoPE positions or None (0.. per document, or 0..T-1).
+
+        ``compute_logits=False`` skips the output head (logits=None): callers that compute the
+        loss in chunks from ``hidden`` (large vocabularies, long packs) avoid a [B,T,V] tensor.
+        """
+        B, T = ids.shape
+        if T > self.cfg.max_seq_len:
+            raise ValueError(f"sequence of {T} symbols is longer than the model's context "
+                             f"(max_seq_len={self.cfg.max_seq_len})")
+        if positions is None:
+            positions = (attn.positions_in_document(doc_ids) if doc_ids is not None
+                         else torch.arange(T, device=ids.device).expand(B, T))
+        elif positions.shape != (B, T):
+            raise ValueError(f"positions has shape {tuple(positions.shape)}, expected {(B, T)}")
+        elif int(positions.max()) >= self.cfg.max_seq_len:
+            raise ValueError(f"position {int(positions.max())} is beyond the model's context "
+                             f"(max_seq_len={self.cfg.max_seq_len})")
+
+        x = self.tok_embeddings(ids)
+        dtype = torch.get_autocast_dtype(x.device.type) \
+            if torch.is_autocast_enabled(x.device.type) else x.dtype
+        layout = attn.build_layout(self.cfg.attn_backend, doc_ids, B, T, x.device, dtype)
+        inv_freq = inverse_frequencies(self.cfg.head_dim, self.cfg.rope_theta,
+                                       self.cfg.rope_scaling, device=x.device)
+        cos, sin = rope_cos_sin(positions, inv_freq)
+
+        states = [x] if return_hidden_states else None
+        for block in self.layers:
+            x = block(x, cos, sin, layout)
+            if states is not None:
+                states.append(x)
+        hidden = self.norm(x)
+        logits = self.output(hidden) if compute_logits else None
+        return CoreOutput(logits, hidden, tuple(states) if states is not None else None)
+
+    # ---- initialisation ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """(Re)initialise every parameter in place; call after materialising from ``meta``.
+
+        Embeddings and input projections (wq, wk, wv, w1, w3, untied head): normal(0, init_std)
+        truncated at ±3σ. Output projections of each block (wo, w2), which add into the residual
+        stream, are shrunk with depth (``init_scheme``) so the stream's variance does not grow with
+        the number of blocks. Norm weights: 1.
+        """
+        cfg, std = self.cfg, self.cfg.init_std
+        if self.tok_embeddings.weight.device.type == "meta":
+            return  # nothing to fill yet; called again after to_empty()
+        _normal(self.tok_embeddings.weight, std)
+        if not cfg.tie_embeddings:
+            _normal(self.output.weight, std)
+        for block in self.layers:
+            depth = 2 * cfg.n_layers if cfg.init_scheme == "scaled" else 2 * (block.layer_id + 1)
+            out_std = std / math.sqrt(depth)
+            for linear in (block.attention.wq, block.attention.wk, block.attention.wv,
+                           block.feed_forward.w1, block.feed_forward.w3):
+                _normal(linear.weight, std)
+            for linear in (block.attention.wo, block.feed_forward.w2):
+                _normal(linear.weight, out_std)
+            block.attention_norm.reset_parameters()
+            block.ffn_norm.reset_parameters()
+        self.norm.reset_parameters()
+
+    def num_params(self) -> int:
+        """Counted from the live parameters (shared tied matrix once); equals cfg.num_params()."""
+        return sum(p.numel() for p in self.parameters())
+
+
+def _normal(weight: torch.Tensor, std: float) -> None:
+    nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-3 * std, b=3 * std)

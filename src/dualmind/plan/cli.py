@@ -1,0 +1,250 @@
+"""``dualmind plan``: what a training run costs and what it buys.
+
+    dualmind plan recipe=core_70b --corpus 1TB --gpu h100 --gpus 256
+    dualmind plan --model 200b --corpus 500GB --gpu b200 --gpus 512 --mfu 0.35 --json
+    python -m dualmind.plan.cli recipe=core_200b --corpus 1TB --gpu h100 --gpus 256 --plot p.png
+
+Sizes: KB/MB/GB/TB/PB are decimal (1TB = 10^12 bytes), KiB/MiB/GiB/TiB/PiB binary (1TiB = 2^40).
+Every assumed figure is printed with its provenance; measure instead with --lexicon/--sample.
+Bad input exits with status 2 and a message naming the argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import compute, corpus
+from .hardware import GPUS
+from .planner import DEFAULT_CLAIM, DEFAULT_DECODER, PlanError, PlanRequest, plan
+from .units import SizeError, parse_bytes, parse_count
+
+
+def _size(text: str) -> str:
+    try:
+        parse_bytes(text)
+    except SizeError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def _bytes_per_s(text: str) -> float:
+    try:
+        return float(parse_bytes(text))
+    except SizeError as err:
+        raise argparse.ArgumentTypeError(f"{err} (bytes per second per core, e.g. 5MB)") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive count, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _mfu(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"MFU is a fraction of peak in (0, 1], got {text}")
+    return value
+
+
+def _claim(text: str) -> tuple[float, float]:
+    try:
+        low, high = (parse_count(x) for x in text.replace("–", "-").split("-", 1))
+    except (ValueError, SizeError):
+        raise argparse.ArgumentTypeError(
+            f"expected LOW-HIGH parameter counts like 500B-1500B, got {text!r}"
+        ) from None
+    return (low, high)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (parser.description or "") + "\n\n" + __doc__.split("\n\n", 1)[1]
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="recipe=NAME [KEY=VALUE ...]",
+        help="the recipe (recipe=core_70b) and any Hydra overrides of it",
+    )
+    parser.add_argument(
+        "--model", help="a conf/model shape (mini, 125m, 1b, 8b, 70b, 200b) instead of a recipe"
+    )
+    parser.add_argument(
+        "--corpus",
+        type=_size,
+        default="1TB",
+        help="corpus size, e.g. 1TB, 750GB, 2TiB (default 1TB)",
+    )
+    parser.add_argument(
+        "--corpus-kind",
+        choices=("raw", "hyperphrase"),
+        default="raw",
+        help="--corpus counts raw text bytes (default) or hyperphrase file bytes",
+    )
+    parser.add_argument(
+        "--bytes-per-symbol",
+        type=_positive_float,
+        help="text bytes per hyperphrase symbol "
+        f"(default: measured, else {corpus.DEFAULT_BYTES_PER_SYMBOL})",
+    )
+    parser.add_argument(
+        "--lexicon", help="a lexicon directory to measure bytes per symbol and codec speed with"
+    )
+    parser.add_argument("--sample", help="a text (or .jsonl with 'text') sample to measure on")
+    parser.add_argument(
+        "--bpe-bytes-per-token",
+        type=_positive_float,
+        help=f"text bytes per reference BPE token (default: tiktoken o200k on --sample, "
+        f"else {corpus.DEFAULT_BPE_BYTES_PER_TOKEN})",
+    )
+    parser.add_argument(
+        "--gpu", choices=sorted(GPUS), default="h100", help="GPU type (default h100)"
+    )
+    parser.add_argument(
+        "--gpus", type=_positive_int, help="number of GPUs (default: the recipe's devices x nodes)"
+    )
+    parser.add_argument(
+        "--mfu",
+        type=_mfu,
+        default=compute.DEFAULT_MFU,
+        help=f"model FLOPs utilisation in (0, 1] (default {compute.DEFAULT_MFU}, an assumption)",
+    )
+    parser.add_argument(
+        "--price", type=_positive_float, help="USD per GPU-hour (default: an assumed list price)"
+    )
+    parser.add_argument(
+        "--epochs", type=_positive_float, default=1.0, help="passes over the corpus (default 1)"
+    )
+    parser.add_argument(
+        "--seq-len", type=_positive_int, help="override the recipe's sequence length"
+    )
+    parser.add_argument(
+        "--micro-batch", type=_positive_int, help="override the recipe's micro-batch"
+    )
+    parser.add_argument(
+        "--checkpointing",
+        choices=("none", "full", "selective"),
+        help="override the recipe's activation checkpointing",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32-master", "bf16-fp32-adam", "bf16-true"),
+        help="override the memory policy derived from the recipe's trainer.precision",
+    )
+    parser.add_argument(
+        "--cores",
+        type=_positive_int,
+        help="CPU cores for the codec (default: the GPU nodes' cores)",
+    )
+    parser.add_argument(
+        "--codec-throughput",
+        type=_bytes_per_s,
+        help="codec speed per core in bytes/s, e.g. 5MB (benchmarks/codec.py measures it)",
+    )
+    parser.add_argument(
+        "--llm-tokens-per-s",
+        type=_positive_float,
+        default=corpus.DEFAULT_LLM_TOKENS_PER_S,
+        help="generated tokens/s per GPU for the LLM-rewrite comparison (assumption)",
+    )
+    parser.add_argument(
+        "--decoder",
+        default=DEFAULT_DECODER,
+        help=f"conf/model shape standing in for the language decoder (default {DEFAULT_DECODER})",
+    )
+    parser.add_argument(
+        "--claim",
+        type=_claim,
+        default=DEFAULT_CLAIM,
+        help="the claimed equivalent GPT size range (default 500B-1500B)",
+    )
+    parser.add_argument("--results", help="benchmarks/RESULTS.md with the equal-compute study")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument("--plot", metavar="PNG", help="write a plot to this PNG file")
+
+
+def request_from_args(args: argparse.Namespace) -> PlanRequest:
+    recipe, overrides = None, []
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise PlanError("overrides", f"expected KEY=VALUE (e.g. recipe=core_70b), got {item!r}")
+        if key == "recipe":
+            recipe = value
+        else:
+            overrides.append(item)
+    if recipe and args.model:
+        raise PlanError("--model", "give either recipe=NAME or --model, not both")
+    if overrides and not recipe:
+        raise PlanError("overrides", "KEY=VALUE overrides need a recipe=NAME")
+    return PlanRequest(
+        recipe=recipe,
+        overrides=overrides,
+        model=args.model,
+        corpus=args.corpus,
+        corpus_kind=args.corpus_kind,
+        bytes_per_symbol=args.bytes_per_symbol,
+        lexicon=args.lexicon,
+        sample=args.sample,
+        bpe_bytes_per_token=args.bpe_bytes_per_token,
+        gpu=args.gpu,
+        gpus=args.gpus,
+        mfu=args.mfu,
+        price=args.price,
+        epochs=args.epochs,
+        seq_len=args.seq_len,
+        micro_batch=args.micro_batch,
+        checkpointing=args.checkpointing,
+        precision=args.precision,
+        cores=args.cores,
+        codec_bytes_per_s=args.codec_throughput,
+        llm_tokens_per_s=args.llm_tokens_per_s,
+        decoder=args.decoder,
+        claim=args.claim,
+        results=args.results,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from .report import print_table, save_plot, to_json
+
+    try:
+        result = plan(request_from_args(args)).to_dict()
+    except PlanError as err:
+        print(f"dualmind plan: error: argument {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(to_json(result))
+    else:
+        print_table(result)
+    if args.plot:
+        path = save_plot(result, args.plot)
+        print(f"plot written to {path}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dualmind plan", description="what a training run costs and what it buys"
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The shape of a Llama-style decoder as the planner needs it, and its closed-form counts.
+
+The planner's numbers for dualmind's own models come from ``conf/model/*.yaml`` through
+``dualmind.model.config.CoreConfig`` (one source of truth; see ``from_core_config``), and are
+cross-checked against a model built on the ``meta`` device. Published models (Llama 3,
+Chinchilla) are written here directly so the arithmetic can be checked against the record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    name: str
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    ffn_hidden: int
+    vocab_size: int
+    tie_embeddings: bool = False
+    head_dim_override: int | None = None  # when heads are not d_model / n_heads wide
+
+    @property
+    def head_dim(self) -> int:
+        return self.head_dim_override or self.d_model // self.n_heads
+
+    @property
+    def q_dim(self) -> int:
+        return self.n_heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.n_kv_heads * self.head_dim
+
+    # --- parameters -------------------------------------------------------------------
+    def block_params(self) -> int:
+        """One transformer block: q,k,v,o projections, SwiGLU (3 matrices), two RMSNorms."""
+        d = self.d_model
+        attention = 2 * d * self.q_dim + 2 * d * self.kv_dim
+        mlp = 3 * d * self.ffn_hidden
+        return attention + mlp + 2 * d
+
+    def embedding_params(self) -> int:
+        return self.vocab_size * self.d_model
+
+    def num_params(self) -> int:
+        """All parameters: embedding, blocks, final norm, output head (unless tied)."""
+        head = 0 if self.tie_embeddings else self.embedding_params()
+        return self.embedding_params() + self.n_layers * self.block_params() + self.d_model + head
+
+    def matmul_params(self) -> int:
+        """Parameters that take part in a matmul per position: all but the input embedding
+        lookup (which is a gather). With tied embeddings the shared matrix is the output head."""
+        if self.tie_embeddings:
+            return self.num_params()
+        return self.num_params() - self.embedding_params()
+
+    # --- FLOPs ------------------------------------------------------------------------
+    def attention_flops_per_token(self, seq_len: int) -> float:
+        """Training (fwd+bwd) attention FLOPs per position, PaLM/torchtitan convention:
+        12 * layers * d_attn * seq_len (QK^T and AV, 2 FLOPs per MAC, x3 for backward),
+        counted as if unmasked — the convention MFU figures (PaLM App. B, Llama 3) use."""
+        return 12.0 * self.n_layers * self.q_dim * seq_len
+
+    def train_flops_per_token(self, seq_len: int) -> float:
+        """6 * N_matmul + attention term (Kaplan 2020 / PaLM App. B / torchtitan)."""
+        return 6.0 * self.matmul_params() + self.attention_flops_per_token(seq_len)
+
+    def forward_flops_per_token(self, context: int) -> float:
+        """Inference forward pass per position at a given context: a third of training."""
+        return self.train_flops_per_token(context) / 3.0
+
+    # --- activations ------------------------------------------------------------------
+    def activation_bytes_per_token_layer(self) -> float:
+        """bf16 activations one block keeps for backward, per position, no checkpointing,
+        with a fused (flash) attention that never stores the score matrix:
+        attention half: norm input, norm output, q, k, v, attention output = 2d + 2q + 2*kv_dim;
+        SwiGLU half: norm input, norm output, w1 out, w3 out, silu(w1 out), product = 2d + 4f.
+        Times 2 bytes. (Kernels that fuse norm or SwiGLU keep less; fp32 norm inputs keep more:
+        take it as +-15%.)"""
+        d, f = self.d_model, self.ffn_hidden
+        return 2.0 * (4 * d + 2 * self.q_dim + 2 * self.kv_dim + 4 * f)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out.update(num_params=self.num_params(), matmul_params=self.matmul_params())
+        return out
+
+
+# Published shapes (Llama 3 paper Table 3; Meta's params.json): 128,256-token vocabulary,
+# untied embeddings, GQA with 8 KV heads.
+LLAMA3_8B = ModelShape("llama3-8b", 32, 4096, 32, 8, 14336, 128256)
+LLAMA3_70B = ModelShape("llama3-70b", 80, 8192, 64, 8, 28672, 128256)
+LLAMA3_405B = ModelShape("llama3-405b", 126, 16384, 128, 8, 53248, 128256)
+
+
+def from_core_config(cfg, name: str) -> ModelShape:
+    """Read a ``dualmind.model.config.CoreConfig`` (the conf/model/*.yaml source of truth)."""
+    return ModelShape(
+        name=name,
+        n_layers=cfg.n_layers,
+        d_model=cfg.dim,
+        n_heads=cfg.n_heads,
+        n_kv_heads=cfg.n_kv_heads,
+        ffn_hidden=cfg.ffn_dim,
+        vocab_size=cfg.vocab_size,
+        tie_embeddings=cfg.tie_embeddings,
+        head_dim_override=None if cfg.head_dim == cfg.dim // cfg.n_heads else cfg.head_dim,
+    )

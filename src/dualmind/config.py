@@ -1,0 +1,232 @@
+"""Hydra configuration of training: compose `conf/config.yaml` + `recipes/`, and check it.
+
+`compose(["recipe=core_70b"])` is what tests, the planner and the demo use; `train.py`
+reaches the same config through `@hydra.main`. Both end in `validate(cfg)`, which checks every
+group against a schema so a misspelt key stops the run with its dotted name instead of being
+silently carried along.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+RECIPES_ENV = "DUALMIND_RECIPES_DIR"
+CONF_ENV = "DUALMIND_CONF_DIR"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the offending key."""
+
+
+def repo_root() -> Path:
+    """The source checkout holding conf/ and recipes/ (src/dualmind/config.py -> ../..)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def repo_conf_dir() -> Path:
+    """Absolute path of the primary config folder (override with $DUALMIND_CONF_DIR)."""
+    path = Path(os.environ.get(CONF_ENV) or repo_root() / "conf").resolve()
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(
+            f"no config.yaml in {path}: dualmind's configs live in the source checkout's conf/ "
+            f"folder; set ${CONF_ENV} to point at it"
+        )
+    return path
+
+
+def recipes_dir() -> Path:
+    """Absolute path of the recipes folder (holding recipe/*.yaml)."""
+    return Path(os.environ.get(RECIPES_ENV) or repo_root() / "recipes").resolve()
+
+
+# The primary config reaches recipes/ through hydra.searchpath = file://${oc.env:DUALMIND_RECIPES_DIR}.
+# Set it here, from the package location, unless the user pointed it elsewhere: train.py and
+# compose() both import this module before Hydra reads the searchpath.
+os.environ.setdefault(RECIPES_ENV, str(recipes_dir()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Schemas of the groups this package owns. The model group is checked against CoreConfig.
+
+
+@dataclass
+class DataConfig:
+    dir: str = MISSING
+    seq_len: int = 256
+    batch_size: int = 16
+    seed: int = 1234
+    num_workers: int = 0
+    val_max_batches: Optional[int] = 16
+    lexicon: Optional[str] = None
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = 1
+    precision: str = "bf16-mixed"
+    max_steps: int = 1000
+    val_check_interval: int = 100
+    num_sanity_val_steps: int = 0
+    limit_val_batches: Any = None
+    log_every_n_steps: int = 1
+    gradient_clip_val: Optional[float] = 1.0
+    gradient_clip_algorithm: str = "norm"
+    accumulate_grad_batches: int = 1
+    deterministic: bool = False
+    fast_dev_run: Any = False
+    enable_progress_bar: bool = True
+    checkpoint_every_n_steps: int = 100
+    loggers: list = field(default_factory=lambda: ["csv", "tensorboard"])
+    num_threads: Optional[int] = None
+
+
+@dataclass
+class StrategyConfig:
+    name: str = "single"
+    activation_checkpointing: str = "none"
+    compile: bool = False
+    data_parallel_size: Any = "auto"
+    tensor_parallel_size: int = 1
+    param_dtype: str = "bfloat16"
+    reduce_dtype: str = "float32"
+    device_memory_gib: Optional[float] = None
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"
+    lr: float = 1e-3
+    betas: list = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    fused: Any = "auto"
+
+
+GROUP_SCHEMAS = {
+    "data": DataConfig,
+    "trainer": TrainerConfig,
+    "strategy": StrategyConfig,
+    "optim": OptimConfig,
+}
+TOP_LEVEL_KEYS = {"stage", "name", "seed", "runs_dir", "run_dir", "ckpt_path", "model", *GROUP_SCHEMAS}
+STAGES = ("core", "align")
+ACTIVATION_CHECKPOINTING = ("none", "full", "selective")
+STRATEGIES = ("single", "ddp", "fsdp2")
+
+
+def _check_group(cfg: DictConfig, group: str, schema: type) -> None:
+    node = cfg.get(group)
+    if node is None:
+        raise ConfigError(f"config group '{group}' is missing")
+    try:
+        OmegaConf.merge(OmegaConf.structured(schema), node)
+    except ConfigKeyError as err:
+        key = getattr(err, "key", None) or str(err)
+        known = ", ".join(f.name for f in dataclasses.fields(schema))
+        raise ConfigError(f"unknown config key '{group}.{key}' (known keys of {group}: {known})") from err
+    except ValidationError as err:
+        raise ConfigError(f"bad value for '{group}.{getattr(err, 'key', '?')}': {err.msg}") from err
+
+
+def check_model_config(model_cfg: Any) -> Any:
+    """Build CoreConfig from cfg.model; unknown keys are named as `model.<key>`."""
+    from dualmind.model.config import CoreConfig
+
+    values = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
+    known = {f.name for f in dataclasses.fields(CoreConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key 'model.{unknown[0]}' (CoreConfig fields: {', '.join(sorted(known))})"
+        )
+    try:
+        return CoreConfig.from_dict(values, source="cfg.model")
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"invalid model config: {err}") from err
+
+
+def validate(cfg: DictConfig, check_model: bool = True) -> DictConfig:
+    """Raise ConfigError naming the key for anything misspelt or out of range; return cfg."""
+    unknown = sorted(set(cfg.keys()) - TOP_LEVEL_KEYS - {"hydra"})
+    if unknown:
+        raise ConfigError(f"unknown config key '{unknown[0]}' (top-level keys: {', '.join(sorted(TOP_LEVEL_KEYS))})")
+    for group, schema in GROUP_SCHEMAS.items():
+        _check_group(cfg, group, schema)
+    if cfg.stage not in STAGES:
+        raise ConfigError(f"stage={cfg.stage!r}: expected one of {STAGES}")
+    if cfg.strategy.name not in STRATEGIES:
+        raise ConfigError(f"strategy.name={cfg.strategy.name!r}: expected one of {STRATEGIES}")
+    if cfg.strategy.activation_checkpointing not in ACTIVATION_CHECKPOINTING:
+        raise ConfigError(
+            f"strategy.activation_checkpointing={cfg.strategy.activation_checkpointing!r}: "
+            f"expected one of {ACTIVATION_CHECKPOINTING}"
+        )
+    for key in ("seq_len", "batch_size"):
+        if cfg.data[key] < 1:
+            raise ConfigError(f"data.{key}={cfg.data[key]} must be >= 1")
+    if check_model:
+        core = check_model_config(cfg.model)
+        ctx = _context_length(core)
+        if ctx is not None and cfg.data.seq_len > ctx:
+            raise ConfigError(
+                f"data.seq_len={cfg.data.seq_len} is longer than the model's context "
+                f"(model.{_context_field(core)}={ctx}); shorten data.seq_len or raise the model's context"
+            )
+    return cfg
+
+
+CONTEXT_FIELDS = ("max_seq_len", "block_size", "context_length", "max_position_embeddings")
+
+
+def _context_field(core_cfg: Any) -> Optional[str]:
+    for name in CONTEXT_FIELDS:
+        if hasattr(core_cfg, name):
+            return name
+    return None
+
+
+def _context_length(core_cfg: Any) -> Optional[int]:
+    name = _context_field(core_cfg)
+    return None if name is None else int(getattr(core_cfg, name))
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = "config", validate_cfg: bool = True) -> DictConfig:
+    """Compose the training config as `train.py` would, without running anything.
+
+    The result is in struct mode: reading or setting a key that does not exist raises.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    rdir = recipes_dir()
+    if not (rdir / "recipe").is_dir():
+        raise ConfigError(f"recipes folder {rdir}/recipe does not exist (set ${RECIPES_ENV})")
+    overrides = list(overrides)
+    if GlobalHydra.instance().is_initialized():
+        # Called from inside a Hydra app (e.g. a planner called by train.py): reuse it.
+        cfg = hydra_compose(config_name=config_name, overrides=overrides)
+    else:
+        with initialize_config_dir(version_base="1.3", config_dir=str(repo_conf_dir()), job_name="dualmind"):
+            cfg = hydra_compose(config_name=config_name, overrides=overrides)
+    OmegaConf.set_struct(cfg, True)
+    if validate_cfg:
+        validate(cfg)
+    return cfg
+
+
+def list_recipes() -> list[str]:
+    """Names of all recipes (recipes/recipe/*.yaml)."""
+    return sorted(p.stem for p in (recipes_dir() / "recipe").glob("*.yaml"))

@@ -1,0 +1,248 @@
+"""The one LightningModule of dualmind: `stage` decides what trains.
+
+stage=core   next-symbol prediction on packed hyperphrase sequences (this module, issue 3).
+stage=align  the language decoder against a frozen core (issue 4): add a `_align_step` and the
+             decoder's parameters in `trainable_parameters`; the metrics, optimizer, schedule,
+             checkpoint metadata and NaN guard below are shared by every stage.
+
+Metrics (per step, then per validation run from summed counts, never a mean of ratios):
+    loss              mean NLL per predicted symbol, nats
+    bits_per_symbol   loss / ln 2
+    bpb               bits per byte of the underlying text: sum NLL / (ln 2 * text bytes of the
+                      predicted units) — the honest yardstick, comparable with a BPE model's bpb
+    symbols_per_s, bytes_per_s, lr, flops_per_step (CoreConfig.flops_per_token), flops_total
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import SumMetric
+
+from dualmind.model.config import CoreConfig
+from dualmind.model.core import HyperCore
+
+LN2 = math.log(2.0)
+CHECKPOINT_KEY = "dualmind"
+CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf; training stops before that update is applied."""
+
+
+class LexiconMismatchError(ValueError):
+    """A checkpoint trained with one lexicon loaded against shards of another."""
+
+
+@dataclass
+class StepCounts:
+    """What one batch contributes: summed NLL (nats), predicted symbols, their text bytes."""
+
+    nll_sum: torch.Tensor
+    symbols: torch.Tensor
+    text_bytes: torch.Tensor
+
+    @property
+    def loss(self) -> torch.Tensor:
+        return self.nll_sum / self.symbols.clamp(min=1)
+
+
+def checkpoint_metadata(checkpoint: dict) -> dict:
+    meta = checkpoint.get(CHECKPOINT_KEY)
+    if not isinstance(meta, dict):
+        raise ValueError("not a dualmind checkpoint (no 'dualmind' metadata: lexicon fingerprint, stage)")
+    return meta
+
+
+def check_lexicon(meta: dict, expected: Optional[str], where: str = "checkpoint") -> None:
+    found = meta.get("lexicon_fingerprint")
+    if expected is not None and found is not None and found != expected:
+        raise LexiconMismatchError(
+            f"{where} was trained with lexicon {found}, but the data uses lexicon {expected}; "
+            f"a core only understands the symbols of its own lexicon — use shards built with "
+            f"lexicon {found}, or start a fresh run"
+        )
+
+
+class DualMindModule(L.LightningModule):
+    def __init__(self, cfg: dict, lexicon_fingerprint: Optional[str] = None):
+        """cfg: the run's resolved config as a plain dict (stage, model, data, optim, trainer)."""
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = cfg
+        self.stage = cfg["stage"]
+        self.lexicon_fingerprint = lexicon_fingerprint
+        self.core_config = CoreConfig.from_dict(cfg["model"], source="cfg.model")
+        self.core = HyperCore(self.core_config)
+        if self.stage not in self.STAGE_STEPS:
+            raise NotImplementedError(
+                f"stage={self.stage!r} is not implemented yet (available: {sorted(self.STAGE_STEPS)}; "
+                f"stage=align arrives with the language decoder, issue 4)"
+            )
+        seq_len = cfg["data"]["seq_len"]
+        self.symbols_per_batch = cfg["data"]["batch_size"] * seq_len
+        self.flops_per_symbol = self.core_config.flops_per_token(seq_len)
+        self.val_nll, self.val_symbols, self.val_bytes = SumMetric(), SumMetric(), SumMetric()
+        self.history: dict[str, list] = {"train": [], "val": []}
+        self._t_batch: Optional[float] = None
+        self._flops_total = 0.0
+
+    # ---- stages ---------------------------------------------------------------------------------
+
+    STAGE_STEPS = {"core": "_core_step"}
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> StepCounts:
+        return getattr(self, self.STAGE_STEPS[self.stage])(batch)
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """What the optimizer sees; align will return only the decoder's parameters."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def _core_step(self, batch: dict[str, torch.Tensor]) -> StepCounts:
+        out = self.core(batch["ids"], doc_ids=batch["doc_ids"])
+        targets = batch["targets"]
+        nll = F.cross_entropy(out.logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+        return StepCounts(nll.sum(), torch.tensor(targets.numel(), device=nll.device),
+                          batch["target_bytes"].sum())
+
+    # ---- training -------------------------------------------------------------------------------
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._t_batch = time.perf_counter()
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        counts = self._step(batch)
+        loss = counts.loss
+        if not torch.isfinite(loss):
+            ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none written yet"
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at step {self.global_step} (batch {batch_idx}); "
+                f"stopped before applying this update. Last good checkpoint: {ckpt}. Lower optim.lr, "
+                f"check the data, or resume with ckpt_path=last"
+            )
+        bpb = counts.nll_sum.detach() / (LN2 * counts.text_bytes.clamp(min=1))
+        self._last = (loss.detach(), bpb, counts.symbols, counts.text_bytes)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/bits_per_symbol", loss.detach() / LN2)
+        self.log("train/bpb", bpb, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        dt = time.perf_counter() - (self._t_batch or time.perf_counter())
+        loss, bpb, symbols, text_bytes = self._last
+        step_flops = self.flops_per_symbol * float(symbols)
+        self._flops_total += step_flops
+        if dt > 0:
+            self.log("train/symbols_per_s", float(symbols) / dt)
+            self.log("train/bytes_per_s", float(text_bytes) / dt)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.log("train/flops_per_step", step_flops)
+        self.log("train/flops_total", self._flops_total)
+        self.history["train"].append({"step": self.global_step, "loss": float(loss), "bpb": float(bpb),
+                                      "seconds": dt})
+
+    # ---- validation -----------------------------------------------------------------------------
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        counts = self._step(batch)
+        self.val_nll.update(counts.nll_sum.float())
+        self.val_symbols.update(counts.symbols.float())
+        self.val_bytes.update(counts.text_bytes.float())
+
+    def on_validation_epoch_end(self) -> None:
+        nll, symbols, text_bytes = self.val_nll.compute(), self.val_symbols.compute(), self.val_bytes.compute()
+        for metric in (self.val_nll, self.val_symbols, self.val_bytes):
+            metric.reset()
+        if symbols <= 0:
+            return
+        loss = nll / symbols
+        bpb = nll / (LN2 * text_bytes.clamp(min=1))
+        self.log("val/loss", loss, prog_bar=True)
+        self.log("val/bits_per_symbol", loss / LN2)
+        self.log("val/bpb", bpb, prog_bar=True)
+        if not self.trainer.sanity_checking:
+            self.history["val"].append({"step": self.global_step, "loss": float(loss), "bpb": float(bpb)})
+
+    # ---- optimizer ------------------------------------------------------------------------------
+
+    def configure_optimizers(self):
+        o = self.cfg["optim"]
+        params = self.trainable_parameters()
+        # Decay matrices only: norm gains and biases have no scale to regularise.
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        fused = o.get("fused", "auto")
+        if fused == "auto":
+            fused = params[0].device.type in ("cpu", "cuda") if params else False
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": o["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], fused=bool(fused),
+        )
+        total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 \
+            else int(self.trainer.estimated_stepping_batches)
+        schedule = warmup_cosine(o["warmup_steps"], max(total, 1), o["min_lr_ratio"])
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Clip here rather than in Lightning's AMP plugin, which refuses fused optimizers even
+        under bf16 where no loss scaler exists to unscale; also logs the gradient norm."""
+        if not gradient_clip_val:
+            return
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:  # fp16: unscale first
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+            self.log("train/grad_norm", norm)
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        import dualmind
+
+        checkpoint[CHECKPOINT_KEY] = {
+            "format": CHECKPOINT_FORMAT,
+            "dualmind_version": dualmind.__version__,
+            "stage": self.stage,
+            "lexicon_fingerprint": self.lexicon_fingerprint,
+            "model": self.core_config.to_dict(),
+            "flops_total": self._flops_total,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        meta = checkpoint_metadata(checkpoint)
+        check_lexicon(meta, self.lexicon_fingerprint)
+        if self.lexicon_fingerprint is None:
+            self.lexicon_fingerprint = meta.get("lexicon_fingerprint")
+        self._flops_total = float(meta.get("flops_total", 0.0))
+
+
+class WarmupCosine:
+    """LR multiplier: linear warmup over `warmup` steps, then cosine from 1 to `floor` at `total`.
+
+    A class, not a closure, so the LambdaLR state stays picklable in checkpoints.
+    """
+
+    def __init__(self, warmup: int, total: int, floor: float):
+        self.warmup, self.total, self.floor = warmup, total, floor
+
+    def __call__(self, step: int) -> float:
+        if self.warmup > 0 and step < self.warmup:
+            return (step + 1) / self.warmup
+        span = max(1, self.total - self.warmup)
+        progress = min(1.0, (step - self.warmup) / span)
+        return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_cosine(warmup: int, total: int, floor: float) -> WarmupCosine:
+    return WarmupCosine(warmup, total, floor)

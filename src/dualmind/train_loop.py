@@ -1,0 +1,216 @@
+"""Run one training job from a composed config: `run(cfg)` (train.py, the demo, tests).
+
+    from dualmind.train_loop import train
+    result = train(["recipe=core_mini", "data.dir=runs/demo/corpus"])
+    print(result.summary())
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from dualmind.config import compose, validate
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot start or continue; the message says why and names the key/path/step."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    wall_s: float
+    train: list[dict] = field(default_factory=list)  # {"step", "loss", "bpb", "seconds"} per batch
+    val: list[dict] = field(default_factory=list)  # {"step", "loss", "bpb"} per validation
+    last_checkpoint: Optional[Path] = None
+    lexicon_fingerprint: Optional[str] = None
+
+    @property
+    def first_loss(self) -> float:
+        return self.train[0]["loss"] if self.train else math.nan
+
+    @property
+    def last_loss(self) -> float:
+        return self.train[-1]["loss"] if self.train else math.nan
+
+    @property
+    def val_bpb(self) -> float:
+        return self.val[-1]["bpb"] if self.val else math.nan
+
+    def summary(self) -> str:
+        lines = [f"trained {self.steps} steps in {self.wall_s:.0f} s -> {self.run_dir}"]
+        if self.train:
+            lines.append(f"train loss {self.first_loss:.3f} -> {self.last_loss:.3f} nats/symbol "
+                         f"(bpb {self.train[0]['bpb']:.3f} -> {self.train[-1]['bpb']:.3f})")
+        for v in self.val:
+            lines.append(f"  step {v['step']:>6}: val loss {v['loss']:.3f}, val bits/byte {v['bpb']:.3f}")
+        if self.last_checkpoint:
+            lines.append(f"checkpoint: {self.last_checkpoint}")
+        return "\n".join(lines)
+
+
+def train(overrides: Sequence[str] = ()) -> TrainResult:
+    """Compose the config from Hydra-style overrides and run it."""
+    return run(compose(overrides))
+
+
+def resolve_run_dir(cfg: DictConfig) -> Path:
+    if cfg.run_dir:
+        return Path(cfg.run_dir)
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.runs_dir) / cfg.name
+
+
+def _precision(requested: str) -> str:
+    import torch
+
+    if requested == "bf16-mixed" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        return "16-mixed"  # pre-Ampere GPU: fp16 autocast with a grad scaler instead
+    return requested
+
+
+def _strategy(cfg: DictConfig) -> Any:
+    name = cfg.strategy.name
+    if cfg.strategy.activation_checkpointing != "none" or cfg.strategy.compile:
+        if name != "fsdp2":
+            raise TrainingError(
+                f"strategy.activation_checkpointing={cfg.strategy.activation_checkpointing} / "
+                f"strategy.compile={cfg.strategy.compile} are applied by strategy=fsdp2 (issue 5); "
+                f"use none/false with strategy={name}"
+            )
+    if name == "single":
+        return "auto"
+    if name == "ddp":
+        return "ddp"
+    raise NotImplementedError(
+        "strategy=fsdp2 composes (for planning and dry runs) but training with it arrives with the "
+        "scale-out issue (#5); use strategy=single or strategy=ddp"
+    )
+
+
+def _ckpt_lexicon(path: Path) -> dict:
+    import torch
+
+    from dualmind.lit import checkpoint_metadata
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - reported with the path
+        raise TrainingError(f"ckpt_path={path}: cannot read checkpoint ({err})") from err
+    try:
+        return checkpoint_metadata(ckpt)
+    except ValueError as err:
+        raise TrainingError(f"ckpt_path={path}: {err}") from err
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()):
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    t = cfg.trainer
+    loggers = []
+    for name in t.loggers:
+        if name == "csv":
+            loggers.append(CSVLogger(save_dir=str(run_dir), name="csv"))
+        elif name == "tensorboard":
+            loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard"))
+        else:
+            raise TrainingError(f"trainer.loggers: unknown logger {name!r} (known: csv, tensorboard)")
+    every = t.checkpoint_every_n_steps or None
+    checkpoint = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="step{step:07d}",
+                                 auto_insert_metric_name=False, every_n_train_steps=every,
+                                 save_top_k=1, save_last=True)
+    cbs = [checkpoint, *callbacks]
+    if t.enable_progress_bar:
+        cbs.append(RichProgressBar(leave=True))
+    limit_val = t.limit_val_batches
+    return L.Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+        strategy=_strategy(cfg), precision=_precision(t.precision),
+        max_steps=t.max_steps, val_check_interval=t.val_check_interval, check_val_every_n_epoch=None,
+        num_sanity_val_steps=t.num_sanity_val_steps,
+        limit_val_batches=limit_val if limit_val is not None else 1.0,
+        log_every_n_steps=t.log_every_n_steps, gradient_clip_val=t.gradient_clip_val,
+        gradient_clip_algorithm=t.gradient_clip_algorithm,
+        accumulate_grad_batches=t.accumulate_grad_batches, deterministic=t.deterministic,
+        fast_dev_run=t.fast_dev_run, enable_progress_bar=t.enable_progress_bar,
+        logger=loggers or False, callbacks=cbs, default_root_dir=str(run_dir),
+        use_distributed_sampler=False,  # our loaders give each rank its own batches, seeded
+        enable_model_summary=False,
+    )
+
+
+def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Train as configured; raises TrainingError (bad input) or NonFiniteLossError (NaN/inf).
+
+    callbacks: extra Lightning callbacks (tests use one to interrupt a run).
+    """
+    import lightning as L
+    import torch
+
+    from dualmind.data.datamodule import CoreDataModule, DataConfigError
+    from dualmind.lit import DualMindModule, LexiconMismatchError, check_lexicon
+
+    validate(cfg)
+    if OmegaConf.is_missing(cfg.data, "dir"):
+        raise TrainingError("data.dir is not set: pass data.dir=<corpus folder> "
+                            "(build one with `dualmind corpus build`)")
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    run_dir = resolve_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    datamodule = CoreDataModule.from_config(cfg)
+    try:
+        datamodule.prepare()
+    except DataConfigError as err:
+        raise TrainingError(str(err)) from err
+    except Exception as err:  # ShardError and friends from the corpus package: add the key
+        raise TrainingError(f"data.dir={cfg.data.dir}: {err}") from err
+
+    ckpt_path = cfg.ckpt_path
+    if ckpt_path and ckpt_path != "last":
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise TrainingError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+        try:
+            check_lexicon(_ckpt_lexicon(path), datamodule.lexicon_fingerprint, where=f"checkpoint {path}")
+        except LexiconMismatchError as err:
+            raise TrainingError(str(err)) from err
+    elif ckpt_path == "last":
+        lasts = sorted((run_dir / "checkpoints").glob("last*.ckpt"), key=os.path.getmtime)
+        if lasts:
+            try:
+                check_lexicon(_ckpt_lexicon(lasts[-1]), datamodule.lexicon_fingerprint,
+                              where=f"checkpoint {lasts[-1]}")
+            except LexiconMismatchError as err:
+                raise TrainingError(str(err)) from err
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    plain_cfg = OmegaConf.to_container(cfg, resolve=True)
+    plain_cfg.pop("hydra", None)
+    module = DualMindModule(plain_cfg, lexicon_fingerprint=datamodule.lexicon_fingerprint)
+    trainer = build_trainer(cfg, run_dir, callbacks)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path or None)
+    wall = time.perf_counter() - start
+    last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+    return TrainResult(run_dir=run_dir, steps=trainer.global_step, wall_s=wall,
+                       train=module.history["train"], val=module.history["val"],
+                       last_checkpoint=Path(last) if last else None,
+                       lexicon_fingerprint=datamodule.lexicon_fingerprint)

@@ -1,0 +1,42 @@
+"""Hydra entry point of dualmind training.
+
+    python train.py recipe=core_mini data.dir=runs/demo/corpus
+    python train.py recipe=core_mini data.dir=... ckpt_path=last          # resume exactly
+    python train.py -m recipe=core_mini data.dir=... optim.lr=1e-3,3e-4   # sweep (basic launcher)
+    python train.py -m recipe=sweep_core_mini data.dir=...                # the recipe's own sweep
+
+The configs are conf/ (primary + groups) and recipes/recipe/ (found through hydra.searchpath,
+set from the package location by dualmind.config). Runs land in runs/<name>/.
+"""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+import dualmind.config  # noqa: F401  (sets DUALMIND_RECIPES_DIR before Hydra reads the searchpath)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from dualmind.config import ConfigError
+    from dualmind.data.datamodule import DataConfigError
+    from dualmind.lit import NonFiniteLossError
+    from dualmind.train_loop import TrainingError, run
+
+    try:
+        result = run(cfg)
+    except (TrainingError, ConfigError, DataConfigError, NonFiniteLossError) as err:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # let the sweep report which job failed
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(result.summary())
+    return result.val_bpb  # the objective a sweeper can minimise
+
+
+if __name__ == "__main__":
+    main()

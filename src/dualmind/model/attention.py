@@ -36,7 +36,7 @@ class BackendUnavailable(RuntimeError):
     """A forced attention backend cannot run here; the message says why and what to do."""
 
 
-# ---- choosing a backend ---------------------------------------------------------------------------
+# ---- choosing a backend ----
 
 def is_installed(backend: str) -> bool:
     if backend == "sdpa":
@@ -83,14 +83,15 @@ def resolve_backend(requested: str, device: torch.device, dtype: torch.dtype) ->
                 return candidate
         return "sdpa"
     if requested not in BACKENDS:
-        raise BackendUnavailable(f"unknown attention backend {requested!r}; choose one of {BACKENDS}")
+        raise BackendUnavailable(
+            f"unknown attention backend {requested!r}; choose one of {BACKENDS}")
     reason = unusable_reason(requested, device, dtype)
     if reason is not None:
         raise BackendUnavailable(f"attn_backend={requested!r} cannot run: {reason}")
     return requested
 
 
-# ---- the per-forward layout (built once, shared by every layer) ----------------------------------
+# ---- the per-forward layout (built once, shared by every layer) ----
 
 def segment_ids(doc_ids: torch.Tensor) -> torch.Tensor:
     """[B,T] -> [B,T] index of each position's document run within its row (0, 0, 1, 1, 2, ...)."""
@@ -124,11 +125,19 @@ class AttentionLayout:
 
 def build_layout(requested: str, doc_ids: torch.Tensor | None, batch: int, seq_len: int,
                  device: torch.device, dtype: torch.dtype) -> AttentionLayout:
+    """Resolve the backend for these tensors and precompute its view of the packing."""
     backend = resolve_backend(requested, device, dtype)
+    return layout_for(backend, doc_ids, batch, seq_len, device)
+
+
+def layout_for(backend: str, doc_ids: torch.Tensor | None, batch: int, seq_len: int,
+               device: torch.device) -> AttentionLayout:
+    """The layout for an already-resolved backend (tests call it directly with stand-in kernels)."""
     packed = False
     if doc_ids is not None:
         if doc_ids.shape != (batch, seq_len):
-            raise ValueError(f"doc_ids has shape {tuple(doc_ids.shape)}, expected {(batch, seq_len)}")
+            raise ValueError(
+                f"doc_ids has shape {tuple(doc_ids.shape)}, expected {(batch, seq_len)}")
         segments = segment_ids(doc_ids)
         packed = bool((segments[:, -1] > 0).any())  # one sync; lets unpacked rows take is_causal
     if not packed:
@@ -159,7 +168,7 @@ def document_lengths(segments: torch.Tensor) -> list[int]:
     return counts.tolist()
 
 
-# ---- attending --------------------------------------------------------------------------------------
+# ---- attending ----
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: AttentionLayout
            ) -> torch.Tensor:

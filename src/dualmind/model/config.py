@@ -113,7 +113,7 @@ class CoreConfig:
         if self.rope_scaling is not None:
             self.rope_scaling = _check_rope_scaling(self.rope_scaling)
 
-    # ---- construction -------------------------------------------------------------------------
+    # ---- construction ----
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str | os.PathLike | None = None
@@ -169,7 +169,7 @@ class CoreConfig:
             d["rope_scaling"] = dict(d["rope_scaling"])
         return d
 
-    # ---- sizes --------------------------------------------------------------------------------
+    # ---- sizes ----
 
     @property
     def q_dim(self) -> int:
@@ -186,8 +186,11 @@ class CoreConfig:
         return attention + feed_forward + 2 * self.dim
 
     def num_params(self) -> int:
-        """Closed-form parameter count; equals ``sum(p.numel() for p in HyperCore(cfg).parameters())``
-        (a tied embedding/head matrix counted once)."""
+        """Closed-form parameter count.
+
+        Equals ``sum(p.numel() for p in HyperCore(cfg).parameters())`` (a tied embedding/head
+        matrix counted once).
+        """
         head = 0 if self.tie_embeddings else self.vocab_size * self.dim
         return self.n_layers * self.block_params() + self.dim + self.vocab_size * self.dim + head
 
@@ -238,7 +241,8 @@ def _check_rope_scaling(scaling: Mapping[str, Any]) -> dict[str, Any]:
         if required and key not in scaling:
             raise ConfigError(f"model config: rope_scaling type {kind!r} needs key {key!r}")
     if not scaling["factor"] >= 1.0:
-        raise ConfigError(f"model config: rope_scaling.factor must be >= 1, got {scaling['factor']}")
+        raise ConfigError(
+            f"model config: rope_scaling.factor must be >= 1, got {scaling['factor']}")
     if kind == "llama3":
         scaling.setdefault("low_freq_factor", 1.0)
         scaling.setdefault("high_freq_factor", 4.0)

@@ -117,7 +117,7 @@ class HyperCore(nn.Module):
             self.output.weight = self.tok_embeddings.weight
         self.init_weights()
 
-    # ---- forward ----------------------------------------------------------------------------------
+    # ---- forward ----
 
     def forward(self, ids: torch.Tensor, doc_ids: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None, *, return_hidden_states: bool = False,
@@ -158,7 +158,7 @@ class HyperCore(nn.Module):
         logits = self.output(hidden) if compute_logits else None
         return CoreOutput(logits, hidden, tuple(states) if states is not None else None)
 
-    # ---- initialisation ---------------------------------------------------------------------------
+    # ---- initialisation ----
 
     @torch.no_grad()
     def init_weights(self) -> None:

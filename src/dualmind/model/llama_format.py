@@ -1,0 +1,142 @@
+"""Llama-format weights <-> HyperCore: start a core from Llama weights, or hand one to Llama tools.
+
+Two source layouts exist:
+- transformers (``LlamaForCausalLM.state_dict()``, safetensors on model hubs): the same RoPE layout
+  as the core (rotate_half pairs feature i with i + head_dim/2), so tensors map by name only.
+- Meta's original ``consolidated.*.pth``: RoPE pairs neighbours (2i, 2i+1), so the rows of wq and
+  wk are permuted into the half-split layout — the permutation transformers' converter applies.
+
+Nothing is downloaded here; callers bring a state dict.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from dualmind.model.config import CoreConfig
+
+# HyperCore name <- transformers name, per block ({i} = layer index)
+_HF_BLOCK = {
+    "attention.wq.weight": "self_attn.q_proj.weight",
+    "attention.wk.weight": "self_attn.k_proj.weight",
+    "attention.wv.weight": "self_attn.v_proj.weight",
+    "attention.wo.weight": "self_attn.o_proj.weight",
+    "feed_forward.w1.weight": "mlp.gate_proj.weight",
+    "feed_forward.w3.weight": "mlp.up_proj.weight",
+    "feed_forward.w2.weight": "mlp.down_proj.weight",
+    "attention_norm.weight": "input_layernorm.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+}
+_HF_TOP = {
+    "tok_embeddings.weight": "model.embed_tokens.weight",
+    "norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+
+
+def core_config_from_hf(hf_config: Any, **overrides: Any) -> CoreConfig:
+    """CoreConfig with the shape and numerics of a transformers ``LlamaConfig``.
+
+    Supports rope types default, linear and llama3 (transformers 4.x ``rope_scaling`` or 5.x
+    ``rope_parameters``); others (yarn, dynamic, longrope) raise ValueError.
+    """
+    rope = getattr(hf_config, "rope_parameters", None) or {}
+    legacy = getattr(hf_config, "rope_scaling", None) or {}
+    params = {**legacy, **rope}
+    theta = params.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0))
+    kind = params.get("rope_type", params.get("type", "default"))
+    if kind == "default":
+        scaling = None
+    elif kind == "linear":
+        scaling = {"type": "linear", "factor": params["factor"]}
+    elif kind == "llama3":
+        scaling = {"type": "llama3", "factor": params["factor"],
+                   "low_freq_factor": params["low_freq_factor"],
+                   "high_freq_factor": params["high_freq_factor"],
+                   "original_max_seq_len": params["original_max_position_embeddings"]}
+    else:
+        raise ValueError(f"rope type {kind!r} of this Llama config is not supported by the core "
+                         "(supported: default, linear, llama3)")
+    if getattr(hf_config, "attention_bias", False) or getattr(hf_config, "mlp_bias", False):
+        raise ValueError("Llama configs with attention_bias/mlp_bias are not supported by the core")
+    values = dict(
+        vocab_size=hf_config.vocab_size, dim=hf_config.hidden_size,
+        n_layers=hf_config.num_hidden_layers, n_heads=hf_config.num_attention_heads,
+        n_kv_heads=hf_config.num_key_value_heads, ffn_dim=hf_config.intermediate_size,
+        head_dim=getattr(hf_config, "head_dim", None), norm_eps=hf_config.rms_norm_eps,
+        rope_theta=float(theta), rope_scaling=scaling,
+        max_seq_len=hf_config.max_position_embeddings,
+        tie_embeddings=bool(getattr(hf_config, "tie_word_embeddings", False)),
+    )
+    values.update(overrides)
+    return CoreConfig(**values)
+
+
+def from_hf_state_dict(state_dict: Mapping[str, torch.Tensor], cfg: CoreConfig
+                       ) -> dict[str, torch.Tensor]:
+    """Rename a ``LlamaForCausalLM`` state dict to HyperCore names (strict: every tensor is used).
+
+    Load the result with ``model.load_state_dict(result)``. Unexpected or missing tensors raise
+    KeyError naming them; shapes are checked by ``load_state_dict``.
+    """
+    rename = _hf_names(cfg)  # hf name -> core name
+    out: dict[str, torch.Tensor] = {}
+    unused = []
+    for name, tensor in state_dict.items():
+        if name in rename:
+            out[rename[name]] = tensor
+        elif not name.endswith("rotary_emb.inv_freq"):  # old checkpoints stored this buffer
+            unused.append(name)
+    if cfg.tie_embeddings and "tok_embeddings.weight" in out:
+        # A tied head is the embedding itself (transformers may or may not list lm_head).
+        head = out.setdefault("output.weight", out["tok_embeddings.weight"])
+        if not torch.equal(head, out["tok_embeddings.weight"]):
+            raise ValueError("tie_embeddings=True but lm_head.weight differs from embed_tokens")
+    missing = sorted(set(rename.values()) - set(out))
+    if unused or missing:
+        raise KeyError(f"Llama state dict does not match the core config: unexpected "
+                       f"{sorted(unused)[:8]}, missing {missing[:8]}")
+    return out
+
+
+def to_hf_state_dict(core_state: Mapping[str, torch.Tensor], cfg: CoreConfig
+                     ) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`from_hf_state_dict` (for exporting a core to Llama tooling)."""
+    rename = {core: hf for hf, core in _hf_names(cfg).items()}
+    return {rename[name]: t for name, t in core_state.items() if name in rename}
+
+
+def from_meta_state_dict(state_dict: Mapping[str, torch.Tensor], cfg: CoreConfig
+                         ) -> dict[str, torch.Tensor]:
+    """Meta's original Llama checkpoint (one shard) -> HyperCore names and RoPE layout."""
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in state_dict.items():
+        if name == "rope.freqs":
+            continue
+        if re.fullmatch(r"layers\.\d+\.attention\.wq\.weight", name):
+            tensor = interleaved_to_half(tensor, cfg.n_heads, cfg.head_dim)
+        elif re.fullmatch(r"layers\.\d+\.attention\.wk\.weight", name):
+            tensor = interleaved_to_half(tensor, cfg.n_kv_heads, cfg.head_dim)
+        out[name] = tensor  # Meta's names are the core's names
+    return out
+
+
+def interleaved_to_half(w: torch.Tensor, n_heads: int, head_dim: int) -> torch.Tensor:
+    """Reorder the output rows of a q/k projection from (2i, 2i+1) RoPE pairs to (i, i+Dh/2)."""
+    return (w.view(n_heads, head_dim // 2, 2, -1).transpose(1, 2).reshape(n_heads * head_dim, -1))
+
+
+def half_to_interleaved(w: torch.Tensor, n_heads: int, head_dim: int) -> torch.Tensor:
+    return (w.view(n_heads, 2, head_dim // 2, -1).transpose(1, 2).reshape(n_heads * head_dim, -1))
+
+
+def _hf_names(cfg: CoreConfig) -> dict[str, str]:
+    names = {hf: core for core, hf in _HF_TOP.items()}
+    for i in range(cfg.n_layers):
+        for core, hf in _HF_BLOCK.items():
+            names[f"model.layers.{i}.{hf}"] = f"layers.{i}.{core}"
+    return names

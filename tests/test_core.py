@@ -1,0 +1,227 @@
+"""The hyper-core: shapes and counts, packing, RoPE scaling, init, config errors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from dualmind.model import attention as attn
+from dualmind.model.config import ConfigError, CoreConfig, available_shapes, conf_dir
+from dualmind.model.core import HyperCore
+from dualmind.model.rope import inverse_frequencies
+
+SHAPES = ["mini", "125m", "1b", "8b", "70b", "200b"]
+KNOWN_COUNTS = {  # published counts of the Llama shapes we mirror
+    "1b": 1_235_814_400,  # Llama-3.2-1B
+    "8b": 8_030_261_248,  # Llama-3-8B
+    "70b": 70_553_706_496,  # Llama-3-70B
+}
+
+
+def tiny(**overrides) -> CoreConfig:
+    values = dict(vocab_size=61, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=48,
+                  max_seq_len=64, rope_theta=1000.0)
+    values.update(overrides)
+    return CoreConfig(**values)
+
+
+def test_every_named_shape_is_present():
+    assert set(SHAPES) <= set(available_shapes())
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_shape_on_meta_matches_closed_form(name):
+    cfg = CoreConfig.from_name(name)
+    with torch.device("meta"):
+        model = HyperCore(cfg)
+    counted = sum(p.numel() for p in model.parameters())
+    assert counted == cfg.num_params() == model.num_params()
+    if name in KNOWN_COUNTS:
+        assert counted == KNOWN_COUNTS[name]
+    assert len(model.layers) == cfg.n_layers
+
+
+def test_200b_is_about_200b_and_mini_is_small():
+    assert 195e9 < CoreConfig.from_name("200b").num_params() < 205e9
+    assert CoreConfig.from_name("mini").num_params() < 20e6
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_flops_per_token_is_torchtitans_formula(tie):
+    cfg = tiny(tie_embeddings=tie)
+    n = cfg.num_params() - (0 if tie else cfg.vocab_size * cfg.dim)  # the lookup does no FLOPs
+    assert cfg.matmul_params() == n
+    attention = cfg.n_layers * cfg.n_heads * cfg.head_dim * 50
+    assert cfg.flops_per_token(50) == 6 * n + 12 * attention
+    assert cfg.flops_per_token(50, training=False) == 2 * n + 4 * attention
+    assert cfg.non_embedding_params() == cfg.n_layers * cfg.block_params() + cfg.dim
+
+
+# ---- forward ----
+
+def test_forward_shapes_hidden_states_and_logit_lens():
+    torch.manual_seed(0)
+    cfg = tiny()
+    model = HyperCore(cfg).eval()
+    ids = torch.randint(0, cfg.vocab_size, (2, 10))
+    out = model(ids, return_hidden_states=True)
+    assert out.logits.shape == (2, 10, cfg.vocab_size) and out.hidden.shape == (2, 10, cfg.dim)
+    assert len(out.hidden_states) == cfg.n_layers + 1
+    # hidden is the final-normed stream the head reads: norm(last state) -> logits
+    torch.testing.assert_close(out.hidden, model.norm(out.hidden_states[-1]))
+    torch.testing.assert_close(out.logits, model.output(out.hidden))
+    assert model(ids, compute_logits=False).logits is None
+
+
+def test_packed_documents_do_not_see_each_other():
+    torch.manual_seed(0)
+    cfg = tiny(n_layers=3)
+    model = HyperCore(cfg).eval()
+    a = torch.randint(0, cfg.vocab_size, (1, 9))
+    b = torch.randint(0, cfg.vocab_size, (1, 13))
+    doc_ids = torch.tensor([[0] * 9 + [1] * 13])
+    with torch.no_grad():
+        packed = model(torch.cat([a, b], 1), doc_ids=doc_ids).logits
+        perturbed = model(torch.cat([(a + 7) % cfg.vocab_size, b], 1), doc_ids=doc_ids).logits
+        alone = model(b).logits
+    torch.testing.assert_close(perturbed[:, 9:], packed[:, 9:], atol=0, rtol=0)  # bit-identical
+    assert (perturbed[:, :9] - packed[:, :9]).abs().max() > 1e-3  # the perturbation is real
+    # positions restart per document: B packed after A computes what B alone computes
+    torch.testing.assert_close(packed[:, 9:], alone, atol=1e-5, rtol=1e-5)
+    # ...and without the document mask B would have read A
+    unmasked = model(torch.cat([(a + 7) % cfg.vocab_size, b], 1)).logits
+    assert (unmasked[:, 9:] - packed[:, 9:]).abs().max() > 1e-3
+
+
+def test_no_gradient_crosses_a_document_boundary():
+    torch.manual_seed(0)
+    cfg = tiny()
+    model = HyperCore(cfg)
+    ids = torch.randint(0, cfg.vocab_size, (1, 12))
+    doc_ids = torch.tensor([[0] * 5 + [1] * 7])
+    embeddings = model.tok_embeddings(ids).detach().requires_grad_(True)
+    model.tok_embeddings.forward = lambda _ids: embeddings  # feed the leaf we watch
+    model(ids, doc_ids=doc_ids).logits[:, 5:].sum().backward()
+    assert embeddings.grad[:, :5].abs().max() == 0  # doc 0 gets nothing from doc 1's loss
+    assert embeddings.grad[:, 5:].abs().max() > 0
+
+
+def test_sequence_longer_than_context_is_an_error():
+    model = HyperCore(tiny(max_seq_len=8))
+    with pytest.raises(ValueError, match="longer than the model's context"):
+        model(torch.zeros(1, 9, dtype=torch.long))
+    with pytest.raises(ValueError, match="position 8 is beyond"):
+        model(torch.zeros(1, 2, dtype=torch.long), positions=torch.tensor([[0, 8]]))
+
+
+def test_bf16_autocast_forward_runs():
+    model = HyperCore(tiny())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randint(0, 61, (2, 16)), doc_ids=torch.tensor([[0] * 8 + [1] * 8] * 2))
+    assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.logits.float()).all()
+
+
+# ---- RoPE scaling ----
+
+def test_linear_rope_scaling_is_position_interpolation():
+    torch.manual_seed(0)
+    plain = HyperCore(tiny()).eval()
+    scaled = HyperCore(tiny(rope_scaling={"type": "linear", "factor": 2.0})).eval()
+    scaled.load_state_dict(plain.state_dict())
+    ids = torch.randint(0, 61, (1, 6))
+    with torch.no_grad():
+        unscaled = plain(ids).logits  # positions 0..5
+        stretched = scaled(ids, positions=torch.arange(0, 12, 2)[None]).logits  # 0,2,..,10 / 2
+        direct = scaled(ids).logits
+    torch.testing.assert_close(stretched, unscaled)
+    assert (direct - unscaled).abs().max() > 1e-4  # the scaling does change the model
+
+
+def test_ntk_and_llama3_scaling_keep_high_and_stretch_low_frequencies():
+    base = inverse_frequencies(64, 10000.0, None)
+    ntk = inverse_frequencies(64, 10000.0, {"type": "ntk", "factor": 8.0})
+    llama3 = inverse_frequencies(64, 10000.0, {"type": "llama3", "factor": 8.0, "low_freq_factor":
+                                               1.0, "high_freq_factor": 4.0,
+                                               "original_max_seq_len": 512})
+    assert ntk[0] == base[0] == llama3[0] == 1.0  # fastest rotation untouched
+    assert math.isclose(ntk[-1] / base[-1], 1 / 8, rel_tol=0.01)  # slowest stretched ~factor
+    assert math.isclose(llama3[-1] / base[-1], 1 / 8, rel_tol=1e-6)
+    assert torch.all(llama3 <= base) and torch.all(ntk <= base)
+
+
+# ---- init ----
+
+def test_meta_build_then_materialise_and_init():
+    cfg = tiny(n_layers=4)
+    with torch.device("meta"):
+        model = HyperCore(cfg)
+    model.to_empty(device="cpu")
+    torch.manual_seed(0)
+    model.init_weights()
+    out = model(torch.randint(0, cfg.vocab_size, (1, 8)))
+    assert torch.isfinite(out.logits).all()
+    assert torch.equal(model.layers[0].attention_norm.weight, torch.ones(cfg.dim))
+    # output projections are shrunk with depth; input projections keep init_std
+    big = HyperCore(tiny(dim=256, ffn_dim=512, n_layers=8, init_std=0.02))
+    assert math.isclose(big.layers[0].attention.wq.weight.std().item(), 0.02, rel_tol=0.1)
+    assert math.isclose(big.layers[0].attention.wo.weight.std().item(), 0.02 / 4, rel_tol=0.1)
+    depth = HyperCore(tiny(dim=256, ffn_dim=512, n_layers=8, init_scheme="depth"))
+    assert math.isclose(depth.layers[7].feed_forward.w2.weight.std().item(), 0.02 / 4,
+                        rel_tol=0.1)
+    assert math.isclose(depth.layers[0].feed_forward.w2.weight.std().item(), 0.02 / 2 ** 0.5,
+                        rel_tol=0.1)
+
+
+def test_tied_embeddings_share_one_matrix():
+    model = HyperCore(tiny(tie_embeddings=True))
+    assert model.output.weight is model.tok_embeddings.weight
+    assert model.num_params() == tiny(tie_embeddings=True).num_params()
+
+
+# ---- config ----
+
+def _conf_with(tmp_path: Path, name: str, text: str) -> Path:
+    (tmp_path / "model").mkdir(exist_ok=True)
+    path = tmp_path / "model" / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_unknown_shape_lists_available(monkeypatch):
+    with pytest.raises(ConfigError, match=r"no model shape named 'huge'.*available: \[.*'mini'"):
+        CoreConfig.from_name("huge")
+
+
+def test_unknown_key_names_key_and_file(tmp_path, monkeypatch):
+    mini = (conf_dir() / "model" / "mini.yaml").read_text()
+    path = _conf_with(tmp_path, "typo", mini + "n_layer: 3\n")
+    monkeypatch.setenv("DUALMIND_CONF_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"'n_layer'.*typo\.yaml"):
+        CoreConfig.from_name("typo")
+    assert str(path).endswith("typo.yaml")
+
+
+def test_bad_values_name_the_key():
+    with pytest.raises(ConfigError, match="n_kv_heads"):
+        tiny(n_kv_heads=3)
+    with pytest.raises(ConfigError, match="attn_backend"):
+        tiny(attn_backend="fast")
+    with pytest.raises(ConfigError, match="needs key 'original_max_seq_len'"):
+        tiny(rope_scaling={"type": "llama3", "factor": 8.0})
+    with pytest.raises(ConfigError, match="rope_scaling.type"):
+        tiny(rope_scaling={"type": "yarn", "factor": 8.0})
+
+
+def test_config_round_trips_through_dict():
+    cfg = tiny(rope_scaling={"type": "linear", "factor": 2.0})
+    assert CoreConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_forced_missing_backend_fails_at_construction():
+    if attn.is_installed("flash"):
+        pytest.skip("flash-attn is installed here; the CPU refusal is tested in test_attention")
+    with pytest.raises(attn.BackendUnavailable, match=r"flash-attn.*pip install 'dualmind\[gpu\]'"):
+        HyperCore(tiny(attn_backend="flash"))

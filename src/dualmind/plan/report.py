@@ -242,7 +242,10 @@ def print_table(p: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped or captured: don't squeeze the table into 80 columns
+            console = Console(width=170)
     title = (
         f"dualmind plan — {p['model']['name']} on {human_bytes(p['corpus']['given_bytes'])} "
         f"({p['corpus']['kind']}), {p['gpu']['count']} x {p['gpu']['key'].upper()}"

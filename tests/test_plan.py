@@ -1,0 +1,267 @@
+"""dualmind plan: units, memory, equivalence, the real configs, and the CLI's bad-input errors."""
+
+import json
+
+import pytest
+
+from dualmind.model.config import CoreConfig
+from dualmind.plan import PlanError, PlanRequest, plan
+from dualmind.plan import cli as plan_cli
+from dualmind.plan.corpus import corpus_sizes, word_proxy_bytes_per_symbol
+from dualmind.plan.equivalence import NOT_MEASURED, equivalence, read_equal_compute_results
+from dualmind.plan.memory import activation_bytes, fsdp_memory
+from dualmind.plan.shape import LLAMA3_70B, from_core_config
+from dualmind.plan.units import SizeError, parse_bytes, parse_count
+
+# ---- units ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("1TB", 10**12),
+        ("1tb", 10**12),
+        ("750GB", 75 * 10**10),
+        ("1.5 PB", 15 * 10**14),
+        ("1TiB", 2**40),
+        ("512MiB", 2**29),
+        ("1KB", 1000),
+        ("1KiB", 1024),
+        ("42", 42),
+    ],
+)
+def test_parse_bytes_decimal_and_binary(text, expected):
+    assert parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["1XB", "TB", "", "-1TB", "0GB", "1.2.3GB", "1 T B"])
+def test_parse_bytes_rejects_malformed(text):
+    with pytest.raises(SizeError):
+        parse_bytes(text)
+
+
+def test_parse_count():
+    assert parse_count("15T") == 15e12
+    assert parse_count("70B") == 70e9
+    with pytest.raises(SizeError):
+        parse_count("70X")
+
+
+# ---- one source of truth: conf/model, closed form == meta build ------------------------------
+
+
+@pytest.mark.parametrize("name", ["mini", "125m", "1b", "8b", "70b", "200b"])
+def test_shape_matches_core_config(name):
+    cfg = CoreConfig.from_name(name)
+    shape = from_core_config(cfg, name)
+    assert shape.num_params() == cfg.num_params()
+    assert shape.matmul_params() == cfg.matmul_params()
+    assert shape.train_flops_per_token(cfg.max_seq_len) == cfg.flops_per_token(cfg.max_seq_len)
+
+
+@pytest.mark.parametrize("name", ["70b", "200b"])
+def test_closed_form_equals_meta_build(name):
+    """The planner's parameter count must be the model's: build HyperCore on `meta` (no memory)."""
+    torch = pytest.importorskip("torch")
+    from dualmind.model.core import HyperCore
+
+    cfg = CoreConfig.from_name(name)
+    with torch.device("meta"):
+        model = HyperCore(cfg)
+    counted = sum(p.numel() for p in model.parameters())
+    assert counted == from_core_config(cfg, name).num_params()
+    if name == "70b":
+        assert counted == 70_553_706_496  # the Llama-3-70B shape
+
+
+# ---- memory ---------------------------------------------------------------------------------
+
+
+def test_fsdp_state_shards_and_policies():
+    """16 B/param (fp32 master + fp32 AdamW) vs 8 B/param (bf16-true) sharded over the GPUs."""
+    a = fsdp_memory(LLAMA3_70B, 64, 80e9, 1, 8192, "full", "fp32-master")
+    b = fsdp_memory(LLAMA3_70B, 128, 80e9, 1, 8192, "full", "fp32-master")
+    c = fsdp_memory(LLAMA3_70B, 64, 80e9, 1, 8192, "full", "bf16-true")
+    assert a.model_state_total == 16 * LLAMA3_70B.num_params()
+    assert b.model_state_per_gpu == pytest.approx(a.model_state_per_gpu / 2)
+    assert c.model_state_per_gpu == pytest.approx(a.model_state_per_gpu / 2)
+    # 70B with fp32 master state (1.13 TB) cannot fit on 8 x 80 GB, at any micro-batch.
+    assert not fsdp_memory(LLAMA3_70B, 8, 80e9, 1, 8192, "full", "fp32-master").fits
+    assert a.min_gpus is not None and a.min_gpus > 8
+    # the smallest count really is the smallest
+    at_min = fsdp_memory(LLAMA3_70B, a.min_gpus, 80e9, 1, 8192, "full", "fp32-master")
+    below = fsdp_memory(LLAMA3_70B, a.min_gpus - 1, 80e9, 1, 8192, "full", "fp32-master")
+    assert at_min.fits and not below.fits
+
+
+def test_activation_checkpointing_orders_memory():
+    tokens = 8192
+    none = activation_bytes(LLAMA3_70B, tokens, "none")
+    sel = activation_bytes(LLAMA3_70B, tokens, "selective")
+    full = activation_bytes(LLAMA3_70B, tokens, "full")
+    assert full < sel < none
+    # no checkpointing: 80 layers x (12d + 4kv + 8f) bytes x 8192 positions ~ 217 GB: never fits
+    assert none == pytest.approx(80 * (12 * 8192 + 4 * 1024 + 8 * 28672) * tokens)
+    assert fsdp_memory(LLAMA3_70B, 4096, 80e9, 1, 8192, "none", "bf16-true").min_gpus is None
+    with pytest.raises(ValueError, match="checkpointing"):
+        activation_bytes(LLAMA3_70B, tokens, "some")
+
+
+# ---- corpus and equivalence -----------------------------------------------------------------
+
+
+def test_corpus_sizes_raw_and_hyperphrase():
+    raw = corpus_sizes(10**12, "raw", bytes_per_symbol=5.0, bpe_bytes_per_token=4.0)
+    assert raw.symbols == pytest.approx(2e11) and raw.bpe_tokens == pytest.approx(2.5e11)
+    hp = corpus_sizes(3 * 10**12, "hyperphrase", 5.0, 4.0, hyperphrase_utf8_bytes=3.0)
+    assert hp.symbols == pytest.approx(1e12) and hp.text_bytes == pytest.approx(5e12)
+
+
+def test_word_proxy():
+    m = word_proxy_bytes_per_symbol("the cat sat.", "s")  # 12 bytes, units: the cat sat .
+    assert m.value == pytest.approx(3.0) and m.provenance.startswith("proxy")
+
+
+def test_equivalence_is_the_other_way_round():
+    """At equal training FLOPs per byte a core matches a BPE model k times SMALLER."""
+    eq = equivalence(
+        70e9, bytes_per_symbol=20.0, bpe_bytes_per_token=4.0, claimed=(500e9, 1500e9), measured={}
+    )
+    assert eq.compression == pytest.approx(5.0)
+    assert eq.bpe_params_same_train_flops_per_byte == pytest.approx(14e9)
+    assert eq.core_params_for_same_budget_as_bpe == pytest.approx(350e9)
+    assert eq.compression_needed_for_claim == pytest.approx((500 / 70, 1500 / 70))
+    assert eq.params == 70e9
+
+
+def test_equal_compute_results_cited_or_not_measured(tmp_path):
+    assert read_equal_compute_results(tmp_path / "none.md")["status"] == NOT_MEASURED
+    empty = tmp_path / "empty.md"
+    empty.write_text("# results\n<!-- equal_compute:start -->\nTODO\n<!-- equal_compute:end -->\n")
+    assert read_equal_compute_results(empty)["status"] == NOT_MEASURED
+    done = tmp_path / "RESULTS.md"
+    done.write_text(
+        "x\n<!-- equal_compute:start -->\n| model | FLOPs | bpb |\n|---|---|---|\n"
+        "| core | 1e15 | 1.31 |\n| bpe | 1e15 | 1.25 |\n<!-- equal_compute:end -->\n"
+    )
+    got = read_equal_compute_results(done)
+    assert got["status"] == "measured"
+    assert got["rows"] == [
+        {"model": "core", "FLOPs": "1e15", "bpb": "1.31"},
+        {"model": "bpe", "FLOPs": "1e15", "bpb": "1.25"},
+    ]
+
+
+# ---- the planner on the real recipes --------------------------------------------------------
+
+
+def test_plan_core_70b_end_to_end(tmp_path):
+    p = plan(
+        PlanRequest(
+            recipe="core_70b",
+            corpus="1TB",
+            gpu="h100",
+            gpus=256,
+            bytes_per_symbol=5.0,
+            bpe_bytes_per_token=4.0,
+            results=str(tmp_path / "R.md"),
+        )
+    )
+    n = CoreConfig.from_name("70b").num_params()
+    assert p.model["num_params"] == n
+    assert p.corpus["symbols"] == pytest.approx(2e11)
+    expected_flops = CoreConfig.from_name("70b").flops_per_token(p.run["seq_len"]) * 2e11
+    assert p.compute["flops"] == pytest.approx(expected_flops)
+    assert p.compute["gpu_hours"] == pytest.approx(expected_flops / (989e12 * 0.40 * 3600))
+    assert p.compute["wall_days"] == pytest.approx(p.compute["gpu_hours"] / 256 / 24)
+    assert p.chinchilla["optimal_tokens"] == pytest.approx(20 * n)
+    assert p.equivalence["measured"]["status"] == NOT_MEASURED
+    assert p.inputs["bytes_per_symbol"]["provenance"].startswith("given")
+    assert p.memory["min_gpus"] is not None
+
+
+def test_plan_json_table_and_plot(tmp_path, capsys):
+    png = tmp_path / "plan.png"
+    parser = _parser()
+    args = parser.parse_args(
+        [
+            "recipe=core_200b",
+            "--corpus",
+            "1TB",
+            "--gpu",
+            "h100",
+            "--gpus",
+            "256",
+            "--json",
+            "--plot",
+            str(png),
+        ]
+    )
+    assert plan_cli.run(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["model"]["num_params"] == CoreConfig.from_name("200b").num_params()
+    assert data["inputs"]["bytes_per_symbol"]["provenance"].startswith("assumption")
+    assert png.stat().st_size > 5000 and png.read_bytes()[:4] == b"\x89PNG"
+    args = parser.parse_args(["--model", "8b", "--corpus", "100GB", "--gpus", "8"])
+    assert plan_cli.run(args) == 0
+    out = capsys.readouterr().out
+    for needle in ("GPU-hours", "smallest GPU count", "compute-optimal", "not measured yet"):
+        assert needle in out
+
+
+# ---- bad input: exit code 2, message naming the argument ------------------------------------
+
+
+def _parser():
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="dualmind plan")
+    plan_cli.add_arguments(parser)
+    return parser
+
+
+@pytest.mark.parametrize(
+    "argv,argument",
+    [
+        (["recipe=core_70b", "--corpus", "1XB"], "--corpus"),
+        (["recipe=core_70b", "--gpus", "0"], "--gpus"),
+        (["recipe=core_70b", "--gpus", "-8"], "--gpus"),
+        (["recipe=core_70b", "--mfu", "1.5"], "--mfu"),
+        (["recipe=core_70b", "--mfu", "0"], "--mfu"),
+        (["recipe=core_70b", "--gpu", "v100"], "--gpu"),
+        (["recipe=core_70b", "--price", "-1"], "--price"),
+        (["recipe=core_70b", "--bytes-per-symbol", "0"], "--bytes-per-symbol"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_them(argv, argument, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _parser().parse_args(argv)
+    assert exc.value.code == 2
+    assert f"argument {argument}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv,argument",
+    [
+        (["recipe=core_7000b"], "recipe"),
+        (["--model", "7000b", "--gpus", "8"], "--model"),
+        (["recipe=core_70b", "--model", "70b"], "--model"),
+        (["--model", "70b"], "--gpus"),
+        (["recipe=core_70b", "--lexicon", "/nonexistent"], "--lexicon"),
+        (["recipe=core_70b", "--sample", "/nonexistent.txt"], "--sample"),
+        (["recipe=core_70b", "core_70b"], "overrides"),
+    ],
+)
+def test_bad_requests_exit_2_naming_the_argument(argv, argument, capsys):
+    assert plan_cli.run(_parser().parse_args(argv)) == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {argument}" in err
+
+
+def test_api_errors_name_the_argument():
+    with pytest.raises(PlanError, match="--mfu"):
+        plan(PlanRequest(recipe="core_70b", mfu=1.2))
+    with pytest.raises(PlanError, match="--gpu: unknown GPU"):
+        plan(PlanRequest(recipe="core_70b", gpu="tpu"))
+    with pytest.raises(PlanError, match="--corpus"):
+        plan(PlanRequest(recipe="core_70b", corpus="1XB"))

@@ -1,0 +1,246 @@
+"""The ``semantic`` level: lemmas of content words and multi-word concepts.
+
+A word is lower-cased, assigned a language by its script, dropped if it is a function
+word (stopword, as surface or as lemma), otherwise lemmatised ("ночью" -> "ночь",
+"went" -> "go"). Frequent lemmas are units; a rare lemma falls back to byte-level pieces
+of the lemma (" " + lemma, so the first piece marks the word start) rather than vanish.
+Concepts are merge rounds over the lemma stream ("new york", "точка зрения").
+Punctuation, symbols and whitespace are dropped. ``decode`` gives a '·'-joined gloss.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from itertools import chain
+
+from .chunks import ChunkCache
+from .lemmatize import lemmatize
+from .merges import MergeTable, apply_round_spans, apply_rounds, learn_rounds
+from .pieces import PieceModel
+from .pretokenize import WORD
+from .script import UND, lang_of_word
+from .units import Unit
+from .vocab import UnitTable, piece_vocab_of
+
+SEP = "·"
+
+# English clitics: "don't" -> do + not; other clitics ('s, 'll, 're, ...) are function words.
+_NEG_BASE = {"ca": "can", "wo": "will", "sha": "shall", "ai": "be"}
+
+
+class WordAnalyzer:
+    """Surface word -> content lemmas, memoised per (word, preferred language)."""
+
+    def __init__(self, langs: tuple[str, ...], stopwords: dict[str, frozenset[str]]):
+        self.langs = langs
+        self.stopwords = stopwords
+        self._memo: dict[tuple[str, str | None], tuple[tuple[str, str], ...]] = {}
+        self.und_forms = 0  # distinct words of no configured language seen
+
+    def __call__(self, word: str, prefer: str | None = None) -> tuple[tuple[str, str], ...]:
+        key = (word, prefer)
+        out = self._memo.get(key)
+        if out is None:
+            out = self._memo[key] = self._analyze(word, prefer)
+        return out
+
+    def _analyze(self, word: str, prefer: str | None) -> tuple[tuple[str, str], ...]:
+        if word[0].isdigit():
+            return ((word, "-"),)
+        lang = lang_of_word(word, self.langs, prefer)
+        low = word.lower()
+        if lang == UND:
+            # Documented fallback: no lemmatiser, no stopwords; counted.
+            self.und_forms += 1
+            return ((low, UND),)
+        stop = self.stopwords.get(lang, frozenset())
+        parts = [low]
+        low = low.replace("’", "'")
+        if lang == "en" and "'" in low:
+            base, _, clitic = low.partition("'")
+            if clitic == "t" and base.endswith("n"):
+                base = base[:-1]
+                parts = [_NEG_BASE.get(base, base), "not"]
+            else:
+                parts = [base]
+        out = []
+        for p in parts:
+            if not p or p in stop:
+                continue
+            lemma = lemmatize(p, lang)
+            if lemma and lemma not in stop:
+                out.append((lemma, lang))
+        return tuple(out)
+
+
+class SemanticCodec:
+    def __init__(self, units: list[Unit], rounds: list[MergeTable],
+                 langs: tuple[str, ...], stopwords: dict[str, frozenset[str]]):
+        self.units = units
+        self.rounds = rounds
+        self.langs = langs
+        self.analyzer = WordAnalyzer(langs, stopwords)
+        vocab, merges = piece_vocab_of(units)
+        self.pieces = PieceModel(vocab, merges)
+        self.lemma_ids = {u.text: u.id for u in units if u.kind == "lemma"}
+        self._lemma_memo: dict[str, tuple[int, ...]] = {}
+        self._caches: dict[str | None, ChunkCache] = {}
+        self.fallback_forms = 0
+        self._glyph = [self._make_glyph(u) for u in units]
+
+    # -- encoding -------------------------------------------------------------------
+    def lemma_to_ids(self, lemma: str) -> tuple[int, ...]:
+        out = self._lemma_memo.get(lemma)
+        if out is None:
+            uid = self.lemma_ids.get(lemma)
+            if uid is not None:
+                out = (uid,)
+            else:
+                self.fallback_forms += 1
+                out = tuple(self.pieces.split(" " + lemma))
+            self._lemma_memo[lemma] = out
+        return out
+
+    def word_to_ids(self, word: str, prefer: str | None = None) -> tuple[int, ...]:
+        return tuple(chain.from_iterable(
+            self.lemma_to_ids(lemma) for lemma, _ in self.analyzer(word, prefer)))
+
+    def _cache(self, prefer: str | None) -> ChunkCache:
+        c = self._caches.get(prefer)
+        if c is None:
+            def compute(chunk: str) -> tuple[int, ...]:
+                return tuple(chain.from_iterable(
+                    self.word_to_ids(w, prefer) for w in WORD.findall(chunk)))
+            c = self._caches[prefer] = ChunkCache(compute)
+        return c
+
+    def base_ids(self, text: str, prefer: str | None = None) -> list[int]:
+        cache = self._cache(prefer)
+        return list(chain.from_iterable(map(cache.__getitem__, text.split())))
+
+    def encode(self, text: str, prefer: str | None = None) -> list[int]:
+        return apply_rounds(self.base_ids(text, prefer), self.rounds)
+
+    def encode_with_spans(self, text: str, prefer: str | None = None):
+        ids: list[int] = []
+        spans: list[tuple[int, int]] = []
+        for m in WORD.finditer(text):
+            w_ids = self.word_to_ids(m.group(), prefer)
+            if not w_ids:
+                continue
+            s, e = m.span()
+            n = len(w_ids)
+            # Several units for one word (clitic split, pieces): share its span in order.
+            cuts = [s + (e - s) * k // n for k in range(n + 1)]
+            ids.extend(w_ids)
+            spans.extend(zip(cuts[:-1], cuts[1:]))
+        for table in self.rounds:
+            ids, spans = apply_round_spans(ids, spans, table)
+        return ids, spans
+
+    # -- decoding -------------------------------------------------------------------
+    def _make_glyph(self, u: Unit) -> tuple[bool, bytes]:
+        """(starts a new word?, bytes to print) for one unit."""
+        if u.kind == "special":
+            return False, b""
+        if u.kind in ("lemma", "concept"):
+            return True, u.data
+        if u.data.startswith(b" "):
+            return True, u.data[1:]
+        return False, u.data
+
+    def decode(self, ids: Iterable[int]) -> str:
+        out = bytearray()
+        sep = SEP.encode()
+        for uid in ids:
+            new_word, data = self._glyph[uid]
+            if new_word and out:
+                out += sep
+            out += data
+        return out.decode("utf-8", "replace")
+
+    def gloss(self, uid: int) -> str:
+        u = self.units[uid]
+        if u.kind in ("special", "lemma", "concept"):
+            return u.text
+        try:
+            return u.data.decode("utf-8")
+        except UnicodeDecodeError:
+            return "".join(f"<0x{b:02X}>" for b in u.data)
+
+
+def build_semantic(
+    texts: Iterable[str],
+    vocab_size: int,
+    piece_merges: int,
+    phrase_share: float,
+    max_n: int,
+    min_count: int,
+    phrase_min_count: int,
+    rounds: int,
+    langs: tuple[str, ...],
+    stopwords: dict[str, frozenset[str]],
+    progress: Callable[[int], None] | None,
+) -> tuple[list[Unit], list[MergeTable], dict]:
+    analyzer = WordAnalyzer(langs, stopwords)
+    chunk_memo: dict[str, tuple[tuple[str, str], ...]] = {}
+    docs_lemmas: list[list[str]] = []
+    counts: Counter = Counter()
+    lang_of: dict[str, str] = {}
+    n_bytes = 0
+    for text in texts:
+        if not isinstance(text, str):
+            raise TypeError(f"Lexicon.build expects str texts, got {type(text).__name__}")
+        doc: list[str] = []
+        for chunk in text.split():
+            lem = chunk_memo.get(chunk)
+            if lem is None:
+                lem = chunk_memo[chunk] = tuple(
+                    chain.from_iterable(analyzer(w) for w in WORD.findall(chunk)))
+            for lemma, lang in lem:
+                doc.append(lemma)
+                if lemma not in lang_of:
+                    lang_of[lemma] = lang
+        counts.update(doc)
+        docs_lemmas.append(doc)
+        n = len(text.encode("utf-8", "surrogatepass"))
+        n_bytes += n
+        if progress:
+            progress(n)
+
+    table = UnitTable()
+    n_merges = max(0, min(piece_merges, vocab_size - len(table)))
+    table.add_pieces((" " + t for t, c in counts.items() for _ in range(min(c, 64))), n_merges)
+    budget = vocab_size - len(table)
+    word_budget = budget - int(budget * phrase_share)
+    lemmas = 0
+    for lemma, c in counts.most_common():
+        if lemmas >= word_budget or c < min_count:
+            break
+        table.add("lemma", lemma.encode("utf-8", "surrogatepass"), count=c,
+                  lang=lang_of[lemma], unique=False)
+        lemmas += 1
+    codec = SemanticCodec(table.units, [], langs, stopwords)
+    docs = [list(chain.from_iterable(map(codec.lemma_to_ids, d))) for d in docs_lemmas]
+    del docs_lemmas
+    width = {u.id: 1 for u in table.units if u.kind == "lemma"}
+
+    def new_unit(a: int, b: int, c: int) -> int:
+        ua, ub = table.units[a], table.units[b]
+        lang = ua.lang if ua.lang == ub.lang else "-"
+        uid = table.add("concept", ua.data + b" " + ub.data, count=c, lang=lang,
+                        parts=(a, b), unique=False)
+        width[uid] = width[a] + width[b]
+        return uid
+
+    from .lossless import _round_budgets
+
+    shares = _round_budgets(vocab_size - len(table), rounds)
+    tables, _ = learn_rounds(docs, shares, width.__contains__, width.__getitem__,
+                             max_n, phrase_min_count, new_unit)
+    stats = {"train_bytes": n_bytes, "train_docs": len(docs), "distinct_lemmas": len(counts),
+             "und_forms": analyzer.und_forms, "lemmas": lemmas,
+             "pieces": sum(u.kind == "piece" for u in table.units),
+             "concepts": sum(u.kind == "concept" for u in table.units)}
+    return table.units, tables, stats

@@ -100,11 +100,43 @@ def test_activation_checkpointing_orders_memory():
     sel = activation_bytes(LLAMA3_70B, tokens, "selective")
     full = activation_bytes(LLAMA3_70B, tokens, "full")
     assert full < sel < none
-    # no checkpointing: 80 layers x (12d + 4kv + 8f) bytes x 8192 positions ~ 217 GB: never fits
-    assert none == pytest.approx(80 * (12 * 8192 + 4 * 1024 + 8 * 28672) * tokens)
+    # no checkpointing: 80 layers x (16d + 4q + 4kv + 8f) bytes x 8192 positions ~ 263 GB
+    assert none == pytest.approx(80 * (20 * 8192 + 4 * 1024 + 8 * 28672) * tokens)
     assert fsdp_memory(LLAMA3_70B, 4096, 80e9, 1, 8192, "none", "bf16-true").min_gpus is None
     with pytest.raises(ValueError, match="checkpointing"):
         activation_bytes(LLAMA3_70B, tokens, "some")
+
+
+def test_activation_formula_matches_saved_tensors():
+    """The activation model is the model's: count the bytes one real Block saves for backward
+    (bf16, SDPA on CPU, parameters excluded) and compare with the planner's formula.
+    Tolerance 2% (the formula leaves out log-sum-exp and norm statistics: 24 of 5,656 B here)."""
+    torch = pytest.importorskip("torch")
+    from dualmind.model import attention as attn
+    from dualmind.model.core import Block
+
+    cfg = CoreConfig(vocab_size=512, dim=128, n_layers=1, n_heads=4, n_kv_heads=2, ffn_dim=352)
+    block = Block(cfg, 0).to(torch.bfloat16)
+    batch, seq = 2, 64
+    x = torch.randn(batch, seq, cfg.dim, dtype=torch.bfloat16, requires_grad=True)
+    cos = torch.ones(seq, 1, cfg.head_dim // 2)
+    sin = torch.zeros(seq, 1, cfg.head_dim // 2)
+    layout = attn.layout_for("sdpa", None, batch, seq, torch.device("cpu"))
+    params = {p.untyped_storage().data_ptr() for p in block.parameters()}
+    storages = {}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params and t.numel() >= seq:  # weights and the small rope tables aside
+            storages[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        block(x, cos, sin, layout)
+    measured = (sum(storages.values()) - cos.nbytes - sin.nbytes) / (batch * seq)
+    shape = from_core_config(cfg, "probe")
+    expected = shape.activation_bytes_per_token_layer()
+    assert measured == pytest.approx(expected, rel=0.02)
 
 
 # ---- corpus and equivalence -----------------------------------------------------------------

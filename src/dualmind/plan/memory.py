@@ -26,7 +26,8 @@ Activation checkpointing (``none | full | selective``):
   so one block's full activations are live at a time.
 - selective: blocks keep the outputs of their matmuls and of attention (q, k, v, attention out,
   w1 and w3 out) and the block input, and recompute norms and SiLU·mul (torchtitan's "op"
-  selective AC in spirit): 2*(d + 2q + 2*kv_dim + 2f) bytes per position.
+  selective AC in spirit): 2*(d + 2q + 2*kv_dim + 2f) bytes per position. dualmind's training
+  code does not implement "selective" yet; this is the policy the planner assumes for it.
 """
 
 from __future__ import annotations

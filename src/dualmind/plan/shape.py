@@ -75,14 +75,19 @@ class ModelShape:
 
     # --- activations ------------------------------------------------------------------
     def activation_bytes_per_token_layer(self) -> float:
-        """bf16 activations one block keeps for backward, per position, no checkpointing,
-        with a fused (flash) attention that never stores the score matrix:
-        attention half: norm input, norm output, q, k, v, attention output = 2d + 2q + 2*kv_dim;
-        SwiGLU half: norm input, norm output, w1 out, w3 out, silu(w1 out), product = 2d + 4f.
-        Times 2 bytes. (Kernels that fuse norm or SwiGLU keep less; fp32 norm inputs keep more:
-        take it as +-15%.)"""
-        d, f = self.d_model, self.ffn_hidden
-        return 2.0 * (4 * d + 2 * self.q_dim + 2 * self.kv_dim + 4 * f)
+        """Bytes one ``dualmind.model.core.Block`` keeps for backward per position, with no
+        checkpointing, in bf16 with a fused (flash) attention that never stores the scores.
+        Counted from the block's code and checked against its saved tensors
+        (tests/test_plan.py::test_activation_formula_matches_saved_tensors):
+        - each RMSNorm (2 per block) keeps its input upcast to fp32 (4d), the normalised value
+          (2d, for the weight's grad) and its output (2d, the next matmul's input): 8d;
+        - attention keeps q, k, v after RoPE (2q + 4kv) and its output (2q), which is also the
+          input of wo;
+        - SwiGLU keeps w1 out, w3 out, silu(w1 out) and their product (the input of w2): 8f.
+        The per-row log-sum-exp and norm statistics are negligible and left out. (If an
+        attention kernel returned a layout that ``reshape`` must copy, wo would keep 2q more.)"""
+        d, q, kv, f = self.d_model, self.q_dim, self.kv_dim, self.ffn_hidden
+        return 16.0 * d + 4.0 * q + 4.0 * kv + 8.0 * f
 
     def to_dict(self) -> dict:
         out = asdict(self)

@@ -1,0 +1,76 @@
+"""The decoder's own tokenizer: a byte-level BPE trained with `tokenizers` on the corpus.
+
+Byte-level means every string round-trips: decode(encode(text)) == text, which lets the shards
+prove their alignment (text tokens decode back to the scene text, token bytes sum to n_bytes).
+No normalizer and no prefix space are used, for the same reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>")   # ids 0..3, like the lexicon's
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+
+
+def train_text_tokenizer(texts: Iterable[str], vocab_size: int = 8192, min_frequency: int = 2):
+    """Train a byte-level BPE on `texts` (an iterator is fine: tokenizers streams it)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    if vocab_size < 256 + len(SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size must be at least {256 + len(SPECIAL_TOKENS)} "
+                         f"(256 bytes + {len(SPECIAL_TOKENS)} special tokens), got {vocab_size}")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def load_text_tokenizer(path: str | Path):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path))
+
+
+def tokenizer_fingerprint(tok) -> str:
+    return hashlib.sha256(tok.to_str().encode("utf-8")).hexdigest()[:16]
+
+
+def _byte_decoder() -> dict[str, int]:
+    """The inverse of GPT-2's bytes_to_unicode table used by the ByteLevel pre-tokenizer."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
+
+
+def token_byte_lengths(tok) -> np.ndarray:
+    """Number of UTF-8 bytes each token id stands for (special tokens: their literal text).
+
+    Used to place every token at its byte offset in the scene, so each one can be attributed
+    to the lexicon unit covering that byte."""
+    dec = _byte_decoder()
+    vocab = tok.get_vocab(with_added_tokens=True)
+    special = {t.content for t in tok.get_added_tokens_decoder().values()}
+    lengths = np.zeros(max(vocab.values()) + 1, dtype=np.int64)
+    for token, idx in vocab.items():
+        if token in special:
+            lengths[idx] = len(token.encode("utf-8"))
+        else:
+            lengths[idx] = sum(1 for ch in token if ch in dec) if all(ch in dec for ch in token) \
+                else len(token.encode("utf-8"))
+    return lengths

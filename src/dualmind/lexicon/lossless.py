@@ -17,7 +17,7 @@ import numpy as np
 
 from .chunks import ChunkCache
 from .merges import MergeTable, apply_rounds, learn_rounds
-from .pieces import PieceModel
+from .pieces import PIECE_WEIGHT_CAP, PieceModel
 from .pretokenize import LOSSLESS
 from .units import Unit
 from .vocab import BYTE_BASE, UnitTable, piece_vocab_of
@@ -46,16 +46,34 @@ class LosslessCodec:
         self._first = ChunkCache(self._encode_piece_of_text)
         self._spaced = ChunkCache(lambda chunk: self._encode_piece_of_text(" " + chunk))
         self.fallback_forms = 0  # distinct pre-tokens encoded by pieces since load
+        self._fallback: dict[str, tuple[int, ...]] = {}
+        self._prewarm()
+
+    def _prewarm(self) -> None:
+        """Seed the chunk caches with every vocabulary word that is a chunk on its own
+        (" night" -> chunk "night"), so held-out text hits from its first kilobyte."""
+        for tok, uid in self.token_ids.items():
+            if " " in tok[1:] or pretokens(tok) != [tok]:
+                continue
+            if tok.startswith(" "):
+                self._spaced[tok[1:]] = (uid,)
+            else:
+                self._first[tok] = (uid,)
 
     def token_to_ids(self, tok: str) -> tuple[int, ...]:
         uid = self.token_ids.get(tok)
         if uid is not None:
             return (uid,)
-        self.fallback_forms += 1
-        try:
-            return tuple(self.pieces.split(tok))
-        except Exception:  # lone surrogates cannot cross into the compiled BPE
-            return tuple(BYTE_BASE + b for b in tok.encode("utf-8", "surrogatepass"))
+        out = self._fallback.get(tok)
+        if out is None:
+            self.fallback_forms += 1
+            try:
+                out = tuple(self.pieces.split(tok))
+            except Exception:  # lone surrogates cannot cross into the compiled BPE
+                out = tuple(BYTE_BASE + b for b in tok.encode("utf-8", "surrogatepass"))
+            if len(self._fallback) < 1 << 20:
+                self._fallback[tok] = out
+        return out
 
     def _encode_piece_of_text(self, s: str) -> tuple[int, ...]:
         return tuple(chain.from_iterable(map(self.token_to_ids, pretokens(s))))
@@ -139,7 +157,7 @@ def build_lossless(
     budget = vocab_size - len(table)
     n_merges = max(0, min(piece_merges, budget))
     table.add_pieces(
-        (t for t, c in counts.items() for _ in range(min(c, 64))), n_merges
+        (t for t, c in counts.items() for _ in range(min(c, PIECE_WEIGHT_CAP))), n_merges
     )
     budget = vocab_size - len(table)
     phrase_budget = int(budget * phrase_share)

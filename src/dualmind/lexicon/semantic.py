@@ -17,7 +17,7 @@ from itertools import chain
 from .chunks import ChunkCache
 from .lemmatize import lemmatize
 from .merges import MergeTable, apply_round_spans, apply_rounds, learn_rounds
-from .pieces import PieceModel
+from .pieces import PIECE_WEIGHT_CAP, PieceModel
 from .pretokenize import WORD
 from .script import UND, lang_of_word
 from .units import Unit
@@ -211,7 +211,7 @@ def build_semantic(
 
     table = UnitTable()
     n_merges = max(0, min(piece_merges, vocab_size - len(table)))
-    table.add_pieces((" " + t for t, c in counts.items() for _ in range(min(c, 64))), n_merges)
+    table.add_pieces((" " + t for t, c in counts.items() for _ in range(min(c, PIECE_WEIGHT_CAP))), n_merges)
     budget = vocab_size - len(table)
     word_budget = budget - int(budget * phrase_share)
     lemmas = 0

@@ -17,32 +17,35 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# Default bytes per hyperphrase symbol: the word-level proxy measured on English prose that
-# ships with the dev environment (KJV Bible 2 MB: 4.51; 5 Shakespeare plays: 4.14 bytes per
-# word-or-punctuation unit, 2026-11). A lexicon with multi-word units or a lossy "semantic"
-# level compresses more; measure it with --lexicon/--sample.
-DEFAULT_BYTES_PER_SYMBOL = 4.5
+# Defaults, measured once (2026-11) and labelled "default" in every report: a lossless
+# lexicon of 32,768 units built with `Lexicon.build(level="lossless")` on 90% of the embedded demo
+# corpus (every document whose index is not a multiple of 10), measured by this planner's
+# --lexicon/--sample path on the held-out tenth (docs/planning.md has the commands):
+#                      bytes/symbol   o200k bytes/token   k      UTF-8 B/char   encode MB/s/core
+#   lossless, English      4.88            3.82            1.28       3.45          2.0
+#   lossless, Russian      6.89            5.95            1.16       3.23          1.3
+#   semantic, English     10.45            3.82            2.74       3.29          0.36  (lossy)
+#   semantic, Russian     13.59            5.95            2.28       3.32          0.17  (lossy)
+# The English lossless row is the default. A lexicon built on a terabyte will hold more
+# multi-word units than one built on 5 MB, so measure yours with --lexicon DIR --sample FILE.
+_DEFAULT_SOURCE = "demo lossless lexicon on held-out English demo text (measured 2026-11)"
+DEFAULT_BYTES_PER_SYMBOL = 4.88
 DEFAULT_BYTES_PER_SYMBOL_NOTE = (
-    "assumption: one symbol per word or punctuation mark (word-level proxy measured on KJV "
-    "Bible English: 4.51 B/unit); measure with --lexicon DIR --sample FILE"
+    f"default: {_DEFAULT_SOURCE}; Russian 6.89, lossy semantic level 10.5 (en) / 13.6 (ru); "
+    "measure yours with --lexicon DIR --sample FILE"
 )
-
-# Default bytes per BPE token: tiktoken o200k_base measured on the same English prose
-# (KJV 2 MB: 4.15 bytes/token; Shakespeare: 3.64). Modern web prose is usually a little higher.
-DEFAULT_BPE_BYTES_PER_TOKEN = 4.15
+DEFAULT_BPE_BYTES_PER_TOKEN = 3.82
 DEFAULT_BPE_NOTE = (
-    "tiktoken o200k_base on KJV Bible English (measured 2026-11: 4.15 B/token); "
-    "pass --sample to measure on your text"
+    "default: tiktoken o200k_base on the same held-out English demo text (measured 2026-11; "
+    "Russian 5.95); pass --sample to measure on your text"
 )
-
-# UTF-8 bytes per hyperphrase character when a corpus is given as hyperphrase files: the
-# lexicon maps ids to characters; ids past the ASCII/Latin range land in 3-byte BMP code points.
-DEFAULT_HYPERPHRASE_UTF8_BYTES = 3.0
-
-# Codec throughput per CPU core when nothing is measured: an ASSUMPTION for a Python
-# dictionary-lookup encoder (regex split + dict lookups); benchmarks/codec.py measures it.
-DEFAULT_CODEC_BYTES_PER_S_PER_CORE = 2e6
-DEFAULT_CODEC_NOTE = "assumption: 2 MB/s of text per core (Python codec); not measured"
+DEFAULT_HYPERPHRASE_UTF8_BYTES = 3.45  # UTF-8 bytes per hyperphrase character (same sample)
+DEFAULT_HYPERPHRASE_UTF8_NOTE = f"default: UTF-8 bytes per hyperphrase character, {_DEFAULT_SOURCE}"
+DEFAULT_CODEC_BYTES_PER_S_PER_CORE = 2.0e6
+DEFAULT_CODEC_NOTE = (
+    f"default: lossless encode on 1 core of a dev machine, {_DEFAULT_SOURCE}; "
+    "the semantic level (lemmatiser) ran at 0.17-0.36 MB/s"
+)
 
 # Rewriting text with an LLM instead of the codec: generated tokens per second per GPU.
 DEFAULT_LLM_TOKENS_PER_S = 5000.0
@@ -113,6 +116,8 @@ def measure_with_lexicon(
     from dualmind.lexicon import Lexicon  # local: the planner must work without a lexicon
 
     lex = Lexicon.load(lexicon_dir)
+    # Paragraph by paragraph (blank-line separated), as a corpus build encodes documents; the
+    # blank lines between them are not encoded and not counted.
     docs = [d for d in text.split("\n\n") if d.strip()] or [text]
     n_bytes = sum(len(d.encode("utf-8")) for d in docs)
     start = time.perf_counter()

@@ -130,7 +130,8 @@ class BuildSummary:
                  f"{self.shards_reused} reused)",
                  f"  lexicon {m['lexicon']['fingerprint']} level={m['lexicon']['level']} "
                  f"vocab={m['lexicon']['vocab_size']}; decoder BPE vocab={m['tokenizer']['vocab_size']}"]
-        for split, s in m["splits"].items():
+        for split in split_order(m):
+            s = m["splits"][split]
             langs = ", ".join(f"{lang} {v['records']} rec/{v['bytes'] / 1e6:.2f} MB"
                               for lang, v in sorted(s["langs"].items()))
             lines.append(f"  {split:5s} {s['documents']:6d} docs {s['records']:7d} records "
@@ -142,6 +143,11 @@ class BuildSummary:
         if self.timings:
             lines.append("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
         return lines
+
+
+def split_order(manifest: dict) -> list[str]:
+    """Splits in the order their records appear in hypertrain.jsonl."""
+    return manifest.get("hypertrain", {}).get("split_order") or [s for s in SPLITS if s in manifest["splits"]]
 
 
 def _problems_args(d: dict) -> dict:
@@ -593,7 +599,9 @@ def finalize(out_dir: Path, plan: dict, tok, build_problems: Problems) -> dict:
         "tokenizer": {"file": "tokenizer.json", "fingerprint": tokenizer_fingerprint(tok),
                       "vocab_size": tok.get_vocab_size(with_added_tokens=True), "kind": "byte-level BPE",
                       "special": {"pad": 0, "bos": 1, "eos": 2, "unk": 3}},
-        "hypertrain": {"file": "hypertrain.jsonl", "records": n_lines, "kinds": dict(sorted(kinds.items()))},
+        # records of hypertrain.jsonl come split by split in this order, shard by shard
+        "hypertrain": {"file": "hypertrain.jsonl", "records": n_lines, "kinds": dict(sorted(kinds.items())),
+                       "split_order": list(plan["splits"])},
         "documents": plan["documents"],
         "splits": manifest_splits,
         "problems": build_problems.to_dict(),

@@ -28,6 +28,10 @@ def test_chinchilla_70b_compute_optimal_point():
     assert point.optimal_tokens == pytest.approx(1.4e12, rel=1e-12)
     assert point.ratio == pytest.approx(1.0)
     assert chinchilla_optimal(70e9, 0.7e12).ratio == pytest.approx(0.5)
+    # and for Chinchilla's own budget the compute-optimal size is Chinchilla
+    assert point.optimal_params_for_compute == pytest.approx(70e9)
+    # a 4x larger budget: 2x the parameters (Hoffmann: N_opt ~ C^0.5)
+    assert chinchilla_optimal(140e9, 2.8e12).optimal_params_for_compute == pytest.approx(140e9)
 
 
 # Hoffmann et al. 2022, Table 3 (Approach 1 projections): parameters, FLOPs, tokens.

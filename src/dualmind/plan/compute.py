@@ -14,6 +14,7 @@ default 0.40 sits in that range and is labelled an assumption in every report.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from .hardware import GPUSpec
@@ -99,8 +100,22 @@ class ComputeOptimal:
         """actual / optimal: > 1 is over-trained (more data than compute-optimal)."""
         return self.actual_tokens / self.optimal_tokens
 
+    @property
+    def optimal_params_for_compute(self) -> float:
+        """The compute-optimal size for this run's 6·N·D budget: C = 6·N·(20·N), N = sqrt(C/120)."""
+        return math.sqrt(
+            6.0 * self.params * self.actual_tokens / (6.0 * CHINCHILLA_TOKENS_PER_PARAM)
+        )
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "ratio": self.ratio, "note": CHINCHILLA_NOTE}
+        return {
+            **asdict(self),
+            "ratio": self.ratio,
+            "optimal_params_for_compute": self.optimal_params_for_compute,
+            "optimal_tokens_for_compute": CHINCHILLA_TOKENS_PER_PARAM
+            * self.optimal_params_for_compute,
+            "note": CHINCHILLA_NOTE,
+        }
 
 
 def chinchilla_optimal(params: float, actual_tokens: float) -> ComputeOptimal:

@@ -116,6 +116,8 @@ def resolve_run(req: PlanRequest) -> tuple[ModelShape, object, dict]:
             "precision": PRECISION_OF_TRAINER.get(str(cfg.trainer.precision), "fp32-master"),
             "trainer_precision": str(cfg.trainer.precision),
             "recipe_gpus": None if devices is None else devices * int(cfg.trainer.num_nodes),
+            "accumulate_grad_batches": int(cfg.trainer.get("accumulate_grad_batches", 1)),
+            "max_steps": int(cfg.trainer.max_steps),
         }
         name = req.recipe
     elif req.model:
@@ -133,6 +135,8 @@ def resolve_run(req: PlanRequest) -> tuple[ModelShape, object, dict]:
             "precision": "fp32-master",
             "trainer_precision": None,
             "recipe_gpus": None,
+            "accumulate_grad_batches": 1,
+            "max_steps": None,
         }
         name = req.model
     else:
@@ -308,6 +312,10 @@ def plan(req: PlanRequest) -> Plan:
         for p in memory.PRECISIONS
         for c in memory.CHECKPOINTING
     }
+    # Optimizer steps: pure FSDP makes every GPU a data-parallel rank.
+    global_batch = n_gpus * run["micro_batch"] * run["accumulate_grad_batches"] * seq_len
+    run["global_batch_positions"] = global_batch
+    run["steps_for_corpus"] = tokens / global_batch
     prod = corpus_mod.production(
         sizes,
         inputs["codec_bytes_per_s_per_core"],
@@ -371,7 +379,7 @@ def plan(req: PlanRequest) -> Plan:
         inputs={k: v.to_dict() for k, v in inputs.items()},
         corpus={**sizes.to_dict(), "epochs": req.epochs, "trained_positions": tokens},
         compute=train.to_dict(),
-        chinchilla=optimal.to_dict(),
+        chinchilla={**optimal.to_dict(), "text_bytes_for_optimal": optimal.optimal_tokens * bps},
         memory=mem.to_dict(),
         memory_alternatives=alternatives,
         production=prod.to_dict(),

@@ -45,6 +45,19 @@ def rows(p: dict) -> list[tuple[str, str, str, str]]:
             run["source"],
         ),
         ("run", "hardware", f"{gpu['count']} x {gpu['name']}", gpu["source"]),
+        (
+            "run",
+            "global batch, optimizer steps",
+            f"{human_count(run['global_batch_positions'])} positions/step, "
+            f"{run['steps_for_corpus']:,.0f} steps for the corpus",
+            f"{gpu['count']} GPUs x micro-batch {run['micro_batch']} x accumulate "
+            f"{run['accumulate_grad_batches']} x {run['seq_len']}"
+            + (
+                f"; the recipe's trainer.max_steps is {run['max_steps']:,}"
+                if run["max_steps"]
+                else ""
+            ),
+        ),
         ("run", "MFU", f"{i['mfu']['value']:.2f}", i["mfu"]["provenance"]),
         (
             "run",
@@ -100,6 +113,19 @@ def rows(p: dict) -> list[tuple[str, str, str, str]]:
             "this run / optimal",
             f"{ch['ratio']:.2f}x",
             "over-trained" if ch["ratio"] > 1 else "under-trained (less data than compute-optimal)",
+        ),
+        (
+            "chinchilla",
+            "text for a compute-optimal run",
+            human_bytes(ch["text_bytes_for_optimal"]),
+            "compute-optimal positions x bytes per symbol",
+        ),
+        (
+            "chinchilla",
+            "compute-optimal model for this compute",
+            f"{human_count(ch['optimal_params_for_compute'])} params on "
+            f"{human_count(ch['optimal_tokens_for_compute'])} positions",
+            "N = sqrt(6ND / 120), D = 20 N",
         ),
         (
             "memory",

@@ -1,8 +1,10 @@
 """Lemmatisers per language, cached per surface form.
 
-Russian uses pymorphy3 (a morphological analyser, ~3x faster than simplemma here and
-more accurate); English and any other configured language use simplemma. Each call is
-memoised: the codec sees the same surface forms again and again.
+English (and any other configured language) uses simplemma. Russian asks pymorphy3, a
+full morphological analyser, for every possible normal form, and breaks its ties with
+simplemma's (frequency-aware) answer: pymorphy3 alone turns "спали" into "спасть",
+simplemma alone keeps words it does not know unchanged. Each call is memoised: the
+codec sees the same surface forms again and again.
 """
 
 from __future__ import annotations
@@ -21,17 +23,18 @@ def _morph():
 def lemmatize(word: str, lang: str) -> str:
     """Lower-case lemma of ``word`` in ``lang``; the word itself (lower-cased) if unknown."""
     w = word.lower()
-    if lang == "ru":
-        try:
-            return _morph().parse(w)[0].normal_form.replace("ё", "е")
-        except ImportError:  # pragma: no cover - pymorphy3 is a core dependency
-            pass
     import simplemma
 
     try:
-        return simplemma.lemmatize(w, lang=lang).lower()
+        simple = simplemma.lemmatize(w, lang=lang).lower()
     except ValueError:  # language not supported by simplemma
-        return w
+        simple = w
+    if lang == "ru":
+        forms = [p.normal_form for p in _morph().parse(w)]
+        if forms and simple not in forms:
+            simple = forms[0]
+        simple = simple.replace("ё", "е")
+    return simple
 
 
 def lemmatizer_versions() -> dict[str, str]:

@@ -327,3 +327,29 @@ def test_lexicon_and_sample_are_measured(tmp_path):
         assert bpt.startswith("measured: tiktoken o200k_base")
     else:  # outside this repository's CI: the default, and the report says why
         assert "not found" in bpt
+
+
+def test_hyperphrase_corpus_and_given_figures():
+    """--corpus-kind hyperphrase counts symbols from file bytes; given figures say 'given'."""
+    p = plan(
+        PlanRequest(
+            model="8b",
+            gpus=64,
+            corpus="3TB",
+            corpus_kind="hyperphrase",
+            bytes_per_symbol=10.0,
+            bpe_bytes_per_token=4.0,
+            mfu=0.5,
+            mfu_source="a named run",
+            price=2.0,
+        )
+    )
+    default_utf8 = p.inputs["hyperphrase_utf8_bytes"]["value"]
+    assert p.corpus["symbols"] == pytest.approx(3e12 / default_utf8)
+    assert p.corpus["text_bytes"] == pytest.approx(10.0 * 3e12 / default_utf8)
+    assert p.inputs["mfu"]["provenance"] == "measured: a named run"
+    assert p.inputs["price_per_gpu_hour"]["provenance"].startswith("given")
+    assert p.compute["cost"] == pytest.approx(2.0 * p.compute["gpu_hours"])
+    assert p.equivalence["compression"] == pytest.approx(2.5)
+    assert p.inference["core_context_bytes"] == pytest.approx(8192 * 10.0)
+    assert p.inference["bpe_context_bytes"] == pytest.approx(8192 * 4.0)

@@ -125,6 +125,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"model FLOPs utilisation in (0, 1] (default {compute.DEFAULT_MFU}, an assumption)",
     )
     parser.add_argument(
+        "--mfu-source",
+        metavar="TEXT",
+        help="where --mfu was measured (e.g. 'torchtitan 70B, 64 x H100, step 500'); printed",
+    )
+    parser.add_argument(
         "--price", type=_positive_float, help="USD per GPU-hour (default: an assumed list price)"
     )
     parser.add_argument(
@@ -205,6 +210,7 @@ def request_from_args(args: argparse.Namespace) -> PlanRequest:
         gpu=args.gpu,
         gpus=args.gpus,
         mfu=args.mfu,
+        mfu_source=args.mfu_source,
         price=args.price,
         epochs=args.epochs,
         seq_len=args.seq_len,

@@ -46,6 +46,7 @@ class PlanRequest:
     gpu: str = "h100"
     gpus: int | None = None  # default: the recipe's devices x num_nodes
     mfu: float = compute.DEFAULT_MFU
+    mfu_source: str | None = None  # where a measured MFU comes from (printed as provenance)
     price: float | None = None  # USD per GPU-hour; default: hardware table (an assumption)
     epochs: float = 1.0
     seq_len: int | None = None
@@ -246,7 +247,14 @@ def measure_inputs(req: PlanRequest, spec: GPUSpec, n_gpus: int) -> dict:
             f"vendor's 8-GPU server x {n_gpus} GPUs",
         )
     )
-    mfu = M(req.mfu, compute.MFU_NOTE if req.mfu == compute.DEFAULT_MFU else "given: --mfu")
+    if req.mfu_source:
+        mfu = M(req.mfu, f"measured: {req.mfu_source}")
+    elif req.mfu == compute.DEFAULT_MFU:
+        mfu = M(req.mfu, compute.MFU_NOTE)
+    else:
+        mfu = M(
+            req.mfu, "given: --mfu (an assumption unless --mfu-source says where it was measured)"
+        )
     return {
         "bytes_per_symbol": bps,
         "bpe_bytes_per_token": bpt,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .units import human_bytes, human_count, human_gib
@@ -234,6 +235,12 @@ def rows(p: dict) -> list[tuple[str, str, str, str]]:
         ),
         (
             "equivalence",
+            "attention FLOPs for the same bytes of context",
+            f"{1 / eq['compression'] ** 2:.2f}x the BPE model's",
+            "(1/k)^2: attention is quadratic in positions",
+        ),
+        (
+            "equivalence",
             "parameters",
             human_count(eq["params"]) + " (compression does not multiply them)",
             "",
@@ -270,8 +277,8 @@ def print_table(p: dict, console=None) -> None:
 
     if console is None:
         console = Console()
-        if not console.is_terminal:  # piped or captured: don't squeeze the table into 80 columns
-            console = Console(width=170)
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            console = Console(width=170)  # piped or captured: don't squeeze it into 80 columns
     title = (
         f"dualmind plan — {p['model']['name']} on {human_bytes(p['corpus']['given_bytes'])} "
         f"({p['corpus']['kind']}), {p['gpu']['count']} x {p['gpu']['key'].upper()}"

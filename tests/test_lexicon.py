@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from lexicon_texts import EN, RU, corpus
+from test_lexicon_texts import EN, RU, corpus
 
 from dualmind.lexicon import Lexicon, LexiconError, detect_language
 from dualmind.lexicon.symbols import MAX_UNITS, id_of, symbol_of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lexicon_texts import EN, RU, corpus
+from test_lexicon_texts import EN, RU, corpus
 
 from dualmind.lexicon import Lexicon
 

@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from lexicon_texts import EN, RU, corpus
+from test_lexicon_texts import EN, RU, corpus
 
 from dualmind.lexicon import Lexicon, LexiconError
 

@@ -1,4 +1,7 @@
-"""Small in-test corpora for the lexicon tests (no dependency on the demo corpus)."""
+"""Small in-test corpora shared by the lexicon tests (no dependency on the demo corpus).
+
+Imported by the other tests/test_lexicon*.py modules; its one test checks the texts.
+"""
 
 EN = [
     "The night was dark and the wind was cold. She walked to the edge of the forest, "
@@ -24,3 +27,10 @@ RU = [
 
 def corpus(repeat: int = 8) -> list[str]:
     return (EN + RU) * repeat
+
+
+def test_sample_texts_are_bilingual():
+    from dualmind.lexicon import detect_language
+
+    assert {detect_language(t) for t in EN} == {"en"}
+    assert {detect_language(t) for t in RU} == {"ru"}

@@ -23,8 +23,7 @@ if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
     "$PIP" install -q torch
   else
     echo "[setup] no CUDA device: installing the CPU torch==$TORCH_CPU_VERSION"
-    "$PIP" install -q "torch==$TORCH_CPU_VERSION" --index-url https://download.pytorch.org/whl/cpu \
-      || "$PIP" install -q "torch==$TORCH_CPU_VERSION"
+    "$PIP" install -q "torch==$TORCH_CPU_VERSION"
   fi
 fi
 TORCH_VERSION=$("$VENV/bin/python" -c 'import torch; print(torch.__version__)')

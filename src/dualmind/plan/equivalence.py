@@ -100,26 +100,27 @@ def equivalence(
     )
 
 
-def read_equal_compute_results(path: str | Path) -> dict:
+def read_equal_compute_results(path: str | Path, shown: str | Path | None = None) -> dict:
     """The equal-compute section of ``benchmarks/RESULTS.md``: its markdown table rows (as dicts)
     and raw text, or ``{"status": "not measured yet", ...}`` when the file or section is absent."""
     path = Path(path)
+    where = shown if shown is not None else path  # how the report names the file
     if not path.is_file():
-        return {"status": NOT_MEASURED, "source": f"{path} does not exist"}
+        return {"status": NOT_MEASURED, "source": f"{where} does not exist"}
     text = path.read_text(encoding="utf-8")
     start, end = text.find(RESULTS_START), text.find(RESULTS_END)
     if start < 0:
-        return {"status": NOT_MEASURED, "source": f"{path} has no {RESULTS_START} section"}
+        return {"status": NOT_MEASURED, "source": f"{where} has no {RESULTS_START} section"}
     section = text[start + len(RESULTS_START) : end if end > start else len(text)].strip()
     rows = _markdown_table(section)
     has_bpb = any(re.search(r"bpb|bits.per.byte", key, re.I) for row in rows for key in row)
     if not section or not has_bpb:
         return {
             "status": NOT_MEASURED,
-            "source": f"{path}: the section has no bits-per-byte table",
+            "source": f"{where}: the section has no bits-per-byte table",
             "text": section,
         }
-    return {"status": "measured", "source": str(path), "rows": rows, "text": section}
+    return {"status": "measured", "source": str(where), "rows": rows, "text": section}
 
 
 def _markdown_table(text: str) -> list[dict]:

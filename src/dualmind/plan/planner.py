@@ -350,8 +350,16 @@ def plan(req: PlanRequest) -> Plan:
         f"a Llama-style stand-in; cross-attention not counted)",
     )
     results_path = Path(req.results) if req.results else repo_root() / "benchmarks" / "RESULTS.md"
+    try:  # print it relative to the repository when it lies inside it
+        shown = results_path.resolve().relative_to(repo_root())
+    except ValueError:
+        shown = results_path
     equiv = equivalence.equivalence(
-        core.num_params(), bps, bpt, req.claim, equivalence.read_equal_compute_results(results_path)
+        core.num_params(),
+        bps,
+        bpt,
+        req.claim,
+        equivalence.read_equal_compute_results(results_path, shown),
     )
 
     sweep = []

@@ -59,7 +59,7 @@ def rows(p: dict) -> list[tuple[str, str, str, str]]:
                 else ""
             ),
         ),
-        ("run", "MFU", f"{i['mfu']['value']:.2f}", i["mfu"]["provenance"]),
+        ("run", "MFU", f"{i['mfu']['value']:.2f}", i["mfu"]["provenance"] + _recompute_note(p)),
         (
             "run",
             "price per GPU-hour",
@@ -260,6 +260,17 @@ def rows(p: dict) -> list[tuple[str, str, str, str]]:
         ),
     ]
     return out
+
+
+def _recompute_note(p: dict) -> str:
+    """Full checkpointing recomputes each block's forward: hardware FLOPs = 4/3 x model FLOPs."""
+    if p["run"]["checkpointing"] != "full":
+        return ""
+    hfu = p["inputs"]["mfu"]["value"] * 4 / 3
+    return (
+        f"; with full activation checkpointing the recomputed forward is not model FLOPs, so this "
+        f"MFU means ~{hfu:.0%} hardware utilisation"
+    )
 
 
 def _measured(measured: dict) -> str:

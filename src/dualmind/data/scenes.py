@@ -89,7 +89,14 @@ def cut_scenes(text: str, spans: list[tuple[int, int]], limits: SceneLimits) -> 
     # candidate cut -> (unit index where the next scene starts, char offset, is_paragraph)
     cands: dict[int, tuple[int, bool]] = {}
     for pos, para in boundaries(text):
-        u = bisect.bisect_left(starts, pos)
+        # the unit holding the sentence's first character; if it starts earlier with only
+        # whitespace (" The"), the cut goes before it; if it straddles real text ("end. The"
+        # merged into one unit), the cut goes after it
+        u = bisect.bisect_right(starts, pos) - 1
+        if u < 0:
+            continue
+        if starts[u] < pos and not text[starts[u]:pos].isspace():
+            u += 1
         if 0 < u < n:
             prev = cands.get(u)
             if prev is None or (para and not prev[1]):

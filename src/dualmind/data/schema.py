@@ -69,7 +69,7 @@ class HypertrainRecord:
 
 
 def _type_name(t: type) -> str:
-    return {str: "string", int: "integer", dict: "object"}[t]
+    return {str: "a string", int: "an integer", dict: "an object"}[t]
 
 
 def validate_record(obj: Any, path: str | Path | None = None, line: int | None = None) -> HypertrainRecord:
@@ -98,7 +98,7 @@ def validate_record(obj: Any, path: str | Path | None = None, line: int | None =
         # bool is an int subclass in Python; a JSON true is never a valid count or doc id.
         if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
             raise SchemaError(
-                f"key {key!r} must be a {_type_name(typ)}, got {type(value).__name__} {value!r:.60}",
+                f"key {key!r} must be {_type_name(typ)}, got {type(value).__name__} {value!r:.60}",
                 path, line)
         if typ is int and value < 0:
             raise SchemaError(f"key {key!r} must be >= 0, got {value}", path, line)

@@ -1,0 +1,89 @@
+"""`dualmind lexicon build|encode|decode|info`, driven through the module's run()."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from test_lexicon_texts import EN, RU
+
+from dualmind.lexicon import Lexicon
+from dualmind.lexicon import cli
+
+
+def call(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    return cli.run(parser.parse_args(list(argv)))
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    (d / "txt").mkdir()
+    for i, t in enumerate(EN * 3):
+        (d / "txt" / f"en{i}.txt").write_text(t, encoding="utf-8")
+    with (d / "ru.jsonl").open("w", encoding="utf-8") as f:
+        for t in RU * 3:
+            f.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")
+    pq.write_table(pa.table({"text": EN + RU}), d / "mix.parquet")
+    return d
+
+
+def test_build_from_folder_jsonl_and_parquet(inputs, tmp_path, capsys):
+    out = tmp_path / "lex"
+    rc = call("build", str(inputs / "txt"), str(inputs / "*.jsonl"), str(inputs / "mix.parquet"),
+              "--level", "semantic", "--vocab-size", "700", "--piece-merges", "100",
+              "--out", str(out), "--no-progress")
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "lexicon semantic" in printed and "read 32 documents" in printed
+    assert "input problems: none" in printed
+    lex = Lexicon.load(out, level="semantic")
+    assert len(lex) <= 700
+    assert lex.build_info["train_docs"] == 32  # 12 txt + 12 jsonl + 8 parquet
+
+
+def test_encode_decode_info(inputs, tmp_path, capsys):
+    out = tmp_path / "lex"
+    assert call("build", str(inputs), "--vocab-size", "800", "--piece-merges", "100",
+                "--out", str(out), "--no-progress") == 0
+    capsys.readouterr()
+    text = "Ночью было темно. The night was dark."
+    assert call("encode", "--lexicon", str(out), text) == 0
+    hyperphrase = capsys.readouterr().out.rstrip("\n")
+    lex = Lexicon.load(out)
+    assert hyperphrase == lex.to_hyperphrase(lex.encode(text))
+    assert call("decode", "--lexicon", str(out), hyperphrase) == 0
+    assert capsys.readouterr().out == text + "\n"
+    assert call("encode", "--lexicon", str(out), "--format", "ids", text) == 0
+    ids = capsys.readouterr().out.split()
+    assert call("decode", "--lexicon", str(out), "--ids", " ".join(ids)) == 0
+    assert capsys.readouterr().out == text + "\n"
+    assert call("info", str(out)) == 0
+    info = capsys.readouterr().out
+    assert "lossless lexicon" in info and lex.fingerprint in info and "phrase" in info
+
+
+def test_bad_input_policy(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"text": "good line about the night"}\n{"text": 5}\nnot json\n')
+    out = tmp_path / "lex"
+    assert call("build", str(bad), "--out", str(out), "--errors", "fail", "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert "bad.jsonl:2" in err
+    assert call("build", str(bad), "--out", str(out), "--errors", "skip", "--no-progress") == 0
+    printed = capsys.readouterr().out
+    assert "2 skipped" in printed
+    assert call("build", "--out", str(out)) == 2
+    assert "--demo" in capsys.readouterr().err
+    assert call("build", str(tmp_path / "missing*.txt"), "--out", str(out)) == 2
+    assert "matches no files" in capsys.readouterr().err
+
+
+def test_load_errors_are_reported_not_raised(tmp_path, capsys):
+    assert call("info", str(tmp_path)) == 2
+    assert "lexicon.json: missing" in capsys.readouterr().err

@@ -350,6 +350,11 @@ def make_plan(files: list[Path], lex: Any, lex_dir: Path, opts: BuildOptions, ou
     return plan
 
 
+def plan_split_order(plan: dict) -> list[str]:
+    """train, val, qa — the order of hypertrain.jsonl (plan.json itself is written key-sorted)."""
+    return [s for s in SPLITS if s in plan["splits"]]
+
+
 def load_plan(out_dir: Path) -> dict:
     path = Path(out_dir) / WORK / "plan.json"
     if not path.is_file():
@@ -551,7 +556,8 @@ def finalize(out_dir: Path, plan: dict, tok, build_problems: Problems) -> dict:
     kinds: dict[str, int] = {}
     n_lines = 0
     with open(hyper_tmp, "wb") as hyper:
-        for split, sp in plan["splits"].items():
+        for split in plan_split_order(plan):
+            sp = plan["splits"][split]
             entries, agg = [], {"records": 0, "documents": 0, "units": 0, "tokens": 0, "bytes": 0, "langs": {}}
             core_parts, bytes_parts, doc_parts = [], [], []
             for k in range(sp["num_shards"]):
@@ -601,7 +607,7 @@ def finalize(out_dir: Path, plan: dict, tok, build_problems: Problems) -> dict:
                       "special": {"pad": 0, "bos": 1, "eos": 2, "unk": 3}},
         # records of hypertrain.jsonl come split by split in this order, shard by shard
         "hypertrain": {"file": "hypertrain.jsonl", "records": n_lines, "kinds": dict(sorted(kinds.items())),
-                       "split_order": list(plan["splits"])},
+                       "split_order": plan_split_order(plan)},
         "documents": plan["documents"],
         "splits": manifest_splits,
         "problems": build_problems.to_dict(),
@@ -730,8 +736,8 @@ def build_corpus(inputs: Sequence[str | os.PathLike] | None, lexicon: Any, out_d
         progress.update(spin, completed=1)
         timings["tokenizer"] = time.perf_counter() - t
         t = time.perf_counter()
-        all_tasks = [(split, k, sp["num_shards"]) for split, sp in plan["splits"].items()
-                     for k in range(sp["num_shards"])]
+        all_tasks = [(split, k, plan["splits"][split]["num_shards"]) for split in plan_split_order(plan)
+                     for k in range(plan["splits"][split]["num_shards"])]
         todo = [x for x in all_tasks if not (out_dir / "shards" / shard_name(x[0], x[1])).is_file()]
         run_shards(out_dir, todo, opts, progress)
         timings["shards"] = time.perf_counter() - t

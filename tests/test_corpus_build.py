@@ -1,0 +1,251 @@
+"""End to end: small corpus -> lexicon -> corpus build -> ShardSet, plus resume, determinism,
+bad input and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from test_corpus_support import check_alignment, small_lexicon, write_corpus_inputs
+
+from dualmind.cli import main as dualmind_main
+from dualmind.data.corpus import CorpusError, build_corpus, build_shard, load_plan, prepare_build
+from dualmind.data.problems import InputError
+from dualmind.data.schema import read_hypertrain
+from dualmind.data.shards import ShardSet
+from dualmind.data.text_tokenizer import load_text_tokenizer
+from dualmind.lexicon import Lexicon
+
+OPTS = dict(num_shards=3, text_vocab_size=600, val_fraction=0.2, progress=False)
+
+
+def shard_state(out: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted((out / "shards").glob("*.shard"))}
+
+
+def records_by_split(out: Path) -> dict[str, list]:
+    by: dict[str, list] = {}
+    for r in read_hypertrain(out / "hypertrain.jsonl"):
+        by.setdefault(r.split, []).append(r)
+    return by
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return write_corpus_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+@pytest.fixture(scope="module")
+def built(inputs, tmp_path_factory):
+    """One lossless build over two worker processes (the default backend)."""
+    out = tmp_path_factory.mktemp("corpus") / "out"
+    summary = build_corpus([inputs], small_lexicon("lossless"), out, workers=2, **OPTS)
+    return out, summary
+
+
+def test_end_to_end_alignment_and_manifest(built):
+    out, summary = built
+    lex = Lexicon.load(small_lexicon("lossless"))
+    assert summary.status == "built" and summary.shards_built == 3 + 1 + 1
+    m = summary.manifest
+    assert m["lexicon"]["fingerprint"] == lex.fingerprint and m["lexicon"]["level"] == "lossless"
+    assert m["tokenizer"]["vocab_size"] == 600 and len(m["tokenizer"]["fingerprint"]) == 16
+    assert set(m["splits"]) == {"train", "val", "qa"}
+    assert set(m["splits"]["val"]["langs"]) == {"en", "ru"}, "val must hold both languages"
+    assert set(m["splits"]["train"]["langs"]) == {"en", "ru"}
+    tok = load_text_tokenizer(out / "tokenizer.json")
+    recs = records_by_split(out)
+    docs_seen: dict[str, set] = {}
+    for split in ("train", "val", "qa"):
+        ds = ShardSet.open(out, split, lexicon_fingerprint=lex)
+        assert len(ds) == len(recs[split]) == m["splits"][split]["records"] > 0
+        assert check_alignment(ds, recs[split], tok, lex) == len(ds)
+        assert ds.core_vocab_size == len(lex) and ds.text_vocab_size == 600
+        packed = ds.packed_core()
+        units, tokens = ds.lengths()
+        assert len(packed.core) == len(packed.core_bytes) == len(packed.doc) == int(units.sum())
+        assert int(packed.core_bytes.sum()) == m["splits"][split]["bytes"]
+        assert int(tokens.sum()) == m["splits"][split]["tokens"]
+        first = ds[0]
+        assert (packed.core[: len(first.core)] == first.core).all()
+        assert (packed.doc[: len(first.core)] == first.doc).all()
+        docs_seen[split] = {sc.doc for sc in ds}
+    assert not docs_seen["train"] & docs_seen["val"], "train and val must not share a document"
+    # consecutive scenes of one document share its id
+    docs = [r.doc for r in recs["train"]]
+    assert len(set(docs)) == m["splits"]["train"]["documents"]
+    assert all(a <= b or b not in docs[: i + 1] for i, (a, b) in enumerate(zip(docs, docs[1:], strict=False)))
+
+
+def test_lossless_scenes_reassemble_their_documents(built, inputs):
+    out, _ = built
+    docs = {}
+    for line in (inputs / "docs.jsonl").read_text(encoding="utf-8").splitlines():
+        d = json.loads(line)
+        docs[d["id"]] = d["text"]
+    texts: dict[str, list[str]] = {}
+    for r in read_hypertrain(out / "hypertrain.jsonl"):
+        if r.kind == "scene":
+            texts.setdefault(r.id.rsplit("#s", 1)[0], []).append(r.text)
+    for key, text in docs.items():
+        assert "".join(texts[key]) == text
+    lengths = [len(r.hyperphrase) for r in read_hypertrain(out / "hypertrain.jsonl") if r.kind == "scene"]
+    assert max(lengths) <= 500 and sorted(lengths)[len(lengths) // 2] >= 100
+
+
+def test_rebuild_is_a_no_op_and_conflicting_settings_are_refused(built, inputs):
+    out, _ = built
+    before = shard_state(out)
+    again = build_corpus([inputs], small_lexicon("lossless"), out, workers=2, **OPTS)
+    assert again.status == "up-to-date" and shard_state(out) == before
+    with pytest.raises(CorpusError, match="holds a corpus build with other settings"):
+        build_corpus([inputs], small_lexicon("lossless"), out, **dict(OPTS, text_vocab_size=700))
+
+
+def test_resume_never_rewrites_finished_shards_and_is_deterministic(built, inputs, tmp_path):
+    """Plan, then build two shards alone (each from (shard_index, num_shards) only), then
+    let build_corpus finish: the two are reused untouched, and the result equals a build
+    done in one go, byte for byte."""
+    ref, _ = built
+    out = tmp_path / "out"
+    plan = prepare_build([inputs], small_lexicon("lossless"), out, **OPTS)
+    assert plan["splits"]["train"]["num_shards"] == 3
+    build_shard(out, "train", 2, 3)
+    build_shard(out, "val", 0, plan["splits"]["val"]["num_shards"])
+    early = shard_state(out)
+    assert set(early) == {"train-00002.shard", "val-00000.shard"}
+    assert build_shard(out, "train", 2, 3)["reused"] is True
+    with pytest.raises(CorpusError, match="has 3 shards; got shard 0 of 4"):
+        build_shard(out, "train", 0, 4)
+    summary = build_corpus([inputs], small_lexicon("lossless"), out, workers=1, **OPTS)
+    assert summary.status == "resumed" and summary.shards_reused == 2 and summary.shards_built == 3
+    after = shard_state(out)
+    for name, state in early.items():
+        assert after[name] == state, f"{name} was rewritten"
+    for name in after:
+        assert (out / "shards" / name).read_bytes() == (ref / "shards" / name).read_bytes(), name
+    for name in ("hypertrain.jsonl", "tokenizer.json", "manifest.json"):
+        assert (out / name).read_bytes() == (ref / name).read_bytes(), name
+
+
+def test_killed_build_continues(inputs, tmp_path):
+    """SIGKILL the build after its second shard; the rerun keeps both and builds the rest."""
+    out = tmp_path / "out"
+    script = textwrap.dedent(f"""
+        import os, signal
+        import dualmind.data.corpus as corpus
+        real, done = corpus.build_shard, []
+        def build_then_die(*args):
+            stats = real(*args)
+            done.append(args)
+            if len(done) == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return stats
+        corpus.build_shard = build_then_die
+        corpus.build_corpus([{str(inputs)!r}], {str(small_lexicon("lossless"))!r}, {str(out)!r},
+                            backend="serial", **{OPTS!r})
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    survivors = shard_state(out)
+    assert len(survivors) == 2 and not (out / "manifest.json").exists()
+    summary = build_corpus([inputs], small_lexicon("lossless"), out, backend="serial", **OPTS)
+    assert summary.status == "resumed" and summary.shards_reused == 2
+    after = shard_state(out)
+    assert all(after[k] == v for k, v in survivors.items())
+    assert not list(out.rglob("*.tmp*"))
+
+
+def test_semantic_build_alignment(inputs, tmp_path):
+    out = tmp_path / "sem"
+    lex_dir = small_lexicon("semantic")
+    summary = build_corpus([inputs / "docs.jsonl"], lex_dir, out, backend="serial", level="semantic",
+                           **dict(OPTS, num_shards=1))
+    lex = Lexicon.load(lex_dir)
+    tok = load_text_tokenizer(out / "tokenizer.json")
+    recs = records_by_split(out)
+    assert summary.manifest["lexicon"]["level"] == "semantic"
+    for split in ("train", "val"):
+        ds = ShardSet.open(out, split, lex.fingerprint)
+        check_alignment(ds, recs[split], tok, lex)
+    # semantic units are fewer than lossless ones for the same text
+    assert summary.manifest["splits"]["train"]["bytes"] / summary.manifest["splits"]["train"]["units"] > 4
+
+
+def test_lexicon_level_mismatch_and_unknown_languages(inputs, tmp_path):
+    with pytest.raises(CorpusError, match="built for level 'lossless', but level 'semantic' was requested"):
+        build_corpus([inputs], small_lexicon("lossless"), tmp_path / "a", level="semantic", **OPTS)
+    bad = tmp_path / "langs.jsonl"
+    bad.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in [
+        {"id": "de", "lang": "de", "text": "Guten Morgen, wie geht es dir heute?"},
+        {"id": "el", "text": "Καλημέρα, τι κάνεις σήμερα;"},
+    ]) + "\n", encoding="utf-8")
+    summary = build_corpus([inputs / "docs.jsonl", bad], small_lexicon("lossless"), tmp_path / "b",
+                           backend="serial", **OPTS)
+    problems = summary.manifest["problems"]
+    assert problems["counts"]["unknown_language"] == {"skipped": 2}
+    assert problems["examples"]["unknown_language"][0].startswith(f"{bad}:1: declared language 'de'")
+    assert problems["examples"]["unknown_language"][1].startswith(f"{bad}:2: detected language 'und'")
+    assert any("unknown_language: 2 skipped" in line for line in summary.lines())
+    with pytest.raises(InputError, match=rf"{bad}:1: declared language 'de'"):
+        build_corpus([inputs / "docs.jsonl", bad], small_lexicon("lossless"), tmp_path / "c",
+                     backend="serial", errors="fail", **OPTS)
+
+
+def test_bad_files_are_counted_in_the_manifest(inputs, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "docs.jsonl").write_bytes((inputs / "docs.jsonl").read_bytes() + b'{"text": 3}\n{oops\n')
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "blob.bin").write_bytes(b"\x00\x01\x02" * 100)
+    (folder / "latin1.txt").write_bytes("Caf\xe9 au lait. ".encode("latin-1") * 3)
+    summary = build_corpus([folder], small_lexicon("lossless"), tmp_path / "out", backend="serial", **OPTS)
+    counts = summary.manifest["problems"]["counts"]
+    assert counts == {"binary_file": {"skipped": 1}, "empty_file": {"skipped": 1},
+                      "invalid_utf8": {"replaced": 1}, "malformed_json": {"skipped": 1},
+                      "wrong_type": {"skipped": 1}}
+    texts = [r.text for r in read_hypertrain(tmp_path / "out" / "hypertrain.jsonl")]
+    assert any("Caf\ufffd au lait." in t for t in texts)
+
+
+def test_shardset_errors_name_the_path(built, tmp_path):
+    out, _ = built
+    from dualmind.data.shards import ShardError
+
+    with pytest.raises(ShardError, match=f"{tmp_path / 'nope'}: no such corpus folder"):
+        ShardSet.open(tmp_path / "nope")
+    (tmp_path / "half").mkdir()
+    with pytest.raises(ShardError, match="manifest.json: missing"):
+        ShardSet.open(tmp_path / "half")
+    with pytest.raises(ShardError, match=f"{out}: built with lexicon fingerprint .* but lexicon fingerprint "
+                                         "0123abcd was expected"):
+        ShardSet.open(out, "train", lexicon_fingerprint="0123abcd")
+    with pytest.raises(ShardError, match=r"no split 'test' \(splits: \['qa', 'train', 'val'\]\)"):
+        ShardSet.open(out, "test")
+
+
+def test_cli_build_info_validate_and_fail_policy(inputs, tmp_path, capsys):
+    out = tmp_path / "cli"
+    lex = str(small_lexicon("lossless"))
+    rc = dualmind_main(["corpus", "build", str(inputs / "docs.jsonl"), "--lexicon", lex, "--out", str(out),
+                        "--num-shards", "2", "--workers", "1", "--text-vocab-size", "500", "--no-progress"])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "train" in printed and "bytes/unit" in printed
+    assert dualmind_main(["corpus", "info", str(out)]) == 0
+    assert dualmind_main(["corpus", "validate", str(out), "--lexicon", lex]) == 0
+    assert "valid" in capsys.readouterr().out
+    assert dualmind_main(["corpus", "validate", str(out / "hypertrain.jsonl")]) == 0
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine\n\xff broken\n")
+    rc = dualmind_main(["corpus", "build", str(bad), "--lexicon", lex, "--out", str(tmp_path / "x"),
+                        "--errors", "fail", "--no-progress"])
+    assert rc == 2 and f"{bad}:2: invalid UTF-8" in capsys.readouterr().err
+    assert os.path.exists(out / "build_report.json")
+    assert not (out / ".build" / "documents.jsonl").exists(), "staged documents are removed after success"
+    assert load_plan(out)["settings"]["num_shards"] == 2

@@ -242,6 +242,10 @@ class ShardSet:
         return cls(corpus_dir, split, manifest, files)
 
     @property
+    def path(self) -> Path:
+        return self.corpus_dir
+
+    @property
     def lexicon_fingerprint(self) -> str:
         return self.manifest["lexicon"]["fingerprint"]
 

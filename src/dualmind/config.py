@@ -214,13 +214,21 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config", validate
     rdir = recipes_dir()
     if not (rdir / "recipe").is_dir():
         raise ConfigError(f"recipes folder {rdir}/recipe does not exist (set ${RECIPES_ENV})")
+    from hydra.errors import ConfigCompositionException
+
     overrides = list(overrides)
-    if GlobalHydra.instance().is_initialized():
-        # Called from inside a Hydra app (e.g. a planner called by train.py): reuse it.
-        cfg = hydra_compose(config_name=config_name, overrides=overrides)
-    else:
-        with initialize_config_dir(version_base="1.3", config_dir=str(repo_conf_dir()), job_name="dualmind"):
+    try:
+        if GlobalHydra.instance().is_initialized():
+            # Called from inside a Hydra app (e.g. a planner called by train.py): reuse it.
             cfg = hydra_compose(config_name=config_name, overrides=overrides)
+        else:
+            with initialize_config_dir(version_base="1.3", config_dir=str(repo_conf_dir()),
+                                       job_name="dualmind"):
+                cfg = hydra_compose(config_name=config_name, overrides=overrides)
+    except ConfigCompositionException as err:
+        # Hydra says "Could not override 'optim.lrr'... Key 'lrr' is not in struct": keep its
+        # words (they name the key) but raise one error type for every bad config.
+        raise ConfigError(f"{err}".strip() + f"\n(overrides: {' '.join(overrides)})") from err
     OmegaConf.set_struct(cfg, True)
     if validate_cfg:
         validate(cfg)

@@ -93,6 +93,7 @@ class DualMindModule(L.LightningModule):
         self.history: dict[str, list] = {"train": [], "val": []}
         self._t_batch: Optional[float] = None
         self._flops_total = 0.0
+        self._grad_norm: Optional[torch.Tensor] = None
 
     # ---- stages ---------------------------------------------------------------------------------
 
@@ -127,24 +128,31 @@ class DualMindModule(L.LightningModule):
                 f"stopped before applying this update. Last good checkpoint: {ckpt}. Lower optim.lr, "
                 f"check the data, or resume with ckpt_path=last"
             )
-        bpb = counts.nll_sum.detach() / (LN2 * counts.text_bytes.clamp(min=1))
-        self._last = (loss.detach(), bpb, counts.symbols, counts.text_bytes)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/bits_per_symbol", loss.detach() / LN2)
-        self.log("train/bpb", bpb, prog_bar=True)
+        self._last = counts
+        self._lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # the lr this update uses
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Everything of one batch is logged here, after its optimizer step, so that one CSV row
+        # (keyed by global_step) holds the loss, rate and lr of the same step.
         dt = time.perf_counter() - (self._t_batch or time.perf_counter())
-        loss, bpb, symbols, text_bytes = self._last
-        step_flops = self.flops_per_symbol * float(symbols)
+        counts = self._last
+        loss = counts.loss.detach()
+        bpb = counts.nll_sum.detach() / (LN2 * counts.text_bytes.clamp(min=1))
+        symbols, text_bytes = float(counts.symbols), float(counts.text_bytes)
+        step_flops = self.flops_per_symbol * symbols
         self._flops_total += step_flops
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/bits_per_symbol", loss / LN2)
+        self.log("train/bpb", bpb, prog_bar=True)
         if dt > 0:
-            self.log("train/symbols_per_s", float(symbols) / dt)
-            self.log("train/bytes_per_s", float(text_bytes) / dt)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+            self.log("train/symbols_per_s", symbols / dt)
+            self.log("train/bytes_per_s", text_bytes / dt)
+        self.log("train/lr", self._lr)
         self.log("train/flops_per_step", step_flops)
         self.log("train/flops_total", self._flops_total)
+        if self._grad_norm is not None:
+            self.log("train/grad_norm", self._grad_norm)
         self.history["train"].append({"step": self.global_step, "loss": float(loss), "bpb": float(bpb),
                                       "seconds": dt})
 
@@ -202,8 +210,7 @@ class DualMindModule(L.LightningModule):
         if gradient_clip_algorithm == "value":
             torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
         else:
-            norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
-            self.log("train/grad_norm", norm)
+            self._grad_norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
 
     # ---- checkpoints ----------------------------------------------------------------------------
 

@@ -77,12 +77,12 @@ def open_shards(corpus_dir: str | Path, split: str, expected_fingerprint: Option
             f"data.dir={corpus_dir}: no such folder; build a corpus first with "
             f"`dualmind corpus build ... --out {corpus_dir}` (or point data.dir at one)"
         )
-    if not (path / "shards").is_dir():
-        raise DataConfigError(f"data.dir={corpus_dir}: no shards/ folder inside; is this a corpus "
-                              f"built by `dualmind corpus build`?")
-    from dualmind.data.shards import ShardSet
+    from dualmind.data.shards import ShardError, ShardSet
 
-    shards = ShardSet.open(path, split=split)
+    try:
+        shards = ShardSet.open(path, split=split)
+    except ShardError as err:
+        raise DataConfigError(f"data.dir={corpus_dir}: {err}") from err
     if expected_fingerprint is not None and shards.lexicon_fingerprint != expected_fingerprint:
         raise DataConfigError(
             f"data.dir={corpus_dir}: shards were built with lexicon {shards.lexicon_fingerprint}, "
@@ -104,7 +104,7 @@ def core_stream(shards: Any, split: str) -> CoreStream:
     if not (len(ids) == len(unit_bytes) == len(docs)):
         raise DataConfigError(f"{split} shards: core ids ({len(ids)}), core_bytes ({len(unit_bytes)}) "
                               f"and doc ids ({len(docs)}) differ in length")
-    return CoreStream(ids, unit_bytes, docs, source=f"{getattr(shards, 'path', '?')} [{split}]")
+    return CoreStream(ids, unit_bytes, docs, source=f"{getattr(shards, 'corpus_dir', '?')} [{split}]")
 
 
 def resolve_expected_fingerprint(lexicon: Optional[str]) -> Optional[str]:

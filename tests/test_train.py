@@ -1,0 +1,169 @@
+"""Training stage=core end to end on a tiny real corpus: fast-dev-run of every mini recipe,
+exact resume, lexicon fingerprint checks, bad input, NaN stop, and the train.py entry point."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from test_train_support import tiny_corpus, tiny_overrides
+
+from dualmind.config import compose, list_recipes, repo_root
+from dualmind.lit import NonFiniteLossError
+from dualmind.train_loop import TrainingError, run, train
+
+MINI_RECIPES = [r for r in list_recipes() if r.endswith("_mini")]
+
+
+@pytest.mark.parametrize("recipe", MINI_RECIPES)
+def test_fast_dev_run_every_mini_recipe(recipe, tmp_path):
+    # The recipe's own model and data shapes; only the lexicon-sized vocab is from the tiny corpus
+    # (model.vocab_size of the recipe is larger, so nothing needs overriding).
+    result = train([f"recipe={recipe}", f"data.dir={tiny_corpus()}", f"run_dir={tmp_path}",
+                    "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false"])
+    assert result.steps == 1
+    assert len(result.train) == 1 and math.isfinite(result.train[0]["loss"])
+    assert 0 < result.train[0]["bpb"] < 20
+    assert len(result.val) == 1 and math.isfinite(result.val[0]["bpb"])
+
+
+def test_loss_falls_and_metrics_are_logged(tmp_path):
+    result = train(tiny_overrides(tmp_path, "trainer.max_steps=30", "trainer.val_check_interval=15",
+                                  "optim.warmup_steps=5", "optim.lr=3e-3", "trainer.loggers=[csv]"))
+    first = sum(x["loss"] for x in result.train[:3]) / 3
+    last = sum(x["loss"] for x in result.train[-3:]) / 3
+    assert last < first - 0.5, (first, last)
+    assert [v["step"] for v in result.val] == [15, 30]
+    # bits per byte is NLL / (ln 2 * text bytes): consistent with bits per symbol and bytes/unit
+    metrics = (next((tmp_path / "csv").glob("version_*")) / "metrics.csv").read_text().splitlines()
+    header = metrics[0].split(",")
+    for key in ("train/loss", "train/bits_per_symbol", "train/bpb", "train/symbols_per_s",
+                "train/bytes_per_s", "train/lr", "train/flops_per_step", "train/flops_total",
+                "val/loss", "val/bpb", "val/bits_per_symbol"):
+        assert key in header, key
+    row = dict(zip(header, metrics[1].split(",")))
+    assert float(row["train/bits_per_symbol"]) == pytest.approx(float(row["train/loss"]) / math.log(2), rel=1e-5)
+    assert float(row["train/flops_per_step"]) > 6 * 64 * 64 * 4  # 6 N per symbol, 256 symbols
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+class Crash(L.Callback):
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.at_step:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_is_exact(tmp_path):
+    base = ["trainer.max_steps=10", "trainer.checkpoint_every_n_steps=4", "trainer.val_check_interval=100"]
+    whole = train(tiny_overrides(tmp_path / "whole", *base))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(compose(tiny_overrides(tmp_path / "cut", *base)), callbacks=[Crash(at_step=6)])
+    # the crash came after step 6; the newest checkpoint is the one of step 4
+    resumed = train(tiny_overrides(tmp_path / "cut", *base, "ckpt_path=last"))
+    assert [x["step"] for x in resumed.train] == list(range(5, 11))
+    whole_tail = [x["loss"] for x in whole.train[4:]]
+    assert [x["loss"] for x in resumed.train] == pytest.approx(whole_tail, abs=1e-6)
+    assert resumed.steps == 10
+
+
+def test_checkpoint_with_other_lexicon_is_refused(tmp_path):
+    first = train(tiny_overrides(tmp_path, "trainer.max_steps=2", "trainer.val_check_interval=100"))
+    ckpt = torch.load(first.last_checkpoint, weights_only=True)
+    assert ckpt["dualmind"]["lexicon_fingerprint"] == first.lexicon_fingerprint
+    ckpt["dualmind"]["lexicon_fingerprint"] = "0" * 64
+    other = tmp_path / "other.ckpt"
+    torch.save(ckpt, other)
+    with pytest.raises(TrainingError, match="lexicon 0000.*" + first.lexicon_fingerprint[:12]):
+        train(tiny_overrides(tmp_path, "trainer.max_steps=4", f"ckpt_path={other}"))
+    # ckpt_path=last reads the run's own last.ckpt: make that one foreign too
+    torch.save(ckpt, first.last_checkpoint)
+    with pytest.raises(TrainingError, match="lexicon"):
+        train(tiny_overrides(tmp_path, "trainer.max_steps=4", "ckpt_path=last"))
+
+
+def test_bad_input_names_key_or_path(tmp_path):
+    with pytest.raises(TrainingError, match="data.dir=.*nowhere"):
+        train(tiny_overrides(tmp_path, f"data.dir={tmp_path / 'nowhere'}"))
+    with pytest.raises(TrainingError, match="data.dir is not set"):
+        train(["recipe=core_mini", f"run_dir={tmp_path}"])
+    with pytest.raises(TrainingError, match="model.vocab_size=512 is smaller"):
+        train(tiny_overrides(tmp_path, "model.vocab_size=512"))
+    with pytest.raises(TrainingError, match="lexicon"):  # shards built with another lexicon
+        train(tiny_overrides(tmp_path, "data.lexicon=" + "ab" * 32))
+    with pytest.raises(Exception, match="data.seq_len=300.*max_seq_len"):
+        train(tiny_overrides(tmp_path, "data.seq_len=300"))
+    with pytest.raises(TrainingError, match="ckpt_path=.*missing.ckpt"):
+        train(tiny_overrides(tmp_path, f"ckpt_path={tmp_path / 'missing.ckpt'}"))
+    with pytest.raises(NotImplementedError, match="fsdp2"):
+        train(tiny_overrides(tmp_path, "strategy=fsdp2", "strategy.activation_checkpointing=none"))
+
+
+class PoisonWeights(L.Callback):
+    """Make the loss NaN from a given step on, as a diverging run would."""
+
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer, pl_module, *args):
+        if trainer.global_step == self.at_step:
+            with torch.no_grad():
+                pl_module.core.norm.weight.fill_(float("nan"))
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
+    cfg = compose(tiny_overrides(tmp_path, "trainer.max_steps=10", "trainer.checkpoint_every_n_steps=3",
+                                 "trainer.val_check_interval=100"))
+    with pytest.raises(NonFiniteLossError, match=r"at step 5 .*last.ckpt") as err:
+        run(cfg, callbacks=[PoisonWeights(at_step=5)])
+    assert "nan" in str(err.value).lower()
+    ckpt_dir = tmp_path / "checkpoints"
+    last = torch.load(ckpt_dir / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 3  # the last good one, untouched by the failing step
+    assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
+    assert not list(ckpt_dir.glob("*.tmp*"))
+
+
+def _python_env():
+    return {**os.environ, "HYDRA_FULL_ERROR": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def test_train_py_runs_and_resumes(tmp_path):
+    args = [sys.executable, str(repo_root() / "train.py"), *tiny_overrides(tmp_path / "run"),
+            "trainer.max_steps=3", "trainer.val_check_interval=3"]
+    out = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_python_env())
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "trained 3 steps" in out.stdout and "val bits/byte" in out.stdout
+    again = subprocess.run(args[:-2] + ["trainer.max_steps=5", "trainer.val_check_interval=5", "ckpt_path=last"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_python_env())
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "trained 5 steps" in again.stdout
+    bad = subprocess.run([sys.executable, str(repo_root() / "train.py"), "recipe=core_mini", "data.dir=/no/such"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_python_env())
+    assert bad.returncode == 2 and "data.dir=/no/such" in bad.stderr
+
+
+@pytest.mark.slow
+def test_train_py_multirun_sweeps(tmp_path):
+    common = [f"data.dir={tiny_corpus()}", f"runs_dir={tmp_path}", "trainer.max_steps=2",
+              "trainer.val_check_interval=2", "trainer.enable_progress_bar=false", "data.seq_len=64",
+              "data.batch_size=2"]
+    out = subprocess.run([sys.executable, str(repo_root() / "train.py"), "-m", "recipe=core_mini",
+                          "optim.lr=1e-3,3e-4", *common], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=600, env=_python_env())
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("trained 2 steps") == 2
+    out = subprocess.run([sys.executable, str(repo_root() / "train.py"), "-m", "recipe=sweep_core_mini", *common],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600, env=_python_env())
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("trained 2 steps") == 2
+    jobs = sorted((tmp_path / "multirun" / "sweep_core_mini").glob("*/*/config.yaml"))
+    assert len(jobs) == 2

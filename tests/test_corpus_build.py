@@ -165,13 +165,20 @@ def test_killed_build_continues(inputs, tmp_path):
 def test_semantic_build_alignment(inputs, tmp_path):
     out = tmp_path / "sem"
     lex_dir = small_lexicon("semantic")
-    summary = build_corpus([inputs / "docs.jsonl"], lex_dir, out, backend="serial", level="semantic",
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"input": "What is it?", "target": "It is a ghost."}) + "\n"
+                  + json.dumps({"input": "Where is the ghost of the king?", "target": "There."}) + "\n")
+    summary = build_corpus([inputs / "docs.jsonl", qa], lex_dir, out, backend="serial", level="semantic",
                            **dict(OPTS, num_shards=1))
+    # a question of stopwords only has no semantic units: counted, with its file and line
+    assert summary.manifest["problems"]["counts"] == {"no_units": {"skipped": 1}}
+    assert summary.manifest["problems"]["examples"]["no_units"][0].startswith(f"{qa}:1: qa input")
+    assert summary.manifest["splits"]["qa"]["records"] == 1
     lex = Lexicon.load(lex_dir)
     tok = load_text_tokenizer(out / "tokenizer.json")
     recs = records_by_split(out)
     assert summary.manifest["lexicon"]["level"] == "semantic"
-    for split in ("train", "val"):
+    for split in ("train", "val", "qa"):
         ds = ShardSet.open(out, split, lex.fingerprint)
         check_alignment(ds, recs[split], tok, lex)
     # semantic units are fewer than lossless ones for the same text
@@ -196,6 +203,23 @@ def test_lexicon_level_mismatch_and_unknown_languages(inputs, tmp_path):
     with pytest.raises(InputError, match=rf"{bad}:1: declared language 'de'"):
         build_corpus([inputs / "docs.jsonl", bad], small_lexicon("lossless"), tmp_path / "c",
                      backend="serial", errors="fail", **OPTS)
+
+
+def test_duplicate_document_ids(inputs, tmp_path):
+    dup = tmp_path / "dup.jsonl"
+    first = (inputs / "docs.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    dup.write_text(first + "\n", encoding="utf-8")
+    paths = [inputs / "docs.jsonl", dup]
+    summary = build_corpus(paths, small_lexicon("lossless"), tmp_path / "a", backend="serial", **OPTS)
+    assert summary.manifest["problems"]["counts"] == {"duplicate_id": {"replaced": 1}}
+    key = json.loads(first)["id"]
+    ids = {r.id.rsplit("#s", 1)[0] for r in read_hypertrain(tmp_path / "a" / "hypertrain.jsonl")}
+    assert {key, key + "~2"} <= ids
+    summary = build_corpus(paths, small_lexicon("lossless"), tmp_path / "b", backend="serial",
+                           errors="skip", **OPTS)
+    assert summary.manifest["problems"]["counts"] == {"duplicate_id": {"skipped": 1}}
+    with pytest.raises(InputError, match=rf"{dup}:1: duplicate document id"):
+        build_corpus(paths, small_lexicon("lossless"), tmp_path / "c", backend="serial", errors="fail", **OPTS)
 
 
 def test_bad_files_are_counted_in_the_manifest(inputs, tmp_path):

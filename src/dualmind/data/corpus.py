@@ -307,7 +307,7 @@ def make_plan(files: list[Path], lex: Any, lex_dir: Path, opts: BuildOptions, ou
             i = len(docs)
             keys[key] = i
             rec = {"doc": i, "key": key, "lang": lang, "kind": sd.kind, "text": sd.text,
-                   "source": sd.source or sd.path}
+                   "source": sd.source or sd.path, "path": sd.path, "line": sd.line}
             if sd.target is not None:
                 rec["target"] = sd.target
             line = (json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8")
@@ -488,7 +488,8 @@ def build_shard(out_dir: str | Path, split: str, shard_index: int, num_shards: i
         if d["kind"] in ("qa", "pair"):
             ids, spans = lex.encode_with_spans(d["text"], lang)
             if not ids:
-                problems.note("no_units", "skipped", f"qa input of {d['key']!r} encodes to no units", d["source"])
+                problems.note("no_units", "skipped", f"{d['kind']} input of {d['key']!r} encodes to no units",
+                              d.get("path"), d.get("line"))
                 continue
             target_ids = tok.encode(d["target"], add_special_tokens=False).ids
             core_bytes, n_bytes = _input_bytes(d["text"], spans)
@@ -510,7 +511,7 @@ def build_shard(out_dir: str | Path, split: str, shard_index: int, num_shards: i
                 if block.strip():
                     problems.note("no_units", "skipped",
                                   f"{len(block)} characters of document {d['key']!r} encode to no units",
-                                  d["source"])
+                                  d.get("path"), d.get("line"))
                 continue
             for cut in cut_scenes(block, spans, limits):
                 scene_text = block[cut.char_start:cut.char_end]

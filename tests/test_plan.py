@@ -108,34 +108,44 @@ def test_activation_checkpointing_orders_memory():
 
 
 def test_activation_formula_matches_saved_tensors():
-    """The activation model is the model's: count the bytes one real Block saves for backward
-    (bf16, SDPA on CPU, parameters excluded) and compare with the planner's formula.
-    Tolerance 2% (the formula leaves out log-sum-exp and norm statistics: 24 of 5,656 B here)."""
+    """The activation model is the model's: count the bytes the real HyperCore saves for backward
+    (bf16, SDPA on CPU, parameters excluded) with 2 blocks and with 1, so everything outside the
+    blocks (embedding, final norm, logits) cancels, and compare one block with the planner's
+    formula. Tolerance 2% (the formula leaves out log-sum-exp and norm statistics, ~0.5%)."""
     torch = pytest.importorskip("torch")
-    from dualmind.model import attention as attn
-    from dualmind.model.core import Block
+    from dualmind.model.core import HyperCore
 
-    cfg = CoreConfig(vocab_size=512, dim=128, n_layers=1, n_heads=4, n_kv_heads=2, ffn_dim=352)
-    block = Block(cfg, 0).to(torch.bfloat16)
     batch, seq = 2, 64
-    x = torch.randn(batch, seq, cfg.dim, dtype=torch.bfloat16, requires_grad=True)
-    cos = torch.ones(seq, 1, cfg.head_dim // 2)
-    sin = torch.zeros(seq, 1, cfg.head_dim // 2)
-    layout = attn.layout_for("sdpa", None, batch, seq, torch.device("cpu"))
-    params = {p.untyped_storage().data_ptr() for p in block.parameters()}
-    storages = {}
 
-    def pack(t):
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in params and t.numel() >= seq:  # weights and the small rope tables aside
-            storages[ptr] = t.untyped_storage().nbytes()
-        return t
+    def saved_bytes(n_layers: int) -> int:
+        cfg = CoreConfig(
+            vocab_size=512,
+            dim=128,
+            n_layers=n_layers,
+            n_heads=4,
+            n_kv_heads=2,
+            ffn_dim=352,
+            attn_backend="sdpa",
+        )
+        model = HyperCore(cfg).to(torch.bfloat16)
+        params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        storages = {}
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        block(x, cos, sin, layout)
-    measured = (sum(storages.values()) - cos.nbytes - sin.nbytes) / (batch * seq)
-    shape = from_core_config(cfg, "probe")
-    expected = shape.activation_bytes_per_token_layer()
+        def pack(t):
+            ptr = t.untyped_storage().data_ptr()
+            if ptr not in params:
+                storages[ptr] = t.untyped_storage().nbytes()
+            return t
+
+        ids = torch.randint(0, cfg.vocab_size, (batch, seq))
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(ids)
+        return sum(storages.values()), cfg
+
+    one, _ = saved_bytes(1)
+    two, cfg = saved_bytes(2)
+    measured = (two - one) / (batch * seq)
+    expected = from_core_config(cfg, "probe").activation_bytes_per_token_layer()
     assert measured == pytest.approx(expected, rel=0.02)
 
 
@@ -143,7 +153,7 @@ def test_activation_formula_matches_saved_tensors():
 
 
 def test_corpus_sizes_raw_and_hyperphrase():
-    raw = corpus_sizes(10**12, "raw", bytes_per_symbol=5.0, bpe_bytes_per_token=4.0)
+    raw = corpus_sizes(10**12, "raw", 5.0, 4.0, hyperphrase_utf8_bytes=3.0)
     assert raw.symbols == pytest.approx(2e11) and raw.bpe_tokens == pytest.approx(2.5e11)
     hp = corpus_sizes(3 * 10**12, "hyperphrase", 5.0, 4.0, hyperphrase_utf8_bytes=3.0)
     assert hp.symbols == pytest.approx(1e12) and hp.text_bytes == pytest.approx(5e12)
@@ -353,3 +363,66 @@ def test_hyperphrase_corpus_and_given_figures():
     assert p.equivalence["compression"] == pytest.approx(2.5)
     assert p.inference["core_context_bytes"] == pytest.approx(8192 * 10.0)
     assert p.inference["bpe_context_bytes"] == pytest.approx(8192 * 4.0)
+
+
+# The codec section exactly as benchmarks/codec.py renders it (abridged to the rows read here).
+CODEC_SECTION = """# Benchmark results
+
+<!-- codec:start -->
+## Codec (benchmarks/codec.py)
+
+Measured 2026-11-29 05:44 UTC on x86_64, 2 CPUs, Python 3.11.7; one core (pinned to CPU 0).
+
+### Compression (UTF-8 bytes per position; ratio = reference tokens / our units)
+
+| level | vocab | lang | bytes/unit | × o200k_base | × cl100k_base | × gpt2 | round trip | target |
+|---|---|---|---|---|---|---|---|---|
+| lossless | 32768 | en | 4.97 | 1.31 | 1.33 | 1.44 | 16/16 exact | ≥ 1.3: met |
+| semantic | 32768 | ru | 14.3 | 2.41 | 3.86 | 8.51 | n/a (gloss) | ≥ 3.5: NOT met |
+
+Reference bytes/token on the same held-out text: en: o200k_base 3.77,
+cl100k_base 3.73; ru: o200k_base 5.92
+
+### Encode speed, one core (MB/s; ratio = ours / tiktoken o200k)
+
+| level | vocab | pass | lang | ours MB/s | o200k MB/s | ratio |
+|---|---|---|---|---|---|---|
+| lossless | 32768 | cold | en | 1.7 | 9.1 | 0.19 |
+| lossless | 32768 | corpus | en | 2.2 | 10.0 | 0.21 |
+| semantic | 32768 | corpus | ru | 1.6 | 7.8 | 0.19 |
+<!-- codec:end -->
+"""
+
+
+@pytest.mark.parametrize(
+    "level,lang,bps,bpt,speed",
+    [
+        ("lossless", "en", 4.97, 3.77, 2.2e6),  # differ from the built-in figures on purpose
+        ("semantic", "ru", 14.3, 5.92, 1.6e6),
+    ],
+)
+def test_codec_section_of_results_is_the_fallback(tmp_path, level, lang, bps, bpt, speed):
+    """With nothing given or measured in the run, the lexicon benchmark's section is used."""
+    results = tmp_path / "RESULTS.md"
+    results.write_text(CODEC_SECTION, encoding="utf-8")
+    p = plan(PlanRequest(model="1b", gpus=8, level=level, lang=lang, results=str(results)))
+    got = p.inputs
+    assert got["bytes_per_symbol"]["value"] == bps
+    assert got["bpe_bytes_per_token"]["value"] == bpt
+    assert got["codec_bytes_per_s_per_core"]["value"] == pytest.approx(speed)
+    for key in ("bytes_per_symbol", "bpe_bytes_per_token", "codec_bytes_per_s_per_core"):
+        assert got[key]["provenance"].startswith("measured:")
+        assert f"({level}, {lang}, 2026-11-29 05:44 UTC)" in got[key]["provenance"]
+
+
+def test_builtin_benchmark_figures_without_results(tmp_path):
+    from dualmind.plan.codec_figures import BUILTIN
+
+    p = plan(
+        PlanRequest(
+            model="1b", gpus=8, level="semantic", lang="en", results=str(tmp_path / "none.md")
+        )
+    )
+    assert p.inputs["bytes_per_symbol"]["value"] == BUILTIN[("semantic", "en")][0]
+    assert p.inputs["bytes_per_symbol"]["provenance"].startswith("default:")
+    assert "no codec section" in p.inputs["bytes_per_symbol"]["provenance"]

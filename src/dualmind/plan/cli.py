@@ -100,7 +100,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bytes-per-symbol",
         type=_positive_float,
         help="text bytes per hyperphrase symbol "
-        f"(default: measured, else {corpus.DEFAULT_BYTES_PER_SYMBOL})",
+        "(default: measured, else the lexicon benchmark's figure)",
+    )
+    parser.add_argument(
+        "--level",
+        choices=("lossless", "semantic"),
+        default="lossless",
+        help="lexicon level of the benchmark figures used when nothing is measured",
+    )
+    parser.add_argument(
+        "--lang",
+        choices=("en", "ru"),
+        default="en",
+        help="language of the benchmark figures used when nothing is measured",
     )
     parser.add_argument(
         "--lexicon", help="a lexicon directory to measure bytes per symbol and codec speed with"
@@ -109,8 +121,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bpe-bytes-per-token",
         type=_positive_float,
-        help=f"text bytes per reference BPE token (default: tiktoken o200k on --sample, "
-        f"else {corpus.DEFAULT_BPE_BYTES_PER_TOKEN})",
+        help="text bytes per reference BPE token (default: tiktoken o200k on --sample, "
+        "else the lexicon benchmark's figure)",
     )
     parser.add_argument(
         "--gpu", choices=sorted(GPUS), default="h100", help="GPU type (default h100)"
@@ -203,6 +215,8 @@ def request_from_args(args: argparse.Namespace) -> PlanRequest:
         model=args.model,
         corpus=args.corpus,
         corpus_kind=args.corpus_kind,
+        level=args.level,
+        lang=args.lang,
         bytes_per_symbol=args.bytes_per_symbol,
         lexicon=args.lexicon,
         sample=args.sample,

@@ -1,11 +1,11 @@
 """How many positions a corpus gives, how fast the codec makes them, and the BPE yardstick.
 
 Bytes per symbol (text bytes one hyperphrase symbol stands for) comes, in order of preference:
-1. measured with a real lexicon on a sample (``--lexicon DIR --sample FILE``);
-2. given (``--bytes-per-symbol X``), reported as "given";
+1. given (``--bytes-per-symbol X``), reported as "given";
+2. measured with a real lexicon on a sample (``--lexicon DIR --sample FILE``);
 3. measured on a sample with a word-level proxy (one unit per word or punctuation mark: what a
    lossless word lexicon without multi-word units would do), reported as "proxy";
-4. the documented default below, reported as "assumption".
+4. the lexicon benchmark's figures (``codec_figures.py``), reported as measured or default.
 Every figure travels with a ``provenance`` string that the report prints.
 """
 
@@ -16,36 +16,6 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-# Defaults, measured once (2026-11) and labelled "default" in every report: a lossless
-# lexicon of 32,768 units built with `Lexicon.build(level="lossless")` on 90% of the embedded demo
-# corpus (every document whose index is not a multiple of 10), measured by this planner's
-# --lexicon/--sample path on the held-out tenth (docs/planning.md has the commands):
-#                      bytes/symbol   o200k bytes/token   k      UTF-8 B/char   encode MB/s/core
-#   lossless, English      4.88            3.82            1.28       3.45          2.0
-#   lossless, Russian      6.89            5.95            1.16       3.23          1.3
-#   semantic, English     10.45            3.82            2.74       3.29          0.36  (lossy)
-#   semantic, Russian     13.59            5.95            2.28       3.32          0.17  (lossy)
-# The English lossless row is the default. A lexicon built on a terabyte will hold more
-# multi-word units than one built on 5 MB, so measure yours with --lexicon DIR --sample FILE.
-_DEFAULT_SOURCE = "demo lossless lexicon on held-out English demo text (measured 2026-11)"
-DEFAULT_BYTES_PER_SYMBOL = 4.88
-DEFAULT_BYTES_PER_SYMBOL_NOTE = (
-    f"default: {_DEFAULT_SOURCE}; Russian 6.89, lossy semantic level 10.5 (en) / 13.6 (ru); "
-    "measure yours with --lexicon DIR --sample FILE"
-)
-DEFAULT_BPE_BYTES_PER_TOKEN = 3.82
-DEFAULT_BPE_NOTE = (
-    "default: tiktoken o200k_base on the same held-out English demo text (measured 2026-11; "
-    "Russian 5.95); pass --sample to measure on your text"
-)
-DEFAULT_HYPERPHRASE_UTF8_BYTES = 3.45  # UTF-8 bytes per hyperphrase character (same sample)
-DEFAULT_HYPERPHRASE_UTF8_NOTE = f"default: UTF-8 bytes per hyperphrase character, {_DEFAULT_SOURCE}"
-DEFAULT_CODEC_BYTES_PER_S_PER_CORE = 2.0e6
-DEFAULT_CODEC_NOTE = (
-    f"default: lossless encode on 1 core of a dev machine, {_DEFAULT_SOURCE}; "
-    "the semantic level (lemmatiser) ran at 0.17-0.36 MB/s"
-)
 
 # Rewriting text with an LLM instead of the codec: generated tokens per second per GPU.
 DEFAULT_LLM_TOKENS_PER_S = 5000.0
@@ -182,7 +152,7 @@ def corpus_sizes(
     kind: str,
     bytes_per_symbol: float,
     bpe_bytes_per_token: float,
-    hyperphrase_utf8_bytes: float = DEFAULT_HYPERPHRASE_UTF8_BYTES,
+    hyperphrase_utf8_bytes: float,
 ) -> CorpusSizes:
     if kind == "raw":
         symbols = given_bytes / bytes_per_symbol

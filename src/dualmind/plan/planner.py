@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import compute, equivalence, memory
 from . import corpus as corpus_mod
+from .codec_figures import codec_figures
 from .hardware import PRICE_NOTE, GPUSpec, gpu_spec
 from .shape import ModelShape, from_core_config
 from .units import parse_bytes
@@ -39,6 +40,8 @@ class PlanRequest:
     model: str | None = None  # a conf/model name, when no recipe is given
     corpus: str = "1TB"
     corpus_kind: str = "raw"  # raw text or hyperphrase files
+    level: str = "lossless"  # which lexicon level's benchmark figures to fall back on
+    lang: str = "en"  # and which language's
     bytes_per_symbol: float | None = None
     lexicon: str | None = None
     sample: str | None = None
@@ -183,6 +186,15 @@ def check_request(req: PlanRequest) -> None:
         raise PlanError("--lexicon", "needs --sample FILE to measure bytes per symbol on")
 
 
+def results_paths(req: PlanRequest) -> tuple[Path, str]:
+    """benchmarks/RESULTS.md (or --results), and how the report names it."""
+    path = Path(req.results) if req.results else repo_root() / "benchmarks" / "RESULTS.md"
+    try:  # relative to the repository when it lies inside it
+        return path, str(path.resolve().relative_to(repo_root()))
+    except ValueError:
+        return path, str(path)
+
+
 def measure_inputs(req: PlanRequest, spec: GPUSpec, n_gpus: int) -> dict:
     """Every figure the arithmetic takes, with its provenance (measured/given/assumption)."""
     M = corpus_mod.Measured
@@ -199,6 +211,12 @@ def measure_inputs(req: PlanRequest, spec: GPUSpec, n_gpus: int) -> dict:
             raise PlanError("--lexicon", f"{req.lexicon} is not a directory")
         lexicon_m = corpus_mod.measure_with_lexicon(req.lexicon, sample_text, label)
 
+    results, shown = results_paths(req)
+    try:
+        fallback = codec_figures(req.level, req.lang, results, shown)
+    except ValueError as err:
+        raise PlanError("--level" if "level" in str(err) else "--lang", str(err)) from err
+
     if req.bytes_per_symbol is not None:
         bps = M(req.bytes_per_symbol, "given: --bytes-per-symbol")
     elif lexicon_m is not None:
@@ -206,7 +224,7 @@ def measure_inputs(req: PlanRequest, spec: GPUSpec, n_gpus: int) -> dict:
     elif sample_text is not None:
         bps = corpus_mod.word_proxy_bytes_per_symbol(sample_text, label)
     else:
-        bps = M(corpus_mod.DEFAULT_BYTES_PER_SYMBOL, corpus_mod.DEFAULT_BYTES_PER_SYMBOL_NOTE)
+        bps = fallback["bytes_per_symbol"]
 
     if req.bpe_bytes_per_token is not None:
         bpt = M(req.bpe_bytes_per_token, "given: --bpe-bytes-per-token")
@@ -215,23 +233,21 @@ def measure_inputs(req: PlanRequest, spec: GPUSpec, n_gpus: int) -> dict:
         if sample_text is not None:
             bpt = corpus_mod.measure_bpe_bytes_per_token(sample_text, label)
         if bpt is None:
-            why = "" if sample_text is None else " (tiktoken/o200k cache not found for the sample)"
-            bpt = M(corpus_mod.DEFAULT_BPE_BYTES_PER_TOKEN, corpus_mod.DEFAULT_BPE_NOTE + why)
+            bpt = fallback["bpe_bytes_per_token"]
+            if sample_text is not None:  # say why the sample was not used
+                bpt = M(bpt.value, bpt.provenance + " (tiktoken or its o200k cache not found)")
 
     if lexicon_m is not None:
         hp_utf8 = lexicon_m.hyperphrase_utf8_bytes
     else:
-        hp_utf8 = M(
-            corpus_mod.DEFAULT_HYPERPHRASE_UTF8_BYTES,
-            "assumption: 3 UTF-8 bytes per hyperphrase character (BMP code points)",
-        )
+        hp_utf8 = fallback["hyperphrase_utf8_bytes"]
 
     if req.codec_bytes_per_s is not None:
         codec = M(req.codec_bytes_per_s, "given: --codec-throughput")
     elif lexicon_m is not None:
         codec = lexicon_m.codec_bytes_per_s_per_core
     else:
-        codec = M(corpus_mod.DEFAULT_CODEC_BYTES_PER_S_PER_CORE, corpus_mod.DEFAULT_CODEC_NOTE)
+        codec = fallback["codec_bytes_per_s_per_core"]
 
     price = (
         M(req.price, "given: --price")
@@ -349,11 +365,7 @@ def plan(req: PlanRequest) -> Plan:
         f"conf/model/{req.decoder}.yaml ({decoder.num_params() / 1e9:.2f}B, "
         f"a Llama-style stand-in; cross-attention not counted)",
     )
-    results_path = Path(req.results) if req.results else repo_root() / "benchmarks" / "RESULTS.md"
-    try:  # print it relative to the repository when it lies inside it
-        shown = results_path.resolve().relative_to(repo_root())
-    except ValueError:
-        shown = results_path
+    results_path, shown = results_paths(req)
     equiv = equivalence.equivalence(
         core.num_params(),
         bps,

@@ -1,0 +1,127 @@
+"""Measured codec figures the planner falls back on when none are given or measured in the run.
+
+Preference (the report prints which one was used):
+1. the codec section that ``benchmarks/codec.py`` (the lexicon's benchmark) writes into
+   ``benchmarks/RESULTS.md`` between ``<!-- codec:start -->`` and ``<!-- codec:end -->``:
+   bytes per unit and tiktoken o200k bytes per token on held-out demo prose, and the encode
+   speed of the "corpus" pass (a fresh lexicon over the whole demo corpus: what a corpus build
+   sees), for the chosen ``--level`` and ``--lang``;
+2. the same benchmark's figures from its run of 2026-11-29 05:44 UTC, built in below, so the
+   planner answers the same way before RESULTS.md exists.
+The UTF-8 size of a hyperphrase character is not in the benchmark; it was measured by this
+planner's ``--lexicon/--sample`` path on the demo lexicons (2026-11).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .corpus import Measured
+
+START, END = "<!-- codec:start -->", "<!-- codec:end -->"
+LEVELS = ("lossless", "semantic")
+LANGS = ("en", "ru")
+
+_BUILTIN_RUN = "benchmarks/codec.py run of 2026-11-29 05:44 UTC (32,768-unit demo lexicons)"
+# (level, lang) -> bytes per unit, o200k bytes per token, encode MB/s per core (corpus pass)
+BUILTIN = {
+    ("lossless", "en"): (4.96, 3.78, 2.1),
+    ("lossless", "ru"): (7.12, 5.91, 1.8),
+    ("semantic", "en"): (10.88, 3.78, 4.0),
+    ("semantic", "ru"): (14.21, 5.91, 1.5),
+}
+UTF8_BYTES_PER_CHAR = {
+    ("lossless", "en"): 3.45,
+    ("lossless", "ru"): 3.23,
+    ("semantic", "en"): 3.29,
+    ("semantic", "ru"): 3.32,
+}
+
+
+def _table(section: str, column: str) -> list[dict]:
+    """Rows (dicts) of the first markdown table whose header has a ``column`` column."""
+    lines = section.splitlines()
+    for i, line in enumerate(lines):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.strip().startswith("|") and column in cells:
+            header, rows = cells, []
+            for row in lines[i + 2 :]:  # skip the |---| line
+                if not row.strip().startswith("|"):
+                    break
+                rows.append(
+                    dict(
+                        zip(
+                            header,
+                            (c.strip() for c in row.strip().strip("|").split("|")),
+                            strict=False,
+                        )
+                    )
+                )
+            return rows
+    return []
+
+
+def read_codec_section(path: Path, level: str, lang: str, shown: str) -> dict[str, Measured] | None:
+    """Figures for (level, lang) from the codec section, or None when absent or incomplete."""
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        return None
+    section = text.split(START, 1)[1].split(END, 1)[0]
+    when = re.search(r"Measured ([0-9-]+ [0-9:]+ UTC)", section)
+    where = f"{shown} codec section ({level}, {lang}{', ' + when.group(1) if when else ''})"
+    out: dict[str, Measured] = {}
+    for row in _table(section, "bytes/unit"):
+        if row.get("level") == level and row.get("lang") == lang:
+            try:
+                bps = float(row["bytes/unit"])
+                ratio = float(row.get("× o200k_base", "nan"))
+            except ValueError:
+                continue
+            out["bytes_per_symbol"] = Measured(bps, f"measured: {where}")
+            reference = re.search(rf"{lang}: o200k_base ([0-9.]+)", section)
+            if reference:
+                out["bpe_bytes_per_token"] = Measured(
+                    float(reference.group(1)), f"measured: tiktoken o200k_base, {where}"
+                )
+            elif ratio == ratio:  # not NaN
+                out["bpe_bytes_per_token"] = Measured(
+                    bps / ratio, f"measured: tiktoken o200k_base (via the ratio), {where}"
+                )
+            break
+    for row in _table(section, "ours MB/s"):
+        if (row.get("level"), row.get("pass"), row.get("lang")) == (level, "corpus", lang):
+            try:
+                speed = float(row["ours MB/s"]) * 1e6
+            except (KeyError, ValueError):
+                continue
+            out["codec_bytes_per_s_per_core"] = Measured(
+                speed, f"measured: encode on one core, corpus pass, {where}"
+            )
+    return out or None
+
+
+def codec_figures(level: str, lang: str, results: Path, shown: str) -> dict[str, Measured]:
+    """bytes_per_symbol, bpe_bytes_per_token, codec_bytes_per_s_per_core, hyperphrase_utf8_bytes."""
+    if level not in LEVELS:
+        raise ValueError(f"--level must be one of {LEVELS}, got {level!r}")
+    if lang not in LANGS:
+        raise ValueError(f"--lang must be one of {LANGS}, got {lang!r}")
+    bps, bpt, mb_s = BUILTIN[(level, lang)]
+    builtin = (
+        f"default: {_BUILTIN_RUN}, {level}, {lang}; benchmarks/RESULTS.md has no codec section"
+    )
+    figures = {
+        "bytes_per_symbol": Measured(bps, builtin),
+        "bpe_bytes_per_token": Measured(bpt, f"{builtin} (tiktoken o200k_base)"),
+        "codec_bytes_per_s_per_core": Measured(mb_s * 1e6, f"{builtin} (encode, corpus pass)"),
+        "hyperphrase_utf8_bytes": Measured(
+            UTF8_BYTES_PER_CHAR[(level, lang)],
+            f"default: UTF-8 bytes per hyperphrase character, demo {level} lexicon on held-out "
+            f"{lang} demo text (planner --lexicon/--sample, 2026-11)",
+        ),
+    }
+    figures.update(read_codec_section(results, level, lang, shown) or {})
+    return figures

@@ -98,7 +98,7 @@ def test_unknown_backend_is_rejected():
 # the arguments our code passes (cu_seqlens, block-diagonal seqlens, 5-D GQA views), so a wrong
 # offset, reshape or head grouping fails here on CPU.
 
-def _causal_ref(q, k, v):  # [T,H,D], k/v [T,KV,D]
+def _causal_ref(q, k, v):  # [T,H,D], k/v [S,KV,D]; S > T: bottom-right, as flash-attn >= 2.1
     return attn.reference_attention(q[None], k[None], v[None])[0]
 
 
@@ -128,6 +128,9 @@ def fake_xformers(monkeypatch):
     class LowerTriangularMask:
         pass
 
+    class LowerTriangularFromBottomRightMask:
+        pass
+
     class BlockDiagonalCausalMask:
         def __init__(self, seqlens):
             self.seqlens = seqlens
@@ -137,10 +140,13 @@ def fake_xformers(monkeypatch):
             return cls(list(seqlens))
 
     def memory_efficient_attention(q, k, v, attn_bias):  # 5-D [B, M, G, H/G, D]
-        assert q.dim() == 5 and k.shape == q.shape and v.shape == q.shape
+        assert q.dim() == 5 and k.shape[2:] == q.shape[2:] and v.shape == k.shape
         B, M, G, Hg, D = q.shape
-        q, k, v = (t.reshape(B, M, G * Hg, D) for t in (q, k, v))
-        if isinstance(attn_bias, LowerTriangularMask):
+        q, k, v = (t.reshape(B, t.shape[1], G * Hg, D) for t in (q, k, v))
+        if isinstance(attn_bias, LowerTriangularFromBottomRightMask):
+            out = attn.reference_attention(q, k, v)
+        elif isinstance(attn_bias, LowerTriangularMask):
+            assert k.shape[1] == M  # top-left causal is only right without a cache
             out = attn.reference_attention(q, k, v)
         else:
             assert B == 1 and sum(attn_bias.seqlens) == M
@@ -152,6 +158,7 @@ def fake_xformers(monkeypatch):
     bias_mod = types.ModuleType("xformers.ops.fmha.attn_bias")
     bias_mod.LowerTriangularMask, bias_mod.BlockDiagonalCausalMask = \
         LowerTriangularMask, BlockDiagonalCausalMask
+    bias_mod.LowerTriangularFromBottomRightMask = LowerTriangularFromBottomRightMask
     fmha = types.ModuleType("xformers.ops.fmha")
     fmha.memory_efficient_attention, fmha.attn_bias = memory_efficient_attention, bias_mod
     for name, mod in {"xformers": types.ModuleType("xformers"),
@@ -172,3 +179,16 @@ def test_cuda_backend_plumbing_with_stand_in_kernels(backend, packed, request):
                                rtol=1e-5)
     if backend == "flash" and packed:
         assert layout.cu_seqlens.tolist() == [0, 7, 17, 24, 48] and layout.max_seqlen == 24
+
+
+@pytest.mark.parametrize("new", [1, 5], ids=["one-query", "several-queries"])
+@pytest.mark.parametrize("backend", ["sdpa", "flash", "xformers"])
+def test_decode_with_cached_keys_matches_the_full_causal_attention(backend, new, request):
+    if backend != "sdpa":
+        request.getfixturevalue(f"fake_{backend}")
+    q, k, v = _qkv(KV=2)  # 24 positions: the first 24 - new are "cached"
+    full = attn.reference_attention(q, k, v)
+    past = 24 - new
+    layout = attn.layout_for(backend, None, 2, new, CPU, past=past)
+    out = attn.attend(q[:, past:], k, v, layout)
+    torch.testing.assert_close(out, full[:, past:], atol=1e-5, rtol=1e-5)

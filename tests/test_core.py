@@ -225,3 +225,42 @@ def test_forced_missing_backend_fails_at_construction():
         pytest.skip("flash-attn is installed here; the CPU refusal is tested in test_attention")
     with pytest.raises(attn.BackendUnavailable, match=r"flash-attn.*pip install 'dualmind\[gpu\]'"):
         HyperCore(tiny(attn_backend="flash"))
+
+
+# ---- incremental decoding and outside wrappers ----
+
+def test_kv_cache_decode_matches_full_forward():
+    torch.manual_seed(0)
+    cfg = tiny(n_layers=3)
+    model = HyperCore(cfg).eval()
+    ids = torch.randint(0, cfg.vocab_size, (2, 12))
+    with torch.no_grad():
+        full = model(ids).logits
+        cache = model.new_cache(batch=2, max_len=16)
+        steps = [model(ids[:, :5], cache=cache).logits]  # a prompt of 5 (a masked multi-query step)
+        steps += [model(ids[:, 5:8], cache=cache).logits]  # 3 more at once
+        steps += [model(ids[:, t:t + 1], cache=cache).logits for t in range(8, 12)]  # one by one
+    assert cache.length == 12
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="KV cache is full"):
+        model(ids[:, :5], cache=cache)
+    cache.truncate(5)  # rewind to the prompt and continue differently
+    with torch.no_grad():
+        again = model(ids[:, 5:8], cache=cache).logits
+    torch.testing.assert_close(again, full[:, 5:8], atol=1e-5, rtol=1e-5)
+
+
+def test_rope_angles_survive_fsdp_mixed_precision_argument_cast():
+    """FSDP2 casts floating tensors in a block's arguments to bf16 (dataclass fields too); the
+    per-forward context must pass through untouched so RoPE keeps float32 angles."""
+    from torch.distributed.utils import _apply_to_tensors
+
+    from dualmind.model.core import BatchContext
+
+    cos, sin = torch.rand(1, 4, 1, 8), torch.rand(1, 4, 1, 8)
+    ctx = BatchContext(attn.build_layout("sdpa", None, 1, 4, torch.device("cpu"), torch.float32),
+                       cos, sin)
+    cast = lambda t: t.to(torch.bfloat16) if t.is_floating_point() else t  # noqa: E731
+    x, ctx_after = _apply_to_tensors(cast, (torch.rand(1, 4, 8), ctx))
+    assert x.dtype == torch.bfloat16  # the cast is real...
+    assert ctx_after is ctx and ctx.cos.dtype == torch.float32  # ...and skips the context

@@ -113,26 +113,36 @@ def positions_in_document(doc_ids: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class AttentionLayout:
-    """What every layer's attention needs to know about the batch's packing, computed once."""
+    """What every layer's attention needs to know about the batch, computed once per forward.
+
+    ``past`` > 0 is incremental decoding: the T queries are the newest positions and the keys are
+    the past + T positions of a KV cache; query i sees keys 0 .. past + i ("bottom-right" causal).
+    """
 
     backend: str
     packed: bool
-    sdpa_mask: torch.Tensor | None = None  # sdpa: bool [B,1,T,T], True = may attend
+    past: int = 0
+    sdpa_mask: torch.Tensor | None = None  # sdpa: bool [B|1, 1, T, past+T], True = may attend
     cu_seqlens: torch.Tensor | None = None  # flash: int32 [n_docs + 1] over the flattened B*T
     max_seqlen: int = 0  # flash: longest document
-    xformers_bias: object | None = None  # xformers: BlockDiagonalCausalMask or LowerTriangularMask
+    xformers_bias: object | None = None  # xformers: an attn_bias object
 
 
 def build_layout(requested: str, doc_ids: torch.Tensor | None, batch: int, seq_len: int,
-                 device: torch.device, dtype: torch.dtype) -> AttentionLayout:
+                 device: torch.device, dtype: torch.dtype, past: int = 0) -> AttentionLayout:
     """Resolve the backend for these tensors and precompute its view of the packing."""
     backend = resolve_backend(requested, device, dtype)
-    return layout_for(backend, doc_ids, batch, seq_len, device)
+    return layout_for(backend, doc_ids, batch, seq_len, device, past)
 
 
 def layout_for(backend: str, doc_ids: torch.Tensor | None, batch: int, seq_len: int,
-               device: torch.device) -> AttentionLayout:
+               device: torch.device, past: int = 0) -> AttentionLayout:
     """The layout for an already-resolved backend (tests call it directly with stand-in kernels)."""
+    if past:
+        if doc_ids is not None:
+            raise ValueError("packed doc_ids cannot be combined with a KV cache: decode one "
+                             "sequence per batch row")
+        return _decode_layout(backend, seq_len, device, past)
     packed = False
     if doc_ids is not None:
         if doc_ids.shape != (batch, seq_len):
@@ -160,6 +170,20 @@ def layout_for(backend: str, doc_ids: torch.Tensor | None, batch: int, seq_len: 
                            xformers_bias=attn_bias.BlockDiagonalCausalMask.from_seqlens(lengths))
 
 
+def _decode_layout(backend: str, seq_len: int, device: torch.device, past: int
+                   ) -> AttentionLayout:
+    layout = AttentionLayout(backend, packed=False, past=past)
+    if backend == "sdpa" and seq_len > 1:  # one new query sees every key: no mask at all
+        keys = torch.arange(past + seq_len, device=device)
+        queries = torch.arange(past, past + seq_len, device=device)
+        layout.sdpa_mask = (keys[None, :] <= queries[:, None])[None, None]
+    elif backend == "xformers":
+        layout.xformers_bias = importlib.import_module("xformers.ops.fmha.attn_bias") \
+            .LowerTriangularFromBottomRightMask()
+    # flash: flash_attn_func(causal=True) aligns the mask bottom-right when keys outnumber queries
+    return layout
+
+
 def document_lengths(segments: torch.Tensor) -> list[int]:
     """Lengths of the document runs of all rows, in flattened (row-major) order."""
     B, T = segments.shape
@@ -172,7 +196,11 @@ def document_lengths(segments: torch.Tensor) -> list[int]:
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: AttentionLayout
            ) -> torch.Tensor:
-    """q [B,T,H,Dh], k/v [B,T,KV,Dh] (H a multiple of KV) -> [B,T,H,Dh], causal within documents."""
+    """q [B,T,H,Dh], k/v [B,past+T,KV,Dh] (H a multiple of KV) -> [B,T,H,Dh].
+
+    Causal within documents; with a KV cache (layout.past > 0) the queries are the last T
+    positions of the keys.
+    """
     if layout.backend == "sdpa":
         return _sdpa(q, k, v, layout)
     if layout.backend == "flash":
@@ -190,10 +218,10 @@ def _sdpa(q, k, v, layout: AttentionLayout) -> torch.Tensor:
             gqa = {"enable_gqa": True}
         else:
             k, v = (t.repeat_interleave(q.shape[1] // t.shape[1], dim=1) for t in (k, v))
-    if layout.packed:
+    if layout.sdpa_mask is not None:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=layout.sdpa_mask, **gqa)
-    else:
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, **gqa)
+    else:  # plain causal, or a single decode query that sees all its keys
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=layout.past == 0, **gqa)
     return out.transpose(1, 2)
 
 
@@ -226,12 +254,17 @@ def _xformers(q, k, v, layout: AttentionLayout) -> torch.Tensor:
 
 def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         doc_ids: torch.Tensor | None = None) -> torch.Tensor:
-    """Plain explicit-softmax attention (the yardstick the tests hold every backend to)."""
+    """Plain explicit-softmax attention (the yardstick the tests hold every backend to).
+
+    With more keys than queries (a KV cache) the queries are the last positions (bottom-right).
+    """
     B, T, H, D = q.shape
+    S = k.shape[1]
     group = H // k.shape[2]
     k, v = (t.repeat_interleave(group, dim=2) for t in (k, v))
     scores = torch.einsum("bqhd,bkhd->bhqk", q.float(), k.float()) / D ** 0.5
-    allowed = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()[None, None]
+    query_pos = torch.arange(S - T, S, device=q.device)
+    allowed = (torch.arange(S, device=q.device)[None, :] <= query_pos[:, None])[None, None]
     if doc_ids is not None:
         seg = segment_ids(doc_ids)
         allowed = allowed & (seg[:, None, :, None] == seg[:, None, None, :])

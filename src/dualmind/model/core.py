@@ -28,6 +28,7 @@ from torch import nn
 
 from dualmind.model import attention as attn
 from dualmind.model.config import CoreConfig
+from dualmind.model.kv_cache import KVCache
 from dualmind.model.rope import apply_rope, inverse_frequencies, rope_cos_sin
 
 
@@ -39,6 +40,22 @@ class CoreOutput:
     # ^ with return_hidden_states: n_layers + 1 raw residual streams [B,T,D] — the embeddings,
     #   then the output of each block, before the final norm (apply model.norm + model.output to
     #   any of them for a logit lens).
+
+
+class BatchContext:
+    """What every block needs about this forward, computed once: the attention layout, the RoPE
+    cos/sin of the positions, and the KV cache if decoding.
+
+    A plain class on purpose, not a dataclass or tuple: FSDP2's mixed precision casts every
+    floating tensor it finds in a block's arguments (dataclass fields included) to bf16, and RoPE
+    angles in bf16 would lose precision at long positions. Objects it does not know pass untouched.
+    """
+
+    __slots__ = ("layout", "cos", "sin", "cache")
+
+    def __init__(self, layout: attn.AttentionLayout, cos: torch.Tensor, sin: torch.Tensor,
+                 cache: KVCache | None = None):
+        self.layout, self.cos, self.sin, self.cache = layout, cos, sin, cache
 
 
 class RMSNorm(nn.Module):
@@ -57,21 +74,24 @@ class RMSNorm(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: CoreConfig):
+    def __init__(self, cfg: CoreConfig, layer_id: int):
         super().__init__()
+        self.layer_id = layer_id
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.wq = nn.Linear(cfg.dim, cfg.q_dim, bias=False)
         self.wk = nn.Linear(cfg.dim, cfg.kv_dim, bias=False)
         self.wv = nn.Linear(cfg.dim, cfg.kv_dim, bias=False)
         self.wo = nn.Linear(cfg.q_dim, cfg.dim, bias=False)
 
-    def forward(self, x, cos, sin, layout: attn.AttentionLayout) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ctx: BatchContext) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.wq(x).view(B, T, self.n_heads, self.head_dim)
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
         v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        out = attn.attend(q, k, v, layout)
+        q, k = apply_rope(q, ctx.cos, ctx.sin), apply_rope(k, ctx.cos, ctx.sin)
+        if ctx.cache is not None:
+            k, v = ctx.cache.update(self.layer_id, k, v)
+        out = attn.attend(q, k, v, ctx.layout)
         return self.wo(out.reshape(B, T, -1))
 
 
@@ -95,12 +115,12 @@ class Block(nn.Module):
         super().__init__()
         self.layer_id = layer_id
         self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.attention = Attention(cfg)
+        self.attention = Attention(cfg, layer_id)
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.feed_forward = FeedForward(cfg)
 
-    def forward(self, x, cos, sin, layout: attn.AttentionLayout) -> torch.Tensor:
-        x = x + self.attention(self.attention_norm(x), cos, sin, layout)
+    def forward(self, x: torch.Tensor, ctx: BatchContext) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), ctx)
         return x + self.feed_forward(self.ffn_norm(x))
 
 
@@ -120,21 +140,28 @@ class HyperCore(nn.Module):
     # ---- forward ----
 
     def forward(self, ids: torch.Tensor, doc_ids: torch.Tensor | None = None,
-                positions: torch.Tensor | None = None, *, return_hidden_states: bool = False,
-                compute_logits: bool = True) -> CoreOutput:
+                positions: torch.Tensor | None = None, *, cache: KVCache | None = None,
+                return_hidden_states: bool = False, compute_logits: bool = True) -> CoreOutput:
         """ids [B,T] symbol ids; doc_ids [B,T] document per position (packing) or None;
-        positions [B,T] explicit RoPE positions or None (0.. per document, or 0..T-1).
+        positions [B,T] explicit RoPE positions, or None: 0.. per document, 0..T-1, or with a
+        cache the next T positions after the cached ones.
 
+        ``cache``: incremental decoding (see :meth:`new_cache`); the new positions attend to all
+        cached ones, and the cache advances by T.
         ``compute_logits=False`` skips the output head (logits=None): callers that compute the
         loss in chunks from ``hidden`` (large vocabularies, long packs) avoid a [B,T,V] tensor.
         """
         B, T = ids.shape
-        if T > self.cfg.max_seq_len:
-            raise ValueError(f"sequence of {T} symbols is longer than the model's context "
+        past = 0
+        if cache is not None:
+            cache.check_room(B, T)
+            past = cache.length
+        if past + T > self.cfg.max_seq_len:
+            raise ValueError(f"sequence of {past + T} symbols is longer than the model's context "
                              f"(max_seq_len={self.cfg.max_seq_len})")
         if positions is None:
             positions = (attn.positions_in_document(doc_ids) if doc_ids is not None
-                         else torch.arange(T, device=ids.device).expand(B, T))
+                         else torch.arange(past, past + T, device=ids.device).expand(B, T))
         elif positions.shape != (B, T):
             raise ValueError(f"positions has shape {tuple(positions.shape)}, expected {(B, T)}")
         elif int(positions.max()) >= self.cfg.max_seq_len:
@@ -144,19 +171,29 @@ class HyperCore(nn.Module):
         x = self.tok_embeddings(ids)
         dtype = torch.get_autocast_dtype(x.device.type) \
             if torch.is_autocast_enabled(x.device.type) else x.dtype
-        layout = attn.build_layout(self.cfg.attn_backend, doc_ids, B, T, x.device, dtype)
+        layout = attn.build_layout(self.cfg.attn_backend, doc_ids, B, T, x.device, dtype, past)
         inv_freq = inverse_frequencies(self.cfg.head_dim, self.cfg.rope_theta,
                                        self.cfg.rope_scaling, device=x.device)
-        cos, sin = rope_cos_sin(positions, inv_freq)
+        ctx = BatchContext(layout, *rope_cos_sin(positions, inv_freq), cache)
 
         states = [x] if return_hidden_states else None
         for block in self.layers:
-            x = block(x, cos, sin, layout)
+            x = block(x, ctx)
             if states is not None:
                 states.append(x)
+        if cache is not None:
+            cache.advance(T)
         hidden = self.norm(x)
         logits = self.output(hidden) if compute_logits else None
         return CoreOutput(logits, hidden, tuple(states) if states is not None else None)
+
+    def new_cache(self, batch: int, max_len: int | None = None,
+                  dtype: torch.dtype | None = None) -> KVCache:
+        """An empty KV cache on the model's device (dtype: the model's, unless given)."""
+        weight = self.tok_embeddings.weight
+        return KVCache(self.cfg.n_layers, batch, max_len or self.cfg.max_seq_len,
+                       self.cfg.n_kv_heads, self.cfg.head_dim, device=weight.device,
+                       dtype=dtype or weight.dtype)
 
     # ---- initialisation ----
 

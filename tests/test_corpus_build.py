@@ -12,7 +12,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_corpus_support import check_alignment, small_lexicon, write_corpus_inputs
 
 from dualmind.cli import main as dualmind_main
 from dualmind.data.corpus import CorpusError, build_corpus, build_shard, load_plan, prepare_build
@@ -21,12 +20,16 @@ from dualmind.data.schema import read_hypertrain
 from dualmind.data.shards import ShardSet
 from dualmind.data.text_tokenizer import load_text_tokenizer
 from dualmind.lexicon import Lexicon
+from test_corpus_support import check_alignment, small_lexicon, write_corpus_inputs
 
 OPTS = dict(num_shards=3, text_vocab_size=600, val_fraction=0.2, progress=False)
 
 
 def shard_state(out: Path) -> dict[str, tuple[int, int]]:
-    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted((out / "shards").glob("*.shard"))}
+    return {
+        p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in sorted((out / "shards").glob("*.shard"))
+    }
 
 
 def records_by_split(out: Path) -> dict[str, list]:
@@ -80,7 +83,10 @@ def test_end_to_end_alignment_and_manifest(built):
     # consecutive scenes of one document share its id
     docs = [r.doc for r in recs["train"]]
     assert len(set(docs)) == m["splits"]["train"]["documents"]
-    assert all(a <= b or b not in docs[: i + 1] for i, (a, b) in enumerate(zip(docs, docs[1:], strict=False)))
+    assert all(
+        a <= b or b not in docs[: i + 1]
+        for i, (a, b) in enumerate(zip(docs, docs[1:], strict=False))
+    )
 
 
 def test_lossless_scenes_reassemble_their_documents(built, inputs):
@@ -95,7 +101,9 @@ def test_lossless_scenes_reassemble_their_documents(built, inputs):
             texts.setdefault(r.id.rsplit("#s", 1)[0], []).append(r.text)
     for key, text in docs.items():
         assert "".join(texts[key]) == text
-    lengths = [len(r.hyperphrase) for r in read_hypertrain(out / "hypertrain.jsonl") if r.kind == "scene"]
+    lengths = [
+        len(r.hyperphrase) for r in read_hypertrain(out / "hypertrain.jsonl") if r.kind == "scene"
+    ]
     assert max(lengths) <= 500 and sorted(lengths)[len(lengths) // 2] >= 100
 
 
@@ -151,7 +159,9 @@ def test_killed_build_continues(inputs, tmp_path):
         corpus.build_corpus([{str(inputs)!r}], {str(small_lexicon("lossless"))!r}, {str(out)!r},
                             backend="serial", **{OPTS!r})
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     survivors = shard_state(out)
     assert len(survivors) == 2 and not (out / "manifest.json").exists()
@@ -166,10 +176,20 @@ def test_semantic_build_alignment(inputs, tmp_path):
     out = tmp_path / "sem"
     lex_dir = small_lexicon("semantic")
     qa = tmp_path / "qa.jsonl"
-    qa.write_text(json.dumps({"input": "What is it?", "target": "It is a ghost."}) + "\n"
-                  + json.dumps({"input": "Where is the ghost of the king?", "target": "There."}) + "\n")
-    summary = build_corpus([inputs / "docs.jsonl", qa], lex_dir, out, backend="serial", level="semantic",
-                           **dict(OPTS, num_shards=1))
+    qa.write_text(
+        json.dumps({"input": "What is it?", "target": "It is a ghost."})
+        + "\n"
+        + json.dumps({"input": "Where is the ghost of the king?", "target": "There."})
+        + "\n"
+    )
+    summary = build_corpus(
+        [inputs / "docs.jsonl", qa],
+        lex_dir,
+        out,
+        backend="serial",
+        level="semantic",
+        **dict(OPTS, num_shards=1),
+    )
     # a question of stopwords only has no semantic units: counted, with its file and line
     assert summary.manifest["problems"]["counts"] == {"no_units": {"skipped": 1}}
     assert summary.manifest["problems"]["examples"]["no_units"][0].startswith(f"{qa}:1: qa input")
@@ -182,27 +202,54 @@ def test_semantic_build_alignment(inputs, tmp_path):
         ds = ShardSet.open(out, split, lex.fingerprint)
         check_alignment(ds, recs[split], tok, lex)
     # semantic units are fewer than lossless ones for the same text
-    assert summary.manifest["splits"]["train"]["bytes"] / summary.manifest["splits"]["train"]["units"] > 4
+    assert (
+        summary.manifest["splits"]["train"]["bytes"] / summary.manifest["splits"]["train"]["units"]
+        > 4
+    )
 
 
 def test_lexicon_level_mismatch_and_unknown_languages(inputs, tmp_path):
-    with pytest.raises(CorpusError, match="built for level 'lossless', but level 'semantic' was requested"):
+    with pytest.raises(
+        CorpusError, match="built for level 'lossless', but level 'semantic' was requested"
+    ):
         build_corpus([inputs], small_lexicon("lossless"), tmp_path / "a", level="semantic", **OPTS)
     bad = tmp_path / "langs.jsonl"
-    bad.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in [
-        {"id": "de", "lang": "de", "text": "Guten Morgen, wie geht es dir heute?"},
-        {"id": "el", "text": "Καλημέρα, τι κάνεις σήμερα;"},
-    ]) + "\n", encoding="utf-8")
-    summary = build_corpus([inputs / "docs.jsonl", bad], small_lexicon("lossless"), tmp_path / "b",
-                           backend="serial", **OPTS)
+    bad.write_text(
+        "\n".join(
+            json.dumps(x, ensure_ascii=False)
+            for x in [
+                {"id": "de", "lang": "de", "text": "Guten Morgen, wie geht es dir heute?"},
+                {"id": "el", "text": "Καλημέρα, τι κάνεις σήμερα;"},
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    summary = build_corpus(
+        [inputs / "docs.jsonl", bad],
+        small_lexicon("lossless"),
+        tmp_path / "b",
+        backend="serial",
+        **OPTS,
+    )
     problems = summary.manifest["problems"]
     assert problems["counts"]["unknown_language"] == {"skipped": 2}
-    assert problems["examples"]["unknown_language"][0].startswith(f"{bad}:1: declared language 'de'")
-    assert problems["examples"]["unknown_language"][1].startswith(f"{bad}:2: detected language 'und'")
+    assert problems["examples"]["unknown_language"][0].startswith(
+        f"{bad}:1: declared language 'de'"
+    )
+    assert problems["examples"]["unknown_language"][1].startswith(
+        f"{bad}:2: detected language 'und'"
+    )
     assert any("unknown_language: 2 skipped" in line for line in summary.lines())
     with pytest.raises(InputError, match=rf"{bad}:1: declared language 'de'"):
-        build_corpus([inputs / "docs.jsonl", bad], small_lexicon("lossless"), tmp_path / "c",
-                     backend="serial", errors="fail", **OPTS)
+        build_corpus(
+            [inputs / "docs.jsonl", bad],
+            small_lexicon("lossless"),
+            tmp_path / "c",
+            backend="serial",
+            errors="fail",
+            **OPTS,
+        )
 
 
 def test_duplicate_document_ids(inputs, tmp_path):
@@ -210,30 +257,48 @@ def test_duplicate_document_ids(inputs, tmp_path):
     first = (inputs / "docs.jsonl").read_text(encoding="utf-8").splitlines()[0]
     dup.write_text(first + "\n", encoding="utf-8")
     paths = [inputs / "docs.jsonl", dup]
-    summary = build_corpus(paths, small_lexicon("lossless"), tmp_path / "a", backend="serial", **OPTS)
+    summary = build_corpus(
+        paths, small_lexicon("lossless"), tmp_path / "a", backend="serial", **OPTS
+    )
     assert summary.manifest["problems"]["counts"] == {"duplicate_id": {"replaced": 1}}
     key = json.loads(first)["id"]
     ids = {r.id.rsplit("#s", 1)[0] for r in read_hypertrain(tmp_path / "a" / "hypertrain.jsonl")}
     assert {key, key + "~2"} <= ids
-    summary = build_corpus(paths, small_lexicon("lossless"), tmp_path / "b", backend="serial",
-                           errors="skip", **OPTS)
+    summary = build_corpus(
+        paths, small_lexicon("lossless"), tmp_path / "b", backend="serial", errors="skip", **OPTS
+    )
     assert summary.manifest["problems"]["counts"] == {"duplicate_id": {"skipped": 1}}
     with pytest.raises(InputError, match=rf"{dup}:1: duplicate document id"):
-        build_corpus(paths, small_lexicon("lossless"), tmp_path / "c", backend="serial", errors="fail", **OPTS)
+        build_corpus(
+            paths,
+            small_lexicon("lossless"),
+            tmp_path / "c",
+            backend="serial",
+            errors="fail",
+            **OPTS,
+        )
 
 
 def test_bad_files_are_counted_in_the_manifest(inputs, tmp_path):
     folder = tmp_path / "mixed"
     folder.mkdir()
-    (folder / "docs.jsonl").write_bytes((inputs / "docs.jsonl").read_bytes() + b'{"text": 3}\n{oops\n')
+    (folder / "docs.jsonl").write_bytes(
+        (inputs / "docs.jsonl").read_bytes() + b'{"text": 3}\n{oops\n'
+    )
     (folder / "empty.txt").write_bytes(b"")
     (folder / "blob.bin").write_bytes(b"\x00\x01\x02" * 100)
     (folder / "latin1.txt").write_bytes("Caf\xe9 au lait. ".encode("latin-1") * 3)
-    summary = build_corpus([folder], small_lexicon("lossless"), tmp_path / "out", backend="serial", **OPTS)
+    summary = build_corpus(
+        [folder], small_lexicon("lossless"), tmp_path / "out", backend="serial", **OPTS
+    )
     counts = summary.manifest["problems"]["counts"]
-    assert counts == {"binary_file": {"skipped": 1}, "empty_file": {"skipped": 1},
-                      "invalid_utf8": {"replaced": 1}, "malformed_json": {"skipped": 1},
-                      "wrong_type": {"skipped": 1}}
+    assert counts == {
+        "binary_file": {"skipped": 1},
+        "empty_file": {"skipped": 1},
+        "invalid_utf8": {"replaced": 1},
+        "malformed_json": {"skipped": 1},
+        "wrong_type": {"skipped": 1},
+    }
     texts = [r.text for r in read_hypertrain(tmp_path / "out" / "hypertrain.jsonl")]
     assert any("Caf\ufffd au lait." in t for t in texts)
 
@@ -247,8 +312,11 @@ def test_shardset_errors_name_the_path(built, tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(ShardError, match="manifest.json: missing"):
         ShardSet.open(tmp_path / "half")
-    with pytest.raises(ShardError, match=f"{out}: built with lexicon fingerprint .* but lexicon fingerprint "
-                                         "0123abcd was expected"):
+    with pytest.raises(
+        ShardError,
+        match=f"{out}: built with lexicon fingerprint .* but lexicon fingerprint "
+        "0123abcd was expected",
+    ):
         ShardSet.open(out, "train", lexicon_fingerprint="0123abcd")
     with pytest.raises(ShardError, match=r"no split 'test' \(splits: \['qa', 'train', 'val'\]\)"):
         ShardSet.open(out, "test")
@@ -257,8 +325,24 @@ def test_shardset_errors_name_the_path(built, tmp_path):
 def test_cli_build_info_validate_and_fail_policy(inputs, tmp_path, capsys):
     out = tmp_path / "cli"
     lex = str(small_lexicon("lossless"))
-    rc = dualmind_main(["corpus", "build", str(inputs / "docs.jsonl"), "--lexicon", lex, "--out", str(out),
-                        "--num-shards", "2", "--workers", "1", "--text-vocab-size", "500", "--no-progress"])
+    rc = dualmind_main(
+        [
+            "corpus",
+            "build",
+            str(inputs / "docs.jsonl"),
+            "--lexicon",
+            lex,
+            "--out",
+            str(out),
+            "--num-shards",
+            "2",
+            "--workers",
+            "1",
+            "--text-vocab-size",
+            "500",
+            "--no-progress",
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0 and "train" in printed and "bytes/unit" in printed
     assert dualmind_main(["corpus", "info", str(out)]) == 0
@@ -267,9 +351,23 @@ def test_cli_build_info_validate_and_fail_policy(inputs, tmp_path, capsys):
     assert dualmind_main(["corpus", "validate", str(out / "hypertrain.jsonl")]) == 0
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine\n\xff broken\n")
-    rc = dualmind_main(["corpus", "build", str(bad), "--lexicon", lex, "--out", str(tmp_path / "x"),
-                        "--errors", "fail", "--no-progress"])
+    rc = dualmind_main(
+        [
+            "corpus",
+            "build",
+            str(bad),
+            "--lexicon",
+            lex,
+            "--out",
+            str(tmp_path / "x"),
+            "--errors",
+            "fail",
+            "--no-progress",
+        ]
+    )
     assert rc == 2 and f"{bad}:2: invalid UTF-8" in capsys.readouterr().err
     assert os.path.exists(out / "build_report.json")
-    assert not (out / ".build" / "documents.jsonl").exists(), "staged documents are removed after success"
+    assert not (out / ".build" / "documents.jsonl").exists(), (
+        "staged documents are removed after success"
+    )
     assert load_plan(out)["settings"]["num_shards"] == 2

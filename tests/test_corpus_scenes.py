@@ -30,20 +30,20 @@ def check_cover(text, spans, scenes, limits):
     for sc in scenes:
         n = sc.unit_end - sc.unit_start
         assert 1 <= n <= limits.max_units
-        for s, e in spans[sc.unit_start:sc.unit_end]:
+        for s, e in spans[sc.unit_start : sc.unit_end]:
             assert sc.char_start <= s <= e <= sc.char_end
 
 
 def test_scenes_cut_at_paragraphs_within_limits():
     limits = SceneLimits(100, 500, 300)
-    text = make_text(sentences=200, words=12, para_every=5)   # 60-unit paragraphs
+    text = make_text(sentences=200, words=12, para_every=5)  # 60-unit paragraphs
     spans = word_spans(text)
     scenes = cut_scenes(text, spans, limits)
     check_cover(text, spans, scenes, limits)
     for sc in scenes[:-1]:
         assert limits.min_units <= sc.unit_end - sc.unit_start <= limits.max_units
         # units carry their leading whitespace, so a scene ends right before "\n\n"
-        assert text[sc.char_end:sc.char_end + 2] == "\n\n", "a cut that is not at a paragraph end"
+        assert text[sc.char_end : sc.char_end + 2] == "\n\n", "a cut that is not at a paragraph end"
     assert len(scenes) == pytest.approx(len(spans) / 300, abs=2)
 
 
@@ -54,7 +54,7 @@ def test_sentence_cuts_when_paragraphs_are_too_long_and_hard_cuts_without_senten
     scenes = cut_scenes(text, spans, limits)
     check_cover(text, spans, scenes, limits)
     assert all(text[sc.char_end - 1] == "." for sc in scenes[:-1])
-    words = " ".join(["w"] * 1234)                                 # no sentence end at all
+    words = " ".join(["w"] * 1234)  # no sentence end at all
     spans = word_spans(words)
     scenes = cut_scenes(words, spans, limits)
     check_cover(words, spans, scenes, limits)
@@ -63,7 +63,7 @@ def test_sentence_cuts_when_paragraphs_are_too_long_and_hard_cuts_without_senten
 
 def test_short_tail_merges_and_short_documents_stay_whole():
     limits = SceneLimits(100, 500, 300)
-    text = make_text(sentences=55, words=10, para_every=1)     # 550 units
+    text = make_text(sentences=55, words=10, para_every=1)  # 550 units
     spans = word_spans(text)
     scenes = cut_scenes(text, spans, limits)
     check_cover(text, spans, scenes, limits)
@@ -78,7 +78,7 @@ def test_split_blocks_cover_text_and_prefer_paragraphs():
     blocks = split_blocks(text, 2000)
     assert "".join(text[a:b] for a, b in blocks) == text
     assert all(b - a <= 2000 for a, b in blocks)
-    assert all(text[b - 2:b] == "\n\n" for _, b in blocks[:-1])
+    assert all(text[b - 2 : b] == "\n\n" for _, b in blocks[:-1])
     assert split_blocks("x" * 5000, 2000) == [(0, 2000), (2000, 4000), (4000, 5000)]
 
 

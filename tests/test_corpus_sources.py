@@ -22,12 +22,24 @@ def read(paths, policy="replace", **opts):
 def test_plain_text_jsonl_parquet_folder_and_glob(tmp_path):
     (tmp_path / "a.txt").write_text("First document.\n\nSecond paragraph.", encoding="utf-8")
     (tmp_path / "b.jsonl").write_text(
-        json.dumps({"id": "x", "lang": "ru", "text": "Привет, мир."}, ensure_ascii=False) + "\n"
-        + json.dumps({"input": "Q?", "target": "A."}) + "\n", encoding="utf-8")
-    pq.write_table(pa.table({"text": ["row one", "row two"], "id": ["r1", "r2"]}), tmp_path / "c.parquet")
+        json.dumps({"id": "x", "lang": "ru", "text": "Привет, мир."}, ensure_ascii=False)
+        + "\n"
+        + json.dumps({"input": "Q?", "target": "A."})
+        + "\n",
+        encoding="utf-8",
+    )
+    pq.write_table(
+        pa.table({"text": ["row one", "row two"], "id": ["r1", "r2"]}), tmp_path / "c.parquet"
+    )
     (tmp_path / ".hidden.txt").write_text("not read")
     docs, problems = read([tmp_path])
-    assert [d.key for d in docs] == [str(tmp_path / "a.txt"), "x", f"{tmp_path / 'b.jsonl'}:2", "r1", "r2"]
+    assert [d.key for d in docs] == [
+        str(tmp_path / "a.txt"),
+        "x",
+        f"{tmp_path / 'b.jsonl'}:2",
+        "r1",
+        "r2",
+    ]
     assert docs[1].lang == "ru" and docs[2].kind == "qa" and docs[2].target == "A."
     assert docs[4].line == 2  # a Parquet record's "line" is its row number
     assert problems.total() == 0
@@ -83,7 +95,9 @@ def test_a_real_100_mb_line_is_never_held_whole(tmp_path):
             f.write(chunk)
         f.write(b"\nafter\n")
     size = 80 * len(chunk) + 1
-    with pytest.raises(InputError, match=rf"{path}:2: line of {size} bytes is longer than max_line_bytes"):
+    with pytest.raises(
+        InputError, match=rf"{path}:2: line of {size} bytes is longer than max_line_bytes"
+    ):
         read([path], "fail")
     docs, problems = read([path], "skip")
     assert docs[0].text == "before\nafter"
@@ -94,8 +108,10 @@ def test_long_line_replace_truncates_at_a_character_boundary(tmp_path):
     # scaled down: a 1,000-byte limit instead of 16 MiB proves the same policy
     path = tmp_path / "long.jsonl"
     text = "ж" * 2000  # 2 bytes per character: the cut must not split one
-    path.write_text(json.dumps({"text": text}, ensure_ascii=False) + "\n" + json.dumps({"text": "ok"}) + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps({"text": text}, ensure_ascii=False) + "\n" + json.dumps({"text": "ok"}) + "\n",
+        encoding="utf-8",
+    )
     docs, problems = read([path], "replace", max_line_bytes=1000)
     # the truncated JSON line no longer parses: counted as malformed, the next line still read
     assert [d.text for d in docs] == ["ok"]
@@ -119,22 +135,31 @@ def test_document_too_long_is_split_or_skipped(tmp_path):
 
 def test_malformed_and_wrongly_typed_json_lines(tmp_path):
     path = tmp_path / "mixed.jsonl"
-    path.write_text("\n".join([
-        json.dumps({"id": "ok1", "text": "fine"}),
-        '{"id": "broken", "text": "no end',
-        json.dumps(["a", "list"]),
-        json.dumps({"id": "n", "text": 42}),
-        json.dumps({"id": "m", "body": "no text key"}),
-        json.dumps({"id": "q", "input": "question", "target": None}),
-        json.dumps({"id": "e", "text": "   "}),
-        json.dumps({"id": {"nested": 1}, "text": "bad id"}),
-        json.dumps({"id": "ok2", "text": "also fine"}),
-    ]) + "\n", encoding="utf-8")
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "ok1", "text": "fine"}),
+                '{"id": "broken", "text": "no end',
+                json.dumps(["a", "list"]),
+                json.dumps({"id": "n", "text": 42}),
+                json.dumps({"id": "m", "body": "no text key"}),
+                json.dumps({"id": "q", "input": "question", "target": None}),
+                json.dumps({"id": "e", "text": "   "}),
+                json.dumps({"id": {"nested": 1}, "text": "bad id"}),
+                json.dumps({"id": "ok2", "text": "also fine"}),
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     docs, problems = read([path], "replace")
     assert [d.key for d in docs] == ["ok1", "ok2"]
     assert problems.counts == {
-        "malformed_json": {"skipped": 1}, "wrong_type": {"skipped": 4},
-        "missing_text": {"skipped": 1}, "empty_document": {"skipped": 1}}
+        "malformed_json": {"skipped": 1},
+        "wrong_type": {"skipped": 4},
+        "missing_text": {"skipped": 1},
+        "empty_document": {"skipped": 1},
+    }
     where = [e.split(": ")[0] for e in problems.examples["wrong_type"]]
     assert where == [f"{path}:3", f"{path}:4", f"{path}:6", f"{path}:8"]
     with pytest.raises(InputError, match=rf"{path}:2: malformed JSON"):

@@ -19,12 +19,12 @@ from dualmind.lexicon import Lexicon
 _ROOT = Path(tempfile.mkdtemp(prefix="dualmind-corpus-tests-"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def small_documents(per_lang: int = 6) -> tuple:
     return tuple(load_demo_documents(limit=per_lang))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def small_lexicon(level: str = "lossless") -> Path:
     """A lexicon folder built from a few demo documents of each language."""
     path = _ROOT / f"lexicon-{level}"
@@ -39,17 +39,25 @@ def write_corpus_inputs(folder: Path, per_lang: int = 6, with_qa: bool = True) -
     docs = small_documents(per_lang)
     with open(folder / "docs.jsonl", "w", encoding="utf-8") as f:
         for d in docs[1:]:
-            f.write(json.dumps({"id": d.id, "lang": d.lang, "text": d.text}, ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps({"id": d.id, "lang": d.lang, "text": d.text}, ensure_ascii=False) + "\n"
+            )
     (folder / "first.txt").write_text(docs[0].text, encoding="utf-8")
     if with_qa:
         with open(folder / "qa.jsonl", "w", encoding="utf-8") as f:
-            for i, (q, a, lang) in enumerate([
-                ("Who is there?", "Nay, answer me: stand, and unfold yourself.", "en"),
-                ("What is the time?", "'Tis now struck twelve.", "en"),
-                ("Как дела?", "Хорошо, а у тебя?", "ru"),
-            ]):
-                f.write(json.dumps({"id": f"qa{i}", "lang": lang, "input": q, "target": a},
-                                   ensure_ascii=False) + "\n")
+            for i, (q, a, lang) in enumerate(
+                [
+                    ("Who is there?", "Nay, answer me: stand, and unfold yourself.", "en"),
+                    ("What is the time?", "'Tis now struck twelve.", "en"),
+                    ("Как дела?", "Хорошо, а у тебя?", "ru"),
+                ]
+            ):
+                f.write(
+                    json.dumps(
+                        {"id": f"qa{i}", "lang": lang, "input": q, "target": a}, ensure_ascii=False
+                    )
+                    + "\n"
+                )
     return folder
 
 

@@ -7,7 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from dualmind.data.shards import ShardBuilder, ShardError, ShardFile, ShardSet, read_shard_header, shard_name
+from dualmind.data.shards import (
+    ShardBuilder,
+    ShardError,
+    ShardFile,
+    ShardSet,
+    read_shard_header,
+    shard_name,
+)
 
 
 def make_shard(path, n=5, seed=0):
@@ -75,10 +82,13 @@ def test_shardset_checks_sizes_and_missing_files(tmp_path):
     shards.mkdir()
     path = shards / "train-00000.shard"
     make_shard(path)
-    manifest = {"lexicon": {"fingerprint": "ab", "level": "lossless", "vocab_size": 30000},
-                "tokenizer": {"vocab_size": 8000, "file": "tokenizer.json"},
-                "splits": {"train": {"shards": [{"file": "shards/train-00000.shard",
-                                                 "size": path.stat().st_size}]}}}
+    manifest = {
+        "lexicon": {"fingerprint": "ab", "level": "lossless", "vocab_size": 30000},
+        "tokenizer": {"vocab_size": 8000, "file": "tokenizer.json"},
+        "splits": {
+            "train": {"shards": [{"file": "shards/train-00000.shard", "size": path.stat().st_size}]}
+        },
+    }
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     ds = ShardSet.open(tmp_path, "train", "ab")
     assert len(ds) == 5 and ds[-1].kind == "qa" and ds.core_vocab_size == 30000

@@ -8,15 +8,15 @@ import functools
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_corpus_support import small_documents, small_lexicon
 
 from dualmind.data.corpus import align
 from dualmind.data.scenes import SceneLimits, cut_scenes, split_blocks
 from dualmind.data.text_tokenizer import token_byte_lengths, train_text_tokenizer
 from dualmind.lexicon import Lexicon
+from test_corpus_support import small_documents, small_lexicon
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def codecs():
     lex = Lexicon.load(small_lexicon("lossless"))
     tok = train_text_tokenizer([d.text for d in small_documents(3)], vocab_size=400)
@@ -26,8 +26,11 @@ def codecs():
 # Unicode without lone surrogates (they cannot be UTF-8 encoded, in a file or anywhere else)
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=400) | st.builds(
     lambda parts: "".join(parts),
-    st.lists(st.sampled_from(["Hamlet. ", "Ночь, грудь — тьма! ", "\n\n", "ёж 🦔 ", "x", ". ", "  "]),
-             max_size=120))
+    st.lists(
+        st.sampled_from(["Hamlet. ", "Ночь, грудь — тьма! ", "\n\n", "ёж 🦔 ", "x", ". ", "  "]),
+        max_size=120,
+    ),
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -44,9 +47,12 @@ def test_scene_alignment_invariants(text, small):
             assert block == "" and scenes == []
             continue
         for cut in scenes:
-            scene = block[cut.char_start:cut.char_end]
-            u_ids = ids[cut.unit_start:cut.unit_end]
-            u_spans = [(a - cut.char_start, b - cut.char_start) for a, b in spans[cut.unit_start:cut.unit_end]]
+            scene = block[cut.char_start : cut.char_end]
+            u_ids = ids[cut.unit_start : cut.unit_end]
+            u_spans = [
+                (a - cut.char_start, b - cut.char_start)
+                for a, b in spans[cut.unit_start : cut.unit_end]
+            ]
             assert 1 <= len(u_ids) <= limits.max_units
             assert lex.decode(u_ids) == scene, "a lossless scene decodes to its own text"
             enc = tok.encode(scene, add_special_tokens=False)
@@ -61,7 +67,7 @@ def test_scene_alignment_invariants(text, small):
     assert "".join(rebuilt) == text
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def semantic_lexicon():
     return Lexicon.load(small_lexicon("semantic"))
 
@@ -78,10 +84,13 @@ def test_semantic_scenes_tile_the_text_and_align(text):
         block = text[b0:b1]
         ids, spans = lex.encode_with_spans(block)
         scenes = cut_scenes(block, spans, limits)
-        assert "".join(block[c.char_start:c.char_end] for c in scenes) == (block if ids else "")
+        assert "".join(block[c.char_start : c.char_end] for c in scenes) == (block if ids else "")
         for cut in scenes:
-            scene = block[cut.char_start:cut.char_end]
-            u_spans = [(a - cut.char_start, b - cut.char_start) for a, b in spans[cut.unit_start:cut.unit_end]]
+            scene = block[cut.char_start : cut.char_end]
+            u_spans = [
+                (a - cut.char_start, b - cut.char_start)
+                for a, b in spans[cut.unit_start : cut.unit_end]
+            ]
             assert all(0 <= a <= b <= len(scene) for a, b in u_spans)
             enc = tok.encode(scene, add_special_tokens=False)
             core_bytes, span, n_bytes = align(scene, u_spans, enc.ids, lengths)

@@ -1,9 +1,9 @@
 """`dualmind corpus build | validate | info` (see docs/hypertrain.md).
 
-    dualmind corpus build --lexicon runs/lex --out runs/corpus              # the embedded demo
-    dualmind corpus build data/*.txt more.jsonl --lexicon runs/lex --out runs/corpus --workers 4
-    dualmind corpus validate runs/corpus      # schema of hypertrain.jsonl, shards, manifest
-    dualmind corpus info runs/corpus          # what was built
+dualmind corpus build --lexicon runs/lex --out runs/corpus              # the embedded demo
+dualmind corpus build data/*.txt more.jsonl --lexicon runs/lex --out runs/corpus --workers 4
+dualmind corpus validate runs/corpus      # schema of hypertrain.jsonl, shards, manifest
+dualmind corpus info runs/corpus          # what was built
 """
 
 from __future__ import annotations
@@ -19,40 +19,83 @@ import numpy as np
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND", required=True)
 
-    b = sub.add_parser("build", help="documents + lexicon -> hypertrain.jsonl, tokenizer.json, shards",
-                       description="Build a corpus folder. Resumes an interrupted build with the same "
-                                   "settings; finished shards are never rewritten.")
-    b.add_argument("inputs", nargs="*",
-                   help="text/JSONL/Parquet files, folders or globs (default: the embedded demo corpus)")
-    b.add_argument("--demo", action="store_true", help="use the embedded demo corpus (the default without inputs)")
-    b.add_argument("--lexicon", required=True, help="lexicon folder (from `dualmind lexicon build`)")
+    b = sub.add_parser(
+        "build",
+        help="documents + lexicon -> hypertrain.jsonl, tokenizer.json, shards",
+        description="Build a corpus folder. Resumes an interrupted build with the same "
+        "settings; finished shards are never rewritten.",
+    )
+    b.add_argument(
+        "inputs",
+        nargs="*",
+        help="text/JSONL/Parquet files, folders or globs (default: the embedded demo corpus)",
+    )
+    b.add_argument(
+        "--demo",
+        action="store_true",
+        help="use the embedded demo corpus (the default without inputs)",
+    )
+    b.add_argument(
+        "--lexicon", required=True, help="lexicon folder (from `dualmind lexicon build`)"
+    )
     b.add_argument("--out", required=True, help="output corpus folder")
-    b.add_argument("--level", choices=("lossless", "semantic"),
-                   help="require the lexicon to be of this level (error otherwise)")
-    b.add_argument("--num-shards", type=int, default=8, help="train shards (val and qa get their own)")
-    b.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
-    b.add_argument("--backend", choices=("process", "serial", "ray"), default="process",
-                   help="where shards are built; ray needs the `cluster` extra")
-    b.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local one)")
-    b.add_argument("--errors", choices=("replace", "skip", "fail"), default="replace",
-                   help="bad input policy: repair-and-count, skip-and-count, or stop (file:line)")
-    b.add_argument("--text-vocab-size", type=int, default=8192, help="decoder byte-level BPE vocabulary")
-    b.add_argument("--val-fraction", type=float, default=0.05, help="held-out share of each language")
+    b.add_argument(
+        "--level",
+        choices=("lossless", "semantic"),
+        help="require the lexicon to be of this level (error otherwise)",
+    )
+    b.add_argument(
+        "--num-shards", type=int, default=8, help="train shards (val and qa get their own)"
+    )
+    b.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: CPU count)"
+    )
+    b.add_argument(
+        "--backend",
+        choices=("process", "serial", "ray"),
+        default="process",
+        help="where shards are built; ray needs the `cluster` extra",
+    )
+    b.add_argument(
+        "--ray-address", default=None, help="Ray cluster address (default: start a local one)"
+    )
+    b.add_argument(
+        "--errors",
+        choices=("replace", "skip", "fail"),
+        default="replace",
+        help="bad input policy: repair-and-count, skip-and-count, or stop (file:line)",
+    )
+    b.add_argument(
+        "--text-vocab-size", type=int, default=8192, help="decoder byte-level BPE vocabulary"
+    )
+    b.add_argument(
+        "--val-fraction", type=float, default=0.05, help="held-out share of each language"
+    )
     b.add_argument("--min-units", type=int, default=100)
     b.add_argument("--max-units", type=int, default=500)
     b.add_argument("--target-units", type=int, default=300)
     b.add_argument("--text-field", default="text", help="JSONL/Parquet field holding the text")
-    b.add_argument("--lang", default=None, help="force this language for every input (default: declared or detected)")
+    b.add_argument(
+        "--lang",
+        default=None,
+        help="force this language for every input (default: declared or detected)",
+    )
     b.add_argument("--max-line-bytes", type=int, default=None, help="longest accepted input line")
     b.add_argument("--max-document-bytes", type=int, default=None, help="longest accepted document")
-    b.add_argument("--overwrite", action="store_true", help="replace a build with other settings in --out")
-    b.add_argument("--keep-work", action="store_true", help="keep .build/ (staged documents) after success")
+    b.add_argument(
+        "--overwrite", action="store_true", help="replace a build with other settings in --out"
+    )
+    b.add_argument(
+        "--keep-work", action="store_true", help="keep .build/ (staged documents) after success"
+    )
     b.add_argument("--no-progress", action="store_true")
     b.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     v = sub.add_parser("validate", help="check hypertrain.jsonl, the manifest and every shard")
     v.add_argument("path", help="corpus folder, or a hypertrain.jsonl file")
-    v.add_argument("--lexicon", default=None, help="also check the lexicon fingerprint and round trips")
+    v.add_argument(
+        "--lexicon", default=None, help="also check the lexicon fingerprint and round trips"
+    )
 
     i = sub.add_parser("info", help="describe a built corpus")
     i.add_argument("corpus", help="corpus folder")
@@ -75,12 +118,24 @@ def _build(args: argparse.Namespace) -> int:
 
     if args.demo and args.inputs:
         return _err("give inputs or --demo, not both")
-    options = dict(num_shards=args.num_shards, workers=args.workers, backend=args.backend,
-                   errors=args.errors, level=args.level, text_vocab_size=args.text_vocab_size,
-                   val_fraction=args.val_fraction, min_units=args.min_units, max_units=args.max_units,
-                   target_units=args.target_units, text_field=args.text_field, lang=args.lang,
-                   overwrite=args.overwrite, keep_work=args.keep_work, progress=not args.no_progress,
-                   ray_address=args.ray_address)
+    options = dict(
+        num_shards=args.num_shards,
+        workers=args.workers,
+        backend=args.backend,
+        errors=args.errors,
+        level=args.level,
+        text_vocab_size=args.text_vocab_size,
+        val_fraction=args.val_fraction,
+        min_units=args.min_units,
+        max_units=args.max_units,
+        target_units=args.target_units,
+        text_field=args.text_field,
+        lang=args.lang,
+        overwrite=args.overwrite,
+        keep_work=args.keep_work,
+        progress=not args.no_progress,
+        ray_address=args.ray_address,
+    )
     if args.max_line_bytes is not None:
         options["max_line_bytes"] = args.max_line_bytes
     if args.max_document_bytes is not None:
@@ -107,7 +162,11 @@ def validate_corpus(path: Path, lexicon=None) -> list[str]:
     from dualmind.data.text_tokenizer import load_text_tokenizer, tokenizer_fingerprint
 
     lines = []
-    manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8")) if (path / MANIFEST).is_file() else None
+    manifest = (
+        json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        if (path / MANIFEST).is_file()
+        else None
+    )
     if manifest is None:
         raise ShardError(f"{path / MANIFEST}: missing — not a finished corpus build")
     tok = load_text_tokenizer(path / manifest["tokenizer"]["file"])
@@ -115,8 +174,10 @@ def validate_corpus(path: Path, lexicon=None) -> list[str]:
         raise ShardError(f"{path / 'tokenizer.json'}: fingerprint differs from the manifest's")
     records = list(read_hypertrain(path / manifest["hypertrain"]["file"]))
     if len(records) != manifest["hypertrain"]["records"]:
-        raise ShardError(f"{path / 'hypertrain.jsonl'}: {len(records)} records, manifest says "
-                         f"{manifest['hypertrain']['records']}")
+        raise ShardError(
+            f"{path / 'hypertrain.jsonl'}: {len(records)} records, manifest says "
+            f"{manifest['hypertrain']['records']}"
+        )
     lines.append(f"hypertrain.jsonl: {len(records)} records valid")
     fp = getattr(lexicon, "fingerprint", None)
     i = 0
@@ -130,22 +191,36 @@ def validate_corpus(path: Path, lexicon=None) -> list[str]:
             i += 1
             where = f"{split} record {j} ({rec.id})"
             if int(sc.core_bytes.sum()) != sc.n_bytes or len(sc.core) != len(rec.hyperphrase):
-                raise ShardError(f"{path}: {where}: core_bytes/n_units disagree with hypertrain.jsonl")
-            if len(sc.span) and (sc.span.min() < -1 or sc.span.max() >= len(sc.core)
-                                 or np.any(np.diff(sc.span) < 0)):
+                raise ShardError(
+                    f"{path}: {where}: core_bytes/n_units disagree with hypertrain.jsonl"
+                )
+            if len(sc.span) and (
+                sc.span.min() < -1 or sc.span.max() >= len(sc.core) or np.any(np.diff(sc.span) < 0)
+            ):
                 raise ShardError(f"{path}: {where}: span indices out of range or not monotone")
-            if sc.kind == "scene" and tok.decode(sc.text.tolist(), skip_special_tokens=False) != rec.text:
+            if (
+                sc.kind == "scene"
+                and tok.decode(sc.text.tolist(), skip_special_tokens=False) != rec.text
+            ):
                 raise ShardError(f"{path}: {where}: text tokens do not decode to the record's text")
             if lexicon is not None:
                 if lexicon.to_hyperphrase(sc.core.tolist()) != rec.hyperphrase:
-                    raise ShardError(f"{path}: {where}: core ids differ from the record's hyperphrase")
+                    raise ShardError(
+                        f"{path}: {where}: core ids differ from the record's hyperphrase"
+                    )
                 if lexicon.level == "lossless" and lexicon.decode(sc.core.tolist()) != rec.text:
                     raise ShardError(f"{path}: {where}: lossless core does not decode to the text")
             n_units += len(sc.core)
         packed = ds.packed_core()
-        if len(packed.core) != n_units or int(packed.core_bytes.sum()) != manifest["splits"][split]["bytes"]:
+        if (
+            len(packed.core) != n_units
+            or int(packed.core_bytes.sum()) != manifest["splits"][split]["bytes"]
+        ):
             raise ShardError(f"{path}: packed arrays of split {split!r} disagree with its shards")
-        lines.append(f"{split}: {len(ds)} records, {n_units} units — shards, alignment and packed arrays valid")
+        lines.append(
+            f"{split}: {len(ds)} records, {n_units} units — "
+            "shards, alignment and packed arrays valid"
+        )
     if i != len(records):
         raise ShardError(f"{path}: shards hold {i} records, hypertrain.jsonl {len(records)}")
     return lines
@@ -164,8 +239,10 @@ def _validate(args: argparse.Namespace) -> int:
             lexicon = Lexicon.load(args.lexicon)
         if path.is_file():
             counts = validate_file(path)
-            print(f"{path}: {counts['records']} records valid "
-                  + " ".join(f"{k}={v}" for k, v in counts.items() if k != "records"))
+            print(
+                f"{path}: {counts['records']} records valid "
+                + " ".join(f"{k}={v}" for k, v in counts.items() if k != "records")
+            )
             return 0
         for line in validate_corpus(path, lexicon):
             print(line)

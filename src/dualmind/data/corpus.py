@@ -70,24 +70,24 @@ class CorpusError(ValueError):
 
 @dataclass
 class BuildOptions:
-    num_shards: int = 8                  # train shards; val and qa get their own (see plan_shards)
-    workers: int | None = None           # processes (default: CPU count); 1 = in this process
-    errors: str = "replace"              # replace | skip | fail (see problems.py)
-    backend: str = "process"             # process | serial | ray
-    level: str | None = None             # required lexicon level; None = whatever the lexicon is
-    text_vocab_size: int = 8192          # decoder BPE vocabulary
-    val_fraction: float = 0.05           # of each language's characters, by whole documents
+    num_shards: int = 8  # train shards; val and qa get their own (see plan_shards)
+    workers: int | None = None  # processes (default: CPU count); 1 = in this process
+    errors: str = "replace"  # replace | skip | fail (see problems.py)
+    backend: str = "process"  # process | serial | ray
+    level: str | None = None  # required lexicon level; None = whatever the lexicon is
+    text_vocab_size: int = 8192  # decoder BPE vocabulary
+    val_fraction: float = 0.05  # of each language's characters, by whole documents
     min_units: int = 100
     max_units: int = 500
     target_units: int = 300
-    block_chars: int = 1 << 16           # a document is encoded in blocks of at most this
+    block_chars: int = 1 << 16  # a document is encoded in blocks of at most this
     text_field: str = "text"
-    lang: str | None = None              # force one language for every input
+    lang: str | None = None  # force one language for every input
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
     overwrite: bool = False
     progress: bool = True
-    keep_work: bool = False              # keep .build/ (staged documents, parts) after success
+    keep_work: bool = False  # keep .build/ (staged documents, parts) after success
     ray_address: str | None = None
 
     def validate(self) -> None:
@@ -106,16 +106,28 @@ class BuildOptions:
 
     def settings(self) -> dict[str, Any]:
         """The options that change the output (not workers, backend, progress...)."""
-        keep = ("num_shards", "errors", "level", "text_vocab_size", "val_fraction", "min_units",
-                "max_units", "target_units", "block_chars", "text_field", "lang", "max_line_bytes",
-                "max_document_bytes")
+        keep = (
+            "num_shards",
+            "errors",
+            "level",
+            "text_vocab_size",
+            "val_fraction",
+            "min_units",
+            "max_units",
+            "target_units",
+            "block_chars",
+            "text_field",
+            "lang",
+            "max_line_bytes",
+            "max_document_bytes",
+        )
         return {k: getattr(self, k) for k in keep}
 
 
 @dataclass
 class BuildSummary:
     out_dir: str
-    status: str                          # "built" | "resumed" | "up-to-date"
+    status: str  # "built" | "resumed" | "up-to-date"
     manifest: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     shards_built: int = 0
@@ -126,19 +138,28 @@ class BuildSummary:
 
     def lines(self) -> list[str]:
         m = self.manifest
-        lines = [f"corpus {self.out_dir} ({self.status}; {self.shards_built} shards built, "
-                 f"{self.shards_reused} reused)",
-                 f"  lexicon {m['lexicon']['fingerprint']} level={m['lexicon']['level']} "
-                 f"vocab={m['lexicon']['vocab_size']}; decoder BPE vocab={m['tokenizer']['vocab_size']}"]
+        lines = [
+            f"corpus {self.out_dir} ({self.status}; {self.shards_built} shards built, "
+            f"{self.shards_reused} reused)",
+            f"  lexicon {m['lexicon']['fingerprint']} level={m['lexicon']['level']} "
+            f"vocab={m['lexicon']['vocab_size']}; decoder BPE vocab={m['tokenizer']['vocab_size']}",
+        ]
         for split in split_order(m):
             s = m["splits"][split]
-            langs = ", ".join(f"{lang} {v['records']} rec/{v['bytes'] / 1e6:.2f} MB"
-                              for lang, v in sorted(s["langs"].items()))
-            lines.append(f"  {split:5s} {s['documents']:6d} docs {s['records']:7d} records "
-                         f"{s['units']:9d} units {s['tokens']:9d} BPE tokens {s['bytes'] / 1e6:8.2f} MB  [{langs}]")
+            langs = ", ".join(
+                f"{lang} {v['records']} rec/{v['bytes'] / 1e6:.2f} MB"
+                for lang, v in sorted(s["langs"].items())
+            )
+            lines.append(
+                f"  {split:5s} {s['documents']:6d} docs {s['records']:7d} records "
+                f"{s['units']:9d} units {s['tokens']:9d} BPE tokens "
+                f"{s['bytes'] / 1e6:8.2f} MB  [{langs}]"
+            )
             if s["units"]:
-                lines.append(f"        {s['bytes'] / s['units']:.2f} bytes/unit, "
-                             f"{s['tokens'] / s['units']:.2f} BPE tokens/unit")
+                lines.append(
+                    f"        {s['bytes'] / s['units']:.2f} bytes/unit, "
+                    f"{s['tokens'] / s['units']:.2f} BPE tokens/unit"
+                )
         lines += Problems(**_problems_args(m["problems"])).summary_lines()
         if self.timings:
             lines.append("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
@@ -147,7 +168,9 @@ class BuildSummary:
 
 def split_order(manifest: dict) -> list[str]:
     """Splits in the order their records appear in hypertrain.jsonl."""
-    return manifest.get("hypertrain", {}).get("split_order") or [s for s in SPLITS if s in manifest["splits"]]
+    return manifest.get("hypertrain", {}).get("split_order") or [
+        s for s in SPLITS if s in manifest["splits"]
+    ]
 
 
 def _problems_args(d: dict) -> dict:
@@ -166,7 +189,9 @@ def resolve_lexicon(lexicon: Any, out_dir: Path) -> tuple[Any, Path]:
     if isinstance(lexicon, (str, os.PathLike)):
         path = Path(lexicon).resolve()
         if not path.is_dir():
-            raise CorpusError(f"lexicon {path}: no such folder (build one with `dualmind lexicon build`)")
+            raise CorpusError(
+                f"lexicon {path}: no such folder (build one with `dualmind lexicon build`)"
+            )
         return _lexicon_class().load(path), path
     path = (out_dir / WORK / "lexicon").resolve()
     marker = path / ".fingerprint"
@@ -186,9 +211,11 @@ def lexicon_langs(lex: Any) -> tuple[str, ...]:
 
 def check_level(lex: Any, level: str | None, where: Path) -> None:
     if level is not None and lex.level != level:
-        raise CorpusError(f"lexicon {where} is built for level {lex.level!r}, but level {level!r} was "
-                          f"requested; build a {level!r} lexicon (`dualmind lexicon build --level {level}`) "
-                          f"or drop --level")
+        raise CorpusError(
+            f"lexicon {where} is built for level {lex.level!r}, but level {level!r} was "
+            f"requested; build a {level!r} lexicon (`dualmind lexicon build --level {level}`) "
+            f"or drop --level"
+        )
 
 
 def detect(text: str) -> str:
@@ -220,7 +247,9 @@ def _inputs_identity(files: Sequence[Path]) -> list[dict]:
             if st.st_size > 2 << 20:
                 fh.seek(-(1 << 20), os.SEEK_END)
                 h.update(fh.read())
-        out.append({"path": str(f.resolve()), "size": st.st_size, "sha256_ends": h.hexdigest()[:16]})
+        out.append(
+            {"path": str(f.resolve()), "size": st.st_size, "sha256_ends": h.hexdigest()[:16]}
+        )
     return out
 
 
@@ -231,7 +260,7 @@ def settings_hash(settings: dict) -> str:
 # ----------------------------------------------------------------------------- step 1: plan
 def _doc_unit(key: str) -> float:
     """A stable number in [0, 1) per document key: the train/val split never depends on order."""
-    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2.0 ** 64
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2.0**64
 
 
 def choose_val(docs: list[dict], val_fraction: float) -> set[int]:
@@ -249,7 +278,10 @@ def choose_val(docs: list[dict], val_fraction: float) -> set[int]:
         total = sum(d["chars"] for d in lang_docs)
         taken = 0
         for d in sorted(lang_docs, key=lambda d: (_doc_unit(d["key"]), d["doc"])):
-            if taken >= val_fraction * total or len(val & {x["doc"] for x in lang_docs}) >= len(lang_docs) - 1:
+            if (
+                taken >= val_fraction * total
+                or len(val & {x["doc"] for x in lang_docs}) >= len(lang_docs) - 1
+            ):
                 break
             val.add(d["doc"])
             taken += d["chars"]
@@ -268,8 +300,15 @@ def assign_shards(docs: list[dict], num_shards: int) -> list[list[int]]:
     return [sorted(s) for s in shards]
 
 
-def make_plan(files: list[Path], lex: Any, lex_dir: Path, opts: BuildOptions, out_dir: Path,
-              settings: dict, progress) -> dict:
+def make_plan(
+    files: list[Path],
+    lex: Any,
+    lex_dir: Path,
+    opts: BuildOptions,
+    out_dir: Path,
+    settings: dict,
+    progress,
+) -> dict:
     work = out_dir / WORK
     work.mkdir(parents=True, exist_ok=True)
     problems = Problems(opts.errors)
@@ -291,13 +330,18 @@ def make_plan(files: list[Path], lex: Any, lex_dir: Path, opts: BuildOptions, ou
             lang = opts.lang or sd.lang or detect(sd.text)
             if lang not in langs:
                 how = "declared" if (opts.lang or sd.lang) else "detected"
-                problems.report("unknown_language",
-                                f"{how} language {lang!r} is not one of the lexicon's {list(langs)}",
-                                sd.path, sd.line)
+                problems.report(
+                    "unknown_language",
+                    f"{how} language {lang!r} is not one of the lexicon's {list(langs)}",
+                    sd.path,
+                    sd.line,
+                )
                 continue
             key = sd.key
             if key in keys:
-                action = problems.report("duplicate_id", f"duplicate document id {key!r}", sd.path, sd.line)
+                action = problems.report(
+                    "duplicate_id", f"duplicate document id {key!r}", sd.path, sd.line
+                )
                 if action == "skip":
                     continue
                 n = 2
@@ -306,45 +350,71 @@ def make_plan(files: list[Path], lex: Any, lex_dir: Path, opts: BuildOptions, ou
                 key = f"{key}~{n}"
             i = len(docs)
             keys[key] = i
-            rec = {"doc": i, "key": key, "lang": lang, "kind": sd.kind, "text": sd.text,
-                   "source": sd.source or sd.path, "path": sd.path, "line": sd.line}
+            rec = {
+                "doc": i,
+                "key": key,
+                "lang": lang,
+                "kind": sd.kind,
+                "text": sd.text,
+                "source": sd.source or sd.path,
+                "path": sd.path,
+                "line": sd.line,
+            }
             if sd.target is not None:
                 rec["target"] = sd.target
             line = (json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8")
             out.write(line)
             offsets.append(offsets[-1] + len(line))
-            docs.append({"doc": i, "key": key, "lang": lang, "kind": sd.kind,
-                         "chars": len(sd.text) + len(sd.target or "")})
+            docs.append(
+                {
+                    "doc": i,
+                    "key": key,
+                    "lang": lang,
+                    "kind": sd.kind,
+                    "chars": len(sd.text) + len(sd.target or ""),
+                }
+            )
     progress.update(task, completed=total_bytes or 1)
     os.replace(tmp, staged)
     np.save(work / "documents.offsets.npy", np.asarray(offsets, dtype=np.int64))
     if not any(d["kind"] == "doc" for d in docs):
-        raise CorpusError(f"no usable documents in the inputs ({len(files)} files); "
-                          + "; ".join(problems.summary_lines()))
+        raise CorpusError(
+            f"no usable documents in the inputs ({len(files)} files); "
+            + "; ".join(problems.summary_lines())
+        )
     val = choose_val(docs, opts.val_fraction)
     splits: dict[str, list[dict]] = {"train": [], "val": [], "qa": []}
     for d in docs:
         split = "qa" if d["kind"] in ("qa", "pair") else ("val" if d["doc"] in val else "train")
         d["split"] = split
         splits[split].append(d)
-    counts = {"train": opts.num_shards, "val": max(1, math.ceil(opts.num_shards / 8)),
-              "qa": 1}
+    counts = {"train": opts.num_shards, "val": max(1, math.ceil(opts.num_shards / 8)), "qa": 1}
     plan_splits = {}
     for split, sdocs in splits.items():
         if split == "qa" and not sdocs:
             continue
         n = min(counts[split], max(1, len(sdocs)))
         plan_splits[split] = {
-            "num_shards": n, "documents": len(sdocs),
+            "num_shards": n,
+            "documents": len(sdocs),
             "langs": sorted({d["lang"] for d in sdocs}),
             "shards": assign_shards(sdocs, n),
         }
     plan = {
-        "format": FORMAT, "version": FORMAT_VERSION, "settings_hash": settings_hash(settings),
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "settings_hash": settings_hash(settings),
         "settings": settings,
-        "lexicon": {"dir": str(lex_dir), "fingerprint": lex.fingerprint, "level": lex.level,
-                    "vocab_size": int(lex.vocab_size), "langs": list(langs)},
-        "documents": len(docs), "splits": plan_splits, "problems": problems.to_dict(),
+        "lexicon": {
+            "dir": str(lex_dir),
+            "fingerprint": lex.fingerprint,
+            "level": lex.level,
+            "vocab_size": int(lex.vocab_size),
+            "langs": list(langs),
+        },
+        "documents": len(docs),
+        "splits": plan_splits,
+        "problems": problems.to_dict(),
     }
     atomic_write_text(work / "plan.json", _json(plan))
     return plan
@@ -383,8 +453,13 @@ def train_tokenizer_step(out_dir: Path, plan: dict, vocab_size: int):
     if path.is_file():
         return load_text_tokenizer(path)
     staged = StagedDocuments(out_dir)
-    train_docs = [i for split in ("train", "qa") if split in plan["splits"]
-                  for shard in plan["splits"][split]["shards"] for i in shard]
+    train_docs = [
+        i
+        for split in ("train", "qa")
+        if split in plan["splits"]
+        for shard in plan["splits"][split]["shards"]
+        for i in shard
+    ]
 
     def texts():
         for d in staged.read(sorted(train_docs)):
@@ -415,8 +490,9 @@ def _byte_offsets(text: str) -> np.ndarray:
     return c2b
 
 
-def align(text: str, unit_char_spans: list[tuple[int, int]], token_ids: list[int],
-          tok_lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def align(
+    text: str, unit_char_spans: list[tuple[int, int]], token_ids: list[int], tok_lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
     """(core_bytes per unit, span per token, n_bytes).
 
     Unit i owns the bytes from its start to the next unit's start (the first unit also owns
@@ -424,8 +500,11 @@ def align(text: str, unit_char_spans: list[tuple[int, int]], token_ids: list[int
     belongs to the last unit starting at or before the token's first byte (-1 if none)."""
     c2b = _byte_offsets(text)
     n_bytes = int(c2b[-1])
-    starts = c2b[np.asarray([s for s, _ in unit_char_spans], dtype=np.int64)] if unit_char_spans \
+    starts = (
+        c2b[np.asarray([s for s, _ in unit_char_spans], dtype=np.int64)]
+        if unit_char_spans
         else np.zeros(0, dtype=np.int64)
+    )
     owned = starts.copy()
     if len(owned):
         owned[0] = 0
@@ -438,7 +517,9 @@ def align(text: str, unit_char_spans: list[tuple[int, int]], token_ids: list[int
     return core_bytes, span, n_bytes
 
 
-def build_shard(out_dir: str | Path, split: str, shard_index: int, num_shards: int) -> dict[str, Any]:
+def build_shard(
+    out_dir: str | Path, split: str, shard_index: int, num_shards: int
+) -> dict[str, Any]:
     """Build shard `shard_index` of `num_shards` of `split` from the plan in out_dir/.build.
 
     Pure function of the plan, the lexicon and tokenizer.json: any process or machine that sees
@@ -449,8 +530,10 @@ def build_shard(out_dir: str | Path, split: str, shard_index: int, num_shards: i
     if sp is None:
         raise CorpusError(f"{out_dir}: the plan has no split {split!r}")
     if num_shards != sp["num_shards"] or not 0 <= shard_index < num_shards:
-        raise CorpusError(f"{out_dir}: split {split!r} has {sp['num_shards']} shards; got shard "
-                          f"{shard_index} of {num_shards}")
+        raise CorpusError(
+            f"{out_dir}: split {split!r} has {sp['num_shards']} shards; got shard "
+            f"{shard_index} of {num_shards}"
+        )
     final = out_dir / "shards" / shard_name(split, shard_index)
     if final.is_file():
         return dict(read_shard_header(final)["stats"], reused=True)
@@ -458,11 +541,17 @@ def build_shard(out_dir: str | Path, split: str, shard_index: int, num_shards: i
     lexinfo = plan["lexicon"]
     lex = _cached("lex:" + lexinfo["fingerprint"], lambda: _lexicon_class().load(lexinfo["dir"]))
     if lex.fingerprint != lexinfo["fingerprint"]:
-        raise CorpusError(f"lexicon {lexinfo['dir']} changed since the plan was made "
-                          f"(fingerprint {lex.fingerprint}, plan {lexinfo['fingerprint']})")
+        raise CorpusError(
+            f"lexicon {lexinfo['dir']} changed since the plan was made "
+            f"(fingerprint {lex.fingerprint}, plan {lexinfo['fingerprint']})"
+        )
     tok_path = out_dir / "tokenizer.json"
-    tok = _cached(f"tok:{tok_path}:{tok_path.stat().st_mtime_ns}", lambda: load_text_tokenizer(tok_path))
-    tok_lengths = _cached(f"toklen:{tok_path}:{tok_path.stat().st_mtime_ns}", lambda: token_byte_lengths(tok))
+    tok = _cached(
+        f"tok:{tok_path}:{tok_path.stat().st_mtime_ns}", lambda: load_text_tokenizer(tok_path)
+    )
+    tok_lengths = _cached(
+        f"toklen:{tok_path}:{tok_path.stat().st_mtime_ns}", lambda: token_byte_lengths(tok)
+    )
     s = plan["settings"]
     limits = SceneLimits(s["min_units"], s["max_units"], s["target_units"], s["block_chars"])
     problems = Problems(plan["settings"]["errors"])  # only `note`s here: planning saw the input
@@ -473,8 +562,12 @@ def build_shard(out_dir: str | Path, split: str, shard_index: int, num_shards: i
     def add(rec: HypertrainRecord, core, core_bytes, text_ids, span, n_bytes, doc, lang, kind):
         builder.add(core, core_bytes, text_ids, span, n_bytes, doc, lang, kind)
         lines.append(rec.to_json())
-        for bucket in (stats, stats["langs"].setdefault(lang, {"records": 0, "documents": 0, "units": 0,
-                                                                "tokens": 0, "bytes": 0})):
+        for bucket in (
+            stats,
+            stats["langs"].setdefault(
+                lang, {"records": 0, "documents": 0, "units": 0, "tokens": 0, "bytes": 0}
+            ),
+        ):
             bucket["records"] += 1
             bucket["units"] += len(core)
             bucket["tokens"] += len(text_ids)
@@ -483,22 +576,39 @@ def build_shard(out_dir: str | Path, split: str, shard_index: int, num_shards: i
     for d in StagedDocuments(out_dir).read(sp["shards"][shard_index]):
         lang, doc = d["lang"], d["doc"]
         stats["documents"] += 1
-        stats["langs"].setdefault(lang, {"records": 0, "documents": 0, "units": 0, "tokens": 0, "bytes": 0})
+        stats["langs"].setdefault(
+            lang, {"records": 0, "documents": 0, "units": 0, "tokens": 0, "bytes": 0}
+        )
         stats["langs"][lang]["documents"] += 1
         if d["kind"] in ("qa", "pair"):
             ids, spans = lex.encode_with_spans(d["text"], lang)
             if not ids:
-                problems.note("no_units", "skipped", f"{d['kind']} input of {d['key']!r} encodes to no units",
-                              d.get("path"), d.get("line"))
+                problems.note(
+                    "no_units",
+                    "skipped",
+                    f"{d['kind']} input of {d['key']!r} encodes to no units",
+                    d.get("path"),
+                    d.get("line"),
+                )
                 continue
             target_ids = tok.encode(d["target"], add_special_tokens=False).ids
             core_bytes, n_bytes = _input_bytes(d["text"], spans)
             span = np.full(len(target_ids), len(ids) - 1, dtype=np.int64)
             rec = HypertrainRecord(
-                id=d["key"], kind=d["kind"], lang=lang, text=d["text"], hyperphrase=lex.to_hyperphrase(ids),
-                input=d["text"], target=d["target"],
+                id=d["key"],
+                kind=d["kind"],
+                lang=lang,
+                text=d["text"],
+                hyperphrase=lex.to_hyperphrase(ids),
+                input=d["text"],
+                target=d["target"],
                 target_hyperphrase=lex.to_hyperphrase(lex.encode(d["target"], lang)),
-                doc=doc, split=split, source=d.get("source"), n_units=len(ids), n_bytes=n_bytes)
+                doc=doc,
+                split=split,
+                source=d.get("source"),
+                n_units=len(ids),
+                n_bytes=n_bytes,
+            )
             add(rec, ids, core_bytes, target_ids, span, n_bytes, doc, lang, d["kind"])
             continue
         text = d["text"]
@@ -509,22 +619,37 @@ def build_shard(out_dir: str | Path, split: str, shard_index: int, num_shards: i
             ids, spans = lex.encode_with_spans(block, lang)
             if not ids:
                 if block.strip():
-                    problems.note("no_units", "skipped",
-                                  f"{len(block)} characters of document {d['key']!r} encode to no units",
-                                  d.get("path"), d.get("line"))
+                    problems.note(
+                        "no_units",
+                        "skipped",
+                        f"{len(block)} characters of document {d['key']!r} encode to no units",
+                        d.get("path"),
+                        d.get("line"),
+                    )
                 continue
             for cut in cut_scenes(block, spans, limits):
-                scene_text = block[cut.char_start:cut.char_end]
-                u_ids = ids[cut.unit_start:cut.unit_end]
-                u_spans = [(a - cut.char_start, b - cut.char_start) for a, b in spans[cut.unit_start:cut.unit_end]]
+                scene_text = block[cut.char_start : cut.char_end]
+                u_ids = ids[cut.unit_start : cut.unit_end]
+                u_spans = [
+                    (a - cut.char_start, b - cut.char_start)
+                    for a, b in spans[cut.unit_start : cut.unit_end]
+                ]
                 pending.append((scene_text, u_ids, u_spans))
         encodings = tok.encode_batch([p[0] for p in pending], add_special_tokens=False)
         for (scene_text, u_ids, u_spans), enc in zip(pending, encodings, strict=True):
             core_bytes, span, n_bytes = align(scene_text, u_spans, enc.ids, tok_lengths)
             rec = HypertrainRecord(
-                id=f"{d['key']}#s{scene_no}", kind="scene", lang=lang, text=scene_text,
-                hyperphrase=lex.to_hyperphrase(u_ids), doc=doc, split=split, source=d.get("source"),
-                n_units=len(u_ids), n_bytes=n_bytes)
+                id=f"{d['key']}#s{scene_no}",
+                kind="scene",
+                lang=lang,
+                text=scene_text,
+                hyperphrase=lex.to_hyperphrase(u_ids),
+                doc=doc,
+                split=split,
+                source=d.get("source"),
+                n_units=len(u_ids),
+                n_bytes=n_bytes,
+            )
             add(rec, u_ids, core_bytes, enc.ids, span, n_bytes, doc, lang, "scene")
             scene_no += 1
 
@@ -559,16 +684,26 @@ def finalize(out_dir: Path, plan: dict, tok, build_problems: Problems) -> dict:
     with open(hyper_tmp, "wb") as hyper:
         for split in plan_split_order(plan):
             sp = plan["splits"][split]
-            entries, agg = [], {"records": 0, "documents": 0, "units": 0, "tokens": 0, "bytes": 0, "langs": {}}
+            entries, agg = (
+                [],
+                {"records": 0, "documents": 0, "units": 0, "tokens": 0, "bytes": 0, "langs": {}},
+            )
             core_parts, bytes_parts, doc_parts = [], [], []
             for k in range(sp["num_shards"]):
                 path = shard_dir / shard_name(split, k)
                 sf = ShardFile(path)
                 st = sf.header["stats"]
                 build_problems.merge(st.get("problems", {}))
-                entries.append({"file": f"shards/{path.name}", "size": path.stat().st_size,
-                                "records": sf.records, "units": st["units"], "tokens": st["tokens"],
-                                "bytes": st["bytes"]})
+                entries.append(
+                    {
+                        "file": f"shards/{path.name}",
+                        "size": path.stat().st_size,
+                        "records": sf.records,
+                        "units": st["units"],
+                        "tokens": st["tokens"],
+                        "bytes": st["bytes"],
+                    }
+                )
                 for key in ("records", "documents", "units", "tokens", "bytes"):
                     agg[key] += st[key]
                 for lang, v in st["langs"].items():
@@ -591,24 +726,38 @@ def finalize(out_dir: Path, plan: dict, tok, build_problems: Problems) -> dict:
             packed = {}
             for name, parts in zip(PACKED, (core_parts, bytes_parts, doc_parts), strict=True):
                 path = packed_paths(shard_dir, split)[name]
-                arr = np.concatenate(parts).astype(np.int32) if parts else np.zeros(0, dtype=np.int32)
+                arr = (
+                    np.concatenate(parts).astype(np.int32) if parts else np.zeros(0, dtype=np.int32)
+                )
                 tmp = path.with_name(path.name + f".tmp{os.getpid()}")
                 with open(tmp, "wb") as f:
                     np.save(f, arr)
                 os.replace(tmp, path)
                 packed[name] = f"shards/{path.name}"
-            manifest_splits[split] = dict(agg, num_shards=sp["num_shards"], shards=entries, packed=packed)
+            manifest_splits[split] = dict(
+                agg, num_shards=sp["num_shards"], shards=entries, packed=packed
+            )
     os.replace(hyper_tmp, out_dir / "hypertrain.jsonl")
     manifest = {
-        "format": FORMAT, "version": FORMAT_VERSION,
-        "settings_hash": plan["settings_hash"], "settings": plan["settings"],
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "settings_hash": plan["settings_hash"],
+        "settings": plan["settings"],
         "lexicon": {k: v for k, v in plan["lexicon"].items() if k != "dir"},
-        "tokenizer": {"file": "tokenizer.json", "fingerprint": tokenizer_fingerprint(tok),
-                      "vocab_size": tok.get_vocab_size(with_added_tokens=True), "kind": "byte-level BPE",
-                      "special": {"pad": 0, "bos": 1, "eos": 2, "unk": 3}},
+        "tokenizer": {
+            "file": "tokenizer.json",
+            "fingerprint": tokenizer_fingerprint(tok),
+            "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+            "kind": "byte-level BPE",
+            "special": {"pad": 0, "bos": 1, "eos": 2, "unk": 3},
+        },
         # records of hypertrain.jsonl come split by split in this order, shard by shard
-        "hypertrain": {"file": "hypertrain.jsonl", "records": n_lines, "kinds": dict(sorted(kinds.items())),
-                       "split_order": plan_split_order(plan)},
+        "hypertrain": {
+            "file": "hypertrain.jsonl",
+            "records": n_lines,
+            "kinds": dict(sorted(kinds.items())),
+            "split_order": plan_split_order(plan),
+        },
         "documents": plan["documents"],
         "splits": manifest_splits,
         "problems": build_problems.to_dict(),
@@ -639,14 +788,20 @@ def _prepare_out_dir(out_dir: Path, h: str, overwrite: bool) -> str:
     present = [p.name for p in out_dir.iterdir()] if out_dir.is_dir() else []
     if present and not overwrite:
         if existing is not None:
-            raise CorpusError(f"{out_dir} holds a corpus build with other settings or inputs "
-                              f"(settings hash {existing}, this build {h}); pass --overwrite to replace it")
-        raise CorpusError(f"{out_dir} is not empty and holds no corpus build; choose an empty folder "
-                          "or pass --overwrite")
+            raise CorpusError(
+                f"{out_dir} holds a corpus build with other settings or inputs "
+                f"(settings hash {existing}, this build {h}); pass --overwrite to replace it"
+            )
+        raise CorpusError(
+            f"{out_dir} is not empty and holds no corpus build; choose an empty folder "
+            "or pass --overwrite"
+        )
     if present:
         foreign = [n for n in present if n not in ours]
         if foreign:
-            raise CorpusError(f"{out_dir}: refusing to overwrite files that are no corpus build's: {foreign[:5]}")
+            raise CorpusError(
+                f"{out_dir}: refusing to overwrite files that are no corpus build's: {foreign[:5]}"
+            )
         for n in present:
             p = out_dir / n
             shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -672,11 +827,20 @@ def _progress(enabled: bool):
         TimeRemainingColumn,
     )
 
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
 
 
-def run_shards(out_dir: Path, tasks: list[tuple[str, int, int]], opts: BuildOptions, progress) -> list[dict]:
+def run_shards(
+    out_dir: Path, tasks: list[tuple[str, int, int]], opts: BuildOptions, progress
+) -> list[dict]:
     """Run build_shard for each (split, index, num_shards) on the chosen backend."""
     task = progress.add_task("building shards", total=len(tasks))
     results: list[dict] = []
@@ -702,8 +866,12 @@ def run_shards(out_dir: Path, tasks: list[tuple[str, int, int]], opts: BuildOpti
     return results
 
 
-def build_corpus(inputs: Sequence[str | os.PathLike] | None, lexicon: Any, out_dir: str | os.PathLike,
-                 **options: Any) -> BuildSummary:
+def build_corpus(
+    inputs: Sequence[str | os.PathLike] | None,
+    lexicon: Any,
+    out_dir: str | os.PathLike,
+    **options: Any,
+) -> BuildSummary:
     """Build (or resume, or confirm) a corpus. `inputs` None = the embedded demo corpus.
 
     `lexicon` is a Lexicon or its folder. Options are the fields of BuildOptions
@@ -721,7 +889,9 @@ def build_corpus(inputs: Sequence[str | os.PathLike] | None, lexicon: Any, out_d
     lex_obj, lex_dir, state = _start(files, lexicon, out_dir, opts)
     if state == "done":
         manifest = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
-        return BuildSummary(str(out_dir), "up-to-date", manifest, {"total": time.perf_counter() - t_start})
+        return BuildSummary(
+            str(out_dir), "up-to-date", manifest, {"total": time.perf_counter() - t_start}
+        )
     settings = _settings(opts, files, lex_obj)
     _CACHE["lex:" + lex_obj.fingerprint] = lex_obj  # in-process shards reuse the loaded lexicon
     with _progress(opts.progress) as progress:
@@ -737,8 +907,11 @@ def build_corpus(inputs: Sequence[str | os.PathLike] | None, lexicon: Any, out_d
         progress.update(spin, completed=1)
         timings["tokenizer"] = time.perf_counter() - t
         t = time.perf_counter()
-        all_tasks = [(split, k, plan["splits"][split]["num_shards"]) for split in plan_split_order(plan)
-                     for k in range(plan["splits"][split]["num_shards"])]
+        all_tasks = [
+            (split, k, plan["splits"][split]["num_shards"])
+            for split in plan_split_order(plan)
+            for k in range(plan["splits"][split]["num_shards"])
+        ]
         todo = [x for x in all_tasks if not (out_dir / "shards" / shard_name(x[0], x[1])).is_file()]
         run_shards(out_dir, todo, opts, progress)
         timings["shards"] = time.perf_counter() - t
@@ -748,30 +921,47 @@ def build_corpus(inputs: Sequence[str | os.PathLike] | None, lexicon: Any, out_d
         progress.update(fin, completed=1)
         timings["finalize"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_start
-    report = {"timings": timings, "workers": opts.workers or os.cpu_count(), "backend": opts.backend,
-              "shards_built": len(todo), "shards_reused": len(all_tasks) - len(todo)}
+    report = {
+        "timings": timings,
+        "workers": opts.workers or os.cpu_count(),
+        "backend": opts.backend,
+        "shards_built": len(todo),
+        "shards_reused": len(all_tasks) - len(todo),
+    }
     atomic_write_text(out_dir / "build_report.json", _json(report))
     if not opts.keep_work:
         for name in ("documents.jsonl", "documents.offsets.npy", "parts"):
             p = out_dir / WORK / name
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    return BuildSummary(str(out_dir), "built" if state == "fresh" else "resumed", manifest, timings,
-                        shards_built=len(todo), shards_reused=len(all_tasks) - len(todo))
+    return BuildSummary(
+        str(out_dir),
+        "built" if state == "fresh" else "resumed",
+        manifest,
+        timings,
+        shards_built=len(todo),
+        shards_reused=len(all_tasks) - len(todo),
+    )
 
 
 def _settings(opts: BuildOptions, files: list[Path], lex: Any) -> dict:
-    return dict(opts.settings(), inputs=_inputs_identity(files), lexicon_fingerprint=lex.fingerprint)
+    return dict(
+        opts.settings(), inputs=_inputs_identity(files), lexicon_fingerprint=lex.fingerprint
+    )
 
 
-def _start(files: list[Path], lexicon: Any, out_dir: Path, opts: BuildOptions) -> tuple[Any, Path, str]:
-    """Load/check the lexicon, decide fresh|resume|done, and make the lexicon loadable by workers."""
+def _start(
+    files: list[Path], lexicon: Any, out_dir: Path, opts: BuildOptions
+) -> tuple[Any, Path, str]:
+    """Check the lexicon, decide fresh/resume/done, and make the lexicon loadable by workers."""
     if isinstance(lexicon, (str, os.PathLike)):
         lex_obj, lex_dir = resolve_lexicon(lexicon, out_dir)
         check_level(lex_obj, opts.level, lex_dir)
     else:
         lex_obj, lex_dir = lexicon, None
         check_level(lex_obj, opts.level, Path("<lexicon object>"))
-    state = _prepare_out_dir(out_dir, settings_hash(_settings(opts, files, lex_obj)), opts.overwrite)
+    state = _prepare_out_dir(
+        out_dir, settings_hash(_settings(opts, files, lex_obj)), opts.overwrite
+    )
     if state == "done":
         return lex_obj, lex_dir, state
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -795,11 +985,24 @@ def prepare_build(inputs, lexicon, out_dir, **options) -> dict:
     if state == "done":
         return load_plan(out_dir)
     with _progress(False) as progress:
-        plan = load_plan(out_dir) if state == "resume" else \
-            make_plan(files, lex_obj, lex_dir, opts, out_dir, _settings(opts, files, lex_obj), progress)
+        plan = (
+            load_plan(out_dir)
+            if state == "resume"
+            else make_plan(
+                files, lex_obj, lex_dir, opts, out_dir, _settings(opts, files, lex_obj), progress
+            )
+        )
     train_tokenizer_step(out_dir, plan, opts.text_vocab_size)
     return plan
 
 
-__all__ = ["BuildOptions", "BuildSummary", "CorpusError", "InputError", "build_corpus", "build_shard",
-           "prepare_build", "load_plan"]
+__all__ = [
+    "BuildOptions",
+    "BuildSummary",
+    "CorpusError",
+    "InputError",
+    "build_corpus",
+    "build_shard",
+    "prepare_build",
+    "load_plan",
+]

@@ -1,10 +1,11 @@
-"""Bad-input policy (`--errors replace|skip|fail`) and the tally that proves nothing was dropped silently.
+"""Bad-input policy (`--errors replace|skip|fail`) and the tally proving nothing drops silently.
 
     fail     the first problem raises InputError naming file and line
     skip     the offending unit (line, record, file, document) is left out and counted
     replace  repairable problems are repaired and counted (invalid UTF-8 -> U+FFFD, an over-long
              line is cut at the limit); problems that cannot be repaired (malformed JSON, a wrong
-             type, a binary or empty file, an unknown language) are skipped and counted as with `skip`
+             type, a binary or empty file, an unknown language) are skipped and counted as under
+             `skip`
 
 Every problem is counted under its kind with the action taken, and the first few occurrences keep
 their `file:line` so the summary can show where to look.
@@ -39,7 +40,9 @@ REPAIRABLE = {
 class InputError(ValueError):
     """Bad input under `--errors fail` (or a problem no policy can get past)."""
 
-    def __init__(self, kind: str, message: str, path: str | Path | None = None, line: int | None = None):
+    def __init__(
+        self, kind: str, message: str, path: str | Path | None = None, line: int | None = None
+    ):
         self.kind = kind
         self.path = None if path is None else str(path)
         self.line = line
@@ -64,8 +67,14 @@ class Problems:
         if self.policy not in POLICIES:
             raise ValueError(f"errors policy must be one of {POLICIES}, got {self.policy!r}")
 
-    def report(self, kind: str, message: str, path: str | Path | None = None,
-               line: int | None = None, count: int = 1) -> str:
+    def report(
+        self,
+        kind: str,
+        message: str,
+        path: str | Path | None = None,
+        line: int | None = None,
+        count: int = 1,
+    ) -> str:
         """Record one problem; return the action the caller must take: 'replace' or 'skip'.
 
         Raises InputError under the `fail` policy."""
@@ -74,11 +83,20 @@ class Problems:
         if self.policy == "fail":
             raise InputError(kind, message, path, line)
         action = "replace" if self.policy == "replace" and REPAIRABLE[kind] else "skip"
-        self.note(kind, "replaced" if action == "replace" else "skipped", message, path, line, count)
+        self.note(
+            kind, "replaced" if action == "replace" else "skipped", message, path, line, count
+        )
         return action
 
-    def note(self, kind: str, action: str, message: str, path: str | Path | None = None,
-             line: int | None = None, count: int = 1) -> None:
+    def note(
+        self,
+        kind: str,
+        action: str,
+        message: str,
+        path: str | Path | None = None,
+        line: int | None = None,
+        count: int = 1,
+    ) -> None:
         """Count a problem whose action is fixed by design (e.g. a renamed duplicate id)."""
         per = self.counts.setdefault(kind, {})
         per[action] = per.get(action, 0) + count
@@ -100,15 +118,19 @@ class Problems:
         return sum(n for per in self.counts.values() for a, n in per.items() if action in (None, a))
 
     def to_dict(self) -> dict:
-        return {"policy": self.policy,
-                "counts": {k: dict(sorted(v.items())) for k, v in sorted(self.counts.items())},
-                "examples": {k: list(v) for k, v in sorted(self.examples.items())}}
+        return {
+            "policy": self.policy,
+            "counts": {k: dict(sorted(v.items())) for k, v in sorted(self.counts.items())},
+            "examples": {k: list(v) for k, v in sorted(self.examples.items())},
+        }
 
     def summary_lines(self) -> list[str]:
         if not self.counts:
             return [f"input problems: none (policy {self.policy})"]
-        lines = [f"input problems (policy {self.policy}): "
-                 f"{self.total('replaced')} replaced, {self.total('skipped')} skipped"]
+        lines = [
+            f"input problems (policy {self.policy}): "
+            f"{self.total('replaced')} replaced, {self.total('skipped')} skipped"
+        ]
         for kind, per in sorted(self.counts.items()):
             acts = ", ".join(f"{n} {a}" for a, n in sorted(per.items()))
             lines.append(f"  {kind}: {acts}")

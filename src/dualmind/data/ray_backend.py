@@ -34,8 +34,12 @@ def shard_row(row: dict[str, Any]) -> dict[str, Any]:
     return {"split": row["split"], "shard": int(row["shard"]), "stats": json.dumps(stats)}
 
 
-def run_shards_on_ray(out_dir: Path, tasks: list[tuple[str, int, int]], address: str | None = None,
-                      num_cpus: int | None = None) -> list[dict[str, Any]]:
+def run_shards_on_ray(
+    out_dir: Path,
+    tasks: list[tuple[str, int, int]],
+    address: str | None = None,
+    num_cpus: int | None = None,
+) -> list[dict[str, Any]]:
     """Build the shards on Ray; connects to `address` or starts/uses a local instance."""
     import json
 
@@ -52,7 +56,9 @@ def run_shards_on_ray(out_dir: Path, tasks: list[tuple[str, int, int]], address:
         ray.init(**kwargs)
         started = True
     try:
-        rows = [{"out_dir": str(out_dir), "split": s, "shard": k, "num_shards": n} for s, k, n in tasks]
+        rows = [
+            {"out_dir": str(out_dir), "split": s, "shard": k, "num_shards": n} for s, k, n in tasks
+        ]
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         # one task per shard, one CPU each: a shard is the unit of work and of resumption
         out = ds.map(shard_row, num_cpus=1).take_all()

@@ -31,8 +31,10 @@ class SceneLimits:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_units <= self.target_units <= self.max_units:
-            raise ValueError(f"need 1 <= min_units <= target_units <= max_units, got "
-                             f"{self.min_units}, {self.target_units}, {self.max_units}")
+            raise ValueError(
+                f"need 1 <= min_units <= target_units <= max_units, got "
+                f"{self.min_units}, {self.target_units}, {self.max_units}"
+            )
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def cut_scenes(text: str, spans: list[tuple[int, int]], limits: SceneLimits) -> 
         u = bisect.bisect_right(starts, pos) - 1
         if u < 0:
             continue
-        if starts[u] < pos and not text[starts[u]:pos].isspace():
+        if starts[u] < pos and not text[starts[u] : pos].isspace():
             u += 1
         if 0 < u < n:
             prev = cands.get(u)
@@ -129,7 +131,7 @@ def cut_scenes(text: str, spans: list[tuple[int, int]], limits: SceneLimits) -> 
             pick = s + limits.max_units
             for u in range(s + limits.max_units, s + limits.min_units, -1):
                 a, _ = spans[u]
-                if a > 0 and text[a - 1].isspace() or text[a:a + 1].isspace():
+                if a > 0 and text[a - 1].isspace() or text[a : a + 1].isspace():
                     pick = u
                     break
         # never cut right after a zero-width unit (a lossless byte piece holding the first
@@ -139,8 +141,15 @@ def cut_scenes(text: str, spans: list[tuple[int, int]], limits: SceneLimits) -> 
         cuts.append(pick)
         s = pick
     # the tail: merge a short last scene into the previous one when both fit
-    if cuts and n - s < limits.min_units and n - (cuts[-2] if len(cuts) > 1 else 0) <= limits.max_units:
+    if (
+        cuts
+        and n - s < limits.min_units
+        and n - (cuts[-2] if len(cuts) > 1 else 0) <= limits.max_units
+    ):
         cuts.pop()
     edges_u = [0] + cuts + [n]
     edges_c = [0] + [char_at(u) for u in cuts] + [len(text)]
-    return [SceneCut(edges_c[i], edges_c[i + 1], edges_u[i], edges_u[i + 1]) for i in range(len(cuts) + 1)]
+    return [
+        SceneCut(edges_c[i], edges_c[i + 1], edges_u[i], edges_u[i + 1])
+        for i in range(len(cuts) + 1)
+    ]

@@ -27,8 +27,13 @@ KINDS = ("scene", "pair", "qa")
 REQUIRED = {"id": str, "kind": str, "lang": str, "text": str, "hyperphrase": str}
 REQUIRED_FOR_PAIRS = {"input": str, "target": str}
 OPTIONAL = {
-    "target_hyperphrase": str, "doc": int, "split": str, "source": str,
-    "n_units": int, "n_bytes": int, "meta": dict,
+    "target_hyperphrase": str,
+    "doc": int,
+    "split": str,
+    "source": str,
+    "n_units": int,
+    "n_bytes": int,
+    "meta": dict,
 }
 
 
@@ -38,8 +43,11 @@ class SchemaError(ValueError):
     def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
         self.path = None if path is None else str(path)
         self.line = line
-        where = f"{self.path}:{line}: " if path is not None and line is not None else (
-            f"{self.path}: " if path is not None else "")
+        where = (
+            f"{self.path}:{line}: "
+            if path is not None and line is not None
+            else (f"{self.path}: " if path is not None else "")
+        )
         super().__init__(where + message)
 
 
@@ -62,7 +70,9 @@ class HypertrainRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """Only the keys that carry a value, in schema order (stable, diff-friendly lines)."""
-        return {k: v for k, v in asdict(self).items() if v is not None and not (k == "meta" and not v)}
+        return {
+            k: v for k, v in asdict(self).items() if v is not None and not (k == "meta" and not v)
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
@@ -72,7 +82,9 @@ def _type_name(t: type) -> str:
     return {str: "a string", int: "an integer", dict: "an object"}[t]
 
 
-def validate_record(obj: Any, path: str | Path | None = None, line: int | None = None) -> HypertrainRecord:
+def validate_record(
+    obj: Any, path: str | Path | None = None, line: int | None = None
+) -> HypertrainRecord:
     """Check one decoded JSON value against the schema; raise SchemaError naming path:line."""
     if not isinstance(obj, dict):
         raise SchemaError(f"expected a JSON object, got {type(obj).__name__}", path, line)
@@ -89,7 +101,9 @@ def validate_record(obj: Any, path: str | Path | None = None, line: int | None =
                 raise SchemaError(f"missing key {key!r} required for kind {kind!r}", path, line)
         expected.update(REQUIRED_FOR_PAIRS)
     elif any(k in obj for k in REQUIRED_FOR_PAIRS):
-        raise SchemaError("keys 'input'/'target' are only allowed for kind 'pair' or 'qa'", path, line)
+        raise SchemaError(
+            "keys 'input'/'target' are only allowed for kind 'pair' or 'qa'", path, line
+        )
     allowed = {**expected, **OPTIONAL}
     for key, value in obj.items():
         if key not in allowed:
@@ -99,7 +113,9 @@ def validate_record(obj: Any, path: str | Path | None = None, line: int | None =
         if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
             raise SchemaError(
                 f"key {key!r} must be {_type_name(typ)}, got {type(value).__name__} {value!r:.60}",
-                path, line)
+                path,
+                line,
+            )
         if typ is int and value < 0:
             raise SchemaError(f"key {key!r} must be >= 0, got {value}", path, line)
     if not obj["id"]:
@@ -108,7 +124,10 @@ def validate_record(obj: Any, path: str | Path | None = None, line: int | None =
         raise SchemaError("key 'lang' must not be empty", path, line)
     if "n_units" in obj and obj["n_units"] != len(obj["hyperphrase"]):
         raise SchemaError(
-            f"n_units={obj['n_units']} but the hyperphrase has {len(obj['hyperphrase'])} symbols", path, line)
+            f"n_units={obj['n_units']} but the hyperphrase has {len(obj['hyperphrase'])} symbols",
+            path,
+            line,
+        )
     return HypertrainRecord(**obj)
 
 
@@ -123,13 +142,17 @@ def read_hypertrain(path: str | Path, check_unique_ids: bool = True) -> Iterator
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise SchemaError(f"invalid UTF-8 at byte {e.start} of the line", path, lineno) from None
+                raise SchemaError(
+                    f"invalid UTF-8 at byte {e.start} of the line", path, lineno
+                ) from None
             if not line.strip():
                 raise SchemaError("empty line", path, lineno)
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise SchemaError(f"malformed JSON: {e.msg} (column {e.colno})", path, lineno) from None
+                raise SchemaError(
+                    f"malformed JSON: {e.msg} (column {e.colno})", path, lineno
+                ) from None
             rec = validate_record(obj, path, lineno)
             if check_unique_ids:
                 if rec.id in seen:

@@ -35,7 +35,11 @@ def serve() -> int:
             stats = build_shard(out_dir, split, int(k), int(n))
             reply = {"ok": True, "stats": stats}
         except Exception as e:  # reported to the parent, which raises with the shard's name
-            reply = {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+            reply = {
+                "ok": False,
+                "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc(),
+            }
         sys.stdout.write(json.dumps(reply) + "\n")
         sys.stdout.flush()
     return 0
@@ -45,38 +49,68 @@ class WorkerError(RuntimeError):
     pass
 
 
-def run_in_workers(out_dir: Path, tasks: list[tuple[str, int, int]], workers: int,
-                   on_done: Callable[[tuple[str, int, int], dict], None]) -> None:
+def run_in_workers(
+    out_dir: Path,
+    tasks: list[tuple[str, int, int]],
+    workers: int,
+    on_done: Callable[[tuple[str, int, int], dict], None],
+) -> None:
     """Run the tasks on `workers` worker processes; call on_done(task, stats) as each finishes."""
     todo: queue.Queue = queue.Queue()
     for t in tasks:
         todo.put(t)
     done: queue.Queue = queue.Queue()
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", RAYON_NUM_THREADS="1",
-               OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([p for p in sys.path if p]))
+    env = dict(
+        os.environ,
+        TOKENIZERS_PARALLELISM="false",
+        RAYON_NUM_THREADS="1",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([p for p in sys.path if p]),
+    )
 
     def drive(slot: int) -> None:
         with tempfile.TemporaryFile(mode="w+") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "dualmind.data.shard_worker"], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "dualmind.data.shard_worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env=env,
+            )
             try:
                 while True:
                     try:
                         task = todo.get_nowait()
                     except queue.Empty:
                         return
-                    proc.stdin.write("\t".join([str(out_dir), task[0], str(task[1]), str(task[2])]) + "\n")
+                    proc.stdin.write(
+                        "\t".join([str(out_dir), task[0], str(task[1]), str(task[2])]) + "\n"
+                    )
                     proc.stdin.flush()
                     line = proc.stdout.readline()
                     if not line:
                         proc.wait()
                         err.seek(0)
                         tail = err.read()[-2000:]
-                        done.put((task, None, f"worker process exited with code {proc.returncode}\n{tail}"))
+                        done.put(
+                            (
+                                task,
+                                None,
+                                f"worker process exited with code {proc.returncode}\n{tail}",
+                            )
+                        )
                         return
                     reply = json.loads(line)
-                    done.put((task, reply.get("stats"), None if reply["ok"] else
-                              reply["error"] + "\n" + reply.get("traceback", "")))
+                    done.put(
+                        (
+                            task,
+                            reply.get("stats"),
+                            None
+                            if reply["ok"]
+                            else reply["error"] + "\n" + reply.get("traceback", ""),
+                        )
+                    )
                     if not reply["ok"]:
                         return
             finally:
@@ -84,7 +118,9 @@ def run_in_workers(out_dir: Path, tasks: list[tuple[str, int, int]], workers: in
                     proc.stdin.close()
                 proc.wait()
 
-    threads = [threading.Thread(target=drive, args=(i,), daemon=True) for i in range(max(1, workers))]
+    threads = [
+        threading.Thread(target=drive, args=(i,), daemon=True) for i in range(max(1, workers))
+    ]
     for t in threads:
         t.start()
     remaining = len(tasks)
@@ -109,7 +145,6 @@ def run_in_workers(out_dir: Path, tasks: list[tuple[str, int, int]], workers: in
         raise WorkerError(failure)
     for t in threads:
         t.join()
-
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ A shard file `shards/<split>-<k>.shard` is self-describing:
               its dtype, byte offset (from the file start) and length
     arrays    64-byte aligned, little-endian, read through one np.memmap:
               core, core_bytes      int32 [units]     lexicon ids; text bytes given to each unit
-              text, span            int32 [tokens]    decoder BPE ids; unit index per token (-1 = before the first)
+              text, span            int32 [tokens]    decoder BPE ids; unit index per token
+                                                        (-1 = before the first unit)
               rec_core, rec_text    int64 [records+1] offsets of each record into core / text
               rec_doc, rec_n_bytes  int64 [records]
               rec_lang, rec_kind    uint8 [records]   indices into header["langs"] / KINDS
@@ -34,9 +35,16 @@ MAGIC = b"DMSHARD1"
 ALIGN = 64
 KINDS = ("scene", "pair", "qa")
 ARRAY_DTYPES = {
-    "core": "<i4", "core_bytes": "<i4", "text": "<i4", "span": "<i4",
-    "rec_core": "<i8", "rec_text": "<i8", "rec_doc": "<i8", "rec_n_bytes": "<i8",
-    "rec_lang": "u1", "rec_kind": "u1",
+    "core": "<i4",
+    "core_bytes": "<i4",
+    "text": "<i4",
+    "span": "<i4",
+    "rec_core": "<i8",
+    "rec_text": "<i8",
+    "rec_doc": "<i8",
+    "rec_n_bytes": "<i8",
+    "rec_lang": "u1",
+    "rec_kind": "u1",
 }
 PACKED = ("core", "core_bytes", "doc")
 MANIFEST = "manifest.json"
@@ -48,10 +56,12 @@ class ShardError(RuntimeError):
 
 @dataclass
 class Scene:
-    core: np.ndarray        # int64 [n_units] lexicon ids
+    core: np.ndarray  # int64 [n_units] lexicon ids
     core_bytes: np.ndarray  # int64 [n_units] text bytes attributed to each unit; sums to n_bytes
-    text: np.ndarray        # int64 [n_tokens] decoder BPE ids
-    span: np.ndarray        # int64 [n_tokens] unit index each token belongs to (-1: before the first unit)
+    text: np.ndarray  # int64 [n_tokens] decoder BPE ids
+    span: (
+        np.ndarray
+    )  # int64 [n_tokens] unit index each token belongs to (-1: before the first unit)
     n_bytes: int
     doc: int
     lang: str
@@ -59,9 +69,9 @@ class Scene:
 
 
 class PackedCore(NamedTuple):
-    core: np.ndarray        # int32 memmap [units of the whole split]
+    core: np.ndarray  # int32 memmap [units of the whole split]
     core_bytes: np.ndarray  # int32 memmap
-    doc: np.ndarray         # int32 memmap: document id of each unit
+    doc: np.ndarray  # int32 memmap: document id of each unit
 
 
 def shard_name(split: str, index: int) -> str:
@@ -88,7 +98,9 @@ class ShardBuilder:
         self.lang: list[int] = []
         self.kind: list[int] = []
 
-    def add(self, core, core_bytes, text, span, n_bytes: int, doc: int, lang: str, kind: str) -> None:
+    def add(
+        self, core, core_bytes, text, span, n_bytes: int, doc: int, lang: str, kind: str
+    ) -> None:
         if lang not in self.langs:
             self.langs.append(lang)
         self.core.append(np.asarray(core, dtype=np.int32))
@@ -108,20 +120,36 @@ class ShardBuilder:
             return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
 
         def offsets(parts):
-            return np.concatenate([[0], np.cumsum([len(p) for p in parts], dtype=np.int64)]).astype(np.int64)
+            return np.concatenate([[0], np.cumsum([len(p) for p in parts], dtype=np.int64)]).astype(
+                np.int64
+            )
 
         return {
-            "core": cat(self.core, np.int32), "core_bytes": cat(self.core_bytes, np.int32),
-            "text": cat(self.text, np.int32), "span": cat(self.span, np.int32),
-            "rec_core": offsets(self.core), "rec_text": offsets(self.text),
+            "core": cat(self.core, np.int32),
+            "core_bytes": cat(self.core_bytes, np.int32),
+            "text": cat(self.text, np.int32),
+            "span": cat(self.span, np.int32),
+            "rec_core": offsets(self.core),
+            "rec_text": offsets(self.text),
             "rec_doc": np.asarray(self.doc, dtype=np.int64),
             "rec_n_bytes": np.asarray(self.n_bytes, dtype=np.int64),
-            "rec_lang": np.asarray(self.lang, dtype=np.uint8), "rec_kind": np.asarray(self.kind, dtype=np.uint8),
+            "rec_lang": np.asarray(self.lang, dtype=np.uint8),
+            "rec_kind": np.asarray(self.kind, dtype=np.uint8),
         }
 
     def write(self, path: Path, stats: dict[str, Any] | None = None) -> None:
-        write_shard(path, self.arrays(), {"split": self.split, "shard": self.shard, "records": len(self),
-                                          "langs": self.langs, "kinds": list(KINDS), "stats": stats or {}})
+        write_shard(
+            path,
+            self.arrays(),
+            {
+                "split": self.split,
+                "shard": self.shard,
+                "records": len(self),
+                "langs": self.langs,
+                "kinds": list(KINDS),
+                "stats": stats or {},
+            },
+        )
 
 
 def write_shard(path: Path, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
@@ -181,7 +209,9 @@ class ShardFile:
             start = self.header["data_start"] + spec["rel"]
             end = start + spec["length"] * dt.itemsize
             if end > size:
-                raise ShardError(f"{path}: truncated shard (array {name!r} ends at byte {end}, file has {size})")
+                raise ShardError(
+                    f"{path}: truncated shard (array {name!r} ends at byte {end}, file has {size})"
+                )
             self.arrays[name] = mm[start:end].view(dt)
         self.records = int(self.header["records"])
         self.langs: list[str] = self.header["langs"]
@@ -192,10 +222,15 @@ class ShardFile:
         c0, c1 = int(a["rec_core"][i]), int(a["rec_core"][i + 1])
         t0, t1 = int(a["rec_text"][i]), int(a["rec_text"][i + 1])
         return Scene(
-            core=a["core"][c0:c1].astype(np.int64), core_bytes=a["core_bytes"][c0:c1].astype(np.int64),
-            text=a["text"][t0:t1].astype(np.int64), span=a["span"][t0:t1].astype(np.int64),
-            n_bytes=int(a["rec_n_bytes"][i]), doc=int(a["rec_doc"][i]),
-            lang=self.langs[int(a["rec_lang"][i])], kind=self.kinds[int(a["rec_kind"][i])])
+            core=a["core"][c0:c1].astype(np.int64),
+            core_bytes=a["core_bytes"][c0:c1].astype(np.int64),
+            text=a["text"][t0:t1].astype(np.int64),
+            span=a["span"][t0:t1].astype(np.int64),
+            n_bytes=int(a["rec_n_bytes"][i]),
+            doc=int(a["rec_doc"][i]),
+            lang=self.langs[int(a["rec_lang"][i])],
+            kind=self.kinds[int(a["rec_kind"][i])],
+        )
 
 
 # ----------------------------------------------------------------------------- reading a split
@@ -210,15 +245,19 @@ class ShardSet:
         self._ends = np.cumsum([f.records for f in files], dtype=np.int64)
 
     @classmethod
-    def open(cls, corpus_dir: str | Path, split: str = "train", lexicon_fingerprint: Any = None) -> ShardSet:
+    def open(
+        cls, corpus_dir: str | Path, split: str = "train", lexicon_fingerprint: Any = None
+    ) -> ShardSet:
         """Open a split; `lexicon_fingerprint` (a str, or a Lexicon) must match the build's."""
         corpus_dir = Path(corpus_dir)
         if not corpus_dir.is_dir():
             raise ShardError(f"{corpus_dir}: no such corpus folder")
         mpath = corpus_dir / MANIFEST
         if not mpath.is_file():
-            raise ShardError(f"{mpath}: missing — {corpus_dir} is not a finished corpus build "
-                             "(run `dualmind corpus build`, which resumes an interrupted one)")
+            raise ShardError(
+                f"{mpath}: missing — {corpus_dir} is not a finished corpus build "
+                "(run `dualmind corpus build`, which resumes an interrupted one)"
+            )
         try:
             manifest = json.loads(mpath.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
@@ -226,8 +265,10 @@ class ShardSet:
         want = getattr(lexicon_fingerprint, "fingerprint", lexicon_fingerprint)
         have = manifest.get("lexicon", {}).get("fingerprint")
         if want is not None and want != have:
-            raise ShardError(f"{corpus_dir}: built with lexicon fingerprint {have}, but lexicon "
-                             f"fingerprint {want} was expected — rebuild the corpus with this lexicon")
+            raise ShardError(
+                f"{corpus_dir}: built with lexicon fingerprint {have}, but lexicon "
+                f"fingerprint {want} was expected — rebuild the corpus with this lexicon"
+            )
         splits = manifest.get("splits", {})
         if split not in splits:
             raise ShardError(f"{corpus_dir}: no split {split!r} (splits: {sorted(splits)})")
@@ -237,7 +278,10 @@ class ShardSet:
             if not path.is_file():
                 raise ShardError(f"{path}: shard listed in the manifest is missing")
             if path.stat().st_size != entry["size"]:
-                raise ShardError(f"{path}: size {path.stat().st_size} differs from the manifest's {entry['size']}")
+                raise ShardError(
+                    f"{path}: size {path.stat().st_size} differs from the manifest's "
+                    f"{entry['size']}"
+                )
             files.append(ShardFile(path))
         return cls(corpus_dir, split, manifest, files)
 
@@ -287,6 +331,7 @@ class ShardSet:
         """(units per record, tokens per record), for samplers and packers."""
         units = [np.diff(f.arrays["rec_core"]) for f in self.files]
         tokens = [np.diff(f.arrays["rec_text"]) for f in self.files]
+
         def cat(xs):
             return np.concatenate(xs) if xs else np.zeros(0, dtype=np.int64)
 

@@ -25,17 +25,17 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
 PARQUET_SUFFIXES = (".parquet",)
 SNIFF_BYTES = 8192
 READ_CHUNK = 1 << 20
-DEFAULT_MAX_LINE_BYTES = 16 << 20        # one line of text or JSON
-DEFAULT_MAX_DOCUMENT_BYTES = 64 << 20    # one document (a whole text file, or a JSON record's text)
+DEFAULT_MAX_LINE_BYTES = 16 << 20  # one line of text or JSON
+DEFAULT_MAX_DOCUMENT_BYTES = 64 << 20  # one document (a whole text file, or a JSON record's text)
 
 
 @dataclass
 class SourceDoc:
     """One unit of input: a document (kind 'doc') or a question/answer or text pair."""
 
-    key: str                 # the document's id (from the record, or file[:line])
-    text: str                # the document text; for qa/pair the input side
-    kind: str = "doc"        # "doc" | "qa" | "pair"
+    key: str  # the document's id (from the record, or file[:line])
+    text: str  # the document text; for qa/pair the input side
+    kind: str = "doc"  # "doc" | "qa" | "pair"
     lang: str | None = None  # as declared by the input; None = detect
     path: str = ""
     line: int | None = None
@@ -60,8 +60,11 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         spec_s = str(spec)
         p = Path(spec_s)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file()
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            found = sorted(
+                f
+                for f in p.rglob("*")
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
             if not found:
                 raise InputError("empty_input", "folder holds no files", p)
             files.extend(found)
@@ -108,7 +111,9 @@ def looks_binary(head: bytes) -> str | None:
     return None
 
 
-def read_lines(f: BinaryIO, path: Path, opts: ReadOptions, problems: Problems) -> Iterator[tuple[int, str]]:
+def read_lines(
+    f: BinaryIO, path: Path, opts: ReadOptions, problems: Problems
+) -> Iterator[tuple[int, str]]:
     """Yield (line number, decoded line without its newline), applying the line-length and
     UTF-8 policies. Over-long lines are never held in memory beyond the limit."""
     limit = opts.max_line_bytes
@@ -126,8 +131,11 @@ def read_lines(f: BinaryIO, path: Path, opts: ReadOptions, problems: Problems) -
                 if not more or more.endswith(b"\n"):
                     break
             action = problems.report(
-                "line_too_long", f"line of {total} bytes is longer than max_line_bytes={limit}",
-                path, lineno)
+                "line_too_long",
+                f"line of {total} bytes is longer than max_line_bytes={limit}",
+                path,
+                lineno,
+            )
             if action == "skip":
                 continue
             raw = raw[:limit]
@@ -144,8 +152,11 @@ def read_lines(f: BinaryIO, path: Path, opts: ReadOptions, problems: Problems) -
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             action = problems.report(
-                "invalid_utf8", f"invalid UTF-8 at byte {e.start} of the line ({raw[e.start:e.start + 4]!r})",
-                path, lineno)
+                "invalid_utf8",
+                f"invalid UTF-8 at byte {e.start} of the line ({raw[e.start : e.start + 4]!r})",
+                path,
+                lineno,
+            )
             if action == "skip":
                 continue
             line = raw.decode("utf-8", errors="replace")
@@ -174,10 +185,15 @@ def read_text_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterato
                     action = problems.report(
                         "document_too_long",
                         f"text is longer than max_document_bytes={opts.max_document_bytes}; "
-                        "split into several documents at line boundaries", path, lineno)
+                        "split into several documents at line boundaries",
+                        path,
+                        lineno,
+                    )
                     if action == "skip":
                         return
-                yield SourceDoc(key=f"{path}#{part_no}", text="\n".join(parts), path=str(path), line=first_line)
+                yield SourceDoc(
+                    key=f"{path}#{part_no}", text="\n".join(parts), path=str(path), line=first_line
+                )
                 part_no += 1
                 parts, size, first_line = [], 0, lineno
             parts.append(line)
@@ -191,42 +207,61 @@ def read_text_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterato
         yield SourceDoc(key=key, text=text, path=str(path), line=first_line)
 
 
-def _record_to_doc(obj: object, path: Path, lineno: int, opts: ReadOptions,
-                   problems: Problems) -> SourceDoc | None:
+def _record_to_doc(
+    obj: object, path: Path, lineno: int, opts: ReadOptions, problems: Problems
+) -> SourceDoc | None:
     """One decoded JSON object (or Parquet row) -> a SourceDoc, or None after a counted skip."""
     if not isinstance(obj, dict):
-        problems.report("wrong_type", f"expected a JSON object, got {type(obj).__name__}", path, lineno)
+        problems.report(
+            "wrong_type", f"expected a JSON object, got {type(obj).__name__}", path, lineno
+        )
         return None
     has_pair = "input" in obj or "target" in obj
     if has_pair:
         for key in ("input", "target"):
             if not isinstance(obj.get(key), str):
-                problems.report("wrong_type" if key in obj else "missing_text",
-                                f"key {key!r} must be a string, got {type(obj.get(key)).__name__}",
-                                path, lineno)
+                problems.report(
+                    "wrong_type" if key in obj else "missing_text",
+                    f"key {key!r} must be a string, got {type(obj.get(key)).__name__}",
+                    path,
+                    lineno,
+                )
                 return None
         text, target = obj["input"], obj["target"]
         kind = obj.get("kind") if obj.get("kind") in ("qa", "pair") else "qa"
     else:
         if opts.text_field not in obj:
-            problems.report("missing_text", f"no key {opts.text_field!r} (and no input/target pair)",
-                            path, lineno)
+            problems.report(
+                "missing_text",
+                f"no key {opts.text_field!r} (and no input/target pair)",
+                path,
+                lineno,
+            )
             return None
         text, target, kind = obj[opts.text_field], None, "doc"
         if not isinstance(text, str):
-            problems.report("wrong_type", f"key {opts.text_field!r} must be a string, "
-                            f"got {type(text).__name__}", path, lineno)
+            problems.report(
+                "wrong_type",
+                f"key {opts.text_field!r} must be a string, got {type(text).__name__}",
+                path,
+                lineno,
+            )
             return None
     for key in ("id", "lang", "source"):
         v = obj.get(key)
         if v is not None and not isinstance(v, (str, int)) or isinstance(v, bool):
-            problems.report("wrong_type", f"key {key!r} must be a string, got {type(v).__name__}",
-                            path, lineno)
+            problems.report(
+                "wrong_type", f"key {key!r} must be a string, got {type(v).__name__}", path, lineno
+            )
             return None
     if len(text.encode("utf-8")) > opts.max_document_bytes:
-        action = problems.report("document_too_long",
-                                 f"record text is longer than max_document_bytes={opts.max_document_bytes}; "
-                                 "cut at the limit", path, lineno)
+        action = problems.report(
+            "document_too_long",
+            f"record text is longer than max_document_bytes={opts.max_document_bytes}; "
+            "cut at the limit",
+            path,
+            lineno,
+        )
         if action == "skip":
             return None
         text = text.encode("utf-8")[: opts.max_document_bytes].decode("utf-8", errors="ignore")
@@ -235,9 +270,16 @@ def _record_to_doc(obj: object, path: Path, lineno: int, opts: ReadOptions,
         return None
     key = str(obj["id"]) if obj.get("id") is not None else f"{path}:{lineno}"
     lang = obj.get("lang")
-    return SourceDoc(key=key, text=text, kind=kind, lang=None if lang is None else str(lang).lower(),
-                     path=str(path), line=lineno, target=target,
-                     source=None if obj.get("source") is None else str(obj["source"]))
+    return SourceDoc(
+        key=key,
+        text=text,
+        kind=kind,
+        lang=None if lang is None else str(lang).lower(),
+        path=str(path),
+        line=lineno,
+        target=target,
+        source=None if obj.get("source") is None else str(obj["source"]),
+    )
 
 
 def read_jsonl_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterator[SourceDoc]:
@@ -255,7 +297,9 @@ def read_jsonl_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterat
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                problems.report("malformed_json", f"malformed JSON: {e.msg} (column {e.colno})", path, lineno)
+                problems.report(
+                    "malformed_json", f"malformed JSON: {e.msg} (column {e.colno})", path, lineno
+                )
                 continue
             doc = _record_to_doc(obj, path, lineno, opts, problems)
             if doc is not None:
@@ -273,9 +317,15 @@ def read_parquet_file(path: Path, opts: ReadOptions, problems: Problems) -> Iter
         problems.report("unreadable_file", f"not a readable Parquet file: {e}", path)
         return
     names = set(pf.schema_arrow.names)
-    wanted = [c for c in (opts.text_field, "id", "lang", "source", "input", "target", "kind") if c in names]
+    wanted = [
+        c
+        for c in (opts.text_field, "id", "lang", "source", "input", "target", "kind")
+        if c in names
+    ]
     if opts.text_field not in names and not {"input", "target"} <= names:
-        problems.report("missing_text", f"no column {opts.text_field!r} (columns: {sorted(names)})", path)
+        problems.report(
+            "missing_text", f"no column {opts.text_field!r} (columns: {sorted(names)})", path
+        )
         return
     if pf.metadata.num_rows == 0:
         problems.report("empty_file", "Parquet file has no rows", path)
@@ -290,8 +340,9 @@ def read_parquet_file(path: Path, opts: ReadOptions, problems: Problems) -> Iter
                 yield doc
 
 
-def read_documents(inputs: Iterable[str | os.PathLike], problems: Problems,
-                   opts: ReadOptions | None = None) -> Iterator[SourceDoc]:
+def read_documents(
+    inputs: Iterable[str | os.PathLike], problems: Problems, opts: ReadOptions | None = None
+) -> Iterator[SourceDoc]:
     """All documents of all inputs, in a deterministic order (inputs in order, folders sorted)."""
     opts = opts or ReadOptions()
     for path in expand_inputs(inputs):
@@ -300,7 +351,11 @@ def read_documents(inputs: Iterable[str | os.PathLike], problems: Problems,
                 problems.report("empty_file", "file is empty (0 bytes)", path)
                 continue
             fmt = file_format(path)
-            reader = {"jsonl": read_jsonl_file, "parquet": read_parquet_file, "text": read_text_file}[fmt]
+            reader = {
+                "jsonl": read_jsonl_file,
+                "parquet": read_parquet_file,
+                "text": read_text_file,
+            }[fmt]
             yield from reader(path, opts, problems)
         except (OSError, EOFError, gzip.BadGzipFile) as e:
             problems.report("unreadable_file", f"cannot read: {e}", path)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>")   # ids 0..3, like the lexicon's
+SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>")  # ids 0..3, like the lexicon's
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
 
@@ -22,14 +22,20 @@ def train_text_tokenizer(texts: Iterable[str], vocab_size: int = 8192, min_frequ
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     if vocab_size < 256 + len(SPECIAL_TOKENS):
-        raise ValueError(f"vocab_size must be at least {256 + len(SPECIAL_TOKENS)} "
-                         f"(256 bytes + {len(SPECIAL_TOKENS)} special tokens), got {vocab_size}")
+        raise ValueError(
+            f"vocab_size must be at least {256 + len(SPECIAL_TOKENS)} "
+            f"(256 bytes + {len(SPECIAL_TOKENS)} special tokens), got {vocab_size}"
+        )
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     return tok
 
@@ -46,8 +52,11 @@ def tokenizer_fingerprint(tok) -> str:
 
 def _byte_decoder() -> dict[str, int]:
     """The inverse of GPT-2's bytes_to_unicode table used by the ByteLevel pre-tokenizer."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -71,6 +80,9 @@ def token_byte_lengths(tok) -> np.ndarray:
         if token in special:
             lengths[idx] = len(token.encode("utf-8"))
         else:
-            lengths[idx] = sum(1 for ch in token if ch in dec) if all(ch in dec for ch in token) \
+            lengths[idx] = (
+                sum(1 for ch in token if ch in dec)
+                if all(ch in dec for ch in token)
                 else len(token.encode("utf-8"))
+            )
     return lengths

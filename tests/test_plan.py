@@ -426,3 +426,26 @@ def test_builtin_benchmark_figures_without_results(tmp_path):
     assert p.inputs["bytes_per_symbol"]["value"] == BUILTIN[("semantic", "en")][0]
     assert p.inputs["bytes_per_symbol"]["provenance"].startswith("default:")
     assert "no codec section" in p.inputs["bytes_per_symbol"]["provenance"]
+
+
+def test_sample_reading_is_strict(tmp_path):
+    """Nothing is silently skipped: bad UTF-8 or a malformed jsonl line names the place."""
+    from dualmind.plan.corpus import read_sample
+
+    good = tmp_path / "s.jsonl"
+    good.write_text('{"text": "one two"}\n{"id": 3}\n{"text": "three"}\n', encoding="utf-8")
+    assert read_sample(good) == "one two\n\nthree"
+    bad = tmp_path / "b.jsonl"
+    bad.write_text('{"text": "one"}\n{oops\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"b.jsonl:2: not JSON"):
+        read_sample(bad)
+    latin = tmp_path / "l.txt"
+    latin.write_bytes("caf\u00e9 ok".encode("latin-1"))
+    with pytest.raises(ValueError, match="not UTF-8 at byte 3"):
+        read_sample(latin)
+    cut = tmp_path / "cut.txt"
+    cut.write_bytes("ab\u00e9".encode() * 3)  # 4 bytes each; a limit of 7 splits the second é
+    assert read_sample(cut, limit=7) == "ab\u00e9ab"
+    argv = ["--model", "1b", "--gpus", "8", "--sample", str(latin)]
+    with pytest.raises(PlanError, match="--sample.*not UTF-8"):
+        plan(plan_cli.request_from_args(_parser().parse_args(argv)))

@@ -39,27 +39,43 @@ class Measured:
 
 
 def read_sample(path: str | os.PathLike, limit: int = SAMPLE_LIMIT_BYTES) -> str:
+    """The first ``limit`` bytes of a text sample (or the ``text`` fields of a .jsonl sample).
+
+    Only what the limit cuts is dropped (a split UTF-8 character, a half jsonl line); invalid
+    UTF-8 or a malformed jsonl line anywhere else is an error naming the offset or line."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--sample {path}: no such file")
+        raise FileNotFoundError(f"{path}: no such file")
     with open(path, "rb") as f:
         data = f.read(limit)
-    text = data.decode("utf-8", errors="ignore")  # a cut multi-byte tail is dropped, not guessed
+        truncated = bool(f.read(1))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if not (truncated and err.start >= len(data) - 3):
+            raise ValueError(f"{path}: not UTF-8 at byte {err.start}") from None
+        text = data[: err.start].decode("utf-8")  # the limit split a character
     if not text.strip():
-        raise ValueError(f"--sample {path}: the file is empty")
+        raise ValueError(f"{path}: the file is empty")
     if path.suffix == ".jsonl":  # hypertrain/corpus jsonl: take the text fields
         import json
 
+        lines = text.splitlines()
+        if truncated and not text.endswith("\n"):
+            lines = lines[:-1]  # the limit cut the last line
         texts = []
-        for line in text.splitlines():
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # the last line may be cut by the limit
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not JSON ({err.msg})") from None
             if isinstance(record, dict) and isinstance(record.get("text"), str):
                 texts.append(record["text"])
-        if texts:
-            text = "\n".join(texts)
+        if not texts:
+            raise ValueError(f"{path}: no record with a 'text' field")
+        text = "\n\n".join(texts)
     return text
 
 

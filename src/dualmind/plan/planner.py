@@ -209,7 +209,10 @@ def measure_inputs(req: PlanRequest, spec: GPUSpec, n_gpus: int) -> dict:
     if req.lexicon:
         if not Path(req.lexicon).is_dir():
             raise PlanError("--lexicon", f"{req.lexicon} is not a directory")
-        lexicon_m = corpus_mod.measure_with_lexicon(req.lexicon, sample_text, label)
+        try:
+            lexicon_m = corpus_mod.measure_with_lexicon(req.lexicon, sample_text, label)
+        except (ValueError, OSError) as err:  # LexiconError is a ValueError
+            raise PlanError("--lexicon", f"{req.lexicon}: {err}") from err
 
     results, shown = results_paths(req)
     try:
@@ -312,9 +315,8 @@ def plan(req: PlanRequest) -> Plan:
     )
     tokens = sizes.symbols * req.epochs
     seq_len = run["seq_len"]
-    flops_per_token = core.flops_per_token(
-        seq_len
-    )  # conf/model via CoreConfig: one source of truth
+    # FLOPs from CoreConfig itself (conf/model is the one source of truth for shapes)
+    flops_per_token = core.flops_per_token(seq_len)
     train = compute.training_compute(
         flops_per_token, core.matmul_params(), tokens, spec, n_gpus, req.mfu, price
     )
@@ -354,16 +356,17 @@ def plan(req: PlanRequest) -> Plan:
         decoder = CoreConfig.from_name(req.decoder)
     except ValueError as err:
         raise PlanError("--decoder", str(err)) from err
-    dec_ctx = max(1, round(seq_len * bps / bpt))  # decoder tokens covering the core's context
+    # The decoder's self-attention spans the BPE tokens of the core's context, up to its own limit.
+    dec_ctx = min(max(1, round(seq_len * bps / bpt)), decoder.max_seq_len)
     inference = equivalence.inference_per_byte(
         core.flops_per_token(seq_len, training=False),
-        decoder.flops_per_token(min(dec_ctx, decoder.max_seq_len), training=False),
+        decoder.flops_per_token(dec_ctx, training=False),
         core.flops_per_token(seq_len, training=False),
         bps,
         bpt,
         seq_len,
-        f"conf/model/{req.decoder}.yaml ({decoder.num_params() / 1e9:.2f}B, "
-        f"a Llama-style stand-in; cross-attention not counted)",
+        f"conf/model/{req.decoder}.yaml ({decoder.num_params() / 1e9:.2f}B, a Llama-style "
+        f"stand-in at {dec_ctx:,} tokens of context; cross-attention not counted)",
     )
     results_path, shown = results_paths(req)
     equiv = equivalence.equivalence(

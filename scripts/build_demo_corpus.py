@@ -145,12 +145,12 @@ class WikiMarkup:
     cannot strip them; we parse with a brace-depth scanner instead.
     """
 
-    DASHES = {"--": "—", "-": "—", "—": "—", "=": "="}
+    DASHES = {"--": " — ", "-": " — ", "—": " — ", "=": "="}  # whitespace collapses later
 
     @staticmethod
-    def split_top(s: str, start: int) -> tuple[list[str], int]:
-        """Parse the template whose ``{{`` ends at ``start``; return its top-level
-        ``|``-separated fields and the index after the closing ``}}``."""
+    def split_top(s: str, start: int, close: str = "}}") -> tuple[list[str], int]:
+        """Parse the template (or, with close="]]", the link) whose opening bracket ends at
+        ``start``; return its top-level ``|``-separated fields and the index after its close."""
         fields, depth, buf, i = [], 0, [], start
         while i < len(s):
             two = s[i : i + 2]
@@ -159,7 +159,7 @@ class WikiMarkup:
                 buf.append(two)
                 i += 2
             elif two in ("}}", "]]"):
-                if depth == 0 and two == "}}":
+                if depth == 0 and two == close:
                     fields.append("".join(buf))
                     return fields, i + 2
                 depth = max(0, depth - 1)
@@ -202,11 +202,9 @@ class WikiMarkup:
                     out.append(cls.DASHES[name])
                 # any other template (помета, разг., source notes) carries no sentence text
             elif s.startswith("[[", i):
-                end = s.find("]]", i)
-                end = len(s) if end < 0 else end
-                inner = s[i + 2 : end]
-                out.append(cls.render(inner.split("|")[-1]))
-                i = end + 2
+                # [[target|label]]: the label may itself hold templates ({{выдел|без}}опасность)
+                fields, i = cls.split_top(s, i + 2, close="]]")
+                out.append(cls.render(fields[-1]))
             else:
                 out.append(s[i])
                 i += 1

@@ -264,7 +264,15 @@ def _info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(manifest, ensure_ascii=False, indent=1))
         return 0
-    report = path / "build_report.json"
-    timings = json.loads(report.read_text())["timings"] if report.is_file() else {}
-    print("\n".join(BuildSummary(str(path), "built", manifest, timings).lines()))
+    report_path = path / "build_report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    summary = BuildSummary(
+        str(path),
+        "built",
+        manifest,
+        report.get("timings", {}),
+        shards_built=report.get("shards_built", 0),
+        shards_reused=report.get("shards_reused", 0),
+    )
+    print("\n".join(summary.lines()))
     return 0

@@ -146,23 +146,27 @@ class BuildSummary:
         ]
         for split in split_order(m):
             s = m["splits"][split]
-            langs = ", ".join(
-                f"{lang} {v['records']} rec/{v['bytes'] / 1e6:.2f} MB"
+            # no square brackets: rich would read them as markup and drop them
+            langs = " · ".join(
+                f"{lang}: {v['records']} records, {v['bytes'] / 1e6:.2f} MB"
                 for lang, v in sorted(s["langs"].items())
             )
             lines.append(
                 f"  {split:5s} {s['documents']:6d} docs {s['records']:7d} records "
-                f"{s['units']:9d} units {s['tokens']:9d} BPE tokens "
-                f"{s['bytes'] / 1e6:8.2f} MB  [{langs}]"
+                f"{s['units']:9d} units {s['tokens']:9d} BPE tokens {s['bytes'] / 1e6:8.2f} MB"
             )
-            if s["units"]:
-                lines.append(
-                    f"        {s['bytes'] / s['units']:.2f} bytes/unit, "
-                    f"{s['tokens'] / s['units']:.2f} BPE tokens/unit"
-                )
+            ratio = (
+                f"{s['bytes'] / s['units']:.2f} bytes/unit, "
+                f"{s['tokens'] / s['units']:.2f} BPE tokens/unit; "
+                if s["units"]
+                else ""
+            )
+            lines.append(f"        {ratio}{langs}")
         lines += Problems(**_problems_args(m["problems"])).summary_lines()
         if self.timings:
-            lines.append("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
+            order = ["plan", "tokenizer", "shards", "finalize", "total"]
+            keys = sorted(self.timings, key=lambda k: order.index(k) if k in order else len(order))
+            lines.append("  time: " + ", ".join(f"{k} {self.timings[k]:.1f}s" for k in keys))
         return lines
 
 

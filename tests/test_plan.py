@@ -449,3 +449,26 @@ def test_sample_reading_is_strict(tmp_path):
     argv = ["--model", "1b", "--gpus", "8", "--sample", str(latin)]
     with pytest.raises(PlanError, match="--sample.*not UTF-8"):
         plan(plan_cli.request_from_args(_parser().parse_args(argv)))
+
+
+def test_fsdp_communication_bound():
+    """70B, FSDP over 256 H100s, micro-batch 1 x 8192: each GPU moves (2+2+4) B x N x 255/256
+    = 562 GB per micro-batch through a 400 Gb/s NIC (80% achieved): 14.1 s against 10.0 s of
+    compute at MFU 0.40, so the network caps MFU at ~0.28; micro-batch 2 hides it."""
+    from dualmind.plan.communication import fsdp_communication
+    from dualmind.plan.hardware import gpu_spec
+
+    cfg = CoreConfig.from_name("70b")
+    h100 = gpu_spec("h100")
+    flops = cfg.flops_per_token(8192) * 8192
+    c = fsdp_communication(cfg.num_params(), flops, h100, 256, 0.40)
+    assert c.bytes_per_gpu_per_microbatch == pytest.approx(8 * cfg.num_params() * 255 / 256)
+    assert c.comm_seconds == pytest.approx(c.bytes_per_gpu_per_microbatch / (50e9 * 0.8))
+    assert c.bound == "communication"
+    assert c.mfu_ceiling == pytest.approx(0.40 * c.compute_seconds / c.comm_seconds)
+    assert 0.25 < c.mfu_ceiling < 0.31
+    assert fsdp_communication(cfg.num_params(), 2 * flops, h100, 256, 0.40).bound == "compute"
+    assert fsdp_communication(cfg.num_params(), flops, h100, 8, 0.40).link.startswith("NVLink")
+    assert fsdp_communication(cfg.num_params(), flops, h100, 1, 0.40).comm_seconds == 0
+    p = plan(PlanRequest(recipe="core_70b", gpus=256, micro_batch=2))
+    assert p.communication["bound"] == "compute" and p.memory["fits"]

@@ -16,6 +16,11 @@ Sources (checked 2026-11):
   2.25 PFLOPS dense per GPU; 1,440 GB for 8 GPUs = 180 GB each. DGX B200: 2x Xeon Platinum 8570
   (56 cores) for 8 GPUs.
 
+Interconnect per GPU (for the FSDP communication estimate): inter-node, the vendors' 8-GPU
+servers give each GPU one NIC — DGX A100: 8x ConnectX-6 200 Gb/s HDR; DGX H100/H200: 8x
+ConnectX-7 400 Gb/s; DGX B200: 8x ConnectX-7 400 Gb/s. Inside a node, NVLink per GPU per
+direction: A100 300 GB/s (600 total), H100/H200 450 GB/s (900), B200 900 GB/s (1,800).
+
 Prices are NOT datasheet figures: they are round on-demand cloud list prices per GPU-hour
 seen in 2025 (an assumption the report labels as such; pass ``--price`` for a real quote).
 """
@@ -31,6 +36,8 @@ class GPUSpec:
     peak_bf16_flops: float  # dense, FLOP/s
     memory_bytes: float  # HBM, decimal bytes
     host_cores_per_gpu: int  # CPU cores per GPU in the vendor's 8-GPU server (codec runs there)
+    network_bytes_per_s: float  # inter-node NIC per GPU, one direction
+    nvlink_bytes_per_s: float  # intra-node NVLink per GPU, one direction
     price_per_hour: float  # USD per GPU-hour, ASSUMPTION (see module doc)
     source: str
 
@@ -44,6 +51,8 @@ GPUS: dict[str, GPUSpec] = {
         312e12,
         80e9,
         16,
+        200e9 / 8,
+        300e9,
         1.80,
         "A100 datasheet: BF16 312 TFLOPS dense (624 with sparsity), 80 GB HBM2e",
     ),
@@ -52,6 +61,8 @@ GPUS: dict[str, GPUSpec] = {
         989e12,
         80e9,
         14,
+        400e9 / 8,
+        450e9,
         2.50,
         "H100 datasheet: BF16 1,979 TFLOPS with sparsity = 989 dense, 80 GB HBM3",
     ),
@@ -60,6 +71,8 @@ GPUS: dict[str, GPUSpec] = {
         989e12,
         141e9,
         14,
+        400e9 / 8,
+        450e9,
         3.50,
         "H200 datasheet: BF16 1,979 TFLOPS with sparsity = 989 dense, 141 GB HBM3e",
     ),
@@ -68,6 +81,8 @@ GPUS: dict[str, GPUSpec] = {
         2250e12,
         180e9,
         14,
+        400e9 / 8,
+        900e9,
         5.00,
         "HGX B200 spec: BF16 4.5 PFLOPS with sparsity = 2.25 dense per GPU, 180 GB HBM3e",
     ),

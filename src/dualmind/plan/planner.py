@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import compute, equivalence, memory
+from . import communication, compute, equivalence, memory
 from . import corpus as corpus_mod
 from .codec_figures import codec_figures
 from .hardware import PRICE_NOTE, GPUSpec, gpu_spec
@@ -76,6 +76,7 @@ class Plan:
     chinchilla: dict
     memory: dict
     memory_alternatives: dict
+    communication: dict
     production: dict
     inference: dict
     equivalence: dict
@@ -122,6 +123,8 @@ def resolve_run(req: PlanRequest) -> tuple[ModelShape, object, dict]:
             "recipe_gpus": None if devices is None else devices * int(cfg.trainer.num_nodes),
             "accumulate_grad_batches": int(cfg.trainer.get("accumulate_grad_batches", 1)),
             "max_steps": int(cfg.trainer.max_steps),
+            "param_dtype": str(cfg.strategy.get("param_dtype", "bfloat16")),
+            "reduce_dtype": str(cfg.strategy.get("reduce_dtype", "float32")),
         }
         name = req.recipe
     elif req.model:
@@ -141,6 +144,8 @@ def resolve_run(req: PlanRequest) -> tuple[ModelShape, object, dict]:
             "recipe_gpus": None,
             "accumulate_grad_batches": 1,
             "max_steps": None,
+            "param_dtype": "bfloat16",
+            "reduce_dtype": "float32",
         }
         name = req.model
     else:
@@ -342,6 +347,15 @@ def plan(req: PlanRequest) -> Plan:
     global_batch = n_gpus * run["micro_batch"] * run["accumulate_grad_batches"] * seq_len
     run["global_batch_positions"] = global_batch
     run["steps_for_corpus"] = tokens / global_batch
+    comm = communication.fsdp_communication(
+        core.num_params(),
+        flops_per_token * run["micro_batch"] * seq_len,
+        spec,
+        n_gpus,
+        req.mfu,
+        communication.DTYPE_BYTES.get(run["param_dtype"], 2),
+        communication.DTYPE_BYTES.get(run["reduce_dtype"], 4),
+    )
     prod = corpus_mod.production(
         sizes,
         inputs["codec_bytes_per_s_per_core"],
@@ -413,6 +427,12 @@ def plan(req: PlanRequest) -> Plan:
         chinchilla={**optimal.to_dict(), "text_bytes_for_optimal": optimal.optimal_tokens * bps},
         memory=mem.to_dict(),
         memory_alternatives=alternatives,
+        communication={
+            **comm.to_dict(),
+            "gpu_hours_at_ceiling": compute.gpu_hours_for(
+                train.flops, spec.peak_bf16_flops, comm.mfu_ceiling
+            ),
+        },
         production=prod.to_dict(),
         inference=inference.to_dict(),
         equivalence=equiv.to_dict(),

@@ -29,6 +29,7 @@ def rows(p: dict) -> list[tuple[str, str, str, str]]:
     """(section, quantity, value, basis) rows — the table, flat, so tests can read it too."""
     i, c, comp, m, ch = p["inputs"], p["corpus"], p["compute"], p["memory"], p["chinchilla"]
     prod, inf, eq, run, gpu = p["production"], p["inference"], p["equivalence"], p["run"], p["gpu"]
+    co = p["communication"]
     bps, bpt = i["bytes_per_symbol"], i["bpe_bytes_per_token"]
     out = [
         (
@@ -175,6 +176,27 @@ def rows(p: dict) -> list[tuple[str, str, str, str]]:
             )
         )
     out += [
+        (
+            "communication",
+            "FSDP traffic per GPU per micro-batch",
+            f"{human_bytes(co['bytes_per_gpu_per_microbatch'])}: {co['comm_seconds']:.1f} s vs "
+            f"{co['compute_seconds']:.1f} s of compute",
+            f"2 bf16 all-gathers + 1 {p['run']['reduce_dtype']} reduce-scatter over the "
+            f"{co['link']} ({co['link_bytes_per_s'] / 1e9:.0f} GB/s line rate, 80% achieved)",
+        ),
+        (
+            "communication",
+            "bound by",
+            co["bound"]
+            + (
+                f": MFU at most {co['mfu_ceiling']:.2f} -> {co['gpu_hours_at_ceiling']:,.0f} "
+                f"GPU-hours, {co['gpu_hours_at_ceiling'] / gpu['count'] / 24:.1f} days"
+                if co["bound"] == "communication"
+                else " (the network keeps up at this MFU)"
+            ),
+            "perfect overlap assumed; a larger micro-batch, HSDP or tensor parallelism "
+            "lowers the traffic per FLOP",
+        ),
         (
             "corpus production",
             "codec",

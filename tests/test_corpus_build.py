@@ -116,6 +116,31 @@ def test_rebuild_is_a_no_op_and_conflicting_settings_are_refused(built, inputs):
         build_corpus([inputs], small_lexicon("lossless"), out, **dict(OPTS, text_vocab_size=700))
 
 
+def test_output_folder_rules(inputs, tmp_path):
+    """A build stopped while planning leaves nothing that blocks the next one; a folder with
+    foreign files is refused, and --overwrite removes only the build's own files."""
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine\n\xff\n")
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="invalid UTF-8"):
+        build_corpus([inputs, bad], small_lexicon("lossless"), out, errors="fail", **OPTS)
+    assert (out / ".build").is_dir() and not (out / "manifest.json").exists()
+    summary = build_corpus([inputs, bad], small_lexicon("lossless"), out, backend="serial", **OPTS)
+    assert summary.status == "built"
+    assert summary.manifest["problems"]["counts"] == {"invalid_utf8": {"replaced": 1}}
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(
+        CorpusError, match=r"holds files that are not a corpus build's \(\['notes.txt'\]\)"
+    ):
+        build_corpus([inputs], small_lexicon("lossless"), other, **OPTS)
+    build_corpus(
+        [inputs], small_lexicon("lossless"), other, backend="serial", overwrite=True, **OPTS
+    )
+    assert (other / "notes.txt").read_text() == "mine" and (other / "manifest.json").is_file()
+
+
 def test_resume_never_rewrites_finished_shards_and_is_deterministic(built, inputs, tmp_path):
     """Plan, then build two shards alone (each from (shard_index, num_shards) only), then
     let build_corpus finish: the two are reused untouched, and the result equals a build

@@ -790,23 +790,25 @@ def _prepare_out_dir(out_dir: Path, h: str, overwrite: bool) -> str:
         return "resume"
     ours = {MANIFEST, WORK, "shards", "hypertrain.jsonl", "tokenizer.json", "build_report.json"}
     present = [p.name for p in out_dir.iterdir()] if out_dir.is_dir() else []
-    if present and not overwrite:
-        if existing is not None:
-            raise CorpusError(
-                f"{out_dir} holds a corpus build with other settings or inputs "
-                f"(settings hash {existing}, this build {h}); pass --overwrite to replace it"
-            )
+    foreign = [
+        n
+        for n in present
+        if n not in ours and not n.startswith(("hypertrain.jsonl.tmp", "tokenizer.json.tmp"))
+    ]
+    if existing is not None and not overwrite:
         raise CorpusError(
-            f"{out_dir} is not empty and holds no corpus build; choose an empty folder "
-            "or pass --overwrite"
+            f"{out_dir} holds a corpus build with other settings or inputs "
+            f"(settings hash {existing}, this build {h}); pass --overwrite to replace it"
         )
-    if present:
-        foreign = [n for n in present if n not in ours]
-        if foreign:
-            raise CorpusError(
-                f"{out_dir}: refusing to overwrite files that are no corpus build's: {foreign[:5]}"
-            )
-        for n in present:
+    if foreign and not overwrite:
+        raise CorpusError(
+            f"{out_dir} holds files that are not a corpus build's ({sorted(foreign)[:5]}); "
+            "choose an empty folder, or pass --overwrite (which removes only a build's own files)"
+        )
+    # Our own files without a plan are what a build that stopped while planning leaves: they
+    # carry no finished work, so they go. Files that are not ours are never touched.
+    for n in present:
+        if n not in foreign:
             p = out_dir / n
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     return "fresh"

@@ -133,3 +133,11 @@ def test_gpu_peaks_are_vendor_dense_bf16(name, tflops, memory_gb):
 def test_unknown_gpu_is_an_error_never_a_default():
     with pytest.raises(UnknownGPUError, match="unknown GPU 'v100'.*a100, b200, h100, h200"):
         gpu_spec("v100")
+
+
+def test_6nd_reproduces_gpt3_training_compute():
+    """Brown et al. 2020, "Language Models are Few-Shot Learners", Table D.1: GPT-3 175B trained
+    on 300B tokens with 3.14e23 FLOPs (3,640 PF-days). C = 6·N·D, the planner's headline FLOPs,
+    must match within 1%."""
+    assert 6 * 175e9 * 300e9 == pytest.approx(3.14e23, rel=0.01)
+    assert 3.14e23 / (1e15 * 86400) == pytest.approx(3640, rel=0.01)  # the PF-days column

@@ -402,10 +402,20 @@ def plan(req: PlanRequest) -> Plan:
             run["checkpointing"],
             run["precision"],
         )
+        ceiling = communication.fsdp_communication(
+            core.num_params(),
+            flops_per_token * run["micro_batch"] * seq_len,
+            spec,
+            g,
+            req.mfu,
+            communication.DTYPE_BYTES.get(run["param_dtype"], 2),
+            communication.DTYPE_BYTES.get(run["reduce_dtype"], 4),
+        ).mfu_ceiling
         sweep.append(
             {
                 "gpus": g,
                 "days": train.gpu_hours / g / 24.0,
+                "days_network_bound": train.gpu_hours * req.mfu / ceiling / g / 24.0,
                 "per_gpu_bytes": m.per_gpu,
                 "fits": m.fits,
             }

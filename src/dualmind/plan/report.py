@@ -359,6 +359,14 @@ def save_plot(p: dict, path: str | Path) -> Path:
     fits = [s for s in sweep if s["fits"]]
     no_fit = [s for s in sweep if not s["fits"]]
     left.loglog([s["gpus"] for s in sweep], [s["days"] for s in sweep], color="0.6", lw=1)
+    left.loglog(
+        [s["gpus"] for s in sweep],
+        [s["days_network_bound"] for s in sweep],
+        color="tab:orange",
+        lw=1,
+        ls="--",
+        label="at the MFU the FSDP traffic allows",
+    )
     left.scatter(
         [s["gpus"] for s in fits],
         [s["days"] for s in fits],
@@ -377,7 +385,12 @@ def save_plot(p: dict, path: str | Path) -> Path:
     n = p["gpu"]["count"]
     left.axvline(n, color="k", ls=":", lw=1)
     left.annotate(
-        f"{n} GPUs: {p['compute']['wall_days']:.0f} d",
+        f"{n} GPUs: {p['compute']['wall_days']:.0f} d"
+        + (
+            f" ({p['communication']['gpu_hours_at_ceiling'] / n / 24:.0f} d network-bound)"
+            if p["communication"]["bound"] == "communication"
+            else ""
+        ),
         (n, p["compute"]["wall_days"]),
         textcoords="offset points",
         xytext=(5, 5),

@@ -19,6 +19,7 @@ A build whose settings (inputs, lexicon, options) differ from the ones in OUT is
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import math
 import os
@@ -280,27 +281,25 @@ def choose_val(docs: list[dict], val_fraction: float) -> set[int]:
         if len(lang_docs) < 2:
             continue  # one document cannot be both trained on and held out
         total = sum(d["chars"] for d in lang_docs)
-        taken = 0
+        taken = held = 0
         for d in sorted(lang_docs, key=lambda d: (_doc_unit(d["key"]), d["doc"])):
-            if (
-                taken >= val_fraction * total
-                or len(val & {x["doc"] for x in lang_docs}) >= len(lang_docs) - 1
-            ):
-                break
+            if taken >= val_fraction * total or held >= len(lang_docs) - 1:
+                break  # enough held out, and at least one document stays in train
             val.add(d["doc"])
             taken += d["chars"]
+            held += 1
     return val
 
 
 def assign_shards(docs: list[dict], num_shards: int) -> list[list[int]]:
     """Balance shards by characters (largest first onto the lightest shard); docs keep their
     order inside a shard. Deterministic."""
-    loads = [0] * num_shards
+    heap = [(0, k) for k in range(num_shards)]  # (load, shard): the lightest shard on top
     shards: list[list[int]] = [[] for _ in range(num_shards)]
     for d in sorted(docs, key=lambda d: (-d["chars"], d["doc"])):
-        k = min(range(num_shards), key=lambda i: (loads[i], i))
+        load, k = heapq.heappop(heap)
         shards[k].append(d["doc"])
-        loads[k] += d["chars"]
+        heapq.heappush(heap, (load + d["chars"], k))
     return [sorted(s) for s in shards]
 
 

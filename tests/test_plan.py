@@ -188,6 +188,9 @@ def test_equal_compute_results_cited_or_not_measured(tmp_path):
     )
     got = read_equal_compute_results(done)
     assert got["status"] == "measured"
+    other = tmp_path / "other.md"
+    other.write_text(done.read_text().replace("| bpb |", "| bits/byte |"))
+    assert read_equal_compute_results(other)["status"] == "measured"
     assert got["rows"] == [
         {"model": "core", "FLOPs": "1e15", "bpb": "1.31"},
         {"model": "bpe", "FLOPs": "1e15", "bpb": "1.25"},

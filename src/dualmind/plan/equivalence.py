@@ -113,7 +113,7 @@ def read_equal_compute_results(path: str | Path, shown: str | Path | None = None
         return {"status": NOT_MEASURED, "source": f"{where} has no {RESULTS_START} section"}
     section = text[start + len(RESULTS_START) : end if end > start else len(text)].strip()
     rows = _markdown_table(section)
-    has_bpb = any(re.search(r"bpb|bits.per.byte", key, re.I) for row in rows for key in row)
+    has_bpb = any(re.search(r"bpb|bits.?(per|/).?byte", key, re.I) for row in rows for key in row)
     if not section or not has_bpb:
         return {
             "status": NOT_MEASURED,

@@ -185,7 +185,11 @@ class Lexicon:
         return self._codec.encode(text, self._prefer(lang))
 
     def encode_batch(self, texts: Iterable[str], lang: str | None = None) -> list[list[int]]:
-        return [self.encode(t, lang) for t in texts]
+        """Same ids as ``encode`` per text; the merge rounds run once over the whole batch."""
+        texts = list(texts)
+        if self.level == "lossless":
+            return self._codec.encode_batch(texts)
+        return self._codec.encode_batch(texts, self._prefer(lang))
 
     def encode_with_spans(self, text: str, lang: str | None = None
                           ) -> tuple[list[int], list[tuple[int, int]]]:

@@ -3,93 +3,87 @@
 Units: reserved ids, the 256 bytes, byte-level BPE pieces, frequent pre-tokens ("words",
 with their leading space: " night", ",", ".\\n"), and phrases made by merge rounds over
 the word stream (" of the", ", and", " I am"). A pre-token outside the vocabulary splits
-into pieces, a character outside every piece into its UTF-8 bytes, so every string
-encodes and ``decode(encode(text)) == text`` byte for byte.
+into pieces, and every byte is a unit, so every string encodes and
+``decode(encode(text)) == text`` byte for byte.
+
+Fast path: the base encoding (pre-tokenise, look the whole pre-token up, else BPE into
+pieces) runs inside tiktoken's compiled ``CoreBPE`` with *our* table: ranks are unit ids
+(bytes < pieces in merge order < words), so a known word is one lookup and an unknown
+one is byte-pair merged into our pieces. Only the multi-word merge rounds run in Python,
+and they touch the hits only. Text holding lone surrogates (not valid Unicode, but a
+legal Python ``str``) takes a slower path that keeps them as raw bytes.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from itertools import chain, islice
 
 import numpy as np
 
-from .chunks import ChunkCache
-from .merges import MergeTable, apply_rounds, learn_rounds
-from .pieces import PIECE_WEIGHT_CAP, PieceModel
-from .pretokenize import LOSSLESS
+from .merges import MergeRounds, MergeTable, learn_rounds
+from .pieces import PIECE_WEIGHT_CAP
+from .pretokenize import LOSSLESS, LOSSLESS_PATTERN
 from .units import Unit
-from .vocab import BYTE_BASE, UnitTable, piece_vocab_of
+from .vocab import BYTE_BASE, UnitTable
+
+_SURROGATES = re.compile("([\ud800-\udfff]+)")
 
 
 def pretokens(text: str) -> list[str]:
     return LOSSLESS.findall(text)
 
 
+def _core_encoder(units: list[Unit]):
+    import tiktoken
+
+    ranks = {u.data: u.id for u in units if u.kind in ("byte", "piece", "word")}
+    return tiktoken.Encoding(f"dualmind-lossless-{len(units)}", pat_str=LOSSLESS_PATTERN,
+                             mergeable_ranks=ranks, special_tokens={})
+
+
 class LosslessCodec:
     def __init__(self, units: list[Unit], rounds: list[MergeTable]):
         self.units = units
         self.rounds = rounds
-        vocab, merges = piece_vocab_of(units)
-        self.pieces = PieceModel(vocab, merges)
-        # Whole pre-token -> unit (words, and pieces/bytes that are complete UTF-8 text).
-        self.token_ids: dict[str, int] = {}
-        for u in units:
-            if u.kind in ("byte", "piece", "word"):
-                try:
-                    self.token_ids[u.data.decode("utf-8")] = u.id
-                except UnicodeDecodeError:
-                    pass
+        self._merge = MergeRounds(rounds, len(units))
+        self._core = _core_encoder(units)
         self.unit_bytes = [b"" if u.kind == "special" else u.data for u in units]
         self._byte_len = np.array([len(b) for b in self.unit_bytes], dtype=np.int64)
-        self._first = ChunkCache(self._encode_piece_of_text)
-        self._spaced = ChunkCache(lambda chunk: self._encode_piece_of_text(" " + chunk))
-        self.fallback_forms = 0  # distinct pre-tokens encoded by pieces since load
-        self._fallback: dict[str, tuple[int, ...]] = {}
-        self._prewarm()
-
-    def _prewarm(self) -> None:
-        """Seed the chunk caches with every vocabulary word that is a chunk on its own
-        (" night" -> chunk "night"), so held-out text hits from its first kilobyte."""
-        for tok, uid in self.token_ids.items():
-            if " " in tok[1:] or pretokens(tok) != [tok]:
-                continue
-            if tok.startswith(" "):
-                self._spaced[tok[1:]] = (uid,)
-            else:
-                self._first[tok] = (uid,)
-
-    def token_to_ids(self, tok: str) -> tuple[int, ...]:
-        uid = self.token_ids.get(tok)
-        if uid is not None:
-            return (uid,)
-        out = self._fallback.get(tok)
-        if out is None:
-            self.fallback_forms += 1
-            try:
-                out = tuple(self.pieces.split(tok))
-            except Exception:  # lone surrogates cannot cross into the compiled BPE
-                out = tuple(BYTE_BASE + b for b in tok.encode("utf-8", "surrogatepass"))
-            if len(self._fallback) < 1 << 20:
-                self._fallback[tok] = out
-        return out
-
-    def _encode_piece_of_text(self, s: str) -> tuple[int, ...]:
-        return tuple(chain.from_iterable(map(self.token_to_ids, pretokens(s))))
+        self.fallback_forms = 0  # kept for the stats API; the compiled path does not count
 
     def base_ids(self, text: str) -> list[int]:
         """Ids before the multi-word merge rounds."""
-        if not text:
-            return []
-        chunks = text.split(" ")
-        ids = list(self._first[chunks[0]])
-        if len(chunks) > 1:
-            ids.extend(chain.from_iterable(map(self._spaced.__getitem__, islice(chunks, 1, None))))
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates cannot enter the compiled encoder
+            return self._base_ids_with_surrogates(text)
+        return self._core.encode_ordinary(text)
+
+    def base_array(self, text: str) -> np.ndarray:
+        # encode_ordinary + asarray: tiktoken's encode_to_numpy takes its special-token
+        # path, measured ~1.8x slower with our (empty) special-token set.
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates cannot enter the compiled encoder
+            return np.asarray(self._base_ids_with_surrogates(text), dtype=np.int64)
+        return np.asarray(self._core.encode_ordinary(text), dtype=np.int64)
+
+    def _base_ids_with_surrogates(self, text: str) -> list[int]:
+        ids: list[int] = []
+        for k, part in enumerate(_SURROGATES.split(text)):
+            if k % 2:  # a run of lone surrogates: their 'surrogatepass' bytes
+                ids.extend(BYTE_BASE + b for b in part.encode("utf-8", "surrogatepass"))
+            elif part:
+                ids.extend(self._core.encode_ordinary(part))
         return ids
 
     def encode(self, text: str) -> list[int]:
-        return apply_rounds(self.base_ids(text), self.rounds)
+        return self._merge.apply_array(self.base_array(text))
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self._merge.batch_arrays([self.base_array(t) for t in texts])
 
     def spans(self, text: str, ids: list[int]) -> list[tuple[int, int]]:
         """Char span of each unit; a character split across units goes to the unit
@@ -132,22 +126,14 @@ def build_lossless(
     rounds: int,
     progress: Callable[[int], None] | None,
 ) -> tuple[list[Unit], list[MergeTable], dict]:
-    docs_tokens: list[list[str]] = []
+    docs_text: list[str] = []
     counts: Counter = Counter()
-    cache: dict[str, tuple[str, ...]] = {}
     n_bytes = 0
     for text in texts:
         if not isinstance(text, str):
             raise TypeError(f"Lexicon.build expects str texts, got {type(text).__name__}")
-        toks: list[str] = []
-        for i, chunk in enumerate(text.split(" ")):
-            key = chunk if i == 0 else " " + chunk
-            t = cache.get(key)
-            if t is None:
-                t = cache[key] = tuple(pretokens(key))
-            toks.extend(t)
-        counts.update(toks)
-        docs_tokens.append(toks)
+        counts.update(pretokens(text))
+        docs_text.append(text)
         n = len(text.encode("utf-8", "surrogatepass"))
         n_bytes += n
         if progress:
@@ -160,8 +146,7 @@ def build_lossless(
         (t for t, c in counts.items() for _ in range(min(c, PIECE_WEIGHT_CAP))), n_merges
     )
     budget = vocab_size - len(table)
-    phrase_budget = int(budget * phrase_share)
-    word_budget = budget - phrase_budget
+    word_budget = budget - int(budget * phrase_share)
     words = 0
     for tok, c in counts.most_common():
         if words >= word_budget or c < min_count:
@@ -171,11 +156,12 @@ def build_lossless(
             continue
         table.add("word", data, count=c)
         words += 1
-    # Count every unit that stands for a whole pre-token: only those may join phrases.
+    # Only units that stand for a whole pre-token may join phrases (not word fragments).
+    whole = {table.by_data[t.encode("utf-8", "surrogatepass")] for t in counts
+             if t.encode("utf-8", "surrogatepass") in table.by_data}
     codec = LosslessCodec(table.units, [])
-    whole = {codec.token_ids[t] for t in counts if t in codec.token_ids}
-    docs = [list(chain.from_iterable(map(codec.token_to_ids, d))) for d in docs_tokens]
-    del docs_tokens
+    docs = [codec.base_ids(t) for t in docs_text]
+    del docs_text
     width = {uid: 1 for uid in whole}
 
     def new_unit(a: int, b: int, c: int) -> int:
@@ -184,8 +170,7 @@ def build_lossless(
         width[uid] = width[a] + width[b]
         return uid
 
-    phrase_budget = vocab_size - len(table)  # words may have left some budget unused
-    shares = _round_budgets(phrase_budget, rounds)
+    shares = _round_budgets(vocab_size - len(table), rounds)
     tables, _ = learn_rounds(docs, shares, width.__contains__, width.__getitem__,
                              max_n, phrase_min_count, new_unit)
     stats = {"train_bytes": n_bytes, "train_docs": len(docs), "distinct_pretokens": len(counts),

@@ -6,8 +6,11 @@ overlaps the previous merge is left alone). Rounds run in order, so a 2-word uni
 round 1 can join another word in round 2. Training and encoding use the very same sweep,
 so what was counted is what the encoder produces.
 
-The hot path stays in C: pair lookups are ``map(dict.get, zip(...))`` and only the hits
-are visited by a Python loop.
+Two implementations of the same sweep: a short sequence uses dict lookups in Python; a
+long one (the common case when encoding documents) is vectorised with numpy — each pair
+becomes one int64 key ``left * V + right`` looked up by ``searchsorted`` in the round's
+sorted keys, and the left-to-right rule becomes "inside a run of consecutive hits, take
+every other one, starting with the first". ``tests/test_lexicon.py`` checks they agree.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from itertools import compress, islice
+
+import numpy as np
 
 MergeTable = dict[tuple[int, int], int]
 
@@ -42,6 +47,122 @@ def apply_rounds(ids: list[int], rounds: Sequence[MergeTable]) -> list[int]:
     for table in rounds:
         ids = apply_round(ids, table)
     return ids
+
+
+class MergeRounds:
+    """Compiled merge rounds: dict tables for short inputs, sorted key arrays for long."""
+
+    NUMPY_FROM = 192  # below this many ids the Python sweep is faster than numpy's overhead
+
+    def __init__(self, rounds: Sequence[MergeTable], vocab_size: int):
+        self.tables = list(rounds)
+        # Key base one above the vocabulary: id ``vocab_size`` is then free to act as a
+        # separator between documents of a batch whose pairs can never be a key.
+        self.sep = int(vocab_size)
+        self.base = int(vocab_size) + 1
+        self.arrays = []
+        for table in self.tables:
+            keys = np.fromiter((a * self.base + b for a, b in table), dtype=np.int64,
+                               count=len(table))
+            vals = np.fromiter(table.values(), dtype=np.int64, count=len(table))
+            order = np.argsort(keys)
+            # Which ids ever start / end a pair of this round: a cheap gather that rules
+            # out most positions before the (costlier) binary search.
+            left = np.zeros(self.base, dtype=bool)
+            right = np.zeros(self.base, dtype=bool)
+            if table:
+                pairs = np.array(list(table), dtype=np.int64)
+                left[pairs[:, 0]] = True
+                right[pairs[:, 1]] = True
+            self.arrays.append((keys[order], vals[order], left, right))
+
+    def __call__(self, ids: list[int]) -> list[int]:
+        if not self.tables:
+            return ids
+        if len(ids) < self.NUMPY_FROM:
+            return apply_rounds(ids, self.tables)
+        arr = np.asarray(ids, dtype=np.int64)
+        for compiled in self.arrays:
+            arr = self._apply_np(arr, *compiled)
+        return arr.tolist()
+
+    def apply_array(self, arr: np.ndarray) -> list[int]:
+        """The rounds over an int64 id array (as the compiled base encoder returns it)."""
+        if arr.size < self.NUMPY_FROM or not self.tables:
+            return apply_rounds(arr.tolist(), self.tables)
+        for compiled in self.arrays:
+            arr = self._apply_np(arr, *compiled)
+        return arr.tolist()
+
+    def batch_arrays(self, arrays: list[np.ndarray]) -> list[list[int]]:
+        """Rounds over many documents at once, kept apart by the separator id."""
+        if not arrays:
+            return []
+        if len(arrays) == 1 or not self.tables:
+            return [self.apply_array(a) for a in arrays]
+        sep = np.array([self.sep], dtype=np.int64)
+        parts = []
+        for a in arrays:
+            parts.append(a)
+            parts.append(sep)
+        arr = np.concatenate(parts)
+        for compiled in self.arrays:
+            arr = self._apply_np(arr, *compiled)
+        flat = arr.tolist()
+        out, start = [], 0
+        for c in np.flatnonzero(arr == self.sep).tolist():
+            out.append(flat[start:c])
+            start = c + 1
+        return out
+
+    def batch(self, seqs: list[list[int]]) -> list[list[int]]:
+        """The rounds over many sequences in one vectorised pass (documents are kept
+        apart by a separator id that no pair key contains)."""
+        if not self.tables or not seqs:
+            return seqs
+        if len(seqs) == 1:
+            return [self(seqs[0])]
+        flat: list[int] = []
+        sep = self.sep
+        for s in seqs:
+            flat.extend(s)
+            flat.append(sep)
+        arr = np.asarray(flat, dtype=np.int64)
+        for compiled in self.arrays:
+            arr = self._apply_np(arr, *compiled)
+        cuts = np.flatnonzero(arr == sep)
+        out = []
+        start = 0
+        flat_list = arr.tolist()
+        for c in cuts.tolist():
+            out.append(flat_list[start:c])
+            start = c + 1
+        return out
+
+    def _apply_np(self, ids: np.ndarray, keys: np.ndarray, vals: np.ndarray,
+                  left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        if ids.size < 2 or keys.size == 0:
+            return ids
+        cand = np.flatnonzero(left[ids[:-1]] & right[ids[1:]])
+        pair = ids[cand] * self.base + ids[cand + 1]
+        pos = np.searchsorted(keys, pair)
+        pos[pos == keys.size] = 0
+        hit = keys[pos] == pair
+        idx = cand[hit]
+        if idx.size == 0:
+            return ids
+        hit_pos = np.zeros(ids.size, dtype=np.int64)  # position -> index into keys/vals
+        hit_pos[idx] = pos[hit]
+        # Runs of consecutive hits: the sweep takes offsets 0, 2, 4, ... of each run.
+        starts = np.ones(idx.size, dtype=bool)
+        starts[1:] = idx[1:] != idx[:-1] + 1
+        run_start = idx[starts][np.cumsum(starts) - 1]
+        take = idx[((idx - run_start) & 1) == 0]
+        out = ids.copy()
+        out[take] = vals[hit_pos[take]]
+        keep = np.ones(ids.size, dtype=bool)
+        keep[take + 1] = False
+        return out[keep]
 
 
 def apply_round_spans(

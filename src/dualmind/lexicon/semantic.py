@@ -16,7 +16,7 @@ from itertools import chain
 
 from .chunks import ChunkCache
 from .lemmatize import lemmatize
-from .merges import MergeTable, apply_round_spans, apply_rounds, learn_rounds
+from .merges import MergeRounds, MergeTable, apply_round_spans, learn_rounds
 from .pieces import PIECE_WEIGHT_CAP, PieceModel
 from .pretokenize import WORD
 from .script import UND, lang_of_word
@@ -79,6 +79,7 @@ class SemanticCodec:
                  langs: tuple[str, ...], stopwords: dict[str, frozenset[str]]):
         self.units = units
         self.rounds = rounds
+        self._merge = MergeRounds(rounds, len(units))
         self.langs = langs
         self.analyzer = WordAnalyzer(langs, stopwords)
         vocab, merges = piece_vocab_of(units)
@@ -120,7 +121,10 @@ class SemanticCodec:
         return list(chain.from_iterable(map(cache.__getitem__, text.split())))
 
     def encode(self, text: str, prefer: str | None = None) -> list[int]:
-        return apply_rounds(self.base_ids(text, prefer), self.rounds)
+        return self._merge(self.base_ids(text, prefer))
+
+    def encode_batch(self, texts: list[str], prefer: str | None = None) -> list[list[int]]:
+        return self._merge.batch([self.base_ids(t, prefer) for t in texts])
 
     def encode_with_spans(self, text: str, prefer: str | None = None):
         ids: list[int] = []

@@ -264,3 +264,31 @@ def test_rope_angles_survive_fsdp_mixed_precision_argument_cast():
     x, ctx_after = _apply_to_tensors(cast, (torch.rand(1, 4, 8), ctx))
     assert x.dtype == torch.bfloat16  # the cast is real...
     assert ctx_after is ctx and ctx.cos.dtype == torch.float32  # ...and skips the context
+
+
+def test_symbol_outside_vocabulary_is_a_clear_error():
+    model = HyperCore(tiny())
+    with pytest.raises(ValueError, match=r"symbol id 61 is outside.*vocab_size=61"):
+        model(torch.tensor([[1, 61]]))
+    with pytest.raises(ValueError, match="symbol id -1"):
+        model(torch.tensor([[-1, 3]]))
+
+
+@pytest.mark.parametrize("chunk", [7, 64])
+def test_chunked_cross_entropy_equals_the_full_loss(chunk):
+    from dualmind.model.loss import chunked_cross_entropy
+
+    torch.manual_seed(0)
+    model = HyperCore(tiny())
+    ids = torch.randint(0, 61, (2, 15))
+    targets = ids.roll(-1, 1)
+    targets[0, -3:] = -100  # ignored positions
+    full = torch.nn.functional.cross_entropy(model(ids).logits.flatten(0, 1), targets.flatten())
+    full_grads = torch.autograd.grad(full, list(model.parameters()))
+    out = model(ids, compute_logits=False)
+    assert out.logits is None
+    chunked = chunked_cross_entropy(out.hidden, model.output.weight, targets, chunk=chunk)
+    chunked_grads = torch.autograd.grad(chunked, list(model.parameters()))
+    torch.testing.assert_close(chunked, full)
+    for a, b in zip(chunked_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)

@@ -152,6 +152,11 @@ class HyperCore(nn.Module):
         loss in chunks from ``hidden`` (large vocabularies, long packs) avoid a [B,T,V] tensor.
         """
         B, T = ids.shape
+        low, high = (int(v) for v in torch.aminmax(ids))  # one sync; a CUDA gather would assert
+        if low < 0 or high >= self.cfg.vocab_size:
+            raise ValueError(f"symbol id {high if high >= self.cfg.vocab_size else low} is outside "
+                             f"the model's vocabulary (vocab_size={self.cfg.vocab_size}); was the "
+                             "lexicon built larger than model.vocab_size?")
         past = 0
         if cache is not None:
             cache.check_room(B, T)

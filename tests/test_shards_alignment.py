@@ -96,3 +96,19 @@ def test_semantic_scenes_tile_the_text_and_align(text):
             core_bytes, span, n_bytes = align(scene, u_spans, enc.ids, lengths)
             assert int(core_bytes.sum()) == n_bytes == len(scene.encode("utf-8"))
             assert len(span) == 0 or (span.min() >= -1 and span.max() < len(u_spans))
+
+
+def test_special_token_strings_in_text_stay_text(tmp_path):
+    """A literal "<|bos|>" in the corpus must not become the decoder's BOS id."""
+    from dualmind.data.text_tokenizer import load_text_tokenizer
+
+    _, tok, _ = codecs()
+    path = tmp_path / "tokenizer.json"
+    path.write_text(tok.to_str())
+    loaded = load_text_tokenizer(path)
+    text = "He said <|bos|> and <|eos|> aloud."
+    ids = loaded.encode(text, add_special_tokens=False).ids
+    assert not set(ids) & {0, 1, 2, 3}
+    assert loaded.decode(ids, skip_special_tokens=False) == text
+    _, _, lengths = codecs()
+    assert int(lengths[ids].sum()) == len(text.encode("utf-8"))

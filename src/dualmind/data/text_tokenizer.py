@@ -41,9 +41,16 @@ def train_text_tokenizer(texts: Iterable[str], vocab_size: int = 8192, min_frequ
 
 
 def load_text_tokenizer(path: str | Path):
+    """Load tokenizer.json so that special-token strings in *text* stay text.
+
+    Without this, a corpus line containing the literal "<|bos|>" would be encoded as the BOS
+    id, and the decoder would learn a false sequence boundary. The flag is not stored in
+    tokenizer.json, so always load it through here."""
     from tokenizers import Tokenizer
 
-    return Tokenizer.from_file(str(path))
+    tok = Tokenizer.from_file(str(path))
+    tok.encode_special_tokens = True
+    return tok
 
 
 def tokenizer_fingerprint(tok) -> str:

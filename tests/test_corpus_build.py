@@ -396,3 +396,28 @@ def test_cli_build_info_validate_and_fail_policy(inputs, tmp_path, capsys):
         "staged documents are removed after success"
     )
     assert load_plan(out)["settings"]["num_shards"] == 2
+
+
+def test_cli_validate_reports_damage(built, tmp_path, capsys):
+    import shutil
+
+    out, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    lines = (copy / "hypertrain.jsonl").read_text(encoding="utf-8").splitlines()
+    rec = json.loads(lines[2])
+    rec["hyperphrase"] = rec["hyperphrase"][:-1]
+    lines[2] = json.dumps(rec, ensure_ascii=False)
+    (copy / "hypertrain.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert dualmind_main(["corpus", "validate", str(copy)]) == 2
+    assert f"{copy / 'hypertrain.jsonl'}:3: n_units=" in capsys.readouterr().err
+    lines[2] = "{not json"
+    (copy / "hypertrain.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert dualmind_main(["corpus", "validate", str(copy / "hypertrain.jsonl")]) == 2
+    assert ":3: malformed JSON" in capsys.readouterr().err
+    lex = str(small_lexicon("lossless"))
+    assert (
+        dualmind_main(["corpus", "build", "x.txt", "--demo", "--lexicon", lex, "--out", "o"]) == 2
+    )
+    assert "not both" in capsys.readouterr().err
+    assert dualmind_main(["corpus", "info", str(tmp_path / "none")]) == 2

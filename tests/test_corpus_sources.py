@@ -50,15 +50,33 @@ def test_plain_text_jsonl_parquet_folder_and_glob(tmp_path):
         expand_inputs([str(tmp_path / "missing.txt")])
 
 
+def test_text_is_kept_exactly_and_json_arrays_are_read(tmp_path):
+    path = tmp_path / "dos.txt"
+    path.write_bytes(b"\xef\xbb\xbfline one\r\nline two\r\n\r\nno newline at end")
+    docs, problems = read([path])
+    # line ends stay as they were (a lossless lexicon must see the real text); the BOM goes
+    assert docs[0].text == "line one\r\nline two\r\n\r\nno newline at end"
+    arr = tmp_path / "records.json"
+    arr.write_text(
+        json.dumps([{"id": "a", "text": "first"}, {"text": 3}, {"id": "c", "text": "third"}])
+    )
+    docs, problems = read([arr])
+    assert [d.key for d in docs] == ["a", "c"]
+    assert problems.examples["wrong_type"][0].startswith(f"{arr}:2: ")
+    lines = tmp_path / "lines.json"
+    lines.write_text(json.dumps({"text": "jsonl under a .json name"}) + "\n")
+    assert read([lines])[0][0].text == "jsonl under a .json name"
+
+
 def test_invalid_utf8_replace_skip_fail(tmp_path):
     path = tmp_path / "bad.txt"
     path.write_bytes(b"good line\nbad \xff\xfe line\nlast line\n")
     docs, problems = read([path], "replace")
-    assert docs[0].text == "good line\nbad \ufffd\ufffd line\nlast line"
+    assert docs[0].text == "good line\nbad \ufffd\ufffd line\nlast line\n"
     assert problems.counts == {"invalid_utf8": {"replaced": 1}}
     assert problems.examples["invalid_utf8"][0].startswith(f"{path}:2: invalid UTF-8 at byte 4")
     docs, problems = read([path], "skip")
-    assert docs[0].text == "good line\nlast line"
+    assert docs[0].text == "good line\nlast line\n"
     assert problems.counts == {"invalid_utf8": {"skipped": 1}}
     with pytest.raises(InputError, match=rf"{path}:2: invalid UTF-8 at byte 4") as e:
         read([path], "fail")
@@ -100,7 +118,7 @@ def test_a_real_100_mb_line_is_never_held_whole(tmp_path):
     ):
         read([path], "fail")
     docs, problems = read([path], "skip")
-    assert docs[0].text == "before\nafter"
+    assert docs[0].text == "before\nafter\n"
     assert problems.counts == {"line_too_long": {"skipped": 1}}
 
 
@@ -119,7 +137,7 @@ def test_long_line_replace_truncates_at_a_character_boundary(tmp_path):
     txt = tmp_path / "long.txt"
     txt.write_text("ж" * 2000 + "\nshort\n", encoding="utf-8")
     docs, problems = read([txt], "replace", max_line_bytes=1001)
-    assert docs[0].text == "ж" * 500 + "\nshort"
+    assert docs[0].text == "ж" * 500 + "\nshort\n"
     assert problems.counts == {"line_too_long": {"replaced": 1}}
 
 
@@ -127,7 +145,7 @@ def test_document_too_long_is_split_or_skipped(tmp_path):
     path = tmp_path / "book.txt"
     path.write_text("\n".join(f"line {i} of the book" for i in range(100)), encoding="utf-8")
     docs, problems = read([path], "replace", max_document_bytes=500)
-    assert len(docs) > 3 and "\n".join(d.text for d in docs) == path.read_text()
+    assert len(docs) > 3 and "".join(d.text for d in docs) == path.read_text()
     assert problems.counts == {"document_too_long": {"replaced": 1}}
     docs, problems = read([path], "skip", max_document_bytes=500)
     assert docs == [] and problems.counts == {"document_too_long": {"skipped": 1}}

@@ -5,7 +5,8 @@ JSON) goes through `Problems.report`, so it either raises (policy `fail`) or is 
 its file and line (`replace`, `skip`). Nothing is dropped without a count.
 
 Formats by file name: `*.jsonl`, `*.ndjson` (optionally `.gz`) -> one JSON object per line;
-`*.parquet` -> one row per record; anything else -> plain UTF-8 text, one document per file.
+`*.json` -> a JSON array of such objects (or JSON lines); `*.parquet` -> one row per record;
+anything else -> plain UTF-8 text, one document per file, line ends kept as they are.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ def file_format(path: Path) -> str:
         return "jsonl"
     if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
+    if name.endswith((".json", ".json.gz")):
+        return "json"
     return "text"
 
 
@@ -113,9 +116,10 @@ def looks_binary(head: bytes) -> str | None:
 
 def read_lines(
     f: BinaryIO, path: Path, opts: ReadOptions, problems: Problems
-) -> Iterator[tuple[int, str]]:
-    """Yield (line number, decoded line without its newline), applying the line-length and
-    UTF-8 policies. Over-long lines are never held in memory beyond the limit."""
+) -> Iterator[tuple[int, str, str]]:
+    """Yield (line number, decoded line without its line end, the line end: "\n", "\r\n" or ""),
+    applying the line-length and UTF-8 policies. Over-long lines are never held in memory
+    beyond the limit."""
     limit = opts.max_line_bytes
     lineno = 0
     while True:
@@ -125,10 +129,12 @@ def read_lines(
         lineno += 1
         if len(raw) > limit and not raw.endswith(b"\n"):
             total = len(raw)
+            ending = b""
             while True:  # drain the rest of the line in chunks
                 more = f.readline(READ_CHUNK)
                 total += len(more)
                 if not more or more.endswith(b"\n"):
+                    ending = b"\r\n" if more.endswith(b"\r\n") else more[-1:] if more else b""
                     break
             action = problems.report(
                 "line_too_long",
@@ -147,7 +153,9 @@ def read_lines(
                     break
                 except UnicodeDecodeError:
                     continue
-        raw = raw.rstrip(b"\n").rstrip(b"\r")
+            raw += ending
+        eol = "\r\n" if raw.endswith(b"\r\n") else "\n" if raw.endswith(b"\n") else ""
+        raw = raw[: len(raw) - len(eol)]
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -160,11 +168,12 @@ def read_lines(
             if action == "skip":
                 continue
             line = raw.decode("utf-8", errors="replace")
-        yield lineno, line
+        yield lineno, line, eol
 
 
 def read_text_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterator[SourceDoc]:
-    """A plain text file is one document. One larger than max_document_bytes is split at line
+    """A plain text file is one document, its line ends kept as they are (a leading UTF-8 byte
+    order mark is not text and is dropped). One larger than max_document_bytes is split at line
     boundaries under `replace` (counted), left out under `skip`."""
     with open_binary(path) as f:
         reason = looks_binary(f.read(SNIFF_BYTES))
@@ -177,8 +186,11 @@ def read_text_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterato
         part_no = 0
         first_line = 1
         too_long_reported = False
-        for lineno, line in read_lines(f, path, opts, problems):
-            n = len(line.encode("utf-8")) + 1
+        for lineno, line, eol in read_lines(f, path, opts, problems):
+            if lineno == 1 and line.startswith("\ufeff"):
+                line = line[1:]
+            line += eol
+            n = len(line.encode("utf-8"))
             if size + n > opts.max_document_bytes and parts:
                 if not too_long_reported:
                     too_long_reported = True
@@ -192,13 +204,13 @@ def read_text_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterato
                     if action == "skip":
                         return
                 yield SourceDoc(
-                    key=f"{path}#{part_no}", text="\n".join(parts), path=str(path), line=first_line
+                    key=f"{path}#{part_no}", text="".join(parts), path=str(path), line=first_line
                 )
                 part_no += 1
                 parts, size, first_line = [], 0, lineno
             parts.append(line)
             size += n
-        text = "\n".join(parts)
+        text = "".join(parts)
         if not text.strip():
             if part_no == 0:
                 problems.report("empty_file", "file holds no text", path)
@@ -290,7 +302,7 @@ def read_jsonl_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterat
             return
         f.seek(0)
         any_line = False
-        for lineno, line in read_lines(f, path, opts, problems):
+        for lineno, line, _ in read_lines(f, path, opts, problems):
             if not line.strip():
                 continue  # blank lines separate nothing in JSONL; tolerated without a count
             any_line = True
@@ -306,6 +318,41 @@ def read_jsonl_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterat
                 yield doc
         if not any_line:
             problems.report("empty_file", "file holds no JSON records", path)
+
+
+def read_json_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterator[SourceDoc]:
+    """`*.json`: a JSON array of records (the "line" in messages is the record's 1-based
+    position), or, when it does not start with "[", JSON lines under another name."""
+    with open_binary(path) as f:
+        head = f.read(SNIFF_BYTES)
+    if not head.lstrip().startswith(b"["):
+        yield from read_jsonl_file(path, opts, problems)
+        return
+    if path.stat().st_size > opts.max_document_bytes:
+        problems.report(
+            "document_too_long",
+            f"a JSON array file larger than max_document_bytes={opts.max_document_bytes} "
+            "(use JSON lines for big inputs)",
+            path,
+        )
+        return
+    with open_binary(path) as f:
+        raw = f.read()
+    try:
+        records = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        problems.report("invalid_utf8", f"invalid UTF-8 at byte {e.start} of the file", path)
+        return
+    except json.JSONDecodeError as e:
+        problems.report("malformed_json", f"malformed JSON: {e.msg} (line {e.lineno})", path)
+        return
+    if not isinstance(records, list) or not records:
+        problems.report("empty_file", "JSON array holds no records", path)
+        return
+    for i, obj in enumerate(records, start=1):
+        doc = _record_to_doc(obj, path, i, opts, problems)
+        if doc is not None:
+            yield doc
 
 
 def read_parquet_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterator[SourceDoc]:
@@ -352,6 +399,7 @@ def read_documents(
                 continue
             fmt = file_format(path)
             reader = {
+                "json": read_json_file,
                 "jsonl": read_jsonl_file,
                 "parquet": read_parquet_file,
                 "text": read_text_file,

@@ -292,3 +292,16 @@ def test_chunked_cross_entropy_equals_the_full_loss(chunk):
     torch.testing.assert_close(chunked, full)
     for a, b in zip(chunked_grads, full_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_meta_forward_gives_shapes_without_values():
+    """Shape-only runs (dry runs, FLOP counting) must not trip over value checks."""
+    with torch.device("meta"):
+        model = HyperCore(tiny(tie_embeddings=True))
+        ids = torch.zeros(2, 16, dtype=torch.long)
+        out = model(ids, doc_ids=torch.zeros(2, 16, dtype=torch.long))
+    assert out.logits.shape == (2, 16, 61) and out.logits.device.type == "meta"
+    model.to_empty(device="cpu")  # a plain to_empty unties shared parameters (FSDP2 keeps them)
+    model.init_weights()
+    assert model.output.weight is model.tok_embeddings.weight  # init_weights restores the tie
+    assert model.num_params() == tiny(tie_embeddings=True).num_params()

@@ -149,7 +149,8 @@ def layout_for(backend: str, doc_ids: torch.Tensor | None, batch: int, seq_len: 
             raise ValueError(
                 f"doc_ids has shape {tuple(doc_ids.shape)}, expected {(batch, seq_len)}")
         segments = segment_ids(doc_ids)
-        packed = bool((segments[:, -1] > 0).any())  # one sync; lets unpacked rows take is_causal
+        # one sync, so batches without a boundary take is_causal; on meta, assume packing
+        packed = device.type == "meta" or bool((segments[:, -1] > 0).any())
     if not packed:
         layout = AttentionLayout(backend, packed=False)
         if backend == "xformers":

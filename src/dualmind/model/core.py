@@ -152,11 +152,14 @@ class HyperCore(nn.Module):
         loss in chunks from ``hidden`` (large vocabularies, long packs) avoid a [B,T,V] tensor.
         """
         B, T = ids.shape
-        low, high = (int(v) for v in torch.aminmax(ids))  # one sync; a CUDA gather would assert
-        if low < 0 or high >= self.cfg.vocab_size:
-            raise ValueError(f"symbol id {high if high >= self.cfg.vocab_size else low} is outside "
-                             f"the model's vocabulary (vocab_size={self.cfg.vocab_size}); was the "
-                             "lexicon built larger than model.vocab_size?")
+        has_values = ids.device.type != "meta"  # shape-only (meta) runs skip value checks
+        if has_values:
+            low, high = (int(v) for v in torch.aminmax(ids))  # a CUDA gather would only assert
+            if low < 0 or high >= self.cfg.vocab_size:
+                bad = high if high >= self.cfg.vocab_size else low
+                raise ValueError(f"symbol id {bad} is outside the model's vocabulary (vocab_size="
+                                 f"{self.cfg.vocab_size}); was the lexicon built larger than "
+                                 "model.vocab_size?")
         past = 0
         if cache is not None:
             cache.check_room(B, T)
@@ -169,13 +172,14 @@ class HyperCore(nn.Module):
                          else torch.arange(past, past + T, device=ids.device).expand(B, T))
         elif positions.shape != (B, T):
             raise ValueError(f"positions has shape {tuple(positions.shape)}, expected {(B, T)}")
-        elif int(positions.max()) >= self.cfg.max_seq_len:
+        elif has_values and int(positions.max()) >= self.cfg.max_seq_len:
             raise ValueError(f"position {int(positions.max())} is beyond the model's context "
                              f"(max_seq_len={self.cfg.max_seq_len})")
 
         x = self.tok_embeddings(ids)
-        dtype = torch.get_autocast_dtype(x.device.type) \
-            if torch.is_autocast_enabled(x.device.type) else x.dtype
+        dtype = x.dtype  # the dtype attention will see: autocast's, if on
+        if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
+            dtype = torch.get_autocast_dtype(x.device.type)
         layout = attn.build_layout(self.cfg.attn_backend, doc_ids, B, T, x.device, dtype, past)
         inv_freq = inverse_frequencies(self.cfg.head_dim, self.cfg.rope_theta,
                                        self.cfg.rope_scaling, device=x.device)
@@ -214,6 +218,8 @@ class HyperCore(nn.Module):
         cfg, std = self.cfg, self.cfg.init_std
         if self.tok_embeddings.weight.device.type == "meta":
             return  # nothing to fill yet; called again after to_empty()
+        if cfg.tie_embeddings and self.output.weight is not self.tok_embeddings.weight:
+            self.output.weight = self.tok_embeddings.weight  # a plain to_empty() unties them
         _normal(self.tok_embeddings.weight, std)
         if not cfg.tie_embeddings:
             _normal(self.output.weight, std)

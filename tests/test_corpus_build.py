@@ -167,6 +167,15 @@ def test_resume_never_rewrites_finished_shards_and_is_deterministic(built, input
         assert (out / name).read_bytes() == (ref / name).read_bytes(), name
 
 
+def test_deleted_manifest_means_a_fresh_build(inputs, tmp_path):
+    out = tmp_path / "out"
+    build_corpus([inputs], small_lexicon("lossless"), out, backend="serial", **OPTS)
+    (out / "manifest.json").unlink()
+    again = build_corpus([inputs], small_lexicon("lossless"), out, backend="serial", **OPTS)
+    assert again.status == "built" and again.shards_reused == 0
+    assert ShardSet.open(out, "train")[0].n_bytes > 0
+
+
 def test_killed_build_continues(inputs, tmp_path):
     """SIGKILL the build after its second shard; the rerun keeps both and builds the rest."""
     out = tmp_path / "out"

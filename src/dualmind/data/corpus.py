@@ -785,8 +785,13 @@ def _prepare_out_dir(out_dir: Path, h: str, overwrite: bool) -> str:
             break
     if existing == h and manifest.is_file():
         return "done"
-    if existing == h:
+    staged = out_dir / WORK / "documents.jsonl"
+    if existing == h and staged.is_file():
         return "resume"
+    if existing == h:
+        # the plan survived but its staged documents did not (a finished build whose manifest
+        # was deleted): nothing to resume from, so start again
+        existing = None
     ours = {MANIFEST, WORK, "shards", "hypertrain.jsonl", "tokenizer.json", "build_report.json"}
     present = [p.name for p in out_dir.iterdir()] if out_dir.is_dir() else []
     foreign = [

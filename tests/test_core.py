@@ -60,6 +60,27 @@ def test_flops_per_token_is_torchtitans_formula(tie):
     assert cfg.non_embedding_params() == cfg.n_layers * cfg.block_params() + cfg.dim
 
 
+def test_flops_per_token_matches_torch_flop_counter():
+    """PyTorch's FLOP counter on a real forward/backward agrees with the formula exactly, once the
+    norm weights (which the 6·N convention counts but no matmul uses) are taken out."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = tiny()
+    model = HyperCore(cfg)
+    B, T = 2, 40
+    ids = torch.randint(0, cfg.vocab_size, (B, T))
+    norm_weights = (2 * cfg.n_layers + 1) * cfg.dim
+    # the math kernel is built from counted matmuls; the fused CPU kernel is not counted at all
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as forward:
+        model(ids)
+    assert forward.get_total_flops() == cfg.flops_per_token(T, training=False) * B * T \
+        - 2 * norm_weights * B * T
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as training:
+        model(ids).logits.sum().backward()
+    assert training.get_total_flops() == cfg.flops_per_token(T) * B * T - 6 * norm_weights * B * T
+
+
 # ---- forward ----
 
 def test_forward_shapes_hidden_states_and_logit_lens():

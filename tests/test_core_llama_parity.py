@@ -51,10 +51,13 @@ def test_logits_match_transformers_llama(rope, tie):
     ids = torch.randint(0, 97, (2, 100), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         want = hf(ids, output_hidden_states=True)
-        got = core(ids)
+        got = core(ids, return_hidden_states=True)
     assert want.logits.abs().max() > 1.0  # a meaningful comparison, not two near-zero tensors
     torch.testing.assert_close(got.logits, want.logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got.hidden, want.hidden_states[-1], atol=1e-5, rtol=1e-5)
+    # transformers' list ends with the final-normed stream; ours keeps every raw block output
+    for ours, theirs in zip(got.hidden_states[:-1], want.hidden_states[:-1], strict=True):
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
 
 def test_rope_scaling_changes_the_numbers():

@@ -77,7 +77,7 @@ class Attention(nn.Module):
     def __init__(self, cfg: CoreConfig, layer_id: int):
         super().__init__()
         self.layer_id = layer_id
-        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.head_dim = cfg.head_dim
         self.wq = nn.Linear(cfg.dim, cfg.q_dim, bias=False)
         self.wk = nn.Linear(cfg.dim, cfg.kv_dim, bias=False)
         self.wv = nn.Linear(cfg.dim, cfg.kv_dim, bias=False)
@@ -85,9 +85,10 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, ctx: BatchContext) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.wq(x).view(B, T, self.n_heads, self.head_dim)
-        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
-        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
+        # -1, not n_heads: under tensor parallelism each rank holds a slice of the heads
+        q = self.wq(x).view(B, T, -1, self.head_dim)
+        k = self.wk(x).view(B, T, -1, self.head_dim)
+        v = self.wv(x).view(B, T, -1, self.head_dim)
         q, k = apply_rope(q, ctx.cos, ctx.sin), apply_rope(k, ctx.cos, ctx.sin)
         if ctx.cache is not None:
             k, v = ctx.cache.update(self.layer_id, k, v)

@@ -31,7 +31,8 @@ def copy(src, tmp_path):
 @pytest.mark.parametrize("level", ["lossless", "semantic"])
 def test_save_load_round_trip(built, level):
     lex, d = built[level]
-    assert sorted(p.name for p in d.iterdir()) == ["README.txt", "lexicon.json", "units.tsv"]
+    expected = ["README.txt", "lexicon.json", "units.tsv"] + (["surfaces.tsv"] if level == "semantic" else [])
+    assert sorted(p.name for p in d.iterdir()) == sorted(expected)
     loaded = Lexicon.load(d, level=level, fingerprint=lex.fingerprint)
     assert loaded.fingerprint == lex.fingerprint
     assert loaded.level == level and len(loaded) == len(lex)
@@ -126,4 +127,24 @@ def test_bad_files(built, tmp_path):
     rows[7] = rows[7].rsplit("\t", 1)[0].replace("\tbyte\t", "\tblob\t")
     (d / "units.tsv").write_text("\n".join(rows) + "\n")
     with pytest.raises(LexiconError, match=r"units\.tsv:8: column 'kind' is 'blob'"):
+        Lexicon.load(d)
+
+
+def test_semantic_surface_table(built, tmp_path):
+    lex, src = built["semantic"]
+    rows = (src / "surfaces.tsv").read_text().splitlines()
+    assert rows[0] == "form\tlemmas"
+    table = dict(r.split("\t") for r in rows[1:])
+    assert table["Кошки"] == "кошка"
+    assert table["the"] == ""  # a function word: no lemma
+    d = copy(src, tmp_path)
+    p = d / "surfaces.tsv"
+    p.write_text(p.read_text().replace("Кошки\tкошка", "Кошки\tсобака"))
+    with pytest.raises(LexiconError, match="key 'fingerprint'.*edited or corrupt"):
+        Lexicon.load(d)
+    p.write_text("form\tlemmas\nbroken line\n")  # no tab
+    with pytest.raises(LexiconError, match=r"surfaces\.tsv:2: expected form"):
+        Lexicon.load(d)
+    p.unlink()
+    with pytest.raises(LexiconError, match=r"surfaces\.tsv: missing"):
         Lexicon.load(d)

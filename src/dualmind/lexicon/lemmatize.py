@@ -23,18 +23,24 @@ def _morph():
 def lemmatize(word: str, lang: str) -> str:
     """Lower-case lemma of ``word`` in ``lang``; the word itself (lower-cased) if unknown."""
     w = word.lower()
+    if lang == "ru":
+        forms = list(dict.fromkeys(p.normal_form for p in _morph().parse(w)))
+        if len(forms) == 1:
+            return forms[0].replace("ё", "е")
+        simple = _simplemma(w, lang)
+        if forms and simple not in forms:
+            simple = forms[0]
+        return simple.replace("ё", "е")
+    return _simplemma(w, lang)
+
+
+def _simplemma(w: str, lang: str) -> str:
     import simplemma
 
     try:
-        simple = simplemma.lemmatize(w, lang=lang).lower()
+        return simplemma.lemmatize(w, lang=lang).lower()
     except ValueError:  # language not supported by simplemma
-        simple = w
-    if lang == "ru":
-        forms = [p.normal_form for p in _morph().parse(w)]
-        if forms and simple not in forms:
-            simple = forms[0]
-        simple = simple.replace("ё", "е")
-    return simple
+        return w
 
 
 def lemmatizer_versions() -> dict[str, str]:

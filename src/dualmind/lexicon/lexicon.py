@@ -5,11 +5,14 @@ A lexicon directory holds three files:
 * ``lexicon.json`` — format name and version, level, options, merge rounds, stopwords,
   the content ``fingerprint`` and (not fingerprinted) build information;
 * ``units.tsv`` — one row per unit: id, symbol, kind, form, count, lang, parts;
+* ``surfaces.tsv`` (semantic only) — every word form of the training corpus with the
+  lemmas it stands for (empty for a function word), so encoding is reproducible and
+  needs no lemmatiser call for known forms;
 * ``README.txt`` — a short note for people who open the folder.
 
 The fingerprint is the sha256 of the canonical JSON of everything in ``lexicon.json``
 that changes encoding (format version, level, options, rounds, stopwords) plus the exact
-bytes of ``units.tsv``. Later artifacts (shards, checkpoints) record it and refuse a
+bytes of ``units.tsv`` and ``surfaces.tsv``. Later artifacts (shards, checkpoints) record it and refuse a
 lexicon with another one.
 """
 
@@ -36,6 +39,8 @@ FORMAT_VERSION = 1
 LEVELS = ("lossless", "semantic")
 HEADER_FILE = "lexicon.json"
 UNITS_FILE = "units.tsv"
+SURFACES_FILE = "surfaces.tsv"
+SURFACES_HEADER = "form\tlemmas"
 
 DEFAULTS = {
     "lossless": dict(vocab_size=32768, piece_merges=4096, phrase_share=0.35, max_n=4,
@@ -51,7 +56,9 @@ class Lexicon:
 
     def __init__(self, level: str, units: list[Unit], rounds: list[tuple[int, int]],
                  options: dict, stopwords: dict[str, list[str]] | None = None,
-                 build_info: dict | None = None):
+                 build_info: dict | None = None,
+                 surfaces: dict[str, tuple[str, ...]] | None = None,
+                 _files: tuple[str, str | None] | None = None):
         """Use :meth:`build` or :meth:`load`; this constructor trusts its arguments."""
         if level not in LEVELS:
             raise LexiconError(f"unknown level {level!r}; expected one of {LEVELS}")
@@ -62,6 +69,7 @@ class Lexicon:
         self.langs = tuple(options["langs"])
         self.stopwords = {k: sorted(v) for k, v in (stopwords or {}).items()}
         self.build_info = build_info or {}
+        self.surfaces = surfaces if level == "semantic" else None
         self._symbols = symbol_table(len(units))
         self._sym_to_id = {c: i for i, c in enumerate(self._symbols)}
         tables = self._round_tables()
@@ -69,7 +77,12 @@ class Lexicon:
             self._codec = LosslessCodec(units, tables)
         else:
             sw = {k: frozenset(v) for k, v in self.stopwords.items()}
-            self._codec = SemanticCodec(units, tables, self.langs, sw)
+            self._codec = SemanticCodec(units, tables, self.langs, sw, self.surfaces)
+        # The exact text of units.tsv / surfaces.tsv: formatted once here, or as read by
+        # load() (hashing the bytes read saves re-formatting 100k+ rows).
+        self._units_text, self._surfaces_text = _files or (
+            format_units(units),
+            self._format_surfaces() if self.surfaces is not None else None)
         self.fingerprint = self._compute_fingerprint()
 
     # -- construction -----------------------------------------------------------------
@@ -112,10 +125,10 @@ class Lexicon:
             sw[lang] = frozenset(w.lower() for w in words)
         t0 = time.perf_counter()
         if level == "lossless":
-            units, tables, stats = build_lossless(texts, progress=progress, **opts)
+            units, tables, stats, surfaces = build_lossless(texts, progress=progress, **opts)
         else:
-            units, tables, stats = build_semantic(texts, langs=langs, stopwords=sw,
-                                                  progress=progress, **opts)
+            units, tables, stats, surfaces = build_semantic(texts, langs=langs, stopwords=sw,
+                                                            progress=progress, **opts)
         ranges = []
         for t in tables:
             ids = sorted(t.values())
@@ -126,7 +139,8 @@ class Lexicon:
         info = {"seconds": round(time.perf_counter() - t0, 3), **stats,
                 "lemmatizers": lemmatizer_versions() if level == "semantic" else {}}
         return cls(level, units, ranges, options,
-                   stopwords=sw if level == "semantic" else None, build_info=info)
+                   stopwords=sw if level == "semantic" else None, build_info=info,
+                   surfaces=surfaces)
 
     def _round_tables(self) -> list[MergeTable]:
         tables = []
@@ -150,8 +164,32 @@ class Lexicon:
         h = hashlib.sha256()
         h.update(json.dumps(self._header(), sort_keys=True, ensure_ascii=False).encode())
         h.update(b"\n")
-        h.update(format_units(self.units).encode("utf-8"))
+        h.update(self._units_text.encode("utf-8"))
+        if self._surfaces_text is not None:
+            h.update(b"\n")
+            h.update(self._surfaces_text.encode("utf-8"))
         return h.hexdigest()
+
+    def _format_surfaces(self) -> str:
+        lines = [SURFACES_HEADER]
+        for word, lemmas in self.surfaces.items():
+            lines.append(f"{word}\t{' '.join(lemmas)}")
+        return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _parse_surfaces(text: str, path: Path) -> dict[str, tuple[str, ...]]:
+        lines = text.split("\n")
+        if lines[0] != SURFACES_HEADER:
+            raise LexiconError(f"{path}:1: header must be 'form<TAB>lemmas'")
+        out: dict[str, tuple[str, ...]] = {}
+        for lineno, line in enumerate(lines[1:], start=2):
+            if not line:
+                continue
+            word, sep, lemmas = line.partition("\t")
+            if not sep or not word or "\t" in lemmas:
+                raise LexiconError(f"{path}:{lineno}: expected form<TAB>space-separated lemmas")
+            out[word] = tuple(lemmas.split(" ")) if lemmas else ()
+        return out
 
     @property
     def vocab_size(self) -> int:
@@ -242,7 +280,9 @@ class Lexicon:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         header = {**self._header(), "fingerprint": self.fingerprint, "build": self.build_info}
-        (d / UNITS_FILE).write_text(format_units(self.units), encoding="utf-8", newline="\n")
+        (d / UNITS_FILE).write_text(self._units_text, encoding="utf-8", newline="\n")
+        if self._surfaces_text is not None:
+            (d / SURFACES_FILE).write_text(self._surfaces_text, encoding="utf-8", newline="\n")
         (d / HEADER_FILE).write_text(
             json.dumps(header, indent=1, ensure_ascii=False, sort_keys=True) + "\n",
             encoding="utf-8")
@@ -293,9 +333,10 @@ class Lexicon:
         stopwords = key("stopwords", dict)
         recorded = key("fingerprint", str)
         try:
-            units = parse_units(upath.read_text(encoding="utf-8"), str(upath))
+            units_text = upath.read_bytes().decode("utf-8")
         except UnicodeDecodeError as e:
             raise LexiconError(f"{upath}: not UTF-8: {e}") from e
+        units = parse_units(units_text, str(upath))
         if len(units) != key("vocab_size", int):
             raise LexiconError(f"{hpath}: key 'vocab_size' is {header['vocab_size']} but "
                                f"{upath} has {len(units)} units")
@@ -303,8 +344,19 @@ class Lexicon:
             if not (isinstance(r, list) and len(r) == 2 and 0 <= r[0] < r[1] <= len(units)
                     and all(units[i].parts for i in range(r[0], r[1]))):
                 raise LexiconError(f"{hpath}: key 'merge_rounds' has a bad range {r!r}")
+        surfaces = surfaces_text = None
+        if got_level == "semantic":
+            spath = d / SURFACES_FILE
+            if not spath.is_file():
+                raise LexiconError(f"{spath}: missing (a semantic lexicon needs it)")
+            try:
+                surfaces_text = spath.read_bytes().decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise LexiconError(f"{spath}: not UTF-8: {e}") from e
+            surfaces = cls._parse_surfaces(surfaces_text, spath)
         lex = cls(got_level, units, rounds, options, stopwords=stopwords,
-                  build_info=header.get("build", {}))
+                  build_info=header.get("build", {}), surfaces=surfaces,
+                  _files=(units_text, surfaces_text))
         if lex.fingerprint != recorded:
             raise LexiconError(f"{hpath}: key 'fingerprint' is {recorded[:16]}… but the "
                                f"content hashes to {lex.fingerprint[:16]}… (edited or corrupt)")
@@ -320,6 +372,7 @@ fingerprint: {fp}
 lexicon.json  format, version, level, options, merge rounds, stopwords, fingerprint
 units.tsv     one unit per row: id, symbol (private-use code point), kind, form (JSON string
               or hex:), count in the training corpus, lang, parts (left+right for merges)
+surfaces.tsv  (semantic) each training word form and the lemmas it stands for
 Editing either file changes the fingerprint; Lexicon.load refuses a mismatch.
 See docs/lexicon.md in the dualmind repository.
 """

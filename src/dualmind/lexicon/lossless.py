@@ -176,7 +176,7 @@ def build_lossless(
     stats = {"train_bytes": n_bytes, "train_docs": len(docs), "distinct_pretokens": len(counts),
              "words": words, "pieces": sum(u.kind == "piece" for u in table.units),
              "phrases": sum(u.kind == "phrase" for u in table.units)}
-    return table.units, tables, stats
+    return table.units, tables, stats, None
 
 
 def _round_budgets(total: int, rounds: int) -> list[int]:

@@ -87,6 +87,9 @@ class PieceModel:
             return []
         return self._model.encode(text, add_special_tokens=False).ids
 
+    def split_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self._model.encode_batch(texts, add_special_tokens=False)]
+
 # Pieces only serve words outside the vocabulary, i.e. rare ones, so they are trained on
 # word *types* (each distinct pre-token or lemma once): frequent words, which are whole
 # units anyway, must not spend the piece budget. Measured on the demo corpus: types give

@@ -68,7 +68,7 @@ class WordAnalyzer:
         for p in parts:
             if not p or p in stop:
                 continue
-            lemma = lemmatize(p, lang)
+            lemma = "_".join(lemmatize(p, lang).split())  # never whitespace inside a lemma
             if lemma and lemma not in stop:
                 out.append((lemma, lang))
         return tuple(out)
@@ -76,12 +76,18 @@ class WordAnalyzer:
 
 class SemanticCodec:
     def __init__(self, units: list[Unit], rounds: list[MergeTable],
-                 langs: tuple[str, ...], stopwords: dict[str, frozenset[str]]):
+                 langs: tuple[str, ...], stopwords: dict[str, frozenset[str]],
+                 surfaces: dict[str, tuple[str, ...]] | None = None):
         self.units = units
         self.rounds = rounds
         self._merge = MergeRounds(rounds, len(units))
         self.langs = langs
         self.analyzer = WordAnalyzer(langs, stopwords)
+        # The build's surface-form table: every word of the training corpus already
+        # analysed, so encoding never calls a lemmatiser for them (fast, and the same
+        # lemmas on any machine whatever lemmatiser version is installed).
+        for word, lemmas in (surfaces or {}).items():
+            self.analyzer._memo[(word, None)] = tuple((lemma, "-") for lemma in lemmas)
         vocab, merges = piece_vocab_of(units)
         self.pieces = PieceModel(vocab, merges)
         self.lemma_ids = {u.text: u.id for u in units if u.kind == "lemma"}
@@ -89,6 +95,33 @@ class SemanticCodec:
         self._caches: dict[str | None, ChunkCache] = {}
         self.fallback_forms = 0
         self._glyph = [self._make_glyph(u) for u in units]
+        self._word_caches: dict[str | None, ChunkCache] = {}
+        if surfaces:
+            self._prefill(surfaces)
+
+    def _prefill(self, surfaces: dict[str, tuple[str, ...]]) -> None:
+        """Word -> ids for every training word form, computed once at load (rare lemmas
+        split into pieces in one compiled batch), so even a first pass over text made of
+        known words runs on dict hits."""
+        rare = sorted({lem for lemmas in surfaces.values() for lem in lemmas
+                       if lem not in self.lemma_ids})
+        for lemma, ids in zip(rare, self.pieces.split_batch([" " + x for x in rare])):
+            self._lemma_memo[lemma] = tuple(ids)
+        lemma_ids = self.lemma_ids
+        memo = self._lemma_memo
+        words = self._word_cache(None)
+        for word, lemmas in surfaces.items():
+            if len(lemmas) == 1:
+                uid = lemma_ids.get(lemmas[0])
+                words[word] = (uid,) if uid is not None else memo[lemmas[0]]
+            else:
+                words[word] = tuple(chain.from_iterable(map(self.lemma_to_ids, lemmas)))
+
+    def _word_cache(self, prefer: str | None) -> ChunkCache:
+        c = self._word_caches.get(prefer)
+        if c is None:
+            c = self._word_caches[prefer] = ChunkCache(lambda w: self.word_to_ids(w, prefer))
+        return c
 
     # -- encoding -------------------------------------------------------------------
     def lemma_to_ids(self, lemma: str) -> tuple[int, ...]:
@@ -108,11 +141,20 @@ class SemanticCodec:
             self.lemma_to_ids(lemma) for lemma, _ in self.analyzer(word, prefer)))
 
     def _cache(self, prefer: str | None) -> ChunkCache:
+        """Chunk -> ids cache (one per preferred language), backed by a word -> ids cache:
+        a chunk seen for the first time ("night," after "night") costs one regex call and
+        dict hits, no lemmatiser."""
         c = self._caches.get(prefer)
         if c is None:
+            get_word = self._word_cache(prefer).__getitem__
+            find = WORD.findall
+
             def compute(chunk: str) -> tuple[int, ...]:
-                return tuple(chain.from_iterable(
-                    self.word_to_ids(w, prefer) for w in WORD.findall(chunk)))
+                ws = find(chunk)
+                if len(ws) == 1:
+                    return get_word(ws[0])
+                return tuple(chain.from_iterable(map(get_word, ws)))
+
             c = self._caches[prefer] = ChunkCache(compute)
         return c
 
@@ -243,8 +285,10 @@ def build_semantic(
     shares = _round_budgets(vocab_size - len(table), rounds)
     tables, _ = learn_rounds(docs, shares, width.__contains__, width.__getitem__,
                              max_n, phrase_min_count, new_unit)
+    surfaces = {word: tuple(lemma for lemma, _ in out)
+                for (word, prefer), out in analyzer._memo.items() if prefer is None}
     stats = {"train_bytes": n_bytes, "train_docs": len(docs), "distinct_lemmas": len(counts),
-             "und_forms": analyzer.und_forms, "lemmas": lemmas,
-             "pieces": sum(u.kind == "piece" for u in table.units),
+             "distinct_surfaces": len(surfaces), "und_forms": analyzer.und_forms,
+             "lemmas": lemmas, "pieces": sum(u.kind == "piece" for u in table.units),
              "concepts": sum(u.kind == "concept" for u in table.units)}
-    return table.units, tables, stats
+    return table.units, tables, stats, surfaces

@@ -9,6 +9,7 @@ The configs are conf/ (primary + groups) and recipes/recipe/ (found through hydr
 set from the package location by dualmind.config). Runs land in runs/<name>/.
 """
 
+import logging
 import sys
 
 import hydra
@@ -27,6 +28,11 @@ def main(cfg: DictConfig) -> float:
     from dualmind.lit import NonFiniteLossError
     from dualmind.train_loop import TrainingError, run
 
+    # Hydra already routes the root logger to the console and <run>/train.log; Lightning's own
+    # console handlers would print every line twice.
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for handler in list(logging.getLogger(name).handlers):
+            logging.getLogger(name).removeHandler(handler)
     try:
         result = run(cfg)
     except (TrainingError, ConfigError, DataConfigError, NonFiniteLossError) as err:

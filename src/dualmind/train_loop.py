@@ -51,6 +51,10 @@ class TrainResult:
         if self.train:
             lines.append(f"train loss {self.first_loss:.3f} -> {self.last_loss:.3f} nats/symbol "
                          f"(bpb {self.train[0]['bpb']:.3f} -> {self.train[-1]['bpb']:.3f})")
+        if len(self.train) > 2:
+            picks = sorted({round(i * (len(self.train) - 1) / 7) for i in range(8)})
+            lines.append("loss curve: " + "  ".join(
+                f"{self.train[i]['step']}:{self.train[i]['loss']:.2f}" for i in picks))
         for v in self.val:
             lines.append(f"  step {v['step']:>6}: val loss {v['loss']:.3f}, val bits/byte {v['bpb']:.3f}")
         if self.last_checkpoint:
@@ -142,7 +146,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ())
         strategy=_strategy(cfg), precision=_precision(t.precision),
         max_steps=t.max_steps, val_check_interval=t.val_check_interval, check_val_every_n_epoch=None,
         num_sanity_val_steps=t.num_sanity_val_steps,
-        limit_val_batches=limit_val if limit_val is not None else 1.0,
+        limit_val_batches=limit_val,
         log_every_n_steps=t.log_every_n_steps, gradient_clip_val=t.gradient_clip_val,
         gradient_clip_algorithm=t.gradient_clip_algorithm,
         accumulate_grad_batches=t.accumulate_grad_batches, deterministic=t.deterministic,

@@ -1,0 +1,103 @@
+"""Cross-attention from text tokens to the core's hidden states.
+
+Choices and why (see docs in DESIGN.md, "Model choices"):
+- Separate RMSNorms for the queries (decoder stream, width dim) and for the keys/values (core
+  states, width core_dim): the two streams live on different scales, and the core is frozen.
+- No rotary positions: the alignment between text and core is carried by the mask alone
+  (BLT, CEPE), so the decoder cannot learn shortcuts from absolute offsets in a pack.
+- A learned null key/value, prepended to every row's keys, is always visible: a token whose
+  mask shows no core state (text before the first unit, padding) attends to "nothing" instead
+  of producing NaNs, and any token may choose to ignore the core (RETRO). Both start at zero,
+  so "nothing" adds exactly nothing until training says otherwise.
+- Optional tanh gate initialised to 0 (Flamingo): with ``gated`` the sub-layer's contribution is
+  exactly zero at the start, so a decoder loaded from a pretrained LM begins as that LM.
+
+The attention itself runs through torch SDPA with a boolean mask (the mask is arbitrary, not
+causal or block-diagonal, so flash-attn's varlen path does not apply; on CUDA SDPA picks its
+memory-efficient kernel, which takes masks).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dualmind.model import attention as attn
+from dualmind.model.core import RMSNorm
+from dualmind.model.decoder_config import DecoderConfig
+
+CrossKV = tuple[torch.Tensor, torch.Tensor]  # keys, values [B, 1+S, n_kv_heads, head_dim]
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.q_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.kv_norm = RMSNorm(cfg.core_dim, cfg.norm_eps)
+        self.wq = nn.Linear(cfg.dim, cfg.q_dim, bias=False)
+        self.wk = nn.Linear(cfg.core_dim, cfg.kv_dim, bias=False)
+        self.wv = nn.Linear(cfg.core_dim, cfg.kv_dim, bias=False)
+        self.wo = nn.Linear(cfg.q_dim, cfg.dim, bias=False)
+        self.null_k = nn.Parameter(torch.zeros(cfg.n_kv_heads, cfg.head_dim))
+        self.null_v = nn.Parameter(torch.zeros(cfg.n_kv_heads, cfg.head_dim))
+        # shape [1], not a scalar: FSDP2 shards parameters along dim 0
+        self.gate = nn.Parameter(torch.zeros(1)) if cfg.gated else None
+
+    def keys_values(self, core_states: torch.Tensor) -> CrossKV:
+        """core_states [B,S,core_dim] -> keys, values [B,1+S,KV,Dh], the null pair first.
+
+        Depends only on the core states: generation computes it once per layer and reuses it.
+        """
+        B, S, _ = core_states.shape
+        # The core's states may arrive in another dtype than this layer's weights (a frozen fp32
+        # core feeding a bf16 decoder under FSDP2 mixed precision, which casts only the block's
+        # own arguments); under autocast this cast is a no-op for the matmul.
+        states = self.kv_norm(core_states).to(self.wk.weight.dtype)
+        k = self.wk(states).view(B, S, self.n_kv_heads, self.head_dim)
+        v = self.wv(states).view(B, S, self.n_kv_heads, self.head_dim)
+        null_k = self.null_k.to(k.dtype).expand(B, 1, -1, -1)
+        null_v = self.null_v.to(v.dtype).expand(B, 1, -1, -1)
+        return torch.cat((null_k, k), dim=1), torch.cat((null_v, v), dim=1)
+
+    def forward(self, x: torch.Tensor, kv: CrossKV, mask: torch.Tensor | None) -> torch.Tensor:
+        """x [B,T,dim] (the residual stream), mask bool [B,T,S] or None (see everything)
+        -> the residual update [B,T,dim]."""
+        B, T, _ = x.shape
+        k, v = kv
+        q = self.wq(self.q_norm(x)).view(B, T, self.n_heads, self.head_dim)
+        layout = attn.AttentionLayout("sdpa", packed=True, sdpa_mask=with_null(mask, B, T, k))
+        out = self.wo(attn.attend(q, k.to(q.dtype), v.to(q.dtype), layout).reshape(B, T, -1))
+        if self.gate is not None:
+            out = torch.tanh(self.gate).to(out.dtype) * out
+        return out
+
+    @torch.no_grad()
+    def init_weights(self, std: float, out_std: float) -> None:
+        for linear in (self.wq, self.wk, self.wv):
+            nn.init.trunc_normal_(linear.weight, std=std, a=-3 * std, b=3 * std)
+        nn.init.trunc_normal_(self.wo.weight, std=out_std, a=-3 * out_std, b=3 * out_std)
+        nn.init.zeros_(self.null_k)
+        nn.init.zeros_(self.null_v)
+        if self.gate is not None:
+            nn.init.zeros_(self.gate)
+        self.q_norm.reset_parameters()
+        self.kv_norm.reset_parameters()
+
+
+def with_null(mask: torch.Tensor | None, batch: int, queries: int, keys: torch.Tensor
+              ) -> torch.Tensor:
+    """SDPA mask [B|1, 1, T|1, 1+S] with the null column always True.
+
+    Without a mask every key is visible: a broadcast row of ones, never ``is_causal``.
+    """
+    n_keys = keys.shape[1]
+    if mask is None:
+        return torch.ones(1, 1, 1, n_keys, dtype=torch.bool, device=keys.device)
+    if mask.dtype != torch.bool:
+        raise TypeError(f"cross_mask must be a bool tensor (True = may attend), got {mask.dtype}")
+    if mask.shape != (batch, queries, n_keys - 1):
+        raise ValueError(f"cross_mask has shape {tuple(mask.shape)}, expected "
+                         f"{(batch, queries, n_keys - 1)} (batch, text tokens, core states)")
+    null = torch.ones(batch, queries, 1, dtype=torch.bool, device=mask.device)
+    return torch.cat((null, mask), dim=-1)[:, None]

@@ -1,0 +1,267 @@
+"""The language decoder: speaks human language (BPE tokens) by reading the core's hidden states.
+
+Its own causal self-attention stack is built from the core's layers (the same RMSNorm, RoPE,
+SwiGLU, grouped-query attention and backends, imported from :mod:`dualmind.model.core`) and named
+like the core's (``tok_embeddings``, ``layers.i.attention.wq``, ..., ``norm``, ``output``), so the
+weights of a pretrained Llama-style LM of the same shape load into it; the cross-attention
+sub-layers (``layers.i.cross_attention.*``) are the only new parameters, and with ``gated`` they
+start switched off. Blocks 0, k, 2k, ... read the core (``cross_every`` = k): first the
+cross-attention, then the block's self-attention and feed-forward (Flamingo's order).
+
+The decoder only reads the core's states: it never imports or calls the core model itself.
+Which states each token may read is the cross mask (:mod:`dualmind.model.masks`).
+
+Parallelism is applied from outside, as for the core (``fully_shard`` per ``layers`` element).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dualmind.model import attention as attn
+from dualmind.model.core import BatchContext, Block, RMSNorm
+from dualmind.model.cross_attention import CrossAttention, CrossKV
+from dualmind.model.decoder_config import DecoderConfig
+from dualmind.model.kv_cache import KVCache
+from dualmind.model.masks import Alignment
+from dualmind.model.rope import inverse_frequencies, rope_cos_sin
+
+# cross_mask_fn(positions [n], ids [B, L]) -> bool [B, n, S]: the mask rows of text positions
+# `positions` given the tokens so far (ids includes them); lets stream-mode generation decide
+# which units a token may read from what has been generated.
+CrossMaskFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class DecoderContext(BatchContext):
+    """The core's per-forward context plus what cross-attention needs. A plain slotted class for
+    the same reason as BatchContext: FSDP2 mixed precision must not cast the core states or the
+    cached cross keys/values it would find in a dataclass."""
+
+    __slots__ = ("core_states", "cross_kv", "cross_mask")
+
+    def __init__(self, layout, cos, sin, cache, core_states, cross_kv, cross_mask):
+        super().__init__(layout, cos, sin, cache)
+        self.core_states, self.cross_kv, self.cross_mask = core_states, cross_kv, cross_mask
+
+
+class DecoderBlock(Block):
+    """A core block, optionally preceded by cross-attention to the core's states."""
+
+    def __init__(self, cfg: DecoderConfig, layer_id: int, cross_index: int | None):
+        super().__init__(cfg.text_stack(), layer_id)
+        self.cross_index = cross_index
+        self.cross_attention = CrossAttention(cfg) if cross_index is not None else None
+
+    def forward(self, x: torch.Tensor, ctx: DecoderContext) -> torch.Tensor:
+        if self.cross_attention is not None:
+            kv = (ctx.cross_kv[self.cross_index] if ctx.cross_kv is not None
+                  else self.cross_attention.keys_values(ctx.core_states))
+            x = x + self.cross_attention(x, kv, ctx.cross_mask)
+        return super().forward(x, ctx)
+
+
+@dataclass
+class Generation:
+    ids: torch.Tensor  # [B, prompt + new] prompt then generated tokens (eos repeated once done)
+    logits: torch.Tensor | None  # [B, new, V] the distribution each new token came from
+
+
+class LanguageDecoder(nn.Module):
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        attn.check_installed(cfg.attn_backend)
+        self.cfg = cfg
+        self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
+        cross = {layer: i for i, layer in enumerate(cfg.cross_layers)}
+        self.layers = nn.ModuleList(DecoderBlock(cfg, i, cross.get(i))
+                                    for i in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.output.weight = self.tok_embeddings.weight
+        self.init_weights()
+
+    @property
+    def cross_layers(self) -> list[CrossAttention]:
+        return [b.cross_attention for b in self.layers if b.cross_attention is not None]
+
+    # ---- forward ----
+
+    def forward(self, text_ids: torch.Tensor, core_states: torch.Tensor | None = None,
+                cross_mask: torch.Tensor | Alignment | None = None,
+                doc_ids: torch.Tensor | None = None, *, mask_mode: str = "render",
+                positions: torch.Tensor | None = None, cache: KVCache | None = None,
+                cross_kv: list[CrossKV] | None = None, compute_logits: bool = True
+                ) -> torch.Tensor:
+        """text_ids [B,T], core_states [B,S,core_dim] (detached or not: the decoder never
+        changes them) -> logits [B,T,V] (or the final-normed hidden [B,T,dim] with
+        ``compute_logits=False``, for callers that compute the loss in chunks).
+
+        cross_mask  bool [B,T,S] (True = may attend), an :class:`Alignment` turned into one with
+                    ``mask_mode`` (render|stream), or None: every token sees every core state.
+        doc_ids     [B,T] document per text token: self-attention and RoPE positions stay within
+                    each document run, as in the core.
+        cache, cross_kv   incremental decoding (see :meth:`generate`): the self-attention KV cache
+                    and the cross keys/values from :meth:`cross_keys_values`, computed once.
+        """
+        B, T = text_ids.shape
+        if isinstance(cross_mask, Alignment):
+            cross_mask = cross_mask.cross_mask(mask_mode)
+        self._check_core(core_states, cross_kv, B)
+        past = 0
+        if cache is not None:
+            cache.check_room(B, T)
+            past = cache.length
+        if past + T > self.cfg.max_seq_len:
+            raise ValueError(f"text of {past + T} tokens is longer than the decoder's context "
+                             f"(max_seq_len={self.cfg.max_seq_len})")
+        if positions is None:
+            positions = (attn.positions_in_document(doc_ids) if doc_ids is not None
+                         else torch.arange(past, past + T, device=text_ids.device).expand(B, T))
+
+        x = self.tok_embeddings(text_ids)
+        dtype = torch.get_autocast_dtype(x.device.type) \
+            if torch.is_autocast_enabled(x.device.type) else x.dtype
+        layout = attn.build_layout(self.cfg.attn_backend, doc_ids, B, T, x.device, dtype, past)
+        inv_freq = inverse_frequencies(self.cfg.head_dim, self.cfg.rope_theta, None,
+                                       device=x.device)
+        ctx = DecoderContext(layout, *rope_cos_sin(positions, inv_freq), cache,
+                             core_states, cross_kv, cross_mask)
+        for block in self.layers:
+            x = block(x, ctx)
+        if cache is not None:
+            cache.advance(T)
+        hidden = self.norm(x)
+        return self.output(hidden) if compute_logits else hidden
+
+    def _check_core(self, core_states, cross_kv, batch: int) -> None:
+        if not self.cfg.n_cross:
+            return
+        if cross_kv is not None:
+            if len(cross_kv) != self.cfg.n_cross:
+                raise ValueError(f"cross_kv holds {len(cross_kv)} layers, the decoder has "
+                                 f"{self.cfg.n_cross} cross-attention layers")
+            return
+        if core_states is None:
+            raise ValueError("the decoder needs core_states [B,S,core_dim] (or cross_kv)")
+        if core_states.dim() != 3 or core_states.shape[0] != batch \
+                or core_states.shape[2] != self.cfg.core_dim:
+            raise ValueError(f"core_states has shape {tuple(core_states.shape)}, expected "
+                             f"({batch}, S, {self.cfg.core_dim}) (core_dim from the decoder "
+                             "config: was this decoder built for another core?)")
+
+    def cross_keys_values(self, core_states: torch.Tensor) -> list[CrossKV]:
+        """Every cross-attention layer's keys/values of these core states (null pair first)."""
+        return [layer.keys_values(core_states) for layer in self.cross_layers]
+
+    def new_cache(self, batch: int, max_len: int | None = None,
+                  dtype: torch.dtype | None = None) -> KVCache:
+        weight = self.tok_embeddings.weight
+        return KVCache(self.cfg.n_layers, batch, max_len or self.cfg.max_seq_len,
+                       self.cfg.n_kv_heads, self.cfg.head_dim, device=weight.device,
+                       dtype=dtype or weight.dtype)
+
+    # ---- generation ----
+
+    @torch.no_grad()
+    def generate(self, core_states: torch.Tensor, prompt_ids: torch.Tensor,
+                 max_new_tokens: int, *, cross_mask: torch.Tensor | None = None,
+                 cross_mask_fn: CrossMaskFn | None = None, temperature: float = 1.0,
+                 top_k: int | None = None, eos_id: int | None = None,
+                 generator: torch.Generator | None = None, return_logits: bool = False
+                 ) -> Generation:
+        """Continue ``prompt_ids`` [B,P] (at least one token, e.g. BOS) reading ``core_states``.
+
+        Which core states each token reads: ``cross_mask`` bool [B,S] (every position the same
+        row: render a scene), [B,P+max_new_tokens,S] (a row per position), ``cross_mask_fn``
+        (see :data:`CrossMaskFn`, for stream mode), or neither (everything). temperature 0 is
+        greedy; ``top_k`` keeps the k likeliest tokens. A row that produced ``eos_id`` keeps
+        producing it; generation stops early once every row has.
+
+        Self-attention keys/values are cached; the cross keys/values are computed once.
+        """
+        B, P = prompt_ids.shape
+        if P < 1:
+            raise ValueError("generate needs a prompt of at least one token (e.g. BOS)")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
+        if cross_mask is not None and cross_mask_fn is not None:
+            raise ValueError("pass cross_mask or cross_mask_fn, not both")
+        self.eval()
+        total = P + max_new_tokens
+        cross_kv = self.cross_keys_values(core_states) if self.cfg.n_cross else None
+        cache = self.new_cache(B, total)
+        ids, step_logits = prompt_ids, []
+        done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
+
+        def rows(start: int, stop: int) -> torch.Tensor | None:
+            if cross_mask_fn is not None:
+                return cross_mask_fn(torch.arange(start, stop, device=ids.device), ids)
+            if cross_mask is None:
+                return None
+            if cross_mask.dim() == 2:
+                return cross_mask[:, None, :].expand(-1, stop - start, -1)
+            return cross_mask[:, start:stop]
+
+        logits = self(prompt_ids, cross_mask=rows(0, P), cache=cache, cross_kv=cross_kv)[:, -1]
+        for step in range(max_new_tokens):
+            step_logits.append(logits)
+            token = _sample(logits, temperature, top_k, generator)
+            if eos_id is not None:
+                token = torch.where(done, torch.full_like(token, eos_id), token)
+                done |= token == eos_id
+            ids = torch.cat((ids, token[:, None]), dim=1)
+            if step == max_new_tokens - 1 or (eos_id is not None and bool(done.all())):
+                break
+            pos = ids.shape[1] - 1
+            logits = self(token[:, None], cross_mask=rows(pos, pos + 1), cache=cache,
+                          cross_kv=cross_kv)[:, -1]
+        return Generation(ids, torch.stack(step_logits, dim=1) if return_logits else None)
+
+    # ---- initialisation ----
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Same scheme as the core (normal(init_std), residual outputs shrunk by
+        sqrt(2 * n_layers)); cross-attention: null key/value and gates start at zero."""
+        if self.tok_embeddings.weight.device.type == "meta":
+            return  # called again after to_empty()
+        std = self.cfg.init_std
+        out_std = std / math.sqrt(2 * self.cfg.n_layers)
+        _normal(self.tok_embeddings.weight, std)
+        if not self.cfg.tie_embeddings:
+            _normal(self.output.weight, std)
+        for block in self.layers:
+            for linear in (block.attention.wq, block.attention.wk, block.attention.wv,
+                           block.feed_forward.w1, block.feed_forward.w3):
+                _normal(linear.weight, std)
+            for linear in (block.attention.wo, block.feed_forward.w2):
+                _normal(linear.weight, out_std)
+            block.attention_norm.reset_parameters()
+            block.ffn_norm.reset_parameters()
+            if block.cross_attention is not None:
+                block.cross_attention.init_weights(std, out_std)
+        self.norm.reset_parameters()
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_k: int | None,
+            generator: torch.Generator | None) -> torch.Tensor:
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)[:, 0]
+
+
+def _normal(weight: torch.Tensor, std: float) -> None:
+    nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-3 * std, b=3 * std)

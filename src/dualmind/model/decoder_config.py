@@ -1,0 +1,182 @@
+"""The language decoder's shape: a plain dataclass, read from ``conf/decoder/<name>.yaml``.
+
+Like :mod:`dualmind.model.config` this module imports no torch, so the planner can count the
+decoder's parameters and FLOPs without loading it. The decoder's own text stack (embeddings,
+causal self-attention blocks, head) has exactly the shape of a Llama-style core over BPE tokens,
+so its counts come from :meth:`DecoderConfig.text_stack` (a :class:`CoreConfig`) and only the
+cross-attention layers are counted here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dualmind.model.config import ATTN_BACKENDS, ConfigError, CoreConfig, conf_dir
+
+
+@dataclass
+class DecoderConfig:
+    """Shape of the language decoder.
+
+    vocab_size      BPE text tokens (must be >= the corpus tokenizer's vocabulary)
+    dim, n_layers, n_heads, n_kv_heads, ffn_dim, head_dim, norm_eps, rope_theta, max_seq_len,
+    tie_embeddings, init_std, attn_backend
+                    as in CoreConfig, for the decoder's own causal self-attention stack
+    cross_every     k: blocks 0, k, 2k, ... get a cross-attention sub-layer (so the first block
+                    already reads the core and every later block can build on it)
+    core_dim        hidden size of the core whose states the decoder reads (its keys/values input)
+    gated           multiply each cross-attention output by tanh(g), g initialised to 0 (Flamingo):
+                    a decoder initialised from a pretrained LM starts as exactly that LM
+    """
+
+    vocab_size: int
+    dim: int
+    n_layers: int
+    n_heads: int
+    ffn_dim: int
+    core_dim: int
+    cross_every: int = 1
+    n_kv_heads: int | None = None
+    head_dim: int | None = None
+    gated: bool = False
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    max_seq_len: int = 2048
+    tie_embeddings: bool = False
+    init_std: float = 0.02
+    attn_backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        for key in ("core_dim", "cross_every"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"decoder config: {key} must be a positive integer, "
+                                  f"got {value!r}")
+        if not isinstance(self.gated, bool):
+            raise ConfigError(f"decoder config: gated must be true or false, got {self.gated!r}")
+        # The text stack validates the shared keys (and fills n_kv_heads/head_dim defaults).
+        try:
+            stack = self.text_stack()
+        except ConfigError as err:
+            raise ConfigError(str(err).replace("model config", "decoder config", 1)) from None
+        self.n_kv_heads, self.head_dim = stack.n_kv_heads, stack.head_dim
+
+    # ---- construction (same conventions as CoreConfig) ----
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str | os.PathLike | None = None
+                  ) -> DecoderConfig:
+        where = f" in {source}" if source is not None else ""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown decoder config key(s) {unknown}{where}; "
+                              f"known keys: {sorted(known)}")
+        missing = sorted(f.name for f in dataclasses.fields(cls)
+                         if f.default is dataclasses.MISSING and f.name not in values)
+        if missing:
+            raise ConfigError(f"decoder config{where} lacks required key(s) {missing}")
+        try:
+            return cls(**dict(values))
+        except ConfigError as err:
+            raise ConfigError(f"{err}{where}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> DecoderConfig:
+        import yaml  # local: only file loading needs it
+
+        path = Path(path)
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f)
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{path}: expected a mapping of decoder config keys, "
+                              f"got {type(values).__name__}")
+        return cls.from_dict(values, source=path)
+
+    @classmethod
+    def from_name(cls, name: str) -> DecoderConfig:
+        """``DecoderConfig.from_name("mini")`` reads ``conf/decoder/mini.yaml``."""
+        path = conf_dir() / "decoder" / f"{name}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"no decoder shape named {name!r} ({path} does not exist); "
+                              f"available: {available_decoders()}")
+        return cls.from_yaml(path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def text_stack(self) -> CoreConfig:
+        """The decoder without cross-attention, as a core config: what its self-attention blocks,
+        embeddings and head are built from (and what a pretrained LM it starts from must match)."""
+        return CoreConfig(vocab_size=self.vocab_size, dim=self.dim, n_layers=self.n_layers,
+                          n_heads=self.n_heads, n_kv_heads=self.n_kv_heads, ffn_dim=self.ffn_dim,
+                          head_dim=self.head_dim, norm_eps=self.norm_eps,
+                          rope_theta=self.rope_theta, max_seq_len=self.max_seq_len,
+                          tie_embeddings=self.tie_embeddings, init_std=self.init_std,
+                          attn_backend=self.attn_backend)
+
+    # ---- sizes ----
+
+    @property
+    def q_dim(self) -> int:
+        return self.n_heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.n_kv_heads * self.head_dim
+
+    @property
+    def cross_layers(self) -> list[int]:
+        """Indices of the blocks that cross-attend to the core."""
+        return list(range(0, self.n_layers, self.cross_every))
+
+    @property
+    def n_cross(self) -> int:
+        return math.ceil(self.n_layers / self.cross_every)
+
+    def cross_params(self) -> int:
+        """One cross-attention sub-layer: query norm, key/value norm (over core_dim), wq, wk, wv,
+        wo, the null key and value, and the gate scalar if gated."""
+        projections = (self.dim * self.q_dim + 2 * self.core_dim * self.kv_dim
+                       + self.q_dim * self.dim)
+        return projections + self.dim + self.core_dim + 2 * self.kv_dim + int(self.gated)
+
+    def num_params(self) -> int:
+        """Closed form; equals ``sum(p.numel() for p in LanguageDecoder(cfg).parameters())``."""
+        return self.text_stack().num_params() + self.n_cross * self.cross_params()
+
+    def flops_per_token(self, seq_len: int, core_len: int, training: bool = True) -> float:
+        """Model FLOPs per text token, torchtitan's convention (6·N + attention when training,
+        2·N + attention/3 for a forward).
+
+        seq_len   text tokens each token's self-attention spans (the pack length)
+        core_len  core states per sequence: each cross-attention query is charged the full
+                  core_len + 1 keys (the null), like torchtitan charges full self-attention;
+                  the key/value projections run once per core state, so they are charged
+                  core_len / seq_len times per text token.
+        Training counts 6× for the cross key/value projections too (conservative: the frozen
+        core needs no input gradient, so 4× would be exact for them). The core's own FLOPs are
+        not included: count core positions separately with CoreConfig.flops_per_token.
+        """
+        if seq_len <= 0 or core_len <= 0:
+            raise ValueError(f"seq_len and core_len must be positive, got {seq_len}, {core_len}")
+        factor, attn_factor = (6, 12) if training else (2, 4)
+        per_token = self.dim * self.q_dim + self.q_dim * self.dim + self.dim  # wq, wo, q norm
+        per_core_state = 2 * self.core_dim * self.kv_dim + self.core_dim  # wk, wv, kv norm
+        cross = self.n_cross * (per_token + per_core_state * core_len / seq_len)
+        cross_attention = self.n_cross * self.n_heads * self.head_dim * (core_len + 1)
+        return (self.text_stack().flops_per_token(seq_len, training=training)
+                + factor * cross + attn_factor * cross_attention)
+
+
+def available_decoders() -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / "decoder").glob("*.yaml"))
+
+
+__all__ = ["ATTN_BACKENDS", "ConfigError", "DecoderConfig", "available_decoders"]

@@ -1,0 +1,174 @@
+"""Which core states each text token may cross-attend to: the decoder's only notion of alignment.
+
+Cross-attention has no positions (no RoPE), so this mask is all the decoder knows about which
+part of the core's sequence a token renders. It is built from explicit ids, never from offsets:
+
+    text side  [B,T]  span   unit index (within its scene) of the token; -1 = before any unit
+                      scene  scene id (larger = later in the document)
+                      doc    document id (negative = padding: sees nothing)
+    core side  [B,S]  scene, doc as above; unit = index of the state within its scene
+                      (default: its position within the run of equal (doc, scene) ids)
+
+Modes
+    render  a token sees every core state of its own scene and of the earlier scenes of its
+            document: the decoder re-tells a scene the core has finished reading.
+    stream  a token sees the core states of earlier scenes of its document and, in its own
+            scene, those of units up to and including its span: text can be produced while the
+            core is still reading, one unit behind at most.
+
+Why it cannot leak through self-attention: the decoder's self-attention is causal within a
+document, so a token also "sees" whatever its earlier tokens saw. Both modes are leak-free only if
+visibility grows along the text, which holds when (scene, span) never decreases within a document
+run; :func:`cross_attention_mask` checks exactly that (and that a document id does not reappear
+after another one in a row, which would join two documents in the mask but not in self-attention).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from dualmind.model.attention import positions_in_document, segment_ids
+
+MASK_MODES = ("render", "stream")
+
+
+class AlignmentError(ValueError):
+    """Span/scene/document ids that cannot give a leak-free mask; the message names row and index."""
+
+
+def cross_attention_mask(mode: str, text_span: torch.Tensor, text_scene: torch.Tensor,
+                         text_doc: torch.Tensor, core_scene: torch.Tensor, core_doc: torch.Tensor,
+                         core_unit: torch.Tensor | None = None, check: bool = True
+                         ) -> torch.Tensor:
+    """bool [B,T,S]: True where text token t may attend to core state s (see module doc)."""
+    if mode not in MASK_MODES:
+        raise ValueError(f"cross-attention mask mode must be one of {MASK_MODES}, got {mode!r}")
+    _check_shapes(text_span, text_scene, text_doc, core_scene, core_doc, core_unit)
+    if check:
+        check_alignment(text_span, text_scene, text_doc, core_doc)
+    t_doc, c_doc = text_doc[:, :, None], core_doc[:, None, :]
+    t_scene, c_scene = text_scene[:, :, None], core_scene[:, None, :]
+    visible = (t_doc == c_doc) & (t_doc >= 0)
+    if mode == "render":
+        return visible & (c_scene <= t_scene)
+    if core_unit is None:
+        core_unit = units_in_scene(core_scene, core_doc)
+    same_scene_before = (c_scene == t_scene) & (core_unit[:, None, :] <= text_span[:, :, None])
+    return visible & ((c_scene < t_scene) | same_scene_before)
+
+
+def units_in_scene(core_scene: torch.Tensor, core_doc: torch.Tensor) -> torch.Tensor:
+    """[B,S] index of each core state within its run of equal (doc, scene) ids."""
+    changed = torch.zeros_like(core_scene, dtype=torch.bool)
+    changed[:, 1:] = (core_scene[:, 1:] != core_scene[:, :-1]) | (core_doc[:, 1:] != core_doc[:, :-1])
+    return positions_in_document(changed.cumsum(dim=1))
+
+
+def check_alignment(text_span: torch.Tensor, text_scene: torch.Tensor, text_doc: torch.Tensor,
+                    core_doc: torch.Tensor) -> None:
+    """Raise :class:`AlignmentError` unless visibility can only grow along each document's text."""
+    if bool((text_span < -1).any()):
+        b, t = (text_span < -1).nonzero()[0].tolist()
+        raise AlignmentError(f"text span id {int(text_span[b, t])} at row {b}, token {t}: "
+                             "span ids are unit indices >= 0, or -1 before the first unit")
+    for side, doc in (("text", text_doc), ("core", core_doc)):
+        _check_document_runs(side, doc)
+    same_doc = text_doc[:, 1:] == text_doc[:, :-1]
+    scene_back = text_scene[:, 1:] < text_scene[:, :-1]
+    span_back = (text_scene[:, 1:] == text_scene[:, :-1]) & (text_span[:, 1:] < text_span[:, :-1])
+    bad = same_doc & (scene_back | span_back)
+    if bool(bad.any()):
+        b, t = bad.nonzero()[0].tolist()
+        raise AlignmentError(
+            f"text token {t + 1} of row {b} goes back from (scene {int(text_scene[b, t])}, span "
+            f"{int(text_span[b, t])}) to (scene {int(text_scene[b, t + 1])}, span "
+            f"{int(text_span[b, t + 1])}) within document {int(text_doc[b, t])}: earlier tokens "
+            "would pass later units' states on through causal self-attention")
+
+
+def _check_document_runs(side: str, doc: torch.Tensor) -> None:
+    runs = segment_ids(doc)
+    for b in range(doc.shape[0]):
+        ids = doc[b][doc[b] >= 0]
+        n_runs = len(torch.unique(runs[b][doc[b] >= 0]))
+        if len(torch.unique(ids)) != n_runs:
+            raise AlignmentError(f"{side} row {b}: a document id reappears after another document "
+                                 f"(ids {doc[b].tolist()[:32]}...); renumber documents per run")
+
+
+def _check_shapes(text_span, text_scene, text_doc, core_scene, core_doc, core_unit) -> None:
+    if not text_span.shape == text_scene.shape == text_doc.shape or text_span.dim() != 2:
+        raise ValueError(f"text span/scene/doc ids must share one [B,T] shape, got "
+                         f"{tuple(text_span.shape)}, {tuple(text_scene.shape)}, "
+                         f"{tuple(text_doc.shape)}")
+    core_shapes = [core_scene.shape, core_doc.shape]
+    if core_unit is not None:
+        core_shapes.append(core_unit.shape)
+    if any(s != core_scene.shape for s in core_shapes) or core_scene.dim() != 2:
+        raise ValueError(f"core scene/doc/unit ids must share one [B,S] shape, got "
+                         f"{[tuple(s) for s in core_shapes]}")
+    if core_scene.shape[0] != text_span.shape[0]:
+        raise ValueError(f"text ids have {text_span.shape[0]} rows, core ids {core_scene.shape[0]}")
+
+
+@dataclass
+class Alignment:
+    """The ids of one batch on both sides; ``cross_mask(mode)`` turns them into the mask."""
+
+    text_span: torch.Tensor  # [B,T] long
+    text_scene: torch.Tensor  # [B,T]
+    text_doc: torch.Tensor  # [B,T]
+    core_scene: torch.Tensor  # [B,S]
+    core_doc: torch.Tensor  # [B,S]
+    core_unit: torch.Tensor | None = None  # [B,S]; None = index within the scene's run
+
+    def cross_mask(self, mode: str, check: bool = True) -> torch.Tensor:
+        return cross_attention_mask(mode, self.text_span, self.text_scene, self.text_doc,
+                                    self.core_scene, self.core_doc, self.core_unit, check)
+
+    def to(self, device: torch.device | str) -> Alignment:
+        moved = {k: (v.to(device) if v is not None else None) for k, v in vars(self).items()}
+        return Alignment(**moved)
+
+
+@dataclass
+class SceneSpans:
+    """One scene as the shards store it: its unit count, span id per text token, document."""
+
+    n_units: int
+    span: Sequence[int]
+    doc: int
+
+
+def pack_alignment(rows: Sequence[Sequence[SceneSpans]]) -> Alignment:
+    """Lay each row's scenes back to back on both sides (core units, then text tokens, in the
+    same scene order) and pad rows to the longest with doc -1 (padding sees and is seen by
+    nothing). Scene ids are the scene's ordinal in its row; the caller packs core ids and text
+    ids in the same order."""
+    packed = []
+    for row in rows:
+        text_span, text_scene, text_doc, core_scene, core_doc = [], [], [], [], []
+        for ordinal, scene in enumerate(row):
+            spans = [int(s) for s in scene.span]
+            if any(s >= scene.n_units for s in spans):
+                raise AlignmentError(f"scene {ordinal} has {scene.n_units} units but a text token "
+                                     f"with span {max(spans)}")
+            text_span += spans
+            text_scene += [ordinal] * len(spans)
+            text_doc += [scene.doc] * len(spans)
+            core_scene += [ordinal] * scene.n_units
+            core_doc += [scene.doc] * scene.n_units
+        packed.append((text_span, text_scene, text_doc, core_scene, core_doc))
+    T = max(len(p[0]) for p in packed)
+    S = max(len(p[3]) for p in packed)
+
+    def column(i: int, length: int, pad: int) -> torch.Tensor:
+        return torch.tensor([p[i] + [pad] * (length - len(p[i])) for p in packed],
+                            dtype=torch.int64)
+
+    return Alignment(text_span=column(0, T, -1), text_scene=column(1, T, -1),
+                     text_doc=column(2, T, -1), core_scene=column(3, S, -1),
+                     core_doc=column(4, S, -1))

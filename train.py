@@ -30,9 +30,11 @@ def main(cfg: DictConfig) -> float:
 
     # Hydra already routes the root logger to the console and <run>/train.log; Lightning's own
     # console handlers would print every line twice.
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        for handler in list(logging.getLogger(name).handlers):
-            logging.getLogger(name).removeHandler(handler)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
     try:
         result = run(cfg)
     except (TrainingError, ConfigError, DataConfigError, NonFiniteLossError) as err:
@@ -40,7 +42,8 @@ def main(cfg: DictConfig) -> float:
             raise  # let the sweep report which job failed
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    print(result.summary())
+    if result.global_rank == 0:
+        print(result.summary())
     return result.val_bpb  # the objective a sweeper can minimise
 
 

@@ -172,9 +172,10 @@ class DualMindModule(L.LightningModule):
             return
         loss = nll / symbols
         bpb = nll / (LN2 * text_bytes.clamp(min=1))
-        self.log("val/loss", loss, prog_bar=True)
-        self.log("val/bits_per_symbol", loss / LN2)
-        self.log("val/bpb", bpb, prog_bar=True)
+        # Already summed over ranks by the metrics; sync_dist only keeps Lightning content.
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+        self.log("val/bits_per_symbol", loss / LN2, sync_dist=True)
+        self.log("val/bpb", bpb, prog_bar=True, sync_dist=True)
         if not self.trainer.sanity_checking:
             self.history["val"].append({"step": self.global_step, "loss": float(loss), "bpb": float(bpb)})
 

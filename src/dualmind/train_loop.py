@@ -33,6 +33,7 @@ class TrainResult:
     val: list[dict] = field(default_factory=list)  # {"step", "loss", "bpb"} per validation
     last_checkpoint: Optional[Path] = None
     lexicon_fingerprint: Optional[str] = None
+    global_rank: int = 0
 
     @property
     def first_loss(self) -> float:
@@ -217,4 +218,4 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     return TrainResult(run_dir=run_dir, steps=trainer.global_step, wall_s=wall,
                        train=module.history["train"], val=module.history["val"],
                        last_checkpoint=Path(last) if last else None,
-                       lexicon_fingerprint=datamodule.lexicon_fingerprint)
+                       lexicon_fingerprint=datamodule.lexicon_fingerprint, global_rank=trainer.global_rank)

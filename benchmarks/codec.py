@@ -157,8 +157,10 @@ def run(vocab_sizes: list[int], levels: list[str]) -> dict:
                    "build_s": b["seconds"], "load_s": b["load_s"], "peak_rss_mb": b["peak_rss_mb"],
                    "base_rss_mb": b["base_rss_mb"], "fingerprint": lex.fingerprint, "lang": {}}
             for lang, texts in held.items():
-                units = sum(len(lex.encode(t)) for t in texts)
-                r = {"bytes": bytes_of[lang], "units": units,
+                encoded = [lex.encode(t) for t in texts]
+                units = sum(map(len, encoded))
+                fallback = sum(lex.unit(i).kind in ("piece", "byte") for ids in encoded for i in ids)
+                r = {"bytes": bytes_of[lang], "units": units, "fallback_share": fallback / units,
                      "bytes_per_unit": bytes_of[lang] / units,
                      "ratios": {n: ref_tokens[lang][n] / units for n in refs}}
                 if level == "lossless":
@@ -234,7 +236,7 @@ def render(res: dict) -> str:
     lines.append("### Compression (UTF-8 bytes per position; ratio = reference tokens / our units)")
     lines.append("")
     hdr = "| level | vocab | lang | bytes/unit | " + " | ".join(f"× {r}" for r in refs) \
-        + " | round trip | target vs o200k |"
+        + " | pieces+bytes | round trip | target vs o200k |"
     lines += [hdr, "|" + "---|" * (hdr.count("|") - 1)]
     for row in res["rows"]:
         for lang, r in row["lang"].items():
@@ -247,7 +249,10 @@ def render(res: dict) -> str:
                 f"≥ {target}: {'met' if got >= target else 'NOT met'}")
             lines.append(f"| {row['level']} | {row['units']} | {lang} | {r['bytes_per_unit']:.2f} | "
                          + " | ".join(f"{r['ratios'][n]:.2f}" for n in refs)
-                         + f" | {rt} | {verdict} |")
+                         + f" | {r['fallback_share']:.0%} | {rt} | {verdict} |")
+    lines.append("")
+    lines.append("pieces+bytes: share of our units that are sub-word fallbacks (words outside the "
+                 "vocabulary, mostly words never seen in the training split).")
     if refs:
         lines.append("")
         lines.append("Reference bytes/token on the same held-out text: " + "; ".join(

@@ -1,7 +1,9 @@
 """Function words the ``semantic`` level drops (the decoder restores them later).
 
 Hand-written lists (articles, pronouns, auxiliaries, prepositions, conjunctions,
-particles). Negations ("not", "no", "never", "не", "нет", "ни", "никогда") are kept on
+particles; Russian also lists the modal and quantifier words that the English list has
+in its own way: мочь/можно/должный ~ can/may/must, другой/каждый/любой ~ other/each/any).
+Negations ("not", "no", "never", "не", "нет", "ни", "никогда") are kept on
 purpose: dropping them would flip the meaning of a hyperphrase. Words are matched after
 lower-casing, both as surface form and as lemma.
 """
@@ -48,6 +50,9 @@ _RU = """
 тут там здесь сюда туда оттуда потом тогда теперь сейчас
 очень более менее самый самая самое самые сам сама само сами
 ну ах ох эх
+другой другая другое другие каждый каждая каждое каждые любой некоторый иной
+какой-то какой-нибудь кто-то кто-нибудь что-то что-нибудь где-то как-то когда-то
+мочь можно должный должен должна должно должны
 """.split()
 
 STOPWORDS: dict[str, frozenset[str]] = {

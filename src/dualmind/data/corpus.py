@@ -323,13 +323,20 @@ def make_plan(
     staged = work / "documents.jsonl"
     tmp = staged.with_name(staged.name + f".tmp{os.getpid()}")
     total_bytes = sum(f.stat().st_size for f in files)
-    task = progress.add_task("reading inputs", total=total_bytes or 1)
+    task = progress.add_task("reading inputs", total=total_bytes or 1, detail="")
     done_files: set[str] = set()
+    read_bytes = 0
     with open(tmp, "wb") as out:
         for sd in read_documents(files, problems, read_opts):
             if sd.path not in done_files:
                 done_files.add(sd.path)
-                progress.advance(task, Path(sd.path).stat().st_size)
+                read_bytes += Path(sd.path).stat().st_size
+                progress.update(
+                    task,
+                    completed=read_bytes,
+                    detail=f"{read_bytes / 1e6:.1f}/{total_bytes / 1e6:.1f} MB, "
+                    f"{len(done_files)}/{len(files)} files",
+                )
             lang = opts.lang or sd.lang or detect(sd.text)
             if lang not in langs:
                 how = "declared" if (opts.lang or sd.lang) else "detected"
@@ -377,7 +384,11 @@ def make_plan(
                     "chars": len(sd.text) + len(sd.target or ""),
                 }
             )
-    progress.update(task, completed=total_bytes or 1)
+    progress.update(
+        task,
+        completed=total_bytes or 1,
+        detail=f"{total_bytes / 1e6:.1f} MB, {len(files)} files, {len(docs)} documents",
+    )
     os.replace(tmp, staged)
     np.save(work / "documents.offsets.npy", np.asarray(offsets, dtype=np.int64))
     if not any(d["kind"] == "doc" for d in docs):
@@ -829,9 +840,9 @@ def _remove_temporaries(out_dir: Path) -> None:
 def _progress(enabled: bool):
     from rich.progress import (
         BarColumn,
-        MofNCompleteColumn,
         Progress,
         SpinnerColumn,
+        TaskProgressColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
@@ -841,9 +852,10 @@ def _progress(enabled: bool):
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TaskProgressColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[detail]}", markup=False),
         disable=not enabled,
     )
 
@@ -852,27 +864,37 @@ def run_shards(
     out_dir: Path, tasks: list[tuple[str, int, int]], opts: BuildOptions, progress
 ) -> list[dict]:
     """Run build_shard for each (split, index, num_shards) on the chosen backend."""
-    task = progress.add_task("building shards", total=len(tasks))
-    results: list[dict] = []
     workers = opts.workers or os.cpu_count() or 1
+    serial = opts.backend == "serial" or workers <= 1 or len(tasks) <= 1
+    where = {"ray": "on Ray", "process": f"on {min(workers, len(tasks))} processes"}
+    where_now = "in this process" if serial and opts.backend != "ray" else where[opts.backend]
+    task = progress.add_task(f"building shards {where_now}", total=len(tasks) or 1, detail="")
+    results: list[dict] = []
+
+    def done(stats: dict) -> None:
+        results.append(stats)
+        mb = sum(r["bytes"] for r in results) / 1e6
+        units = sum(r["units"] for r in results)
+        progress.update(
+            task,
+            advance=1,
+            detail=f"{len(results)}/{len(tasks)} shards, {mb:.1f} MB, {units} units",
+        )
+
     if opts.backend == "ray":
         from dualmind.data.ray_backend import run_shards_on_ray
 
         for r in run_shards_on_ray(out_dir, tasks, address=opts.ray_address, num_cpus=opts.workers):
-            results.append(r)
-            progress.advance(task)
-    elif opts.backend == "serial" or workers <= 1 or len(tasks) <= 1:
+            done(r)
+    elif serial:
         for split, k, n in tasks:
-            results.append(build_shard(out_dir, split, k, n))
-            progress.advance(task)
+            done(build_shard(out_dir, split, k, n))
     else:
         from dualmind.data.shard_worker import run_in_workers
 
-        def done(_task, stats):
-            results.append(stats)
-            progress.advance(task)
-
-        run_in_workers(out_dir, tasks, min(workers, len(tasks)), done)
+        run_in_workers(out_dir, tasks, min(workers, len(tasks)), lambda _task, stats: done(stats))
+    if not tasks:
+        progress.update(task, completed=1, detail="all shards already built")
     return results
 
 
@@ -912,9 +934,9 @@ def build_corpus(
             plan = make_plan(files, lex_obj, lex_dir, opts, out_dir, settings, progress)
         timings["plan"] = time.perf_counter() - t
         t = time.perf_counter()
-        spin = progress.add_task("training decoder BPE", total=1)
+        spin = progress.add_task("training decoder BPE", total=1, detail="")
         tok = train_tokenizer_step(out_dir, plan, opts.text_vocab_size)
-        progress.update(spin, completed=1)
+        progress.update(spin, completed=1, detail=f"{tok.get_vocab_size()} tokens")
         timings["tokenizer"] = time.perf_counter() - t
         t = time.perf_counter()
         all_tasks = [
@@ -926,9 +948,9 @@ def build_corpus(
         run_shards(out_dir, todo, opts, progress)
         timings["shards"] = time.perf_counter() - t
         t = time.perf_counter()
-        fin = progress.add_task("writing hypertrain.jsonl and manifest", total=1)
+        fin = progress.add_task("writing hypertrain.jsonl and manifest", total=1, detail="")
         manifest = finalize(out_dir, plan, tok, Problems(**_problems_args(plan["problems"])))
-        progress.update(fin, completed=1)
+        progress.update(fin, completed=1, detail=f"{manifest['hypertrain']['records']} records")
         timings["finalize"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_start
     report = {

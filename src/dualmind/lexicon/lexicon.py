@@ -204,11 +204,13 @@ class Lexicon:
 
     @property
     def stats(self) -> dict:
-        """Fallback counters since load: distinct forms that went to pieces, and distinct
-        words of no configured language (``und``)."""
+        """Semantic level: fallback counters since load — distinct lemmas that went to
+        pieces, distinct words of no configured language (``und``). Lossless: ``{}`` (it
+        loses nothing, and its fallback runs inside the compiled encoder)."""
         c = self._codec
-        return {"piece_fallback_forms": c.fallback_forms,
-                "und_forms": getattr(getattr(c, "analyzer", None), "und_forms", 0)}
+        if self.level == "lossless":
+            return {}
+        return {"piece_fallback_forms": c.fallback_forms, "und_forms": c.analyzer.und_forms}
 
     # -- codec ----------------------------------------------------------------------
     def _prefer(self, lang: str | None) -> str | None:

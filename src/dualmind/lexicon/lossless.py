@@ -51,7 +51,6 @@ class LosslessCodec:
         self._core = _core_encoder(units)
         self.unit_bytes = [b"" if u.kind == "special" else u.data for u in units]
         self._byte_len = np.array([len(b) for b in self.unit_bytes], dtype=np.int64)
-        self.fallback_forms = 0  # kept for the stats API; the compiled path does not count
 
     def base_ids(self, text: str) -> list[int]:
         """Ids before the multi-word merge rounds."""

@@ -286,6 +286,28 @@ def test_lexicon_level_mismatch_and_unknown_languages(inputs, tmp_path):
         )
 
 
+def test_parquet_and_glob_inputs(inputs, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(x) for x in (inputs / "docs.jsonl").read_text(encoding="utf-8").splitlines()]
+    pq.write_table(
+        pa.table({k: [r[k] for r in rows] for k in ("id", "lang", "text")}),
+        tmp_path / "docs.parquet",
+    )
+    summary = build_corpus(
+        [str(tmp_path / "*.parquet")],
+        small_lexicon("lossless"),
+        tmp_path / "o",
+        backend="serial",
+        **OPTS,
+    )
+    assert summary.manifest["documents"] == len(rows)
+    recs = list(read_hypertrain(tmp_path / "o" / "hypertrain.jsonl"))
+    assert {r.id.rsplit("#s", 1)[0] for r in recs} == {r["id"] for r in rows}
+    assert all(r.source == str(tmp_path / "docs.parquet") for r in recs)
+
+
 def test_duplicate_document_ids(inputs, tmp_path):
     dup = tmp_path / "dup.jsonl"
     first = (inputs / "docs.jsonl").read_text(encoding="utf-8").splitlines()[0]

@@ -32,7 +32,7 @@ CrossKV = tuple[torch.Tensor, torch.Tensor]  # keys, values [B, 1+S, n_kv_heads,
 class CrossAttention(nn.Module):
     def __init__(self, cfg: DecoderConfig):
         super().__init__()
-        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.head_dim = cfg.head_dim  # head counts follow the projection widths
         self.q_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.kv_norm = RMSNorm(cfg.core_dim, cfg.norm_eps)
         self.wq = nn.Linear(cfg.dim, cfg.q_dim, bias=False)
@@ -54,8 +54,8 @@ class CrossAttention(nn.Module):
         # core feeding a bf16 decoder under FSDP2 mixed precision, which casts only the block's
         # own arguments); under autocast this cast is a no-op for the matmul.
         states = self.kv_norm(core_states).to(self.wk.weight.dtype)
-        k = self.wk(states).view(B, S, self.n_kv_heads, self.head_dim)
-        v = self.wv(states).view(B, S, self.n_kv_heads, self.head_dim)
+        k = self.wk(states).view(B, S, -1, self.head_dim)
+        v = self.wv(states).view(B, S, -1, self.head_dim)
         null_k = self.null_k.to(k.dtype).expand(B, 1, -1, -1)
         null_v = self.null_v.to(v.dtype).expand(B, 1, -1, -1)
         return torch.cat((null_k, k), dim=1), torch.cat((null_v, v), dim=1)
@@ -65,7 +65,7 @@ class CrossAttention(nn.Module):
         -> the residual update [B,T,dim]."""
         B, T, _ = x.shape
         k, v = kv
-        q = self.wq(self.q_norm(x)).view(B, T, self.n_heads, self.head_dim)
+        q = self.wq(self.q_norm(x)).view(B, T, -1, self.head_dim)
         layout = attn.AttentionLayout("sdpa", packed=True, sdpa_mask=with_null(mask, B, T, k))
         out = self.wo(attn.attend(q, k.to(q.dtype), v.to(q.dtype), layout).reshape(B, T, -1))
         if self.gate is not None:

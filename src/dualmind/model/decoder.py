@@ -110,6 +110,13 @@ class LanguageDecoder(nn.Module):
                     and the cross keys/values from :meth:`cross_keys_values`, computed once.
         """
         B, T = text_ids.shape
+        if text_ids.device.type != "meta":  # shape-only (meta) runs have no values to check
+            low, high = (int(v) for v in torch.aminmax(text_ids))  # a CUDA gather would assert
+            if low < 0 or high >= self.cfg.vocab_size:
+                raise ValueError(f"text token id {high if high >= self.cfg.vocab_size else low} "
+                                 f"is outside the decoder's vocabulary (vocab_size="
+                                 f"{self.cfg.vocab_size}); was the text tokenizer trained larger "
+                                 "than decoder.vocab_size?")
         if isinstance(cross_mask, Alignment):
             cross_mask = cross_mask.cross_mask(mask_mode)
         self._check_core(core_states, cross_kv, B)
@@ -125,8 +132,9 @@ class LanguageDecoder(nn.Module):
                          else torch.arange(past, past + T, device=text_ids.device).expand(B, T))
 
         x = self.tok_embeddings(text_ids)
-        dtype = torch.get_autocast_dtype(x.device.type) \
-            if torch.is_autocast_enabled(x.device.type) else x.dtype
+        dtype = x.dtype  # the dtype attention will see: autocast's, if on
+        if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
+            dtype = torch.get_autocast_dtype(x.device.type)
         layout = attn.build_layout(self.cfg.attn_backend, doc_ids, B, T, x.device, dtype, past)
         inv_freq = inverse_frequencies(self.cfg.head_dim, self.cfg.rope_theta, None,
                                        device=x.device)
@@ -192,8 +200,15 @@ class LanguageDecoder(nn.Module):
             raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
         if cross_mask is not None and cross_mask_fn is not None:
             raise ValueError("pass cross_mask or cross_mask_fn, not both")
-        self.eval()
         total = P + max_new_tokens
+        if total > self.cfg.max_seq_len:
+            raise ValueError(f"prompt of {P} + {max_new_tokens} new tokens is longer than the "
+                             f"decoder's context (max_seq_len={self.cfg.max_seq_len})")
+        if cross_mask is not None and cross_mask.dim() == 3 and cross_mask.shape[1] < total:
+            raise ValueError(f"cross_mask has rows for {cross_mask.shape[1]} positions, "
+                             f"generation needs {total} (prompt + max_new_tokens)")
+        # No self.eval(): the decoder has no dropout or batch statistics, so the mode changes
+        # nothing, and generating from a validation hook must not flip a training model.
         cross_kv = self.cross_keys_values(core_states) if self.cfg.n_cross else None
         cache = self.new_cache(B, total)
         ids, step_logits = prompt_ids, []
@@ -231,6 +246,8 @@ class LanguageDecoder(nn.Module):
         sqrt(2 * n_layers)); cross-attention: null key/value and gates start at zero."""
         if self.tok_embeddings.weight.device.type == "meta":
             return  # called again after to_empty()
+        if self.cfg.tie_embeddings and self.output.weight is not self.tok_embeddings.weight:
+            self.output.weight = self.tok_embeddings.weight  # a plain to_empty() unties them
         std = self.cfg.init_std
         out_std = std / math.sqrt(2 * self.cfg.n_layers)
         _normal(self.tok_embeddings.weight, std)

@@ -67,7 +67,8 @@ def pin_one_core() -> str:
 def load_references() -> tuple[dict, str]:
     cache = os.environ.get("TIKTOKEN_CACHE_DIR") or str(REPO.parent / "shared/data/tiktoken-cache")
     if not Path(cache).is_dir():
-        return {}, f"reference tokenizers skipped: no tiktoken cache at {cache} (set TIKTOKEN_CACHE_DIR)"
+        return {}, (f"reference tokenizers skipped: no tiktoken cache at {cache} "
+                    "(set TIKTOKEN_CACHE_DIR)")
     os.environ["TIKTOKEN_CACHE_DIR"] = cache
     try:
         import tiktoken
@@ -159,7 +160,8 @@ def run(vocab_sizes: list[int], levels: list[str]) -> dict:
             for lang, texts in held.items():
                 encoded = [lex.encode(t) for t in texts]
                 units = sum(map(len, encoded))
-                fallback = sum(lex.unit(i).kind in ("piece", "byte") for ids in encoded for i in ids)
+                fallback = sum(lex.unit(i).kind in ("piece", "byte")
+                               for ids in encoded for i in ids)
                 r = {"bytes": bytes_of[lang], "units": units, "fallback_share": fallback / units,
                      "bytes_per_unit": bytes_of[lang] / units,
                      "ratios": {n: ref_tokens[lang][n] / units for n in refs}}
@@ -173,7 +175,8 @@ def run(vocab_sizes: list[int], levels: list[str]) -> dict:
     return {"rows": rows, "pin": pin, "ref_note": ref_note, "refs": list(refs),
             "ref_tokens": ref_tokens, "held_bytes": bytes_of, "all_bytes": all_bytes,
             "train_docs": len(train), "held_docs": {k: len(v) for k, v in held.items()},
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+                       f"Python {platform.python_version()}",
             "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
@@ -200,7 +203,7 @@ def measure_speed(lex_dir, held, everything, all_bytes, refs) -> dict:
 
     warm_lex = fresh()
     ours(warm_lex, held_texts)
-    for name, texts, n, kwargs in (
+    for name, texts, _, kwargs in (
         ("cold", held_texts, held_bytes, {"fresh": fresh}),
         ("corpus", everything, all_bytes, {"fresh": fresh}),
         ("warm", held_texts, held_bytes, {"fresh": lambda: warm_lex}),
@@ -247,7 +250,8 @@ def render(res: dict) -> str:
             verdict = "—" if target is None else (
                 "no reference" if got is None else
                 f"≥ {target}: {'met' if got >= target else 'NOT met'}")
-            lines.append(f"| {row['level']} | {row['units']} | {lang} | {r['bytes_per_unit']:.2f} | "
+            lines.append(f"| {row['level']} | {row['units']} | {lang} | "
+                         f"{r['bytes_per_unit']:.2f} | "
                          + " | ".join(f"{r['ratios'][n]:.2f}" for n in refs)
                          + f" | {r['fallback_share']:.0%} | {rt} | {verdict} |")
     lines.append("")
@@ -256,8 +260,9 @@ def render(res: dict) -> str:
     if refs:
         lines.append("")
         lines.append("Reference bytes/token on the same held-out text: " + "; ".join(
-            f"{lang}: " + ", ".join(f"{n} {res['held_bytes'][lang] / res['ref_tokens'][lang][n]:.2f}"
-                                    for n in refs) for lang in res["held_bytes"]))
+            f"{lang}: " + ", ".join(
+                f"{n} {res['held_bytes'][lang] / res['ref_tokens'][lang][n]:.2f}" for n in refs)
+            for lang in res["held_bytes"]))
     lines += ["", "### Encode speed, one core (MB/s of CPU time; ratio = ours / tiktoken o200k, "
                   "same texts, same run; target ≥ 1.0)", ""]
     hdr = ("| level | vocab | pass | lang | ours `encode` | ours `encode_batch` | o200k | "

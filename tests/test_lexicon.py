@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from test_lexicon_texts import EN, RU, corpus
 
 from dualmind.lexicon import Lexicon, LexiconError, detect_language
 from dualmind.lexicon.symbols import MAX_UNITS, id_of, symbol_of
+from test_lexicon_texts import EN, RU, corpus
 
 
 @pytest.fixture(scope="module")
@@ -108,12 +108,12 @@ def test_lossless_spans_tile_the_text(lossless, text):
     assert ids == lossless.encode(text)
     assert len(spans) == len(ids)
     pos = 0
-    for (s, e), uid in zip(spans, ids):
+    for s, e in spans:
         assert s == pos and e >= s
         pos = e
     assert pos == len(text)
     # Units whose bytes are whole characters cover exactly their own text.
-    for (s, e), uid in zip(spans, ids):
+    for (s, e), uid in zip(spans, ids, strict=True):
         if lossless.unit(uid).kind in ("word", "phrase"):
             assert text[s:e] == lossless.gloss(uid)
 

@@ -8,10 +8,9 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_lexicon_texts import EN, RU
 
-from dualmind.lexicon import Lexicon
-from dualmind.lexicon import cli
+from dualmind.lexicon import Lexicon, cli
+from test_lexicon_texts import EN, RU
 
 
 def call(*argv: str) -> int:

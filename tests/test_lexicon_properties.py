@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_lexicon_texts import EN, RU, corpus
 
 from dualmind.lexicon import Lexicon
+from test_lexicon_texts import EN, RU, corpus
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_lossless_round_trip_on_any_unicode(lexicons, text):
     ids2, spans = lex.encode_with_spans(text)
     assert ids2 == ids
     assert (spans[-1][1] if spans else 0) == len(text)
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
 
 
 @SETTINGS
@@ -54,4 +54,4 @@ def test_semantic_never_crashes_on_any_unicode(lexicons, text):
     ids2, spans = lex.encode_with_spans(text)
     assert ids2 == ids
     assert all(0 <= s <= e <= len(text) for s, e in spans)
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))

@@ -6,9 +6,9 @@ import json
 import shutil
 
 import pytest
-from test_lexicon_texts import EN, RU, corpus
 
 from dualmind.lexicon import Lexicon, LexiconError
+from test_lexicon_texts import EN, RU, corpus
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,8 @@ def copy(src, tmp_path):
 @pytest.mark.parametrize("level", ["lossless", "semantic"])
 def test_save_load_round_trip(built, level):
     lex, d = built[level]
-    expected = ["README.txt", "lexicon.json", "units.tsv"] + (["surfaces.tsv"] if level == "semantic" else [])
+    expected = ["README.txt", "lexicon.json", "units.tsv"]
+    expected += ["surfaces.tsv"] if level == "semantic" else []
     assert sorted(p.name for p in d.iterdir()) == sorted(expected)
     loaded = Lexicon.load(d, level=level, fingerprint=lex.fingerprint)
     assert loaded.fingerprint == lex.fingerprint

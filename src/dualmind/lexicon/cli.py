@@ -130,8 +130,14 @@ def _build(args: argparse.Namespace) -> int:
         if args.no_progress or not sys.stderr.isatty():
             lex = Lexicon.build(texts(), **kwargs)
         else:
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TransferSpeedColumn)
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TransferSpeedColumn,
+            )
 
             with Progress(TextColumn("lexicon build"), BarColumn(), DownloadColumn(),
                           TransferSpeedColumn(), TimeElapsedColumn(),

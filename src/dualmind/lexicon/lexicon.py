@@ -12,8 +12,8 @@ A lexicon directory holds three files:
 
 The fingerprint is the sha256 of the canonical JSON of everything in ``lexicon.json``
 that changes encoding (format version, level, options, rounds, stopwords) plus the exact
-bytes of ``units.tsv`` and ``surfaces.tsv``. Later artifacts (shards, checkpoints) record it and refuse a
-lexicon with another one.
+bytes of ``units.tsv`` and ``surfaces.tsv``. Later artifacts (shards, checkpoints)
+record it and refuse a lexicon with another one.
 """
 
 from __future__ import annotations

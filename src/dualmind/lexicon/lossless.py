@@ -95,7 +95,7 @@ class LosslessCodec:
         unit_end = np.cumsum(self._byte_len[np.asarray(ids, dtype=np.int64)])
         ends = np.searchsorted(char_end, unit_end, side="right").tolist()
         starts = [0] + ends[:-1]
-        return list(zip(starts, ends))
+        return list(zip(starts, ends, strict=True))
 
     def decode(self, ids: Iterable[int]) -> str:
         data = b"".join(map(self.unit_bytes.__getitem__, ids))

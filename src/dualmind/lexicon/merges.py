@@ -27,7 +27,7 @@ MergeTable = dict[tuple[int, int], int]
 def apply_round(ids: list[int], table: MergeTable) -> list[int]:
     if len(ids) < 2 or not table:
         return ids
-    hits = list(map(table.get, zip(ids, islice(ids, 1, None))))
+    hits = list(map(table.get, zip(ids, islice(ids, 1, None), strict=False)))
     where = list(compress(range(len(hits)), hits))
     if not where:
         return ids
@@ -208,7 +208,7 @@ def learn_rounds(
             continue
         counts: Counter = Counter()
         for d in docs:
-            counts.update(zip(d, islice(d, 1, None)))
+            counts.update(zip(d, islice(d, 1, None), strict=False))
         table: MergeTable = {}
         for (a, b), c in counts.most_common():
             if c < min_count or len(table) >= budget:

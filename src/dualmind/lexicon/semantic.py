@@ -105,7 +105,8 @@ class SemanticCodec:
         known words runs on dict hits."""
         rare = sorted({lem for lemmas in surfaces.values() for lem in lemmas
                        if lem not in self.lemma_ids})
-        for lemma, ids in zip(rare, self.pieces.split_batch([" " + x for x in rare])):
+        pieces = self.pieces.split_batch([" " + x for x in rare])
+        for lemma, ids in zip(rare, pieces, strict=True):
             self._lemma_memo[lemma] = tuple(ids)
         lemma_ids = self.lemma_ids
         memo = self._lemma_memo
@@ -180,7 +181,7 @@ class SemanticCodec:
             # Several units for one word (clitic split, pieces): share its span in order.
             cuts = [s + (e - s) * k // n for k in range(n + 1)]
             ids.extend(w_ids)
-            spans.extend(zip(cuts[:-1], cuts[1:]))
+            spans.extend(zip(cuts[:-1], cuts[1:], strict=True))
         for table in self.rounds:
             ids, spans = apply_round_spans(ids, spans, table)
         return ids, spans
@@ -257,7 +258,8 @@ def build_semantic(
 
     table = UnitTable()
     n_merges = max(0, min(piece_merges, vocab_size - len(table)))
-    table.add_pieces((" " + t for t, c in counts.items() for _ in range(min(c, PIECE_WEIGHT_CAP))), n_merges)
+    table.add_pieces(
+        (" " + t for t, c in counts.items() for _ in range(min(c, PIECE_WEIGHT_CAP))), n_merges)
     budget = vocab_size - len(table)
     word_budget = budget - int(budget * phrase_share)
     lemmas = 0

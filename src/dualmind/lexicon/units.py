@@ -72,7 +72,8 @@ def format_units(units: list[Unit]) -> str:
 def parse_units(text: str, path: str) -> list[Unit]:
     lines = text.split("\n")
     if not lines or lines[0].split("\t") != list(HEADER):
-        raise LexiconError(f"{path}:1: header must be the columns {' '.join(HEADER)} (tab-separated)")
+        raise LexiconError(
+            f"{path}:1: header must be the columns {' '.join(HEADER)} (tab-separated)")
     units: list[Unit] = []
     for lineno, line in enumerate(lines[1:], start=2):
         if not line:

@@ -25,7 +25,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -408,11 +408,14 @@ def make_plan(
         if split == "qa" and not sdocs:
             continue
         n = min(counts[split], max(1, len(sdocs)))
+        shards = assign_shards(sdocs, n)
+        chars = {d["doc"]: d["chars"] for d in sdocs}
         plan_splits[split] = {
             "num_shards": n,
             "documents": len(sdocs),
             "langs": sorted({d["lang"] for d in sdocs}),
-            "shards": assign_shards(sdocs, n),
+            "shards": shards,
+            "chars": [sum(chars[i] for i in shard) for shard in shards],  # for progress bars
         }
     plan = {
         "format": FORMAT,
@@ -532,7 +535,11 @@ def align(
 
 
 def build_shard(
-    out_dir: str | Path, split: str, shard_index: int, num_shards: int
+    out_dir: str | Path,
+    split: str,
+    shard_index: int,
+    num_shards: int,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Build shard `shard_index` of `num_shards` of `split` from the plan in out_dir/.build.
 
@@ -588,6 +595,8 @@ def build_shard(
             bucket["bytes"] += n_bytes
 
     for d in StagedDocuments(out_dir).read(sp["shards"][shard_index]):
+        if progress is not None:
+            progress(len(d["text"]) + len(d.get("target") or ""))
         lang, doc = d["lang"], d["doc"]
         stats["documents"] += 1
         stats["langs"].setdefault(
@@ -868,33 +877,50 @@ def run_shards(
     serial = opts.backend == "serial" or workers <= 1 or len(tasks) <= 1
     where = {"ray": "on Ray", "process": f"on {min(workers, len(tasks))} processes"}
     where_now = "in this process" if serial and opts.backend != "ray" else where[opts.backend]
-    task = progress.add_task(f"building shards {where_now}", total=len(tasks) or 1, detail="")
+    plan = load_plan(out_dir)
+    # progress is measured in characters of documents (the plan knows each shard's share)
+    share = {(s, k): (plan["splits"][s].get("chars") or [1] * n)[k] for s, k, n in tasks}
+    task = progress.add_task(
+        f"building shards {where_now}", total=sum(share.values()) or 1, detail=""
+    )
     results: list[dict] = []
+
+    def detail() -> str:
+        mb = sum(r["bytes"] for r in results) / 1e6
+        units = sum(r["units"] for r in results)
+        return f"{len(results)}/{len(tasks)} shards, {mb:.1f} MB, {units} units"
+
+    def advance(chars: int) -> None:
+        progress.update(task, advance=chars)
 
     def done(stats: dict) -> None:
         results.append(stats)
-        mb = sum(r["bytes"] for r in results) / 1e6
-        units = sum(r["units"] for r in results)
-        progress.update(
-            task,
-            advance=1,
-            detail=f"{len(results)}/{len(tasks)} shards, {mb:.1f} MB, {units} units",
-        )
+        progress.update(task, detail=detail())
 
     if opts.backend == "ray":
         from dualmind.data.ray_backend import run_shards_on_ray
 
         for r in run_shards_on_ray(out_dir, tasks, address=opts.ray_address, num_cpus=opts.workers):
+            advance(share.get((r.get("split"), r.get("shard")), 0))
             done(r)
     elif serial:
         for split, k, n in tasks:
-            done(build_shard(out_dir, split, k, n))
+            done(build_shard(out_dir, split, k, n, progress=advance))
     else:
         from dualmind.data.shard_worker import run_in_workers
 
-        run_in_workers(out_dir, tasks, min(workers, len(tasks)), lambda _task, stats: done(stats))
-    if not tasks:
-        progress.update(task, completed=1, detail="all shards already built")
+        run_in_workers(
+            out_dir,
+            tasks,
+            min(workers, len(tasks)),
+            lambda _task, stats: done(stats),
+            on_progress=advance,
+        )
+    progress.update(
+        task,
+        completed=sum(share.values()) or 1,
+        detail=detail() if tasks else "all shards already built",
+    )
     return results
 
 

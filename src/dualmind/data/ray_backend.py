@@ -62,7 +62,10 @@ def run_shards_on_ray(
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         # one task per shard, one CPU each: a shard is the unit of work and of resumption
         out = ds.map(shard_row, num_cpus=1).take_all()
-        return [json.loads(r["stats"]) for r in sorted(out, key=lambda r: (r["split"], r["shard"]))]
+        return [
+            dict(json.loads(r["stats"]), split=r["split"], shard=r["shard"])
+            for r in sorted(out, key=lambda r: (r["split"], r["shard"]))
+        ]
     finally:
         if started:
             ray.shutdown()

@@ -3,10 +3,11 @@
 Why not multiprocessing: `spawn` re-imports the caller's `__main__` (a script without an
 `if __name__ == "__main__"` guard would run again in every worker) and `fork` copies the
 parent's torch and tokenizers threads. A fresh interpreter reading one task per line on stdin
-and answering one JSON line on stdout has neither problem, and a worker that dies is noticed.
+and answering JSON lines on stdout has neither problem, and a worker that dies is noticed.
 
-Protocol: stdin `OUT_DIR<TAB>SPLIT<TAB>INDEX<TAB>NUM_SHARDS`; stdout `{"ok": true, "stats": {...}}`
-or `{"ok": false, "error": "..."}`.
+Protocol: stdin `OUT_DIR<TAB>SPLIT<TAB>INDEX<TAB>NUM_SHARDS`; stdout, while the shard is built,
+`{"progress": chars}` lines (at most a few per second), then `{"ok": true, "stats": {...}}` or
+`{"ok": false, "error": "..."}`. Anything else the shard code prints goes to stderr.
 """
 
 from __future__ import annotations
@@ -18,21 +19,49 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+PROGRESS_EVERY_S = 0.25
+
+
+class ProgressSender:
+    """Batches progress (characters encoded) into a few protocol lines per second."""
+
+    def __init__(self, send: Callable[[dict], None]):
+        self.send, self.pending, self.last = send, 0, time.monotonic()
+
+    def __call__(self, chars: int) -> None:
+        self.pending += chars
+        if time.monotonic() - self.last >= PROGRESS_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.send({"progress": self.pending})
+        self.pending, self.last = 0, time.monotonic()
+
 
 def serve() -> int:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one worker = one core
+    protocol = sys.stdout
+    sys.stdout = sys.stderr  # a stray print() must not break the protocol
     from dualmind.data.corpus import build_shard
+
+    def send(obj: dict) -> None:
+        protocol.write(json.dumps(obj) + "\n")
+        protocol.flush()
 
     for line in sys.stdin:
         if not line.strip():
             continue
         out_dir, split, k, n = line.rstrip("\n").split("\t")
+        progress = ProgressSender(send)
         try:
-            stats = build_shard(out_dir, split, int(k), int(n))
+            stats = build_shard(out_dir, split, int(k), int(n), progress=progress)
+            progress.flush()
             reply = {"ok": True, "stats": stats}
         except Exception as e:  # reported to the parent, which raises with the shard's name
             reply = {
@@ -40,8 +69,7 @@ def serve() -> int:
                 "error": f"{type(e).__name__}: {e}",
                 "traceback": traceback.format_exc(),
             }
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+        send(reply)
     return 0
 
 
@@ -54,12 +82,16 @@ def run_in_workers(
     tasks: list[tuple[str, int, int]],
     workers: int,
     on_done: Callable[[tuple[str, int, int], dict], None],
+    on_progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Run the tasks on `workers` worker processes; call on_done(task, stats) as each finishes."""
+    """Run the tasks on `workers` worker processes; call on_done(task, stats) as each
+    finishes and on_progress(chars) as documents are encoded."""
     todo: queue.Queue = queue.Queue()
     for t in tasks:
         todo.put(t)
-    done: queue.Queue = queue.Queue()
+    events: queue.Queue = (
+        queue.Queue()
+    )  # ("progress", None, n) | ("done", task, stats) | ("error", task, msg)
     env = dict(
         os.environ,
         TOKENIZERS_PARALLELISM="false",
@@ -68,7 +100,7 @@ def run_in_workers(
         PYTHONPATH=os.pathsep.join([p for p in sys.path if p]),
     )
 
-    def drive(slot: int) -> None:
+    def drive() -> None:
         with tempfile.TemporaryFile(mode="w+") as err:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "dualmind.data.shard_worker"],
@@ -84,67 +116,64 @@ def run_in_workers(
                         task = todo.get_nowait()
                     except queue.Empty:
                         return
-                    proc.stdin.write(
-                        "\t".join([str(out_dir), task[0], str(task[1]), str(task[2])]) + "\n"
-                    )
+                    proc.stdin.write("\t".join([str(out_dir), task[0], str(task[1]), str(task[2])]))
+                    proc.stdin.write("\n")
                     proc.stdin.flush()
-                    line = proc.stdout.readline()
-                    if not line:
-                        proc.wait()
-                        err.seek(0)
-                        tail = err.read()[-2000:]
-                        done.put(
-                            (
-                                task,
-                                None,
-                                f"worker process exited with code {proc.returncode}\n{tail}",
-                            )
+                    while True:
+                        line = proc.stdout.readline()
+                        if not line:
+                            proc.wait()
+                            err.seek(0)
+                            tail = err.read()[-2000:]
+                            msg = f"worker process exited with code {proc.returncode}\n{tail}"
+                            events.put(("error", task, msg))
+                            return
+                        try:
+                            reply = json.loads(line)
+                        except json.JSONDecodeError:
+                            continue  # not ours (a C library writing to fd 1): ignore it
+                        if "progress" in reply:
+                            events.put(("progress", None, int(reply["progress"])))
+                            continue
+                        if reply.get("ok"):
+                            events.put(("done", task, reply["stats"]))
+                            break
+                        events.put(
+                            ("error", task, f"{reply['error']}\n{reply.get('traceback', '')}")
                         )
-                        return
-                    reply = json.loads(line)
-                    done.put(
-                        (
-                            task,
-                            reply.get("stats"),
-                            None
-                            if reply["ok"]
-                            else reply["error"] + "\n" + reply.get("traceback", ""),
-                        )
-                    )
-                    if not reply["ok"]:
                         return
             finally:
                 if proc.stdin:
                     proc.stdin.close()
                 proc.wait()
 
-    threads = [
-        threading.Thread(target=drive, args=(i,), daemon=True) for i in range(max(1, workers))
-    ]
+    threads = [threading.Thread(target=drive, daemon=True) for _ in range(max(1, workers))]
     for t in threads:
         t.start()
     remaining = len(tasks)
     failure = None
     while remaining and failure is None:
         try:
-            task, stats, error = done.get(timeout=0.5)
+            kind, task, payload = events.get(timeout=0.5)
         except queue.Empty:
-            if not any(t.is_alive() for t in threads) and done.empty():
+            if not any(t.is_alive() for t in threads) and events.empty():
                 failure = "all worker processes stopped before the work was done"
             continue
-        remaining -= 1
-        if error is not None:
-            failure = f"shard {task[0]}-{task[1]:05d} failed: {error}"
+        if kind == "progress":
+            if on_progress is not None:
+                on_progress(payload)
+        elif kind == "done":
+            remaining -= 1
+            on_done(task, payload)
         else:
-            on_done(task, stats)
+            failure = f"shard {task[0]}-{task[1]:05d} failed: {payload}"
     if failure:
         while not todo.empty():  # let the other workers stop after their current shard
             todo.get_nowait()
-        for t in threads:
-            t.join()
-        raise WorkerError(failure)
     for t in threads:
         t.join()
+    if failure:
+        raise WorkerError(failure)
 
 
 if __name__ == "__main__":

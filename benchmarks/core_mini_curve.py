@@ -5,8 +5,9 @@ benchmarks/core_mini_curve.png.
     .venv/bin/python benchmarks/core_mini_curve.py                      # builds lexicon + corpus too
     .venv/bin/python benchmarks/core_mini_curve.py --corpus runs/demo/corpus
 
-Without --corpus it builds what the demo builds (a lossless 16384-unit lexicon of the demo
-texts, then `build_corpus` of the demo files) under runs/bench/core_mini/, and times each part.
+Without --corpus it builds what the demo builds (a semantic lexicon of the demo texts, capped at
+the mini core's 16384 symbols, then `build_corpus` of the demo files) under runs/bench/core_mini/,
+and times each part.
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ def write_section(text: str) -> None:
     RESULTS.write_text(new)
 
 
-def build_demo_corpus(root: Path, vocab: int) -> tuple[Path, dict]:
+def build_demo_corpus(root: Path, vocab: int, level: str) -> tuple[Path, dict]:
     from dualmind.data.corpus import build_corpus
     from dualmind.data.demo import load_demo_texts
     from dualmind.lexicon import Lexicon
 
     timings = {}
     t = time.perf_counter()
-    lex = Lexicon.build(load_demo_texts(), level="lossless", vocab_size=vocab)
+    lex = Lexicon.build(load_demo_texts(), level=level, vocab_size=vocab)
     lex.save(root / "lexicon")
     timings["lexicon"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -77,7 +78,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", help="a built corpus folder (default: build the demo's)")
     p.add_argument("--out", default="runs/bench/core_mini")
-    p.add_argument("--lexicon-vocab", type=int, default=16384)
+    p.add_argument("--lexicon-vocab", type=int, default=16384, help="<= the mini core's vocab_size")
+    p.add_argument("--level", default="semantic", choices=["semantic", "lossless"],
+                   help="lexicon level (the demo pretrains on the semantic one)")
     p.add_argument("--no-write", action="store_true")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer.max_steps=100")
     a = p.parse_args()
@@ -88,7 +91,7 @@ def main() -> None:
     timings = {}
     corpus = Path(a.corpus) if a.corpus else None
     if corpus is None:
-        corpus, timings = build_demo_corpus(out, a.lexicon_vocab)
+        corpus, timings = build_demo_corpus(out, a.lexicon_vocab, a.level)
     t = time.perf_counter()
     result = train(["recipe=core_mini", f"data.dir={corpus}", f"run_dir={out / 'run'}",
                     "trainer.enable_progress_bar=false", *a.overrides])
@@ -119,7 +122,7 @@ def main() -> None:
         f"`benchmarks/core_mini_curve.py`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
         f"recipe core_mini ({cfg.model.dim}x{cfg.model.n_layers} core, vocab {cfg.model.vocab_size}, "
         f"seq {cfg.data.seq_len} x batch {cfg.data.batch_size}, {cfg.trainer.precision}, lr {cfg.optim.lr}) "
-        f"on the embedded demo corpus (lossless lexicon, {a.lexicon_vocab} units), 2 CPU cores shared "
+        f"on the embedded demo corpus ({a.level} lexicon, {a.lexicon_vocab} units), 2 CPU cores shared "
         "with other work. Val = held-out documents (en + ru).",
         "",
         f"- first/last train loss: **{result.first_loss:.3f} -> {result.last_loss:.3f}** nats/symbol; "

@@ -165,3 +165,23 @@ def test_train_py_multirun_sweeps(tmp_path):
     assert out.stdout.count("trained 2 steps") == 2
     jobs = sorted((tmp_path / "multirun" / "sweep_core_mini").glob("*/*/config.yaml"))
     assert len(jobs) == 2
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    from dualmind.train_loop import atomic_checkpoint_io
+
+    io = atomic_checkpoint_io()
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"step": torch.tensor(1)}, path)
+    real_save = torch.save
+
+    def torn_save(obj, f, *args, **kwargs):  # writes half a file, then the "disk" fails
+        f.write(b"PK partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint({"step": torch.tensor(2)}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert torch.load(path, weights_only=True)["step"] == 1  # the previous checkpoint, intact
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temporary left behind

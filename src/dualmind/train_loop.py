@@ -120,6 +120,35 @@ def _ckpt_lexicon(path: Path) -> dict:
         raise TrainingError(f"ckpt_path={path}: {err}") from err
 
 
+def atomic_checkpoint_io():
+    """Lightning's checkpoint IO, but each local file is written beside its final name and moved
+    into place with os.replace, so a crash mid-save never leaves a torn last.ckpt.
+
+    (Lightning's own save stages the file in the system temp dir and moves it over: atomic only
+    when that temp dir is on the same filesystem as the checkpoints, which clusters rarely give.)
+    """
+    import torch
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        def save_checkpoint(self, checkpoint, path, storage_options=None):
+            if "://" in str(path):
+                return super().save_checkpoint(checkpoint, path, storage_options)
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            try:
+                with open(tmp, "wb") as f:
+                    torch.save(checkpoint, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+
+    return AtomicCheckpointIO()
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
@@ -155,6 +184,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ())
         logger=loggers or False, callbacks=cbs, default_root_dir=str(run_dir),
         use_distributed_sampler=False,  # our loaders give each rank its own batches, seeded
         enable_model_summary=False,
+        plugins=[atomic_checkpoint_io()],
     )
 
 

@@ -183,8 +183,8 @@ def test_killed_build_continues(inputs, tmp_path):
         import os, signal
         import dualmind.data.corpus as corpus
         real, done = corpus.build_shard, []
-        def build_then_die(*args):
-            stats = real(*args)
+        def build_then_die(*args, **kwargs):
+            stats = real(*args, **kwargs)
             done.append(args)
             if len(done) == 2:
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -475,3 +475,37 @@ def test_fsdp_communication_bound():
     assert fsdp_communication(cfg.num_params(), flops, h100, 1, 0.40).comm_seconds == 0
     p = plan(PlanRequest(recipe="core_70b", gpus=256, micro_batch=2))
     assert p.communication["bound"] == "compute" and p.memory["fits"]
+
+
+def test_decoder_alignment_and_inference_use_conf_decoder():
+    """The decoder comes from conf/decoder (one source of truth): its closed-form count, its
+    FLOPs with cross-attention, and for a core of another width its core_dim adapted."""
+    from dualmind.model.decoder_config import DecoderConfig
+
+    dec = DecoderConfig.from_name("8b")
+    p = plan(
+        PlanRequest(recipe="core_70b", gpus=256, bytes_per_symbol=5.0, bpe_bytes_per_token=4.0)
+    )
+    core = CoreConfig.from_name("70b")
+    assert p.alignment["decoder_params"] == dec.num_params()
+    dec_ctx = min(round(8192 * 5.0 / 4.0), dec.max_seq_len)  # BPE tokens of the core's context
+    expected = p.corpus["bpe_tokens"] * dec.flops_per_token(dec_ctx, 8192) + p.corpus[
+        "symbols"
+    ] * core.flops_per_token(8192, training=False)
+    assert p.alignment["flops"] == pytest.approx(expected)
+    per_byte = dec.flops_per_token(dec_ctx, 8192, training=False) / 4.0
+    assert p.inference["decoder_flops_per_byte"] == pytest.approx(per_byte)
+    wide = plan(PlanRequest(recipe="core_200b", gpus=256))
+    assert "core_dim 8192 -> 12288" in wide.inference["decoder_name"]
+    assert wide.alignment["decoder_params"] > dec.num_params()  # wider cross k/v projections
+    with pytest.raises(PlanError, match="--decoder"):
+        plan(PlanRequest(recipe="core_70b", gpus=256, decoder="nope"))
+
+
+def test_chunked_loss_shrinks_logit_memory():
+    full = plan(PlanRequest(recipe="core_200b", gpus=256))
+    chunked = plan(PlanRequest(recipe="core_200b", gpus=256, loss_chunk=1024))
+    vocab = CoreConfig.from_name("200b").vocab_size
+    assert full.memory["logits"] == 8192 * vocab * 6
+    assert chunked.memory["logits"] == 1024 * vocab * 6
+    assert chunked.memory["min_gpus"] < full.memory["min_gpus"]

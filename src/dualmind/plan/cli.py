@@ -164,6 +164,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override the memory policy derived from the recipe's trainer.precision",
     )
     parser.add_argument(
+        "--loss-chunk",
+        type=_positive_int,
+        metavar="N",
+        help="compute the loss N positions at a time (dualmind.model.loss.chunked_cross_entropy); "
+        "default: full logits, as dualmind.lit does",
+    )
+    parser.add_argument(
         "--cores",
         type=_positive_int,
         help="CPU cores for the codec (default: the GPU nodes' cores)",
@@ -182,7 +189,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--decoder",
         default=DEFAULT_DECODER,
-        help=f"conf/model shape standing in for the language decoder (default {DEFAULT_DECODER})",
+        help=f"conf/decoder shape of the language decoder (default {DEFAULT_DECODER})",
     )
     parser.add_argument(
         "--claim",
@@ -231,6 +238,7 @@ def request_from_args(args: argparse.Namespace) -> PlanRequest:
         micro_batch=args.micro_batch,
         checkpointing=args.checkpointing,
         precision=args.precision,
+        loss_chunk=args.loss_chunk,
         cores=args.cores,
         codec_bytes_per_s=args.codec_throughput,
         llm_tokens_per_s=args.llm_tokens_per_s,

@@ -7,7 +7,9 @@ Per GPU = sharded model state / GPUs           (weights, gradients, AdamW m and 
                                                   output head, which FSDP keeps gathered)
         + activations                            (per the activation-checkpointing policy,
                                                   at the recipe's micro-batch x sequence length)
-        + logits at the loss                     (bf16 logits + fp32 log-softmax)
+        + logits at the loss                     (bf16 logits + fp32 log-softmax, for every
+                                                  position, or for one chunk of positions with
+                                                  dualmind.model.loss.chunked_cross_entropy)
 and must fit in HBM minus a headroom (CUDA context, NCCL buffers, allocator fragmentation).
 
 Mixed-precision policies (``--precision``):
@@ -58,6 +60,7 @@ class MemoryEstimate:
     working_set: float  # unsharded params/grads being computed
     activations: float
     logits: float
+    loss_chunk: int | None
     per_gpu: float
     usable_hbm: float
     fits: bool
@@ -95,6 +98,7 @@ def fsdp_memory(
     seq_len: int,
     checkpointing: str = "full",
     precision: str = "fp32-master",
+    loss_chunk: int | None = None,
 ) -> MemoryEstimate:
     if precision not in PRECISIONS:
         raise ValueError(f"--precision must be one of {list(PRECISIONS)}, got {precision!r}")
@@ -111,7 +115,8 @@ def fsdp_memory(
     working += root_params * (2 + 2)
     tokens = micro_batch * seq_len
     acts = activation_bytes(shape, tokens, checkpointing)
-    logits = tokens * shape.vocab_size * (2 + 4)
+    logit_rows = tokens if loss_chunk is None else min(tokens, loss_chunk)
+    logits = logit_rows * shape.vocab_size * (2 + 4)
     fixed = working + acts + logits
     usable = hbm_bytes * (1.0 - HEADROOM_FRACTION)
     per_gpu = state_total / n_gpus + fixed
@@ -130,6 +135,7 @@ def fsdp_memory(
         working_set=working,
         activations=acts,
         logits=logits,
+        loss_chunk=loss_chunk,
         per_gpu=per_gpu,
         usable_hbm=usable,
         fits=per_gpu <= usable,

@@ -15,7 +15,7 @@ from .shape import ModelShape, from_core_config
 from .units import parse_bytes
 
 DEFAULT_CLAIM = (500e9, 1500e9)  # the starting claim: "70B on hyperphrases ~ 500B-1500B GPT"
-DEFAULT_DECODER = "1b"
+DEFAULT_DECODER = "8b"  # conf/decoder/8b.yaml, made for the 70b core
 # Recipe trainer.precision -> memory policy (see memory.PRECISIONS).
 PRECISION_OF_TRAINER = {
     "bf16-true": "bf16-true",
@@ -56,6 +56,7 @@ class PlanRequest:
     micro_batch: int | None = None
     checkpointing: str | None = None
     precision: str | None = None
+    loss_chunk: int | None = None  # positions per chunk of the loss; None: full logits (lit.py)
     cores: int | None = None
     codec_bytes_per_s: float | None = None
     llm_tokens_per_s: float = corpus_mod.DEFAULT_LLM_TOKENS_PER_S
@@ -73,6 +74,7 @@ class Plan:
     inputs: dict  # every assumed/measured figure with its provenance
     corpus: dict
     compute: dict
+    alignment: dict  # stage align of the decoder on the same text, core frozen
     chinchilla: dict
     memory: dict
     memory_alternatives: dict
@@ -174,6 +176,7 @@ def check_request(req: PlanRequest) -> None:
         ("--epochs", req.epochs),
         ("--seq-len", req.seq_len),
         ("--micro-batch", req.micro_batch),
+        ("--loss-chunk", req.loss_chunk),
         ("--cores", req.cores),
         ("--codec-throughput", req.codec_bytes_per_s),
         ("--llm-tokens-per-s", req.llm_tokens_per_s),
@@ -189,6 +192,22 @@ def check_request(req: PlanRequest) -> None:
         raise PlanError("--precision", f"must be one of {', '.join(memory.PRECISIONS)}")
     if req.lexicon and not req.sample:
         raise PlanError("--lexicon", "needs --sample FILE to measure bytes per symbol on")
+
+
+def resolve_decoder(name: str, core_dim: int):
+    """conf/decoder/NAME.yaml; a decoder made for another core width reads this one's states."""
+    import dataclasses
+
+    from dualmind.model.decoder_config import DecoderConfig
+
+    try:
+        decoder = DecoderConfig.from_name(name)
+    except ValueError as err:
+        raise PlanError("--decoder", str(err)) from err
+    if decoder.core_dim == core_dim:
+        return decoder, ""
+    note = f"; core_dim {decoder.core_dim} -> {core_dim} to read this core"
+    return dataclasses.replace(decoder, core_dim=core_dim), note
 
 
 def results_paths(req: PlanRequest) -> tuple[Path, str]:
@@ -335,10 +354,11 @@ def plan(req: PlanRequest) -> Plan:
         seq_len,
         run["checkpointing"],
         run["precision"],
+        req.loss_chunk,
     )
     alternatives = {
         f"{p}/{c}": memory.fsdp_memory(
-            shape, n_gpus, spec.memory_bytes, run["micro_batch"], seq_len, c, p
+            shape, n_gpus, spec.memory_bytes, run["micro_batch"], seq_len, c, p, req.loss_chunk
         ).to_dict()
         for p in memory.PRECISIONS
         for c in memory.CHECKPOINTING
@@ -364,24 +384,35 @@ def plan(req: PlanRequest) -> Plan:
         price,
     )
 
-    from dualmind.model.config import CoreConfig
-
-    try:
-        decoder = CoreConfig.from_name(req.decoder)
-    except ValueError as err:
-        raise PlanError("--decoder", str(err)) from err
-    # The decoder's self-attention spans the BPE tokens of the core's context, up to its own limit.
+    decoder, decoder_note = resolve_decoder(req.decoder, core.dim)
+    # The decoder's self-attention spans the BPE tokens of the core's context, up to its own
+    # limit; its cross-attention reads the core's whole context.
     dec_ctx = min(max(1, round(seq_len * bps / bpt)), decoder.max_seq_len)
     inference = equivalence.inference_per_byte(
         core.flops_per_token(seq_len, training=False),
-        decoder.flops_per_token(dec_ctx, training=False),
+        decoder.flops_per_token(dec_ctx, seq_len, training=False),
         core.flops_per_token(seq_len, training=False),
         bps,
         bpt,
         seq_len,
-        f"conf/model/{req.decoder}.yaml ({decoder.num_params() / 1e9:.2f}B, a Llama-style "
-        f"stand-in at {dec_ctx:,} tokens of context; cross-attention not counted)",
+        f"conf/decoder/{req.decoder}.yaml ({decoder.num_params() / 1e9:.2f}B with its "
+        f"cross-attention{decoder_note}), {dec_ctx:,} text tokens against {seq_len:,} core states",
     )
+    # Stage align on the same text: the decoder trains over its BPE tokens while the frozen core
+    # only runs forward over the symbols (no gradient reaches it).
+    align_flops = sizes.bpe_tokens * req.epochs * decoder.flops_per_token(
+        dec_ctx, seq_len, training=True
+    ) + tokens * core.flops_per_token(seq_len, training=False)
+    align_hours = compute.gpu_hours_for(align_flops, spec.peak_bf16_flops, req.mfu)
+    alignment = {
+        "decoder": req.decoder,
+        "decoder_params": decoder.num_params(),
+        "text_tokens": sizes.bpe_tokens * req.epochs,
+        "flops": align_flops,
+        "gpu_hours": align_hours,
+        "wall_days": align_hours / n_gpus / 24.0,
+        "cost": align_hours * price,
+    }
     results_path, shown = results_paths(req)
     equiv = equivalence.equivalence(
         core.num_params(),
@@ -401,6 +432,7 @@ def plan(req: PlanRequest) -> Plan:
             seq_len,
             run["checkpointing"],
             run["precision"],
+            req.loss_chunk,
         )
         ceiling = communication.fsdp_communication(
             core.num_params(),
@@ -434,6 +466,7 @@ def plan(req: PlanRequest) -> Plan:
         inputs={k: v.to_dict() for k, v in inputs.items()},
         corpus={**sizes.to_dict(), "epochs": req.epochs, "trained_positions": tokens},
         compute=train.to_dict(),
+        alignment=alignment,
         chinchilla={**optimal.to_dict(), "text_bytes_for_optimal": optimal.optimal_tokens * bps},
         memory=mem.to_dict(),
         memory_alternatives=alternatives,

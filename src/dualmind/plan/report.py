@@ -105,6 +105,14 @@ def rows(p: dict) -> list[tuple[str, str, str, str]]:
         ),
         ("training", "cost", _money(comp["cost"]), "GPU-hours x price"),
         (
+            "training",
+            "then the decoder (stage align, same text)",
+            f"{p['alignment']['flops']:.2e} FLOPs, {p['alignment']['gpu_hours']:,.0f} GPU-hours, "
+            f"{p['alignment']['wall_days']:.1f} days, {_money(p['alignment']['cost'])}",
+            f"conf/decoder/{p['alignment']['decoder']}: 6N + attention per BPE token, plus the "
+            "frozen core's forward per symbol",
+        ),
+        (
             "chinchilla",
             "compute-optimal positions",
             human_count(ch["optimal_tokens"]),
@@ -148,7 +156,17 @@ def rows(p: dict) -> list[tuple[str, str, str, str]]:
             human_gib(m["activations"]),
             f"checkpointing {m['checkpointing']}, {m['micro_batch']} x {m['seq_len']} positions",
         ),
-        ("memory", "logits at the loss", human_gib(m["logits"]), "bf16 logits + fp32 log-softmax"),
+        (
+            "memory",
+            "logits at the loss",
+            human_gib(m["logits"]),
+            "bf16 logits + fp32 log-softmax, "
+            + (
+                f"one chunk of {m['loss_chunk']:,} positions at a time"
+                if m["loss_chunk"]
+                else "all positions (no loss chunking)"
+            ),
+        ),
         (
             "memory",
             "per GPU",

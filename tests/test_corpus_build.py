@@ -401,7 +401,9 @@ def test_cli_build_info_validate_and_fail_policy(inputs, tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert rc == 0 and "train" in printed and "bytes/unit" in printed
-    assert dualmind_main(["corpus", "info", str(out)]) == 0
+    assert dualmind_main(["corpus", "info", str(out), "--samples", "1", "--lexicon", lex]) == 0
+    shown = capsys.readouterr().out
+    assert "(en, " in shown and "(ru, " in shown and "units: " in shown
     assert dualmind_main(["corpus", "validate", str(out), "--lexicon", lex]) == 0
     assert "valid" in capsys.readouterr().out
     assert dualmind_main(["corpus", "validate", str(out / "hypertrain.jsonl")]) == 0

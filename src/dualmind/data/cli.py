@@ -100,6 +100,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     i = sub.add_parser("info", help="describe a built corpus")
     i.add_argument("corpus", help="corpus folder")
     i.add_argument("--json", action="store_true")
+    i.add_argument(
+        "--samples", type=int, default=0, help="also show the first N scenes of each language"
+    )
+    i.add_argument("--lexicon", default=None, help="lexicon folder, to show the samples' glosses")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,6 +159,36 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def sample_lines(path: Path, manifest: dict, n: int, lexicon_dir: str | None) -> list[str]:
+    """The first n scenes per language: text, units, and (with the lexicon) their gloss."""
+    from dualmind.data.schema import read_hypertrain
+
+    lex = None
+    if lexicon_dir:
+        from dualmind.lexicon import Lexicon
+
+        lex = Lexicon.load(lexicon_dir)
+    shown: dict[str, int] = {}
+    lines = []
+    for rec in read_hypertrain(path / manifest["hypertrain"]["file"]):
+        if rec.kind != "scene" or shown.get(rec.lang, 0) >= n:
+            continue
+        shown[rec.lang] = shown.get(rec.lang, 0) + 1
+        text = " ".join(rec.text.split())
+        lines.append(
+            f"\n{rec.id} ({rec.lang}, {len(rec.hyperphrase)} units, "
+            f"{len(rec.text.encode('utf-8'))} bytes)"
+        )
+        lines.append(f"  text:  {text[:300]}{'…' if len(text) > 300 else ''}")
+        if lex is not None:
+            ids = lex.from_hyperphrase(rec.hyperphrase)
+            gloss = "·".join(lex.gloss(u) for u in ids[:60])
+            lines.append(f"  units: {gloss}{'…' if len(ids) > 60 else ''}")
+        if len(shown) == len(manifest["splits"]["train"]["langs"]) and min(shown.values()) >= n:
+            break
+    return lines
+
+
 def validate_corpus(path: Path, lexicon=None) -> list[str]:
     """Check a corpus folder end to end; return report lines. Raises on the first problem."""
     from dualmind.data.schema import read_hypertrain
@@ -172,13 +206,9 @@ def validate_corpus(path: Path, lexicon=None) -> list[str]:
     tok = load_text_tokenizer(path / manifest["tokenizer"]["file"])
     if tokenizer_fingerprint(tok) != manifest["tokenizer"]["fingerprint"]:
         raise ShardError(f"{path / 'tokenizer.json'}: fingerprint differs from the manifest's")
-    records = list(read_hypertrain(path / manifest["hypertrain"]["file"]))
-    if len(records) != manifest["hypertrain"]["records"]:
-        raise ShardError(
-            f"{path / 'hypertrain.jsonl'}: {len(records)} records, manifest says "
-            f"{manifest['hypertrain']['records']}"
-        )
-    lines.append(f"hypertrain.jsonl: {len(records)} records valid")
+    hyper = path / manifest["hypertrain"]["file"]
+    # streamed side by side with the shards: records come in the shards' order
+    records = read_hypertrain(hyper)
     fp = getattr(lexicon, "fingerprint", None)
     i = 0
     from dualmind.data.corpus import split_order
@@ -187,7 +217,9 @@ def validate_corpus(path: Path, lexicon=None) -> list[str]:
         ds = ShardSet.open(path, split, fp)
         n_units = 0
         for j, sc in enumerate(ds):
-            rec = records[i]
+            rec = next(records, None)
+            if rec is None:
+                raise ShardError(f"{hyper}: ends after {i} records; the shards hold more")
             i += 1
             where = f"{split} record {j} ({rec.id})"
             if int(sc.core_bytes.sum()) != sc.n_bytes or len(sc.core) != len(rec.hyperphrase):
@@ -221,8 +253,13 @@ def validate_corpus(path: Path, lexicon=None) -> list[str]:
             f"{split}: {len(ds)} records, {n_units} units — "
             "shards, alignment and packed arrays valid"
         )
-    if i != len(records):
-        raise ShardError(f"{path}: shards hold {i} records, hypertrain.jsonl {len(records)}")
+    extra = sum(1 for _ in records)
+    if extra or i != manifest["hypertrain"]["records"]:
+        raise ShardError(
+            f"{hyper}: {i + extra} records, the shards hold {i} and the manifest says "
+            f"{manifest['hypertrain']['records']}"
+        )
+    lines.insert(0, f"hypertrain.jsonl: {i} records valid")
     return lines
 
 
@@ -275,4 +312,6 @@ def _info(args: argparse.Namespace) -> int:
         shards_reused=report.get("shards_reused", 0),
     )
     print("\n".join(summary.lines()))
+    if args.samples > 0:
+        print("\n".join(sample_lines(path, manifest, args.samples, args.lexicon)))
     return 0

@@ -176,6 +176,18 @@ def test_deleted_manifest_means_a_fresh_build(inputs, tmp_path):
     assert ShardSet.open(out, "train")[0].n_bytes > 0
 
 
+def test_a_failing_worker_names_its_shard(inputs, tmp_path):
+    from dualmind.data.shard_worker import WorkerError
+
+    out = tmp_path / "out"
+    prepare_build([inputs], small_lexicon("lossless"), out, **OPTS)
+    staged = out / ".build" / "documents.jsonl"
+    staged.write_bytes(b"{broken" + staged.read_bytes()[7:])  # document 0 no longer parses
+    with pytest.raises(WorkerError, match=r"shard (train|val)-\d{5} failed: JSONDecodeError"):
+        build_corpus([inputs], small_lexicon("lossless"), out, workers=2, **OPTS)
+    assert not (out / "manifest.json").exists()
+
+
 def test_killed_build_continues(inputs, tmp_path):
     """SIGKILL the build after its second shard; the rerun keeps both and builds the rest."""
     out = tmp_path / "out"

@@ -120,7 +120,9 @@ GROUP_SCHEMAS = {
     "strategy": StrategyConfig,
     "optim": OptimConfig,
 }
-TOP_LEVEL_KEYS = {"stage", "name", "seed", "runs_dir", "run_dir", "ckpt_path", "model", *GROUP_SCHEMAS}
+# `decoder` (conf/decoder/*.yaml, DecoderConfig) is optional: stage=align selects it.
+TOP_LEVEL_KEYS = {"stage", "name", "seed", "runs_dir", "run_dir", "ckpt_path", "model", "decoder",
+                  *GROUP_SCHEMAS}
 STAGES = ("core", "align")
 ACTIVATION_CHECKPOINTING = ("none", "full", "selective")
 STRATEGIES = ("single", "ddp", "fsdp2")
@@ -176,6 +178,14 @@ def validate(cfg: DictConfig, check_model: bool = True) -> DictConfig:
     for key in ("seq_len", "batch_size"):
         if cfg.data[key] < 1:
             raise ConfigError(f"data.{key}={cfg.data[key]} must be >= 1")
+    if check_model and cfg.get("decoder") is not None:
+        from dualmind.model.decoder_config import DecoderConfig
+
+        values = OmegaConf.to_container(cfg.decoder, resolve=True)
+        try:
+            DecoderConfig.from_dict(values, source="cfg.decoder")
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"invalid decoder config: {err}") from err
     if check_model:
         core = check_model_config(cfg.model)
         ctx = _context_length(core)

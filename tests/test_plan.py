@@ -418,6 +418,25 @@ def test_codec_section_of_results_is_the_fallback(tmp_path, level, lang, bps, bp
         assert f"({level}, {lang}, 2026-11-29 05:44 UTC)" in got[key]["provenance"]
 
 
+def test_codec_section_new_speed_columns(tmp_path):
+    """The benchmark's later format: CPU-time columns for encode and encode_batch."""
+    section = CODEC_SECTION.split("### Encode speed")[0] + (
+        "### Encode speed, one core (MB/s of CPU time)\n\n"
+        "| level | vocab | pass | lang | ours `encode` | ours `encode_batch` | o200k | "
+        "ratio `encode` | ratio `encode_batch` |\n|---|---|---|---|---|---|---|---|---|\n"
+        "| lossless | 32768 | corpus | en | 2.4 | 3.3 | 10.0 | 0.24 | 0.33 |\n"
+        "<!-- codec:end -->\n"
+    )
+    results = tmp_path / "RESULTS.md"
+    results.write_text(section, encoding="utf-8")
+    p = plan(PlanRequest(model="1b", gpus=8, results=str(results)))
+    speed = p.inputs["codec_bytes_per_s_per_core"]
+    assert speed["value"] == pytest.approx(3.3e6)
+    assert speed["provenance"].startswith("measured: `encode_batch` on one core, corpus pass")
+    ru = plan(PlanRequest(model="1b", gpus=8, lang="ru", results=str(results)))
+    assert "codec section has no readable figure" in ru.inputs["bytes_per_symbol"]["provenance"]
+
+
 def test_builtin_benchmark_figures_without_results(tmp_path):
     from dualmind.plan.codec_figures import BUILTIN
 

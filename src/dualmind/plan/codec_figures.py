@@ -40,11 +40,11 @@ UTF8_BYTES_PER_CHAR = {
 
 
 def _table(section: str, column: str) -> list[dict]:
-    """Rows (dicts) of the first markdown table whose header has a ``column`` column."""
+    """Rows (dicts) of the first markdown table with a header cell starting with ``column``."""
     lines = section.splitlines()
     for i, line in enumerate(lines):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.strip().startswith("|") and column in cells:
+        if line.strip().startswith("|") and any(c.startswith(column) for c in cells):
             header, rows = cells, []
             for row in lines[i + 2 :]:  # skip the |---| line
                 if not row.strip().startswith("|"):
@@ -63,7 +63,8 @@ def _table(section: str, column: str) -> list[dict]:
 
 
 def read_codec_section(path: Path, level: str, lang: str, shown: str) -> dict[str, Measured] | None:
-    """Figures for (level, lang) from the codec section, or None when absent or incomplete."""
+    """Figures for (level, lang) from the codec section ({} when none is readable), or None
+    when there is no codec section at all."""
     if not path.is_file():
         return None
     text = path.read_text(encoding="utf-8")
@@ -91,16 +92,21 @@ def read_codec_section(path: Path, level: str, lang: str, shown: str) -> dict[st
                     bps / ratio, f"measured: tiktoken o200k_base (via the ratio), {where}"
                 )
             break
-    for row in _table(section, "ours MB/s"):
-        if (row.get("level"), row.get("pass"), row.get("lang")) == (level, "corpus", lang):
+    for row in _table(section, "ours"):
+        if (row.get("level"), row.get("pass"), row.get("lang")) != (level, "corpus", lang):
+            continue
+        # encode_batch is what a corpus build calls; older sections have one "ours MB/s" column
+        for column in ("ours `encode_batch`", "ours `encode`", "ours MB/s"):
             try:
-                speed = float(row["ours MB/s"]) * 1e6
+                speed = float(row[column]) * 1e6
             except (KeyError, ValueError):
                 continue
+            what = column.removeprefix("ours ")
             out["codec_bytes_per_s_per_core"] = Measured(
-                speed, f"measured: encode on one core, corpus pass, {where}"
+                speed, f"measured: {what} on one core, corpus pass, {where}"
             )
-    return out or None
+            break
+    return out
 
 
 def codec_figures(level: str, lang: str, results: Path, shown: str) -> dict[str, Measured]:
@@ -110,9 +116,13 @@ def codec_figures(level: str, lang: str, results: Path, shown: str) -> dict[str,
     if lang not in LANGS:
         raise ValueError(f"--lang must be one of {LANGS}, got {lang!r}")
     bps, bpt, mb_s = BUILTIN[(level, lang)]
-    builtin = (
-        f"default: {_BUILTIN_RUN}, {level}, {lang}; benchmarks/RESULTS.md has no codec section"
+    section = read_codec_section(results, level, lang, shown)
+    why = (
+        f"{shown} has no codec section"
+        if section is None
+        else f"{shown}'s codec section has no readable figure for it"
     )
+    builtin = f"default: {_BUILTIN_RUN}, {level}, {lang} ({why})"
     figures = {
         "bytes_per_symbol": Measured(bps, builtin),
         "bpe_bytes_per_token": Measured(bpt, f"{builtin} (tiktoken o200k_base)"),
@@ -123,5 +133,5 @@ def codec_figures(level: str, lang: str, results: Path, shown: str) -> dict[str,
             f"{lang} demo text (planner --lexicon/--sample, 2026-11)",
         ),
     }
-    figures.update(read_codec_section(results, level, lang, shown) or {})
+    figures.update(section or {})
     return figures

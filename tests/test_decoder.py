@@ -168,7 +168,8 @@ def test_zero_init_gates_keep_a_pretrained_lm_intact():
     decoder(ids, core).logsumexp(-1).mean().backward()
     for layer in decoder.cross_layers:
         assert layer.gate.grad.abs().item() > 0
-        assert layer.wq.weight.grad.abs().max().item() == 0  # tanh(0) = 0 blocks them until gates open
+        # tanh(0) = 0 blocks the projections' gradient until the gates open
+        assert layer.wq.weight.grad.abs().max().item() == 0
 
 
 def test_gradients_reach_the_decoder_and_never_the_core_states():
@@ -213,3 +214,20 @@ def test_meta_construction_then_init(tie):
     ids, core = batch(cfg)
     assert torch.isfinite(model(ids, core)).all()
     assert all(layer.gate.item() == 0 for layer in model.cross_layers)
+
+
+def test_bf16_decoder_reads_fp32_core_states():
+    """A frozen fp32 core may feed a bf16 decoder (autocast, or bf16 weights as under FSDP2
+    mixed precision): the cross keys/values follow the decoder's dtype."""
+    cfg = tiny(cross_every=1)
+    model = LanguageDecoder(cfg).eval()
+    ids, core = batch(cfg)
+    mask = torch.rand(2, 9, 7, generator=torch.Generator().manual_seed(5)) > 0.3
+    with torch.no_grad():
+        reference = model(ids, core, mask)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model(ids, core, mask)
+        pure = model.to(torch.bfloat16)(ids, core, mask)
+    for out in (mixed, pure):
+        assert out.dtype == torch.bfloat16
+        torch.testing.assert_close(out.float(), reference, atol=0.05, rtol=0.05)

@@ -47,7 +47,7 @@ def test_stream_sees_units_up_to_its_own():
 def test_documents_and_padding_never_see_each_other():
     rows = [[SceneSpans(2, [0, 1], doc=0), SceneSpans(1, [0, 0], doc=1)],
             [SceneSpans(1, [0], doc=0)]]
-    align = pack_alignment(rows)
+    align = pack_alignment(rows).to("cpu")
     assert align.text_doc.tolist() == [[0, 0, 1, 1], [0, -1, -1, -1]]
     first = {"render": [1, 1, 0], "stream": [1, 0, 0]}
     for mode in ("render", "stream"):

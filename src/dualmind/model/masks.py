@@ -36,7 +36,7 @@ MASK_MODES = ("render", "stream")
 
 
 class AlignmentError(ValueError):
-    """Span/scene/document ids that cannot give a leak-free mask; the message names row and index."""
+    """Span/scene/document ids that cannot give a leak-free mask; the message names row, index."""
 
 
 def cross_attention_mask(mode: str, text_span: torch.Tensor, text_scene: torch.Tensor,
@@ -63,7 +63,8 @@ def cross_attention_mask(mode: str, text_span: torch.Tensor, text_scene: torch.T
 def units_in_scene(core_scene: torch.Tensor, core_doc: torch.Tensor) -> torch.Tensor:
     """[B,S] index of each core state within its run of equal (doc, scene) ids."""
     changed = torch.zeros_like(core_scene, dtype=torch.bool)
-    changed[:, 1:] = (core_scene[:, 1:] != core_scene[:, :-1]) | (core_doc[:, 1:] != core_doc[:, :-1])
+    changed[:, 1:] = ((core_scene[:, 1:] != core_scene[:, :-1])
+                      | (core_doc[:, 1:] != core_doc[:, :-1]))
     return positions_in_document(changed.cumsum(dim=1))
 
 

@@ -466,3 +466,14 @@ def test_cli_validate_reports_damage(built, tmp_path, capsys):
     )
     assert "not both" in capsys.readouterr().err
     assert dualmind_main(["corpus", "info", str(tmp_path / "none")]) == 2
+
+
+def test_a_lexicon_breaking_the_span_contract_fails_loudly():
+    from dualmind.data.corpus import check_spans
+
+    check_spans([5, 6], [(0, 3), (3, 5)], 5, "ok")
+    with pytest.raises(CorpusError, match="gave 2 ids but 1 spans for document 'doc'"):
+        check_spans([5, 6], [(0, 3)], 5, "doc")
+    for spans in ([(0, 3), (2, 5)], [(3, 5), (0, 3)], [(0, 3), (3, 9)], [(2, 1), (3, 4)]):
+        with pytest.raises(CorpusError, match="unsorted, overlapping or outside the text"):
+            check_spans([5, 6], spans, 5, "doc")

@@ -499,6 +499,28 @@ def _cached(key: str, make):
     return _CACHE[key]
 
 
+def check_spans(ids: list[int], spans: list[tuple[int, int]], n_chars: int, key: str) -> None:
+    """The alignment relies on the lexicon's contract (one sorted, non-overlapping span per
+    unit, inside the text); a lexicon that breaks it must fail loudly, not misalign silently."""
+    if len(ids) != len(spans):
+        raise CorpusError(
+            f"lexicon gave {len(ids)} ids but {len(spans)} spans for document {key!r}"
+        )
+    if not spans:
+        return
+    a = np.asarray(spans, dtype=np.int64)
+    if (
+        a[0, 0] < 0
+        or a[-1, 1] > n_chars
+        or np.any(a[:, 1] < a[:, 0])
+        or np.any(a[1:, 0] < a[:-1, 1])
+    ):
+        raise CorpusError(
+            f"lexicon returned spans that are unsorted, overlapping or outside the text for "
+            f"document {key!r}; this is a lexicon bug (see Lexicon.encode_with_spans)"
+        )
+
+
 def _byte_offsets(text: str) -> np.ndarray:
     """c2b[i] = UTF-8 byte offset of character i (length len(text)+1)."""
     cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
@@ -605,6 +627,7 @@ def build_shard(
         stats["langs"][lang]["documents"] += 1
         if d["kind"] in ("qa", "pair"):
             ids, spans = lex.encode_with_spans(d["text"], lang)
+            check_spans(ids, spans, len(d["text"]), d["key"])
             if not ids:
                 problems.note(
                     "no_units",
@@ -640,6 +663,7 @@ def build_shard(
         for b0, b1 in split_blocks(text, limits.block_chars):
             block = text[b0:b1]
             ids, spans = lex.encode_with_spans(block, lang)
+            check_spans(ids, spans, len(block), d["key"])
             if not ids:
                 if block.strip():
                     problems.note(

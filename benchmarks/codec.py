@@ -97,6 +97,7 @@ def split_demo():
 
 
 def _build_child(conn, texts, level, vocab_size, out):
+    # ru_maxrss is a high-water mark: sample the start before the build touches memory.
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
     lex = Lexicon.build(texts, level=level, vocab_size=vocab_size)
@@ -108,8 +109,8 @@ def _build_child(conn, texts, level, vocab_size, out):
 
 
 def build(texts, level, vocab_size, out) -> dict:
-    """Build in a forked child so its peak memory is its own."""
-    ctx = get_context("fork")
+    """Build in a fresh (spawned) process so its peak memory is the build's own."""
+    ctx = get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     p = ctx.Process(target=_build_child, args=(child, texts, level, vocab_size, out))
     p.start()
@@ -160,9 +161,12 @@ def run(vocab_sizes: list[int], levels: list[str]) -> dict:
             for lang, texts in held.items():
                 encoded = [lex.encode(t) for t in texts]
                 units = sum(map(len, encoded))
-                fallback = sum(lex.unit(i).kind in ("piece", "byte")
-                               for ids in encoded for i in ids)
-                r = {"bytes": bytes_of[lang], "units": units, "fallback_share": fallback / units,
+                # Semantic: a piece or byte is always a fallback (lemmas are their own units).
+                # Lossless: frequent whole tokens may *be* pieces, so no such share exists.
+                fallback = (sum(lex.unit(i).kind in ("piece", "byte")
+                                for ids in encoded for i in ids) / units
+                            if level == "semantic" else None)
+                r = {"bytes": bytes_of[lang], "units": units, "fallback_share": fallback,
                      "bytes_per_unit": bytes_of[lang] / units,
                      "ratios": {n: ref_tokens[lang][n] / units for n in refs}}
                 if level == "lossless":
@@ -226,6 +230,10 @@ def _is_ru(text: str) -> bool:
     return detect_language(text) == "ru"
 
 
+def f(x, fmt: str) -> str:
+    return "—" if x is None else format(x, fmt)
+
+
 def render(res: dict) -> str:
     refs = res["refs"]
     lines = [START, "## Codec (benchmarks/codec.py)", ""]
@@ -253,10 +261,10 @@ def render(res: dict) -> str:
             lines.append(f"| {row['level']} | {row['units']} | {lang} | "
                          f"{r['bytes_per_unit']:.2f} | "
                          + " | ".join(f"{r['ratios'][n]:.2f}" for n in refs)
-                         + f" | {r['fallback_share']:.0%} | {rt} | {verdict} |")
+                         + f" | {f(r['fallback_share'], '.0%')} | {rt} | {verdict} |")
     lines.append("")
-    lines.append("pieces+bytes: share of our units that are sub-word fallbacks (words outside the "
-                 "vocabulary, mostly words never seen in the training split).")
+    lines.append("pieces+bytes (semantic): share of our units that are sub-word fallbacks, i.e. "
+                 "lemmas outside the vocabulary, mostly words never seen in the training split.")
     if refs:
         lines.append("")
         lines.append("Reference bytes/token on the same held-out text: " + "; ".join(
@@ -268,9 +276,6 @@ def render(res: dict) -> str:
     hdr = ("| level | vocab | pass | lang | ours `encode` | ours `encode_batch` | o200k | "
            "ratio `encode` | ratio `encode_batch` |")
     lines += [hdr, "|---|---|---|---|---|---|---|---|---|"]
-
-    def f(x, fmt):
-        return format(x, fmt) if x else "—"
 
     for row in res["rows"]:
         for key, s in row["speed"].items():
@@ -284,7 +289,8 @@ def render(res: dict) -> str:
                   "again with warm caches. Median of 3. Loading the lexicon (below) is not "
                   "counted in the passes.", "",
               "### Lexicon build (training split of the demo corpus)", "",
-              "| level | vocab | units | build s | load s | peak RSS MB (process) | fingerprint |",
+              "| level | vocab | units | build s | load s | peak RSS MB of the build process "
+              "| fingerprint |",
               "|---|---|---|---|---|---|---|"]
     for row in res["rows"]:
         lines.append(f"| {row['level']} | {row['vocab_size']} | {row['units']} | "

@@ -257,6 +257,7 @@ def test_vectorised_merge_rounds_match_the_python_sweep():
             # runs of a repeated pair exercise the "every other hit" rule
             ids[n // 3: n // 3 + 8] = [1, 2] * 4 if n > 30 else ids[n // 3: n // 3 + 8]
             assert compiled(list(ids)) == apply_rounds(list(ids), rounds)
+            assert _spans_agree(compiled, rounds, ids)
     for batch in ([], [[]], [[1, 2], [], [2, 1, 2], [1] * 300], [[1, 2, 1, 2]] * 50):
         assert compiled.batch([list(s) for s in batch]) == [apply_rounds(list(s), rounds)
                                                            for s in batch]
@@ -264,3 +265,15 @@ def test_vectorised_merge_rounds_match_the_python_sweep():
         assert compiled.batch_arrays(arrays) == [apply_rounds(list(s), rounds) for s in batch]
         assert [compiled.apply_array(a) for a in arrays] == compiled.batch(
             [list(s) for s in batch])
+        assert all(_spans_agree(compiled, rounds, seq) for seq in batch)
+
+
+def _spans_agree(compiled, rounds, seq):
+    from dualmind.lexicon.merges import apply_round_spans
+
+    starts = [2 * i for i in range(len(seq))]
+    ends = [2 * i + 1 for i in range(len(seq))]
+    want_ids, want_spans = list(seq), list(zip(starts, ends, strict=True))
+    for table in rounds:
+        want_ids, want_spans = apply_round_spans(want_ids, want_spans, table)
+    return compiled.apply_with_spans(list(seq), starts, ends) == (want_ids, want_spans)

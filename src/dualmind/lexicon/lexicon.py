@@ -43,8 +43,9 @@ SURFACES_FILE = "surfaces.tsv"
 SURFACES_HEADER = "form\tlemmas"
 
 DEFAULTS = {
+    # rounds=2: a third round bought no compression on the demo corpus and cost speed.
     "lossless": dict(vocab_size=32768, piece_merges=4096, phrase_share=0.35, max_n=4,
-                     min_count=2, phrase_min_count=3, rounds=3),
+                     min_count=2, phrase_min_count=3, rounds=2),
     "semantic": dict(vocab_size=32768, piece_merges=8192, phrase_share=0.2, max_n=3,
                      min_count=1, phrase_min_count=3, rounds=2),
 }

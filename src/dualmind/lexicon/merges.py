@@ -94,6 +94,25 @@ class MergeRounds:
             arr = self._apply_np(arr, *compiled)
         return arr.tolist()
 
+    def apply_with_spans(self, ids: list[int], starts: list[int], ends: list[int]
+                         ) -> tuple[list[int], list[tuple[int, int]]]:
+        """The rounds, carrying each unit's (start, end) span: a merged unit spans from
+        its left part's start to its right part's end."""
+        if len(ids) < self.NUMPY_FROM or not self.tables:
+            spans = list(zip(starts, ends, strict=True))
+            for table in self.tables:
+                ids, spans = apply_round_spans(ids, spans, table)
+            return ids, spans
+        arr = np.asarray(ids, dtype=np.int64)
+        s = np.asarray(starts, dtype=np.int64)
+        e = np.asarray(ends, dtype=np.int64)
+        for compiled in self.arrays:
+            arr, keep, take = self._apply_np(arr, *compiled, with_masks=True)
+            if take is not None:
+                e[take] = e[take + 1]
+                s, e = s[keep], e[keep]
+        return arr.tolist(), list(zip(s.tolist(), e.tolist(), strict=True))
+
     def batch_arrays(self, arrays: list[np.ndarray]) -> list[list[int]]:
         """Rounds over many documents at once, kept apart by the separator id."""
         if not arrays:
@@ -140,9 +159,11 @@ class MergeRounds:
         return out
 
     def _apply_np(self, ids: np.ndarray, keys: np.ndarray, vals: np.ndarray,
-                  left: np.ndarray, right: np.ndarray) -> np.ndarray:
+                  left: np.ndarray, right: np.ndarray, with_masks: bool = False):
+        """One round; with ``with_masks`` also (kept positions, merged positions)."""
+        none = (ids, None, None) if with_masks else ids
         if ids.size < 2 or keys.size == 0:
-            return ids
+            return none
         cand = np.flatnonzero(left[ids[:-1]] & right[ids[1:]])
         pair = ids[cand] * self.base + ids[cand + 1]
         pos = np.searchsorted(keys, pair)
@@ -150,7 +171,7 @@ class MergeRounds:
         hit = keys[pos] == pair
         idx = cand[hit]
         if idx.size == 0:
-            return ids
+            return none
         hit_pos = np.zeros(ids.size, dtype=np.int64)  # position -> index into keys/vals
         hit_pos[idx] = pos[hit]
         # Runs of consecutive hits: the sweep takes offsets 0, 2, 4, ... of each run.
@@ -162,7 +183,7 @@ class MergeRounds:
         out[take] = vals[hit_pos[take]]
         keep = np.ones(ids.size, dtype=bool)
         keep[take + 1] = False
-        return out[keep]
+        return (out[keep], keep, take) if with_masks else out[keep]
 
 
 def apply_round_spans(

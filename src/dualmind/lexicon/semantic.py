@@ -16,10 +16,10 @@ from itertools import chain
 
 from .chunks import ChunkCache
 from .lemmatize import lemmatize
-from .merges import MergeRounds, MergeTable, apply_round_spans, learn_rounds
+from .merges import MergeRounds, MergeTable, learn_rounds
 from .pieces import PIECE_WEIGHT_CAP, PieceModel
 from .pretokenize import WORD
-from .script import UND, lang_of_word
+from .script import LANG_SCRIPT, UND, lang_of_word
 from .units import Unit
 from .vocab import UnitTable, piece_vocab_of
 
@@ -141,6 +141,17 @@ class SemanticCodec:
         return tuple(chain.from_iterable(
             self.lemma_to_ids(lemma) for lemma, _ in self.analyzer(word, prefer)))
 
+    def _norm_prefer(self, prefer: str | None) -> str | None:
+        """A preferred language only changes anything when another configured language
+        shares its script; otherwise it is the same as None (and shares its caches,
+        including the training surface forms)."""
+        if prefer is None:
+            return None
+        script = LANG_SCRIPT.get(prefer)
+        if script is None or sum(LANG_SCRIPT.get(x) == script for x in self.langs) <= 1:
+            return None
+        return prefer
+
     def _cache(self, prefer: str | None) -> ChunkCache:
         """Chunk -> ids cache (one per preferred language), backed by a word -> ids cache:
         a chunk seen for the first time ("night," after "night") costs one regex call and
@@ -160,7 +171,7 @@ class SemanticCodec:
         return c
 
     def base_ids(self, text: str, prefer: str | None = None) -> list[int]:
-        cache = self._cache(prefer)
+        cache = self._cache(self._norm_prefer(prefer))
         return list(chain.from_iterable(map(cache.__getitem__, text.split())))
 
     def encode(self, text: str, prefer: str | None = None) -> list[int]:
@@ -170,21 +181,26 @@ class SemanticCodec:
         return self._merge.batch([self.base_ids(t, prefer) for t in texts])
 
     def encode_with_spans(self, text: str, prefer: str | None = None):
+        prefer = self._norm_prefer(prefer)
+        get_word = self._word_cache(prefer).__getitem__
         ids: list[int] = []
-        spans: list[tuple[int, int]] = []
+        starts: list[int] = []
+        ends: list[int] = []
         for m in WORD.finditer(text):
-            w_ids = self.word_to_ids(m.group(), prefer)
+            w_ids = get_word(m.group())
             if not w_ids:
                 continue
             s, e = m.span()
             n = len(w_ids)
-            # Several units for one word (clitic split, pieces): share its span in order.
-            cuts = [s + (e - s) * k // n for k in range(n + 1)]
             ids.extend(w_ids)
-            spans.extend(zip(cuts[:-1], cuts[1:], strict=True))
-        for table in self.rounds:
-            ids, spans = apply_round_spans(ids, spans, table)
-        return ids, spans
+            if n == 1:
+                starts.append(s)
+                ends.append(e)
+            else:  # several units for one word (clitic split, pieces): share its span
+                cuts = [s + (e - s) * k // n for k in range(n + 1)]
+                starts.extend(cuts[:-1])
+                ends.extend(cuts[1:])
+        return self._merge.apply_with_spans(ids, starts, ends)
 
     # -- decoding -------------------------------------------------------------------
     def _make_glyph(self, u: Unit) -> tuple[bool, bytes]:

@@ -18,6 +18,17 @@ from dualmind.model.masks import (
     units_in_scene,
 )
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared, loaded CPU every OpenMP
+    region of a small op can stall for milliseconds: one thread keeps these tests fast."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # One document of two scenes: scene 0 has 3 units and 5 text tokens (the first before any unit),
 # scene 1 has 2 units and 3 tokens.
 ONE_DOC = [SceneSpans(3, [-1, 0, 0, 1, 2], doc=7), SceneSpans(2, [0, 1, 1], doc=7)]

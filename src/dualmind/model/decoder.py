@@ -238,6 +238,37 @@ class LanguageDecoder(nn.Module):
                           cross_kv=cross_kv)[:, -1]
         return Generation(ids, torch.stack(step_logits, dim=1) if return_logits else None)
 
+    # ---- starting from a pretrained LM ----
+
+    def load_language_model(self, state_dict: dict[str, torch.Tensor]) -> list[str]:
+        """Load a pretrained LM into the text stack; return the cross-attention parameters left
+        as initialised (the only new ones).
+
+        ``state_dict`` uses the core's names (a ``HyperCore`` of ``cfg.text_stack()``'s shape,
+        or ``llama_format.from_hf_state_dict(hf_weights, cfg.text_stack())``). Use ``gated``
+        configs for this: with the gates at zero the decoder starts as exactly that LM. Any key
+        missing, unexpected or of the wrong shape is an error naming it; nothing loads then.
+        """
+        own = self.state_dict()
+        new = sorted(k for k in own if ".cross_attention." in k)
+        expected = set(own) - set(new)
+        problems = [f"missing {k}" for k in sorted(expected - set(state_dict))]
+        problems += [f"unexpected {k}" for k in sorted(set(state_dict) - expected)]
+        problems += [f"{k}: shape {tuple(state_dict[k].shape)}, the decoder's is "
+                     f"{tuple(own[k].shape)}" for k in sorted(expected & set(state_dict))
+                     if state_dict[k].shape != own[k].shape]
+        if (self.cfg.tie_embeddings and "output.weight" in state_dict
+                and not torch.equal(state_dict["output.weight"],
+                                    state_dict.get("tok_embeddings.weight"))):
+            problems.append("output.weight differs from tok_embeddings.weight, but the decoder "
+                            "ties them (set tie_embeddings: false)")
+        if problems:
+            more = f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""
+            raise ValueError("the language model does not fit the decoder's text stack: "
+                             + "; ".join(problems[:8]) + more)
+        self.load_state_dict(state_dict, strict=False)
+        return new
+
     # ---- initialisation ----
 
     @torch.no_grad()

@@ -8,6 +8,7 @@ import torch
 
 from dualmind.model.config import ConfigError, CoreConfig
 from dualmind.model.core import HyperCore
+from dualmind.model.cross_attention import with_null
 from dualmind.model.decoder import LanguageDecoder
 from dualmind.model.decoder_config import DecoderConfig, available_decoders
 
@@ -156,7 +157,9 @@ def test_null_key_value_lets_a_token_see_nothing():
         # null value starts at zero: seeing nothing adds exactly nothing to the residual stream
         x = model.tok_embeddings(ids)
         layer = model.cross_layers[0]
-        assert torch.equal(layer(x, layer.keys_values(core), blind), torch.zeros_like(x))
+        sdpa_mask = with_null(blind, 2, 9, 7, x.device)
+        assert sdpa_mask.shape == (2, 1, 9, 8) and sdpa_mask[..., 0].all()
+        assert torch.equal(layer(x, layer.keys_values(core), sdpa_mask), torch.zeros_like(x))
 
 
 def test_zero_init_gates_keep_a_pretrained_lm_intact():

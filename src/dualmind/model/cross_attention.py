@@ -60,13 +60,13 @@ class CrossAttention(nn.Module):
         null_v = self.null_v.to(v.dtype).expand(B, 1, -1, -1)
         return torch.cat((null_k, k), dim=1), torch.cat((null_v, v), dim=1)
 
-    def forward(self, x: torch.Tensor, kv: CrossKV, mask: torch.Tensor | None) -> torch.Tensor:
-        """x [B,T,dim] (the residual stream), mask bool [B,T,S] or None (see everything)
-        -> the residual update [B,T,dim]."""
+    def forward(self, x: torch.Tensor, kv: CrossKV, sdpa_mask: torch.Tensor) -> torch.Tensor:
+        """x [B,T,dim] (the residual stream), sdpa_mask from :func:`with_null` (built once per
+        forward, shared by every cross-attention layer) -> the residual update [B,T,dim]."""
         B, T, _ = x.shape
         k, v = kv
         q = self.wq(self.q_norm(x)).view(B, T, -1, self.head_dim)
-        layout = attn.AttentionLayout("sdpa", packed=True, sdpa_mask=with_null(mask, B, T, k))
+        layout = attn.AttentionLayout("sdpa", packed=True, sdpa_mask=sdpa_mask)
         out = self.wo(attn.attend(q, k.to(q.dtype), v.to(q.dtype), layout).reshape(B, T, -1))
         if self.gate is not None:
             out = torch.tanh(self.gate).to(out.dtype) * out
@@ -85,19 +85,16 @@ class CrossAttention(nn.Module):
         self.kv_norm.reset_parameters()
 
 
-def with_null(mask: torch.Tensor | None, batch: int, queries: int, keys: torch.Tensor
-              ) -> torch.Tensor:
-    """SDPA mask [B|1, 1, T|1, 1+S] with the null column always True.
-
-    Without a mask every key is visible: a broadcast row of ones, never ``is_causal``.
-    """
-    n_keys = keys.shape[1]
+def with_null(mask: torch.Tensor | None, batch: int, queries: int, n_states: int,
+              device: torch.device) -> torch.Tensor:
+    """The cross mask bool [B,T,S] (or None: everything visible) as SDPA wants it:
+    [B|1, 1, T|1, 1+S] with the null column always True. Never ``is_causal``."""
     if mask is None:
-        return torch.ones(1, 1, 1, n_keys, dtype=torch.bool, device=keys.device)
+        return torch.ones(1, 1, 1, 1 + n_states, dtype=torch.bool, device=device)
     if mask.dtype != torch.bool:
         raise TypeError(f"cross_mask must be a bool tensor (True = may attend), got {mask.dtype}")
-    if mask.shape != (batch, queries, n_keys - 1):
+    if mask.shape != (batch, queries, n_states):
         raise ValueError(f"cross_mask has shape {tuple(mask.shape)}, expected "
-                         f"{(batch, queries, n_keys - 1)} (batch, text tokens, core states)")
+                         f"{(batch, queries, n_states)} (batch, text tokens, core states)")
     null = torch.ones(batch, queries, 1, dtype=torch.bool, device=mask.device)
     return torch.cat((null, mask), dim=-1)[:, None]

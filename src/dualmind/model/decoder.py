@@ -25,7 +25,7 @@ from torch import nn
 
 from dualmind.model import attention as attn
 from dualmind.model.core import BatchContext, Block, RMSNorm
-from dualmind.model.cross_attention import CrossAttention, CrossKV
+from dualmind.model.cross_attention import CrossAttention, CrossKV, with_null
 from dualmind.model.decoder_config import DecoderConfig
 from dualmind.model.kv_cache import KVCache
 from dualmind.model.masks import Alignment
@@ -42,7 +42,7 @@ class DecoderContext(BatchContext):
     the same reason as BatchContext: FSDP2 mixed precision must not cast the core states or the
     cached cross keys/values it would find in a dataclass."""
 
-    __slots__ = ("core_states", "cross_kv", "cross_mask")
+    __slots__ = ("core_states", "cross_kv", "cross_mask")  # cross_mask: with_null's SDPA form
 
     def __init__(self, layout, cos, sin, cache, core_states, cross_kv, cross_mask):
         super().__init__(layout, cos, sin, cache)
@@ -138,6 +138,9 @@ class LanguageDecoder(nn.Module):
         layout = attn.build_layout(self.cfg.attn_backend, doc_ids, B, T, x.device, dtype, past)
         inv_freq = inverse_frequencies(self.cfg.head_dim, self.cfg.rope_theta, None,
                                        device=x.device)
+        if self.cfg.n_cross:
+            n_states = core_states.shape[1] if cross_kv is None else cross_kv[0][0].shape[1] - 1
+            cross_mask = with_null(cross_mask, B, T, n_states, x.device)
         ctx = DecoderContext(layout, *rope_cos_sin(positions, inv_freq), cache,
                              core_states, cross_kv, cross_mask)
         for block in self.layers:

@@ -111,3 +111,23 @@ def test_meta_interleaved_rope_layout_is_permuted_on_load():
                                      cfg)
     assert list(converted) == ["layers.0.attention.wq.weight"]  # rope.freqs is recomputed
     assert torch.equal(converted["layers.0.attention.wq.weight"], w_ours)
+
+
+def test_load_a_saved_llama_checkpoint_directory(tmp_path):
+    """save_pretrained's safetensors directory loads without transformers and gives the same
+    logits; a sharded save (with its index) loads the same way."""
+    from dualmind.model.llama_format import load_hf_checkpoint
+
+    hf = _hf_llama(ROPES["llama3"], tie=True)
+    ids = torch.randint(0, 97, (1, 40), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = hf(ids).logits
+    for sub, shard in (("whole", "10GB"), ("sharded", "40KB")):
+        hf.save_pretrained(tmp_path / sub, max_shard_size=shard)
+        core = load_hf_checkpoint(tmp_path / sub).eval()
+        assert core.output.weight is core.tok_embeddings.weight
+        with torch.no_grad():
+            torch.testing.assert_close(core(ids).logits, want, atol=1e-5, rtol=1e-5)
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_hf_checkpoint(tmp_path)

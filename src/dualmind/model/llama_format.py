@@ -11,13 +11,19 @@ Nothing is downloaded here; callers bring a state dict.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from dualmind.model.config import CoreConfig
+
+if TYPE_CHECKING:
+    from dualmind.model.core import HyperCore
 
 # HyperCore name <- transformers name, per block ({i} = layer index)
 _HF_BLOCK = {
@@ -39,15 +45,20 @@ _HF_TOP = {
 
 
 def core_config_from_hf(hf_config: Any, **overrides: Any) -> CoreConfig:
-    """CoreConfig with the shape and numerics of a transformers ``LlamaConfig``.
+    """CoreConfig with the shape and numerics of a Llama config: a transformers ``LlamaConfig``
+    or the dict of its ``config.json``.
 
     Supports rope types default, linear and llama3 (transformers 4.x ``rope_scaling`` or 5.x
-    ``rope_parameters``); others (yarn, dynamic, longrope) raise ValueError.
+    ``rope_parameters``); others (yarn, dynamic, longrope), biases and activations other than
+    SiLU raise ValueError.
     """
-    rope = getattr(hf_config, "rope_parameters", None) or {}
-    legacy = getattr(hf_config, "rope_scaling", None) or {}
-    params = {**legacy, **rope}
-    theta = params.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0))
+    if isinstance(hf_config, Mapping):
+        get = hf_config.get
+    else:
+        def get(key: str, default: Any = None) -> Any:
+            return getattr(hf_config, key, default)
+    params = {**(get("rope_scaling") or {}), **(get("rope_parameters") or {})}
+    theta = params.get("rope_theta", get("rope_theta", 10000.0))
     kind = params.get("rope_type", params.get("type", "default"))
     if kind == "default":
         scaling = None
@@ -61,19 +72,60 @@ def core_config_from_hf(hf_config: Any, **overrides: Any) -> CoreConfig:
     else:
         raise ValueError(f"rope type {kind!r} of this Llama config is not supported by the core "
                          "(supported: default, linear, llama3)")
-    if getattr(hf_config, "attention_bias", False) or getattr(hf_config, "mlp_bias", False):
+    if get("attention_bias", False) or get("mlp_bias", False):
         raise ValueError("Llama configs with attention_bias/mlp_bias are not supported by the core")
+    if get("hidden_act", "silu") != "silu":
+        raise ValueError(f"hidden_act {get('hidden_act')!r} is not supported (the core's SwiGLU "
+                         "uses silu)")
     values = dict(
-        vocab_size=hf_config.vocab_size, dim=hf_config.hidden_size,
-        n_layers=hf_config.num_hidden_layers, n_heads=hf_config.num_attention_heads,
-        n_kv_heads=hf_config.num_key_value_heads, ffn_dim=hf_config.intermediate_size,
-        head_dim=getattr(hf_config, "head_dim", None), norm_eps=hf_config.rms_norm_eps,
-        rope_theta=float(theta), rope_scaling=scaling,
-        max_seq_len=hf_config.max_position_embeddings,
-        tie_embeddings=bool(getattr(hf_config, "tie_word_embeddings", False)),
+        vocab_size=get("vocab_size"), dim=get("hidden_size"), n_layers=get("num_hidden_layers"),
+        n_heads=get("num_attention_heads"),
+        n_kv_heads=get("num_key_value_heads") or get("num_attention_heads"),
+        ffn_dim=get("intermediate_size"), head_dim=get("head_dim"), norm_eps=get("rms_norm_eps"),
+        rope_theta=float(theta), rope_scaling=scaling, max_seq_len=get("max_position_embeddings"),
+        tie_embeddings=bool(get("tie_word_embeddings", False)),
     )
     values.update(overrides)
     return CoreConfig(**values)
+
+
+def load_hf_checkpoint(directory: str | os.PathLike, dtype: torch.dtype | None = None,
+                       **overrides: Any) -> HyperCore:
+    """A HyperCore holding the weights of a local Llama checkpoint directory (``config.json`` and
+    ``model.safetensors`` or sharded ``model-*.safetensors`` with their index), as written by
+    ``save_pretrained``. Needs no transformers; nothing is downloaded.
+
+    A Llama's vocabulary is BPE tokens, not hyperphrase symbols: such weights serve to verify the
+    architecture and as a warm start, not as a ready core.
+    """
+    from safetensors.torch import load_file
+
+    from dualmind.model.core import HyperCore
+
+    directory = Path(directory)
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: not a Llama checkpoint directory")
+    cfg = core_config_from_hf(json.loads(config_path.read_text()), **overrides)
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (directory / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        raise FileNotFoundError(f"no model.safetensors (or its index) in {directory}")
+    state: dict[str, torch.Tensor] = {}
+    for name in files:
+        state.update(load_file(directory / name))
+    with torch.device("meta"):
+        model = HyperCore(cfg)
+    core_state = from_hf_state_dict(state, cfg)
+    if dtype is not None:
+        core_state = {k: v.to(dtype) for k, v in core_state.items()}
+    model.load_state_dict(core_state, assign=True)
+    if cfg.tie_embeddings:
+        model.output.weight = model.tok_embeddings.weight  # assign=True replaced them one by one
+    return model
 
 
 def from_hf_state_dict(state_dict: Mapping[str, torch.Tensor], cfg: CoreConfig

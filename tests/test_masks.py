@@ -192,3 +192,44 @@ def test_packing_equals_running_each_document_alone():
             ("core_scene", c_sel), ("core_doc", c_sel))))
         single = model(text[:1, t_sel], core[:1, c_sel], alone, mask_mode="stream")
     torch.testing.assert_close(packed[0, t_sel], single[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["render", "stream"])
+def test_a_causal_core_and_the_mask_keep_later_units_out_end_to_end(mode):
+    """With the real (causal, document-masked) core in front: changing the symbol of core
+    position s leaves bit-identical logits for every token that may read no state at or after s
+    (stream: tokens whose span is before that unit; render: tokens of earlier scenes) and changes
+    those of tokens that read it."""
+    from dualmind.model.config import CoreConfig
+    from dualmind.model.core import HyperCore
+
+    align = _packed_batch()
+    mask = align.cross_mask(mode)
+    torch.manual_seed(3)
+    core = HyperCore(CoreConfig(vocab_size=40, dim=16, n_layers=2, n_heads=2, ffn_dim=32,
+                                max_seq_len=64, attn_backend="sdpa")).eval()
+    decoder = _leak_model()
+    gen = torch.Generator().manual_seed(4)
+    B, S = align.core_doc.shape
+    symbols = torch.randint(0, 40, (B, S), generator=gen)
+    text = torch.randint(0, 50, align.text_doc.shape, generator=gen)
+
+    def logits(ids):
+        with torch.no_grad():
+            states = core(ids, doc_ids=align.core_doc).hidden
+            return decoder(text, states, mask, doc_ids=align.text_doc)
+
+    base = logits(symbols)
+    for b in range(B):
+        for s in range(S):
+            if align.core_doc[b, s] < 0:
+                continue  # padding
+            changed = symbols.clone()
+            changed[b, s] = (changed[b, s] + 1) % 40
+            out = logits(changed)
+            reads = mask[b, :, s:].any(dim=-1)  # tokens that read s or a state after it
+            assert torch.equal(out[b, ~reads], base[b, ~reads]), (mode, b, s)
+            readers = mask[b, :, s]
+            assert readers.any()  # this packing gives every unit a reader
+            assert not torch.allclose(out[b, readers], base[b, readers]), (mode, b, s)
+            assert torch.equal(out[1 - b], base[1 - b])

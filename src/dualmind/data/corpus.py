@@ -968,13 +968,12 @@ def build_corpus(
 
         inputs = [str(p) for p in demo_files()]
     files = expand_inputs(inputs)
-    lex_obj, lex_dir, state = _start(files, lexicon, out_dir, opts)
+    lex_obj, lex_dir, state, settings = _start(files, lexicon, out_dir, opts)
     if state == "done":
         manifest = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
         return BuildSummary(
             str(out_dir), "up-to-date", manifest, {"total": time.perf_counter() - t_start}
         )
-    settings = _settings(opts, files, lex_obj)
     _CACHE["lex:" + lex_obj.fingerprint] = lex_obj  # in-process shards reuse the loaded lexicon
     with _progress(opts.progress) as progress:
         t = time.perf_counter()
@@ -1033,24 +1032,24 @@ def _settings(opts: BuildOptions, files: list[Path], lex: Any) -> dict:
 
 def _start(
     files: list[Path], lexicon: Any, out_dir: Path, opts: BuildOptions
-) -> tuple[Any, Path, str]:
-    """Check the lexicon, decide fresh/resume/done, and make the lexicon loadable by workers."""
+) -> tuple[Any, Path, str, dict]:
+    """Check the lexicon, decide fresh/resume/done, and make the lexicon loadable by workers.
+    Returns (lexicon, its folder, state, the build's settings)."""
     if isinstance(lexicon, (str, os.PathLike)):
         lex_obj, lex_dir = resolve_lexicon(lexicon, out_dir)
         check_level(lex_obj, opts.level, lex_dir)
     else:
         lex_obj, lex_dir = lexicon, None
         check_level(lex_obj, opts.level, Path("<lexicon object>"))
-    state = _prepare_out_dir(
-        out_dir, settings_hash(_settings(opts, files, lex_obj)), opts.overwrite
-    )
+    settings = _settings(opts, files, lex_obj)
+    state = _prepare_out_dir(out_dir, settings_hash(settings), opts.overwrite)
     if state == "done":
-        return lex_obj, lex_dir, state
+        return lex_obj, lex_dir, state, settings
     out_dir.mkdir(parents=True, exist_ok=True)
     if lex_dir is None:  # an object: saved under .build/ so that other processes can load it
         lex_obj, lex_dir = resolve_lexicon(lexicon, out_dir)
     _remove_temporaries(out_dir)
-    return lex_obj, lex_dir, state
+    return lex_obj, lex_dir, state, settings
 
 
 def prepare_build(inputs, lexicon, out_dir, **options) -> dict:
@@ -1063,16 +1062,14 @@ def prepare_build(inputs, lexicon, out_dir, **options) -> dict:
 
         inputs = [str(p) for p in demo_files()]
     files = expand_inputs(inputs)
-    lex_obj, lex_dir, state = _start(files, lexicon, out_dir, opts)
+    lex_obj, lex_dir, state, settings = _start(files, lexicon, out_dir, opts)
     if state == "done":
         return load_plan(out_dir)
     with _progress(False) as progress:
         plan = (
             load_plan(out_dir)
             if state == "resume"
-            else make_plan(
-                files, lex_obj, lex_dir, opts, out_dir, _settings(opts, files, lex_obj), progress
-            )
+            else make_plan(files, lex_obj, lex_dir, opts, out_dir, settings, progress)
         )
     train_tokenizer_step(out_dir, plan, opts.text_vocab_size)
     return plan

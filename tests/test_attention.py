@@ -88,6 +88,21 @@ def test_forced_unusable_backend_says_why_and_what_to_install(backend):
             attn.resolve_backend(backend, CPU, torch.bfloat16)
 
 
+def test_installed_but_broken_backend_is_named_not_skipped(monkeypatch):
+    """A flash-attn wheel built for another torch imports with an error: forcing it says so."""
+    real_find_spec = attn.importlib.util.find_spec
+    monkeypatch.setattr(attn.importlib.util, "find_spec",
+                        lambda name: object() if name == "flash_attn" else real_find_spec(name))
+    monkeypatch.setitem(sys.modules, "flash_attn", None)  # importing it raises ImportError
+    attn._import_error.cache_clear()
+    try:
+        with pytest.raises(attn.BackendUnavailable, match="installed but does not import"):
+            attn.check_installed("flash")
+        assert attn.resolve_backend("auto", CPU, torch.bfloat16) == "sdpa"
+    finally:
+        attn._import_error.cache_clear()
+
+
 def test_unknown_backend_is_rejected():
     with pytest.raises(attn.BackendUnavailable, match="unknown attention backend 'triton'"):
         attn.check_installed("triton")

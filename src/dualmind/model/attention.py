@@ -20,8 +20,10 @@ consecutive ids within a row; a position attends only to earlier positions of it
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -32,26 +34,46 @@ INSTALL_HINT = "install the GPU extra: pip install 'dualmind[gpu]'"
 _SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
 
 
+@functools.cache
+def _warn_once(message: str) -> None:
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
 class BackendUnavailable(RuntimeError):
     """A forced attention backend cannot run here; the message says why and what to do."""
 
 
 # ---- choosing a backend ----
 
-def is_installed(backend: str) -> bool:
+_MODULES = {"flash": "flash_attn", "xformers": "xformers"}
+_PACKAGES = {"flash": "flash-attn", "xformers": "xformers"}
+
+
+@functools.cache
+def _import_error(backend: str) -> str | None:
+    """None if the backend's package imports, else why not (checked once per process)."""
     if backend == "sdpa":
-        return True
-    module = {"flash": "flash_attn", "xformers": "xformers"}[backend]
-    return importlib.util.find_spec(module) is not None
+        return None
+    if importlib.util.find_spec(_MODULES[backend]) is None:
+        return f"the {_PACKAGES[backend]} package is not installed ({INSTALL_HINT})"
+    try:
+        importlib.import_module(_MODULES[backend])
+    except Exception as err:  # a wheel built for another torch/CUDA fails here, not at find_spec
+        return (f"the {_PACKAGES[backend]} package is installed but does not import "
+                f"({type(err).__name__}: {err}); reinstall it for this torch ({INSTALL_HINT})")
+    return None
+
+
+def is_installed(backend: str) -> bool:
+    return _import_error(backend) is None
 
 
 def unusable_reason(backend: str, device: torch.device, dtype: torch.dtype) -> str | None:
     """Why ``backend`` cannot run on tensors of this device/dtype, or None if it can."""
     if backend == "sdpa":
         return None
-    if not is_installed(backend):
-        package = {"flash": "flash-attn", "xformers": "xformers"}[backend]
-        return f"the {package} package is not installed ({INSTALL_HINT})"
+    if _import_error(backend) is not None:
+        return _import_error(backend)
     if device.type != "cuda":
         return f"it only has CUDA kernels and the tensors are on {device.type}"
     if backend == "flash":
@@ -68,11 +90,9 @@ def check_installed(backend: str) -> None:
     """Fail fast at model construction for a forced backend that is not installed."""
     if backend not in BACKENDS:
         raise BackendUnavailable(f"unknown attention backend {backend!r}; choose one of {BACKENDS}")
-    if backend in ("flash", "xformers") and not is_installed(backend):
-        raise BackendUnavailable(
-            f"attn_backend={backend!r} was requested but "
-            f"{unusable_reason(backend, torch.device('cuda'), torch.bfloat16)}; "
-            "or set attn_backend=auto/sdpa")
+    if _import_error(backend) is not None:
+        raise BackendUnavailable(f"attn_backend={backend!r} was requested but "
+                                 f"{_import_error(backend)}; or set attn_backend=auto/sdpa")
 
 
 def resolve_backend(requested: str, device: torch.device, dtype: torch.dtype) -> str:
@@ -81,6 +101,9 @@ def resolve_backend(requested: str, device: torch.device, dtype: torch.dtype) ->
         for candidate in ("flash", "xformers"):
             if unusable_reason(candidate, device, dtype) is None:
                 return candidate
+            if device.type == "cuda" and is_installed(candidate) is False \
+                    and importlib.util.find_spec(_MODULES[candidate]) is not None:
+                _warn_once(f"attn_backend=auto skips {candidate}: {_import_error(candidate)}")
         return "sdpa"
     if requested not in BACKENDS:
         raise BackendUnavailable(

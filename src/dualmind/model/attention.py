@@ -52,7 +52,7 @@ _PACKAGES = {"flash": "flash-attn", "xformers": "xformers"}
 @functools.cache
 def _import_error(backend: str) -> str | None:
     """None if the backend's package imports, else why not (checked once per process)."""
-    if backend == "sdpa":
+    if backend not in _MODULES:  # sdpa (and auto) need nothing beyond torch
         return None
     if importlib.util.find_spec(_MODULES[backend]) is None:
         return f"the {_PACKAGES[backend]} package is not installed ({INSTALL_HINT})"
@@ -90,7 +90,7 @@ def check_installed(backend: str) -> None:
     """Fail fast at model construction for a forced backend that is not installed."""
     if backend not in BACKENDS:
         raise BackendUnavailable(f"unknown attention backend {backend!r}; choose one of {BACKENDS}")
-    if _import_error(backend) is not None:
+    if backend in _MODULES and _import_error(backend) is not None:
         raise BackendUnavailable(f"attn_backend={backend!r} was requested but "
                                  f"{_import_error(backend)}; or set attn_backend=auto/sdpa")
 

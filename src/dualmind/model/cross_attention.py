@@ -14,7 +14,9 @@ Choices and why (see docs in DESIGN.md, "Model choices"):
 
 The attention itself runs through torch SDPA with a boolean mask (the mask is arbitrary, not
 causal or block-diagonal, so flash-attn's varlen path does not apply; on CUDA SDPA picks its
-memory-efficient kernel, which takes masks).
+memory-efficient kernel, which takes masks). The mask costs T x (S+1) bytes per row (128 MiB for
+16K text tokens over 8K core states); far longer packs would want a block mask computed from the
+ids (FlexAttention) instead.
 """
 
 from __future__ import annotations
@@ -66,8 +68,14 @@ class CrossAttention(nn.Module):
         B, T, _ = x.shape
         k, v = kv
         q = self.wq(self.q_norm(x)).view(B, T, -1, self.head_dim)
+        k, v = k.to(q.dtype), v.to(q.dtype)
+        if q.is_cuda and k.shape[2] != q.shape[2]:
+            # On CUDA a masked SDPA call with enable_gqa has no fused kernel (flash takes no
+            # mask, memory-efficient no head groups) and falls back to the math kernel, which
+            # materialises [B,H,T,S] scores; repeating the few kv heads is far cheaper.
+            k, v = (t.repeat_interleave(q.shape[2] // t.shape[2], dim=2) for t in (k, v))
         layout = attn.AttentionLayout("sdpa", packed=True, sdpa_mask=sdpa_mask)
-        out = self.wo(attn.attend(q, k.to(q.dtype), v.to(q.dtype), layout).reshape(B, T, -1))
+        out = self.wo(attn.attend(q, k, v, layout).reshape(B, T, -1))
         if self.gate is not None:
             out = torch.tanh(self.gate).to(out.dtype) * out
         return out

@@ -326,3 +326,20 @@ def test_meta_forward_gives_shapes_without_values():
     model.init_weights()
     assert model.output.weight is model.tok_embeddings.weight  # init_weights restores the tie
     assert model.num_params() == tiny(tie_embeddings=True).num_params()
+
+
+def test_activation_checkpointing_from_outside_gives_the_same_gradients():
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+    torch.manual_seed(0)
+    cfg = tiny()
+    plain = HyperCore(cfg)
+    wrapped = HyperCore(cfg)
+    wrapped.load_state_dict(plain.state_dict())
+    for i, block in enumerate(wrapped.layers):  # what strategy.activation_checkpointing=full does
+        wrapped.layers[i] = checkpoint_wrapper(block)
+    ids, doc_ids = torch.randint(0, 61, (2, 12)), torch.tensor([[0] * 5 + [1] * 7] * 2)
+    for model in (plain, wrapped):
+        model(ids, doc_ids=doc_ids).logits.square().mean().backward()
+    for (name, a), b in zip(plain.named_parameters(), wrapped.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, msg=lambda m, n=name: f"{n}: {m}")

@@ -240,6 +240,8 @@ def test_plan_json_table_and_plot(tmp_path, capsys):
             "--json",
             "--plot",
             str(png),
+            "--results",
+            str(tmp_path / "no-results.md"),
         ]
     )
     assert plan_cli.run(args) == 0
@@ -415,7 +417,7 @@ def test_codec_section_of_results_is_the_fallback(tmp_path, level, lang, bps, bp
     assert got["codec_bytes_per_s_per_core"]["value"] == pytest.approx(speed)
     for key in ("bytes_per_symbol", "bpe_bytes_per_token", "codec_bytes_per_s_per_core"):
         assert got[key]["provenance"].startswith("measured:")
-        assert f"({level}, {lang}, 2026-11-29 05:44 UTC)" in got[key]["provenance"]
+        assert f"({level}, {lang}, 32768 units, 2026-11-29 05:44 UTC)" in got[key]["provenance"]
 
 
 def test_codec_section_new_speed_columns(tmp_path):
@@ -528,3 +530,23 @@ def test_chunked_loss_shrinks_logit_memory():
     assert full.memory["logits"] == 8192 * vocab * 6
     assert chunked.memory["logits"] == 1024 * vocab * 6
     assert chunked.memory["min_gpus"] < full.memory["min_gpus"]
+
+
+def test_codec_section_with_two_vocabularies_uses_the_first(tmp_path):
+    section = (
+        "<!-- codec:start -->\nMeasured 2026-11-29 06:03 UTC on x86_64.\n\n"
+        "| level | vocab | lang | bytes/unit | × o200k_base | round trip |\n|---|---|---|---|---|---|\n"
+        "| lossless | 32768 | en | 5.03 | 1.33 | 16/16 exact |\n"
+        "| lossless | 65536 | en | 5.49 | 1.45 | 16/16 exact |\n\n"
+        "| level | vocab | pass | lang | ours `encode` | ours `encode_batch` | o200k |\n"
+        "|---|---|---|---|---|---|---|\n"
+        "| lossless | 65536 | corpus | en | 15.1 | 18.9 | 26.8 |\n"
+        "| lossless | 32768 | corpus | en | 17.6 | 17.9 | 24.8 |\n<!-- codec:end -->\n"
+    )
+    results = tmp_path / "RESULTS.md"
+    results.write_text(section, encoding="utf-8")
+    p = plan(PlanRequest(model="1b", gpus=8, results=str(results)))
+    assert p.inputs["bytes_per_symbol"]["value"] == 5.03
+    assert p.inputs["bpe_bytes_per_token"]["value"] == pytest.approx(5.03 / 1.33)  # via the ratio
+    assert p.inputs["codec_bytes_per_s_per_core"]["value"] == pytest.approx(17.9e6)
+    assert "32768 units" in p.inputs["codec_bytes_per_s_per_core"]["provenance"]

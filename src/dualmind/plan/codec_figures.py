@@ -6,8 +6,9 @@ Preference (the report prints which one was used):
    bytes per unit and tiktoken o200k bytes per token on held-out demo prose, and the encode
    speed of the "corpus" pass (a fresh lexicon over the whole demo corpus: what a corpus build
    sees), for the chosen ``--level`` and ``--lang``;
-2. the same benchmark's figures from its run of 2026-11-29 05:44 UTC, built in below, so the
-   planner answers the same way before RESULTS.md exists.
+2. the same benchmark's figures from its run of 2026-11-29 06:05 UTC (encode speed: the
+   ``encode_batch`` column), built in below, so the planner answers the same way before
+   RESULTS.md exists.
 The UTF-8 size of a hyperphrase character is not in the benchmark; it was measured by this
 planner's ``--lexicon/--sample`` path on the demo lexicons (2026-11).
 """
@@ -23,19 +24,20 @@ START, END = "<!-- codec:start -->", "<!-- codec:end -->"
 LEVELS = ("lossless", "semantic")
 LANGS = ("en", "ru")
 
-_BUILTIN_RUN = "benchmarks/codec.py run of 2026-11-29 05:44 UTC (32,768-unit demo lexicons)"
+_BUILTIN_RUN = "benchmarks/codec.py run of 2026-11-29 06:05 UTC (32,768-unit demo lexicons)"
 # (level, lang) -> bytes per unit, o200k bytes per token, encode MB/s per core (corpus pass)
 BUILTIN = {
-    ("lossless", "en"): (4.96, 3.78, 2.1),
-    ("lossless", "ru"): (7.12, 5.91, 1.8),
-    ("semantic", "en"): (10.88, 3.78, 4.0),
-    ("semantic", "ru"): (14.21, 5.91, 1.5),
+    ("lossless", "en"): (5.03, 3.78, 18.3),
+    ("lossless", "ru"): (7.21, 5.95, 20.6),
+    ("semantic", "en"): (10.89, 3.78, 14.5),
+    ("semantic", "ru"): (14.28, 5.95, 11.6),
 }
+# Lexicons built the benchmark's way, held-out text, len(to_hyperphrase(ids).encode()) / len(ids).
 UTF8_BYTES_PER_CHAR = {
-    ("lossless", "en"): 3.45,
-    ("lossless", "ru"): 3.23,
-    ("semantic", "en"): 3.29,
-    ("semantic", "ru"): 3.32,
+    ("lossless", "en"): 3.48,
+    ("lossless", "ru"): 3.27,
+    ("semantic", "en"): 3.80,
+    ("semantic", "ru"): 3.61,
 }
 
 
@@ -72,10 +74,15 @@ def read_codec_section(path: Path, level: str, lang: str, shown: str) -> dict[st
         return None
     section = text.split(START, 1)[1].split(END, 1)[0]
     when = re.search(r"Measured ([0-9-]+ [0-9:]+ UTC)", section)
-    where = f"{shown} codec section ({level}, {lang}{', ' + when.group(1) if when else ''})"
     out: dict[str, Measured] = {}
+    vocab = None  # the first (the benchmark's default) vocabulary listed for this level and lang
     for row in _table(section, "bytes/unit"):
         if row.get("level") == level and row.get("lang") == lang:
+            vocab = row.get("vocab")
+            where = (
+                f"{shown} codec section ({level}, {lang}, {vocab} units"
+                f"{', ' + when.group(1) if when else ''})"
+            )
             try:
                 bps = float(row["bytes/unit"])
                 ratio = float(row.get("× o200k_base", "nan"))
@@ -93,7 +100,8 @@ def read_codec_section(path: Path, level: str, lang: str, shown: str) -> dict[st
                 )
             break
     for row in _table(section, "ours"):
-        if (row.get("level"), row.get("pass"), row.get("lang")) != (level, "corpus", lang):
+        key = (row.get("level"), row.get("vocab"), row.get("pass"), row.get("lang"))
+        if vocab is None or key != (level, vocab, "corpus", lang):
             continue
         # encode_batch is what a corpus build calls; older sections have one "ours MB/s" column
         for column in ("ours `encode_batch`", "ours `encode`", "ours MB/s"):
@@ -106,6 +114,7 @@ def read_codec_section(path: Path, level: str, lang: str, shown: str) -> dict[st
                 speed, f"measured: {what} on one core, corpus pass, {where}"
             )
             break
+        break
     return out
 
 

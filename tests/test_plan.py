@@ -535,7 +535,8 @@ def test_chunked_loss_shrinks_logit_memory():
 def test_codec_section_with_two_vocabularies_uses_the_first(tmp_path):
     section = (
         "<!-- codec:start -->\nMeasured 2026-11-29 06:03 UTC on x86_64.\n\n"
-        "| level | vocab | lang | bytes/unit | × o200k_base | round trip |\n|---|---|---|---|---|---|\n"
+        "| level | vocab | lang | bytes/unit | × o200k_base | round trip |\n"
+        "|---|---|---|---|---|---|\n"
         "| lossless | 32768 | en | 5.03 | 1.33 | 16/16 exact |\n"
         "| lossless | 65536 | en | 5.49 | 1.45 | 16/16 exact |\n\n"
         "| level | vocab | pass | lang | ours `encode` | ours `encode_batch` | o200k |\n"

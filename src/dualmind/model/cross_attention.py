@@ -53,8 +53,8 @@ class CrossAttention(nn.Module):
         """
         B, S, _ = core_states.shape
         # The core's states may arrive in another dtype than this layer's weights (a frozen fp32
-        # core feeding a bf16 decoder under FSDP2 mixed precision, which casts only the block's
-        # own arguments); under autocast this cast is a no-op for the matmul.
+        # core feeding bf16 decoder weights whose root does not cast its inputs); under autocast
+        # this cast changes nothing for the matmul.
         states = self.kv_norm(core_states).to(self.wk.weight.dtype)
         k = self.wk(states).view(B, S, -1, self.head_dim)
         v = self.wv(states).view(B, S, -1, self.head_dim)

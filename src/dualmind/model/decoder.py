@@ -38,9 +38,8 @@ CrossMaskFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class DecoderContext(BatchContext):
-    """The core's per-forward context plus what cross-attention needs. A plain slotted class for
-    the same reason as BatchContext: FSDP2 mixed precision must not cast the core states or the
-    cached cross keys/values it would find in a dataclass."""
+    """The core's per-forward context plus what cross-attention needs: a plain slotted class like
+    BatchContext, so FSDP2 mixed precision leaves the fp32 RoPE angles in it alone."""
 
     __slots__ = ("core_states", "cross_kv", "cross_mask")  # cross_mask: with_null's SDPA form
 

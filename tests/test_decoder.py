@@ -88,6 +88,9 @@ def test_config_errors_name_the_key_and_file(tmp_path, monkeypatch):
         tiny(cross_every=0)
     with pytest.raises(ConfigError, match=r"decoder config: n_heads \(4\) must be a multiple"):
         tiny(n_kv_heads=3)
+    with pytest.raises(ConfigError, match="decoder config: rope_scaling type 'llama3' needs key"):
+        tiny(rope_scaling={"type": "llama3", "factor": 8.0})
+    assert tiny(rope_scaling=LLAMA3_SCALING).rope_scaling["high_freq_factor"] == 4.0
     (tmp_path / "decoder").mkdir()
     bad = tmp_path / "decoder" / "bad.yaml"
     bad.write_text("vocab_size: 10\ndim: 8\nn_layers: 1\nn_heads: 2\nffn_dim: 8\ncore_dim: 8\n"
@@ -116,6 +119,8 @@ def test_forward_errors_say_what_is_wrong():
         model(ids, core, torch.ones(2, 9, 6, dtype=torch.bool))
     with pytest.raises(ValueError, match="longer than the decoder's context"):
         model(torch.zeros(1, 65, dtype=torch.long), core[:1])
+    with pytest.raises(ValueError, match=r"positions has shape \(9,\), expected \(2, 9\)"):
+        model(ids, core, positions=torch.arange(9))
     with pytest.raises(ValueError, match="text token id 61 is outside the decoder's vocabulary"):
         model(ids + 61 - ids.max(), core)
 
@@ -162,10 +167,14 @@ def test_null_key_value_lets_a_token_see_nothing():
         assert torch.equal(layer(x, layer.keys_values(core), sdpa_mask), torch.zeros_like(x))
 
 
-def test_zero_init_gates_keep_a_pretrained_lm_intact():
+LLAMA3_SCALING = {"type": "llama3", "factor": 8.0, "original_max_seq_len": 16}
+
+
+@pytest.mark.parametrize("rope_scaling", [None, LLAMA3_SCALING])
+def test_zero_init_gates_keep_a_pretrained_lm_intact(rope_scaling):
     """A gated decoder loaded with a plain LM's weights computes exactly that LM at the start,
-    whatever the core says; the gates (only) get gradient at once."""
-    cfg = tiny(gated=True, cross_every=1)
+    whatever the core says (RoPE scaling included); the gates (only) get gradient at once."""
+    cfg = tiny(gated=True, cross_every=1, rope_scaling=rope_scaling)
     lm = HyperCore(cfg.text_stack()).eval()
     decoder = LanguageDecoder(cfg).eval()
     new = decoder.load_language_model(lm.state_dict())

@@ -129,14 +129,16 @@ class LanguageDecoder(nn.Module):
         if positions is None:
             positions = (attn.positions_in_document(doc_ids) if doc_ids is not None
                          else torch.arange(past, past + T, device=text_ids.device).expand(B, T))
+        elif positions.shape != (B, T):
+            raise ValueError(f"positions has shape {tuple(positions.shape)}, expected {(B, T)}")
 
         x = self.tok_embeddings(text_ids)
         dtype = x.dtype  # the dtype attention will see: autocast's, if on
         if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
             dtype = torch.get_autocast_dtype(x.device.type)
         layout = attn.build_layout(self.cfg.attn_backend, doc_ids, B, T, x.device, dtype, past)
-        inv_freq = inverse_frequencies(self.cfg.head_dim, self.cfg.rope_theta, None,
-                                       device=x.device)
+        inv_freq = inverse_frequencies(self.cfg.head_dim, self.cfg.rope_theta,
+                                       self.cfg.rope_scaling, device=x.device)
         if self.cfg.n_cross:
             n_states = core_states.shape[1] if cross_kv is None else cross_kv[0][0].shape[1] - 1
             cross_mask = with_null(cross_mask, B, T, n_states, x.device)

@@ -25,8 +25,8 @@ class DecoderConfig:
     """Shape of the language decoder.
 
     vocab_size      BPE text tokens (must be >= the corpus tokenizer's vocabulary)
-    dim, n_layers, n_heads, n_kv_heads, ffn_dim, head_dim, norm_eps, rope_theta, max_seq_len,
-    tie_embeddings, init_std, attn_backend
+    dim, n_layers, n_heads, n_kv_heads, ffn_dim, head_dim, norm_eps, rope_theta, rope_scaling,
+    max_seq_len, tie_embeddings, init_std, attn_backend
                     as in CoreConfig, for the decoder's own causal self-attention stack
     cross_every     k: blocks 0, k, 2k, ... get a cross-attention sub-layer (so the first block
                     already reads the core and every later block can build on it)
@@ -47,6 +47,7 @@ class DecoderConfig:
     gated: bool = False
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
+    rope_scaling: dict[str, Any] | None = None  # as CoreConfig's (a Llama 3.1 LM needs llama3)
     max_seq_len: int = 2048
     tie_embeddings: bool = False
     init_std: float = 0.02
@@ -66,6 +67,7 @@ class DecoderConfig:
         except ConfigError as err:
             raise ConfigError(str(err).replace("model config", "decoder config", 1)) from None
         self.n_kv_heads, self.head_dim = stack.n_kv_heads, stack.head_dim
+        self.rope_scaling = stack.rope_scaling  # checked, defaults filled in
 
     # ---- construction (same conventions as CoreConfig) ----
 
@@ -82,8 +84,11 @@ class DecoderConfig:
                          if f.default is dataclasses.MISSING and f.name not in values)
         if missing:
             raise ConfigError(f"decoder config{where} lacks required key(s) {missing}")
+        values = dict(values)
+        if values.get("rope_scaling") is not None:
+            values["rope_scaling"] = dict(values["rope_scaling"])  # e.g. from an OmegaConf node
         try:
-            return cls(**dict(values))
+            return cls(**values)
         except ConfigError as err:
             raise ConfigError(f"{err}{where}") from None
 
@@ -117,7 +122,9 @@ class DecoderConfig:
         return CoreConfig(vocab_size=self.vocab_size, dim=self.dim, n_layers=self.n_layers,
                           n_heads=self.n_heads, n_kv_heads=self.n_kv_heads, ffn_dim=self.ffn_dim,
                           head_dim=self.head_dim, norm_eps=self.norm_eps,
-                          rope_theta=self.rope_theta, max_seq_len=self.max_seq_len,
+                          rope_theta=self.rope_theta,
+                          rope_scaling=dict(self.rope_scaling) if self.rope_scaling else None,
+                          max_seq_len=self.max_seq_len,
                           tie_embeddings=self.tie_embeddings, init_std=self.init_std,
                           attn_backend=self.attn_backend)
 

@@ -186,6 +186,8 @@ def test_packing_equals_running_each_document_alone():
     core = torch.randn(2, S, 16, generator=gen)
     with torch.no_grad():
         packed = model(text, core, align, doc_ids=align.text_doc, mask_mode="stream")
+        # an Alignment brings its documents to self-attention by itself
+        assert torch.equal(model(text, core, align, mask_mode="stream"), packed)
         t_sel, c_sel = align.text_doc[0] == 1, align.core_doc[0] == 1  # document 1 of row 0
         alone = Alignment(*(getattr(align, k)[:1, sel] for k, sel in (
             ("text_span", t_sel), ("text_scene", t_sel), ("text_doc", t_sel),

@@ -104,7 +104,7 @@ class LanguageDecoder(nn.Module):
         cross_mask  bool [B,T,S] (True = may attend), an :class:`Alignment` turned into one with
                     ``mask_mode`` (render|stream), or None: every token sees every core state.
         doc_ids     [B,T] document per text token: self-attention and RoPE positions stay within
-                    each document run, as in the core.
+                    each document run, as in the core. Defaults to an Alignment's text_doc.
         cache, cross_kv   incremental decoding (see :meth:`generate`): the self-attention KV cache
                     and the cross keys/values from :meth:`cross_keys_values`, computed once.
         """
@@ -117,6 +117,8 @@ class LanguageDecoder(nn.Module):
                                  f"{self.cfg.vocab_size}); was the text tokenizer trained larger "
                                  "than decoder.vocab_size?")
         if isinstance(cross_mask, Alignment):
+            if doc_ids is None:  # the documents it packs also bound self-attention
+                doc_ids = cross_mask.text_doc
             cross_mask = cross_mask.cross_mask(mask_mode)
         self._check_core(core_states, cross_kv, B)
         past = 0

@@ -14,6 +14,8 @@ def _sci(x: float) -> str:
 
 
 def _duration(hours: float) -> str:
+    if hours < 1 / 60:
+        return f"{hours * 3600:.0f} s"
     if hours < 1:
         return f"{hours * 60:.1f} min"
     if hours < 48:

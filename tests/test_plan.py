@@ -551,3 +551,12 @@ def test_codec_section_with_two_vocabularies_uses_the_first(tmp_path):
     assert p.inputs["bpe_bytes_per_token"]["value"] == pytest.approx(5.03 / 1.33)  # via the ratio
     assert p.inputs["codec_bytes_per_s_per_core"]["value"] == pytest.approx(17.9e6)
     assert "32768 units" in p.inputs["codec_bytes_per_s_per_core"]["provenance"]
+
+
+def test_human_units():
+    from dualmind.plan.units import human_bytes, human_count
+
+    assert human_bytes(999_999_999_999.99) == "1.00 TB"
+    assert human_bytes(7.1e12) == "7.10 TB"
+    assert human_count(70_553_706_496) == "70.6B"
+    assert human_count(1.41e12) == "1.41T"

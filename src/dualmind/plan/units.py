@@ -54,6 +54,7 @@ def parse_count(text: str) -> float:
 
 def human_bytes(n: float) -> str:
     """Decimal units, matching how sizes are read: 1.0e12 -> '1.00 TB'."""
+    n = float(f"{n:.6g}")  # 999999999999.99 (a float round trip) is 1.00 TB, not 1000.00 GB
     for unit, factor in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
         if abs(n) >= factor:
             return f"{n / factor:.2f} {unit}"

@@ -343,3 +343,28 @@ def test_activation_checkpointing_from_outside_gives_the_same_gradients():
         model(ids, doc_ids=doc_ids).logits.square().mean().backward()
     for (name, a), b in zip(plain.named_parameters(), wrapped.parameters(), strict=True):
         torch.testing.assert_close(b.grad, a.grad, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_rope_rotation_and_its_hand_written_gradient():
+    from dualmind.model.rope import apply_rope, rope_cos_sin
+
+    torch.manual_seed(0)
+    positions = torch.tensor([[0, 3, 7, 100]])
+    cos, sin = rope_cos_sin(positions, inverse_frequencies(8, 10000.0, None))
+    x = torch.randn(1, 4, 2, 8, dtype=torch.float64, requires_grad=True)
+    # dtype note: float32 tables with a float64 input promote to float64 inside
+    assert torch.autograd.gradcheck(lambda t: apply_rope(t, cos, sin), (x,))
+    rotated = apply_rope(x, cos, sin)
+    torch.testing.assert_close(rotated.norm(dim=-1), x.norm(dim=-1))  # a rotation keeps norms
+    torch.testing.assert_close(rotated[:, 0], x[:, 0])  # position 0 is not rotated
+    # relative: a query-key score depends only on the distance between their positions
+    q, k = torch.randn(2, 1, 1, 1, 8, dtype=torch.float64)
+    inv = inverse_frequencies(8, 10000.0, None)
+
+    def score(query_pos: int, key_pos: int) -> torch.Tensor:
+        at = lambda t, p: apply_rope(t, *rope_cos_sin(torch.tensor([[p]]), inv))  # noqa: E731
+        return (at(q, query_pos) * at(k, key_pos)).sum()
+
+    # (the tables are float32, as in training: equal up to float32 rounding of the angles)
+    torch.testing.assert_close(score(5, 2), score(105, 102), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(score(5, 2), score(5, 4))

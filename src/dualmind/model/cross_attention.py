@@ -1,6 +1,6 @@
 """Cross-attention from text tokens to the core's hidden states.
 
-Choices and why (see docs in DESIGN.md, "Model choices"):
+Choices and why:
 - Separate RMSNorms for the queries (decoder stream, width dim) and for the keys/values (core
   states, width core_dim): the two streams live on different scales, and the core is frozen.
 - No rotary positions: the alignment between text and core is carried by the mask alone

@@ -368,3 +368,22 @@ def test_rope_rotation_and_its_hand_written_gradient():
     # (the tables are float32, as in training: equal up to float32 rounding of the angles)
     torch.testing.assert_close(score(5, 2), score(105, 102), atol=1e-5, rtol=1e-5)
     assert not torch.allclose(score(5, 2), score(5, 4))
+
+
+@pytest.mark.slow
+def test_blocks_compile_without_graph_breaks():
+    """strategy.compile compiles each block; fullgraph=True fails on any graph break."""
+    torch.manual_seed(0)
+    model = HyperCore(tiny())
+    ids, doc_ids = torch.randint(0, 61, (2, 20)), torch.tensor([[0] * 8 + [1] * 12] * 2)
+    want = model(ids, doc_ids=doc_ids).logits
+    want.square().mean().backward()
+    want_grad = model.layers[0].attention.wq.weight.grad.clone()
+    model.zero_grad()
+    for i, block in enumerate(model.layers):
+        model.layers[i] = torch.compile(block, fullgraph=True)
+    got = model(ids, doc_ids=doc_ids).logits
+    got.square().mean().backward()
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.layers[0].attention.wq.weight.grad, want_grad, atol=1e-6,
+                               rtol=1e-5)

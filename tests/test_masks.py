@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dualmind.model.decoder import LanguageDecoder
 from dualmind.model.decoder_config import DecoderConfig
@@ -235,3 +237,42 @@ def test_a_causal_core_and_the_mask_keep_later_units_out_end_to_end(mode):
             assert readers.any()  # this packing gives every unit a reader
             assert not torch.allclose(out[b, readers], base[b, readers]), (mode, b, s)
             assert torch.equal(out[1 - b], base[1 - b])
+
+
+# ---- property: the vectorised masks equal the definition, spelled out per (token, state) ----
+
+@st.composite
+def packs(draw):
+    """One to three rows, each a few documents of a few scenes with monotone spans."""
+    rows = []
+    for _ in range(draw(st.integers(1, 3))):
+        row = []
+        for doc in range(draw(st.integers(1, 3))):
+            for _ in range(draw(st.integers(1, 3))):
+                n_units = draw(st.integers(1, 5))
+                spans = draw(st.lists(st.integers(-1, n_units - 1), min_size=0, max_size=6))
+                row.append(SceneSpans(n_units, sorted(spans), doc))
+        rows.append(row)
+    return rows
+
+
+def reference_mask(rows, mode):
+    """Allowed (token, state) pairs straight from the definitions, one pair at a time."""
+    out = []
+    for row in rows:
+        tokens = [(i, s.doc, span) for i, s in enumerate(row) for span in s.span]
+        states = [(i, s.doc, unit) for i, s in enumerate(row) for unit in range(s.n_units)]
+        out.append([[t_doc == c_doc and (c_scene < t_scene or (c_scene == t_scene and (
+            mode == "render" or unit <= span)))
+            for c_scene, c_doc, unit in states] for t_scene, t_doc, span in tokens])
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=packs(), mode=st.sampled_from(["render", "stream"]))
+def test_masks_match_their_definition(rows, mode):
+    mask = pack_alignment(rows).cross_mask(mode)
+    for b, (row, expected) in enumerate(zip(rows, reference_mask(rows, mode), strict=True)):
+        n_tokens, n_states = len(expected), sum(s.n_units for s in row)
+        assert mask[b, :n_tokens, :n_states].tolist() == expected
+        assert not mask[b, n_tokens:].any() and not mask[b, :, n_states:].any()  # padding

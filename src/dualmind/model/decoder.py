@@ -141,9 +141,8 @@ class LanguageDecoder(nn.Module):
         layout = attn.build_layout(self.cfg.attn_backend, doc_ids, B, T, x.device, dtype, past)
         inv_freq = inverse_frequencies(self.cfg.head_dim, self.cfg.rope_theta,
                                        self.cfg.rope_scaling, device=x.device)
-        if self.cfg.n_cross:
-            n_states = core_states.shape[1] if cross_kv is None else cross_kv[0][0].shape[1] - 1
-            cross_mask = with_null(cross_mask, B, T, n_states, x.device)
+        n_states = core_states.shape[1] if cross_kv is None else cross_kv[0][0].shape[1] - 1
+        cross_mask = with_null(cross_mask, B, T, n_states, x.device)
         ctx = DecoderContext(layout, *rope_cos_sin(positions, inv_freq), cache,
                              core_states, cross_kv, cross_mask)
         for block in self.layers:
@@ -154,8 +153,6 @@ class LanguageDecoder(nn.Module):
         return self.output(hidden) if compute_logits else hidden
 
     def _check_core(self, core_states, cross_kv, batch: int) -> None:
-        if not self.cfg.n_cross:
-            return
         if cross_kv is not None:
             if len(cross_kv) != self.cfg.n_cross:
                 raise ValueError(f"cross_kv holds {len(cross_kv)} layers, the decoder has "
@@ -215,7 +212,7 @@ class LanguageDecoder(nn.Module):
                              f"generation needs {total} (prompt + max_new_tokens)")
         # No self.eval(): the decoder has no dropout or batch statistics, so the mode changes
         # nothing, and generating from a validation hook must not flip a training model.
-        cross_kv = self.cross_keys_values(core_states) if self.cfg.n_cross else None
+        cross_kv = self.cross_keys_values(core_states)
         cache = self.new_cache(B, total)
         ids, step_logits = prompt_ids, []
         done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)

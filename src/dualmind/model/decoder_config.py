@@ -145,6 +145,7 @@ class DecoderConfig:
 
     @property
     def n_cross(self) -> int:
+        """Cross-attention layers: at least one, since block 0 always reads the core."""
         return math.ceil(self.n_layers / self.cross_every)
 
     def cross_params(self) -> int:

@@ -8,7 +8,7 @@ sub-layers (``layers.i.cross_attention.*``) are the only new parameters, and wit
 start switched off. Blocks 0, k, 2k, ... read the core (``cross_every`` = k): first the
 cross-attention, then the block's self-attention and feed-forward (Flamingo's order).
 
-The decoder only reads the core's states: it never imports or calls the core model itself.
+The decoder only reads the core's states: it shares the core's layers, never its model class.
 Which states each token may read is the cross mask (:mod:`dualmind.model.masks`).
 
 Parallelism is applied from outside, as for the core (``fully_shard`` per ``layers`` element).

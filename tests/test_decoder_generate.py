@@ -130,3 +130,21 @@ def test_generation_refuses_bad_requests(model, inputs):
                        cross_mask_fn=stream_rows)
     with pytest.raises(ValueError, match="longer than the decoder's context"):
         model.generate(core, prompt, 64)
+
+
+def test_cross_keys_values_extend_as_the_core_reads_on(model, inputs):
+    """Stream mode: keys/values of states the core adds later are appended, equal to computing
+    them all at once, and a forward with them equals one with all the states."""
+    core, prompt = inputs
+    grown = model.cross_keys_values(core[:, 5:], extend=model.cross_keys_values(core[:, :5]))
+    # (exact in arithmetic; a tolerance only because BLAS may block a 3-row and an 8-row
+    # product differently on other CPUs)
+    for (k, v), (k_all, v_all) in zip(grown, model.cross_keys_values(core), strict=True):
+        torch.testing.assert_close(k, k_all, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(v, v_all, atol=1e-6, rtol=1e-6)
+    mask = stream_rows(torch.arange(P), prompt)
+    with torch.no_grad():
+        torch.testing.assert_close(model(prompt, cross_mask=mask, cross_kv=grown),
+                                   model(prompt, core, mask), atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="extend holds 1 layers, the decoder has 2"):
+        model.cross_keys_values(core, extend=grown[:1])

@@ -166,9 +166,21 @@ class LanguageDecoder(nn.Module):
                              f"({batch}, S, {self.cfg.core_dim}) (core_dim from the decoder "
                              "config: was this decoder built for another core?)")
 
-    def cross_keys_values(self, core_states: torch.Tensor) -> list[CrossKV]:
-        """Every cross-attention layer's keys/values of these core states (null pair first)."""
-        return [layer.keys_values(core_states) for layer in self.cross_layers]
+    def cross_keys_values(self, core_states: torch.Tensor,
+                          extend: list[CrossKV] | None = None) -> list[CrossKV]:
+        """Every cross-attention layer's keys/values of these core states (null pair first).
+
+        ``extend``: keys/values computed earlier; ``core_states`` are then only the states the
+        core added since, appended after the old ones (stream mode: the core reads on while the
+        decoder speaks). Equal to computing them at once: norm and projections act per state.
+        """
+        fresh = [layer.keys_values(core_states) for layer in self.cross_layers]
+        if extend is None:
+            return fresh
+        if len(extend) != len(fresh):
+            raise ValueError(f"extend holds {len(extend)} layers, the decoder has {len(fresh)}")
+        return [(torch.cat((k, nk[:, 1:]), dim=1), torch.cat((v, nv[:, 1:]), dim=1))
+                for (k, v), (nk, nv) in zip(extend, fresh, strict=True)]
 
     def new_cache(self, batch: int, max_len: int | None = None,
                   dtype: torch.dtype | None = None) -> KVCache:

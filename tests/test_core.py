@@ -387,3 +387,23 @@ def test_blocks_compile_without_graph_breaks():
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(model.layers[0].attention.wq.weight.grad, want_grad, atol=1e-6,
                                rtol=1e-5)
+
+
+def test_generate_greedy_is_the_argmax_of_full_forwards_and_stops_at_eos():
+    torch.manual_seed(0)
+    cfg = tiny()
+    model = HyperCore(cfg).eval()
+    prompt = torch.randint(4, cfg.vocab_size, (2, 3))
+    out = model.generate(prompt, 6, temperature=0, return_logits=True)
+    assert out.ids.shape == (2, 9) and torch.equal(out.ids[:, :3], prompt)
+    with torch.no_grad():
+        full = model(out.ids[:, :-1]).logits[:, 2:]  # what each new symbol was chosen from
+    torch.testing.assert_close(out.logits, full, atol=1e-5, rtol=1e-5)
+    assert torch.equal(out.ids[:, 3:], full.argmax(-1))
+    top1 = model.generate(prompt, 6, top_k=1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(top1.ids, out.ids)  # top-1 sampling is greedy
+    eos = int(out.ids[0, 4])  # make row 0's second new symbol the end
+    stopped = model.generate(prompt, 6, temperature=0, eos_id=eos)
+    assert (stopped.ids[0, 4:] == eos).all()
+    with pytest.raises(ValueError, match="longer than the model's context"):
+        model.generate(prompt, cfg.max_seq_len)

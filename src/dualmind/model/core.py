@@ -30,6 +30,7 @@ from dualmind.model import attention as attn
 from dualmind.model.config import CoreConfig
 from dualmind.model.kv_cache import KVCache
 from dualmind.model.rope import apply_rope, inverse_frequencies, rope_cos_sin
+from dualmind.model.sampling import Generation, sample_next
 
 
 @dataclass
@@ -204,6 +205,38 @@ class HyperCore(nn.Module):
         return KVCache(self.cfg.n_layers, batch, max_len or self.cfg.max_seq_len,
                        self.cfg.n_kv_heads, self.cfg.head_dim, device=weight.device,
                        dtype=dtype or weight.dtype)
+
+    @torch.no_grad()
+    def generate(self, prompt_ids: torch.Tensor, max_new: int, *, temperature: float = 1.0,
+                 top_k: int | None = None, eos_id: int | None = None,
+                 generator: torch.Generator | None = None, return_logits: bool = False
+                 ) -> Generation:
+        """Continue ``prompt_ids`` [B,P] (P >= 1, e.g. BOS) by ``max_new`` symbols: the core
+        "thinking" in hyperphrase symbols. temperature 0 is greedy; a row that produced
+        ``eos_id`` keeps producing it, and generation stops once every row has. The train/eval
+        mode is left as it is (the core has no dropout)."""
+        B, P = prompt_ids.shape
+        if P < 1 or max_new < 1:
+            raise ValueError(f"generate needs a prompt (got {P} ids) and max_new >= 1 "
+                             f"(got {max_new})")
+        if P + max_new > self.cfg.max_seq_len:
+            raise ValueError(f"prompt of {P} + {max_new} new symbols is longer than the model's "
+                             f"context (max_seq_len={self.cfg.max_seq_len})")
+        cache = self.new_cache(B, P + max_new)
+        ids, steps = prompt_ids, []
+        done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
+        logits = self(prompt_ids, cache=cache).logits[:, -1]
+        for step in range(max_new):
+            steps.append(logits)
+            token = sample_next(logits, temperature, top_k, generator)
+            if eos_id is not None:
+                token = torch.where(done, torch.full_like(token, eos_id), token)
+                done |= token == eos_id
+            ids = torch.cat((ids, token[:, None]), dim=1)
+            if step == max_new - 1 or (eos_id is not None and bool(done.all())):
+                break
+            logits = self(token[:, None], cache=cache).logits[:, -1]
+        return Generation(ids, torch.stack(steps, dim=1) if return_logits else None)
 
     # ---- initialisation ----
 

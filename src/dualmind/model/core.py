@@ -91,8 +91,8 @@ class Attention(nn.Module):
         k = self.wk(x).view(B, T, -1, self.head_dim)
         v = self.wv(x).view(B, T, -1, self.head_dim)
         q, k = apply_rope(q, ctx.cos, ctx.sin), apply_rope(k, ctx.cos, ctx.sin)
-        if ctx.cache is not None:
-            k, v = ctx.cache.update(self.layer_id, k, v)
+        if ctx.cache is not None:  # the cache may hold another dtype (fp32 weights, autocast)
+            k, v = (t.to(q.dtype) for t in ctx.cache.update(self.layer_id, k, v))
         out = attn.attend(q, k, v, ctx.layout)
         return self.wo(out.reshape(B, T, -1))
 

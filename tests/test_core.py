@@ -236,6 +236,17 @@ def test_bad_values_name_the_key():
         tiny(rope_scaling={"type": "yarn", "factor": 8.0})
 
 
+def test_numbers_written_without_a_dot_in_yaml_still_load(tmp_path, monkeypatch):
+    mini = (conf_dir() / "model" / "mini.yaml").read_text().replace("1.0e-5", "1e-5")
+    _conf_with(tmp_path, "nodot", mini)
+    monkeypatch.setenv("DUALMIND_CONF_DIR", str(tmp_path))
+    assert CoreConfig.from_name("nodot").norm_eps == 1e-5
+    with pytest.raises(ConfigError, match="norm_eps must be a number, got 'small'"):
+        tiny(norm_eps="small")
+    with pytest.raises(ConfigError, match="tie_embeddings must be true or false"):
+        tiny(tie_embeddings="yes please")
+
+
 def test_config_round_trips_through_dict():
     cfg = tiny(rope_scaling={"type": "linear", "factor": 2.0})
     assert CoreConfig.from_dict(cfg.to_dict()) == cfg

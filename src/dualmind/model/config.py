@@ -85,6 +85,20 @@ class CoreConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"model config: {key} must be a positive integer, got {value!r}")
+        for key in ("norm_eps", "rope_theta", "init_std"):
+            value = getattr(self, key)
+            if isinstance(value, str):  # PyYAML reads 1e-5 (no dot) as a string
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise ConfigError(f"model config: {key} must be a number, "
+                                      f"got {value!r}") from None
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ConfigError(f"model config: {key} must be a number, got {value!r}")
+            setattr(self, key, float(value))
+        if not isinstance(self.tie_embeddings, bool):
+            raise ConfigError(f"model config: tie_embeddings must be true or false, "
+                              f"got {self.tie_embeddings!r}")
         if self.n_kv_heads is None:
             self.n_kv_heads = self.n_heads
         if self.n_kv_heads <= 0 or self.n_heads % self.n_kv_heads:

@@ -276,6 +276,8 @@ def test_kv_cache_decode_matches_full_forward():
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="KV cache is full"):
         model(ids[:, :5], cache=cache)
+    with pytest.raises(ValueError, match="one sequence per batch row"):
+        model(ids[:, :2], doc_ids=torch.zeros(2, 2, dtype=torch.long), cache=model.new_cache(2))
     cache.truncate(5)  # rewind to the prompt and continue differently
     with torch.no_grad():
         again = model(ids[:, 5:8], cache=cache).logits

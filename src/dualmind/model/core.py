@@ -164,6 +164,9 @@ class HyperCore(nn.Module):
                                  "model.vocab_size?")
         past = 0
         if cache is not None:
+            if doc_ids is not None:
+                raise ValueError("a KV cache decodes one sequence per batch row: pass doc_ids "
+                                 "only without a cache")
             cache.check_room(B, T)
             past = cache.length
         if past + T > self.cfg.max_seq_len:

@@ -96,15 +96,32 @@ def split_demo():
     return train, held, [d.text for d in docs]
 
 
+def _proc_status_mb(key: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def _build_child(conn, texts, level, vocab_size, out):
-    # ru_maxrss is a high-water mark: sample the start before the build touches memory.
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # The RSS high-water mark survives fork+exec on Linux (the parent's peak would show
+    # up here), so reset it first (clear_refs 5) and read VmHWM after the build.
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        base, reset = _proc_status_mb("VmRSS"), True
+    except OSError:
+        base, reset = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, False
     t = time.perf_counter()
     lex = Lexicon.build(texts, level=level, vocab_size=vocab_size)
     seconds = time.perf_counter() - t
     lex.save(out)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    conn.send({"seconds": seconds, "peak_rss_mb": peak / 1024, "base_rss_mb": base / 1024})
+    peak = _proc_status_mb("VmHWM") if reset else None
+    if peak is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    conn.send({"seconds": seconds, "peak_rss_mb": peak, "base_rss_mb": base})
     conn.close()
 
 
@@ -114,8 +131,14 @@ def build(texts, level, vocab_size, out) -> dict:
     parent, child = ctx.Pipe(duplex=False)
     p = ctx.Process(target=_build_child, args=(child, texts, level, vocab_size, out))
     p.start()
-    result = parent.recv()
+    child.close()  # so a crashed child ends recv() with EOFError instead of hanging
+    try:
+        result = parent.recv()
+    except EOFError:
+        result = None
     p.join()
+    if result is None:
+        raise RuntimeError(f"lexicon build process died (exit {p.exitcode})")
     if p.exitcode:
         raise RuntimeError(f"lexicon build failed (exit {p.exitcode})")
     return result

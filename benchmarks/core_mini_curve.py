@@ -13,6 +13,7 @@ and times each part.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import time
 from pathlib import Path
@@ -47,6 +48,22 @@ def build_demo_corpus(root: Path, vocab: int, level: str) -> tuple[Path, dict]:
     build_corpus(None, root / "lexicon", root / "corpus", progress=False, overwrite=True)
     timings["corpus"] = time.perf_counter() - t
     return root / "corpus", timings
+
+
+def unigram_reference(corpus: Path) -> tuple[float, float]:
+    """(nats/symbol, bits/byte) of a unigram model of the train split's symbols: the floor a core
+    that ignores context would reach; below it, the core is using context."""
+    import numpy as np
+
+    from dualmind.data.shards import ShardSet
+
+    packed = ShardSet.open(corpus, "train").packed_core()
+    ids = np.asarray(packed.core)
+    q = np.bincount(ids).astype(np.float64)
+    q = q[q > 0] / q.sum()
+    nats = float(-(q * np.log(q)).sum())
+    bytes_per_symbol = float(np.asarray(packed.core_bytes).sum()) / len(ids)
+    return nats, nats / np.log(2) / bytes_per_symbol
 
 
 def plot(result, path: Path) -> None:
@@ -114,6 +131,7 @@ def main() -> None:
         v = val.get(s)
         rows.append(f"| {s} | {loss:.3f} | {bpb:.3f} | {v['loss']:.3f} | {v['bpb']:.3f} |" if v
                     else f"| {s} | {loss:.3f} | {bpb:.3f} | | |")
+    uni_nats, uni_bpb = unigram_reference(corpus)
     total = sum(timings.values())
     syms = sum(1 for _ in result.train) * cfg.data.batch_size * cfg.data.seq_len
     text = "\n".join([
@@ -128,6 +146,8 @@ def main() -> None:
         f"- first/last train loss: **{result.first_loss:.3f} -> {result.last_loss:.3f}** nats/symbol; "
         f"val bits/byte {result.val[0]['bpb'] if result.val else float('nan'):.3f} at step "
         f"{result.val[0]['step'] if result.val else '-'} -> **{result.val_bpb:.3f}** at the end",
+        f"- reference: a unigram model of the train split (no context) scores {uni_nats:.3f} nats/symbol, "
+        f"{uni_bpb:.3f} bits/byte; a uniform guess {math.log(cfg.model.vocab_size):.3f} nats/symbol",
         f"- wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + f" (total {total:.0f} s); "
         f"{syms / timings['train']:.0f} symbols/s over the run",
         "",

@@ -277,3 +277,22 @@ def _spans_agree(compiled, rounds, seq):
     for table in rounds:
         want_ids, want_spans = apply_round_spans(want_ids, want_spans, table)
     return compiled.apply_with_spans(list(seq), starts, ends) == (want_ids, want_spans)
+
+
+def test_pair_table_lookup_is_exact():
+    import numpy as np
+
+    from dualmind.lexicon.pairtable import PairTable
+
+    rng = np.random.default_rng(3)
+    keys = np.unique(rng.integers(0, 10**10, size=5000))
+    vals = np.arange(keys.size, dtype=np.int64) + 7
+    table = PairTable(keys, vals)
+    probe = np.concatenate([keys, rng.integers(0, 10**10, size=5000)])
+    found, got = table.lookup(probe)
+    expect = np.isin(probe, keys)
+    assert (found == expect).all()
+    assert (got[: keys.size] == vals).all()
+    empty_found, _ = PairTable(np.array([], dtype=np.int64), np.array([], dtype=np.int64)
+                               ).lookup(probe)
+    assert not empty_found.any()

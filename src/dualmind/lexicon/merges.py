@@ -8,8 +8,8 @@ so what was counted is what the encoder produces.
 
 Two implementations of the same sweep: a short sequence uses dict lookups in Python; a
 long one (the common case when encoding documents) is vectorised with numpy — each pair
-becomes one int64 key ``left * V + right`` looked up by ``searchsorted`` in the round's
-sorted keys, and the left-to-right rule becomes "inside a run of consecutive hits, take
+becomes one int64 key ``left * V + right`` looked up in a cuckoo hash table
+(``pairtable.py``), and the left-to-right rule becomes "inside a run of consecutive hits, take
 every other one, starting with the first". ``tests/test_lexicon.py`` checks they agree.
 """
 
@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from itertools import compress, islice
 
 import numpy as np
+
+from .pairtable import PairTable
 
 MergeTable = dict[tuple[int, int], int]
 
@@ -50,7 +52,7 @@ def apply_rounds(ids: list[int], rounds: Sequence[MergeTable]) -> list[int]:
 
 
 class MergeRounds:
-    """Compiled merge rounds: dict tables for short inputs, sorted key arrays for long."""
+    """Compiled merge rounds: dict tables for short inputs, hash tables for long ones."""
 
     NUMPY_FROM = 192  # below this many ids the Python sweep is faster than numpy's overhead
 
@@ -65,16 +67,15 @@ class MergeRounds:
             keys = np.fromiter((a * self.base + b for a, b in table), dtype=np.int64,
                                count=len(table))
             vals = np.fromiter(table.values(), dtype=np.int64, count=len(table))
-            order = np.argsort(keys)
             # Which ids ever start / end a pair of this round: a cheap gather that rules
-            # out most positions before the (costlier) binary search.
+            # out most positions before the (costlier) hash lookup.
             left = np.zeros(self.base, dtype=bool)
             right = np.zeros(self.base, dtype=bool)
             if table:
                 pairs = np.array(list(table), dtype=np.int64)
                 left[pairs[:, 0]] = True
                 right[pairs[:, 1]] = True
-            self.arrays.append((keys[order], vals[order], left, right))
+            self.arrays.append((PairTable(keys, vals), left, right))
 
     def __call__(self, ids: list[int]) -> list[int]:
         if not self.tables:
@@ -158,29 +159,28 @@ class MergeRounds:
             start = c + 1
         return out
 
-    def _apply_np(self, ids: np.ndarray, keys: np.ndarray, vals: np.ndarray,
+    def _apply_np(self, ids: np.ndarray, table: PairTable,
                   left: np.ndarray, right: np.ndarray, with_masks: bool = False):
         """One round; with ``with_masks`` also (kept positions, merged positions)."""
         none = (ids, None, None) if with_masks else ids
-        if ids.size < 2 or keys.size == 0:
+        if ids.size < 2:
             return none
         cand = np.flatnonzero(left[ids[:-1]] & right[ids[1:]])
-        pair = ids[cand] * self.base + ids[cand + 1]
-        pos = np.searchsorted(keys, pair)
-        pos[pos == keys.size] = 0
-        hit = keys[pos] == pair
-        idx = cand[hit]
-        if idx.size == 0:
+        hit, merged = table.lookup(ids[cand] * self.base + ids[cand + 1])
+        take = cand[hit]
+        if take.size == 0:
             return none
-        hit_pos = np.zeros(ids.size, dtype=np.int64)  # position -> index into keys/vals
-        hit_pos[idx] = pos[hit]
-        # Runs of consecutive hits: the sweep takes offsets 0, 2, 4, ... of each run.
-        starts = np.ones(idx.size, dtype=bool)
-        starts[1:] = idx[1:] != idx[:-1] + 1
-        run_start = idx[starts][np.cumsum(starts) - 1]
-        take = idx[((idx - run_start) & 1) == 0]
+        new_ids = merged[hit]
+        follows = take[1:] == take[:-1] + 1
+        if follows.any():
+            # Runs of consecutive hits: the sweep takes offsets 0, 2, 4, ... of each run.
+            starts = np.ones(take.size, dtype=bool)
+            starts[1:] = ~follows
+            run_start = take[starts][np.cumsum(starts) - 1]
+            sel = ((take - run_start) & 1) == 0
+            take, new_ids = take[sel], new_ids[sel]
         out = ids.copy()
-        out[take] = vals[hit_pos[take]]
+        out[take] = new_ids
         keep = np.ones(ids.size, dtype=bool)
         keep[take + 1] = False
         return (out[keep], keep, take) if with_masks else out[keep]

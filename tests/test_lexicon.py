@@ -190,10 +190,15 @@ def test_semantic_unknown_language_is_counted(semantic):
     assert semantic.stats["und_forms"] >= before + 2
 
 
-def test_semantic_lang_argument(semantic):
-    assert semantic.encode("night", lang="en") == semantic.encode("night")
+@pytest.mark.parametrize("level", ["lossless", "semantic"])
+def test_lang_argument(level, lossless, semantic):
+    lex = lossless if level == "lossless" else semantic
+    for lang in ("en", "ru", "und"):
+        assert lex.encode("night ночь", lang=lang) == lex.encode("night ночь")
+        assert lex.encode_with_spans("night", lang=lang) == lex.encode_with_spans("night")
+        assert lex.encode_batch(["night"], lang=lang) == [lex.encode("night")]
     with pytest.raises(LexiconError, match="not one of"):
-        semantic.encode("night", lang="de")
+        lex.encode("night", lang="de")
 
 
 # -- languages ---------------------------------------------------------------------------

@@ -220,24 +220,28 @@ class Lexicon:
         return lang
 
     def encode(self, text: str, lang: str | None = None) -> list[int]:
-        """Unit ids of ``text``. ``lang=None``: each word's language comes from its script."""
+        """Unit ids of ``text``. ``lang=None``: each word's language comes from its script
+        (the lossless level checks ``lang`` but does not need it)."""
+        prefer = self._prefer(lang)
         if self.level == "lossless":
             return self._codec.encode(text)
-        return self._codec.encode(text, self._prefer(lang))
+        return self._codec.encode(text, prefer)
 
     def encode_batch(self, texts: Iterable[str], lang: str | None = None) -> list[list[int]]:
         """Same ids as ``encode`` per text; the merge rounds run once over the whole batch."""
         texts = list(texts)
+        prefer = self._prefer(lang)
         if self.level == "lossless":
             return self._codec.encode_batch(texts)
-        return self._codec.encode_batch(texts, self._prefer(lang))
+        return self._codec.encode_batch(texts, prefer)
 
     def encode_with_spans(self, text: str, lang: str | None = None
                           ) -> tuple[list[int], list[tuple[int, int]]]:
+        prefer = self._prefer(lang)
         if self.level == "lossless":
             ids = self._codec.encode(text)
             return ids, self._codec.spans(text, ids)
-        return self._codec.encode_with_spans(text, self._prefer(lang))
+        return self._codec.encode_with_spans(text, prefer)
 
     def to_hyperphrase(self, ids: Iterable[int]) -> str:
         try:

@@ -113,12 +113,16 @@ def _build(args: argparse.Namespace) -> int:
     opts = ReadOptions(text_field=args.text_field)
     n_docs = Counter()
 
+    on_read_done = []
+
     def texts():
         for doc in read_documents(files, problems, opts):
             n_docs[doc.kind] += 1
             yield doc.text
             if doc.target:
                 yield doc.target
+        for hook in on_read_done:  # reading is done; the build learns units from here
+            hook()
 
     kwargs = dict(level=args.level, vocab_size=args.vocab_size,
                   langs=tuple(x.strip() for x in args.langs.split(",") if x.strip()),
@@ -139,10 +143,13 @@ def _build(args: argparse.Namespace) -> int:
                 TransferSpeedColumn,
             )
 
-            with Progress(TextColumn("lexicon build"), BarColumn(), DownloadColumn(),
-                          TransferSpeedColumn(), TimeElapsedColumn(),
+            with Progress(TextColumn("lexicon build: {task.description}"), BarColumn(),
+                          DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn(),
                           transient=False) as bar:
-                task = bar.add_task("read", total=total)
+                task = bar.add_task("reading", total=total)
+                on_read_done.append(lambda: bar.update(
+                    task, description="learning units",
+                    total=bar.tasks[0].completed))
                 lex = Lexicon.build(texts(), progress=lambda n: bar.advance(task, n), **kwargs)
     except InputError as e:
         raise LexiconError(f"build: {e}") from e

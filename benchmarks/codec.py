@@ -1,7 +1,7 @@
 """Codec benchmark: compression, exact round trip, encode speed, build cost of the lexicon.
 
-    python benchmarks/codec.py                      # default vocabulary (32768), both levels
-    python benchmarks/codec.py --vocab-sizes 32768,65536 --no-write
+    python benchmarks/codec.py                      # vocabularies 32768 and 65536, both levels
+    python benchmarks/codec.py --vocab-sizes 32768 --levels lossless --no-write
 
 Data: the embedded demo corpus (dualmind.data.demo). Every 10th document of each language
 is held out; lexicons are built on the rest and measured on the held-out prose only.
@@ -336,7 +336,8 @@ def write_section(section: str) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--vocab-sizes", default="32768")
+    ap.add_argument("--vocab-sizes", default="32768,65536",
+                    help="comma-separated; the default lexicon size and a larger one")
     ap.add_argument("--levels", default="lossless,semantic")
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     ap.add_argument("--json", help="also write the raw figures to this JSON file")

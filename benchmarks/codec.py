@@ -269,8 +269,9 @@ def render(res: dict) -> str:
     lines.append("")
     lines.append("### Compression (UTF-8 bytes per position; ratio = reference tokens / our units)")
     lines.append("")
-    hdr = "| level | vocab | lang | bytes/unit | " + " | ".join(f"× {r}" for r in refs) \
-        + " | pieces+bytes | round trip | target vs o200k |"
+    cols = ["level", "vocab", "lang", "bytes/unit", *(f"× {r}" for r in refs),
+            "pieces+bytes", "round trip", "target vs o200k"]
+    hdr = "| " + " | ".join(cols) + " |"
     lines += [hdr, "|" + "---|" * (hdr.count("|") - 1)]
     for row in res["rows"]:
         for lang, r in row["lang"].items():
@@ -281,10 +282,10 @@ def render(res: dict) -> str:
             verdict = "—" if target is None else (
                 "no reference" if got is None else
                 f"≥ {target}: {'met' if got >= target else 'NOT met'}")
-            lines.append(f"| {row['level']} | {row['units']} | {lang} | "
-                         f"{r['bytes_per_unit']:.2f} | "
-                         + " | ".join(f"{r['ratios'][n]:.2f}" for n in refs)
-                         + f" | {f(r['fallback_share'], '.0%')} | {rt} | {verdict} |")
+            cells = [row["level"], str(row["units"]), lang, f"{r['bytes_per_unit']:.2f}",
+                     *(f"{r['ratios'][n]:.2f}" for n in refs),
+                     f(r["fallback_share"], ".0%"), rt, verdict]
+            lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("pieces+bytes (semantic): share of our units that are sub-word fallbacks, i.e. "
                  "lemmas outside the vocabulary, mostly words never seen in the training split.")

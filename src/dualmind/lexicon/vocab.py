@@ -41,17 +41,9 @@ class UnitTable:
             added += 1
         return added
 
-    def piece_vocab(self) -> tuple[dict[bytes, int], list[tuple[bytes, bytes]]]:
-        """Vocabulary and ordered merges for :class:`~.pieces.PieceModel`."""
-        vocab = {u.data: u.id for u in self.units if u.kind in ("byte", "piece")}
-        merges = [
-            (self.units[u.parts[0]].data, self.units[u.parts[1]].data)
-            for u in self.units if u.kind == "piece"
-        ]
-        return vocab, merges
-
 
 def piece_vocab_of(units: list[Unit]) -> tuple[dict[bytes, int], list[tuple[bytes, bytes]]]:
+    """Vocabulary (bytes and pieces) and ordered merges for :class:`~.pieces.PieceModel`."""
     vocab = {u.data: u.id for u in units if u.kind in ("byte", "piece")}
     merges = [(units[u.parts[0]].data, units[u.parts[1]].data)
               for u in units if u.kind == "piece"]

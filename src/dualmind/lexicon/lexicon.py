@@ -1,6 +1,6 @@
 """``Lexicon``: the hyperlexicon codec (text <-> unit ids <-> hyperphrase).
 
-A lexicon directory holds three files:
+A lexicon directory holds:
 
 * ``lexicon.json`` — format name and version, level, options, merge rounds, stopwords,
   the content ``fingerprint`` and (not fingerprinted) build information;

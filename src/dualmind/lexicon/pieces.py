@@ -88,7 +88,11 @@ class PieceModel:
         return self._model.encode(text, add_special_tokens=False).ids
 
     def split_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self._model.encode_batch(texts, add_special_tokens=False)]
+        # One call at a time on purpose: ``encode_batch`` starts tokenizers' thread pool,
+        # and a process that forks workers afterwards (the corpus build) gets warnings
+        # and loses that parallelism in the children anyway.
+        encode = self._model.encode
+        return [encode(t, add_special_tokens=False).ids for t in texts]
 
 # Pieces only serve words outside the vocabulary, i.e. rare ones, so they are trained on
 # word *types* (each distinct pre-token or lemma once): frequent words, which are whole

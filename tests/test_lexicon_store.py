@@ -149,3 +149,15 @@ def test_semantic_surface_table(built, tmp_path):
     p.unlink()
     with pytest.raises(LexiconError, match=r"surfaces\.tsv: missing"):
         Lexicon.load(d)
+
+
+def test_saving_over_another_lexicon_leaves_no_stale_file(built, tmp_path):
+    lossless, _ = built["lossless"]
+    semantic, _ = built["semantic"]
+    d = tmp_path / "lex"
+    semantic.save(d)
+    lossless.save(d)
+    assert not (d / "surfaces.tsv").exists()
+    assert Lexicon.load(d).fingerprint == lossless.fingerprint
+    semantic.save(d)
+    assert Lexicon.load(d, level="semantic").fingerprint == semantic.fingerprint

@@ -290,6 +290,8 @@ class Lexicon:
         (d / UNITS_FILE).write_text(self._units_text, encoding="utf-8", newline="\n")
         if self._surfaces_text is not None:
             (d / SURFACES_FILE).write_text(self._surfaces_text, encoding="utf-8", newline="\n")
+        elif (d / SURFACES_FILE).exists():  # left by a semantic lexicon saved here before
+            (d / SURFACES_FILE).unlink()
         (d / HEADER_FILE).write_text(
             json.dumps(header, indent=1, ensure_ascii=False, sort_keys=True) + "\n",
             encoding="utf-8")

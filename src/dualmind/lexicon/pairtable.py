@@ -59,5 +59,5 @@ class PairTable:
         """(found mask, value where found) for a contiguous int64 key array."""
         p1, p2 = self._slots(keys)
         hit1 = self.keys[p1] == keys
-        hit2 = self.keys[p2] == keys
-        return hit1 | hit2, np.where(hit1, self.vals[p1], self.vals[p2])
+        slot = np.where(hit1, p1, p2)
+        return hit1 | (self.keys[p2] == keys), self.vals[slot]

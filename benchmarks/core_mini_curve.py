@@ -50,45 +50,68 @@ def build_demo_corpus(root: Path, vocab: int, level: str) -> tuple[Path, dict]:
     return root / "corpus", timings
 
 
-def unigram_reference(corpus: Path) -> tuple[float, float]:
-    """(nats/symbol, bits/byte) of a unigram model of the train split's symbols: the floor a core
-    that ignores context would reach; below it, the core is using context."""
+def unigram_reference(corpus: Path, seq_len: int, limit: int) -> tuple[float, float]:
+    """(nats/symbol, bits/byte) of a unigram model (train counts, add-one smoothed) on the very
+    val windows the core is validated on: what ignoring context scores; below it, the core is
+    using context."""
     import numpy as np
 
-    from dualmind.data.shards import ShardSet
+    from dualmind.data.datamodule import ValSequences, core_stream, open_shards
 
-    packed = ShardSet.open(corpus, "train").packed_core()
-    ids = np.asarray(packed.core)
-    q = np.bincount(ids).astype(np.float64)
-    q = q[q > 0] / q.sum()
-    nats = float(-(q * np.log(q)).sum())
-    bytes_per_symbol = float(np.asarray(packed.core_bytes).sum()) / len(ids)
-    return nats, nats / np.log(2) / bytes_per_symbol
+    train = core_stream(open_shards(corpus, "train"), "train")
+    val = ValSequences(core_stream(open_shards(corpus, "val"), "val"), seq_len, limit)
+    counts = np.bincount(np.asarray(train.ids), minlength=open_shards(corpus, "train").core_vocab_size)
+    logp = np.log((counts + 1.0) / (counts.sum() + len(counts)))
+    nll = text_bytes = symbols = 0.0
+    for i in range(len(val)):
+        seq = val[i]
+        nll -= float(logp[seq["targets"]].sum())
+        text_bytes += float(seq["target_bytes"].sum())
+        symbols += len(seq["targets"])
+    return nll / symbols, nll / (np.log(2) * text_bytes)
 
 
-def plot(result, path: Path) -> None:
+def history_from_csv(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(train, val) rows from a run's CSV log; steps counted from 1 like TrainResult's."""
+    import csv
+
+    train, val = [], []
+    for path in sorted((run_dir / "csv").glob("version_*/metrics.csv")):
+        for row in csv.DictReader(open(path)):
+            if row.get("train/loss"):
+                train.append({"step": int(row["step"]) + 1, "loss": float(row["train/loss"]),
+                              "bpb": float(row["train/bpb"])})
+            if row.get("val/loss"):
+                val.append({"step": int(row["step"]) + 1, "loss": float(row["val/loss"]),
+                            "bpb": float(row["val/bpb"])})
+    return train, val
+
+
+def plot(train: list[dict], val: list[dict], path: Path, unigram: tuple[float, float] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [x["step"] for x in result.train]
-    bpb = [x["bpb"] for x in result.train]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, bpb, lw=0.8, alpha=0.5, label="train (per step)")
-    window = 10
-    smooth = [sum(bpb[max(0, i - window + 1):i + 1]) / len(bpb[max(0, i - window + 1):i + 1])
-              for i in range(len(bpb))]
-    ax.plot(steps, smooth, lw=1.6, label=f"train ({window}-step mean)")
-    if result.val:
-        ax.plot([v["step"] for v in result.val], [v["bpb"] for v in result.val], "o-", label="val (held-out docs)")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("bits per byte of text")
-    ax.set_title("core_mini on the demo corpus (hyper-core, 2 CPU cores)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    steps = [x["step"] for x in train]
+    for ax, key, label, ref in ((axes[0], "loss", "nats per symbol", unigram and unigram[0]),
+                                (axes[1], "bpb", "bits per byte of text", unigram and unigram[1])):
+        ys = [x[key] for x in train]
+        smooth = [sum(ys[max(0, i - 9):i + 1]) / len(ys[max(0, i - 9):i + 1]) for i in range(len(ys))]
+        ax.plot(steps, ys, lw=0.7, alpha=0.4, label="train (per step)")
+        ax.plot(steps, smooth, lw=1.6, label="train (10-step mean)")
+        if val:
+            ax.plot([v["step"] for v in val], [v[key] for v in val], "o-", label="val (held-out docs)")
+        if ref:
+            ax.axhline(ref, ls="--", color="grey", lw=1, label="val, unigram model (no context)")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("core_mini on the demo corpus (hyper-core, 2 CPU cores)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
 
 
 def main() -> None:
@@ -99,8 +122,14 @@ def main() -> None:
     p.add_argument("--level", default="semantic", choices=["semantic", "lossless"],
                    help="lexicon level (the demo pretrains on the semantic one)")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--replot", metavar="RUN_DIR", help="only redraw the PNG from a finished run's CSV log")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer.max_steps=100")
     a = p.parse_args()
+    if a.replot:
+        corpus = Path(a.corpus or Path(a.replot).parent / "corpus")
+        plot(*history_from_csv(Path(a.replot)), PLOT, unigram_reference(corpus, 256, 64))
+        print(f"wrote {PLOT}")
+        return
 
     from dualmind.train_loop import train
 
@@ -131,7 +160,8 @@ def main() -> None:
         v = val.get(s)
         rows.append(f"| {s} | {loss:.3f} | {bpb:.3f} | {v['loss']:.3f} | {v['bpb']:.3f} |" if v
                     else f"| {s} | {loss:.3f} | {bpb:.3f} | | |")
-    uni_nats, uni_bpb = unigram_reference(corpus)
+    uni_nats, uni_bpb = unigram_reference(corpus, cfg.data.seq_len,
+                                          cfg.data.val_max_batches * cfg.data.batch_size)
     total = sum(timings.values())
     syms = sum(1 for _ in result.train) * cfg.data.batch_size * cfg.data.seq_len
     text = "\n".join([
@@ -146,8 +176,9 @@ def main() -> None:
         f"- first/last train loss: **{result.first_loss:.3f} -> {result.last_loss:.3f}** nats/symbol; "
         f"val bits/byte {result.val[0]['bpb'] if result.val else float('nan'):.3f} at step "
         f"{result.val[0]['step'] if result.val else '-'} -> **{result.val_bpb:.3f}** at the end",
-        f"- reference: a unigram model of the train split (no context) scores {uni_nats:.3f} nats/symbol, "
-        f"{uni_bpb:.3f} bits/byte; a uniform guess {math.log(cfg.model.vocab_size):.3f} nats/symbol",
+        f"- reference on the same val windows: a unigram model of the train split (no context) scores "
+        f"{uni_nats:.3f} nats/symbol, {uni_bpb:.3f} bits/byte; a uniform guess "
+        f"{math.log(cfg.model.vocab_size):.3f} nats/symbol",
         f"- wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + f" (total {total:.0f} s); "
         f"{syms / timings['train']:.0f} symbols/s over the run",
         "",
@@ -157,7 +188,7 @@ def main() -> None:
     ])
     print(text)
     if not a.no_write:
-        plot(result, PLOT)
+        plot(result.train, result.val, PLOT, (uni_nats, uni_bpb))
         write_section(text)
         print(f"wrote {RESULTS} and {PLOT}")
 

@@ -28,3 +28,4 @@ LOSSLESS_PATTERN = (
 LOSSLESS = regex.compile(LOSSLESS_PATTERN)
 
 WORD = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*|\d+")
+WORD_SPLIT = re.compile(f"({WORD.pattern})")  # split() keeps the words, in odd positions

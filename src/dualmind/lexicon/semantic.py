@@ -14,11 +14,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from itertools import chain
 
+import numpy as np
+
 from .chunks import ChunkCache
 from .lemmatize import lemmatize
 from .merges import MergeRounds, MergeTable, learn_rounds
 from .pieces import PIECE_WEIGHT_CAP, PieceModel
-from .pretokenize import WORD
+from .pretokenize import WORD, WORD_SPLIT
 from .script import LANG_SCRIPT, UND, lang_of_word
 from .units import Unit
 from .vocab import UnitTable, piece_vocab_of
@@ -182,25 +184,26 @@ class SemanticCodec:
 
     def encode_with_spans(self, text: str, prefer: str | None = None):
         prefer = self._norm_prefer(prefer)
-        get_word = self._word_cache(prefer).__getitem__
-        ids: list[int] = []
-        starts: list[int] = []
-        ends: list[int] = []
-        for m in WORD.finditer(text):
-            w_ids = get_word(m.group())
-            if not w_ids:
-                continue
-            s, e = m.span()
-            n = len(w_ids)
-            ids.extend(w_ids)
-            if n == 1:
-                starts.append(s)
-                ends.append(e)
-            else:  # several units for one word (clitic split, pieces): share its span
-                cuts = [s + (e - s) * k // n for k in range(n + 1)]
-                starts.extend(cuts[:-1])
-                ends.extend(cuts[1:])
-        return self._merge.apply_with_spans(ids, starts, ends)
+        # Word spans and word ids through C-level map() calls; the per-unit spans are
+        # then expanded with numpy (a word may give 0 units: a function word, or several:
+        # a clitic split or the pieces of a rare lemma, which share its span in order).
+        # split() with a capturing group alternates gap, word, gap, word, ..., gap: the
+        # cumulative lengths give every word's offsets without a Match object per word.
+        parts = WORD_SPLIT.split(text)
+        words = parts[1::2]
+        vals = list(map(self._word_cache(prefer).__getitem__, words))
+        ids = list(chain.from_iterable(vals))
+        if not ids:
+            return [], []
+        bounds = np.cumsum(np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)))
+        lens = np.fromiter(map(len, vals), dtype=np.int64, count=len(vals))
+        s = np.repeat(bounds[0:-1:2], lens)  # a word starts where the gap before it ends
+        width = np.repeat(bounds[1::2], lens) - s
+        n = np.repeat(lens, lens)
+        k = np.arange(len(ids)) - np.repeat(np.cumsum(lens) - lens, lens)
+        starts = s + width * k // n
+        ends = s + width * (k + 1) // n
+        return self._merge.apply_with_spans(ids, starts.tolist(), ends.tolist())
 
     # -- decoding -------------------------------------------------------------------
     def _make_glyph(self, u: Unit) -> tuple[bool, bytes]:

@@ -45,6 +45,16 @@ def test_sdpa_matches_reference_forward_and_backward(packed, kv_heads):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
+def test_sdpa_repeated_kv_heads_path_matches_reference(monkeypatch):
+    """The path that copies k/v heads instead of enable_gqa (old torch; masked calls on CUDA)."""
+    monkeypatch.setattr(attn, "_SDPA_HAS_GQA", False)
+    q, k, v = _qkv(KV=2)
+    for doc_ids in (None, _packed_doc_ids()):
+        layout = attn.build_layout("sdpa", doc_ids, 2, 24, CPU, torch.float32)
+        torch.testing.assert_close(attn.attend(q, k, v, layout),
+                                   attn.reference_attention(q, k, v, doc_ids), atol=1e-5, rtol=1e-5)
+
+
 def test_reference_mask_is_block_diagonal_causal():
     q, k, v = _qkv(B=1, T=6, H=1, KV=1)
     doc_ids = torch.tensor([[0, 0, 0, 1, 1, 1]])

@@ -238,7 +238,10 @@ def _sdpa(q, k, v, layout: AttentionLayout) -> torch.Tensor:
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # -> [B, heads, T, Dh]
     gqa = {}
     if k.shape[1] != q.shape[1]:
-        if _SDPA_HAS_GQA:
+        # enable_gqa avoids copying k/v, but on CUDA a masked call with it falls back to the math
+        # kernel (T×T scores in memory); repeating the heads keeps the memory-efficient kernel.
+        masked_on_cuda = layout.sdpa_mask is not None and q.device.type == "cuda"
+        if _SDPA_HAS_GQA and not masked_on_cuda:
             gqa = {"enable_gqa": True}
         else:
             k, v = (t.repeat_interleave(q.shape[1] // t.shape[1], dim=1) for t in (k, v))

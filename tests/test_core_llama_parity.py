@@ -131,3 +131,26 @@ def test_load_a_saved_llama_checkpoint_directory(tmp_path):
     assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_hf_checkpoint(tmp_path)
+
+
+def test_config_json_of_llama_3_1_maps_to_a_core_config():
+    """The keys of a Llama-3.1-8B config.json (transformers 4.x layout: rope_scaling beside a
+    top-level rope_theta) give the 8b shape plus its long-context RoPE."""
+    config_json = {
+        "architectures": ["LlamaForCausalLM"], "hidden_act": "silu", "hidden_size": 4096,
+        "intermediate_size": 14336, "max_position_embeddings": 131072,
+        "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8,
+        "rms_norm_eps": 1e-05, "rope_theta": 500000.0, "tie_word_embeddings": False,
+        "vocab_size": 128256, "attention_bias": False, "mlp_bias": False,
+        "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+    }
+    cfg = core_config_from_hf(config_json)
+    assert cfg.num_params() == CoreConfig.from_name("8b").num_params() == 8_030_261_248
+    assert cfg.rope_theta == 500000.0 and cfg.max_seq_len == 131072
+    assert cfg.rope_scaling == {"type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                "high_freq_factor": 4.0, "original_max_seq_len": 8192}
+    with pytest.raises(ValueError, match="rope type 'yarn'"):
+        core_config_from_hf({**config_json, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})
+    with pytest.raises(ValueError, match="hidden_act 'gelu'"):
+        core_config_from_hf({**config_json, "hidden_act": "gelu"})

@@ -1,4 +1,5 @@
-"""`dualmind export`: checkpoint -> safetensors + config JSON (no pickle) -> HyperCore, same logits."""
+"""`dualmind export`: checkpoint -> safetensors + config JSON (no pickle) -> HyperCore,
+same logits."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import json
 import pytest
 import torch
 from safetensors import safe_open
-from test_train_support import tiny_overrides
 
 from dualmind.export import ExportError, add_arguments, export_checkpoint, load_core, run
 from dualmind.lit import DualMindModule
 from dualmind.train_loop import train
+from test_train_support import tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +35,17 @@ def test_export_round_trip_gives_identical_logits(trained, tmp_path):
 
     core, meta = load_core(out, expect_lexicon=trained.lexicon_fingerprint)
     ckpt = torch.load(trained.last_checkpoint, weights_only=True)
-    module = DualMindModule(ckpt["hyper_parameters"]["cfg"], ckpt["hyper_parameters"]["lexicon_fingerprint"])
+    module = DualMindModule(
+        ckpt["hyper_parameters"]["cfg"], ckpt["hyper_parameters"]["lexicon_fingerprint"]
+    )
     module.load_state_dict(ckpt["state_dict"])
     module.eval()
     ids = torch.randint(0, 1024, (2, 48))
     doc_ids = (torch.arange(48) // 20).expand(2, 48)
     with torch.no_grad():
-        assert torch.equal(core(ids, doc_ids=doc_ids).logits, module.core(ids, doc_ids=doc_ids).logits)
+        assert torch.equal(
+            core(ids, doc_ids=doc_ids).logits, module.core(ids, doc_ids=doc_ids).logits
+        )
     assert core.output.weight.data_ptr() == core.tok_embeddings.weight.data_ptr()
 
 

@@ -49,17 +49,22 @@ def test_default_config_composes_without_recipe():
 
 def test_sweep_recipe_carries_sweeper_params():
     with initialize_config_dir(version_base="1.3", config_dir=str(repo_conf_dir())):
-        cfg = hydra_compose("config", overrides=["recipe=sweep_core_mini"], return_hydra_config=True)
+        cfg = hydra_compose(
+            "config", overrides=["recipe=sweep_core_mini"], return_hydra_config=True
+        )
     params = cfg.hydra.sweeper.params
     assert "optim.lr" in params and "," in str(params["optim.lr"])
 
 
-@pytest.mark.parametrize("override, key", [
-    ("optim.lrr=1", "optim.lrr"),          # not in the config at all
-    ("+optim.lrr=1", "optim.lrr"),         # forced in with +: the schema still refuses it
-    ("+trainr.max_steps=1", "trainr"),     # unknown top-level group
-    ("+model.n_layerz=3", "model.n_layerz"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("optim.lrr=1", "optim.lrr"),  # not in the config at all
+        ("+optim.lrr=1", "optim.lrr"),  # forced in with +: the schema still refuses it
+        ("+trainr.max_steps=1", "trainr"),  # unknown top-level group
+        ("+model.n_layerz=3", "model.n_layerz"),
+    ],
+)
 def test_unknown_key_is_an_error_naming_it(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         compose(["recipe=core_mini", override])
@@ -84,7 +89,10 @@ def test_train_py_composes_from_another_directory(tmp_path):
     # hydra.searchpath is absolute (from the package location), so recipes are found from anywhere.
     out = subprocess.run(
         [sys.executable, str(repo_root() / "train.py"), "recipe=core_70b", "--cfg", "job"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "HYDRA_FULL_ERROR": "1"},
     )
     assert out.returncode == 0, out.stderr[-2000:]

@@ -7,16 +7,15 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from test_train_support import tiny_corpus, tiny_overrides
 
 from dualmind.config import compose, list_recipes, repo_root
 from dualmind.lit import NonFiniteLossError
 from dualmind.train_loop import TrainingError, run, train
+from test_train_support import tiny_corpus, tiny_overrides
 
 MINI_RECIPES = [r for r in list_recipes() if r.endswith("_mini")]
 
@@ -25,8 +24,15 @@ MINI_RECIPES = [r for r in list_recipes() if r.endswith("_mini")]
 def test_fast_dev_run_every_mini_recipe(recipe, tmp_path):
     # The recipe's own model and data shapes; only the lexicon-sized vocab is from the tiny corpus
     # (model.vocab_size of the recipe is larger, so nothing needs overriding).
-    result = train([f"recipe={recipe}", f"data.dir={tiny_corpus()}", f"run_dir={tmp_path}",
-                    "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false"])
+    result = train(
+        [
+            f"recipe={recipe}",
+            f"data.dir={tiny_corpus()}",
+            f"run_dir={tmp_path}",
+            "trainer.fast_dev_run=true",
+            "trainer.enable_progress_bar=false",
+        ]
+    )
     assert result.steps == 1
     assert len(result.train) == 1 and math.isfinite(result.train[0]["loss"])
     assert 0 < result.train[0]["bpb"] < 20
@@ -34,8 +40,16 @@ def test_fast_dev_run_every_mini_recipe(recipe, tmp_path):
 
 
 def test_loss_falls_and_metrics_are_logged(tmp_path):
-    result = train(tiny_overrides(tmp_path, "trainer.max_steps=30", "trainer.val_check_interval=15",
-                                  "optim.warmup_steps=5", "optim.lr=3e-3", "trainer.loggers=[csv]"))
+    result = train(
+        tiny_overrides(
+            tmp_path,
+            "trainer.max_steps=30",
+            "trainer.val_check_interval=15",
+            "optim.warmup_steps=5",
+            "optim.lr=3e-3",
+            "trainer.loggers=[csv]",
+        )
+    )
     first = sum(x["loss"] for x in result.train[:3]) / 3
     last = sum(x["loss"] for x in result.train[-3:]) / 3
     assert last < first - 0.5, (first, last)
@@ -43,12 +57,24 @@ def test_loss_falls_and_metrics_are_logged(tmp_path):
     # bits per byte is NLL / (ln 2 * text bytes): consistent with bits per symbol and bytes/unit
     metrics = (next((tmp_path / "csv").glob("version_*")) / "metrics.csv").read_text().splitlines()
     header = metrics[0].split(",")
-    for key in ("train/loss", "train/bits_per_symbol", "train/bpb", "train/symbols_per_s",
-                "train/bytes_per_s", "train/lr", "train/flops_per_step", "train/flops_total",
-                "val/loss", "val/bpb", "val/bits_per_symbol"):
+    for key in (
+        "train/loss",
+        "train/bits_per_symbol",
+        "train/bpb",
+        "train/symbols_per_s",
+        "train/bytes_per_s",
+        "train/lr",
+        "train/flops_per_step",
+        "train/flops_total",
+        "val/loss",
+        "val/bpb",
+        "val/bits_per_symbol",
+    ):
         assert key in header, key
-    row = dict(zip(header, metrics[1].split(",")))
-    assert float(row["train/bits_per_symbol"]) == pytest.approx(float(row["train/loss"]) / math.log(2), rel=1e-5)
+    row = dict(zip(header, metrics[1].split(","), strict=True))
+    assert float(row["train/bits_per_symbol"]) == pytest.approx(
+        float(row["train/loss"]) / math.log(2), rel=1e-5
+    )
     assert float(row["train/flops_per_step"]) > 6 * 64 * 64 * 4  # 6 N per symbol, 256 symbols
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
@@ -63,7 +89,11 @@ class Crash(L.Callback):
 
 
 def test_resume_is_exact(tmp_path):
-    base = ["trainer.max_steps=10", "trainer.checkpoint_every_n_steps=4", "trainer.val_check_interval=100"]
+    base = [
+        "trainer.max_steps=10",
+        "trainer.checkpoint_every_n_steps=4",
+        "trainer.val_check_interval=100",
+    ]
     whole = train(tiny_overrides(tmp_path / "whole", *base))
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(compose(tiny_overrides(tmp_path / "cut", *base)), callbacks=[Crash(at_step=6)])
@@ -120,8 +150,14 @@ class PoisonWeights(L.Callback):
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
-    cfg = compose(tiny_overrides(tmp_path, "trainer.max_steps=10", "trainer.checkpoint_every_n_steps=3",
-                                 "trainer.val_check_interval=100"))
+    cfg = compose(
+        tiny_overrides(
+            tmp_path,
+            "trainer.max_steps=10",
+            "trainer.checkpoint_every_n_steps=3",
+            "trainer.val_check_interval=100",
+        )
+    )
     with pytest.raises(NonFiniteLossError, match=r"at step 5 .*last.ckpt") as err:
         run(cfg, callbacks=[PoisonWeights(at_step=5)])
     assert "nan" in str(err.value).lower()
@@ -137,30 +173,67 @@ def _python_env():
 
 
 def test_train_py_runs_and_reports_bad_input(tmp_path):
-    args = [sys.executable, str(repo_root() / "train.py"), *tiny_overrides(tmp_path / "run"),
-            "trainer.max_steps=3", "trainer.val_check_interval=3"]
-    out = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_python_env())
+    args = [
+        sys.executable,
+        str(repo_root() / "train.py"),
+        *tiny_overrides(tmp_path / "run"),
+        "trainer.max_steps=3",
+        "trainer.val_check_interval=3",
+    ]
+    out = subprocess.run(
+        args, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_python_env()
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "trained 3 steps" in out.stdout and "val bits/byte" in out.stdout
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "run" / "train.log").is_file()  # Hydra's log of the run
-    bad = subprocess.run([sys.executable, str(repo_root() / "train.py"), "recipe=core_mini", "data.dir=/no/such"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_python_env())
+    bad = subprocess.run(
+        [sys.executable, str(repo_root() / "train.py"), "recipe=core_mini", "data.dir=/no/such"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_python_env(),
+    )
     assert bad.returncode == 2 and "data.dir=/no/such" in bad.stderr
 
 
 @pytest.mark.slow
 def test_train_py_multirun_sweeps(tmp_path):
-    common = [f"data.dir={tiny_corpus()}", f"runs_dir={tmp_path}", "trainer.max_steps=2",
-              "trainer.val_check_interval=2", "trainer.enable_progress_bar=false", "data.seq_len=64",
-              "data.batch_size=2"]
-    out = subprocess.run([sys.executable, str(repo_root() / "train.py"), "-m", "recipe=core_mini",
-                          "optim.lr=1e-3,3e-4", *common], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=600, env=_python_env())
+    common = [
+        f"data.dir={tiny_corpus()}",
+        f"runs_dir={tmp_path}",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "trainer.enable_progress_bar=false",
+        "data.seq_len=64",
+        "data.batch_size=2",
+    ]
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(repo_root() / "train.py"),
+            "-m",
+            "recipe=core_mini",
+            "optim.lr=1e-3,3e-4",
+            *common,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_python_env(),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("trained 2 steps") == 2
-    out = subprocess.run([sys.executable, str(repo_root() / "train.py"), "-m", "recipe=sweep_core_mini", *common],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=600, env=_python_env())
+    out = subprocess.run(
+        [sys.executable, str(repo_root() / "train.py"), "-m", "recipe=sweep_core_mini", *common],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_python_env(),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("trained 2 steps") == 2
     jobs = sorted((tmp_path / "multirun" / "sweep_core_mini").glob("*/*/config.yaml"))

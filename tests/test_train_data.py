@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
-from test_train_support import tiny_corpus
 from torch.utils.data import DataLoader
 
 from dualmind.data.datamodule import CoreDataModule, CoreStream, DataConfigError, TrainBatches
+from test_train_support import tiny_corpus
 
 
 def stream(n=1000, doc_every=70):
@@ -25,7 +27,9 @@ def test_sequence_is_a_shifted_window_with_local_doc_ids():
     assert np.array_equal(seq["targets"], np.asarray(s.ids[129:193]))
     assert np.array_equal(seq["target_bytes"], np.asarray(s.unit_bytes[129:193]))
     # documents change at 140 (=2*70) and 210: inside this window only at 140 -> local ids 0 then 1
-    assert seq["doc_ids"][0] == 0 and seq["doc_ids"][140 - 128] == 1 and seq["doc_ids"][140 - 129] == 0
+    assert (
+        seq["doc_ids"][0] == 0 and seq["doc_ids"][140 - 128] == 1 and seq["doc_ids"][140 - 129] == 0
+    )
     assert set(seq["doc_ids"].tolist()) == {0, 1}
 
 
@@ -46,10 +50,13 @@ def test_order_depends_on_seed_and_batch_index_only():
 
 def test_workers_give_the_same_batches_as_one_process():
     s = stream(4000)
-    single = [b["ids"] for _, b in zip(range(6), DataLoader(TrainBatches(s, 32, 4, 1), batch_size=None))]
-    multi = [b["ids"] for _, b in zip(range(6), DataLoader(TrainBatches(s, 32, 4, 1), batch_size=None,
-                                                           num_workers=2))]
-    assert all(torch.equal(x, y) for x, y in zip(single, multi))
+
+    def first_six(loader):
+        return [b["ids"] for b in itertools.islice(loader, 6)]
+
+    single = first_six(DataLoader(TrainBatches(s, 32, 4, 1), batch_size=None))
+    multi = first_six(DataLoader(TrainBatches(s, 32, 4, 1), batch_size=None, num_workers=2))
+    assert all(torch.equal(x, y) for x, y in zip(single, multi, strict=True))
 
 
 def test_ranks_get_disjoint_batches():
@@ -66,8 +73,9 @@ def test_too_short_split_is_refused():
 
 
 def test_real_shards_bytes_add_up():
-    dm = CoreDataModule(str(tiny_corpus()), seq_len=64, batch_size=4, model_vocab_size=1024,
-                        model_max_seq_len=256).prepare()
+    dm = CoreDataModule(
+        str(tiny_corpus()), seq_len=64, batch_size=4, model_vocab_size=1024, model_max_seq_len=256
+    ).prepare()
     total_bytes = int(np.asarray(dm.train_stream.unit_bytes).sum())
     from dualmind.data.shards import ShardSet
 

@@ -13,14 +13,19 @@ from pathlib import Path
 # A model small enough that a training step takes milliseconds; vocab covers the tiny lexicon.
 TINY_LEXICON_VOCAB = 1024
 TINY_MODEL = [
-    "model.vocab_size=1024", "model.dim=64", "model.n_layers=2", "model.n_heads=4",
-    "model.n_kv_heads=2", "model.ffn_dim=128", "model.max_seq_len=256",
+    "model.vocab_size=1024",
+    "model.dim=64",
+    "model.n_layers=2",
+    "model.n_heads=4",
+    "model.n_kv_heads=2",
+    "model.ffn_dim=128",
+    "model.max_seq_len=256",
 ]
 TINY_DATA = ["data.seq_len=64", "data.batch_size=4", "data.val_max_batches=2"]
 QUIET = ["trainer.enable_progress_bar=false", "trainer.loggers=[]"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_corpus() -> Path:
     """A corpus of 25 English + 25 Russian demo documents with a 1024-unit lexicon (~5 s)."""
     from dualmind.data.corpus import build_corpus
@@ -36,11 +41,26 @@ def tiny_corpus() -> Path:
             f.write(json.dumps({"text": d.text, "lang": d.lang}, ensure_ascii=False) + "\n")
     lex = Lexicon.build([d.text for d in docs], level="lossless", vocab_size=TINY_LEXICON_VOCAB)
     lex.save(root / "lexicon")
-    build_corpus([src], root / "lexicon", root / "corpus", workers=1, progress=False, num_shards=1,
-                 text_vocab_size=512, val_fraction=0.2)
+    build_corpus(
+        [src],
+        root / "lexicon",
+        root / "corpus",
+        workers=1,
+        progress=False,
+        num_shards=1,
+        text_vocab_size=512,
+        val_fraction=0.2,
+    )
     return root / "corpus"
 
 
 def tiny_overrides(run_dir: Path, *extra: str) -> list[str]:
-    return ["recipe=core_mini", f"data.dir={tiny_corpus()}", f"run_dir={run_dir}",
-            *TINY_MODEL, *TINY_DATA, *QUIET, *extra]
+    return [
+        "recipe=core_mini",
+        f"data.dir={tiny_corpus()}",
+        f"run_dir={run_dir}",
+        *TINY_MODEL,
+        *TINY_DATA,
+        *QUIET,
+        *extra,
+    ]

@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
@@ -64,8 +64,8 @@ class DataConfig:
     batch_size: int = 16
     seed: int = 1234
     num_workers: int = 0
-    val_max_batches: Optional[int] = 16
-    lexicon: Optional[str] = None
+    val_max_batches: int | None = 16
+    lexicon: str | None = None
 
 
 @dataclass
@@ -79,7 +79,7 @@ class TrainerConfig:
     num_sanity_val_steps: int = 0
     limit_val_batches: Any = None
     log_every_n_steps: int = 1
-    gradient_clip_val: Optional[float] = 1.0
+    gradient_clip_val: float | None = 1.0
     gradient_clip_algorithm: str = "norm"
     accumulate_grad_batches: int = 1
     deterministic: bool = False
@@ -87,7 +87,7 @@ class TrainerConfig:
     enable_progress_bar: bool = True
     checkpoint_every_n_steps: int = 100
     loggers: list = field(default_factory=lambda: ["csv", "tensorboard"])
-    num_threads: Optional[int] = None
+    num_threads: int | None = None
 
 
 @dataclass
@@ -99,7 +99,7 @@ class StrategyConfig:
     tensor_parallel_size: int = 1
     param_dtype: str = "bfloat16"
     reduce_dtype: str = "float32"
-    device_memory_gib: Optional[float] = None
+    device_memory_gib: float | None = None
 
 
 @dataclass
@@ -121,8 +121,17 @@ GROUP_SCHEMAS = {
     "optim": OptimConfig,
 }
 # `decoder` (conf/decoder/*.yaml, DecoderConfig) is optional: stage=align selects it.
-TOP_LEVEL_KEYS = {"stage", "name", "seed", "runs_dir", "run_dir", "ckpt_path", "model", "decoder",
-                  *GROUP_SCHEMAS}
+TOP_LEVEL_KEYS = {
+    "stage",
+    "name",
+    "seed",
+    "runs_dir",
+    "run_dir",
+    "ckpt_path",
+    "model",
+    "decoder",
+    *GROUP_SCHEMAS,
+}
 STAGES = ("core", "align")
 ACTIVATION_CHECKPOINTING = ("none", "full", "selective")
 STRATEGIES = ("single", "ddp", "fsdp2")
@@ -137,7 +146,9 @@ def _check_group(cfg: DictConfig, group: str, schema: type) -> None:
     except ConfigKeyError as err:
         key = getattr(err, "key", None) or str(err)
         known = ", ".join(f.name for f in dataclasses.fields(schema))
-        raise ConfigError(f"unknown config key '{group}.{key}' (known keys of {group}: {known})") from err
+        raise ConfigError(
+            f"unknown config key '{group}.{key}' (known keys of {group}: {known})"
+        ) from err
     except ValidationError as err:
         raise ConfigError(f"bad value for '{group}.{getattr(err, 'key', '?')}': {err.msg}") from err
 
@@ -146,12 +157,17 @@ def check_model_config(model_cfg: Any) -> Any:
     """Build CoreConfig from cfg.model; unknown keys are named as `model.<key>`."""
     from dualmind.model.config import CoreConfig
 
-    values = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
+    values = (
+        OmegaConf.to_container(model_cfg, resolve=True)
+        if isinstance(model_cfg, DictConfig)
+        else dict(model_cfg)
+    )
     known = {f.name for f in dataclasses.fields(CoreConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(
-            f"unknown config key 'model.{unknown[0]}' (CoreConfig fields: {', '.join(sorted(known))})"
+            f"unknown config key 'model.{unknown[0]}' "
+            f"(CoreConfig fields: {', '.join(sorted(known))})"
         )
     try:
         return CoreConfig.from_dict(values, source="cfg.model")
@@ -163,7 +179,10 @@ def validate(cfg: DictConfig, check_model: bool = True) -> DictConfig:
     """Raise ConfigError naming the key for anything misspelt or out of range; return cfg."""
     unknown = sorted(set(cfg.keys()) - TOP_LEVEL_KEYS - {"hydra"})
     if unknown:
-        raise ConfigError(f"unknown config key '{unknown[0]}' (top-level keys: {', '.join(sorted(TOP_LEVEL_KEYS))})")
+        raise ConfigError(
+            f"unknown config key '{unknown[0]}' "
+            f"(top-level keys: {', '.join(sorted(TOP_LEVEL_KEYS))})"
+        )
     for group, schema in GROUP_SCHEMAS.items():
         _check_group(cfg, group, schema)
     if cfg.stage not in STAGES:
@@ -192,7 +211,8 @@ def validate(cfg: DictConfig, check_model: bool = True) -> DictConfig:
         if ctx is not None and cfg.data.seq_len > ctx:
             raise ConfigError(
                 f"data.seq_len={cfg.data.seq_len} is longer than the model's context "
-                f"(model.{_context_field(core)}={ctx}); shorten data.seq_len or raise the model's context"
+                f"(model.{_context_field(core)}={ctx}); shorten data.seq_len or raise the "
+                "model's context"
             )
     return cfg
 
@@ -200,19 +220,21 @@ def validate(cfg: DictConfig, check_model: bool = True) -> DictConfig:
 CONTEXT_FIELDS = ("max_seq_len", "block_size", "context_length", "max_position_embeddings")
 
 
-def _context_field(core_cfg: Any) -> Optional[str]:
+def _context_field(core_cfg: Any) -> str | None:
     for name in CONTEXT_FIELDS:
         if hasattr(core_cfg, name):
             return name
     return None
 
 
-def _context_length(core_cfg: Any) -> Optional[int]:
+def _context_length(core_cfg: Any) -> int | None:
     name = _context_field(core_cfg)
     return None if name is None else int(getattr(core_cfg, name))
 
 
-def compose(overrides: Sequence[str] = (), config_name: str = "config", validate_cfg: bool = True) -> DictConfig:
+def compose(
+    overrides: Sequence[str] = (), config_name: str = "config", validate_cfg: bool = True
+) -> DictConfig:
     """Compose the training config as `train.py` would, without running anything.
 
     The result is in struct mode: reading or setting a key that does not exist raises.
@@ -232,8 +254,9 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config", validate
             # Called from inside a Hydra app (e.g. a planner called by train.py): reuse it.
             cfg = hydra_compose(config_name=config_name, overrides=overrides)
         else:
-            with initialize_config_dir(version_base="1.3", config_dir=str(repo_conf_dir()),
-                                       job_name="dualmind"):
+            with initialize_config_dir(
+                version_base="1.3", config_dir=str(repo_conf_dir()), job_name="dualmind"
+            ):
                 cfg = hydra_compose(config_name=config_name, overrides=overrides)
     except ConfigCompositionException as err:
         # Hydra says "Could not override 'optim.lrr'... Key 'lrr' is not in struct": keep its

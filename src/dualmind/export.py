@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 EXPORT_FORMAT = "dualmind-export"
 EXPORT_VERSION = 1
@@ -54,7 +54,7 @@ def _dedupe(tensors: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     return unique, aliases
 
 
-def export_checkpoint(ckpt: str | Path, out: str | Path, expect_lexicon: Optional[str] = None) -> Path:
+def export_checkpoint(ckpt: str | Path, out: str | Path, expect_lexicon: str | None = None) -> Path:
     """Write OUT/config.json and OUT/<component>.safetensors from a Lightning checkpoint."""
     import torch
     from safetensors.torch import save_file
@@ -78,7 +78,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, expect_lexicon: Optiona
     files = {}
     for component in COMPONENTS:
         prefix = component + "."
-        tensors = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        tensors = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if not tensors:
             continue
         unique, aliases = _dedupe(tensors)
@@ -110,10 +110,14 @@ def read_export_config(path: str | Path) -> dict:
         raise ExportError(f"{path}: no config.json (not a `dualmind export` folder)")
     config = json.loads(cfg_path.read_text())
     if config.get("format") != EXPORT_FORMAT:
-        raise ExportError(f"{cfg_path}: format {config.get('format')!r}, expected {EXPORT_FORMAT!r}")
+        raise ExportError(
+            f"{cfg_path}: format {config.get('format')!r}, expected {EXPORT_FORMAT!r}"
+        )
     if config.get("format_version", 0) > EXPORT_VERSION:
-        raise ExportError(f"{cfg_path}: format_version {config['format_version']} is newer than this "
-                          f"dualmind reads ({EXPORT_VERSION}); upgrade dualmind")
+        raise ExportError(
+            f"{cfg_path}: format_version {config['format_version']} is newer than this "
+            f"dualmind reads ({EXPORT_VERSION}); upgrade dualmind"
+        )
     return config
 
 
@@ -126,7 +130,9 @@ def load_component_state(path: str | Path, component: str) -> dict:
     config = read_export_config(path)
     entry = config["components"].get(component)
     if entry is None:
-        raise ExportError(f"{path}: no {component!r} in this export (has {sorted(config['components'])})")
+        raise ExportError(
+            f"{path}: no {component!r} in this export (has {sorted(config['components'])})"
+        )
     file = path / entry["file"]
     state = load_file(str(file))
     with safe_open(str(file), framework="pt") as f:
@@ -136,7 +142,7 @@ def load_component_state(path: str | Path, component: str) -> dict:
     return state
 
 
-def load_core(path: str | Path, expect_lexicon: Optional[str] = None, device: str = "cpu"):
+def load_core(path: str | Path, expect_lexicon: str | None = None, device: str = "cpu"):
     """Rebuild the HyperCore of an export folder; returns (core, config dict)."""
     from dualmind.lit import LexiconMismatchError, check_lexicon
     from dualmind.model.config import CoreConfig
@@ -155,9 +161,13 @@ def load_core(path: str | Path, expect_lexicon: Optional[str] = None, device: st
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a .ckpt file, or a run folder (uses checkpoints/last.ckpt)")
+    parser.add_argument(
+        "checkpoint", help="a .ckpt file, or a run folder (uses checkpoints/last.ckpt)"
+    )
     parser.add_argument("--out", help="output folder (default: <run folder>/export)")
-    parser.add_argument("--lexicon", help="expected lexicon (folder or fingerprint); refuse a mismatch")
+    parser.add_argument(
+        "--lexicon", help="expected lexicon (folder or fingerprint); refuse a mismatch"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -177,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     config = read_export_config(out)
-    print(f"exported {ckpt} -> {out} (stage {config['stage']}, step {config['global_step']}, "
-          f"lexicon {config['lexicon_fingerprint']})")
+    print(
+        f"exported {ckpt} -> {out} (stage {config['stage']}, step {config['global_step']}, "
+        f"lexicon {config['lexicon_fingerprint']})"
+    )
     return 0

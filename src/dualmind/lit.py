@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import lightning as L
 import torch
@@ -57,11 +57,13 @@ class StepCounts:
 def checkpoint_metadata(checkpoint: dict) -> dict:
     meta = checkpoint.get(CHECKPOINT_KEY)
     if not isinstance(meta, dict):
-        raise ValueError("not a dualmind checkpoint (no 'dualmind' metadata: lexicon fingerprint, stage)")
+        raise ValueError(
+            "not a dualmind checkpoint (no 'dualmind' metadata: lexicon fingerprint, stage)"
+        )
     return meta
 
 
-def check_lexicon(meta: dict, expected: Optional[str], where: str = "checkpoint") -> None:
+def check_lexicon(meta: dict, expected: str | None, where: str = "checkpoint") -> None:
     found = meta.get("lexicon_fingerprint")
     if expected is not None and found is not None and found != expected:
         raise LexiconMismatchError(
@@ -72,7 +74,7 @@ def check_lexicon(meta: dict, expected: Optional[str], where: str = "checkpoint"
 
 
 class DualMindModule(L.LightningModule):
-    def __init__(self, cfg: dict, lexicon_fingerprint: Optional[str] = None):
+    def __init__(self, cfg: dict, lexicon_fingerprint: str | None = None):
         """cfg: the run's resolved config as a plain dict (stage, model, data, optim, trainer)."""
         super().__init__()
         self.save_hyperparameters()
@@ -83,7 +85,8 @@ class DualMindModule(L.LightningModule):
         self.core = HyperCore(self.core_config)
         if self.stage not in self.STAGE_STEPS:
             raise NotImplementedError(
-                f"stage={self.stage!r} is not implemented yet (available: {sorted(self.STAGE_STEPS)}; "
+                f"stage={self.stage!r} is not implemented yet "
+                f"(available: {sorted(self.STAGE_STEPS)}; "
                 f"stage=align arrives with the language decoder, issue 4)"
             )
         seq_len = cfg["data"]["seq_len"]
@@ -91,9 +94,9 @@ class DualMindModule(L.LightningModule):
         self.flops_per_symbol = self.core_config.flops_per_token(seq_len)
         self.val_nll, self.val_symbols, self.val_bytes = SumMetric(), SumMetric(), SumMetric()
         self.history: dict[str, list] = {"train": [], "val": []}
-        self._t_batch: Optional[float] = None
+        self._t_batch: float | None = None
         self._flops_total = 0.0
-        self._grad_norm: Optional[torch.Tensor] = None
+        self._grad_norm: torch.Tensor | None = None
 
     # ---- stages ---------------------------------------------------------------------------------
 
@@ -110,8 +113,9 @@ class DualMindModule(L.LightningModule):
         out = self.core(batch["ids"], doc_ids=batch["doc_ids"])
         targets = batch["targets"]
         nll = F.cross_entropy(out.logits.float().flatten(0, 1), targets.flatten(), reduction="none")
-        return StepCounts(nll.sum(), torch.tensor(targets.numel(), device=nll.device),
-                          batch["target_bytes"].sum())
+        return StepCounts(
+            nll.sum(), torch.tensor(targets.numel(), device=nll.device), batch["target_bytes"].sum()
+        )
 
     # ---- training -------------------------------------------------------------------------------
 
@@ -122,10 +126,14 @@ class DualMindModule(L.LightningModule):
         counts = self._step(batch)
         loss = counts.loss
         if not torch.isfinite(loss):
-            ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none written yet"
+            ckpt = (
+                getattr(self.trainer.checkpoint_callback, "last_model_path", "")
+                or "none written yet"
+            )
             raise NonFiniteLossError(
                 f"training loss is {loss.item()} at step {self.global_step} (batch {batch_idx}); "
-                f"stopped before applying this update. Last good checkpoint: {ckpt}. Lower optim.lr, "
+                f"stopped before applying this update. Last good checkpoint: {ckpt}. "
+                "Lower optim.lr, "
                 f"check the data, or resume with ckpt_path=last"
             )
         self._last = counts
@@ -153,8 +161,9 @@ class DualMindModule(L.LightningModule):
         self.log("train/flops_total", self._flops_total)
         if self._grad_norm is not None:
             self.log("train/grad_norm", self._grad_norm)
-        self.history["train"].append({"step": self.global_step, "loss": float(loss), "bpb": float(bpb),
-                                      "seconds": dt})
+        self.history["train"].append(
+            {"step": self.global_step, "loss": float(loss), "bpb": float(bpb), "seconds": dt}
+        )
 
     # ---- validation -----------------------------------------------------------------------------
 
@@ -165,7 +174,11 @@ class DualMindModule(L.LightningModule):
         self.val_bytes.update(counts.text_bytes.float())
 
     def on_validation_epoch_end(self) -> None:
-        nll, symbols, text_bytes = self.val_nll.compute(), self.val_symbols.compute(), self.val_bytes.compute()
+        nll, symbols, text_bytes = (
+            self.val_nll.compute(),
+            self.val_symbols.compute(),
+            self.val_bytes.compute(),
+        )
         for metric in (self.val_nll, self.val_symbols, self.val_bytes):
             metric.reset()
         if symbols <= 0:
@@ -177,7 +190,9 @@ class DualMindModule(L.LightningModule):
         self.log("val/bits_per_symbol", loss / LN2, sync_dist=True)
         self.log("val/bpb", bpb, prog_bar=True, sync_dist=True)
         if not self.trainer.sanity_checking:
-            self.history["val"].append({"step": self.global_step, "loss": float(loss), "bpb": float(bpb)})
+            self.history["val"].append(
+                {"step": self.global_step, "loss": float(loss), "bpb": float(bpb)}
+            )
 
     # ---- optimizer ------------------------------------------------------------------------------
 
@@ -191,23 +206,43 @@ class DualMindModule(L.LightningModule):
         if fused == "auto":
             fused = params[0].device.type in ("cpu", "cuda") if params else False
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": o["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], fused=bool(fused),
+            [
+                {"params": decay, "weight_decay": o["weight_decay"]},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=o["lr"],
+            betas=tuple(o["betas"]),
+            eps=o["eps"],
+            fused=bool(fused),
         )
-        total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 \
+        total = (
+            self.trainer.max_steps
+            if self.trainer.max_steps and self.trainer.max_steps > 0
             else int(self.trainer.estimated_stepping_batches)
+        )
         schedule = warmup_cosine(o["warmup_steps"], max(total, 1), o["min_lr_ratio"])
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ):
         """Clip here rather than in Lightning's AMP plugin, which refuses fused optimizers even
         under bf16 where no loss scaler exists to unscale; also logs the gradient norm."""
         if not gradient_clip_val:
             return
-        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:  # fp16: unscale first
-            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if (
+            getattr(self.trainer.precision_plugin, "scaler", None) is not None
+        ):  # fp16: unscale first
+            return super().configure_gradient_clipping(
+                optimizer, gradient_clip_val, gradient_clip_algorithm
+            )
+        params = [
+            p for group in optimizer.param_groups for p in group["params"] if p.grad is not None
+        ]
         if gradient_clip_algorithm == "value":
             torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
         else:

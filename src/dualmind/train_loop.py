@@ -1,8 +1,8 @@
 """Run one training job from a composed config: `run(cfg)` (train.py, the demo, tests).
 
-    from dualmind.train_loop import train
-    result = train(["recipe=core_mini", "data.dir=runs/demo/corpus"])
-    print(result.summary())
+from dualmind.train_loop import train
+result = train(["recipe=core_mini", "data.dir=runs/demo/corpus"])
+print(result.summary())
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,8 +31,8 @@ class TrainResult:
     wall_s: float
     train: list[dict] = field(default_factory=list)  # {"step", "loss", "bpb", "seconds"} per batch
     val: list[dict] = field(default_factory=list)  # {"step", "loss", "bpb"} per validation
-    last_checkpoint: Optional[Path] = None
-    lexicon_fingerprint: Optional[str] = None
+    last_checkpoint: Path | None = None
+    lexicon_fingerprint: str | None = None
     global_rank: int = 0
 
     @property
@@ -50,14 +50,20 @@ class TrainResult:
     def summary(self) -> str:
         lines = [f"trained {self.steps} steps in {self.wall_s:.0f} s -> {self.run_dir}"]
         if self.train:
-            lines.append(f"train loss {self.first_loss:.3f} -> {self.last_loss:.3f} nats/symbol "
-                         f"(bpb {self.train[0]['bpb']:.3f} -> {self.train[-1]['bpb']:.3f})")
+            lines.append(
+                f"train loss {self.first_loss:.3f} -> {self.last_loss:.3f} nats/symbol "
+                f"(bpb {self.train[0]['bpb']:.3f} -> {self.train[-1]['bpb']:.3f})"
+            )
         if len(self.train) > 2:
             picks = sorted({round(i * (len(self.train) - 1) / 7) for i in range(8)})
-            lines.append("loss curve: " + "  ".join(
-                f"{self.train[i]['step']}:{self.train[i]['loss']:.2f}" for i in picks))
+            lines.append(
+                "loss curve: "
+                + "  ".join(f"{self.train[i]['step']}:{self.train[i]['loss']:.2f}" for i in picks)
+            )
         for v in self.val:
-            lines.append(f"  step {v['step']:>6}: val loss {v['loss']:.3f}, val bits/byte {v['bpb']:.3f}")
+            lines.append(
+                f"  step {v['step']:>6}: val loss {v['loss']:.3f}, val bits/byte {v['bpb']:.3f}"
+            )
         if self.last_checkpoint:
             lines.append(f"checkpoint: {self.last_checkpoint}")
         return "\n".join(lines)
@@ -81,7 +87,11 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
 def _precision(requested: str) -> str:
     import torch
 
-    if requested == "bf16-mixed" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+    if (
+        requested == "bf16-mixed"
+        and torch.cuda.is_available()
+        and not torch.cuda.is_bf16_supported()
+    ):
         return "16-mixed"  # pre-Ampere GPU: fp16 autocast with a grad scaler instead
     return requested
 
@@ -162,26 +172,43 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ())
         elif name == "tensorboard":
             loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard"))
         else:
-            raise TrainingError(f"trainer.loggers: unknown logger {name!r} (known: csv, tensorboard)")
+            raise TrainingError(
+                f"trainer.loggers: unknown logger {name!r} (known: csv, tensorboard)"
+            )
     every = t.checkpoint_every_n_steps or None
-    checkpoint = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="step{step:07d}",
-                                 auto_insert_metric_name=False, every_n_train_steps=every,
-                                 save_top_k=1, save_last=True)
+    checkpoint = ModelCheckpoint(
+        dirpath=str(run_dir / "checkpoints"),
+        filename="step{step:07d}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=every,
+        save_top_k=1,
+        save_last=True,
+    )
     cbs = [checkpoint, *callbacks]
     if t.enable_progress_bar:
         cbs.append(RichProgressBar(leave=True))
     limit_val = t.limit_val_batches
     return L.Trainer(
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-        strategy=_strategy(cfg), precision=_precision(t.precision),
-        max_steps=t.max_steps, val_check_interval=t.val_check_interval, check_val_every_n_epoch=None,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=_strategy(cfg),
+        precision=_precision(t.precision),
+        max_steps=t.max_steps,
+        val_check_interval=t.val_check_interval,
+        check_val_every_n_epoch=None,
         num_sanity_val_steps=t.num_sanity_val_steps,
         limit_val_batches=limit_val,
-        log_every_n_steps=t.log_every_n_steps, gradient_clip_val=t.gradient_clip_val,
+        log_every_n_steps=t.log_every_n_steps,
+        gradient_clip_val=t.gradient_clip_val,
         gradient_clip_algorithm=t.gradient_clip_algorithm,
-        accumulate_grad_batches=t.accumulate_grad_batches, deterministic=t.deterministic,
-        fast_dev_run=t.fast_dev_run, enable_progress_bar=t.enable_progress_bar,
-        logger=loggers or False, callbacks=cbs, default_root_dir=str(run_dir),
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        deterministic=t.deterministic,
+        fast_dev_run=t.fast_dev_run,
+        enable_progress_bar=t.enable_progress_bar,
+        logger=loggers or False,
+        callbacks=cbs,
+        default_root_dir=str(run_dir),
         use_distributed_sampler=False,  # our loaders give each rank its own batches, seeded
         enable_model_summary=False,
         plugins=[atomic_checkpoint_io()],
@@ -201,8 +228,10 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
 
     validate(cfg)
     if OmegaConf.is_missing(cfg.data, "dir"):
-        raise TrainingError("data.dir is not set: pass data.dir=<corpus folder> "
-                            "(build one with `dualmind corpus build`)")
+        raise TrainingError(
+            "data.dir is not set: pass data.dir=<corpus folder> "
+            "(build one with `dualmind corpus build`)"
+        )
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     run_dir = resolve_run_dir(cfg)
@@ -222,15 +251,20 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
         if not path.is_file():
             raise TrainingError(f"ckpt_path={ckpt_path}: no such checkpoint file")
         try:
-            check_lexicon(_ckpt_lexicon(path), datamodule.lexicon_fingerprint, where=f"checkpoint {path}")
+            check_lexicon(
+                _ckpt_lexicon(path), datamodule.lexicon_fingerprint, where=f"checkpoint {path}"
+            )
         except LexiconMismatchError as err:
             raise TrainingError(str(err)) from err
     elif ckpt_path == "last":
         lasts = sorted((run_dir / "checkpoints").glob("last*.ckpt"), key=os.path.getmtime)
         if lasts:
             try:
-                check_lexicon(_ckpt_lexicon(lasts[-1]), datamodule.lexicon_fingerprint,
-                              where=f"checkpoint {lasts[-1]}")
+                check_lexicon(
+                    _ckpt_lexicon(lasts[-1]),
+                    datamodule.lexicon_fingerprint,
+                    where=f"checkpoint {lasts[-1]}",
+                )
             except LexiconMismatchError as err:
                 raise TrainingError(str(err)) from err
 
@@ -245,7 +279,13 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path or None)
     wall = time.perf_counter() - start
     last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
-    return TrainResult(run_dir=run_dir, steps=trainer.global_step, wall_s=wall,
-                       train=module.history["train"], val=module.history["val"],
-                       last_checkpoint=Path(last) if last else None,
-                       lexicon_fingerprint=datamodule.lexicon_fingerprint, global_rank=trainer.global_rank)
+    return TrainResult(
+        run_dir=run_dir,
+        steps=trainer.global_step,
+        wall_s=wall,
+        train=module.history["train"],
+        val=module.history["val"],
+        last_checkpoint=Path(last) if last else None,
+        lexicon_fingerprint=datamodule.lexicon_fingerprint,
+        global_rank=trainer.global_rank,
+    )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -34,7 +34,7 @@ FINGERPRINT_RE = re.compile(r"^[0-9a-fA-F]{8,128}$")
 
 @dataclass
 class CoreStream:
-    """One split as flat arrays (memmaps): symbol ids, text bytes per symbol, document per symbol."""
+    """One split as flat arrays (memmaps): symbol ids, text bytes and document per symbol."""
 
     ids: np.ndarray
     unit_bytes: np.ndarray
@@ -51,7 +51,7 @@ class CoreStream:
         start = index * seq_len
         stop = start + seq_len + 1
         ids = np.asarray(self.ids[start:stop], dtype=np.int64)
-        docs = np.asarray(self.docs[start:stop - 1])
+        docs = np.asarray(self.docs[start : stop - 1])
         # Renumber documents 0.. within the sequence: global doc ids may repeat non-adjacently
         # (e.g. across shard files), and the model only needs "same run of one document".
         local_docs = np.zeros(seq_len, dtype=np.int64)
@@ -61,7 +61,7 @@ class CoreStream:
             "ids": ids[:-1],
             "targets": ids[1:],
             "doc_ids": local_docs,
-            "target_bytes": np.asarray(self.unit_bytes[start + 1:stop], dtype=np.int64),
+            "target_bytes": np.asarray(self.unit_bytes[start + 1 : stop], dtype=np.int64),
         }
 
 
@@ -69,7 +69,7 @@ def _stack(samples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
 
 
-def open_shards(corpus_dir: str | Path, split: str, expected_fingerprint: Optional[str] = None) -> Any:
+def open_shards(corpus_dir: str | Path, split: str, expected_fingerprint: str | None = None) -> Any:
     """ShardSet.open with errors that name the config key and the path."""
     path = Path(corpus_dir)
     if not path.exists():
@@ -86,7 +86,8 @@ def open_shards(corpus_dir: str | Path, split: str, expected_fingerprint: Option
     if expected_fingerprint is not None and shards.lexicon_fingerprint != expected_fingerprint:
         raise DataConfigError(
             f"data.dir={corpus_dir}: shards were built with lexicon {shards.lexicon_fingerprint}, "
-            f"but this run expects lexicon {expected_fingerprint} (data.lexicon or the checkpoint); "
+            f"but this run expects lexicon {expected_fingerprint} "
+            "(data.lexicon or the checkpoint); "
             f"rebuild the corpus with the same lexicon or point data.dir at a matching one"
         )
     return shards
@@ -102,12 +103,16 @@ def core_stream(shards: Any, split: str) -> CoreStream:
     else:
         ids, unit_bytes, docs = packed.core, packed.core_bytes, packed.doc
     if not (len(ids) == len(unit_bytes) == len(docs)):
-        raise DataConfigError(f"{split} shards: core ids ({len(ids)}), core_bytes ({len(unit_bytes)}) "
-                              f"and doc ids ({len(docs)}) differ in length")
-    return CoreStream(ids, unit_bytes, docs, source=f"{getattr(shards, 'corpus_dir', '?')} [{split}]")
+        raise DataConfigError(
+            f"{split} shards: core ids ({len(ids)}), core_bytes ({len(unit_bytes)}) "
+            f"and doc ids ({len(docs)}) differ in length"
+        )
+    return CoreStream(
+        ids, unit_bytes, docs, source=f"{getattr(shards, 'corpus_dir', '?')} [{split}]"
+    )
 
 
-def resolve_expected_fingerprint(lexicon: Optional[str]) -> Optional[str]:
+def resolve_expected_fingerprint(lexicon: str | None) -> str | None:
     """data.lexicon: None, a lexicon folder, or a fingerprint string."""
     if lexicon is None:
         return None
@@ -128,8 +133,16 @@ class TrainBatches(IterableDataset):
     round-robin, so the order equals the single-process one.
     """
 
-    def __init__(self, stream: CoreStream, seq_len: int, batch_size: int, seed: int,
-                 start_batch: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        stream: CoreStream,
+        seq_len: int,
+        batch_size: int,
+        seed: int,
+        start_batch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.stream, self.seq_len, self.batch_size, self.seed = stream, seq_len, batch_size, seed
         self.start_batch, self.rank, self.world_size = start_batch, rank, world_size
         self.num_sequences = stream.num_sequences(seq_len)
@@ -138,8 +151,8 @@ class TrainBatches(IterableDataset):
                 f"{stream.source}: {len(stream)} symbols is fewer than one sequence of "
                 f"data.seq_len+1={seq_len + 1}; lower data.seq_len or build a larger corpus"
             )
-        self._perm_pass: Optional[int] = None
-        self._perm: Optional[np.ndarray] = None
+        self._perm_pass: int | None = None
+        self._perm: np.ndarray | None = None
 
     def sequence_index(self, sample: int) -> int:
         n = self.num_sequences
@@ -151,8 +164,12 @@ class TrainBatches(IterableDataset):
 
     def batch(self, j: int) -> dict[str, torch.Tensor]:
         first = (j * self.world_size + self.rank) * self.batch_size
-        return _stack([self.stream.sequence(self.sequence_index(first + b), self.seq_len)
-                       for b in range(self.batch_size)])
+        return _stack(
+            [
+                self.stream.sequence(self.sequence_index(first + b), self.seq_len)
+                for b in range(self.batch_size)
+            ]
+        )
 
     def __iter__(self):
         info = get_worker_info()
@@ -166,7 +183,7 @@ class TrainBatches(IterableDataset):
 class ValSequences(Dataset):
     """The first `limit` sequences of the val split, in order (the same every validation)."""
 
-    def __init__(self, stream: CoreStream, seq_len: int, limit: Optional[int] = None):
+    def __init__(self, stream: CoreStream, seq_len: int, limit: int | None = None):
         self.stream, self.seq_len = stream, seq_len
         n = stream.num_sequences(seq_len)
         if n < 1:
@@ -186,26 +203,42 @@ class ValSequences(Dataset):
 class CoreDataModule(L.LightningDataModule):
     """Train/val loaders of packed core sequences; checks the shards against model and lexicon."""
 
-    def __init__(self, corpus_dir: str, seq_len: int, batch_size: int, seed: int = 1234,
-                 num_workers: int = 0, val_max_batches: Optional[int] = None,
-                 lexicon: Optional[str] = None, model_vocab_size: Optional[int] = None,
-                 model_max_seq_len: Optional[int] = None):
+    def __init__(
+        self,
+        corpus_dir: str,
+        seq_len: int,
+        batch_size: int,
+        seed: int = 1234,
+        num_workers: int = 0,
+        val_max_batches: int | None = None,
+        lexicon: str | None = None,
+        model_vocab_size: int | None = None,
+        model_max_seq_len: int | None = None,
+    ):
         super().__init__()
         self.corpus_dir, self.seq_len, self.batch_size = str(corpus_dir), seq_len, batch_size
         self.seed, self.num_workers, self.val_max_batches = seed, num_workers, val_max_batches
         self.expected_fingerprint = resolve_expected_fingerprint(lexicon)
         self.model_vocab_size, self.model_max_seq_len = model_vocab_size, model_max_seq_len
-        self.train_stream: Optional[CoreStream] = None
-        self.val_stream: Optional[CoreStream] = None
-        self.lexicon_fingerprint: Optional[str] = None
+        self.train_stream: CoreStream | None = None
+        self.val_stream: CoreStream | None = None
+        self.lexicon_fingerprint: str | None = None
         self.manifest: dict = {}
 
     @classmethod
     def from_config(cls, cfg: Any) -> CoreDataModule:
         d = cfg.data
-        return cls(corpus_dir=d.dir, seq_len=d.seq_len, batch_size=d.batch_size, seed=d.seed,
-                   num_workers=d.num_workers, val_max_batches=d.val_max_batches, lexicon=d.lexicon,
-                   model_vocab_size=cfg.model.vocab_size, model_max_seq_len=cfg.model.max_seq_len)
+        return cls(
+            corpus_dir=d.dir,
+            seq_len=d.seq_len,
+            batch_size=d.batch_size,
+            seed=d.seed,
+            num_workers=d.num_workers,
+            val_max_batches=d.val_max_batches,
+            lexicon=d.lexicon,
+            model_vocab_size=cfg.model.vocab_size,
+            model_max_seq_len=cfg.model.max_seq_len,
+        )
 
     def prepare(self) -> CoreDataModule:
         """Open and check both splits now (idempotent), so bad input fails before training."""
@@ -221,7 +254,8 @@ class CoreDataModule(L.LightningDataModule):
         if self.model_vocab_size is not None and train.core_vocab_size > self.model_vocab_size:
             raise DataConfigError(
                 f"model.vocab_size={self.model_vocab_size} is smaller than the lexicon's "
-                f"{train.core_vocab_size} symbols (shards in {self.corpus_dir}); raise model.vocab_size"
+                f"{train.core_vocab_size} symbols (shards in {self.corpus_dir}); "
+                "raise model.vocab_size"
             )
         self.lexicon_fingerprint = train.lexicon_fingerprint
         self.manifest = dict(getattr(train, "manifest", {}) or {})
@@ -236,10 +270,11 @@ class CoreDataModule(L.LightningDataModule):
             return
         top = int(np.max(stream.ids))
         if top >= self.model_vocab_size:
-            raise DataConfigError(f"{stream.source}: symbol id {top} >= model.vocab_size="
-                                  f"{self.model_vocab_size}")
+            raise DataConfigError(
+                f"{stream.source}: symbol id {top} >= model.vocab_size={self.model_vocab_size}"
+            )
 
-    def setup(self, stage: Optional[str] = None) -> None:
+    def setup(self, stage: str | None = None) -> None:
         self.prepare()
 
     def _rank_world(self) -> tuple[int, int]:
@@ -251,19 +286,35 @@ class CoreDataModule(L.LightningDataModule):
     def train_batches(self, start_batch: int = 0) -> TrainBatches:
         self.prepare()
         rank, world = self._rank_world()
-        return TrainBatches(self.train_stream, self.seq_len, self.batch_size, self.seed,
-                            start_batch=start_batch, rank=rank, world_size=world)
+        return TrainBatches(
+            self.train_stream,
+            self.seq_len,
+            self.batch_size,
+            self.seed,
+            start_batch=start_batch,
+            rank=rank,
+            world_size=world,
+        )
 
     def train_dataloader(self) -> DataLoader:
         # Called by Lightning after a checkpoint was restored, so global_step is the resumed one.
         start = 0
         if self.trainer is not None:
             start = self.trainer.global_step * self.trainer.accumulate_grad_batches
-        return DataLoader(self.train_batches(start), batch_size=None, num_workers=self.num_workers,
-                          persistent_workers=False)
+        return DataLoader(
+            self.train_batches(start),
+            batch_size=None,
+            num_workers=self.num_workers,
+            persistent_workers=False,
+        )
 
     def val_dataloader(self) -> DataLoader:
         self.prepare()
         limit = None if self.val_max_batches is None else self.val_max_batches * self.batch_size
-        return DataLoader(ValSequences(self.val_stream, self.seq_len, limit), batch_size=self.batch_size,
-                          shuffle=False, num_workers=self.num_workers, collate_fn=_stack)
+        return DataLoader(
+            ValSequences(self.val_stream, self.seq_len, limit),
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=_stack,
+        )

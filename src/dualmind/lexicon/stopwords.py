@@ -3,9 +3,11 @@
 Hand-written lists (articles, pronouns, auxiliaries, prepositions, conjunctions,
 particles; Russian also lists the modal and quantifier words that the English list has
 in its own way: мочь/можно/должный ~ can/may/must, другой/каждый/любой ~ other/each/any).
-Negations ("not", "no", "never", "не", "нет", "ни", "никогда") are kept on
-purpose: dropping them would flip the meaning of a hyperphrase. Words are matched after
-lower-casing, both as surface form and as lemma.
+The English list also has the Early Modern function words of the demo corpus
+(Shakespeare, the King James Bible): unto, ere, whence, dost, canst, ... ("art" stays:
+it is also a noun). Negations ("not", "no", "nay", "never", "не", "нет", "ни",
+"никогда") are kept on purpose: dropping them would flip the meaning of a hyperphrase.
+Words are matched after lower-casing, both as surface form and as lemma.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ there here where when why how
 all both few many more most much other another own same
 just only also too very quite rather really even still ever again already almost
 is't 'tis o oh ah
+unto ere whilst thereof therein thereto whereof wherein whereby hither thither whence
+thyself twas wast wert dost wilt canst couldst wouldst shouldst mayst
 """.split()
 
 _RU = """

@@ -185,8 +185,13 @@ def test_meta_build_then_materialise_and_init():
     out = model(torch.randint(0, cfg.vocab_size, (1, 8)))
     assert torch.isfinite(out.logits).all()
     assert torch.equal(model.layers[0].attention_norm.weight, torch.ones(cfg.dim))
-    # output projections are shrunk with depth; input projections keep init_std
+    # output projections are shrunk with depth; input projections keep init_std (truncated
+    # at ±3σ: a truncated normal's std is 0.9866 σ)
     big = HyperCore(tiny(dim=256, ffn_dim=512, n_layers=8, init_std=0.02))
+    wq = big.layers[0].attention.wq.weight
+    assert wq.abs().max() <= 0.06 and wq.abs().max() > 0.05
+    assert math.isclose(wq.std().item(), 0.02 * 0.9866, rel_tol=0.02)
+    assert abs(wq.mean().item()) < 1e-3
     assert math.isclose(big.layers[0].attention.wq.weight.std().item(), 0.02, rel_tol=0.1)
     assert math.isclose(big.layers[0].attention.wo.weight.std().item(), 0.02 / 4, rel_tol=0.1)
     depth = HyperCore(tiny(dim=256, ffn_dim=512, n_layers=8, init_scheme="depth"))

@@ -278,4 +278,10 @@ class HyperCore(nn.Module):
 
 
 def _normal(weight: torch.Tensor, std: float) -> None:
-    nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-3 * std, b=3 * std)
+    """Normal(0, std) truncated at ±3σ, by redrawing the 0.27% outside (nn.init.trunc_normal_'s
+    erfinv is ~30x slower on CPU than normal_, which made building even the mini core slow)."""
+    weight.normal_(0.0, std)
+    for _ in range(3):  # after three redraws about 2e-8 of the values are still outside...
+        redraw = torch.empty_like(weight).normal_(0.0, std)
+        weight.copy_(torch.where(weight.abs() > 3 * std, redraw, weight))
+    weight.clamp_(-3 * std, 3 * std)  # ...and those are put on the boundary

@@ -59,6 +59,28 @@ def _fsdp2(rank: int) -> None:
                                    rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
 
 
+def _fsdp2_from_meta(rank: int) -> None:
+    """The 70B path in miniature: build on meta, shard, materialise rank-locally, init_weights."""
+    from torch.distributed.fsdp import fully_shard
+
+    cfg = CoreConfig(vocab_size=61, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=128,
+                     max_seq_len=64, tie_embeddings=True)
+    with torch.device("meta"):
+        model = HyperCore(cfg)
+    for block in model.layers:
+        fully_shard(block)
+    fully_shard(model)
+    model.to_empty(device="cpu")
+    torch.manual_seed(0)
+    model.init_weights()
+    assert model.output.weight is model.tok_embeddings.weight
+    wq = model.layers[0].attention.wq.weight.full_tensor()
+    assert wq.abs().max() <= 3 * cfg.init_std and 0.015 < wq.std().item() < 0.025
+    assert torch.equal(model.norm.weight.full_tensor(), torch.ones(cfg.dim))
+    ids, doc_ids = _batch()
+    assert torch.isfinite(model(ids, doc_ids=doc_ids).logits).all()
+
+
 def _tensor_parallel(rank: int) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor.parallel import (
@@ -92,6 +114,8 @@ def _worker(rank: int, port: int) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:  # both checks in one pair of processes: starting them costs more than the checks
         _fsdp2(rank)
+        dist.barrier()
+        _fsdp2_from_meta(rank)
         dist.barrier()
         _tensor_parallel(rank)
         dist.barrier()  # no rank tears gloo down while the other is still in a collective

@@ -84,8 +84,10 @@ class ModelShape:
         - attention keeps q, k, v after RoPE (2q + 4kv) and its output (2q), which is also the
           input of wo;
         - SwiGLU keeps w1 out, w3 out, silu(w1 out) and their product (the input of w2): 8f.
-        The per-row log-sum-exp and norm statistics are negligible and left out. (If an
-        attention kernel returned a layout that ``reshape`` must copy, wo would keep 2q more.)"""
+        The per-row log-sum-exp and norm statistics are negligible and left out. Assumes
+        flash-attn (what ``attn_backend: auto`` picks on a GPU where it is installed): torch SDPA
+        with a packing mask on CUDA repeats the kv heads, so k and v are kept at the query
+        width, 4*(q - kv) bytes more."""
         d, q, kv, f = self.d_model, self.q_dim, self.kv_dim, self.ffn_hidden
         return 16.0 * d + 4.0 * q + 4.0 * kv + 8.0 * f
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -215,8 +216,8 @@ def main() -> None:
             f"({cfg.model.dim}x{cfg.model.n_layers} core, vocab {cfg.model.vocab_size}, "
             f"seq {cfg.data.seq_len} x batch {cfg.data.batch_size}, {cfg.trainer.precision}, "
             f"lr {cfg.optim.lr}) on the embedded demo corpus ({a.level} lexicon, "
-            f"{a.lexicon_vocab} units), 2 CPU cores shared "
-            "with other work. Val = held-out documents (en + ru).",
+            f"{a.lexicon_vocab} units), 2 CPU cores (5-minute load average at the end: "
+            f"{os.getloadavg()[1]:.1f}). Val = held-out documents (en + ru).",
             "",
             f"- first/last train loss: **{result.first_loss:.3f} -> {result.last_loss:.3f}** "
             "nats/symbol; "

@@ -53,6 +53,15 @@ def recipes_dir() -> Path:
 os.environ.setdefault(RECIPES_ENV, str(recipes_dir()))
 
 
+def _run_dir(run_dir: str | None, runs_dir: str, name: str) -> str:
+    return run_dir or f"{runs_dir}/{name}"
+
+
+# hydra.run.dir = ${dm_run_dir:${run_dir},${runs_dir},${name}}: an explicit run_dir is where
+# Hydra writes its log too, so checkpoints, metrics and train.log of one run share one folder.
+OmegaConf.register_new_resolver("dm_run_dir", _run_dir, replace=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # Schemas of the groups this package owns. The model group is checked against CoreConfig.
 

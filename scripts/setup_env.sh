@@ -34,6 +34,11 @@ EXTRAS="dev,cluster"
 if [[ "${1:-}" == "--bench" ]]; then EXTRAS="dev,cluster,bench"; fi
 echo "[setup] installing dualmind[$EXTRAS]"
 "$PIP" install -q -c "$VENV/constraints.txt" -e ".[$EXTRAS]"
+if [[ "$EXTRAS" == *bench* ]]; then
+  # litgpt pins huggingface-hub below what transformers needs; its model code (all the
+  # throughput benchmark uses) works with the newer hub, so restore transformers' requirement.
+  "$PIP" install -q -c "$VENV/constraints.txt" -U "huggingface-hub>=1.31" 2>&1 | grep -v "dependency conflicts\|litgpt" || true
+fi
 # torchvision (pulled by some extras) has no CPU build that imports beside this
 # torch and breaks `import lightning`; dualmind never needs it.
 if "$PIP" show torchvision >/dev/null 2>&1; then

@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from .merges import MergeRounds, MergeTable, learn_rounds
-from .pieces import PIECE_WEIGHT_CAP
+from .merges import MergeRounds, MergeTable
 from .pretokenize import LOSSLESS, LOSSLESS_PATTERN
+from .training import TextFeed, add_pieces, gloss_unit, learn_phrase_rounds
 from .units import Unit
 from .vocab import BYTE_BASE, UnitTable
 
@@ -105,13 +105,7 @@ class LosslessCodec:
             return data.decode("utf-8", "replace")
 
     def gloss(self, uid: int) -> str:
-        u = self.units[uid]
-        if u.kind == "special":
-            return u.text
-        try:
-            return u.data.decode("utf-8")
-        except UnicodeDecodeError:
-            return "".join(f"<0x{b:02X}>" for b in u.data)
+        return gloss_unit(self.units[uid], ("special",))
 
 
 def build_lossless(
@@ -127,25 +121,13 @@ def build_lossless(
 ) -> tuple[list[Unit], list[MergeTable], dict]:
     docs_text: list[str] = []
     counts: Counter = Counter()
-    n_bytes = 0
-    for text in texts:
-        if not isinstance(text, str):
-            raise TypeError(f"Lexicon.build expects str texts, got {type(text).__name__}")
+    feed = TextFeed(texts, progress)
+    for text in feed:
         counts.update(pretokens(text))
         docs_text.append(text)
-        n = len(text.encode("utf-8", "surrogatepass"))
-        n_bytes += n
-        if progress:
-            progress(n)
 
     table = UnitTable()
-    budget = vocab_size - len(table)
-    n_merges = max(0, min(piece_merges, budget))
-    table.add_pieces(
-        (t for t, c in counts.items() for _ in range(min(c, PIECE_WEIGHT_CAP))), n_merges
-    )
-    budget = vocab_size - len(table)
-    word_budget = budget - int(budget * phrase_share)
+    word_budget = add_pieces(table, counts, vocab_size, piece_merges, phrase_share)
     words = 0
     for tok, c in counts.most_common():
         if words >= word_budget or c < min_count:
@@ -169,21 +151,11 @@ def build_lossless(
         width[uid] = width[a] + width[b]
         return uid
 
-    shares = _round_budgets(vocab_size - len(table), rounds)
-    tables, _ = learn_rounds(docs, shares, width.__contains__, width.__getitem__,
-                             max_n, phrase_min_count, new_unit)
-    stats = {"train_bytes": n_bytes, "train_docs": len(docs), "distinct_pretokens": len(counts),
-             "words": words, "pieces": sum(u.kind == "piece" for u in table.units),
+    tables = learn_phrase_rounds(table, docs, width, vocab_size, rounds, max_n,
+                                 phrase_min_count, new_unit)
+    stats = {"train_bytes": feed.n_bytes, "train_docs": len(docs),
+             "distinct_pretokens": len(counts), "words": words,
+             "pieces": sum(u.kind == "piece" for u in table.units),
              "phrases": sum(u.kind == "phrase" for u in table.units)}
     return table.units, tables, stats, None
 
-
-def _round_budgets(total: int, rounds: int) -> list[int]:
-    """Split the multi-word budget over rounds, most to the first (pairs of words)."""
-    if rounds <= 0 or total <= 0:
-        return []
-    weights = [0.5 ** r for r in range(rounds)]
-    s = sum(weights)
-    out = [int(total * w / s) for w in weights]
-    out[0] += total - sum(out)
-    return out

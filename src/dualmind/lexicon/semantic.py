@@ -18,10 +18,11 @@ import numpy as np
 
 from .chunks import ChunkCache
 from .lemmatize import lemmatize
-from .merges import MergeRounds, MergeTable, learn_rounds
-from .pieces import PIECE_WEIGHT_CAP, PieceModel
+from .merges import MergeRounds, MergeTable
+from .pieces import PieceModel
 from .pretokenize import WORD, WORD_SPLIT
 from .script import LANG_SCRIPT, UND, lang_of_word
+from .training import TextFeed, add_pieces, gloss_unit, learn_phrase_rounds
 from .units import Unit
 from .vocab import UnitTable, piece_vocab_of
 
@@ -227,13 +228,7 @@ class SemanticCodec:
         return out.decode("utf-8", "replace")
 
     def gloss(self, uid: int) -> str:
-        u = self.units[uid]
-        if u.kind in ("special", "lemma", "concept"):
-            return u.text
-        try:
-            return u.data.decode("utf-8")
-        except UnicodeDecodeError:
-            return "".join(f"<0x{b:02X}>" for b in u.data)
+        return gloss_unit(self.units[uid], ("special", "lemma", "concept"))
 
 
 def build_semantic(
@@ -254,10 +249,8 @@ def build_semantic(
     docs_lemmas: list[list[str]] = []
     counts: Counter = Counter()
     lang_of: dict[str, str] = {}
-    n_bytes = 0
-    for text in texts:
-        if not isinstance(text, str):
-            raise TypeError(f"Lexicon.build expects str texts, got {type(text).__name__}")
+    feed = TextFeed(texts, progress)
+    for text in feed:
         doc: list[str] = []
         for chunk in text.split():
             lem = chunk_memo.get(chunk)
@@ -270,17 +263,9 @@ def build_semantic(
                     lang_of[lemma] = lang
         counts.update(doc)
         docs_lemmas.append(doc)
-        n = len(text.encode("utf-8", "surrogatepass"))
-        n_bytes += n
-        if progress:
-            progress(n)
 
     table = UnitTable()
-    n_merges = max(0, min(piece_merges, vocab_size - len(table)))
-    table.add_pieces(
-        (" " + t for t, c in counts.items() for _ in range(min(c, PIECE_WEIGHT_CAP))), n_merges)
-    budget = vocab_size - len(table)
-    word_budget = budget - int(budget * phrase_share)
+    word_budget = add_pieces(table, counts, vocab_size, piece_merges, phrase_share, prefix=" ")
     lemmas = 0
     for lemma, c in counts.most_common():
         if lemmas >= word_budget or c < min_count:
@@ -301,14 +286,11 @@ def build_semantic(
         width[uid] = width[a] + width[b]
         return uid
 
-    from .lossless import _round_budgets
-
-    shares = _round_budgets(vocab_size - len(table), rounds)
-    tables, _ = learn_rounds(docs, shares, width.__contains__, width.__getitem__,
-                             max_n, phrase_min_count, new_unit)
+    tables = learn_phrase_rounds(table, docs, width, vocab_size, rounds, max_n,
+                                 phrase_min_count, new_unit)
     surfaces = {word: tuple(lemma for lemma, _ in out)
                 for (word, prefer), out in analyzer._memo.items() if prefer is None}
-    stats = {"train_bytes": n_bytes, "train_docs": len(docs), "distinct_lemmas": len(counts),
+    stats = {"train_bytes": feed.n_bytes, "train_docs": len(docs), "distinct_lemmas": len(counts),
              "distinct_surfaces": len(surfaces), "und_forms": analyzer.und_forms,
              "lemmas": lemmas, "pieces": sum(u.kind == "piece" for u in table.units),
              "concepts": sum(u.kind == "concept" for u in table.units)}

@@ -36,27 +36,39 @@ class ModelShape:
         return self.n_kv_heads * self.head_dim
 
     # --- parameters -------------------------------------------------------------------
+    # The closed forms live in ``dualmind.model.config.CoreConfig`` (one source of truth);
+    # the counts here read them through ``core_config()``.
+    def core_config(self):
+        """This shape as a ``CoreConfig`` (no torch is imported), for its closed-form counts."""
+        from dualmind.model.config import CoreConfig
+
+        return CoreConfig(
+            vocab_size=self.vocab_size,
+            dim=self.d_model,
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            ffn_dim=self.ffn_hidden,
+            n_kv_heads=self.n_kv_heads,
+            head_dim=self.head_dim,
+            tie_embeddings=self.tie_embeddings,
+        )
+
     def block_params(self) -> int:
         """One transformer block: q,k,v,o projections, SwiGLU (3 matrices), two RMSNorms."""
-        d = self.d_model
-        attention = 2 * d * self.q_dim + 2 * d * self.kv_dim
-        mlp = 3 * d * self.ffn_hidden
-        return attention + mlp + 2 * d
+        # non-embedding = n_layers blocks + the final norm (d weights)
+        return (self.core_config().non_embedding_params() - self.d_model) // self.n_layers
 
     def embedding_params(self) -> int:
         return self.vocab_size * self.d_model
 
     def num_params(self) -> int:
         """All parameters: embedding, blocks, final norm, output head (unless tied)."""
-        head = 0 if self.tie_embeddings else self.embedding_params()
-        return self.embedding_params() + self.n_layers * self.block_params() + self.d_model + head
+        return self.core_config().num_params()
 
     def matmul_params(self) -> int:
         """Parameters that take part in a matmul per position: all but the input embedding
         lookup (which is a gather). With tied embeddings the shared matrix is the output head."""
-        if self.tie_embeddings:
-            return self.num_params()
-        return self.num_params() - self.embedding_params()
+        return self.core_config().matmul_params()
 
     # --- FLOPs ------------------------------------------------------------------------
     def attention_flops_per_token(self, seq_len: int) -> float:
@@ -66,12 +78,13 @@ class ModelShape:
         return 12.0 * self.n_layers * self.q_dim * seq_len
 
     def train_flops_per_token(self, seq_len: int) -> float:
-        """6 * N_matmul + attention term (Kaplan 2020 / PaLM App. B / torchtitan)."""
-        return 6.0 * self.matmul_params() + self.attention_flops_per_token(seq_len)
+        """6 * N_matmul + attention term (Kaplan 2020 / PaLM App. B / torchtitan), from
+        ``CoreConfig.flops_per_token``."""
+        return self.core_config().flops_per_token(seq_len)
 
     def forward_flops_per_token(self, context: int) -> float:
         """Inference forward pass per position at a given context: a third of training."""
-        return self.train_flops_per_token(context) / 3.0
+        return self.core_config().flops_per_token(context, training=False)
 
     # --- activations ------------------------------------------------------------------
     def activation_bytes_per_token_layer(self) -> float:

@@ -6,8 +6,8 @@
 4. build hypertrain.jsonl and packed shards for the semantic level
 5. pretrain the mini hyper-core on them and show its loss falling
 
-Every step prints what it made; artifacts land under --out (default runs/demo) and a
-second run reuses finished steps (delete the folder to start over).
+Every step prints what it made; artifacts land under --out (default runs/demo). Lexicons are
+always relearned (seconds, and deterministic); the corpus build then finds itself up to date.
 """
 
 from __future__ import annotations
@@ -33,25 +33,24 @@ def step(n: int, total: int, title: str) -> None:
 def learn_lexicon(texts: list[str], level: str, out: Path, vocab_size: int):
     from dualmind.lexicon import Lexicon
 
-    if out.is_dir() and any(out.iterdir()):
-        try:
-            lex = Lexicon.load(out, level=level)
-            if len(lex) > vocab_size:
-                raise ValueError(f"it has {len(lex)} units, more than the core's {vocab_size}")
-            console.print(f"reusing {level} lexicon {out} ({len(lex)} units, {lex.fingerprint[:12]})")
-            return lex
-        except Exception as exc:  # a half-written or stale folder: rebuild it, say so
-            console.print(f"[yellow]rebuilding {out}: {exc}")
     total = sum(len(t.encode("utf-8")) for t in texts)
     t0 = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), console=console) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
         task = bar.add_task(f"learning the {level} lexicon", total=total)
-        lex = Lexicon.build(texts, level=level, vocab_size=vocab_size,
-                            progress=lambda n: bar.advance(task, n))
+        lex = Lexicon.build(
+            texts, level=level, vocab_size=vocab_size, progress=lambda n: bar.advance(task, n)
+        )
     lex.save(out)
-    console.print(f"{level}: {len(lex)} units learned in {time.perf_counter() - t0:.1f} s "
-                  f"→ {out} (fingerprint {lex.fingerprint[:12]})")
+    console.print(
+        f"{level}: {len(lex)} units learned in {time.perf_counter() - t0:.1f} s "
+        f"→ {out} (fingerprint {lex.fingerprint[:12]})"
+    )
     return lex
 
 
@@ -68,7 +67,9 @@ def show_hyperphrases(lexicons: dict, samples: list[tuple[str, str]]) -> None:
 
 def compression_table(lexicons: dict, held_out: dict[str, list[str]]) -> None:
     """Text bytes per core position on held-out documents, beside tiktoken's BPE."""
-    table = Table(title="positions needed for held-out text (more bytes/position = shorter sequences)")
+    table = Table(
+        title="positions needed for held-out text (more bytes/position = shorter sequences)"
+    )
     table.add_column("lang")
     table.add_column("bytes")
     for level in lexicons:
@@ -82,12 +83,16 @@ def compression_table(lexicons: dict, held_out: dict[str, list[str]]) -> None:
         for lex in lexicons.values():
             row.append(f"{n_bytes / sum(len(lex.encode(t, lang=lang)) for t in texts):.2f}")
         for enc in encodings.values():
-            row.append(f"{n_bytes / sum(len(enc.encode(t, disallowed_special=())) for t in texts):.2f}")
+            row.append(
+                f"{n_bytes / sum(len(enc.encode(t, disallowed_special=())) for t in texts):.2f}"
+            )
         table.add_row(*row)
     console.print(table)
     if not encodings:
-        console.print("[yellow]tiktoken reference tokenizers unavailable (set TIKTOKEN_CACHE_DIR to an "
-                      "offline cache); showing dualmind's levels only")
+        console.print(
+            "[yellow]tiktoken reference tokenizers unavailable (set TIKTOKEN_CACHE_DIR to an "
+            "offline cache); showing dualmind's levels only"
+        )
 
 
 def _reference_encodings() -> dict:
@@ -123,11 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     for d in docs:
         by_lang.setdefault(d.lang, []).append(d)
     for lang, ds in by_lang.items():
-        console.print(f"{lang}: {len(ds)} documents, {sum(len(d.text.encode('utf-8')) for d in ds) / 1e6:.2f} MB")
+        n_bytes = sum(len(d.text.encode("utf-8")) for d in ds)
+        console.print(f"{lang}: {len(ds)} documents, {n_bytes / 1e6:.2f} MB")
     console.print(f"QA pairs: {len(qa)}")
-    # Hold out every 20th document per language: the lexicon never sees them.
-    train_texts = [d.text for ds in by_lang.values() for i, d in enumerate(ds) if i % 20]
-    held_out = {lang: [d.text for i, d in enumerate(ds) if i % 20 == 0] for lang, ds in by_lang.items()}
+    # The lexicon never sees the documents the corpus build will hold out for validation, so
+    # the compression shown here and the core's validation bits/byte are both on unseen text.
+    val = held_out_documents(docs)
+    train_texts = [d.text for i, d in enumerate(docs) if i not in val]
+    held_out: dict[str, list[str]] = {}
+    for i in sorted(val):
+        held_out.setdefault(docs[i].lang, []).append(docs[i].text)
+    console.print(f"held out for validation: {len(val)} documents (never seen by the lexicon)")
 
     step(2, total, "learning the hyperlexicons")
     from dualmind.config import compose
@@ -135,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     # The core's vocabulary (conf/model/mini.yaml) bounds the lexicon: one source of truth.
     vocab_size = int(compose(["recipe=core_mini"]).model.vocab_size)
     console.print(f"vocabulary: up to {vocab_size} units (model.vocab_size of recipe core_mini)")
-    lexicons = {level: learn_lexicon(train_texts, level, out / f"lexicon-{level}", vocab_size)
-                for level in ("semantic", "lossless")}
+    lexicons = {
+        level: learn_lexicon(train_texts, level, out / f"lexicon-{level}", vocab_size)
+        for level in ("semantic", "lossless")
+    }
 
     step(3, total, "what a hyperphrase looks like")
     samples = [(lang, _first_sentence(texts[0])) for lang, texts in held_out.items()]
@@ -147,10 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     from dualmind.data.corpus import build_corpus
 
     # overwrite=True: a lexicon rebuilt since the last demo makes the old corpus stale.
-    summary = build_corpus(None, out / "lexicon-semantic", out / "corpus", num_shards=4, workers=2,
-                           overwrite=True)
+    summary = build_corpus(
+        None, out / "lexicon-semantic", out / "corpus", num_shards=4, workers=2, overwrite=True
+    )
     for line in summary.lines():
         console.print(line, markup=False)
+    if val_document_ids(out / "corpus", summary.manifest) != {docs[i].id for i in val}:
+        console.print("[red]the corpus held out other documents than the lexicon did")
+        return 1
 
     step(5, total, "pretraining the mini hyper-core")
     from dualmind.train_loop import train
@@ -165,6 +182,34 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     console.rule(f"demo finished in {time.perf_counter() - t_demo:.0f} s; artifacts in {out}")
     return 0
+
+
+def held_out_documents(docs: list) -> set[int]:
+    """Indices of the documents `build_corpus` will put in its val split (same rule, same keys)."""
+    from dualmind.data.build_options import BuildOptions
+    from dualmind.data.build_plan import choose_val
+
+    rows = [
+        {"doc": i, "key": d.id, "lang": d.lang, "kind": "doc", "chars": len(d.text)}
+        for i, d in enumerate(docs)
+    ]
+    return choose_val(rows, BuildOptions().val_fraction)
+
+
+def val_document_ids(corpus: Path, manifest: dict) -> set[str]:
+    """Document ids of the val records in hypertrain.jsonl (records are laid out by split)."""
+    import json
+    from itertools import islice
+
+    splits = manifest["splits"]
+    skip = 0
+    for name in manifest["hypertrain"]["split_order"]:
+        if name == "val":
+            break
+        skip += splits[name]["records"]
+    with open(corpus / "hypertrain.jsonl", encoding="utf-8") as f:
+        rows = islice(f, skip, skip + splits["val"]["records"])
+        return {json.loads(row)["id"].rsplit("#", 1)[0] for row in rows}
 
 
 def _first_sentence(text: str, max_chars: int = 220) -> str:

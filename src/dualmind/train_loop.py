@@ -159,6 +159,17 @@ def atomic_checkpoint_io():
     return AtomicCheckpointIO()
 
 
+def _step_progress_bar(base: type) -> type:
+    """Runs are budgeted in steps, with epochs open-ended (max_epochs=-1), so Lightning's
+    "Epoch 0/-2" would be noise; show the pass over the data and the step budget instead."""
+
+    class StepProgressBar(base):
+        def _get_train_description(self, current_epoch: int) -> str:
+            return f"pass {current_epoch} · {self.trainer.max_steps} steps"
+
+    return StepProgressBar
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
@@ -186,7 +197,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ())
     )
     cbs = [checkpoint, *callbacks]
     if t.enable_progress_bar:
-        cbs.append(RichProgressBar(leave=True))
+        cbs.append(_step_progress_bar(RichProgressBar)(leave=True))
     limit_val = t.limit_val_batches
     return L.Trainer(
         accelerator=t.accelerator,

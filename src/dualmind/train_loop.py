@@ -226,6 +226,24 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ())
     )
 
 
+def _quiet_lightning_noise() -> None:
+    """Drop Lightning's product tips and a deprecation warning it raises against itself under
+    newer torch: neither is actionable for a dualmind user, and both bury the loss curve."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # The tips are logged by this one logger; a logger filter catches them whichever handler
+    # (Lightning's own, or Hydra's root one under train.py) would print them.
+    tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if _drop_tips not in tips.filters:
+        tips.addFilter(_drop_tips)
+
+
+def _drop_tips(record) -> bool:
+    return "Tip: For seamless" not in record.getMessage()
+
+
 def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     """Train as configured; raises TrainingError (bad input) or NonFiniteLossError (NaN/inf).
 
@@ -238,6 +256,7 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     from dualmind.lit import DualMindModule, LexiconMismatchError, check_lexicon
 
     validate(cfg)
+    _quiet_lightning_noise()
     if OmegaConf.is_missing(cfg.data, "dir"):
         raise TrainingError(
             "data.dir is not set: pass data.dir=<corpus folder> "

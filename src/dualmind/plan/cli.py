@@ -72,134 +72,67 @@ def _claim(text: str) -> tuple[float, float]:
     return (low, high)
 
 
+# (name, help, other add_argument settings): every option of ``dualmind plan``, in help order.
+_OPTIONS: tuple[tuple[str, str, dict], ...] = (
+    ("overrides", "the recipe (recipe=core_70b) and any Hydra overrides of it",
+     dict(nargs="*", metavar="recipe=NAME [KEY=VALUE ...]")),
+    ("--model", "a conf/model shape (mini, 125m, 1b, 8b, 70b, 200b) instead of a recipe", {}),
+    ("--corpus", "corpus size, e.g. 1TB, 750GB, 2TiB (default 1TB)",
+     dict(type=_size, default="1TB")),
+    ("--corpus-kind", "--corpus counts raw text bytes (default) or hyperphrase file bytes",
+     dict(choices=("raw", "hyperphrase"), default="raw")),
+    ("--bytes-per-symbol", "text bytes per hyperphrase symbol "
+     "(default: measured, else the lexicon benchmark's figure)", dict(type=_positive_float)),
+    ("--level", "lexicon level of the benchmark figures used when nothing is measured",
+     dict(choices=("lossless", "semantic"), default="lossless")),
+    ("--lang", "language of the benchmark figures used when nothing is measured",
+     dict(choices=("en", "ru"), default="en")),
+    ("--lexicon", "a lexicon directory to measure bytes per symbol and codec speed with", {}),
+    ("--sample", "a text (or .jsonl with 'text') sample to measure on", {}),
+    ("--bpe-bytes-per-token", "text bytes per reference BPE token (default: tiktoken o200k on "
+     "--sample, else the lexicon benchmark's figure)", dict(type=_positive_float)),
+    ("--gpu", "GPU type (default h100)", dict(choices=sorted(GPUS), default="h100")),
+    ("--gpus", "number of GPUs (default: the recipe's devices x nodes)",
+     dict(type=_positive_int)),
+    ("--mfu", f"model FLOPs utilisation in (0, 1] (default {compute.DEFAULT_MFU}, an assumption)",
+     dict(type=_mfu, default=compute.DEFAULT_MFU)),
+    ("--mfu-source",
+     "where --mfu was measured (e.g. 'torchtitan 70B, 64 x H100, step 500'); printed",
+     dict(metavar="TEXT")),
+    ("--price", "USD per GPU-hour (default: an assumed list price)", dict(type=_positive_float)),
+    ("--epochs", "passes over the corpus (default 1)", dict(type=_positive_float, default=1.0)),
+    ("--seq-len", "override the recipe's sequence length", dict(type=_positive_int)),
+    ("--micro-batch", "override the recipe's micro-batch", dict(type=_positive_int)),
+    ("--checkpointing", "override the recipe's activation checkpointing",
+     dict(choices=("none", "full", "selective"))),
+    ("--precision", "override the memory policy derived from the recipe's trainer.precision",
+     dict(choices=("fp32-master", "bf16-fp32-adam", "bf16-true"))),
+    ("--loss-chunk", "compute the loss N positions at a time "
+     "(dualmind.model.loss.chunked_cross_entropy); default: full logits, as dualmind.lit does",
+     dict(type=_positive_int, metavar="N")),
+    ("--cores", "CPU cores for the codec (default: the GPU nodes' cores)",
+     dict(type=_positive_int)),
+    ("--codec-throughput",
+     "codec speed per core in bytes/s, e.g. 5MB (benchmarks/codec.py measures it)",
+     dict(type=_bytes_per_s)),
+    ("--llm-tokens-per-s",
+     "generated tokens/s per GPU for the LLM-rewrite comparison (assumption)",
+     dict(type=_positive_float, default=corpus.DEFAULT_LLM_TOKENS_PER_S)),
+    ("--decoder", f"conf/decoder shape of the language decoder (default {DEFAULT_DECODER})",
+     dict(default=DEFAULT_DECODER)),
+    ("--claim", "the claimed equivalent GPT size range (default 500B-1500B)",
+     dict(type=_claim, default=DEFAULT_CLAIM)),
+    ("--results", "benchmarks/RESULTS.md with the equal-compute study", {}),
+    ("--json", "print JSON instead of the table", dict(action="store_true")),
+    ("--plot", "write a plot to this PNG file", dict(metavar="PNG")),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (parser.description or "") + "\n\n" + __doc__.split("\n\n", 1)[1]
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="recipe=NAME [KEY=VALUE ...]",
-        help="the recipe (recipe=core_70b) and any Hydra overrides of it",
-    )
-    parser.add_argument(
-        "--model", help="a conf/model shape (mini, 125m, 1b, 8b, 70b, 200b) instead of a recipe"
-    )
-    parser.add_argument(
-        "--corpus",
-        type=_size,
-        default="1TB",
-        help="corpus size, e.g. 1TB, 750GB, 2TiB (default 1TB)",
-    )
-    parser.add_argument(
-        "--corpus-kind",
-        choices=("raw", "hyperphrase"),
-        default="raw",
-        help="--corpus counts raw text bytes (default) or hyperphrase file bytes",
-    )
-    parser.add_argument(
-        "--bytes-per-symbol",
-        type=_positive_float,
-        help="text bytes per hyperphrase symbol "
-        "(default: measured, else the lexicon benchmark's figure)",
-    )
-    parser.add_argument(
-        "--level",
-        choices=("lossless", "semantic"),
-        default="lossless",
-        help="lexicon level of the benchmark figures used when nothing is measured",
-    )
-    parser.add_argument(
-        "--lang",
-        choices=("en", "ru"),
-        default="en",
-        help="language of the benchmark figures used when nothing is measured",
-    )
-    parser.add_argument(
-        "--lexicon", help="a lexicon directory to measure bytes per symbol and codec speed with"
-    )
-    parser.add_argument("--sample", help="a text (or .jsonl with 'text') sample to measure on")
-    parser.add_argument(
-        "--bpe-bytes-per-token",
-        type=_positive_float,
-        help="text bytes per reference BPE token (default: tiktoken o200k on --sample, "
-        "else the lexicon benchmark's figure)",
-    )
-    parser.add_argument(
-        "--gpu", choices=sorted(GPUS), default="h100", help="GPU type (default h100)"
-    )
-    parser.add_argument(
-        "--gpus", type=_positive_int, help="number of GPUs (default: the recipe's devices x nodes)"
-    )
-    parser.add_argument(
-        "--mfu",
-        type=_mfu,
-        default=compute.DEFAULT_MFU,
-        help=f"model FLOPs utilisation in (0, 1] (default {compute.DEFAULT_MFU}, an assumption)",
-    )
-    parser.add_argument(
-        "--mfu-source",
-        metavar="TEXT",
-        help="where --mfu was measured (e.g. 'torchtitan 70B, 64 x H100, step 500'); printed",
-    )
-    parser.add_argument(
-        "--price", type=_positive_float, help="USD per GPU-hour (default: an assumed list price)"
-    )
-    parser.add_argument(
-        "--epochs", type=_positive_float, default=1.0, help="passes over the corpus (default 1)"
-    )
-    parser.add_argument(
-        "--seq-len", type=_positive_int, help="override the recipe's sequence length"
-    )
-    parser.add_argument(
-        "--micro-batch", type=_positive_int, help="override the recipe's micro-batch"
-    )
-    parser.add_argument(
-        "--checkpointing",
-        choices=("none", "full", "selective"),
-        help="override the recipe's activation checkpointing",
-    )
-    parser.add_argument(
-        "--precision",
-        choices=("fp32-master", "bf16-fp32-adam", "bf16-true"),
-        help="override the memory policy derived from the recipe's trainer.precision",
-    )
-    parser.add_argument(
-        "--loss-chunk",
-        type=_positive_int,
-        metavar="N",
-        help="compute the loss N positions at a time (dualmind.model.loss.chunked_cross_entropy); "
-        "default: full logits, as dualmind.lit does",
-    )
-    parser.add_argument(
-        "--cores",
-        type=_positive_int,
-        help="CPU cores for the codec (default: the GPU nodes' cores)",
-    )
-    parser.add_argument(
-        "--codec-throughput",
-        type=_bytes_per_s,
-        help="codec speed per core in bytes/s, e.g. 5MB (benchmarks/codec.py measures it)",
-    )
-    parser.add_argument(
-        "--llm-tokens-per-s",
-        type=_positive_float,
-        default=corpus.DEFAULT_LLM_TOKENS_PER_S,
-        help="generated tokens/s per GPU for the LLM-rewrite comparison (assumption)",
-    )
-    parser.add_argument(
-        "--decoder",
-        default=DEFAULT_DECODER,
-        help=f"conf/decoder shape of the language decoder (default {DEFAULT_DECODER})",
-    )
-    parser.add_argument(
-        "--claim",
-        type=_claim,
-        default=DEFAULT_CLAIM,
-        help="the claimed equivalent GPT size range (default 500B-1500B)",
-    )
-    parser.add_argument("--results", help="benchmarks/RESULTS.md with the equal-compute study")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    parser.add_argument("--plot", metavar="PNG", help="write a plot to this PNG file")
+    for name, help_text, settings in _OPTIONS:
+        parser.add_argument(name, help=help_text, **settings)
 
 
 def request_from_args(args: argparse.Namespace) -> PlanRequest:

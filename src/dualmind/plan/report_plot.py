@@ -27,21 +27,11 @@ def save_plot(p: dict, path: str | Path) -> Path:
         ls="--",
         label="at the MFU the FSDP traffic allows",
     )
-    left.scatter(
-        [s["gpus"] for s in fits],
-        [s["days"] for s in fits],
-        color="tab:blue",
-        s=14,
-        label="fits in memory",
-    )
-    left.scatter(
-        [s["gpus"] for s in no_fit],
-        [s["days"] for s in no_fit],
-        color="tab:red",
-        marker="x",
-        s=18,
-        label="does not fit",
-    )
+    for points, style in (
+        (fits, dict(color="tab:blue", s=14, label="fits in memory")),
+        (no_fit, dict(color="tab:red", marker="x", s=18, label="does not fit")),
+    ):
+        left.scatter([s["gpus"] for s in points], [s["days"] for s in points], **style)
     n = p["gpu"]["count"]
     left.axvline(n, color="k", ls=":", lw=1)
     left.annotate(

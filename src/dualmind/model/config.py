@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 ATTN_BACKENDS = ("auto", "flash", "xformers", "sdpa")
 INIT_SCHEMES = ("scaled", "depth")
@@ -41,8 +41,80 @@ class ConfigError(ValueError):
     """A model config that cannot describe a model; the message names the key (and file)."""
 
 
+class StackConfig:
+    """What :class:`CoreConfig` and ``DecoderConfig`` (a core-shaped text stack plus
+    cross-attention) share: loading, and the attention widths.
+
+    Both are flat dataclasses read from ``conf/<subdir>/<name>.yaml`` with the same rules (unknown
+    keys are an error, missing required keys are named, errors carry the file); one copy of those
+    rules keeps the two from drifting apart. A subclass sets ``config_kind`` (the word its error
+    messages use: "model", "decoder") and ``conf_subdir``, and has the fields n_heads,
+    n_kv_heads and head_dim.
+    """
+
+    config_kind: ClassVar[str]
+    conf_subdir: ClassVar[str]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str | os.PathLike | None = None
+                  ) -> Self:
+        """Build from a mapping (a parsed yaml, or Hydra's ``cfg.model`` turned into a dict).
+
+        Unknown keys are an error naming the key and ``source``, never silently dropped.
+        """
+        kind = cls.config_kind
+        where = f" in {source}" if source is not None else ""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown {kind} config key(s) {unknown}{where}; "
+                              f"known keys: {sorted(known)}")
+        missing = sorted(f.name for f in dataclasses.fields(cls)
+                         if f.default is dataclasses.MISSING and f.name not in values)
+        if missing:
+            raise ConfigError(f"{kind} config{where} lacks required key(s) {missing}")
+        values = dict(values)
+        if values.get("rope_scaling") is not None:
+            values["rope_scaling"] = dict(values["rope_scaling"])  # e.g. from an OmegaConf node
+        try:
+            return cls(**values)
+        except ConfigError as err:
+            raise ConfigError(f"{err}{where}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> Self:
+        import yaml  # local: only file loading needs it
+
+        path = Path(path)
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f)
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{path}: expected a mapping of {cls.config_kind} config keys, "
+                              f"got {type(values).__name__}")
+        return cls.from_dict(values, source=path)
+
+    @classmethod
+    def from_name(cls, name: str) -> Self:
+        """``CoreConfig.from_name("mini")`` reads ``conf/model/mini.yaml``."""
+        path = conf_dir() / cls.conf_subdir / f"{name}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"no {cls.config_kind} shape named {name!r} ({path} does not "
+                              f"exist); available: {conf_names(cls.conf_subdir)}")
+        return cls.from_yaml(path)
+
+    # ---- sizes ----
+
+    @property
+    def q_dim(self) -> int:
+        return self.n_heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.n_kv_heads * self.head_dim
+
+
 @dataclass
-class CoreConfig:
+class CoreConfig(StackConfig):
     """Shape and numerics of a Llama-style hyper-core.
 
     vocab_size      number of hyperphrase symbols (must be >= the lexicon's vocab_size)
@@ -79,6 +151,9 @@ class CoreConfig:
     init_std: float = 0.02
     init_scheme: str = "scaled"
     attn_backend: str = "auto"
+
+    config_kind: ClassVar[str] = "model"
+    conf_subdir: ClassVar[str] = "model"
 
     def __post_init__(self) -> None:
         for key in ("vocab_size", "dim", "n_layers", "n_heads", "ffn_dim", "max_seq_len"):
@@ -127,54 +202,7 @@ class CoreConfig:
         if self.rope_scaling is not None:
             self.rope_scaling = _check_rope_scaling(self.rope_scaling)
 
-    # ---- construction ----
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], source: str | os.PathLike | None = None
-                  ) -> CoreConfig:
-        """Build from a mapping (a parsed yaml, or Hydra's ``cfg.model`` turned into a dict).
-
-        Unknown keys are an error naming the key and ``source``, never silently dropped.
-        """
-        where = f" in {source}" if source is not None else ""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown model config key(s) {unknown}{where}; "
-                              f"known keys: {sorted(known)}")
-        missing = sorted(f.name for f in dataclasses.fields(cls)
-                         if f.default is dataclasses.MISSING and f.name not in values)
-        if missing:
-            raise ConfigError(f"model config{where} lacks required key(s) {missing}")
-        values = dict(values)
-        if values.get("rope_scaling") is not None:
-            values["rope_scaling"] = dict(values["rope_scaling"])
-        try:
-            return cls(**values)
-        except ConfigError as err:
-            raise ConfigError(f"{err}{where}") from None
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> CoreConfig:
-        import yaml  # local: only file loading needs it
-
-        path = Path(path)
-        with open(path, encoding="utf-8") as f:
-            values = yaml.safe_load(f)
-        if not isinstance(values, Mapping):
-            raise ConfigError(f"{path}: expected a mapping of model config keys, "
-                              f"got {type(values).__name__}")
-        return cls.from_dict(values, source=path)
-
-    @classmethod
-    def from_name(cls, name: str) -> CoreConfig:
-        """``CoreConfig.from_name("mini")`` reads ``conf/model/mini.yaml``."""
-        model_dir = conf_dir() / "model"
-        path = model_dir / f"{name}.yaml"
-        if not path.is_file():
-            raise ConfigError(f"no model shape named {name!r} ({path} does not exist); "
-                              f"available: {available_shapes()}")
-        return cls.from_yaml(path)
+    # ---- construction: from_dict, from_yaml, from_name come from StackConfig ----
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON/yaml-safe) that round-trips through :meth:`from_dict`."""
@@ -183,15 +211,7 @@ class CoreConfig:
             d["rope_scaling"] = dict(d["rope_scaling"])
         return d
 
-    # ---- sizes ----
-
-    @property
-    def q_dim(self) -> int:
-        return self.n_heads * self.head_dim
-
-    @property
-    def kv_dim(self) -> int:
-        return self.n_kv_heads * self.head_dim
+    # ---- sizes (q_dim, kv_dim come from StackConfig) ----
 
     def block_params(self) -> int:
         """Parameters of one transformer block (attention, SwiGLU, two RMSNorm weights)."""
@@ -284,5 +304,10 @@ def conf_dir() -> Path:
                       "set DUALMIND_CONF_DIR")
 
 
+def conf_names(subdir: str) -> list[str]:
+    """The config names (yaml stems) in ``conf/<subdir>/``."""
+    return sorted(p.stem for p in (conf_dir() / subdir).glob("*.yaml"))
+
+
 def available_shapes() -> list[str]:
-    return sorted(p.stem for p in (conf_dir() / "model").glob("*.yaml"))
+    return conf_names("model")

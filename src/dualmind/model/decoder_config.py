@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from dualmind.model.config import ATTN_BACKENDS, ConfigError, CoreConfig, conf_dir
+from dualmind.model.config import (
+    ATTN_BACKENDS,
+    ConfigError,
+    CoreConfig,
+    StackConfig,
+    conf_names,
+)
 
 
 @dataclass
-class DecoderConfig:
+class DecoderConfig(StackConfig):
     """Shape of the language decoder.
 
     vocab_size      BPE text tokens (must be >= the corpus tokenizer's vocabulary)
@@ -53,6 +56,9 @@ class DecoderConfig:
     init_std: float = 0.02
     attn_backend: str = "auto"
 
+    config_kind: ClassVar[str] = "decoder"
+    conf_subdir: ClassVar[str] = "decoder"
+
     def __post_init__(self) -> None:
         for key in ("core_dim", "cross_every"):
             value = getattr(self, key)
@@ -69,49 +75,7 @@ class DecoderConfig:
         self.n_kv_heads, self.head_dim = stack.n_kv_heads, stack.head_dim
         self.rope_scaling = stack.rope_scaling  # checked, defaults filled in
 
-    # ---- construction (same conventions as CoreConfig) ----
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], source: str | os.PathLike | None = None
-                  ) -> DecoderConfig:
-        where = f" in {source}" if source is not None else ""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown decoder config key(s) {unknown}{where}; "
-                              f"known keys: {sorted(known)}")
-        missing = sorted(f.name for f in dataclasses.fields(cls)
-                         if f.default is dataclasses.MISSING and f.name not in values)
-        if missing:
-            raise ConfigError(f"decoder config{where} lacks required key(s) {missing}")
-        values = dict(values)
-        if values.get("rope_scaling") is not None:
-            values["rope_scaling"] = dict(values["rope_scaling"])  # e.g. from an OmegaConf node
-        try:
-            return cls(**values)
-        except ConfigError as err:
-            raise ConfigError(f"{err}{where}") from None
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> DecoderConfig:
-        import yaml  # local: only file loading needs it
-
-        path = Path(path)
-        with open(path, encoding="utf-8") as f:
-            values = yaml.safe_load(f)
-        if not isinstance(values, Mapping):
-            raise ConfigError(f"{path}: expected a mapping of decoder config keys, "
-                              f"got {type(values).__name__}")
-        return cls.from_dict(values, source=path)
-
-    @classmethod
-    def from_name(cls, name: str) -> DecoderConfig:
-        """``DecoderConfig.from_name("mini")`` reads ``conf/decoder/mini.yaml``."""
-        path = conf_dir() / "decoder" / f"{name}.yaml"
-        if not path.is_file():
-            raise ConfigError(f"no decoder shape named {name!r} ({path} does not exist); "
-                              f"available: {available_decoders()}")
-        return cls.from_yaml(path)
+    # ---- construction: from_dict, from_yaml, from_name come from StackConfig ----
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,15 +92,7 @@ class DecoderConfig:
                           tie_embeddings=self.tie_embeddings, init_std=self.init_std,
                           attn_backend=self.attn_backend)
 
-    # ---- sizes ----
-
-    @property
-    def q_dim(self) -> int:
-        return self.n_heads * self.head_dim
-
-    @property
-    def kv_dim(self) -> int:
-        return self.n_kv_heads * self.head_dim
+    # ---- sizes (q_dim, kv_dim come from StackConfig) ----
 
     @property
     def cross_layers(self) -> list[int]:
@@ -184,7 +140,7 @@ class DecoderConfig:
 
 
 def available_decoders() -> list[str]:
-    return sorted(p.stem for p in (conf_dir() / "decoder").glob("*.yaml"))
+    return conf_names("decoder")
 
 
 __all__ = ["ATTN_BACKENDS", "ConfigError", "DecoderConfig", "available_decoders"]

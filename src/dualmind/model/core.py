@@ -20,6 +20,7 @@ root); nothing here knows about it. For meta-device construction, build under
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +31,7 @@ from dualmind.model import attention as attn
 from dualmind.model.config import CoreConfig
 from dualmind.model.kv_cache import KVCache
 from dualmind.model.rope import apply_rope, inverse_frequencies, rope_cos_sin
-from dualmind.model.sampling import Generation, sample_next
+from dualmind.model.sampling import Generation, decode
 
 
 @dataclass
@@ -57,6 +58,51 @@ class BatchContext:
     def __init__(self, layout: attn.AttentionLayout, cos: torch.Tensor, sin: torch.Tensor,
                  cache: KVCache | None = None):
         self.layout, self.cos, self.sin, self.cache = layout, cos, sin, cache
+
+
+# The core and the decoder (whose text stack is a core) prepare a forward the same way; these two
+# helpers are that one preparation, so the two models cannot drift apart in how they number
+# positions, pick the attention dtype or build RoPE. ``cfg`` is a CoreConfig or a DecoderConfig
+# (both have max_seq_len, attn_backend, head_dim, rope_theta, rope_scaling).
+
+def resolve_positions(cfg, positions: torch.Tensor | None, doc_ids: torch.Tensor | None,
+                      cache: KVCache | None, batch: int, length: int, device: torch.device,
+                      too_long: str) -> tuple[torch.Tensor, int]:
+    """Check the new ``length`` positions fit the context and return (positions [B,T], past).
+
+    past: positions already in ``cache`` (0 without one). positions, unless given: 0.. per
+    document with ``doc_ids``, else past..past+T-1. ``too_long`` is the error's start, with
+    ``{n}`` for the total length (it names the model's unit: symbols or tokens).
+    """
+    past = 0
+    if cache is not None:
+        cache.check_room(batch, length)
+        past = cache.length
+    if past + length > cfg.max_seq_len:
+        raise ValueError(too_long.format(n=past + length)
+                         + f" (max_seq_len={cfg.max_seq_len})")
+    if positions is None:
+        positions = (attn.positions_in_document(doc_ids) if doc_ids is not None
+                     else torch.arange(past, past + length, device=device).expand(batch, length))
+    elif positions.shape != (batch, length):
+        raise ValueError(f"positions has shape {tuple(positions.shape)}, "
+                         f"expected {(batch, length)}")
+    return positions, past
+
+
+def layout_and_rope(cfg, x: torch.Tensor, doc_ids: torch.Tensor | None,
+                    positions: torch.Tensor, past: int
+                    ) -> tuple[attn.AttentionLayout, torch.Tensor, torch.Tensor]:
+    """The attention layout and RoPE (cos, sin) for embeddings ``x`` [B,T,D]: the first three
+    fields of a :class:`BatchContext`."""
+    B, T = x.shape[:2]
+    dtype = x.dtype  # the dtype attention will see: autocast's, if on
+    if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
+        dtype = torch.get_autocast_dtype(x.device.type)
+    layout = attn.build_layout(cfg.attn_backend, doc_ids, B, T, x.device, dtype, past)
+    inv_freq = inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling,
+                                   device=x.device)
+    return (layout, *rope_cos_sin(positions, inv_freq))
 
 
 class RMSNorm(nn.Module):
@@ -125,6 +171,21 @@ class Block(nn.Module):
         x = x + self.attention(self.attention_norm(x), ctx)
         return x + self.feed_forward(self.ffn_norm(x))
 
+    @torch.no_grad()
+    def init_weights(self, std: float, out_std: float,
+                     normal: Callable[[torch.Tensor, float], None] | None = None) -> None:
+        """Input projections (wq, wk, wv, w1, w3) normal(0, std), the residual outputs (wo, w2)
+        normal(0, out_std), norms 1. ``normal`` draws the values (default: this module's
+        truncated normal); the decoder passes its own, so its weights stay as they were drawn."""
+        normal = normal or _normal
+        for linear in (self.attention.wq, self.attention.wk, self.attention.wv,
+                       self.feed_forward.w1, self.feed_forward.w3):
+            normal(linear.weight, std)
+        for linear in (self.attention.wo, self.feed_forward.w2):
+            normal(linear.weight, out_std)
+        self.attention_norm.reset_parameters()
+        self.ffn_norm.reset_parameters()
+
 
 class HyperCore(nn.Module):
     def __init__(self, cfg: CoreConfig):
@@ -162,33 +223,21 @@ class HyperCore(nn.Module):
                 raise ValueError(f"symbol id {bad} is outside the model's vocabulary (vocab_size="
                                  f"{self.cfg.vocab_size}); was the lexicon built larger than "
                                  "model.vocab_size?")
-        past = 0
-        if cache is not None:
-            if doc_ids is not None:
-                raise ValueError("a KV cache decodes one sequence per batch row: pass doc_ids "
-                                 "only without a cache")
-            cache.check_room(B, T)
-            past = cache.length
-        if past + T > self.cfg.max_seq_len:
-            raise ValueError(f"sequence of {past + T} symbols is longer than the model's context "
-                             f"(max_seq_len={self.cfg.max_seq_len})")
-        if positions is None:
-            positions = (attn.positions_in_document(doc_ids) if doc_ids is not None
-                         else torch.arange(past, past + T, device=ids.device).expand(B, T))
-        elif positions.shape != (B, T):
-            raise ValueError(f"positions has shape {tuple(positions.shape)}, expected {(B, T)}")
-        elif has_values and int(positions.max()) >= self.cfg.max_seq_len:
+        if cache is not None and doc_ids is not None:
+            raise ValueError("a KV cache decodes one sequence per batch row: pass doc_ids "
+                             "only without a cache")
+        explicit = positions is not None
+        positions, past = resolve_positions(
+            self.cfg, positions, doc_ids, cache, B, T, ids.device,
+            too_long="sequence of {n} symbols is longer than the model's context")
+        # Explicit positions past the context: checked here, not in resolve_positions, because
+        # the decoder has never checked its own and sharing the helper must not change that.
+        if explicit and has_values and int(positions.max()) >= self.cfg.max_seq_len:
             raise ValueError(f"position {int(positions.max())} is beyond the model's context "
                              f"(max_seq_len={self.cfg.max_seq_len})")
 
         x = self.tok_embeddings(ids)
-        dtype = x.dtype  # the dtype attention will see: autocast's, if on
-        if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
-            dtype = torch.get_autocast_dtype(x.device.type)
-        layout = attn.build_layout(self.cfg.attn_backend, doc_ids, B, T, x.device, dtype, past)
-        inv_freq = inverse_frequencies(self.cfg.head_dim, self.cfg.rope_theta,
-                                       self.cfg.rope_scaling, device=x.device)
-        ctx = BatchContext(layout, *rope_cos_sin(positions, inv_freq), cache)
+        ctx = BatchContext(*layout_and_rope(self.cfg, x, doc_ids, positions, past), cache)
 
         states = [x] if return_hidden_states else None
         for block in self.layers:
@@ -204,10 +253,7 @@ class HyperCore(nn.Module):
     def new_cache(self, batch: int, max_len: int | None = None,
                   dtype: torch.dtype | None = None) -> KVCache:
         """An empty KV cache on the model's device (dtype: the model's, unless given)."""
-        weight = self.tok_embeddings.weight
-        return KVCache(self.cfg.n_layers, batch, max_len or self.cfg.max_seq_len,
-                       self.cfg.n_kv_heads, self.cfg.head_dim, device=weight.device,
-                       dtype=dtype or weight.dtype)
+        return new_cache_for(self.cfg, self.tok_embeddings.weight, batch, max_len, dtype)
 
     @torch.no_grad()
     def generate(self, prompt_ids: torch.Tensor, max_new: int, *, temperature: float = 1.0,
@@ -226,20 +272,12 @@ class HyperCore(nn.Module):
             raise ValueError(f"prompt of {P} + {max_new} new symbols is longer than the model's "
                              f"context (max_seq_len={self.cfg.max_seq_len})")
         cache = self.new_cache(B, P + max_new)
-        ids, steps = prompt_ids, []
-        done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
-        logits = self(prompt_ids, cache=cache).logits[:, -1]
-        for step in range(max_new):
-            steps.append(logits)
-            token = sample_next(logits, temperature, top_k, generator)
-            if eos_id is not None:
-                token = torch.where(done, torch.full_like(token, eos_id), token)
-                done |= token == eos_id
-            ids = torch.cat((ids, token[:, None]), dim=1)
-            if step == max_new - 1 or (eos_id is not None and bool(done.all())):
-                break
-            logits = self(token[:, None], cache=cache).logits[:, -1]
-        return Generation(ids, torch.stack(steps, dim=1) if return_logits else None)
+
+        def step(new_ids: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+            return self(new_ids, cache=cache).logits[:, -1]
+
+        return decode(prompt_ids, max_new, step, temperature=temperature, top_k=top_k,
+                      eos_id=eos_id, generator=generator, return_logits=return_logits)
 
     # ---- initialisation ----
 
@@ -262,19 +300,20 @@ class HyperCore(nn.Module):
             _normal(self.output.weight, std)
         for block in self.layers:
             depth = 2 * cfg.n_layers if cfg.init_scheme == "scaled" else 2 * (block.layer_id + 1)
-            out_std = std / math.sqrt(depth)
-            for linear in (block.attention.wq, block.attention.wk, block.attention.wv,
-                           block.feed_forward.w1, block.feed_forward.w3):
-                _normal(linear.weight, std)
-            for linear in (block.attention.wo, block.feed_forward.w2):
-                _normal(linear.weight, out_std)
-            block.attention_norm.reset_parameters()
-            block.ffn_norm.reset_parameters()
+            block.init_weights(std, std / math.sqrt(depth))
         self.norm.reset_parameters()
 
     def num_params(self) -> int:
         """Counted from the live parameters (shared tied matrix once); equals cfg.num_params()."""
         return sum(p.numel() for p in self.parameters())
+
+
+def new_cache_for(cfg, weight: torch.Tensor, batch: int, max_len: int | None,
+                  dtype: torch.dtype | None) -> KVCache:
+    """An empty KV cache for a core-shaped stack (``cfg``: CoreConfig or DecoderConfig), on
+    ``weight``'s device and, unless ``dtype`` is given, in its dtype."""
+    return KVCache(cfg.n_layers, batch, max_len or cfg.max_seq_len, cfg.n_kv_heads,
+                   cfg.head_dim, device=weight.device, dtype=dtype or weight.dtype)
 
 
 def _normal(weight: torch.Tensor, std: float) -> None:

@@ -18,18 +18,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from dualmind.model import attention as attn
-from dualmind.model.core import BatchContext, Block, RMSNorm
+from dualmind.model.core import (
+    BatchContext,
+    Block,
+    RMSNorm,
+    layout_and_rope,
+    new_cache_for,
+    resolve_positions,
+)
 from dualmind.model.cross_attention import CrossAttention, CrossKV, with_null
 from dualmind.model.decoder_config import DecoderConfig
 from dualmind.model.kv_cache import KVCache
 from dualmind.model.masks import Alignment
-from dualmind.model.rope import inverse_frequencies, rope_cos_sin
+from dualmind.model.sampling import Generation, decode
 
 # cross_mask_fn(positions [n], ids [B, L]) -> bool [B, n, S]: the mask rows of text positions
 # `positions` given the tokens so far (ids includes them); lets stream-mode generation decide
@@ -62,12 +68,6 @@ class DecoderBlock(Block):
                   else self.cross_attention.keys_values(ctx.core_states))
             x = x + self.cross_attention(x, kv, ctx.cross_mask)
         return super().forward(x, ctx)
-
-
-@dataclass
-class Generation:
-    ids: torch.Tensor  # [B, prompt + new] prompt then generated tokens (eos repeated once done)
-    logits: torch.Tensor | None  # [B, new, V] the distribution each new token came from
 
 
 class LanguageDecoder(nn.Module):
@@ -121,29 +121,14 @@ class LanguageDecoder(nn.Module):
                 doc_ids = cross_mask.text_doc
             cross_mask = cross_mask.cross_mask(mask_mode)
         self._check_core(core_states, cross_kv, B)
-        past = 0
-        if cache is not None:
-            cache.check_room(B, T)
-            past = cache.length
-        if past + T > self.cfg.max_seq_len:
-            raise ValueError(f"text of {past + T} tokens is longer than the decoder's context "
-                             f"(max_seq_len={self.cfg.max_seq_len})")
-        if positions is None:
-            positions = (attn.positions_in_document(doc_ids) if doc_ids is not None
-                         else torch.arange(past, past + T, device=text_ids.device).expand(B, T))
-        elif positions.shape != (B, T):
-            raise ValueError(f"positions has shape {tuple(positions.shape)}, expected {(B, T)}")
+        positions, past = resolve_positions(
+            self.cfg, positions, doc_ids, cache, B, T, text_ids.device,
+            too_long="text of {n} tokens is longer than the decoder's context")
 
         x = self.tok_embeddings(text_ids)
-        dtype = x.dtype  # the dtype attention will see: autocast's, if on
-        if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
-            dtype = torch.get_autocast_dtype(x.device.type)
-        layout = attn.build_layout(self.cfg.attn_backend, doc_ids, B, T, x.device, dtype, past)
-        inv_freq = inverse_frequencies(self.cfg.head_dim, self.cfg.rope_theta,
-                                       self.cfg.rope_scaling, device=x.device)
         n_states = core_states.shape[1] if cross_kv is None else cross_kv[0][0].shape[1] - 1
         cross_mask = with_null(cross_mask, B, T, n_states, x.device)
-        ctx = DecoderContext(layout, *rope_cos_sin(positions, inv_freq), cache,
+        ctx = DecoderContext(*layout_and_rope(self.cfg, x, doc_ids, positions, past), cache,
                              core_states, cross_kv, cross_mask)
         for block in self.layers:
             x = block(x, ctx)
@@ -184,10 +169,7 @@ class LanguageDecoder(nn.Module):
 
     def new_cache(self, batch: int, max_len: int | None = None,
                   dtype: torch.dtype | None = None) -> KVCache:
-        weight = self.tok_embeddings.weight
-        return KVCache(self.cfg.n_layers, batch, max_len or self.cfg.max_seq_len,
-                       self.cfg.n_kv_heads, self.cfg.head_dim, device=weight.device,
-                       dtype=dtype or weight.dtype)
+        return new_cache_for(self.cfg, self.tok_embeddings.weight, batch, max_len, dtype)
 
     # ---- generation ----
 
@@ -226,10 +208,8 @@ class LanguageDecoder(nn.Module):
         # nothing, and generating from a validation hook must not flip a training model.
         cross_kv = self.cross_keys_values(core_states)
         cache = self.new_cache(B, total)
-        ids, step_logits = prompt_ids, []
-        done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
 
-        def rows(start: int, stop: int) -> torch.Tensor | None:
+        def rows(start: int, stop: int, ids: torch.Tensor) -> torch.Tensor | None:
             if cross_mask_fn is not None:
                 return cross_mask_fn(torch.arange(start, stop, device=ids.device), ids)
             if cross_mask is None:
@@ -238,20 +218,13 @@ class LanguageDecoder(nn.Module):
                 return cross_mask[:, None, :].expand(-1, stop - start, -1)
             return cross_mask[:, start:stop]
 
-        logits = self(prompt_ids, cross_mask=rows(0, P), cache=cache, cross_kv=cross_kv)[:, -1]
-        for step in range(max_new_tokens):
-            step_logits.append(logits)
-            token = _sample(logits, temperature, top_k, generator)
-            if eos_id is not None:
-                token = torch.where(done, torch.full_like(token, eos_id), token)
-                done |= token == eos_id
-            ids = torch.cat((ids, token[:, None]), dim=1)
-            if step == max_new_tokens - 1 or (eos_id is not None and bool(done.all())):
-                break
-            pos = ids.shape[1] - 1
-            logits = self(token[:, None], cross_mask=rows(pos, pos + 1), cache=cache,
-                          cross_kv=cross_kv)[:, -1]
-        return Generation(ids, torch.stack(step_logits, dim=1) if return_logits else None)
+        def step(new_ids: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+            start = ids.shape[1] - new_ids.shape[1]  # the new ids are the last of ids
+            return self(new_ids, cross_mask=rows(start, ids.shape[1], ids), cache=cache,
+                        cross_kv=cross_kv)[:, -1]
+
+        return decode(prompt_ids, max_new_tokens, step, temperature=temperature, top_k=top_k,
+                      eos_id=eos_id, generator=generator, return_logits=return_logits)
 
     # ---- starting from a pretrained LM ----
 
@@ -300,13 +273,7 @@ class LanguageDecoder(nn.Module):
         if not self.cfg.tie_embeddings:
             _normal(self.output.weight, std)
         for block in self.layers:
-            for linear in (block.attention.wq, block.attention.wk, block.attention.wv,
-                           block.feed_forward.w1, block.feed_forward.w3):
-                _normal(linear.weight, std)
-            for linear in (block.attention.wo, block.feed_forward.w2):
-                _normal(linear.weight, out_std)
-            block.attention_norm.reset_parameters()
-            block.ffn_norm.reset_parameters()
+            block.init_weights(std, out_std, normal=_normal)
             if block.cross_attention is not None:
                 block.cross_attention.init_weights(std, out_std)
         self.norm.reset_parameters()
@@ -315,16 +282,7 @@ class LanguageDecoder(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def _sample(logits: torch.Tensor, temperature: float, top_k: int | None,
-            generator: torch.Generator | None) -> torch.Tensor:
-    if temperature <= 0:
-        return logits.argmax(dim=-1)
-    logits = logits.float() / temperature
-    if top_k is not None:
-        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)[:, 0]
-
-
 def _normal(weight: torch.Tensor, std: float) -> None:
+    # nn.init's truncated normal, not the core's faster redraw: the decoder's weights have always
+    # been drawn this way, and a seed must keep giving the same decoder.
     nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-3 * std, b=3 * std)

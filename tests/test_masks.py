@@ -20,15 +20,8 @@ from dualmind.model.masks import (
     units_in_scene,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared, loaded CPU every OpenMP
-    region of a small op can stall for milliseconds: one thread keeps these tests fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: one intra-op thread keeps these tests fast (the fixture is in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # One document of two scenes: scene 0 has 3 units and 5 text tokens (the first before any unit),

@@ -31,6 +31,7 @@ from .script import LANG_SCRIPT, detect_language
 from .semantic import SemanticCodec, build_semantic
 from .stopwords import default_stopwords
 from .symbols import MAX_UNITS, id_of, symbol_table
+from .training import BuildOptions
 from .units import LexiconError, Unit, format_units, parse_units
 from .vocab import RESERVED
 
@@ -126,10 +127,12 @@ class Lexicon:
             sw[lang] = frozenset(w.lower() for w in words)
         t0 = time.perf_counter()
         if level == "lossless":
-            units, tables, stats, surfaces = build_lossless(texts, progress=progress, **opts)
+            units, tables, stats, surfaces = build_lossless(texts, BuildOptions(**opts),
+                                                            progress=progress)
         else:
-            units, tables, stats, surfaces = build_semantic(texts, langs=langs, stopwords=sw,
-                                                            progress=progress, **opts)
+            units, tables, stats, surfaces = build_semantic(texts, BuildOptions(**opts),
+                                                            langs=langs, stopwords=sw,
+                                                            progress=progress)
         ranges = []
         for t in tables:
             ids = sorted(t.values())

@@ -24,7 +24,7 @@ import numpy as np
 
 from .merges import MergeRounds, MergeTable
 from .pretokenize import LOSSLESS, LOSSLESS_PATTERN
-from .training import TextFeed, add_pieces, gloss_unit, learn_phrase_rounds
+from .training import BuildOptions, TextFeed, add_pieces, gloss_unit, learn_phrase_rounds
 from .units import Unit
 from .vocab import BYTE_BASE, UnitTable
 
@@ -110,13 +110,7 @@ class LosslessCodec:
 
 def build_lossless(
     texts: Iterable[str],
-    vocab_size: int,
-    piece_merges: int,
-    phrase_share: float,
-    max_n: int,
-    min_count: int,
-    phrase_min_count: int,
-    rounds: int,
+    o: BuildOptions,
     progress: Callable[[int], None] | None,
 ) -> tuple[list[Unit], list[MergeTable], dict]:
     docs_text: list[str] = []
@@ -127,10 +121,10 @@ def build_lossless(
         docs_text.append(text)
 
     table = UnitTable()
-    word_budget = add_pieces(table, counts, vocab_size, piece_merges, phrase_share)
+    word_budget = add_pieces(table, counts, o)
     words = 0
     for tok, c in counts.most_common():
-        if words >= word_budget or c < min_count:
+        if words >= word_budget or c < o.min_count:
             break
         data = tok.encode("utf-8", "surrogatepass")
         if data in table.by_data:
@@ -151,8 +145,7 @@ def build_lossless(
         width[uid] = width[a] + width[b]
         return uid
 
-    tables = learn_phrase_rounds(table, docs, width, vocab_size, rounds, max_n,
-                                 phrase_min_count, new_unit)
+    tables = learn_phrase_rounds(table, docs, width, o, new_unit)
     stats = {"train_bytes": feed.n_bytes, "train_docs": len(docs),
              "distinct_pretokens": len(counts), "words": words,
              "pieces": sum(u.kind == "piece" for u in table.units),

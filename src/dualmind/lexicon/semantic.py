@@ -22,7 +22,7 @@ from .merges import MergeRounds, MergeTable
 from .pieces import PieceModel
 from .pretokenize import WORD, WORD_SPLIT
 from .script import LANG_SCRIPT, UND, lang_of_word
-from .training import TextFeed, add_pieces, gloss_unit, learn_phrase_rounds
+from .training import BuildOptions, TextFeed, add_pieces, gloss_unit, learn_phrase_rounds
 from .units import Unit
 from .vocab import UnitTable, piece_vocab_of
 
@@ -233,13 +233,7 @@ class SemanticCodec:
 
 def build_semantic(
     texts: Iterable[str],
-    vocab_size: int,
-    piece_merges: int,
-    phrase_share: float,
-    max_n: int,
-    min_count: int,
-    phrase_min_count: int,
-    rounds: int,
+    o: BuildOptions,
     langs: tuple[str, ...],
     stopwords: dict[str, frozenset[str]],
     progress: Callable[[int], None] | None,
@@ -265,10 +259,10 @@ def build_semantic(
         docs_lemmas.append(doc)
 
     table = UnitTable()
-    word_budget = add_pieces(table, counts, vocab_size, piece_merges, phrase_share, prefix=" ")
+    word_budget = add_pieces(table, counts, o, prefix=" ")
     lemmas = 0
     for lemma, c in counts.most_common():
-        if lemmas >= word_budget or c < min_count:
+        if lemmas >= word_budget or c < o.min_count:
             break
         table.add("lemma", lemma.encode("utf-8", "surrogatepass"), count=c,
                   lang=lang_of[lemma], unique=False)
@@ -286,8 +280,7 @@ def build_semantic(
         width[uid] = width[a] + width[b]
         return uid
 
-    tables = learn_phrase_rounds(table, docs, width, vocab_size, rounds, max_n,
-                                 phrase_min_count, new_unit)
+    tables = learn_phrase_rounds(table, docs, width, o, new_unit)
     surfaces = {word: tuple(lemma for lemma, _ in out)
                 for (word, prefer), out in analyzer._memo.items() if prefer is None}
     stats = {"train_bytes": feed.n_bytes, "train_docs": len(docs), "distinct_lemmas": len(counts),

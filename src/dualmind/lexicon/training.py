@@ -6,11 +6,25 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from .merges import MergeTable, learn_rounds
 from .pieces import PIECE_WEIGHT_CAP
 from .units import Unit
 from .vocab import UnitTable
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """The vocabulary-learning settings of both levels (``Lexicon.build``'s DEFAULTS)."""
+
+    vocab_size: int
+    piece_merges: int
+    phrase_share: float
+    max_n: int
+    min_count: int
+    phrase_min_count: int
+    rounds: int
 
 
 class TextFeed:
@@ -33,26 +47,24 @@ class TextFeed:
                 self._progress(n)
 
 
-def add_pieces(table: UnitTable, counts: Counter, vocab_size: int, piece_merges: int,
-               phrase_share: float, prefix: str = "") -> int:
+def add_pieces(table: UnitTable, counts: Counter, o: BuildOptions, prefix: str = "") -> int:
     """Learn byte-level pieces over the counted strings (``prefix`` + each, weights capped),
     then return how many word-level units fit before the phrase share of what is left."""
-    n_merges = max(0, min(piece_merges, vocab_size - len(table)))
+    n_merges = max(0, min(o.piece_merges, o.vocab_size - len(table)))
     table.add_pieces(
         (prefix + t for t, c in counts.items() for _ in range(min(c, PIECE_WEIGHT_CAP))), n_merges
     )
-    budget = vocab_size - len(table)
-    return budget - int(budget * phrase_share)
+    budget = o.vocab_size - len(table)
+    return budget - int(budget * o.phrase_share)
 
 
-def learn_phrase_rounds(table: UnitTable, docs: list, width: dict[int, int], vocab_size: int,
-                        rounds: int, max_n: int, phrase_min_count: int,
+def learn_phrase_rounds(table: UnitTable, docs: list, width: dict[int, int], o: BuildOptions,
                         new_unit: Callable[[int, int, int], int]) -> list[MergeTable]:
     """Multi-word merge rounds over ``docs`` with the rest of the vocabulary; ``width`` holds
     the units that may join (and how many words each spans)."""
-    shares = round_budgets(vocab_size - len(table), rounds)
+    shares = round_budgets(o.vocab_size - len(table), o.rounds)
     tables, _ = learn_rounds(docs, shares, width.__contains__, width.__getitem__,
-                             max_n, phrase_min_count, new_unit)
+                             o.max_n, o.phrase_min_count, new_unit)
     return tables
 
 

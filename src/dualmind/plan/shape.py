@@ -74,8 +74,10 @@ class ModelShape:
     def attention_flops_per_token(self, seq_len: int) -> float:
         """Training (fwd+bwd) attention FLOPs per position, PaLM/torchtitan convention:
         12 * layers * d_attn * seq_len (QK^T and AV, 2 FLOPs per MAC, x3 for backward),
-        counted as if unmasked — the convention MFU figures (PaLM App. B, Llama 3) use."""
-        return 12.0 * self.n_layers * self.q_dim * seq_len
+        counted as if unmasked — the convention MFU figures (PaLM App. B, Llama 3) use.
+        Read off ``CoreConfig.flops_per_token`` (training total minus 6 * N_matmul)."""
+        core = self.core_config()
+        return core.flops_per_token(seq_len) - 6.0 * core.matmul_params()
 
     def train_flops_per_token(self, seq_len: int) -> float:
         """6 * N_matmul + attention term (Kaplan 2020 / PaLM App. B / torchtitan), from

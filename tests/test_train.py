@@ -133,8 +133,8 @@ def test_bad_input_names_key_or_path(tmp_path):
         train(tiny_overrides(tmp_path, "data.seq_len=300"))
     with pytest.raises(TrainingError, match="ckpt_path=.*missing.ckpt"):
         train(tiny_overrides(tmp_path, f"ckpt_path={tmp_path / 'missing.ckpt'}"))
-    with pytest.raises(NotImplementedError, match="fsdp2"):
-        train(tiny_overrides(tmp_path, "strategy=fsdp2", "strategy.activation_checkpointing=none"))
+    with pytest.raises(TrainingError, match="tensor_parallel_size=3 does not divide"):
+        train(tiny_overrides(tmp_path, "strategy=fsdp2", "strategy.tensor_parallel_size=3"))
 
 
 class PoisonWeights(L.Callback):

@@ -139,6 +139,8 @@ TOP_LEVEL_KEYS = {
     "ckpt_path",
     "model",
     "decoder",
+    "core",
+    "align",
     *GROUP_SCHEMAS,
 }
 STAGES = ("core", "align")
@@ -196,6 +198,12 @@ def validate(cfg: DictConfig, check_model: bool = True) -> DictConfig:
         _check_group(cfg, group, schema)
     if cfg.stage not in STAGES:
         raise ConfigError(f"stage={cfg.stage!r}: expected one of {STAGES}")
+    if cfg.stage == "align" and cfg.get("align") is not None:
+        from dualmind.model.masks import MASK_MODES
+
+        if cfg.align.mask_mode not in MASK_MODES:
+            raise ConfigError(f"align.mask_mode={cfg.align.mask_mode!r}: expected one of "
+                              f"{MASK_MODES}")
     if cfg.strategy.name not in STRATEGIES:
         raise ConfigError(f"strategy.name={cfg.strategy.name!r}: expected one of {STRATEGIES}")
     if cfg.strategy.activation_checkpointing not in ACTIVATION_CHECKPOINTING:

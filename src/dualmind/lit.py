@@ -1,9 +1,10 @@
 """The one LightningModule of dualmind: `stage` decides what trains.
 
 stage=core   next-symbol prediction on packed hyperphrase sequences (this module, issue 3).
-stage=align  the language decoder against a frozen core (issue 4): add a `_align_step` and the
-             decoder's parameters in `trainable_parameters`; the metrics, optimizer, schedule,
-             checkpoint metadata and NaN guard below are shared by every stage.
+stage=align  the language decoder against a frozen core (issue 4, :mod:`dualmind.align`): the
+             core is loaded from `core.checkpoint` and frozen, only the decoder trains, and
+             "symbols" below are text tokens, bpb the decoder's bits per byte of the text. The
+             metrics, optimizer, schedule, checkpoint metadata and NaN guard are shared.
 
 Metrics (per step, then per validation run from summed counts, never a mean of ratios):
     loss              mean NLL per predicted symbol, nats
@@ -83,6 +84,9 @@ class DualMindModule(L.LightningModule):
         self.lexicon_fingerprint = lexicon_fingerprint
         self.core_config = CoreConfig.from_dict(cfg["model"], source="cfg.model")
         self.core = HyperCore(self.core_config)
+        self.decoder = None
+        if self.stage == "align":
+            self._build_align(cfg)
         if self.stage not in self.STAGE_STEPS:
             raise NotImplementedError(
                 f"stage={self.stage!r} is not implemented yet "
@@ -92,6 +96,8 @@ class DualMindModule(L.LightningModule):
         seq_len = cfg["data"]["seq_len"]
         self.symbols_per_batch = cfg["data"]["batch_size"] * seq_len
         self.flops_per_symbol = self.core_config.flops_per_token(seq_len)
+        if self.decoder is not None:  # per text token, the core's frozen forward not included
+            self.flops_per_symbol = self.decoder.cfg.flops_per_token(seq_len, seq_len)
         self.val_nll, self.val_symbols, self.val_bytes = SumMetric(), SumMetric(), SumMetric()
         self.history: dict[str, list] = {"train": [], "val": []}
         self._t_batch: float | None = None
@@ -100,14 +106,51 @@ class DualMindModule(L.LightningModule):
 
     # ---- stages ---------------------------------------------------------------------------------
 
-    STAGE_STEPS = {"core": "_core_step"}
+    STAGE_STEPS = {"core": "_core_step", "align": "_align_step"}
 
     def _step(self, batch: dict[str, torch.Tensor]) -> StepCounts:
         return getattr(self, self.STAGE_STEPS[self.stage])(batch)
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        """What the optimizer sees; align will return only the decoder's parameters."""
+        """What the optimizer sees: in align only the decoder's parameters, never the core's."""
+        if self.stage == "align":
+            return list(self.decoder.parameters())
         return [p for p in self.parameters() if p.requires_grad]
+
+    def _build_align(self, cfg: dict) -> None:
+        from dualmind.align import load_frozen_core
+        from dualmind.model.decoder import LanguageDecoder
+        from dualmind.model.decoder_config import DecoderConfig
+
+        if not cfg.get("decoder"):
+            raise ValueError("stage=align needs a decoder config (decoder=mini, or "
+                             "recipe=decoder_align)")
+        checkpoint = (cfg.get("core") or {}).get("checkpoint")
+        if not checkpoint:
+            raise ValueError("stage=align needs core.checkpoint=<a stage-core .ckpt or a "
+                             "`dualmind export` folder>: the decoder reads a trained core")
+        self.decoder_config = DecoderConfig.from_dict(cfg["decoder"], source="cfg.decoder")
+        if self.decoder_config.core_dim != self.core_config.dim:
+            raise ValueError(f"decoder.core_dim={self.decoder_config.core_dim} but the core's "
+                             f"dim is {self.core_config.dim} (model.dim)")
+        self.decoder = LanguageDecoder(self.decoder_config)
+        self.mask_mode = (cfg.get("align") or {}).get("mask_mode", "render")
+        meta = load_frozen_core(self.core, checkpoint, self.lexicon_fingerprint)
+        if self.lexicon_fingerprint is None:
+            self.lexicon_fingerprint = meta.get("lexicon_fingerprint")
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.stage == "align":
+            self.core.eval()  # frozen: Lightning's model.train() must not flip it back
+        return self
+
+    def _align_step(self, batch: dict) -> StepCounts:
+        from dualmind.align import core_states, decoder_nll
+
+        states, _ = core_states(self.core, batch)
+        nll, tokens = decoder_nll(self.decoder, states, batch, self.mask_mode)
+        return StepCounts(nll, tokens, batch["text_bytes"].sum())
 
     def _core_step(self, batch: dict[str, torch.Tensor]) -> StepCounts:
         out = self.core(batch["ids"], doc_ids=batch["doc_ids"])
@@ -259,6 +302,8 @@ class DualMindModule(L.LightningModule):
             "stage": self.stage,
             "lexicon_fingerprint": self.lexicon_fingerprint,
             "model": self.core_config.to_dict(),
+            "decoder": self.decoder_config.to_dict() if self.decoder is not None else None,
+            "core_checkpoint": (self.cfg.get("core") or {}).get("checkpoint"),
             "flops_total": self._flops_total,
         }
 

@@ -267,7 +267,12 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     run_dir = resolve_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    datamodule = CoreDataModule.from_config(cfg)
+    if cfg.stage == "align":  # (hyperphrase, text) rows for the decoder, core frozen
+        from dualmind.data.align_datamodule import AlignDataModule
+
+        datamodule = AlignDataModule.from_config(cfg)
+    else:
+        datamodule = CoreDataModule.from_config(cfg)
     try:
         datamodule.prepare()
     except DataConfigError as err:

@@ -1,0 +1,236 @@
+"""Aligned batches for stage=align: each record's hyperphrase (core side) beside its text.
+
+Every record of a split — a scene (hyperphrase -> its text) or a QA pair (question and answer
+hyperphrases -> answer text) — is one aligned unit; both kinds are packed the same way. Records
+are laid back to back in their stored order into rows of at most `core_len` core symbols and
+`text_len` text positions, and the cross-attention ids come from
+:func:`dualmind.model.masks.pack_alignment`, so the decoder only ever reads the states the mask
+mode allows.
+
+Text side of one record: input ``[BOS, t0 .. t(n-1)]``, target ``[t0 .. t(n-1), EOS]``. The span of
+each position is the span of the token it *predicts* (EOS: the record's last unit), so stream
+mode lets a position read the units up to the one whose text it is about to produce. EOS is
+predicted and charged: the code length then includes where the text ends.
+
+A record longer than a row is cut to its first `core_len` units and the text tokens aligned to
+them (and at most `text_len` - 1 tokens); its bytes are then those of the kept units. Evaluation
+uses rows long enough that nothing is cut (:attr:`AlignPacks.truncated` says how many were).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from dualmind.data.datamodule import DataConfigError, open_shards, resolve_expected_fingerprint
+from dualmind.model.masks import SceneSpans, pack_alignment
+
+IGNORE = -100  # target of padding positions (F.cross_entropy's ignore_index)
+
+
+@dataclass
+class AlignedRecord:
+    """One record cut to fit a row: core ids, text input/target, span per position, bytes."""
+
+    core: np.ndarray
+    text_in: np.ndarray
+    target: np.ndarray
+    span: np.ndarray
+    n_bytes: int
+    doc: int
+
+
+def aligned_record(scene: Any, core_len: int, text_len: int, bos: int, eos: int) -> tuple[
+        AlignedRecord, bool]:
+    """(record, was_cut) for one Scene of the shards."""
+    core = np.asarray(scene.core, dtype=np.int64)
+    text = np.asarray(scene.text, dtype=np.int64)
+    span = np.asarray(scene.span, dtype=np.int64)
+    if len(core) == 0:
+        raise DataConfigError(f"record of document {scene.doc} has no hyperphrase units")
+    if len(text) != len(span):
+        raise DataConfigError(f"record of document {scene.doc}: {len(text)} text tokens but "
+                              f"{len(span)} span ids (the shard's alignment is broken)")
+    if len(span) and (span.max() >= len(core) or np.any(np.diff(span) < 0)):
+        raise DataConfigError(f"record of document {scene.doc}: span ids {span[:16].tolist()}... "
+                              f"must be non-decreasing unit indices < {len(core)}")
+    k, cut = len(core), False
+    if k > core_len:
+        k, cut = core_len, True
+    m = int(np.searchsorted(span, k, side="left"))  # tokens aligned to the kept units
+    if m > text_len - 1:
+        m, cut = text_len - 1, True
+        k = max(1, int(span[m - 1]) + 1) if m else 1
+    n_bytes = int(scene.n_bytes) if not cut else int(np.asarray(scene.core_bytes[:k]).sum())
+    text = text[:m]
+    target_span = np.concatenate([span[:m], [k - 1]]).astype(np.int64)
+    return AlignedRecord(core=core[:k], text_in=np.concatenate([[bos], text]).astype(np.int64),
+                         target=np.concatenate([text, [eos]]).astype(np.int64),
+                         span=target_span, n_bytes=n_bytes, doc=int(scene.doc)), cut
+
+
+class AlignPacks(Dataset):
+    """The rows of one split: greedy packing of records in order, each row a list of records."""
+
+    def __init__(self, shards: Any, core_len: int, text_len: int, bos: int, eos: int,
+                 limit_records: int | None = None):
+        self.shards = shards
+        self.core_len, self.text_len, self.bos, self.eos = core_len, text_len, bos, eos
+        n = len(shards) if limit_records is None else min(len(shards), limit_records)
+        units, tokens = shards.lengths()
+        self.rows: list[list[int]] = []
+        row: list[int] = []
+        used_core = used_text = 0
+        self.truncated = 0
+        for i in range(n):
+            u = min(int(units[i]), core_len)
+            t = min(int(tokens[i]) + 1, text_len)
+            self.truncated += int(units[i] > core_len or tokens[i] + 1 > text_len)
+            if row and (used_core + u > core_len or used_text + t > text_len):
+                self.rows.append(row)
+                row, used_core, used_text = [], 0, 0
+            row.append(i)
+            used_core += u
+            used_text += t
+        if row:
+            self.rows.append(row)
+        if not self.rows:
+            raise DataConfigError(f"{getattr(shards, 'corpus_dir', '?')} [{shards.split}]: "
+                                  "no records to align")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> list[AlignedRecord]:
+        return [aligned_record(self.shards[j], self.core_len, self.text_len, self.bos,
+                               self.eos)[0] for j in self.rows[i]]
+
+
+def collate_aligned(rows: list[list[AlignedRecord]]) -> dict[str, Any]:
+    """Pad rows into one batch: core ids/docs, text input/target, the Alignment, bytes."""
+    local_rows = []
+    for row in rows:  # renumber documents 0.. per row: ids must not reappear after another doc
+        docs, out = {}, []
+        for rec in row:
+            if not out or rec.doc != out[-1][1]:
+                docs[len(docs)] = rec.doc
+            out.append((rec, len(docs) - 1))
+        local_rows.append(out)
+    alignment = pack_alignment([[SceneSpans(len(r.core), r.span.tolist(), d) for r, d in row]
+                                for row in local_rows])
+    B, T = alignment.text_span.shape
+    S = alignment.core_scene.shape[1]
+    core = torch.zeros(B, S, dtype=torch.int64)
+    text_in = torch.zeros(B, T, dtype=torch.int64)
+    target = torch.full((B, T), IGNORE, dtype=torch.int64)
+    text_bytes = torch.zeros(B, dtype=torch.int64)
+    for b, row in enumerate(local_rows):
+        core_row = np.concatenate([r.core for r, _ in row])
+        core[b, : len(core_row)] = torch.from_numpy(core_row)
+        ti = np.concatenate([r.text_in for r, _ in row])
+        text_in[b, : len(ti)] = torch.from_numpy(ti)
+        target[b, : len(ti)] = torch.from_numpy(np.concatenate([r.target for r, _ in row]))
+        text_bytes[b] = sum(r.n_bytes for r, _ in row)
+    return {"core_ids": core, "text_ids": text_in, "targets": target, "alignment": alignment,
+            "text_bytes": text_bytes}
+
+
+class AlignTrainBatches(IterableDataset):
+    """Endless batches; batch j = rows [j*B, (j+1)*B) of a seeded permutation per pass (so a
+    resumed run continues with the batch it would have seen)."""
+
+    def __init__(self, packs: AlignPacks, batch_size: int, seed: int, start_batch: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        self.packs, self.batch_size, self.seed = packs, batch_size, seed
+        self.start_batch, self.rank, self.world_size = start_batch, rank, world_size
+
+    def row(self, sample: int) -> int:
+        n = len(self.packs)
+        perm = np.random.default_rng([self.seed, sample // n]).permutation(n)
+        return int(perm[sample % n])
+
+    def batch(self, j: int) -> dict[str, Any]:
+        first = (j * self.world_size + self.rank) * self.batch_size
+        return collate_aligned([self.packs[self.row(first + b)] for b in range(self.batch_size)])
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        j = self.start_batch + worker
+        while True:
+            yield self.batch(j)
+            j += workers
+
+
+class AlignDataModule(L.LightningDataModule):
+    """Train/val loaders of aligned (hyperphrase, text) rows for the decoder."""
+
+    def __init__(self, corpus_dir: str, core_len: int, text_len: int, batch_size: int,
+                 seed: int = 1234, num_workers: int = 0, val_max_batches: int | None = None,
+                 lexicon: str | None = None, core_vocab_size: int | None = None,
+                 text_vocab_size: int | None = None):
+        super().__init__()
+        self.corpus_dir, self.core_len, self.text_len = str(corpus_dir), core_len, text_len
+        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+        self.val_max_batches = val_max_batches
+        self.expected_fingerprint = resolve_expected_fingerprint(lexicon)
+        self.core_vocab_size, self.text_vocab_size = core_vocab_size, text_vocab_size
+        self.train_packs: AlignPacks | None = None
+        self.val_packs: AlignPacks | None = None
+        self.lexicon_fingerprint: str | None = None
+        self.manifest: dict = {}
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> AlignDataModule:
+        d = cfg.data
+        return cls(corpus_dir=d.dir, core_len=d.seq_len, text_len=cfg.decoder.max_seq_len,
+                   batch_size=d.batch_size, seed=d.seed, num_workers=d.num_workers,
+                   val_max_batches=d.val_max_batches, lexicon=d.lexicon,
+                   core_vocab_size=cfg.model.vocab_size, text_vocab_size=cfg.decoder.vocab_size)
+
+    def prepare(self) -> AlignDataModule:
+        if self.train_packs is not None:
+            return self
+        train = open_shards(self.corpus_dir, "train", self.expected_fingerprint)
+        val = open_shards(self.corpus_dir, "val", train.lexicon_fingerprint)
+        if self.core_vocab_size is not None and train.core_vocab_size > self.core_vocab_size:
+            raise DataConfigError(f"model.vocab_size={self.core_vocab_size} is smaller than the "
+                                  f"lexicon's {train.core_vocab_size} symbols ({self.corpus_dir})")
+        if self.text_vocab_size is not None and train.text_vocab_size > self.text_vocab_size:
+            raise DataConfigError(f"decoder.vocab_size={self.text_vocab_size} is smaller than "
+                                  f"the text tokenizer's {train.text_vocab_size} tokens "
+                                  f"({self.corpus_dir}/tokenizer.json)")
+        self.lexicon_fingerprint = train.lexicon_fingerprint
+        self.manifest = dict(train.manifest)
+        special = self.manifest.get("tokenizer", {}).get("special", {})
+        bos, eos = int(special.get("bos", 1)), int(special.get("eos", 2))
+        self.train_packs = AlignPacks(train, self.core_len, self.text_len, bos, eos)
+        self.val_packs = AlignPacks(val, self.core_len, self.text_len, bos, eos)
+        return self
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare()
+
+    def train_dataloader(self) -> DataLoader:
+        self.prepare()
+        start, rank, world = 0, 0, 1
+        if self.trainer is not None:
+            start = self.trainer.global_step * self.trainer.accumulate_grad_batches
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        return DataLoader(AlignTrainBatches(self.train_packs, self.batch_size, self.seed, start,
+                                            rank, world),
+                          batch_size=None, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        self.prepare()
+        packs: Dataset = self.val_packs
+        if self.val_max_batches is not None:
+            packs = torch.utils.data.Subset(
+                packs, range(min(len(packs), self.val_max_batches * self.batch_size)))
+        return DataLoader(packs, batch_size=self.batch_size, shuffle=False,
+                          num_workers=self.num_workers, collate_fn=collate_aligned)

@@ -1,0 +1,146 @@
+"""Parallelism applied to the plain core from outside the model code (torchtitan's order).
+
+    parallelize_core(core, mesh, activation_checkpointing="full", compile=False,
+                     param_dtype="bfloat16", reduce_dtype="float32")
+
+Per block, in this order: tensor parallelism (when the mesh's "tensor_parallel" dimension is
+larger than 1), activation checkpointing (none | full | selective), torch.compile, and
+``fully_shard`` over the "data_parallel" dimension; then ``fully_shard`` of the root (embedding,
+final norm, output head). The model may live on ``meta``: nothing here allocates, and
+``materialize_core`` then gives each rank its own shard and initialises it in place, so a 70B
+core never exists whole in one process.
+
+The mesh is Lightning's ``ModelParallelStrategy.device_mesh`` (dims "data_parallel" and
+"tensor_parallel"), or any ``DeviceMesh`` with those names.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+AC_POLICIES = ("none", "full", "selective")
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+# Selective checkpointing keeps what is expensive to recompute (matmul and attention outputs)
+# and recomputes the cheap element-wise work (norms, RoPE, SiLU·mul): the policy the planner's
+# memory model assumes for "selective" (dualmind.plan.memory).
+_SAVED_OPS = {
+    torch.ops.aten.mm.default,
+    torch.ops.aten.addmm.default,
+    torch.ops.aten.bmm.default,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default,
+    torch.ops.aten._scaled_dot_product_efficient_attention.default,
+    torch.ops.aten._scaled_dot_product_flash_attention.default,
+    torch.ops.aten._scaled_dot_product_cudnn_attention.default,
+}
+
+
+class ParallelConfigError(ValueError):
+    """A parallelism setting that cannot be applied; the message names the key."""
+
+
+def dtype_of(name: str | None, key: str) -> torch.dtype | None:
+    if name is None:
+        return None
+    if name not in DTYPES:
+        raise ParallelConfigError(f"{key}={name!r}: expected one of {sorted(DTYPES)} or null")
+    return DTYPES[name]
+
+
+def _selective_context():
+    from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
+
+    def policy(ctx, op, *args, **kwargs):
+        return CheckpointPolicy.MUST_SAVE if op in _SAVED_OPS else CheckpointPolicy.PREFER_RECOMPUTE
+
+    return create_selective_checkpoint_contexts(policy)
+
+
+def apply_activation_checkpointing(block: nn.Module, policy: str) -> None:
+    """Recompute the block's activations in backward. The block's forward is replaced on the
+    instance rather than wrapped in another module, so parameter names (and with them every
+    checkpoint) are the same whatever the policy."""
+    if policy not in AC_POLICIES:
+        raise ParallelConfigError(
+            f"strategy.activation_checkpointing={policy!r}: expected one of {AC_POLICIES}"
+        )
+    if policy == "none":
+        return
+    from torch.utils.checkpoint import checkpoint
+
+    inner = block.forward
+    kwargs = {"context_fn": _selective_context} if policy == "selective" else {}
+
+    def forward(*args, **kw):
+        return checkpoint(inner, *args, use_reentrant=False, **kw, **kwargs)
+
+    block.forward = forward
+
+
+# Megatron-style split of one block: q/k/v and w1/w3 by output columns (each rank holds a share of
+# the heads and of the SwiGLU width), wo and w2 by input rows, so one all-reduce per sub-layer.
+def _tensor_parallel_plan() -> dict:
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
+
+    return {
+        "attention.wq": ColwiseParallel(),
+        "attention.wk": ColwiseParallel(),
+        "attention.wv": ColwiseParallel(),
+        "attention.wo": RowwiseParallel(),
+        "feed_forward.w1": ColwiseParallel(),
+        "feed_forward.w3": ColwiseParallel(),
+        "feed_forward.w2": RowwiseParallel(),
+    }
+
+
+def parallelize_core(
+    core: nn.Module,
+    mesh,
+    *,
+    activation_checkpointing: str = "none",
+    compile: bool = False,
+    param_dtype: str | None = "bfloat16",
+    reduce_dtype: str | None = "float32",
+) -> nn.Module:
+    """Shard ``core`` (a HyperCore: ``core.layers`` are its blocks) in place; returns it."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    names = mesh.mesh_dim_names or ()
+    dp_mesh = mesh["data_parallel"] if "data_parallel" in names else mesh
+    tp_mesh = mesh["tensor_parallel"] if "tensor_parallel" in names else None
+    mp = MixedPrecisionPolicy(
+        param_dtype=dtype_of(param_dtype, "strategy.param_dtype"),
+        reduce_dtype=dtype_of(reduce_dtype, "strategy.reduce_dtype"),
+    )
+    if tp_mesh is not None and tp_mesh.size() > 1:
+        from torch.distributed.tensor.parallel import parallelize_module
+
+        cfg = core.cfg
+        for n, what in ((cfg.n_heads, "n_heads"), (cfg.n_kv_heads, "n_kv_heads")):
+            if n % tp_mesh.size():
+                raise ParallelConfigError(
+                    f"strategy.tensor_parallel_size={tp_mesh.size()} "
+                    f"does not divide model.{what}={n}"
+                )
+        for block in core.layers:
+            parallelize_module(block, tp_mesh, _tensor_parallel_plan())
+    for i, block in enumerate(core.layers):
+        apply_activation_checkpointing(block, activation_checkpointing)
+        if compile:
+            block.compile()
+        # The last block's parameters are needed at once by backward: no point resharding them.
+        fully_shard(block, mesh=dp_mesh, mp_policy=mp,
+                    reshard_after_forward=i < len(core.layers) - 1)
+    fully_shard(core, mesh=dp_mesh, mp_policy=mp)
+    return core
+
+
+def materialize_core(core: nn.Module, device: torch.device | str) -> None:
+    """Allocate the (sharded) parameters of a core built on meta on ``device`` and initialise
+    them with the core's own ``init_weights``; each rank draws only its own shard."""
+    if not any(p.is_meta for p in core.parameters()):
+        return
+    core.to_empty(device=device)
+    with torch.no_grad():
+        core.init_weights()

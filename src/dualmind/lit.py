@@ -83,7 +83,12 @@ class DualMindModule(L.LightningModule):
         self.stage = cfg["stage"]
         self.lexicon_fingerprint = lexicon_fingerprint
         self.core_config = CoreConfig.from_dict(cfg["model"], source="cfg.model")
-        self.core = HyperCore(self.core_config)
+        self.strategy_cfg = cfg.get("strategy", {})
+        self.sharded = self.strategy_cfg.get("name") == "fsdp2"
+        # fsdp2: built on meta, sharded and materialised rank-locally in configure_model, so a
+        # 70B core never exists whole in one process.
+        with torch.device("meta") if self.sharded else torch.device("cpu"):
+            self.core = HyperCore(self.core_config)
         self.decoder = None
         if self.stage == "align":
             self._build_align(cfg)
@@ -103,6 +108,24 @@ class DualMindModule(L.LightningModule):
         self._t_batch: float | None = None
         self._flops_total = 0.0
         self._grad_norm: torch.Tensor | None = None
+
+    def configure_model(self) -> None:
+        """fsdp2 only: shard the plain core over Lightning's device mesh (dualmind.parallel),
+        then allocate and initialise each rank's shard. Other strategies keep the eager core."""
+        if not self.sharded or not any(p.is_meta for p in self.core.parameters()):
+            return
+        from dualmind.parallel import materialize_core, parallelize_core
+
+        s = self.strategy_cfg
+        parallelize_core(
+            self.core,
+            self.device_mesh,
+            activation_checkpointing=s.get("activation_checkpointing", "none"),
+            compile=bool(s.get("compile", False)),
+            param_dtype=s.get("param_dtype"),
+            reduce_dtype=s.get("reduce_dtype"),
+        )
+        materialize_core(self.core, self.trainer.strategy.root_device)
 
     # ---- stages ---------------------------------------------------------------------------------
 
@@ -289,7 +312,9 @@ class DualMindModule(L.LightningModule):
         if gradient_clip_algorithm == "value":
             torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
         else:
-            self._grad_norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+            norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+            # FSDP2: the norm of sharded gradients is a DTensor; log the plain global value.
+            self._grad_norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
     # ---- checkpoints ----------------------------------------------------------------------------
 

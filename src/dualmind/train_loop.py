@@ -109,10 +109,33 @@ def _strategy(cfg: DictConfig) -> Any:
         return "auto"
     if name == "ddp":
         return "ddp"
-    raise NotImplementedError(
-        "strategy=fsdp2 composes (for planning and dry runs) but training with it arrives with the "
-        "scale-out issue (#5); use strategy=single or strategy=ddp"
-    )
+    if name == "fsdp2":
+        return _fsdp2_strategy(cfg)
+    raise TrainingError(f"strategy.name={name!r}: expected single, ddp or fsdp2")
+
+
+def _fsdp2_strategy(cfg: DictConfig) -> Any:
+    """Lightning's ModelParallelStrategy: a (data_parallel x tensor_parallel) device mesh;
+    DualMindModule.configure_model applies fully_shard (dualmind.parallel) over it."""
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
+    s, t = cfg.strategy, cfg.trainer
+    tp = int(s.tensor_parallel_size)
+    dp = s.data_parallel_size
+    if dp == "auto":
+        if not isinstance(t.devices, int):
+            raise TrainingError(
+                f"strategy.data_parallel_size=auto needs an integer trainer.devices, "
+                f"got {t.devices!r}: set both"
+            )
+        world = t.devices * t.num_nodes
+        if world % tp:
+            raise TrainingError(
+                f"strategy.tensor_parallel_size={tp} does not divide the world size "
+                f"{world} (trainer.devices x trainer.num_nodes)"
+            )
+        dp = world // tp
+    return ModelParallelStrategy(data_parallel_size=int(dp), tensor_parallel_size=tp)
 
 
 def _ckpt_lexicon(path: Path) -> dict:

@@ -1,0 +1,68 @@
+"""`dualmind eval`: system bits per byte = core part + decoder part, on held-out text."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pytest
+
+from dualmind.config import compose
+from dualmind.evaluate import add_arguments, chrf, evaluate, run, word_accuracy
+from test_train_align import align_overrides
+from test_train_align import core_checkpoint as core_checkpoint  # noqa: F401 - fixture
+from test_train_support import tiny_corpus
+
+
+@pytest.fixture(scope="module")
+def align_checkpoint(tmp_path_factory, core_checkpoint):  # noqa: F811
+    from dualmind.train_loop import run as train_run
+
+    run_dir = tmp_path_factory.mktemp("align")
+    result = train_run(compose(align_overrides(run_dir, core_checkpoint, "trainer.max_steps=2",
+                                               "trainer.val_check_interval=2",
+                                               "trainer.precision=32-true")))
+    return result.last_checkpoint
+
+
+def test_system_bits_per_byte_is_the_sum_of_its_parts(align_checkpoint):
+    report = evaluate(align_checkpoint, tiny_corpus(), "val", max_records=12, scenes=2)
+    b = report.bits
+    assert b.records == 12 and b.text_bytes > 0
+    assert b.core_positions > 0 and b.text_positions > b.records  # + one EOS per record
+    for v in (b.core_bpb, b.decoder_bpb, b.system_bpb):
+        assert math.isfinite(v) and v > 0
+    assert b.system_bpb == pytest.approx(b.core_bpb + b.decoder_bpb, rel=1e-9)
+    assert set(report.flops_per_byte) == {"core_forward", "core_train", "decoder_forward",
+                                          "decoder_train"}
+    assert all(math.isfinite(v) and v > 0 for v in report.flops_per_byte.values())
+    assert report.flops_per_byte["core_train"] == pytest.approx(
+        3 * report.flops_per_byte["core_forward"], rel=0.2)
+    assert len(report.renderings) == 2
+    assert all(0 <= r.chrf <= 100 and 0 <= r.word_accuracy <= 1 for r in report.renderings)
+    assert report.renderings[0].original  # the reference text is really there
+    assert "system bits/byte" in report.summary()
+
+
+def test_eval_command_writes_json(align_checkpoint, tmp_path, capsys):
+    import json
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    out = tmp_path / "eval.json"
+    args = parser.parse_args([str(align_checkpoint), "--data", str(tiny_corpus()),
+                              "--max-records", "4", "--scenes", "1", "--json", str(out)])
+    assert run(args) == 0
+    data = json.loads(out.read_text())
+    assert data["system_bpb"] == pytest.approx(data["core_bpb"] + data["decoder_bpb"])
+    assert "rendered" in capsys.readouterr().out
+    bad = parser.parse_args([str(tmp_path / "nope.ckpt"), "--data", str(tiny_corpus())])
+    assert run(bad) == 2
+
+
+def test_reconstruction_metrics():
+    assert chrf("the cat sat", "the cat sat") == pytest.approx(100.0)
+    assert chrf("xyz", "the cat sat") == 0.0
+    assert 0 < chrf("the cat", "the cat sat") < 100
+    assert word_accuracy("the cat sat", "the cat sat") == 1.0
+    assert word_accuracy("the dog sat", "the cat sat") == pytest.approx(2 / 3)

@@ -35,6 +35,13 @@ def main(cfg: DictConfig) -> float:
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
         logger.propagate = True
+    if cfg.trainer.dry_run:
+        from dualmind.dry_run import main as dry_run
+
+        code = dry_run(cfg)
+        if code:
+            sys.exit(code)
+        return None
     try:
         result = run(cfg)
     except (TrainingError, ConfigError, DataConfigError, NonFiniteLossError) as err:

@@ -97,6 +97,7 @@ class TrainerConfig:
     checkpoint_every_n_steps: int = 100
     loggers: list = field(default_factory=lambda: ["csv", "tensorboard"])
     num_threads: int | None = None
+    dry_run: bool = False
 
 
 @dataclass
@@ -143,7 +144,7 @@ TOP_LEVEL_KEYS = {
     "align",
     *GROUP_SCHEMAS,
 }
-STAGES = ("core", "align")
+STAGES = ("core", "align", "lm")
 ACTIVATION_CHECKPOINTING = ("none", "full", "selective")
 STRATEGIES = ("single", "ddp", "fsdp2")
 

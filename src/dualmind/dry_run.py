@@ -1,0 +1,163 @@
+"""`python train.py recipe=core_70b trainer.dry_run=true`: check a large run before it starts.
+
+Builds the configured core on ``meta`` (no memory), applies the same sharding as training
+(dualmind.parallel: fully_shard per block, then the root) over a *fake* process group of the
+configured world size, and reads each rank's shard off the sharded parameters. The memory split
+comes from the planner's model (dualmind.plan.memory.fsdp_memory): one source of truth for what
+a GPU holds. Refuses (DryRunError) a plan that does not fit the configured GPU memory.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from dualmind.plan.memory import MemoryEstimate, fsdp_memory
+from dualmind.plan.shape import from_core_config
+from dualmind.plan.units import human_count, human_gib
+
+# Lightning precision -> the planner's bytes-per-parameter policy (see dualmind.plan.memory).
+PRECISION_POLICY = {"bf16-true": "bf16-true", "bf16-mixed": "fp32-master",
+                    "32-true": "fp32-master", "16-mixed": "fp32-master"}
+
+
+class DryRunError(RuntimeError):
+    """The configured plan does not fit, or cannot be dry-run; the message says by how much."""
+
+
+@dataclass
+class DryRun:
+    name: str
+    world_size: int
+    data_parallel: int
+    tensor_parallel: int
+    params: int
+    shard_params: int  # parameters held by the largest shard (rank 0; padding goes last)
+    memory: MemoryEstimate
+    hbm_bytes: float
+    tokens_per_step: int
+    flops_per_step: float
+    build_s: float
+
+    def report(self) -> str:
+        m = self.memory
+        lines = [
+            f"dry run: {self.name} on {self.world_size} GPUs "
+            f"(data parallel {self.data_parallel} x tensor parallel {self.tensor_parallel}), "
+            f"built on meta and sharded in {self.build_s:.2f} s, nothing allocated",
+            f"  parameters            {self.params:,} ({human_count(self.params)})",
+            f"  per-rank shard        {self.shard_params:,} parameters",
+            f"  precision policy      {m.precision} ({m.bytes_per_param_sharded} B/param: "
+            f"weights + grads + AdamW, sharded)",
+            f"  per GPU  model state  {human_gib(m.model_state_per_gpu)}"
+            "  (params + grads + optimizer, sharded)",
+            f"           working set  {human_gib(m.working_set)}"
+            "  (gathered blocks, their grads, root)",
+            f"           activations  {human_gib(m.activations)}"
+            f"  (checkpointing={m.checkpointing}, {m.micro_batch} x {m.seq_len} symbols)",
+            f"           logits       {human_gib(m.logits)}",
+            f"           total        {human_gib(m.per_gpu)} of {human_gib(m.usable_hbm)} usable "
+            f"({human_gib(self.hbm_bytes)} HBM less headroom)",
+            f"  tokens per step       {self.tokens_per_step:,}",
+            f"  FLOPs per step        {self.flops_per_step:.3e}",
+        ]
+        if m.min_gpus is not None:
+            lines.append(f"  fits from             {m.min_gpus_nodes_of_8} GPUs (nodes of 8)")
+        lines.append("  verdict               " + ("fits" if m.fits else "DOES NOT FIT"))
+        return "\n".join(lines)
+
+    def shortfall(self) -> str:
+        m = self.memory
+        over = m.per_gpu - m.usable_hbm
+        where = (f"it fits from {m.min_gpus_nodes_of_8} GPUs" if m.min_gpus is not None
+                 else "no GPU count fixes it (the unsharded part alone is too big)")
+        return (f"{self.name}: needs {human_gib(m.per_gpu)} per GPU but "
+                f"strategy.device_memory_gib={self.hbm_bytes / 2**30:g} leaves "
+                f"{human_gib(m.usable_hbm)} usable: over by {human_gib(over)}; {where}, or lower "
+                f"data.batch_size / data.seq_len, or use strategy.activation_checkpointing=full")
+
+
+def _sharded_on_meta(core, world: int, tp: int) -> int:
+    """fully_shard the meta core over a fake process group of ``world`` ranks (this process is
+    rank 0) and return rank 0's parameter count."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    from dualmind.parallel import parallelize_core
+
+    if dist.is_initialized():
+        raise DryRunError("trainer.dry_run=true runs in one process: start it without torchrun")
+    dist.init_process_group("fake", rank=0, world_size=world, store=FakeStore())
+    try:
+        mesh = init_device_mesh("cpu", (world // tp, tp),
+                                mesh_dim_names=("data_parallel", "tensor_parallel"))
+        parallelize_core(core, mesh)
+        return sum(p.to_local().numel() for p in core.parameters())
+    finally:
+        dist.destroy_process_group()
+
+
+def dry_run(cfg: DictConfig) -> DryRun:
+    """Build, shard and size the configured run; raises DryRunError if it does not fit."""
+    import torch
+
+    from dualmind.model.config import CoreConfig
+    from dualmind.model.core import HyperCore
+
+    t, s = cfg.trainer, cfg.strategy
+    if not isinstance(t.devices, int):
+        raise DryRunError(f"trainer.devices={t.devices!r}: a dry run needs a GPU count per node")
+    world = t.devices * t.num_nodes
+    tp = int(s.get("tensor_parallel_size", 1) or 1)
+    if world % tp:
+        raise DryRunError(f"strategy.tensor_parallel_size={tp} does not divide {world} GPUs")
+    if s.get("device_memory_gib") is None:
+        raise DryRunError("strategy.device_memory_gib is not set: the dry run needs the GPU memory")
+    model_cfg = CoreConfig.from_dict(dict(cfg.model), source="cfg.model")
+    start = time.perf_counter()
+    with torch.device("meta"):
+        core = HyperCore(model_cfg)
+    params = sum(p.numel() for p in core.parameters())
+    shard = _sharded_on_meta(core, world, tp) if s.name == "fsdp2" else params
+    build_s = time.perf_counter() - start
+
+    seq_len, micro = int(cfg.data.seq_len), int(cfg.data.batch_size)
+    precision = PRECISION_POLICY.get(str(t.precision))
+    if precision is None:
+        raise DryRunError(f"trainer.precision={t.precision!r}: expected one of "
+                          f"{sorted(PRECISION_POLICY)}")
+    hbm = float(s.device_memory_gib) * 2**30
+    # Tensor parallelism splits each block's state and activations by tp; the planner's model
+    # is pure FSDP, so at tp > 1 this figure is an upper bound.
+    memory = fsdp_memory(from_core_config(model_cfg, cfg.name), world, hbm, micro, seq_len,
+                         checkpointing=s.activation_checkpointing, precision=precision)
+    dp = world // tp
+    tokens = micro * seq_len * dp * int(t.accumulate_grad_batches)
+    result = DryRun(
+        name=cfg.name, world_size=world, data_parallel=dp, tensor_parallel=tp, params=params,
+        shard_params=shard, memory=memory, hbm_bytes=hbm, tokens_per_step=tokens,
+        flops_per_step=model_cfg.flops_per_token(seq_len) * tokens, build_s=build_s,
+    )
+    return result
+
+
+def main(cfg: DictConfig) -> int:
+    """train.py's dry-run path: print the report; exit 2 with the shortfall if it does not fit."""
+    import sys
+
+    from dualmind.config import ConfigError, validate
+
+    try:
+        validate(cfg)
+        result = dry_run(cfg)
+    except (ConfigError, DryRunError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(result.report())
+    if not result.memory.fits:
+        print(f"error: {result.shortfall()}", file=sys.stderr)
+        return 2
+    return 0

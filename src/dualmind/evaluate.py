@@ -97,9 +97,14 @@ class EvalReport:
 
     def summary(self) -> str:
         b = self.bits
-        lines = [f"{self.split}: {b.records} records, {b.text_bytes} bytes of text"
-                 + (f" ({b.truncated} records cut to fit a row)" if b.truncated else ""),
-                 f"  system bits/byte  {b.system_bpb:.4f}",
+        head = [f"{self.split}: {b.records} records, {b.text_bytes} bytes of text"
+                + (f" ({b.truncated} records cut to fit a row)" if b.truncated else "")]
+        if b.core_positions == 0:  # the BPE baseline: one model, no core part
+            return "\n".join(head + [f"  BPE LM bits/byte  {b.system_bpb:.4f}  "
+                                     f"({b.text_positions} positions)"]
+                             + [f"  FLOPs/byte {k:<18} {v:.4g}"
+                                for k, v in self.flops_per_byte.items()])
+        lines = [*head, f"  system bits/byte  {b.system_bpb:.4f}",
                  f"    core  (hyperphrase)   {b.core_bpb:.4f}  ({b.core_positions} positions)",
                  f"    decoder (text | core) {b.decoder_bpb:.4f}  ({b.text_positions} positions)"]
         for k, v in self.flops_per_byte.items():
@@ -203,13 +208,13 @@ def score_split(core, decoder, corpus_dir: str | Path, split: str = "val",
                 max_records: int | None = None, batch_size: int = 4,
                 mask_mode: str = "render", expect_lexicon: str | None = None) -> SystemBits:
     from dualmind.align import decoder_nll
-    from dualmind.data.align_datamodule import AlignPacks, collate_aligned
+    from dualmind.data.align_datamodule import NO_LIMIT, AlignPacks, collate_aligned
     from dualmind.data.datamodule import open_shards
 
     shards = open_shards(corpus_dir, split, expect_lexicon)
     special = shards.manifest.get("tokenizer", {}).get("special", {})
     text_len = decoder.cfg.max_seq_len if decoder is not None else core.cfg.max_seq_len
-    core_len = core.cfg.max_seq_len
+    core_len = core.cfg.max_seq_len if decoder is not None else NO_LIMIT
     packs = AlignPacks(shards, core_len, text_len, int(special.get("bos", 1)),
                        int(special.get("eos", 2)), limit_records=max_records)
     bits = SystemBits(truncated=packs.truncated)

@@ -1,6 +1,7 @@
 """The one LightningModule of dualmind: `stage` decides what trains.
 
 stage=core   next-symbol prediction on packed hyperphrase sequences (this module, issue 3).
+stage=lm     the BPE baseline: the same model class over the decoder's text tokens, no core.
 stage=align  the language decoder against a frozen core (issue 4, :mod:`dualmind.align`): the
              core is loaded from `core.checkpoint` and frozen, only the decoder trains, and
              "symbols" below are text tokens, bpb the decoder's bits per byte of the text. The
@@ -95,8 +96,7 @@ class DualMindModule(L.LightningModule):
         if self.stage not in self.STAGE_STEPS:
             raise NotImplementedError(
                 f"stage={self.stage!r} is not implemented yet "
-                f"(available: {sorted(self.STAGE_STEPS)}; "
-                f"stage=align arrives with the language decoder, issue 4)"
+                f"(available: {sorted(self.STAGE_STEPS)})"
             )
         seq_len = cfg["data"]["seq_len"]
         self.symbols_per_batch = cfg["data"]["batch_size"] * seq_len
@@ -129,7 +129,7 @@ class DualMindModule(L.LightningModule):
 
     # ---- stages ---------------------------------------------------------------------------------
 
-    STAGE_STEPS = {"core": "_core_step", "align": "_align_step"}
+    STAGE_STEPS = {"core": "_core_step", "align": "_align_step", "lm": "_lm_step"}
 
     def _step(self, batch: dict[str, torch.Tensor]) -> StepCounts:
         return getattr(self, self.STAGE_STEPS[self.stage])(batch)
@@ -174,6 +174,18 @@ class DualMindModule(L.LightningModule):
         states, _ = core_states(self.core, batch)
         nll, tokens = decoder_nll(self.decoder, states, batch, self.mask_mode)
         return StepCounts(nll, tokens, batch["text_bytes"].sum())
+
+    def _lm_step(self, batch: dict) -> StepCounts:
+        """stage=lm, the BPE baseline (recipe=baseline_bpe_mini): the same model class as the core,
+        read over the decoder's text tokens of the aligned rows, no core states anywhere."""
+        from dualmind.align import core_doc_ids
+        from dualmind.data.align_datamodule import IGNORE
+
+        out = self.core(batch["text_ids"], doc_ids=core_doc_ids(batch["alignment"].text_doc))
+        targets = batch["targets"]
+        nll = F.cross_entropy(out.logits.float().flatten(0, 1), targets.flatten(),
+                              ignore_index=IGNORE, reduction="sum")
+        return StepCounts(nll, (targets != IGNORE).sum(), batch["text_bytes"].sum())
 
     def _core_step(self, batch: dict[str, torch.Tensor]) -> StepCounts:
         out = self.core(batch["ids"], doc_ids=batch["doc_ids"])

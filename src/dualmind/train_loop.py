@@ -290,7 +290,7 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     run_dir = resolve_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    if cfg.stage == "align":  # (hyperphrase, text) rows for the decoder, core frozen
+    if cfg.stage in ("align", "lm"):  # (hyperphrase, text) rows; lm reads only the text
         from dualmind.data.align_datamodule import AlignDataModule
 
         datamodule = AlignDataModule.from_config(cfg)

@@ -31,6 +31,7 @@ from dualmind.data.datamodule import DataConfigError, open_shards, resolve_expec
 from dualmind.model.masks import SceneSpans, pack_alignment
 
 IGNORE = -100  # target of padding positions (F.cross_entropy's ignore_index)
+NO_LIMIT = 1 << 40  # core_len of text-only rows (the BPE baseline reads no core symbols)
 
 
 @dataclass
@@ -188,6 +189,11 @@ class AlignDataModule(L.LightningDataModule):
     @classmethod
     def from_config(cls, cfg: Any) -> AlignDataModule:
         d = cfg.data
+        if cfg.stage == "lm":  # the BPE baseline: rows of data.seq_len text tokens, the model's
+            return cls(corpus_dir=d.dir, core_len=NO_LIMIT, text_len=d.seq_len,  # vocab is text
+                       batch_size=d.batch_size, seed=d.seed, num_workers=d.num_workers,
+                       val_max_batches=d.val_max_batches, lexicon=d.lexicon,
+                       core_vocab_size=None, text_vocab_size=cfg.model.vocab_size)
         return cls(corpus_dir=d.dir, core_len=d.seq_len, text_len=cfg.decoder.max_seq_len,
                    batch_size=d.batch_size, seed=d.seed, num_workers=d.num_workers,
                    val_max_batches=d.val_max_batches, lexicon=d.lexicon,

@@ -26,7 +26,8 @@ def align_checkpoint(tmp_path_factory, core_checkpoint):  # noqa: F811
 
 
 def test_system_bits_per_byte_is_the_sum_of_its_parts(align_checkpoint):
-    report = evaluate(align_checkpoint, tiny_corpus(), "val", max_records=12, scenes=2)
+    report = evaluate(align_checkpoint, tiny_corpus(), "val", max_records=12, scenes=2,
+                      max_new_tokens=24)
     b = report.bits
     assert b.records == 12 and b.text_bytes > 0
     assert b.core_positions > 0 and b.text_positions > b.records  # + one EOS per record
@@ -51,13 +52,24 @@ def test_eval_command_writes_json(align_checkpoint, tmp_path, capsys):
     add_arguments(parser)
     out = tmp_path / "eval.json"
     args = parser.parse_args([str(align_checkpoint), "--data", str(tiny_corpus()),
-                              "--max-records", "4", "--scenes", "1", "--json", str(out)])
+                              "--max-records", "4", "--scenes", "1",
+                              "--max-new-tokens", "16", "--json", str(out)])
     assert run(args) == 0
     data = json.loads(out.read_text())
     assert data["system_bpb"] == pytest.approx(data["core_bpb"] + data["decoder_bpb"])
     assert "rendered" in capsys.readouterr().out
     bad = parser.parse_args([str(tmp_path / "nope.ckpt"), "--data", str(tiny_corpus())])
     assert run(bad) == 2
+
+
+def test_show_scenes_for_the_demo(align_checkpoint):
+    from dualmind.evaluate import show_scenes
+
+    text = show_scenes(align_checkpoint, tiny_corpus(), scenes=2,
+                       lexicon_dir=tiny_corpus().parent / "lexicon", max_new_tokens=16)
+    assert text.count("--- held-out scene") == 2
+    assert text.count("original    :") == text.count("decoder     :") == 2
+    assert "·" in text  # glossed with the lexicon
 
 
 def test_reconstruction_metrics():

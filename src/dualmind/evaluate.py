@@ -278,8 +278,11 @@ def flops_per_byte(core, decoder, bits: SystemBits) -> dict[str, float]:
 
 
 def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", scenes: int = 3,
-                  lexicon_dir: str | Path | None = None) -> list[Rendering]:
-    """Greedy decoder rendering of the first `scenes` records, each read from its own states."""
+                  lexicon_dir: str | Path | None = None, max_new_tokens: int | None = None
+                  ) -> list[Rendering]:
+    """Greedy decoder rendering of the first `scenes` records, each read from its own states;
+    up to the original's length + 16 tokens, or `max_new_tokens` (the score then compares a
+    prefix of the rendering with the whole original)."""
     from dualmind.data.datamodule import open_shards
     from dualmind.data.text_tokenizer import load_text_tokenizer
 
@@ -298,7 +301,7 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
         units = torch.as_tensor(scene.core[: core.cfg.max_seq_len], dtype=torch.int64)[None]
         with torch.no_grad():
             states = core(units).hidden
-        budget = min(len(scene.text) + 16, decoder.cfg.max_seq_len - 1)
+        budget = min(max_new_tokens or len(scene.text) + 16, decoder.cfg.max_seq_len - 1)
         gen = decoder.generate(states, torch.tensor([[bos]]), budget, temperature=0.0,
                                eos_id=eos)
         ids = [int(t) for t in gen.ids[0, 1:]]
@@ -315,14 +318,16 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
 
 def evaluate(checkpoint: str | Path, corpus_dir: str | Path, split: str = "val",
              max_records: int | None = None, scenes: int = 3, batch_size: int = 4,
-             mask_mode: str = "render", lexicon_dir: str | Path | None = None) -> EvalReport:
+             mask_mode: str = "render", lexicon_dir: str | Path | None = None,
+             max_new_tokens: int | None = None) -> EvalReport:
     core, decoder, meta = load_models(checkpoint)
     bits = score_split(core, decoder, corpus_dir, split, max_records, batch_size, mask_mode,
                        expect_lexicon=meta.get("lexicon_fingerprint")
                        if decoder is not None else None)
     report = EvalReport(split, bits, flops_per_byte(core, decoder, bits))
     if decoder is not None and scenes > 0:
-        report.renderings = render_scenes(core, decoder, corpus_dir, split, scenes, lexicon_dir)
+        report.renderings = render_scenes(core, decoder, corpus_dir, split, scenes, lexicon_dir,
+                                          max_new_tokens)
     return report
 
 
@@ -340,13 +345,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--mask-mode", default="render", choices=("render", "stream"))
     parser.add_argument("--lexicon", default=None, help="lexicon folder, to gloss hyperphrases")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="rendering budget per scene (default: its text's length + 16)")
     parser.add_argument("--json", default=None, help="also write the report to this JSON file")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         report = evaluate(args.checkpoint, args.data, args.split, args.max_records, args.scenes,
-                          args.batch_size, args.mask_mode, args.lexicon)
+                          args.batch_size, args.mask_mode, args.lexicon, args.max_new_tokens)
     except (EvalError, ValueError) as err:
         print(f"dualmind eval: {err}")
         return 2
@@ -357,3 +364,32 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     return 0
+
+
+# ---- the demo's held-out scenes -----------------------------------------------------------------
+
+
+def show_scenes(checkpoint: str | Path, corpus_dir: str | Path, scenes: int = 3,
+                split: str = "val", lexicon_dir: str | Path | None = None,
+                width: int = 400, max_new_tokens: int | None = None) -> str:
+    """A few held-out scenes as printable text: the original, its hyperphrase (glossed when a
+    lexicon folder is given) and what the decoder rendered from the frozen core's states alone.
+    For scripts/demo.py: ``print(show_scenes(align_run, corpus, lexicon_dir=lexicon))``."""
+    core, decoder, _ = load_models(checkpoint)
+    if decoder is None:
+        raise EvalError(f"{checkpoint}: a stage-lm baseline has no decoder to render scenes with")
+    out = []
+    renderings = render_scenes(core, decoder, corpus_dir, split, scenes, lexicon_dir,
+                               max_new_tokens)
+    for i, r in enumerate(renderings):
+        out.append(f"--- held-out scene {i + 1} (chrF {r.chrf:.1f}, exact words "
+                   f"{r.word_accuracy:.0%})\n"
+                   f"original    : {_clip(r.original, width)}\n"
+                   f"hyperphrase : {_clip(r.hyperphrase, width)}\n"
+                   f"decoder     : {_clip(r.rendered, width)}")
+    return "\n".join(out)
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())  # one line per field
+    return text if len(text) <= width else text[: width - 1] + "…"

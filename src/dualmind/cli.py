@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lexicon": ("dualmind.lexicon.cli", "build and use a hyperlexicon (text <-> hyperphrases)"),
     "corpus": ("dualmind.data.cli", "build hypertrain.jsonl and packed training shards"),
     "export": ("dualmind.export", "export a checkpoint to safetensors + config JSON"),
+    "eval": ("dualmind.evaluate", "system bits per byte of core + decoder (or a BPE baseline)"),
     "plan": ("dualmind.plan.cli", "what a training run costs and what it buys"),
 }
 

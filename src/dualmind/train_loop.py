@@ -143,6 +143,8 @@ def _ckpt_lexicon(path: Path) -> dict:
 
     from dualmind.lit import checkpoint_metadata
 
+    if path.is_dir():  # an fsdp2 (DCP) checkpoint: tensors in shards, the rest in meta.pt
+        path = path / "meta.pt"
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - reported with the path
@@ -306,8 +308,10 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     ckpt_path = cfg.ckpt_path
     if ckpt_path and ckpt_path != "last":
         path = Path(ckpt_path)
-        if not path.is_file():
-            raise TrainingError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+        if not (path.is_file() or (path / "meta.pt").is_file()):
+            raise TrainingError(
+                f"ckpt_path={ckpt_path}: no such checkpoint file (or sharded checkpoint folder)"
+            )
         try:
             check_lexicon(
                 _ckpt_lexicon(path), datamodule.lexicon_fingerprint, where=f"checkpoint {path}"

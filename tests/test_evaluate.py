@@ -72,6 +72,17 @@ def test_show_scenes_for_the_demo(align_checkpoint):
     assert "·" in text  # glossed with the lexicon
 
 
+def test_an_export_folder_scores_like_its_checkpoint(align_checkpoint, tmp_path):
+    from dualmind.export import export_checkpoint
+
+    out = export_checkpoint(align_checkpoint, tmp_path / "export")
+    assert (out / "decoder.safetensors").is_file()
+    a = evaluate(align_checkpoint, tiny_corpus(), "val", max_records=4, scenes=0).bits
+    b = evaluate(out, tiny_corpus(), "val", max_records=4, scenes=0).bits
+    assert b.system_bpb == pytest.approx(a.system_bpb, rel=1e-6)
+    assert b.core_bpb == pytest.approx(a.core_bpb, rel=1e-6)
+
+
 def test_reconstruction_metrics():
     assert chrf("the cat sat", "the cat sat") == pytest.approx(100.0)
     assert chrf("xyz", "the cat sat") == 0.0

@@ -156,6 +156,8 @@ def load_models(checkpoint: str | Path) -> tuple[torch.nn.Module, torch.nn.Modul
     from dualmind.model.core import HyperCore
 
     path = Path(checkpoint)
+    if path.is_dir() and (path / "config.json").is_file():  # a `dualmind export` folder
+        return _load_export(path)
     if path.is_dir():
         path = path / "checkpoints" / "last.ckpt"
     if not path.is_file():
@@ -188,6 +190,28 @@ def load_models(checkpoint: str | Path) -> tuple[torch.nn.Module, torch.nn.Modul
                         "(stage align) or a BPE baseline (stage lm)")
     meta["path"] = str(path)
     return core.eval(), decoder, meta
+
+
+def _load_export(path: Path) -> tuple[torch.nn.Module, torch.nn.Module | None, dict]:
+    from dualmind.export import load_component_state, load_core
+
+    core, meta = load_core(path)
+    decoder = None
+    if meta.get("stage") == "align":
+        from dualmind.model.decoder import LanguageDecoder
+        from dualmind.model.decoder_config import DecoderConfig
+
+        if not meta.get("decoder") or "decoder" not in meta.get("components", {}):
+            raise EvalError(f"{path}: an align export without its decoder (re-export it)")
+        decoder = LanguageDecoder(DecoderConfig.from_dict(meta["decoder"],
+                                                          source=path / "config.json"))
+        decoder.load_state_dict(load_component_state(path, "decoder"), strict=True)
+        decoder.eval()
+    elif meta.get("stage") != "lm":
+        raise EvalError(f"{path}: stage {meta.get('stage')!r}; `dualmind eval` scores a decoder "
+                        "(stage align) or a BPE baseline (stage lm)")
+    meta = dict(meta, path=str(path))
+    return core, decoder, meta
 
 
 # ---- scoring ------------------------------------------------------------------------------------

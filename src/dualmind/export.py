@@ -21,7 +21,8 @@ from typing import Any
 
 EXPORT_FORMAT = "dualmind-export"
 EXPORT_VERSION = 1
-COMPONENTS = ("core",)  # prefixes of the LightningModule's state dict that are exported
+# Prefixes of the LightningModule's state dict that are exported (decoder: align checkpoints).
+COMPONENTS = ("core", "decoder")
 
 
 class ExportError(ValueError):
@@ -94,6 +95,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, expect_lexicon: str | N
         "stage": meta.get("stage"),
         "lexicon_fingerprint": meta.get("lexicon_fingerprint"),
         "model": meta["model"],
+        "decoder": meta.get("decoder"),  # the decoder's shape (align checkpoints), else None
         "components": files,
         "global_step": checkpoint.get("global_step"),
         "flops_total": meta.get("flops_total"),

@@ -86,6 +86,13 @@ class DualMindModule(L.LightningModule):
         self.core_config = CoreConfig.from_dict(cfg["model"], source="cfg.model")
         self.strategy_cfg = cfg.get("strategy", {})
         self.sharded = self.strategy_cfg.get("name") == "fsdp2"
+        if self.sharded and self.stage != "core":
+            # The frozen core of align (and the other stages) is loaded whole in __init__; sharding
+            # it and the decoder is the rest of issue 5.
+            raise NotImplementedError(
+                f"strategy=fsdp2 trains stage=core only so far, not stage={self.stage!r}; "
+                f"use strategy=single or strategy=ddp"
+            )
         # fsdp2: built on meta, sharded and materialised rank-locally in configure_model, so a
         # 70B core never exists whole in one process.
         with torch.device("meta") if self.sharded else torch.device("cpu"):

@@ -73,10 +73,11 @@ class DryRun:
         over = m.per_gpu - m.usable_hbm
         where = (f"it fits from {m.min_gpus_nodes_of_8} GPUs" if m.min_gpus is not None
                  else "no GPU count fixes it (the unsharded part alone is too big)")
+        also = "" if m.checkpointing == "full" else ", or strategy.activation_checkpointing=full"
         return (f"{self.name}: needs {human_gib(m.per_gpu)} per GPU but "
                 f"strategy.device_memory_gib={self.hbm_bytes / 2**30:g} leaves "
                 f"{human_gib(m.usable_hbm)} usable: over by {human_gib(over)}; {where}, or lower "
-                f"data.batch_size / data.seq_len, or use strategy.activation_checkpointing=full")
+                f"data.batch_size / data.seq_len{also}")
 
 
 def _sharded_on_meta(core, world: int, tp: int) -> int:

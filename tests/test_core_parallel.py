@@ -5,9 +5,6 @@ Two gloo processes on CPU. Each sharded model must compute what the plain model 
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -108,10 +105,10 @@ def _tensor_parallel(rank: int) -> None:
                                atol=1e-6, rtol=1e-5)
 
 
-def _worker(rank: int, port: int) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank: int, store: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    # A file store, not a TCP port: a port picked free can be taken before gloo binds it.
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
     try:  # both checks in one pair of processes: starting them costs more than the checks
         _fsdp2(rank)
         dist.barrier()
@@ -123,11 +120,5 @@ def _worker(rank: int, port: int) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_fsdp2_and_tensor_parallel_core_compute_what_the_plain_core_computes():
-    mp.spawn(_worker, args=(_free_port(),), nprocs=WORLD, join=True)
+def test_fsdp2_and_tensor_parallel_core_compute_what_the_plain_core_computes(tmp_path):
+    mp.spawn(_worker, args=(str(tmp_path / "store"),), nprocs=WORLD, join=True)

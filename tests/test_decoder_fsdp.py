@@ -12,17 +12,16 @@ import textwrap
 import pytest
 
 SCRIPT = textwrap.dedent("""
-    import socket, torch, torch.distributed as dist
+    import os, tempfile, torch, torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from dualmind.model.decoder import LanguageDecoder
     from dualmind.model.decoder_config import DecoderConfig
 
     torch.set_num_threads(1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    # A file store, not a TCP port: a port picked free can be taken before gloo binds it.
+    store = os.path.join(tempfile.mkdtemp(), "store")
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
     torch.manual_seed(0)
     cfg = DecoderConfig(vocab_size=61, dim=32, n_layers=3, n_heads=4, n_kv_heads=2, ffn_dim=48,
                         core_dim=24, cross_every=2, gated=True)

@@ -494,7 +494,8 @@ def test_fsdp_communication_bound():
     assert fsdp_communication(cfg.num_params(), 2 * flops, h100, 256, 0.40).bound == "compute"
     assert fsdp_communication(cfg.num_params(), flops, h100, 8, 0.40).link.startswith("NVLink")
     assert fsdp_communication(cfg.num_params(), flops, h100, 1, 0.40).comm_seconds == 0
-    p = plan(PlanRequest(recipe="core_70b", gpus=256, micro_batch=2))
+    # the docstring's setting (8192 symbols), whatever context the recipe trains at
+    p = plan(PlanRequest(recipe="core_70b", gpus=256, micro_batch=2, seq_len=8192))
     assert p.communication["bound"] == "compute" and p.memory["fits"]
 
 
@@ -505,7 +506,8 @@ def test_decoder_alignment_and_inference_use_conf_decoder():
 
     dec = DecoderConfig.from_name("8b")
     p = plan(
-        PlanRequest(recipe="core_70b", gpus=256, bytes_per_symbol=5.0, bpe_bytes_per_token=4.0)
+        PlanRequest(recipe="core_70b", gpus=256, bytes_per_symbol=5.0, bpe_bytes_per_token=4.0,
+                    seq_len=8192)
     )
     core = CoreConfig.from_name("70b")
     assert p.alignment["decoder_params"] == dec.num_params()

@@ -43,10 +43,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from results_md import write_section  # noqa: E402  (benchmarks/ is on sys.path as a script)
+
 from dualmind.lexicon import Lexicon  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
-START, END = "<!-- codec:start -->", "<!-- codec:end -->"
 REFERENCES = ("o200k_base", "cl100k_base", "gpt2")
 TARGETS = {("semantic", "en"): 2.5, ("semantic", "ru"): 3.5, ("lossless", "en"): 1.3}
 SPEED_TARGET = 1.0
@@ -259,7 +260,7 @@ def f(x, fmt: str) -> str:
 
 def render(res: dict) -> str:
     refs = res["refs"]
-    lines = [START, "## Codec (benchmarks/codec.py)", ""]
+    lines = ["## Codec (benchmarks/codec.py)", ""]
     lines.append(f"Measured {res['when']} on {res['machine']}; one core ({res['pin']}). "
                  f"{res['ref_note']}.")
     lines.append(f"Lexicons built on {res['train_docs']} documents of the demo corpus; figures on "
@@ -320,19 +321,9 @@ def render(res: dict) -> str:
         lines.append(f"| {row['level']} | {row['vocab_size']} | {row['units']} | "
                      f"{row['build_s']:.1f} | {row['load_s']:.2f} | {row['peak_rss_mb']:.0f} "
                      f"(start {row['base_rss_mb']:.0f}) | {row['fingerprint'][:12]} |")
-    lines.append(END)
     return "\n".join(lines)
 
 
-def write_section(section: str) -> None:
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text, encoding="utf-8")
 
 
 def main(argv=None) -> int:
@@ -349,7 +340,7 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, ensure_ascii=False))
     if not args.no_write:
-        write_section(section)
+        write_section("codec", section)
         print(f"wrote the codec section of {RESULTS}")
     return 0
 

@@ -15,24 +15,16 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import time
 from pathlib import Path
+
+from results_md import write_section  # benchmarks/ is on sys.path when run as a script
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 PLOT = HERE / "core_mini_curve.png"
-START, END = "<!-- core_mini_curve:start -->", "<!-- core_mini_curve:end -->"
 
 
-def write_section(text: str) -> None:
-    body = f"{START}\n{text.rstrip()}\n{END}"
-    old = RESULTS.read_text() if RESULTS.exists() else "# dualmind benchmark results\n"
-    if START in old and END in old:
-        new = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: body, old, flags=re.S)
-    else:
-        new = old.rstrip() + "\n\n" + body + "\n"
-    RESULTS.write_text(new)
 
 
 def build_demo_corpus(root: Path, vocab: int, level: str) -> tuple[Path, dict]:
@@ -241,7 +233,7 @@ def main() -> None:
     print(text)
     if not a.no_write:
         plot(result.train, result.val, PLOT, (uni_nats, uni_bpb))
-        write_section(text)
+        write_section("core_mini_curve", text)
         print(f"wrote {RESULTS} and {PLOT}")
 
 

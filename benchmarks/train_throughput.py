@@ -21,15 +21,15 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from results_md import write_section  # benchmarks/ is on sys.path when run as a script
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
-START, END = "<!-- train_throughput:start -->", "<!-- train_throughput:end -->"
 SHAPES = {"mini": {"batch": 8, "seq_len": 512}, "125m": {"batch": 2, "seq_len": 512}}
 
 
@@ -162,14 +162,6 @@ def measure(shape: str, model: str, precision: str, a: argparse.Namespace) -> di
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def write_section(text: str) -> None:
-    body = f"{START}\n{text.rstrip()}\n{END}"
-    old = RESULTS.read_text() if RESULTS.exists() else "# dualmind benchmark results\n"
-    if START in old and END in old:
-        new = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: body, old, flags=re.S)
-    else:
-        new = old.rstrip() + "\n\n" + body + "\n"
-    RESULTS.write_text(new)
 
 
 def main() -> None:
@@ -249,7 +241,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not a.no_write:
-        write_section(text)
+        write_section("train_throughput", text)
         print(f"wrote {RESULTS}")
 
 

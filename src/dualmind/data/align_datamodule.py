@@ -27,7 +27,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from dualmind.data.datamodule import DataConfigError, open_shards, resolve_expected_fingerprint
+from dualmind.data.datamodule import (
+    DataConfigError,
+    open_train_val,
+    resolve_expected_fingerprint,
+    trainer_position,
+)
 from dualmind.model.masks import SceneSpans, pack_alignment
 
 IGNORE = -100  # target of padding positions (F.cross_entropy's ignore_index)
@@ -202,11 +207,8 @@ class AlignDataModule(L.LightningDataModule):
     def prepare(self) -> AlignDataModule:
         if self.train_packs is not None:
             return self
-        train = open_shards(self.corpus_dir, "train", self.expected_fingerprint)
-        val = open_shards(self.corpus_dir, "val", train.lexicon_fingerprint)
-        if self.core_vocab_size is not None and train.core_vocab_size > self.core_vocab_size:
-            raise DataConfigError(f"model.vocab_size={self.core_vocab_size} is smaller than the "
-                                  f"lexicon's {train.core_vocab_size} symbols ({self.corpus_dir})")
+        train, val = open_train_val(self.corpus_dir, self.expected_fingerprint,
+                                    self.core_vocab_size)
         if self.text_vocab_size is not None and train.text_vocab_size > self.text_vocab_size:
             raise DataConfigError(f"decoder.vocab_size={self.text_vocab_size} is smaller than "
                                   f"the text tokenizer's {train.text_vocab_size} tokens "
@@ -224,10 +226,7 @@ class AlignDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.prepare()
-        start, rank, world = 0, 0, 1
-        if self.trainer is not None:
-            start = self.trainer.global_step * self.trainer.accumulate_grad_batches
-            rank, world = self.trainer.global_rank, self.trainer.world_size
+        start, rank, world = trainer_position(self.trainer)
         return DataLoader(AlignTrainBatches(self.train_packs, self.batch_size, self.seed, start,
                                             rank, world),
                           batch_size=None, num_workers=self.num_workers)

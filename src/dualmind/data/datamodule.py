@@ -200,6 +200,29 @@ class ValSequences(Dataset):
         return self.stream.sequence(i, self.seq_len)
 
 
+def open_train_val(corpus_dir: str, expected_fingerprint: str | None,
+                   core_vocab_size: int | None) -> tuple[Any, Any]:
+    """Both splits of one corpus, checked before any training: val must come from train's
+    lexicon, and the core's vocabulary must hold every symbol of that lexicon."""
+    train = open_shards(corpus_dir, "train", expected_fingerprint)
+    val = open_shards(corpus_dir, "val", train.lexicon_fingerprint)
+    if core_vocab_size is not None and train.core_vocab_size > core_vocab_size:
+        raise DataConfigError(
+            f"model.vocab_size={core_vocab_size} is smaller than the lexicon's "
+            f"{train.core_vocab_size} symbols (shards in {corpus_dir}); raise model.vocab_size"
+        )
+    return train, val
+
+
+def trainer_position(trainer: Any) -> tuple[int, int, int]:
+    """(first batch to serve, rank, world size). Lightning builds the train loader after a
+    checkpoint is restored, so global_step is the resumed one and a resume continues the order."""
+    if trainer is None:
+        return 0, 0, 1
+    start = trainer.global_step * trainer.accumulate_grad_batches
+    return start, trainer.global_rank, trainer.world_size
+
+
 class CoreDataModule(L.LightningDataModule):
     """Train/val loaders of packed core sequences; checks the shards against model and lexicon."""
 
@@ -249,14 +272,9 @@ class CoreDataModule(L.LightningDataModule):
                 f"data.seq_len={self.seq_len} is longer than the model's context "
                 f"model.max_seq_len={self.model_max_seq_len}"
             )
-        train = open_shards(self.corpus_dir, "train", self.expected_fingerprint)
-        val = open_shards(self.corpus_dir, "val", train.lexicon_fingerprint)
-        if self.model_vocab_size is not None and train.core_vocab_size > self.model_vocab_size:
-            raise DataConfigError(
-                f"model.vocab_size={self.model_vocab_size} is smaller than the lexicon's "
-                f"{train.core_vocab_size} symbols (shards in {self.corpus_dir}); "
-                "raise model.vocab_size"
-            )
+        train, val = open_train_val(
+            self.corpus_dir, self.expected_fingerprint, self.model_vocab_size
+        )
         self.lexicon_fingerprint = train.lexicon_fingerprint
         self.manifest = dict(getattr(train, "manifest", {}) or {})
         self.train_stream = core_stream(train, "train")
@@ -277,15 +295,9 @@ class CoreDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
 
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        if trainer is None:
-            return 0, 1
-        return trainer.global_rank, trainer.world_size
-
     def train_batches(self, start_batch: int = 0) -> TrainBatches:
         self.prepare()
-        rank, world = self._rank_world()
+        _, rank, world = trainer_position(self.trainer)
         return TrainBatches(
             self.train_stream,
             self.seq_len,
@@ -297,10 +309,7 @@ class CoreDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        # Called by Lightning after a checkpoint was restored, so global_step is the resumed one.
-        start = 0
-        if self.trainer is not None:
-            start = self.trainer.global_step * self.trainer.accumulate_grad_batches
+        start, _, _ = trainer_position(self.trainer)
         return DataLoader(
             self.train_batches(start),
             batch_size=None,

@@ -209,33 +209,20 @@ def test_train_py_multirun_sweeps(tmp_path):
         "data.seq_len=64",
         "data.batch_size=2",
     ]
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(repo_root() / "train.py"),
-            "-m",
-            "recipe=core_mini",
-            "optim.lr=1e-3,3e-4",
-            *common,
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_python_env(),
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.count("trained 2 steps") == 2
-    out = subprocess.run(
-        [sys.executable, str(repo_root() / "train.py"), "-m", "recipe=sweep_core_mini", *common],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_python_env(),
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.count("trained 2 steps") == 2
+    def multirun(*overrides: str) -> None:
+        out = subprocess.run(
+            [sys.executable, str(repo_root() / "train.py"), "-m", *overrides, *common],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=_python_env(),
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert out.stdout.count("trained 2 steps") == 2
+
+    multirun("recipe=core_mini", "optim.lr=1e-3,3e-4")
+    multirun("recipe=sweep_core_mini")
     jobs = sorted((tmp_path / "multirun" / "sweep_core_mini").glob("*/*/config.yaml"))
     assert len(jobs) == 2
 

@@ -50,4 +50,13 @@ if [[ "$AFTER" != "$TORCH_VERSION" ]]; then
   echo "[setup] ERROR: torch changed from $TORCH_VERSION to $AFTER during install" >&2
   exit 1
 fi
+# The visualiser's browser test renders its HTML report in headless Chromium. Debian ships it;
+# install it when missing and we may (root, apt present). Without it that one test says why it
+# cannot run instead of passing.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+  echo "[setup] installing Debian's chromium (headless browser for the report test)"
+  apt-get install -y -q chromium >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
+    || echo "[setup] warning: could not install chromium; the browser test will be skipped"
+fi
 echo "[setup] done: $("$VENV/bin/python" -c 'import torch, lightning, hydra; print(f"torch {torch.__version__}, lightning {lightning.__version__}, hydra {hydra.__version__}")')"

@@ -142,9 +142,12 @@ TOP_LEVEL_KEYS = {
     "decoder",
     "core",
     "align",
+    "adapt",  # stage=lora|unfreeze: the adaptation task (dualmind.adapters.settings)
+    "lora",
+    "unfreeze",
     *GROUP_SCHEMAS,
 }
-STAGES = ("core", "align", "lm")
+STAGES = ("core", "align", "lm", "lora", "unfreeze")
 ACTIVATION_CHECKPOINTING = ("none", "full", "selective")
 STRATEGIES = ("single", "ddp", "fsdp2")
 

@@ -1,0 +1,184 @@
+"""Loading what a report looks at: the core (any stage), its decoder if it has one, the lexicon
+that turns text into the core's symbols, the decoder's text tokenizer, and a second core to
+compare with (another checkpoint of the same shape, or an adapter folder on this core).
+
+``dualmind.evaluate.load_models`` refuses core-stage checkpoints (it scores decoders); a report
+must show a core alone too, so checkpoints are read here with the same metadata helpers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class VizError(ValueError):
+    """Something the report cannot use; the message names the path or option."""
+
+
+@dataclass
+class Models:
+    core: torch.nn.Module
+    decoder: torch.nn.Module | None
+    meta: dict
+    source: Path  # the .ckpt file or export folder actually read
+    run_cfg: dict = field(default_factory=dict)  # the training run's config, when recorded
+
+
+def _checkpoint_file(path: Path) -> Path:
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise VizError(f"{path}: no checkpoint (pass a .ckpt, a run folder or an export folder)")
+    return path
+
+
+def _is_export(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").is_file()
+
+
+def load(checkpoint: str | Path) -> Models:
+    """The core and (for an align run) decoder of a checkpoint, run folder or export folder."""
+    path = Path(checkpoint)
+    if _is_export(path):
+        return _load_export(path)
+    path = _checkpoint_file(path)
+    from dualmind.lit import checkpoint_metadata
+    from dualmind.model.config import CoreConfig
+    from dualmind.model.core import HyperCore
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        meta = checkpoint_metadata(ckpt)
+    except ValueError as err:
+        raise VizError(f"{path}: {err}") from err
+    _check_stage(meta, path)
+    state = ckpt["state_dict"]
+
+    def part(prefix: str) -> dict:
+        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+    core = HyperCore(CoreConfig.from_dict(meta["model"], source=f"{path} metadata"))
+    core.load_state_dict(part("core."), strict=True)
+    decoder = None
+    if meta.get("stage") == "align" and meta.get("decoder"):
+        from dualmind.model.decoder import LanguageDecoder
+        from dualmind.model.decoder_config import DecoderConfig
+
+        decoder = LanguageDecoder(DecoderConfig.from_dict(meta["decoder"],
+                                                          source=f"{path} metadata"))
+        decoder.load_state_dict(part("decoder."), strict=True)
+        decoder.eval()
+    run_cfg = (ckpt.get("hyper_parameters") or {}).get("cfg") or {}
+    return Models(core.eval(), decoder, meta, path, dict(run_cfg))
+
+
+def _check_stage(meta: dict, where: Path) -> None:
+    if meta.get("stage") == "lm":
+        raise VizError(f"{where}: a stage-lm BPE baseline has no hyper-core to look inside; "
+                       "pass a core or align checkpoint")
+
+
+def _load_export(path: Path) -> Models:
+    from dualmind.export import load_component_state, load_core
+
+    core, meta = load_core(path)
+    _check_stage(meta, path)
+    decoder = None
+    if meta.get("stage") == "align" and "decoder" in meta.get("components", {}):
+        from dualmind.model.decoder import LanguageDecoder
+        from dualmind.model.decoder_config import DecoderConfig
+
+        decoder = LanguageDecoder(DecoderConfig.from_dict(meta["decoder"],
+                                                          source=path / "config.json"))
+        decoder.load_state_dict(load_component_state(path, "decoder"), strict=True)
+        decoder.eval()
+    return Models(core.eval(), decoder, dict(meta), path, {})
+
+
+def load_lexicon(lexicon_dir: str | Path | None, models: Models):
+    """The lexicon that encodes text for this core: ``lexicon_dir``, else the run's
+    ``data.lexicon`` when that is a folder. Its fingerprint must be the checkpoint's."""
+    from dualmind.lexicon import Lexicon
+
+    if lexicon_dir is None:
+        recorded = (models.run_cfg.get("data") or {}).get("lexicon")
+        if isinstance(recorded, str) and Path(recorded).is_dir():
+            lexicon_dir = recorded
+        else:
+            raise VizError(f"{models.source}: pass the lexicon folder the core was trained with "
+                           f"(--lexicon; fingerprint {models.meta.get('lexicon_fingerprint')}); "
+                           "it turns the text into the core's symbols")
+    lexicon = Lexicon.load(lexicon_dir)
+    expected = models.meta.get("lexicon_fingerprint")
+    if expected and lexicon.fingerprint != expected:
+        raise VizError(f"lexicon {lexicon_dir} has fingerprint {lexicon.fingerprint}, but "
+                       f"{models.source} was trained with lexicon {expected}")
+    return lexicon, Path(lexicon_dir)
+
+
+@dataclass
+class TextTokenizer:
+    tokenizer: Any
+    bos: int
+    eos: int
+    path: Path
+
+
+def find_text_tokenizer(models: Models) -> tuple[TextTokenizer | None, str]:
+    """The decoder's BPE tokenizer from the run's corpus folder (``data.dir``); (None, why) when
+    it cannot be found, so the report says why the decoder panel is missing."""
+    from dualmind.data.text_tokenizer import load_text_tokenizer
+
+    corpus = (models.run_cfg.get("data") or {}).get("dir")
+    if not corpus:
+        return None, (f"{models.source} does not record its corpus folder (data.dir), where the "
+                      "decoder's text tokenizer lives")
+    manifest_path = Path(corpus) / "manifest.json"
+    if not manifest_path.is_file():
+        return None, f"the run's corpus {corpus} is not here ({manifest_path} is missing)"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    info = manifest.get("tokenizer", {})
+    path = Path(corpus) / info.get("file", "tokenizer.json")
+    if not path.is_file():
+        return None, f"the corpus {corpus} has no text tokenizer ({path} is missing)"
+    special = info.get("special", {})
+    return TextTokenizer(load_text_tokenizer(path), int(special.get("bos", 1)),
+                         int(special.get("eos", 2)), path), ""
+
+
+def _adapter_loader():
+    try:
+        from dualmind.adapters import load_adapter
+    except ImportError:
+        return None
+    return load_adapter
+
+
+def load_compare(compare: str | Path, base: Models) -> tuple[torch.nn.Module, str]:
+    """(the other core, a description): a checkpoint / run / export folder of the same shape, or
+    an adapter folder applied to a copy of the base core (needs ``dualmind.adapters``)."""
+    path = Path(compare)
+    is_model = _is_export(path) or path.is_file() or (path / "checkpoints" / "last.ckpt").is_file()
+    if not is_model:
+        if not path.is_dir():
+            raise VizError(f"--compare {path}: no such checkpoint or folder")
+        load_adapter = _adapter_loader()
+        if load_adapter is None:
+            raise VizError(f"--compare {path} is neither a checkpoint nor an export folder, and "
+                           "adapter folders need dualmind.adapters.load_adapter, which this "
+                           "install lacks; merge the adapter into a checkpoint first")
+        other = load_adapter(copy.deepcopy(base.core), path)
+        return other.eval(), f"base core + adapter {path}"
+    other = load(path)
+    a, b = base.core.cfg, other.core.cfg
+    if (a.n_layers, a.dim, a.vocab_size) != (b.n_layers, b.dim, b.vocab_size):
+        raise VizError(f"--compare {path}: shape (layers {b.n_layers}, dim {b.dim}, vocab "
+                       f"{b.vocab_size}) differs from {base.source}'s (layers {a.n_layers}, dim "
+                       f"{a.dim}, vocab {a.vocab_size}); compare cores of the same shape")
+    return other.core, f"{other.source} (stage {other.meta.get('stage')})"

@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("dualmind.export", "export a checkpoint to safetensors + config JSON"),
     "eval": ("dualmind.evaluate", "system bits per byte of core + decoder (or a BPE baseline)"),
     "plan": ("dualmind.plan.cli", "what a training run costs and what it buys"),
-    "viz": ("dualmind.viz.cli", "HTML report: a prompt inside the core and decoder (lens, attention)"),
+    "viz": ("dualmind.viz.cli", "HTML report of a prompt inside core and decoder"),
 }
 
 

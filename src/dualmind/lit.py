@@ -86,11 +86,9 @@ class DualMindModule(L.LightningModule):
         self.core_config = CoreConfig.from_dict(cfg["model"], source="cfg.model")
         self.strategy_cfg = cfg.get("strategy", {})
         self.sharded = self.strategy_cfg.get("name") == "fsdp2"
-        if self.sharded and self.stage != "core":
-            # The frozen core of align (and the other stages) is loaded whole in __init__; sharding
-            # it and the decoder is the rest of issue 5.
+        if self.sharded and self.stage not in self.SHARDED_STAGES:
             raise NotImplementedError(
-                f"strategy=fsdp2 trains stage=core only so far, not stage={self.stage!r}; "
+                f"strategy=fsdp2 trains stages {self.SHARDED_STAGES}, not stage={self.stage!r}; "
                 f"use strategy=single or strategy=ddp"
             )
         # fsdp2: built on meta, sharded and materialised rank-locally in configure_model, so a
@@ -117,26 +115,39 @@ class DualMindModule(L.LightningModule):
         self._grad_norm: torch.Tensor | None = None
 
     def configure_model(self) -> None:
-        """fsdp2 only: shard the plain core over Lightning's device mesh (dualmind.parallel),
-        then allocate and initialise each rank's shard. Other strategies keep the eager core."""
-        if not self.sharded or not any(p.is_meta for p in self.core.parameters()):
+        """fsdp2 only: shard the plain core (and in align the decoder) over Lightning's device
+        mesh (dualmind.parallel), then allocate each rank's shards: initialised for what trains,
+        read from core.checkpoint for align's frozen core. Other strategies keep eager models."""
+        if not self.sharded or not any(p.is_meta for p in self.parameters()):
             return
-        from dualmind.parallel import materialize_core, parallelize_core
+        from dualmind.parallel import (
+            materialize_core,
+            materialize_frozen_core,
+            parallelize_align,
+            parallelize_core,
+        )
 
         s = self.strategy_cfg
-        parallelize_core(
-            self.core,
-            self.device_mesh,
+        options = dict(
             activation_checkpointing=s.get("activation_checkpointing", "none"),
             compile=bool(s.get("compile", False)),
             param_dtype=s.get("param_dtype"),
             reduce_dtype=s.get("reduce_dtype"),
         )
-        materialize_core(self.core, self.trainer.strategy.root_device)
+        device = self.trainer.strategy.root_device
+        if self.stage == "align":
+            parallelize_align(self.core, self.decoder, self.device_mesh, **options)
+            materialize_frozen_core(self.core, device, self._core_checkpoint)
+            materialize_core(self.decoder, device)
+            return
+        parallelize_core(self.core, self.device_mesh, **options)
+        materialize_core(self.core, device)
 
     # ---- stages ---------------------------------------------------------------------------------
 
     STAGE_STEPS = {"core": "_core_step", "align": "_align_step", "lm": "_lm_step"}
+    # Stages strategy=fsdp2 can shard (configure_model); a subclass adding a stage extends it.
+    SHARDED_STAGES = ("core", "lm", "align")
 
     def _step(self, batch: dict[str, torch.Tensor]) -> StepCounts:
         return getattr(self, self.STAGE_STEPS[self.stage])(batch)
@@ -163,9 +174,20 @@ class DualMindModule(L.LightningModule):
         if self.decoder_config.core_dim != self.core_config.dim:
             raise ValueError(f"decoder.core_dim={self.decoder_config.core_dim} but the core's "
                              f"dim is {self.core_config.dim} (model.dim)")
-        self.decoder = LanguageDecoder(self.decoder_config)
         self.mask_mode = (cfg.get("align") or {}).get("mask_mode", "render")
-        meta = load_frozen_core(self.core, checkpoint, self.lexicon_fingerprint)
+        if self.sharded:
+            # Both built on meta: configure_model shards them, fills the core's shards from the
+            # checkpoint rank-locally and initialises the decoder's. Only metadata is read here.
+            from dualmind.sharded_load import core_checkpoint_meta
+
+            with torch.device("meta"):
+                self.decoder = LanguageDecoder(self.decoder_config)
+            meta = core_checkpoint_meta(checkpoint, self.lexicon_fingerprint)
+            self.core.requires_grad_(False)
+            self._core_checkpoint = checkpoint
+        else:
+            self.decoder = LanguageDecoder(self.decoder_config)
+            meta = load_frozen_core(self.core, checkpoint, self.lexicon_fingerprint)
         if self.lexicon_fingerprint is None:
             self.lexicon_fingerprint = meta.get("lexicon_fingerprint")
 
@@ -179,6 +201,8 @@ class DualMindModule(L.LightningModule):
         from dualmind.align import core_states, decoder_nll
 
         states, _ = core_states(self.core, batch)
+        if self.sharded:  # an FSDP2 root keeps its gathered params after forward, waiting for a
+            self.core.reshard()  # backward the frozen core never has: free them now
         nll, tokens = decoder_nll(self.decoder, states, batch, self.mask_mode)
         return StepCounts(nll, tokens, batch["text_bytes"].sum())
 
@@ -207,9 +231,22 @@ class DualMindModule(L.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._t_batch = time.perf_counter()
 
+    def _summed_over_ranks(self, counts: StepCounts) -> StepCounts:
+        """The batch's counts summed over all ranks (one all-reduce of three scalars)."""
+        if self.trainer.world_size <= 1 or not torch.distributed.is_initialized():
+            return counts
+        packed = torch.stack([counts.nll_sum.detach(), counts.symbols, counts.text_bytes]).to(
+            torch.float64)
+        torch.distributed.all_reduce(packed)
+        return StepCounts(*packed)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         counts = self._step(batch)
-        loss = counts.loss
+        total = self._summed_over_ranks(counts)
+        # Each rank's NLL over the *global* number of predicted symbols, times the world size:
+        # the gradients DDP/FSDP average over ranks are then those of the global mean, however
+        # the symbols split between ranks (align rows differ in text length). One rank: the mean.
+        loss = counts.nll_sum * (self.trainer.world_size / float(total.symbols.clamp(min=1)))
         if not torch.isfinite(loss):
             ckpt = (
                 getattr(self.trainer.checkpoint_callback, "last_model_path", "")
@@ -221,7 +258,7 @@ class DualMindModule(L.LightningModule):
                 "Lower optim.lr, "
                 f"check the data, or resume with ckpt_path=last"
             )
-        self._last = counts
+        self._last, self._last_total = counts, total
         self._lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # the lr this update uses
         return loss
 
@@ -229,9 +266,10 @@ class DualMindModule(L.LightningModule):
         # Everything of one batch is logged here, after its optimizer step, so that one CSV row
         # (keyed by global_step) holds the loss, rate and lr of the same step.
         dt = time.perf_counter() - (self._t_batch or time.perf_counter())
-        counts = self._last
-        loss = counts.loss.detach()
-        bpb = counts.nll_sum.detach() / (LN2 * counts.text_bytes.clamp(min=1))
+        counts, total = self._last, self._last_total
+        # Loss and bpb of the whole (all-rank) batch; rates and FLOPs are this rank's.
+        loss = total.loss.detach().float()
+        bpb = (total.nll_sum.detach() / (LN2 * total.text_bytes.clamp(min=1))).float()
         symbols, text_bytes = float(counts.symbols), float(counts.text_bytes)
         step_flops = self.flops_per_symbol * symbols
         self._flops_total += step_flops

@@ -2,6 +2,7 @@
 
     parallelize_core(core, mesh, activation_checkpointing="full", compile=False,
                      param_dtype="bfloat16", reduce_dtype="float32")
+    parallelize_align(core, decoder, mesh, ...)     # stage=align: frozen core + decoder
 
 Per block, in this order: tensor parallelism (when the mesh's "tensor_parallel" dimension is
 larger than 1), activation checkpointing (none | full | selective), torch.compile, and
@@ -136,11 +137,49 @@ def parallelize_core(
     return core
 
 
+def parallelize_align(
+    core: nn.Module,
+    decoder: nn.Module,
+    mesh,
+    *,
+    activation_checkpointing: str = "none",
+    compile: bool = False,
+    param_dtype: str | None = "bfloat16",
+    reduce_dtype: str | None = "float32",
+) -> None:
+    """stage=align: shard the frozen core and the decoder, each per block and at its root.
+
+    The core only runs forward under no_grad, so it gets no activation checkpointing (nothing is
+    kept for a backward); the decoder gets the configured policy. Tensor parallelism is refused:
+    the decoder's cross-attention has no split plan yet."""
+    names = mesh.mesh_dim_names or ()
+    if "tensor_parallel" in names and mesh["tensor_parallel"].size() > 1:
+        raise ParallelConfigError(
+            f"strategy.tensor_parallel_size={mesh['tensor_parallel'].size()}: stage=align "
+            "shards the core and the decoder with FSDP2 only; set strategy.tensor_parallel_size=1"
+        )
+    common = {"compile": compile, "param_dtype": param_dtype, "reduce_dtype": reduce_dtype}
+    parallelize_core(core, mesh, activation_checkpointing="none", **common)
+    parallelize_core(decoder, mesh, activation_checkpointing=activation_checkpointing, **common)
+
+
 def materialize_core(core: nn.Module, device: torch.device | str) -> None:
-    """Allocate the (sharded) parameters of a core built on meta on ``device`` and initialise
-    them with the core's own ``init_weights``; each rank draws only its own shard."""
+    """Allocate the (sharded) parameters of a model built on meta on ``device`` and initialise
+    them with the model's own ``init_weights`` (core or decoder); each rank draws only its own
+    shard."""
     if not any(p.is_meta for p in core.parameters()):
         return
     core.to_empty(device=device)
     with torch.no_grad():
         core.init_weights()
+
+
+def materialize_frozen_core(core: nn.Module, device: torch.device | str, checkpoint) -> None:
+    """Allocate the sharded core on ``device`` and fill each rank's shards from the trained
+    core's checkpoint (dualmind.sharded_load: read rank-locally, never whole); then freeze."""
+    from dualmind.sharded_load import load_core_shards
+
+    core.to_empty(device=device)
+    load_core_shards(core, checkpoint)
+    core.requires_grad_(False)
+    core.eval()

@@ -296,6 +296,10 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
         from dualmind.data.align_datamodule import AlignDataModule
 
         datamodule = AlignDataModule.from_config(cfg)
+    elif cfg.stage in ("lora", "unfreeze"):  # adapters (issue 7): QA/pairs in hyperphrase space
+        from dualmind.adapters.qa_data import QADataModule as _QA
+
+        datamodule = _QA.from_config(cfg)
     else:
         datamodule = CoreDataModule.from_config(cfg)
     try:
@@ -333,7 +337,10 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     plain_cfg.pop("hydra", None)
-    module = DualMindModule(plain_cfg, lexicon_fingerprint=datamodule.lexicon_fingerprint)
+    module_cls = DualMindModule
+    if cfg.stage in ("lora", "unfreeze"):
+        from dualmind.adapters.module import AdapterModule as module_cls
+    module = module_cls(plain_cfg, lexicon_fingerprint=datamodule.lexicon_fingerprint)
     trainer = build_trainer(cfg, run_dir, callbacks)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("dualmind.export", "export a checkpoint to safetensors + config JSON"),
     "eval": ("dualmind.evaluate", "system bits per byte of core + decoder (or a BPE baseline)"),
     "plan": ("dualmind.plan.cli", "what a training run costs and what it buys"),
+    "adapt": ("dualmind.adapters.cli", "LoRA adapters: info, merge into the core (export)"),
     "viz": ("dualmind.viz.cli", "HTML report of a prompt inside core and decoder"),
 }
 

@@ -113,6 +113,7 @@ class DualMindModule(L.LightningModule):
         self._t_batch: float | None = None
         self._flops_total = 0.0
         self._grad_norm: torch.Tensor | None = None
+        self._training_rng = None  # dualmind.rng_state.TrainingRNG, made once the rank is known
 
     def configure_model(self) -> None:
         """fsdp2 only: shard the plain core (and in align the decoder) over Lightning's device
@@ -240,8 +241,17 @@ class DualMindModule(L.LightningModule):
         torch.distributed.all_reduce(packed)
         return StepCounts(*packed)
 
+    def training_rng(self):
+        """This rank's stream of training-step randomness (saved in checkpoints, resumed)."""
+        if self._training_rng is None:
+            from dualmind.rng_state import TrainingRNG
+
+            self._training_rng = TrainingRNG(int(self.cfg.get("seed", 0)), self.global_rank)
+        return self._training_rng
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        counts = self._step(batch)
+        with self.training_rng().active():  # a resumed run makes the same draws
+            counts = self._step(batch)
         total = self._summed_over_ranks(counts)
         # Each rank's NLL over the *global* number of predicted symbols, times the world size:
         # the gradients DDP/FSDP average over ranks are then those of the global mean, however
@@ -387,7 +397,16 @@ class DualMindModule(L.LightningModule):
             "decoder": self.decoder_config.to_dict() if self.decoder is not None else None,
             "core_checkpoint": (self.cfg.get("core") or {}).get("checkpoint"),
             "flops_total": self._flops_total,
+            "rng": self._rng_states(),
         }
+
+    def _rng_states(self) -> list[dict] | None:
+        """Every rank's training RNG stream, by rank (a collective: all ranks save together)."""
+        if self._trainer is None:
+            return None
+        from dualmind.rng_state import gather_states
+
+        return gather_states(self.training_rng(), self.trainer.world_size)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint_metadata(checkpoint)
@@ -395,6 +414,23 @@ class DualMindModule(L.LightningModule):
         if self.lexicon_fingerprint is None:
             self.lexicon_fingerprint = meta.get("lexicon_fingerprint")
         self._flops_total = float(meta.get("flops_total", 0.0))
+        self._resume_rng(meta.get("rng"), int(checkpoint.get("global_step", 0)))
+
+    def _resume_rng(self, states: list[dict] | None, step: int) -> None:
+        from lightning.pytorch.utilities import rank_zero_warn
+
+        if self._trainer is None:  # a checkpoint read outside training: nothing to continue
+            return
+        rng, world = self.training_rng(), self.trainer.world_size
+        if states and len(states) == world:
+            rng.load_state_dict(states[self.global_rank])
+            return
+        rng.reseed(step)
+        rank_zero_warn(
+            f"the checkpoint holds the training RNG of {len(states or [])} ranks, this run has "
+            f"{world}: each rank starts a fresh random stream at step {step} (the data order "
+            "still continues exactly; dropout/noise draws do not)"
+        )
 
 
 class WarmupCosine:

@@ -77,3 +77,14 @@ def tiny_run() -> dict[str, Path]:
         "core.layers.2.feed_forward.w2.weight"] * 2.0
     paths["moved"] = save("moved_run", "core", moved, None)
     return paths
+
+
+@functools.cache
+def align_report() -> Path:
+    """The align checkpoint's report (decoder panel, compared with the moved core), built once
+    and shared by the report and browser tests."""
+    from dualmind.viz import write_report
+
+    run = tiny_run()
+    return write_report(run["align"], PROMPT, run["root"] / "report-align",
+                        lexicon_dir=run["lexicon"], compare=run["moved"])

@@ -173,7 +173,10 @@ def load_compare(compare: str | Path, base: Models) -> tuple[torch.nn.Module, st
             raise VizError(f"--compare {path} is neither a checkpoint nor an export folder, and "
                            "adapter folders need dualmind.adapters.load_adapter, which this "
                            "install lacks; merge the adapter into a checkpoint first")
-        other = load_adapter(copy.deepcopy(base.core), path)
+        try:  # AdapterError (a ValueError) names both core fingerprints on a mismatch
+            other = load_adapter(copy.deepcopy(base.core), path)
+        except ValueError as err:
+            raise VizError(f"--compare {path}: {err}") from err
         return other.eval(), f"base core + adapter {path}"
     other = load(path)
     a, b = base.core.cfg, other.core.cfg

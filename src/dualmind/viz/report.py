@@ -77,6 +77,8 @@ def write_report(checkpoint: str | Path, text: str, out_dir: str | Path,
     models = load(checkpoint)
     core, cfg = models.core, models.core.cfg
     lexicon, lexicon_path = load_lexicon(lexicon_dir, models)
+    sel_layers = choose("layers", layers, cfg.n_layers, DEFAULT_LAYERS, MAX_LAYERS)
+    sel_heads = choose("heads", heads, cfg.n_heads, DEFAULT_HEADS, MAX_HEADS)
     top_notes: list[str] = []
 
     docs = split_documents(text)
@@ -104,8 +106,6 @@ def write_report(checkpoint: str | Path, text: str, out_dir: str | Path,
     pos_labels = [f"{i}:{g}" for i, g in enumerate(glosses)]
     bounds = _boundaries(doc_of)
 
-    sel_layers = choose("layers", layers, cfg.n_layers, DEFAULT_LAYERS, MAX_LAYERS)
-    sel_heads = choose("heads", heads, cfg.n_heads, DEFAULT_HEADS, MAX_HEADS)
     sel_pos = choose("positions", positions, T, DEFAULT_POSITIONS, MAX_POSITIONS)
 
     ids_t = torch.tensor([ids], dtype=torch.long)

@@ -1,0 +1,82 @@
+"""The viz report as a file: every panel present, offline, bounded, honest about what it left
+out (no decoder, a cut window), and the `dualmind viz` command."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from dualmind.cli import main
+from dualmind.viz import VizError, write_report
+from dualmind.viz.report import choose, split_documents, spread
+from test_viz_support import PROMPT, align_report, tiny_run
+
+PANELS = ("lens", "attention", "cross", "norms", "compare")
+
+
+def panels(html: str) -> list[str]:
+    return re.findall(r'<section id="[^"]+" data-panel="([^"]+)"', html)
+
+
+def test_align_report_shows_every_panel_offline_and_small():
+    index = align_report()
+    html = index.read_text(encoding="utf-8")
+    assert index.name == "index.html"
+    assert panels(html) == list(PANELS)
+    # figures: lens + 3 core layers + 2 cross-attention layers + norms + drift, all embedded
+    assert html.count('src="data:image/png;base64,') == 8
+    assert not re.search(r'(src|href)="(https?:)?//', html), "the page must not fetch anything"
+    assert index.stat().st_size < 1_000_000
+    assert "report size" in html and "KiB" in html
+    assert "keeper" in html  # the input's symbols, glossed
+    assert "null slot" in html
+    # the moved core differs only from layer 2's feed-forward on: drift starts at layer 3
+    assert "first layer that moved: 3" in html
+
+
+def test_core_only_report_says_why_there_is_no_decoder_and_windows_long_input(tmp_path):
+    run = tiny_run()
+    index = write_report(run["core"], PROMPT, tmp_path, layers=[1], heads=[0],
+                         lexicon_dir=run["lexicon"], window=5)
+    html = index.read_text(encoding="utf-8")
+    assert panels(html) == ["lens", "attention", "cross", "norms"]
+    assert "core-only checkpoint" in html
+    assert re.search(r"the input is \d+ symbols long; this report shows only the first 5", html)
+    assert html.count("data:image/png") == 3  # lens, layer 1, norms
+
+
+def test_selection_is_checked_and_bounded():
+    assert spread(80, 6) == [0, 16, 32, 47, 63, 79]
+    assert spread(3, 6) == [0, 1, 2]
+    assert choose("layers", None, 80, 6, 12) == spread(80, 6)
+    with pytest.raises(VizError, match=r"layers selects 20; a report draws at most 12"):
+        choose("layers", range(20), 80, 6, 12)
+    with pytest.raises(VizError, match=r"heads \[9\] out of range: there are 4"):
+        choose("heads", [0, 9], 4, 4, 8)
+    assert split_documents("a b\n\n  \n\nc\n d") == ["a b", "c\n d"]
+
+
+def test_bad_inputs_are_named(tmp_path):
+    run = tiny_run()
+    with pytest.raises(VizError, match="pass the lexicon folder"):
+        write_report(run["core"], PROMPT, tmp_path)
+    with pytest.raises(VizError, match="the text is empty"):
+        write_report(run["core"], "\n\n", tmp_path, lexicon_dir=run["lexicon"])
+    with pytest.raises(VizError, match="no checkpoint"):
+        write_report(tmp_path / "nothing", PROMPT, tmp_path, lexicon_dir=run["lexicon"])
+
+
+def test_cli_prints_path_and_size(tmp_path, capsys):
+    run = tiny_run()
+    code = main(["viz", "--checkpoint", str(run["core"].parent.parent), "--text", PROMPT,
+                 "--out", str(tmp_path / "r"), "--layers", "2", "--heads", "1,3",
+                 "--positions", "0,2", "--lexicon", str(run["lexicon"])])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert re.fullmatch(rf"report: {re.escape(str(tmp_path / 'r' / 'index.html'))} "
+                        r"\(\d+ KiB\)\n", out)
+    code = main(["viz", "--checkpoint", str(run["core"]), "--text", "x", "--out",
+                 str(tmp_path / "r2"), "--heads", "7", "--lexicon", str(run["lexicon"])])
+    assert code == 2
+    assert "heads [7] out of range" in capsys.readouterr().err

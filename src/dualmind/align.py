@@ -22,6 +22,29 @@ class CoreCheckpointError(ValueError):
     """core.checkpoint missing, unreadable, or made for another core shape or lexicon."""
 
 
+class CorePairingError(ValueError):
+    """A decoder put beside a core whose weights are not the ones it was aligned to."""
+
+
+def core_fingerprint(core: torch.nn.Module) -> str:
+    """The frozen core's identity: :func:`dualmind.model.fingerprint.weights_fingerprint` of its
+    state dict. Align checkpoints and exports record it as ``core_fingerprint``."""
+    from dualmind.model.fingerprint import weights_fingerprint
+
+    return weights_fingerprint(core.state_dict())
+
+
+def check_core_pairing(expected: str | None, found: str | None, where: str, core: str) -> None:
+    """Refuse a decoder (recorded at `where`, aligned to core `expected`) beside core weights
+    with fingerprint `found` (from `core`). None on either side: not known, nothing to check."""
+    if expected is not None and found is not None and expected != found:
+        raise CorePairingError(
+            f"{where}: the decoder was aligned to the core with weights fingerprint {expected}, "
+            f"but the core given ({core}) has fingerprint {found}; a decoder reads only the "
+            "states of its own core — pass that core, or align a new decoder to this one "
+            "(recipe=decoder_align core.checkpoint=...)")
+
+
 def core_state_from(path: str | Path, expect_lexicon: str | None = None) -> tuple[dict, dict]:
     """(core state dict, metadata) of a stage-core checkpoint or export folder."""
     from dualmind.lit import LexiconMismatchError, check_lexicon, checkpoint_metadata
@@ -54,7 +77,8 @@ def core_state_from(path: str | Path, expect_lexicon: str | None = None) -> tupl
 
 
 def load_frozen_core(core: HyperCore, path: str | Path, expect_lexicon: str | None = None) -> dict:
-    """Load the checkpoint's weights into `core`, then freeze it; return the metadata."""
+    """Load the checkpoint's weights into `core`, then freeze it; return the checkpoint's
+    metadata with ``core_fingerprint`` set to the fingerprint of the weights now in `core`."""
     state, meta = core_state_from(path, expect_lexicon)
     try:
         core.load_state_dict(state, strict=True)
@@ -63,7 +87,7 @@ def load_frozen_core(core: HyperCore, path: str | Path, expect_lexicon: str | No
                                   f"model to the core's shape, e.g. model={meta.get('model')}): "
                                   f"{str(err)[:400]}") from err
     freeze(core)
-    return meta
+    return dict(meta, core_fingerprint=core_fingerprint(core))
 
 
 def freeze(core: torch.nn.Module) -> None:
@@ -97,3 +121,14 @@ def decoder_nll(decoder: torch.nn.Module, states: torch.Tensor, batch: dict,
     nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
                           ignore_index=IGNORE, reduction="sum")
     return nll, (targets != IGNORE).sum()
+
+
+def row_context(cfg: dict) -> dict[str, int | None]:
+    """The row a run trained on, which evaluation reuses: core units and text positions per row
+    (stage core: units only; stage lm: text only). Recorded in checkpoints as meta["context"]."""
+    stage, seq_len = cfg.get("stage"), int(cfg["data"]["seq_len"])
+    if stage == "lm":
+        return {"core": None, "text": seq_len}
+    if stage == "align":
+        return {"core": seq_len, "text": int(cfg["decoder"]["max_seq_len"])}
+    return {"core": seq_len, "text": None}

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import SumMetric
 
+from dualmind.align import check_core_pairing, row_context
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
 
@@ -189,6 +190,7 @@ class DualMindModule(L.LightningModule):
         else:
             self.decoder = LanguageDecoder(self.decoder_config)
             meta = load_frozen_core(self.core, checkpoint, self.lexicon_fingerprint)
+        self.core_fingerprint = meta.get("core_fingerprint")  # issue 4; None while sharded
         if self.lexicon_fingerprint is None:
             self.lexicon_fingerprint = meta.get("lexicon_fingerprint")
 
@@ -396,6 +398,8 @@ class DualMindModule(L.LightningModule):
             "model": self.core_config.to_dict(),
             "decoder": self.decoder_config.to_dict() if self.decoder is not None else None,
             "core_checkpoint": (self.cfg.get("core") or {}).get("checkpoint"),
+            "core_fingerprint": getattr(self, "core_fingerprint", None),  # dualmind.align
+            "context": row_context(self.cfg),  # the rows trained on: `dualmind eval` reuses them
             "flops_total": self._flops_total,
             "rng": self._rng_states(),
         }
@@ -411,6 +415,9 @@ class DualMindModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint_metadata(checkpoint)
         check_lexicon(meta, self.lexicon_fingerprint)
+        if self.stage == "align":  # a decoder resumed beside another core than its own: refuse
+            check_core_pairing(meta.get("core_fingerprint"), getattr(self, "core_fingerprint",
+                               None), where="ckpt_path", core=self.cfg["core"]["checkpoint"])
         if self.lexicon_fingerprint is None:
             self.lexicon_fingerprint = meta.get("lexicon_fingerprint")
         self._flops_total = float(meta.get("flops_total", 0.0))

@@ -164,3 +164,28 @@ def test_bad_adapter_settings_name_the_key(tmp_path, base_ckpt):
         build("core_unfreeze", tmp_path, base_ckpt, "unfreeze.top_k=3")
     with pytest.raises(ConfigError, match="lora.targets"):
         build("bridge_lora", tmp_path, base_ckpt, "lora.targets=[wq,output]")
+
+
+def test_empty_answers_are_skipped_and_long_ones_cut_and_counted(tmp_path):
+    from dualmind.adapters.qa_data import EOS, load_examples
+    from dualmind.lexicon.symbols import symbol_of
+
+    def hp(ids):
+        return "".join(symbol_of(i) for i in ids)
+
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"lexicon": {"fingerprint": "ab12"}, "hypertrain": {"file": "hypertrain.jsonl"}}))
+    records = [("What is AI?", [10, 11], "It thinks.", [12, 13]),
+               ("Hi", [14], "How are you?", []),  # every answer word dropped by the lexicon
+               ("Long?", [15, 16], "x" * 40, list(range(20, 40)))]
+    with open(tmp_path / "hypertrain.jsonl", "w") as f:
+        for i, (q, qi, a, ai) in enumerate(records):
+            f.write(json.dumps({"id": f"r{i}", "kind": "qa", "lang": "en", "text": q,
+                                "hyperphrase": hp(qi), "input": q, "target": a,
+                                "target_hyperphrase": hp(ai)}) + "\n")
+    ex = load_examples(tmp_path, 0.5, answer_eos=True, seq_len=10)
+    assert ex.empty == 1 and ex.truncated == 1 and ex.lexicon_fingerprint == "ab12"
+    by_q = {int(e.question[0]): e for e in ex.train + ex.heldout}
+    assert sorted(by_q) == [10, 15]
+    assert by_q[10].answer.tolist() == [12, 13, EOS]
+    assert len(by_q[15].question) + len(by_q[15].answer) == 11  # seq_len + 1: one full row

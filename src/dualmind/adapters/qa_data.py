@@ -14,7 +14,9 @@ positions restart at every question; the rest of a row is padding, never scored.
 Held out: the examples whose question hashes into adapt.heldout_fraction (sha1 of the
 normalised question), so all answers to a question land on one side. An example longer than a
 row keeps its question and loses the end of its answer; how many were cut is counted
-(:attr:`QAExamples.truncated`) and printed when the data is opened.
+(:attr:`QAExamples.truncated`) and printed when the data is opened, as is the number of records
+skipped because their answer encodes to no symbols at all (a semantic lexicon drops stop words:
+"How are you doing?" can vanish; :attr:`QAExamples.empty`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class QAExamples:
     heldout: list[QAExample]
     lexicon_fingerprint: str
     truncated: int = 0  # examples whose answer was cut to fit data.seq_len
+    empty: int = 0  # records skipped: their answer encodes to no symbols (semantic lexicons)
 
 
 def is_heldout(question: str, fraction: float) -> bool:
@@ -77,7 +80,7 @@ def load_examples(corpus_dir: str | Path, heldout_fraction: float, answer_eos: b
     path = corpus_dir / manifest.get("hypertrain", {}).get("file", "hypertrain.jsonl")
     if not path.is_file():
         raise DataConfigError(f"data.dir={corpus_dir}: {path.name} is missing")
-    train, heldout, truncated = [], [], 0
+    train, heldout, truncated, empty = [], [], 0, 0
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             if '"qa"' not in line and '"pair"' not in line:  # cheap skip of the scenes
@@ -86,9 +89,12 @@ def load_examples(corpus_dir: str | Path, heldout_fraction: float, answer_eos: b
             if rec.get("kind") not in ("qa", "pair"):
                 continue
             where = f"{path}:{line_no} ({rec.get('id')})"
-            if not rec.get("target_hyperphrase"):
+            if "target_hyperphrase" not in rec:
                 raise DataConfigError(f"{where}: a {rec['kind']} record without "
                                       "target_hyperphrase; rebuild the corpus")
+            if not rec["target_hyperphrase"]:  # a semantic lexicon may drop every answer word
+                empty += 1
+                continue
             try:
                 q = np.fromiter((id_of(c) for c in rec["hyperphrase"]), dtype=np.int64)
                 a = np.fromiter((id_of(c) for c in rec["target_hyperphrase"]), dtype=np.int64)
@@ -115,7 +121,7 @@ def load_examples(corpus_dir: str | Path, heldout_fraction: float, answer_eos: b
             f"data.dir={corpus_dir}: {len(train)} training and {len(heldout)} held-out QA/pair "
             f"examples; stage lora/unfreeze needs both (a corpus built with QA pairs, "
             f"adapt.heldout_fraction in (0, 1))")
-    return QAExamples(train, heldout, manifest["lexicon"]["fingerprint"], truncated)
+    return QAExamples(train, heldout, manifest["lexicon"]["fingerprint"], truncated, empty)
 
 
 def pack_rows(examples: list[QAExample], seq_len: int) -> list[list[int]]:
@@ -240,6 +246,9 @@ class QADataModule(L.LightningDataModule):
         if ex.truncated:
             print(f"adapt: {ex.truncated} QA/pair answers cut to fit data.seq_len="
                   f"{self.seq_len}")
+        if ex.empty:
+            print(f"adapt: {ex.empty} QA/pair records skipped: their answer encodes to no "
+                  f"symbols in this lexicon")
         self.examples, self.lexicon_fingerprint = ex, ex.lexicon_fingerprint
         return self
 

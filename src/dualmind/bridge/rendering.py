@@ -1,0 +1,95 @@
+"""The decoder renders text from the core's states, streaming it as tokens are produced.
+
+The cross-attention keys/values of the core's states are computed once; the decoder's own
+self-attention uses a KV cache, so each token costs one position. Text is streamed through
+``on_text`` in pieces: byte-level BPE tokens can end in the middle of a UTF-8 character, so a
+piece is held back until it decodes cleanly (no U+FFFD at its end).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from dualmind.bridge.sampling import pick
+
+_WORD_DONE = re.compile(r"\w+[^\w]", re.UNICODE)
+_WORD = re.compile(r"\w", re.UNICODE)
+
+
+@dataclass
+class Rendering:
+    text: str
+    token_ids: list[int]
+    stopped: str  # "eos" | "max_tokens"
+    seconds: float
+    first_word_at: float | None  # perf_counter() when the first whole word was streamed
+
+
+class TextStream:
+    """Incremental detokenisation: feed ids, get the new text (held back until it is whole)."""
+
+    def __init__(self, tokenizer, on_text: Callable[[str], None] | None):
+        self.tokenizer, self.on_text = tokenizer, on_text
+        self.ids: list[int] = []
+        self.text = ""
+        self.first_word_at: float | None = None
+
+    def push(self, token: int) -> None:
+        self.ids.append(token)
+        full = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if full.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for its next byte
+            return
+        self._emit(full)
+
+    def close(self) -> None:
+        full = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        self._emit(full)
+        if self.first_word_at is None and _WORD.search(self.text):
+            self.first_word_at = time.perf_counter()  # the answer ended right after its word
+
+    def _emit(self, full: str) -> None:
+        if not full.startswith(self.text):  # decoding is prefix-stable; if not, resend nothing
+            self.text = full
+            return
+        piece = full[len(self.text):]
+        if not piece:
+            return
+        self.text = full
+        if self.on_text is not None:
+            self.on_text(piece)
+        if self.first_word_at is None and _WORD_DONE.search(self.text):
+            self.first_word_at = time.perf_counter()
+
+
+@torch.no_grad()
+def render(decoder, tokenizer, states: torch.Tensor, bos: int, eos: int, max_tokens: int, *,
+           temperature: float = 0.8, top_k: int | None = 50, top_p: float | None = None,
+           generator: torch.Generator | None = None,
+           on_text: Callable[[str], None] | None = None) -> Rendering:
+    """Render text reading every state in ``states`` [1,S,core_dim] (render mask: all visible)."""
+    t0 = time.perf_counter()
+    max_tokens = min(max_tokens, decoder.cfg.max_seq_len - 1)
+    device = decoder.tok_embeddings.weight.device
+    cross_kv = decoder.cross_keys_values(states.to(device))
+    cache = decoder.new_cache(1, max_tokens + 1)
+    stream = TextStream(tokenizer, on_text)
+    logits = decoder(torch.tensor([[bos]], device=device), cache=cache, cross_kv=cross_kv)[0, -1]
+    stopped = "max_tokens"
+    for i in range(max_tokens):
+        nxt = pick(logits, temperature, top_k, top_p, generator)
+        if nxt == eos:
+            stopped = "eos"
+            break
+        stream.push(nxt)
+        if i == max_tokens - 1:
+            break
+        logits = decoder(torch.tensor([[nxt]], device=device), cache=cache,
+                         cross_kv=cross_kv)[0, -1]
+    stream.close()
+    return Rendering(stream.text, stream.ids, stopped, time.perf_counter() - t0,
+                     stream.first_word_at)

@@ -1,0 +1,79 @@
+"""The core thinks: it continues the context in hyperphrase symbols, one symbol at a time.
+
+With the KV cache (the default) the context is read once and each new symbol costs one
+position; without it every step re-reads everything (kept for the speed benchmark and as a
+reference the tests compare against). Either way the hidden states of every position — the
+context and the thought — come back, because the decoder reads them.
+
+Stops: an EOS symbol; a boundary symbol (BOS or PAD: the start of a new document, which the
+core was never trained to cross); or ``max_symbols``. The stop symbol is not part of the thought.
+The core was pretrained on packed documents without boundary symbols, so in practice most
+thoughts end at ``max_symbols``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from dualmind.bridge.sampling import pick
+
+PAD, BOS, EOS = 0, 1, 2
+BOUNDARY = (BOS, PAD)
+
+
+@dataclass
+class Thought:
+    ids: list[int]  # the new symbols, stop symbol excluded
+    states: torch.Tensor  # [1, context + len(ids), D]: the core's hidden state of every position
+    stopped: str  # "eos" | "boundary" | "max_symbols"
+    seconds: float
+
+
+@torch.no_grad()
+def think(core, context: list[int], max_symbols: int, *, temperature: float = 0.8,
+          top_k: int | None = 50, top_p: float | None = None,
+          generator: torch.Generator | None = None, use_cache: bool = True,
+          stop_ids: tuple[int, ...] = (EOS, *BOUNDARY), vocab_limit: int | None = None,
+          on_symbol: Callable[[int], None] | None = None) -> Thought:
+    """Continue ``context`` (>= 1 symbol) by up to ``max_symbols`` symbols.
+
+    The caller makes room: len(context) + max_symbols <= core.cfg.max_seq_len (the last symbol
+    is fed once more so its hidden state exists). ``vocab_limit``: only ids below it may be
+    drawn (the lexicon's size: a core's vocabulary may be larger than its lexicon)."""
+    t0 = time.perf_counter()
+    device = core.tok_embeddings.weight.device
+    ids = torch.tensor([context], dtype=torch.int64, device=device)
+    total = len(context) + max_symbols
+    if total > core.cfg.max_seq_len:
+        raise ValueError(f"context {len(context)} + {max_symbols} symbols exceed the core's "
+                         f"context ({core.cfg.max_seq_len})")
+    cache = core.new_cache(1, total) if use_cache else None
+    out = core(ids, cache=cache)
+    states, logits = [out.hidden], out.logits[0, -1]
+    thought: list[int] = []
+    stopped = "max_symbols"
+    for _ in range(max_symbols):
+        if vocab_limit is not None and vocab_limit < logits.shape[-1]:
+            logits = logits.clone()
+            logits[vocab_limit:] = float("-inf")
+        nxt = pick(logits, temperature, top_k, top_p, generator)
+        if nxt in stop_ids:
+            stopped = "eos" if nxt == EOS else "boundary"
+            break
+        thought.append(nxt)
+        if on_symbol is not None:
+            on_symbol(nxt)
+        step = torch.tensor([[nxt]], dtype=torch.int64, device=device)
+        if use_cache:  # one new position against the cached keys/values
+            out = core(step, cache=cache)
+            states.append(out.hidden)
+        else:  # the whole sequence again
+            ids = torch.cat((ids, step), dim=1)
+            out = core(ids)
+            states = [out.hidden]
+        logits = out.logits[0, -1]
+    return Thought(thought, torch.cat(states, dim=1), stopped, time.perf_counter() - t0)

@@ -19,6 +19,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("dualmind.export", "export a checkpoint to safetensors + config JSON"),
     "eval": ("dualmind.evaluate", "system bits per byte of core + decoder (or a BPE baseline)"),
     "plan": ("dualmind.plan.cli", "what a training run costs and what it buys"),
+    "generate": ("dualmind.bridge.cli_generate", "the core thinks, the decoder answers"),
+    "chat": ("dualmind.bridge.cli_chat", "chat in the terminal through the bridge (/reset, /quit)"),
+    "index": ("dualmind.bridge.cli_index", "retrieval index of scenes (pooled core states)"),
     "adapt": ("dualmind.adapters.cli", "LoRA adapters: info, merge into the core (export)"),
     "viz": ("dualmind.viz.cli", "HTML report of a prompt inside core and decoder"),
 }

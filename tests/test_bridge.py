@@ -9,9 +9,9 @@ import warnings
 import pytest
 import torch
 
-from bridge_toy import align_checkpoint, build_toy
 from dualmind.bridge import Answer, Bridge, BridgeError
 from dualmind.bridge.thinking import think
+from test_bridge_toy import align_checkpoint, build_toy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 Q = "Where does the zebra Quillon sleep?"

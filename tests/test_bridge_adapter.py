@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bridge_toy import align_checkpoint, build_toy
 from dualmind.bridge import Bridge, BridgeError
+from test_bridge_toy import align_checkpoint, build_toy
 
 adapters = pytest.importorskip("dualmind.adapters")
 pytestmark = pytest.mark.usefixtures("one_thread")

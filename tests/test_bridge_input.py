@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bridge_toy import build_toy
 from dualmind.bridge import Bridge, BridgeError
 from dualmind.bridge.prompt import UNK, assemble
+from test_bridge_toy import build_toy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 KW = dict(max_tokens=4, temperature=0.0)

@@ -9,9 +9,9 @@ import io
 import pytest
 from rich.console import Console
 
-from bridge_toy import build_toy
 from dualmind.bridge import Bridge
 from dualmind.bridge.chat import ChatSession, scripted_chat
+from test_bridge_toy import build_toy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 KW = dict(max_symbols=6, max_tokens=6, temperature=0.0)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from bridge_toy import DISTRACTORS, FACTS, QUESTIONS, build_toy
 from dualmind.bridge import Bridge, BridgeError
 from dualmind.bridge.retrieval import SceneIndex, SceneRecord, pooled_states
+from test_bridge_toy import DISTRACTORS, FACTS, QUESTIONS, build_toy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,5 +1,6 @@
-"""A toy bridge for the bridge, retrieval and chat tests: a semantic lexicon and a byte-level
-BPE learned from a few sentences, and a tiny random core and decoder (mechanics, not quality)."""
+"""A toy bridge for the bridge, retrieval and chat tests (no tests of its own): a semantic lexicon
+and a byte-level BPE learned from a few sentences, and a tiny random core and decoder (mechanics,
+not quality)."""
 
 from __future__ import annotations
 

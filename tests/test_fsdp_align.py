@@ -16,13 +16,15 @@ import lightning as L
 import pytest
 import torch
 
+import test_train_align
 from dualmind.config import compose
 from dualmind.train_loop import run
 from test_parallel_support import spawn_ranks
-from test_train_align import align_overrides, core_checkpoint  # noqa: F401 - a fixture
+from test_train_align import align_overrides
 from test_train_support import tiny_corpus
 
 pytestmark = pytest.mark.multiprocess
+core_checkpoint = test_train_align.core_checkpoint  # the tiny stage-core checkpoint fixture
 
 STEPS = 10
 COMMON = [

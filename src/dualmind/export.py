@@ -3,8 +3,10 @@
     dualmind export runs/core_mini/checkpoints/last.ckpt --out runs/core_mini/export
     dualmind export runs/core_mini            # a run folder: uses its checkpoints/last.ckpt
 
-Writes OUT/<component>.safetensors (core, and later decoder) and OUT/config.json with the model
-config, the lexicon fingerprint and the stage. No pickle anywhere: the checkpoint is read with
+Writes OUT/<component>.safetensors (core, and the decoder of align checkpoints) and
+OUT/config.json with the model config, the lexicon fingerprint and the stage. A sharded
+checkpoint folder of an fsdp2 run is consolidated tensor by tensor (dualmind.export_sharded),
+never whole in memory. No pickle anywhere: the checkpoint is read with
 `torch.load(weights_only=True)` and the export is plain tensors + JSON. Tensors that share
 storage (tied embeddings) are stored once and recorded as aliases.
 
@@ -30,12 +32,17 @@ class ExportError(ValueError):
 
 
 def _resolve_checkpoint(path: Path) -> Path:
+    from dualmind.export_sharded import is_sharded_checkpoint
+
+    if is_sharded_checkpoint(path):  # an fsdp2 run's DCP folder
+        return path
     if path.is_dir():
         candidates = [path / "checkpoints" / "last.ckpt", path / "last.ckpt"]
         for c in candidates:
-            if c.is_file():
+            if c.is_file() or is_sharded_checkpoint(c):
                 return c
-        raise ExportError(f"{path}: a folder without checkpoints/last.ckpt; pass a .ckpt file")
+        raise ExportError(f"{path}: a folder without checkpoints/last.ckpt; pass a .ckpt file "
+                          "or a sharded checkpoint folder")
     if not path.is_file():
         raise ExportError(f"{path}: no such checkpoint")
     return path
@@ -60,10 +67,12 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, expect_lexicon: str | N
     import torch
     from safetensors.torch import save_file
 
-    import dualmind
+    from dualmind.export_sharded import is_sharded_checkpoint
     from dualmind.lit import LexiconMismatchError, check_lexicon, checkpoint_metadata
 
     ckpt = _resolve_checkpoint(Path(ckpt))
+    if is_sharded_checkpoint(ckpt):
+        return _export_sharded(ckpt, Path(out), expect_lexicon)
     try:
         checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - reported with the path
@@ -88,6 +97,36 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, expect_lexicon: str | N
         files[component] = {"file": name, "tensors": len(unique), "aliases": aliases}
     if "core" not in files:
         raise ExportError(f"{ckpt}: no core weights in the checkpoint's state_dict")
+    return _write_config(out, ckpt, checkpoint, meta, files)
+
+
+def _export_sharded(ckpt: Path, out: Path, expect_lexicon: str | None) -> Path:
+    """A DCP folder: consolidated tensor by tensor (dualmind.export_sharded), never whole."""
+    from dualmind.export_sharded import export_sharded
+    from dualmind.lit import LexiconMismatchError, check_lexicon, checkpoint_metadata
+
+    try:
+        meta = checkpoint_metadata(torch_load_meta(ckpt))
+        check_lexicon(meta, expect_lexicon, where=f"checkpoint {ckpt}")
+        files, checkpoint = export_sharded(ckpt, out, COMPONENTS)
+    except (ValueError, LexiconMismatchError) as err:
+        raise ExportError(f"{ckpt}: {err}") from err
+    except Exception as err:  # noqa: BLE001 - DCP read errors, reported with the path
+        raise ExportError(f"{ckpt}: cannot consolidate this sharded checkpoint ({err})") from err
+    if "core" not in files:
+        raise ExportError(f"{ckpt}: no core weights (state_dict.core.*) in the sharded checkpoint")
+    return _write_config(out, ckpt, checkpoint, meta, files)
+
+
+def torch_load_meta(ckpt: Path) -> dict:
+    import torch
+
+    return torch.load(ckpt / "meta.pt", map_location="cpu", weights_only=True)
+
+
+def _write_config(out: Path, ckpt: Path, checkpoint: dict, meta: dict, files: dict) -> Path:
+    import dualmind
+
     config = {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_VERSION,
@@ -164,7 +203,8 @@ def load_core(path: str | Path, expect_lexicon: str | None = None, device: str =
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "checkpoint", help="a .ckpt file, or a run folder (uses checkpoints/last.ckpt)"
+        "checkpoint", help="a .ckpt file, a sharded (fsdp2) checkpoint folder, or a run folder "
+        "(uses checkpoints/last.ckpt)"
     )
     parser.add_argument("--out", help="output folder (default: <run folder>/export)")
     parser.add_argument(

@@ -24,7 +24,8 @@ def test_align_report_shows_every_panel_offline_and_small():
     html = index.read_text(encoding="utf-8")
     assert index.name == "index.html"
     assert panels(html) == list(PANELS)
-    # figures: lens + 3 core layers + 2 cross-attention layers + norms + drift, all embedded
+    # figures: lens, 2 core layers, 2 + 1 cross-attention maps (input, rendering), norms,
+    # drift: all embedded
     assert html.count('src="data:image/png;base64,') == 8
     assert not re.search(r'(src|href)="(https?:)?//', html), "the page must not fetch anything"
     assert index.stat().st_size < 1_000_000

@@ -8,8 +8,10 @@ perturbed copy of the core to compare with. Built once per session, in a tempora
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -37,6 +39,7 @@ PROMPT = ("The keeper watched the storm over the sea at night.\n\n"
 @functools.cache
 def tiny_run() -> dict[str, Path]:
     root = Path(tempfile.mkdtemp(prefix="dualmind-viz-test-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     lexicon = Lexicon.build(SENTENCES * 3, level="semantic", vocab_size=600)
     lexicon.save(root / "lexicon")
     corpus = root / "corpus"
@@ -87,4 +90,5 @@ def align_report() -> Path:
 
     run = tiny_run()
     return write_report(run["align"], PROMPT, run["root"] / "report-align",
-                        lexicon_dir=run["lexicon"], compare=run["moved"])
+                        layers=[0, 2], heads=[0, 1], lexicon_dir=run["lexicon"],
+                        compare=run["moved"])

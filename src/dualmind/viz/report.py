@@ -21,33 +21,13 @@ import numpy as np
 import torch
 
 from dualmind.viz import figures, page, probes
-from dualmind.viz.load import VizError, find_text_tokenizer, load, load_compare, load_lexicon
+from dualmind.viz.decoder_panel import decoder_section
+from dualmind.viz.load import VizError, load, load_compare, load_lexicon
+from dualmind.viz.select import boundaries, choose, spread  # noqa: F401 (spread: re-exported)
 
 MAX_LAYERS, MAX_HEADS, MAX_POSITIONS = 12, 8, 24
-DEFAULT_LAYERS, DEFAULT_HEADS, DEFAULT_POSITIONS, DEFAULT_CROSS = 6, 4, 12, 4
+DEFAULT_LAYERS, DEFAULT_HEADS, DEFAULT_POSITIONS = 6, 4, 12
 WINDOW, TEXT_WINDOW, TOP = 96, 96, 3
-
-
-def spread(n: int, k: int) -> list[int]:
-    """k indices spread evenly over range(n), always including the first and the last."""
-    if n <= k:
-        return list(range(n))
-    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
-
-
-def choose(option: str, given: Sequence[int] | None, n: int, default: int, cap: int
-           ) -> list[int]:
-    """The explicit selection (checked against ``n`` and ``cap``) or ``default`` spread ones."""
-    if given is None:
-        return spread(n, default)
-    chosen = sorted({int(i) for i in given})
-    bad = [i for i in chosen if not 0 <= i < n]
-    if bad:
-        raise VizError(f"{option} {bad} out of range: there are {n} (0..{n - 1})")
-    if len(chosen) > cap:
-        raise VizError(f"{option} selects {len(chosen)}; a report draws at most {cap} "
-                       f"(pick fewer, e.g. {spread(n, cap)})")
-    return chosen
 
 
 def split_documents(text: str) -> list[str]:
@@ -57,10 +37,6 @@ def split_documents(text: str) -> list[str]:
 
 def _gloss(lexicon, uid: int) -> str:
     return lexicon.gloss(uid) if uid < lexicon.vocab_size else f"#{uid}"
-
-
-def _boundaries(doc_of: Sequence[int]) -> list[int]:
-    return [i for i in range(1, len(doc_of)) if doc_of[i] != doc_of[i - 1]]
 
 
 def write_report(checkpoint: str | Path, text: str, out_dir: str | Path,
@@ -104,7 +80,7 @@ def write_report(checkpoint: str | Path, text: str, out_dir: str | Path,
     T = len(ids)
     glosses = [_gloss(lexicon, u) for u in ids]
     pos_labels = [f"{i}:{g}" for i, g in enumerate(glosses)]
-    bounds = _boundaries(doc_of)
+    bounds = boundaries(doc_of)
 
     sel_pos = choose("positions", positions, T, DEFAULT_POSITIONS, MAX_POSITIONS)
 
@@ -114,8 +90,8 @@ def write_report(checkpoint: str | Path, text: str, out_dir: str | Path,
 
     sections = [_lens_section(core, trace, sel_layers, sel_pos, pos_labels, lexicon)]
     sections.append(_attention_section(trace, sel_layers, pos_labels, bounds))
-    sections.append(_decoder_section(models, trace, docs, doc_of, glosses, sel_heads,
-                                     text_window))
+    sections.append(decoder_section(models, trace, docs, doc_of, glosses, sel_heads,
+                                    text_window))
     sections.append(_norms_section(trace, pos_labels))
     if compare is not None:
         sections.append(_compare_section(models, compare, ids_t, doc_t))
@@ -179,67 +155,6 @@ def _attention_section(trace, sel_layers, pos_labels, bounds) -> page.Section:
         s.figure(figures.attention_maps(cap.probs[0].numpy(), cap.heads, pos_labels, bounds,
                                         f"layer {layer}"),
                  f"core layer {layer}, heads {cap.heads}")
-    return s
-
-
-def _decoder_section(models, trace, docs, doc_of, glosses, sel_heads, text_window
-                     ) -> page.Section:
-    s = page.Section("cross", "Decoder cross-attention: which core units each text token read",
-                     "Rows: the input's text tokens, fed to the decoder after BOS (teacher "
-                     "forcing, render mask: a token reads every unit of its own document); "
-                     "columns: the null slot (read nothing) and the core's units. Each row "
-                     "sums to one.")
-    decoder = models.decoder
-    if decoder is None:
-        s.note("This is a core-only checkpoint: it has no decoder, so there is no "
-               "cross-attention to show. Pass an align checkpoint (stage align) to see it.")
-        return s
-    tok, why = find_text_tokenizer(models)
-    if tok is None:
-        s.note(f"The decoder's text tokenizer was not found, so its input cannot be built: {why}.")
-        return s
-    from dualmind.model.masks import Alignment
-
-    token_ids: list[int] = []
-    text_doc: list[int] = []
-    labels: list[str] = []
-    for d in sorted(set(doc_of)):  # documents that kept units inside the window
-        encoding = tok.tokenizer.encode(docs[d])
-        token_ids += [tok.bos, *encoding.ids]
-        text_doc += [d] * (len(encoding.ids) + 1)
-        # label a token by the characters it covers: decoding one byte-level token alone
-        # would show half a Cyrillic letter as "�"
-        labels += ["<bos>"] + [docs[d][a:b] for a, b in encoding.offsets]
-    limit = min(text_window, decoder.cfg.max_seq_len)
-    if len(token_ids) > limit:
-        s.note(f"The text is {len(token_ids)} tokens long; only the first {limit} are shown "
-               f"(text_window={text_window}).")
-        token_ids, text_doc, labels = token_ids[:limit], text_doc[:limit], labels[:limit]
-    n_heads = decoder.cfg.n_heads
-    heads = [h for h in sel_heads if h < n_heads]
-    if len(heads) < len(sel_heads):
-        s.note(f"The decoder has {n_heads} heads; head(s) "
-               f"{[h for h in sel_heads if h >= n_heads]} exist only in the core.")
-    heads = heads or list(range(min(n_heads, DEFAULT_HEADS)))
-    cross = spread(len(decoder.cross_layers), DEFAULT_CROSS)
-    zeros_t = torch.zeros(1, len(token_ids), dtype=torch.long)
-    zeros_c = torch.zeros(1, len(doc_of), dtype=torch.long)
-    alignment = Alignment(text_span=zeros_t, text_scene=zeros_t,
-                          text_doc=torch.tensor([text_doc]), core_scene=zeros_c,
-                          core_doc=torch.tensor([doc_of]))
-    dtrace = probes.trace_decoder(decoder, torch.tensor([token_ids]), trace.final_hidden,
-                                  alignment, cross=cross, heads=heads)
-    for c in cross:
-        cap = dtrace.cross[c]
-        s.figure(figures.cross_attention(cap.probs[0].numpy(), cap.heads, labels, glosses,
-                                         _boundaries(text_doc), _boundaries(doc_of),
-                                         f"decoder block {dtrace.layers[c]} (cross-attention "
-                                         f"{c})"),
-                 f"cross-attention {c} (decoder block {dtrace.layers[c]}), heads {cap.heads}")
-        null = cap.probs[0, :, :, 0].mean().item()
-        s.parts.append(f"<p>cross-attention {c}: on average {null:.0%} of a token's attention "
-                       "goes to the null slot (reading nothing).</p>")
-    s.parts.append(f"<p>Decoder tokens read from {page.esc(str(tok.path))}.</p>")
     return s
 
 

@@ -1,0 +1,127 @@
+"""The decoder's panel: which core units each text token read (cross-attention, null slot
+included), for the input's own text (teacher forcing) and for what the decoder renders greedily
+from the core's states alone.
+
+Documents are packed as in training: each document's text starts with BOS and, under the render
+mask, reads every unit of its own document and nothing of the others.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dualmind.viz import figures, page, probes
+from dualmind.viz.load import find_text_tokenizer
+from dualmind.viz.select import boundaries, spread
+
+DEFAULT_CROSS, DEFAULT_HEADS = 4, 4
+RENDER_TOKENS = 48  # most tokens rendered per document
+
+
+def decoder_section(models, trace, docs, doc_of, glosses, sel_heads, text_window
+                    ) -> page.Section:
+    s = page.Section("cross", "Decoder cross-attention: which core units each text token read",
+                     "Rows: text tokens; columns: the null slot (read nothing) and the core's "
+                     "units. Each row sums to one; under the render mask a token reads only "
+                     "the units of its own document (red lines: document boundaries), so every "
+                     "other cell is exactly zero.")
+    decoder = models.decoder
+    if decoder is None:
+        s.note("This is a core-only checkpoint: it has no decoder, so there is no "
+               "cross-attention to show. Pass an align checkpoint (stage align) to see it.")
+        return s
+    tok, why = find_text_tokenizer(models)
+    if tok is None:
+        s.note(f"The decoder's text tokenizer was not found, so its input cannot be built: {why}.")
+        return s
+    n_heads = decoder.cfg.n_heads
+    heads = [h for h in sel_heads if h < n_heads]
+    if len(heads) < len(sel_heads):
+        s.note(f"The decoder has {n_heads} heads; head(s) "
+               f"{[h for h in sel_heads if h >= n_heads]} exist only in the core.")
+    heads = heads or list(range(min(n_heads, DEFAULT_HEADS)))
+    cross = spread(len(decoder.cross_layers), DEFAULT_CROSS)
+    states = trace.final_hidden
+    kept = sorted(set(doc_of))  # documents with units inside the window
+
+    token_ids, text_doc, labels = [], [], []
+    for d in kept:
+        encoding = tok.tokenizer.encode(docs[d])
+        token_ids += [tok.bos, *encoding.ids]
+        text_doc += [d] * (len(encoding.ids) + 1)
+        # label a token by the characters it covers: decoding one byte-level token alone
+        # would show half a Cyrillic letter as "�"
+        labels += ["<bos>"] + [docs[d][a:b] for a, b in encoding.offsets]
+    limit = min(text_window, decoder.cfg.max_seq_len)
+    if len(token_ids) > limit:
+        s.note(f"The input's text is {len(token_ids)} tokens long; only the first {limit} are "
+               f"shown (text_window={text_window}).")
+        token_ids, text_doc, labels = token_ids[:limit], text_doc[:limit], labels[:limit]
+    s.parts.append("<h3>The input's text, read by the decoder (teacher forcing)</h3>")
+    _maps(s, decoder, states, doc_of, glosses, token_ids, text_doc, labels, cross, heads,
+          "input text")
+
+    rendered_ids, rendered_doc, rendered_labels, lines = [], [], [], []
+    for d in kept:
+        ids = _render(decoder, states, doc_of, d, tok, min(RENDER_TOKENS, limit - 1))
+        text = tok.tokenizer.decode(ids, skip_special_tokens=True)
+        lines.append(f"<li><b>document {d + 1}</b>: {page.esc(text)}</li>")
+        rendered_ids += [tok.bos, *ids]
+        rendered_doc += [d] * (len(ids) + 1)
+        rendered_labels += ["<bos>"] + _token_labels(tok.tokenizer, ids)
+    rendered_ids, rendered_doc = rendered_ids[:limit], rendered_doc[:limit]
+    rendered_labels = rendered_labels[:limit]
+    s.parts.append("<h3>What the decoder renders from the core's states alone (greedy)</h3>"
+                   f"<ul>{''.join(lines)}</ul>")
+    _maps(s, decoder, states, doc_of, glosses, rendered_ids, rendered_doc, rendered_labels,
+          cross[-1:], heads, "greedy rendering")
+    s.parts.append(f"<p>Text tokenizer: {page.esc(str(tok.path))}.</p>")
+    return s
+
+
+def _alignment(text_doc: list[int], doc_of: list[int]):
+    from dualmind.model.masks import Alignment
+
+    zeros_t = torch.zeros(1, len(text_doc), dtype=torch.long)
+    zeros_c = torch.zeros(1, len(doc_of), dtype=torch.long)
+    return Alignment(text_span=zeros_t, text_scene=zeros_t, text_doc=torch.tensor([text_doc]),
+                     core_scene=zeros_c, core_doc=torch.tensor([doc_of]))
+
+
+def _maps(s, decoder, states, doc_of, glosses, token_ids, text_doc, labels, cross, heads,
+          what: str) -> None:
+    dtrace = probes.trace_decoder(decoder, torch.tensor([token_ids]), states,
+                                  _alignment(text_doc, doc_of), cross=cross, heads=heads)
+    for c in cross:
+        cap = dtrace.cross[c]
+        block = dtrace.layers[c]
+        s.figure(figures.cross_attention(cap.probs[0].numpy(), cap.heads, labels, glosses,
+                                         boundaries(text_doc), boundaries(doc_of),
+                                         f"{what}: decoder block {block} (cross-attention {c})"),
+                 f"{what}: cross-attention {c} (decoder block {block}), heads {cap.heads}")
+        null = cap.probs[0, :, :, 0].mean().item()
+        s.parts.append(f"<p>cross-attention {c}: on average {null:.0%} of a token's attention "
+                       "goes to the null slot (reading nothing).</p>")
+
+
+@torch.no_grad()
+def _render(decoder, states, doc_of, d: int, tok, budget: int) -> list[int]:
+    """Greedy tokens the decoder says for document ``d``, reading only that document's units
+    (EOS and everything after it dropped)."""
+    if budget < 1:
+        return []
+    visible = torch.tensor([[doc == d for doc in doc_of]])
+    gen = decoder.generate(states, torch.tensor([[tok.bos]]), budget, cross_mask=visible,
+                           temperature=0.0, eos_id=tok.eos)
+    ids = [int(t) for t in gen.ids[0, 1:]]
+    return ids[: ids.index(tok.eos)] if tok.eos in ids else ids
+
+
+def _token_labels(tokenizer, ids: list[int]) -> list[str]:
+    """Each token's text as the growing decode adds it (whole characters where possible)."""
+    labels, before = [], ""
+    for i in range(len(ids)):
+        now = tokenizer.decode(ids[: i + 1], skip_special_tokens=True)
+        labels.append(now[len(before):] if now.startswith(before) else now[-1:])
+        before = now
+    return labels

@@ -1,0 +1,91 @@
+"""Exact resume under fsdp2 with 2 ranks: every rank's random stream is gathered into the sharded
+checkpoint (meta.pt) and given back to the same rank on resume, so a run stopped at step 4 and
+resumed sees, on each rank, the batches and the torch / numpy / Python draws of the uninterrupted
+run, and the same losses. The step is made random as in test_resume_exact (the core itself has
+no dropout)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+
+from dualmind.config import compose
+from dualmind.train_loop import run
+from test_parallel_support import spawn_ranks
+from test_train_support import tiny_corpus, tiny_overrides
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
+
+BASE = ["trainer.max_steps=8", "trainer.checkpoint_every_n_steps=4",
+        "trainer.val_check_interval=3", "trainer.precision=32-true", "trainer.num_threads=1",
+        "data.batch_size=2", "data.val_max_batches=1", "strategy=fsdp2", "trainer.devices=2",
+        "trainer.accelerator=cpu", "strategy.param_dtype=float32",
+        "strategy.reduce_dtype=float32"]
+
+
+class StopAt(L.Callback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:  # the step-4 checkpoint is written all the same
+            trainer.should_stop = True
+
+
+def _rank_main(rank: int, overrides: list[str], out: str, stop_at: int | None) -> None:
+    log: dict = {}
+    with pytest.MonkeyPatch.context() as mp:
+        _make_noisy(mp, log)
+        result = run(compose(overrides), callbacks=[StopAt(stop_at)] if stop_at else [])
+    Path(out, f"rank{rank}.json").write_text(json.dumps(
+        {"loss": {r["step"]: r["loss"] for r in result.train},
+         "draws": {k: list(v) for k, v in log.items()}}))
+
+
+def _make_noisy(monkeypatch, log: dict) -> None:
+    import hashlib
+    import random
+
+    import numpy as np
+    import torch
+
+    from dualmind.lit import DualMindModule
+
+    plain = DualMindModule._core_step
+
+    def noisy(self, batch):
+        ids = batch["ids"]
+        if self.training:
+            flip = torch.rand(ids.shape) < 0.2
+            ids = torch.where(flip, torch.randint(0, self.core_config.vocab_size, ids.shape), ids)
+            log[self.global_step] = (hashlib.sha256(batch["ids"].numpy().tobytes()).hexdigest(),
+                                     int(flip.sum()), float(np.random.rand()), random.random())
+        return plain(self, {**batch, "ids": ids})
+
+    monkeypatch.setattr(DualMindModule, "_core_step", noisy)
+
+
+def _train(out: Path, overrides: list[str], stop_at: int | None = None) -> list[dict]:
+    out.mkdir()
+    spawn_ranks(_rank_main, 2, overrides, str(out), stop_at)
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def test_two_rank_resume_continues_each_ranks_draws(tmp_path):
+    tiny_corpus()
+    whole = _train(tmp_path / "whole", tiny_overrides(tmp_path / "whole-run", *BASE))
+    cut_run = tmp_path / "cut-run"
+    _train(tmp_path / "cut", tiny_overrides(cut_run, *BASE), stop_at=4)
+    ckpt = cut_run / "checkpoints" / "step0000004.ckpt"
+    assert ckpt.is_dir()
+    resumed = _train(tmp_path / "resumed", tiny_overrides(cut_run, *BASE, f"ckpt_path={ckpt}"))
+    for rank in (0, 1):
+        tail = {k: v for k, v in whole[rank]["draws"].items() if int(k) >= 4}
+        assert resumed[rank]["draws"] == tail, rank
+        assert sorted(resumed[rank]["loss"], key=int) == ["5", "6", "7", "8"]
+        for step, loss in resumed[rank]["loss"].items():
+            assert loss == pytest.approx(whole[rank]["loss"][step], abs=1e-6), (rank, step)
+    assert whole[0]["draws"]["4"][1:] != whole[1]["draws"]["4"][1:]  # one stream per rank

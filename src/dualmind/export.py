@@ -135,6 +135,7 @@ def _write_config(out: Path, ckpt: Path, checkpoint: dict, meta: dict, files: di
         "lexicon_fingerprint": meta.get("lexicon_fingerprint"),
         "model": meta["model"],
         "decoder": meta.get("decoder"),  # the decoder's shape (align checkpoints), else None
+        "core_fingerprint": meta.get("core_fingerprint"), "context": meta.get("context"),  # eval
         "components": files,
         "global_step": checkpoint.get("global_step"),
         "flops_total": meta.get("flops_total"),

@@ -89,3 +89,48 @@ def test_reconstruction_metrics():
     assert 0 < chrf("the cat", "the cat sat") < 100
     assert word_accuracy("the cat sat", "the cat sat") == 1.0
     assert word_accuracy("the dog sat", "the cat sat") == pytest.approx(2 / 3)
+
+
+def test_the_checkpoint_records_its_core_and_rows(align_checkpoint):
+    import torch
+
+    from dualmind.align import core_fingerprint
+    from dualmind.evaluate import load_models
+
+    meta = torch.load(align_checkpoint, map_location="cpu", weights_only=True)["dualmind"]
+    loaded, decoder, _ = load_models(align_checkpoint)
+    assert meta["core_fingerprint"] == core_fingerprint(loaded)
+    assert meta["context"] == {"core": 128, "text": 512}  # data.seq_len, decoder.max_seq_len
+
+
+def test_a_decoder_beside_another_core_is_refused(align_checkpoint, core_checkpoint,  # noqa: F811
+                                                  tmp_path):
+    import torch
+
+    from dualmind.evaluate import EvalError, load_models
+
+    load_models(align_checkpoint, core=core_checkpoint)  # its own core: accepted
+    other = torch.load(core_checkpoint, weights_only=True)
+    other["state_dict"] = {k: v + 0.01 for k, v in other["state_dict"].items()}
+    torch.save(other, tmp_path / "other.ckpt")
+    with pytest.raises(EvalError, match=r"aligned to the core with weights fingerprint "
+                       r"[0-9a-f]{16}, but the core given \(.*other.ckpt\) has fingerprint"):
+        load_models(align_checkpoint, core=tmp_path / "other.ckpt")
+    tampered = torch.load(align_checkpoint, weights_only=True)  # a core swapped inside it
+    tampered["state_dict"] = {k: (v + 0.01 if k.startswith("core.") else v)
+                              for k, v in tampered["state_dict"].items()}
+    torch.save(tampered, tmp_path / "tampered.ckpt")
+    with pytest.raises(EvalError, match=r"tampered.ckpt: the decoder was aligned to the core"):
+        load_models(tmp_path / "tampered.ckpt")
+
+
+def test_a_lexicon_other_than_the_corpus_is_refused_for_glossing(align_checkpoint, tmp_path):
+    from dualmind.evaluate import EvalError, show_scenes
+    from dualmind.lexicon import Lexicon
+
+    Lexicon.build(["a tiny other text, another lexicon"] * 3, level="lossless",
+                  vocab_size=300).save(tmp_path / "other-lexicon")
+    with pytest.raises(EvalError, match=r"other-lexicon: lexicon [0-9a-f]+, but .* was built "
+                       r"with lexicon"):
+        show_scenes(align_checkpoint, tiny_corpus(), scenes=1,
+                    lexicon_dir=tmp_path / "other-lexicon", max_new_tokens=4)

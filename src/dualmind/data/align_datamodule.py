@@ -12,9 +12,11 @@ each position is the span of the token it *predicts* (EOS: the record's last uni
 mode lets a position read the units up to the one whose text it is about to produce. EOS is
 predicted and charged: the code length then includes where the text ends.
 
-A record longer than a row is cut to its first `core_len` units and the text tokens aligned to
-them (and at most `text_len` - 1 tokens); its bytes are then those of the kept units. Evaluation
-uses rows long enough that nothing is cut (:attr:`AlignPacks.truncated` says how many were).
+A record longer than a row is not cut: it is laid out as consecutive windows
+(:mod:`dualmind.data.align_windows`), each charged for its own units, text tokens and bytes, so
+training sees all of it and evaluation scores every byte (:attr:`AlignPacks.windowed` says how
+many records needed more than one window). Every record is checked as it is read: no text, or
+text whose alignment does not match its hyperphrase, is refused naming the shard file.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ from dualmind.data.datamodule import (
     resolve_expected_fingerprint,
     trainer_position,
 )
+from dualmind.data.align_windows import (
+    Window,
+    check_record,
+    plan_windows,
+    record_location,
+    window_bytes,
+)
 from dualmind.model.masks import SceneSpans, pack_alignment
 
 IGNORE = -100  # target of padding positions (F.cross_entropy's ignore_index)
@@ -41,7 +50,7 @@ NO_LIMIT = 1 << 40  # core_len of text-only rows (the BPE baseline reads no core
 
 @dataclass
 class AlignedRecord:
-    """One record cut to fit a row: core ids, text input/target, span per position, bytes."""
+    """One window of a record: core ids, text input/target, span per position, bytes."""
 
     core: np.ndarray
     text_in: np.ndarray
@@ -51,70 +60,95 @@ class AlignedRecord:
     doc: int
 
 
-def aligned_record(scene: Any, core_len: int, text_len: int, bos: int, eos: int) -> tuple[
-        AlignedRecord, bool]:
-    """(record, was_cut) for one Scene of the shards."""
-    core = np.asarray(scene.core, dtype=np.int64)
+def aligned_window(scene: Any, w: Window, bos: int, eos: int, has_core: bool = True
+                   ) -> AlignedRecord:
+    """Window `w` of a (checked) record. Targets: its text tokens, plus EOS in the last window;
+    inputs: the token before each target (BOS for the record's first). Span of a position: the
+    window-local unit of the token it predicts (EOS: the window's last unit); -1 without a core,
+    where nothing reads the alignment."""
     text = np.asarray(scene.text, dtype=np.int64)
     span = np.asarray(scene.span, dtype=np.int64)
-    if len(core) == 0:
-        raise DataConfigError(f"record of document {scene.doc} has no hyperphrase units")
-    if len(text) != len(span):
-        raise DataConfigError(f"record of document {scene.doc}: {len(text)} text tokens but "
-                              f"{len(span)} span ids (the shard's alignment is broken)")
-    if len(span) and (span.max() >= len(core) or np.any(np.diff(span) < 0)):
-        raise DataConfigError(f"record of document {scene.doc}: span ids {span[:16].tolist()}... "
-                              f"must be non-decreasing unit indices < {len(core)}")
-    k, cut = len(core), False
-    if k > core_len:
-        k, cut = core_len, True
-    m = int(np.searchsorted(span, k, side="left"))  # tokens aligned to the kept units
-    if m > text_len - 1:
-        m, cut = text_len - 1, True
-        k = max(1, int(span[m - 1]) + 1) if m else 1
-    n_bytes = int(scene.n_bytes) if not cut else int(np.asarray(scene.core_bytes[:k]).sum())
-    text = text[:m]
-    target_span = np.concatenate([span[:m], [k - 1]]).astype(np.int64)
-    return AlignedRecord(core=core[:k], text_in=np.concatenate([[bos], text]).astype(np.int64),
-                         target=np.concatenate([text, [eos]]).astype(np.int64),
-                         span=target_span, n_bytes=n_bytes, doc=int(scene.doc)), cut
+    target = text[w.p:w.q]
+    target_span = np.where(span[w.p:w.q] >= 0, span[w.p:w.q] - w.a, -1)
+    if w.last:
+        target = np.append(target, eos)
+        target_span = np.append(target_span, w.b - w.a - 1)
+    before = bos if w.first else int(text[w.p - 1])
+    text_in = np.concatenate([[before], text[w.p:w.q]])[: len(target)]
+    if not has_core:
+        target_span = np.full(len(target), -1)
+    return AlignedRecord(core=np.asarray(scene.core[w.a:w.b], dtype=np.int64),
+                         text_in=text_in.astype(np.int64), target=target.astype(np.int64),
+                         span=target_span.astype(np.int64),
+                         n_bytes=window_bytes(scene.core_bytes, w), doc=int(scene.doc))
 
 
 class AlignPacks(Dataset):
-    """The rows of one split: greedy packing of records in order, each row a list of records."""
+    """The rows of one split: greedy packing of record windows in order, each row a list of
+    (record index, Window). core_len=NO_LIMIT: text-only rows (the BPE baseline)."""
 
     def __init__(self, shards: Any, core_len: int, text_len: int, bos: int, eos: int,
                  limit_records: int | None = None):
         self.shards = shards
         self.core_len, self.text_len, self.bos, self.eos = core_len, text_len, bos, eos
+        self.has_core = core_len < NO_LIMIT
         n = len(shards) if limit_records is None else min(len(shards), limit_records)
         units, tokens = shards.lengths()
-        self.rows: list[list[int]] = []
-        row: list[int] = []
+        empty = np.flatnonzero((units[:n] == 0) | (tokens[:n] == 0))
+        if len(empty):  # found from the record table, before any record is read
+            check_record(shards[int(empty[0])], record_location(shards, int(empty[0])))
+        self.records = n
+        self.split_bytes = _split_bytes(shards, n)
+        self.rows: list[list[tuple[int, Window]]] = []
+        row: list[tuple[int, Window]] = []
         used_core = used_text = 0
-        self.truncated = 0
+        self.windowed = self.windows = 0
         for i in range(n):
-            u = min(int(units[i]), core_len)
-            t = min(int(tokens[i]) + 1, text_len)
-            self.truncated += int(units[i] > core_len or tokens[i] + 1 > text_len)
-            if row and (used_core + u > core_len or used_text + t > text_len):
-                self.rows.append(row)
-                row, used_core, used_text = [], 0, 0
-            row.append(i)
-            used_core += u
-            used_text += t
+            windows = self._windows(i, int(units[i]), int(tokens[i]))
+            self.windowed += len(windows) > 1
+            self.windows += len(windows)
+            for w in windows:
+                u, t = w.b - w.a, w.q - w.p + w.last
+                if row and (used_core + u > core_len or used_text + t > text_len):
+                    self.rows.append(row)
+                    row, used_core, used_text = [], 0, 0
+                row.append((i, w))
+                used_core += u
+                used_text += t
         if row:
             self.rows.append(row)
         if not self.rows:
             raise DataConfigError(f"{getattr(shards, 'corpus_dir', '?')} [{shards.split}]: "
                                   "no records to align")
 
+    def _windows(self, i: int, units: int, tokens: int) -> list[Window]:
+        if units <= self.core_len and tokens < self.text_len:  # fits whole: read nothing yet
+            return [Window(0, units, 0, tokens, True, True)]
+        scene = self.shards[i]
+        where = record_location(self.shards, i)
+        check_record(scene, where)
+        return plan_windows(scene.span, units, self.core_len, self.text_len, self.has_core,
+                            where)
+
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> list[AlignedRecord]:
-        return [aligned_record(self.shards[j], self.core_len, self.text_len, self.bos,
-                               self.eos)[0] for j in self.rows[i]]
+        out = []
+        for j, w in self.rows[i]:
+            scene = self.shards[j]
+            check_record(scene, record_location(self.shards, j))
+            out.append(aligned_window(scene, w, self.bos, self.eos, self.has_core))
+        return out
+
+
+def _split_bytes(shards: Any, n: int) -> int:
+    """Bytes of text in the first n records, from the record table (what scoring must cover)."""
+    files = getattr(shards, "files", None)
+    if files and all("rec_n_bytes" in getattr(f, "arrays", {}) for f in files):
+        sizes = np.concatenate([np.asarray(f.arrays["rec_n_bytes"]) for f in files])
+        return int(sizes[:n].sum())
+    return sum(int(shards[i].n_bytes) for i in range(n))
 
 
 def collate_aligned(rows: list[list[AlignedRecord]]) -> dict[str, Any]:
@@ -123,7 +157,7 @@ def collate_aligned(rows: list[list[AlignedRecord]]) -> dict[str, Any]:
     for row in rows:  # renumber documents 0.. per row: ids must not reappear after another doc
         docs, out = {}, []
         for rec in row:
-            if not out or rec.doc != out[-1][1]:
+            if not out or rec.doc != out[-1][0].doc:
                 docs[len(docs)] = rec.doc
             out.append((rec, len(docs) - 1))
         local_rows.append(out)

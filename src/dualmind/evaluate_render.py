@@ -1,0 +1,86 @@
+"""Greedy rendering of held-out scenes: what the decoder says from the frozen core's states alone,
+beside the original and its (glossed) hyperphrase. Scored with chrF and exact-word accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from dualmind.evaluate_report import EvalError, Rendering, chrf, word_accuracy
+
+
+def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", scenes: int = 3,
+                  lexicon_dir: str | Path | None = None, max_new_tokens: int | None = None,
+                  expect_lexicon: str | None = None) -> list[Rendering]:
+    """Greedy decoder rendering of the first `scenes` records, each read from its own states;
+    up to the original's length + 16 tokens, or `max_new_tokens` (the score then compares a
+    prefix of the rendering with the whole original)."""
+    from dualmind.data.datamodule import open_shards
+    from dualmind.data.text_tokenizer import load_text_tokenizer
+
+    shards = open_shards(corpus_dir, split, expect_lexicon)
+    tok = load_text_tokenizer(shards.tokenizer_path)
+    special = shards.manifest.get("tokenizer", {}).get("special", {})
+    bos, eos = int(special.get("bos", 1)), int(special.get("eos", 2))
+    lexicon = _lexicon(lexicon_dir, shards.lexicon_fingerprint, corpus_dir)
+    out = []
+    for i in range(min(scenes, len(shards))):
+        scene = shards[i]
+        units = torch.as_tensor(scene.core[: core.cfg.max_seq_len], dtype=torch.int64)[None]
+        with torch.no_grad():
+            states = core(units).hidden
+        budget = min(max_new_tokens or len(scene.text) + 16, decoder.cfg.max_seq_len - 1)
+        gen = decoder.generate(states, torch.tensor([[bos]]), budget, temperature=0.0,
+                               eos_id=eos)
+        ids = [int(t) for t in gen.ids[0, 1:]]
+        if eos in ids:
+            ids = ids[: ids.index(eos)]
+        rendered = tok.decode(ids, skip_special_tokens=True)
+        original = tok.decode([int(t) for t in scene.text], skip_special_tokens=False)
+        gloss = ("·".join(lexicon.gloss(int(u)) for u in scene.core) if lexicon is not None
+                 else " ".join(str(int(u)) for u in scene.core))
+        out.append(Rendering(original, gloss, rendered, chrf(rendered, original),
+                             word_accuracy(rendered, original)))
+    return out
+
+
+def _lexicon(lexicon_dir, fingerprint: str, corpus_dir):
+    """The lexicon to gloss with; one other than the corpus' would print the wrong words."""
+    if lexicon_dir is None:
+        return None
+    from dualmind.lexicon import Lexicon
+
+    lexicon = Lexicon.load(lexicon_dir)
+    if lexicon.fingerprint != fingerprint:
+        raise EvalError(f"{lexicon_dir}: lexicon {lexicon.fingerprint}, but {corpus_dir} was "
+                        f"built with lexicon {fingerprint}; pass the corpus' own lexicon")
+    return lexicon
+
+
+def show_scenes(checkpoint: str | Path, corpus_dir: str | Path, scenes: int = 3,
+                split: str = "val", lexicon_dir: str | Path | None = None,
+                width: int = 400, max_new_tokens: int | None = None) -> str:
+    """A few held-out scenes as printable text: the original, its hyperphrase (glossed when a
+    lexicon folder is given) and what the decoder rendered from the frozen core's states alone.
+    For scripts/demo.py: ``print(show_scenes(align_run, corpus, lexicon_dir=lexicon))``."""
+    from dualmind.evaluate_load import load_models
+
+    core, decoder, meta = load_models(checkpoint)
+    if decoder is None:
+        raise EvalError(f"{checkpoint}: a stage-lm baseline has no decoder to render scenes with")
+    out = []
+    renderings = render_scenes(core, decoder, corpus_dir, split, scenes, lexicon_dir,
+                               max_new_tokens, expect_lexicon=meta.get("lexicon_fingerprint"))
+    for i, r in enumerate(renderings):
+        out.append(f"--- held-out scene {i + 1} (chrF {r.chrf:.1f}, exact words "
+                   f"{r.word_accuracy:.0%})\n"
+                   f"original    : {clip(r.original, width)}\n"
+                   f"hyperphrase : {clip(r.hyperphrase, width)}\n"
+                   f"decoder     : {clip(r.rendered, width)}")
+    return "\n".join(out)
+
+
+def clip(text: str, width: int) -> str:
+    text = " ".join(text.split())  # one line per field
+    return text if len(text) <= width else text[: width - 1] + "…"

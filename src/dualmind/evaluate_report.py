@@ -1,0 +1,133 @@
+"""What `dualmind eval` reports: summed code lengths, renderings, FLOPs per byte, as text/JSON."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+LN2 = math.log(2.0)
+
+
+class EvalError(ValueError):
+    """A checkpoint or corpus the evaluation cannot use; the message names the path."""
+
+
+@dataclass
+class SystemBits:
+    """Summed over the evaluated records: nats of each part, bytes, positions.
+
+    split_bytes is the bytes of text the scored records hold (from the shards' record table),
+    text_bytes what the scored windows add up to: equal unless a byte was dropped, which the
+    report would show. windowed counts the records longer than one context, scored in windows."""
+
+    core_nll: float = 0.0
+    decoder_nll: float = 0.0
+    text_bytes: int = 0
+    split_bytes: int = 0
+    core_positions: int = 0
+    text_positions: int = 0
+    records: int = 0
+    windowed: int = 0
+    windows: int = 0
+
+    @property
+    def dropped_bytes(self) -> int:
+        return self.split_bytes - self.text_bytes
+
+    @property
+    def core_bpb(self) -> float:
+        return self.core_nll / (LN2 * max(self.text_bytes, 1))
+
+    @property
+    def decoder_bpb(self) -> float:
+        return self.decoder_nll / (LN2 * max(self.text_bytes, 1))
+
+    @property
+    def system_bpb(self) -> float:
+        return (self.core_nll + self.decoder_nll) / (LN2 * max(self.text_bytes, 1))
+
+
+@dataclass
+class Rendering:
+    original: str
+    hyperphrase: str
+    rendered: str
+    chrf: float
+    word_accuracy: float
+
+
+@dataclass
+class EvalReport:
+    split: str
+    bits: SystemBits
+    flops_per_byte: dict[str, float] = field(default_factory=dict)
+    renderings: list[Rendering] = field(default_factory=list)
+
+    @property
+    def chrf(self) -> float:
+        r = self.renderings
+        return sum(x.chrf for x in r) / len(r) if r else math.nan
+
+    @property
+    def word_accuracy(self) -> float:
+        r = self.renderings
+        return sum(x.word_accuracy for x in r) / len(r) if r else math.nan
+
+    def to_dict(self) -> dict:
+        b = self.bits
+        return {"split": self.split, "system_bpb": b.system_bpb, "core_bpb": b.core_bpb,
+                "decoder_bpb": b.decoder_bpb, **asdict(b), "dropped_bytes": b.dropped_bytes,
+                "flops_per_byte": self.flops_per_byte, "chrf": self.chrf,
+                "word_accuracy": self.word_accuracy,
+                "renderings": [asdict(r) for r in self.renderings]}
+
+    def summary(self) -> str:
+        b = self.bits
+        head = [f"{self.split}: {b.records} records, {b.text_bytes} bytes of text scored of "
+                f"{b.split_bytes} ({b.dropped_bytes} dropped)"
+                + (f"; {b.windowed} records longer than a context scored in windows "
+                   f"({b.windows} windows in all)" if b.windowed else "")]
+        if b.core_positions == 0:  # the BPE baseline: one model, no core part
+            return "\n".join(head + [f"  BPE LM bits/byte  {b.system_bpb:.4f}  "
+                                     f"({b.text_positions} positions)"]
+                             + [f"  FLOPs/byte {k:<18} {v:.4g}"
+                                for k, v in self.flops_per_byte.items()])
+        lines = [*head, f"  system bits/byte  {b.system_bpb:.4f}",
+                 f"    core  (hyperphrase)   {b.core_bpb:.4f}  ({b.core_positions} positions)",
+                 f"    decoder (text | core) {b.decoder_bpb:.4f}  ({b.text_positions} positions)"]
+        for k, v in self.flops_per_byte.items():
+            lines.append(f"  FLOPs/byte {k:<18} {v:.4g}")
+        if self.renderings:
+            lines.append(f"  greedy rendering of {len(self.renderings)} scenes: chrF "
+                         f"{self.chrf:.1f}, exact-word accuracy {self.word_accuracy:.3f}")
+        return "\n".join(lines)
+
+
+def chrf(hypothesis: str, reference: str, max_order: int = 6, beta: float = 2.0) -> float:
+    """Character n-gram F-score (Popović 2015; chrF, n = 1..6, β = 2, whitespace removed), 0-100."""
+    from collections import Counter
+
+    hyp, ref = "".join(hypothesis.split()), "".join(reference.split())
+    precisions, recalls = [], []
+    for n in range(1, max_order + 1):
+        h = Counter(hyp[i:i + n] for i in range(len(hyp) - n + 1))
+        r = Counter(ref[i:i + n] for i in range(len(ref) - n + 1))
+        if not h or not r:
+            continue
+        match = sum((h & r).values())
+        precisions.append(match / sum(h.values()))
+        recalls.append(match / sum(r.values()))
+    if not precisions:
+        return 0.0
+    p, r = sum(precisions) / len(precisions), sum(recalls) / len(recalls)
+    if p + r == 0:
+        return 0.0
+    return 100.0 * (1 + beta**2) * p * r / (beta**2 * p + r)
+
+
+def word_accuracy(hypothesis: str, reference: str) -> float:
+    """Share of the reference's words reproduced exactly at the same word position."""
+    ref, hyp = reference.split(), hypothesis.split()
+    if not ref:
+        return 1.0 if not hyp else 0.0
+    return sum(a == b for a, b in zip(ref, hyp, strict=False)) / len(ref)

@@ -25,7 +25,6 @@ Results go to benchmarks/RESULTS.md between <!-- generation:start --> and <!-- g
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import sys
@@ -228,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--distractors", type=int, default=400)
-    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    # One thread: on a shared, loaded CPU extra intra-op threads mostly wait on each other (a
+    # cached step of the mini core took 16 ms on one thread, 117 ms on two, on the same machine).
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -104,3 +104,26 @@ def test_retrieved_scenes_that_do_not_fit_are_left_out_farthest_first(index):
     assert answer.timings.context_symbols <= 24 - 8
     assert 1 <= len(answer.retrieved) < 5
     assert any("retrieved scene(s) left out (the farthest)" in n for n in answer.notes)
+
+
+def test_the_index_command_builds_and_describes_an_index(bridge, index, tmp_path, monkeypatch,
+                                                         capsys):
+    from dualmind.bridge import retrieval
+    from dualmind.cli import main
+
+    folder = bridge.save(tmp_path / "bridge")
+    monkeypatch.setattr(retrieval, "corpus_records",  # a corpus build takes too long for here
+                        lambda *a, **k: (index.records, bridge.lexicon.fingerprint))
+    out = tmp_path / "idx"
+    assert main(["index", "build", "--model", str(folder), "--corpus", "unused", "--out",
+                 str(out)]) == 0
+    assert f"indexed {len(index)} scenes" in capsys.readouterr().out
+    assert main(["index", "info", str(out)]) == 0
+    assert f"{len(index)} scenes" in capsys.readouterr().out
+    rc = main(["generate", QUESTIONS[3], "--model", str(folder), "--retrieve", "1", "--index",
+               str(out), "--max-symbols", "2", "--max-tokens", "2"])
+    assert rc == 0 and "[retrieved 1]" in capsys.readouterr().out
+    monkeypatch.setattr(retrieval, "corpus_records", lambda *a, **k: (index.records, "f" * 64))
+    assert main(["index", "build", "--model", str(folder), "--corpus", "c", "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "was built with lexicon ffff" in capsys.readouterr().err

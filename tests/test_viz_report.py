@@ -81,3 +81,71 @@ def test_cli_prints_path_and_size(tmp_path, capsys):
                  str(tmp_path / "r2"), "--heads", "7", "--lexicon", str(run["lexicon"])])
     assert code == 2
     assert "heads [7] out of range" in capsys.readouterr().err
+
+
+def test_compare_accepts_an_adapter_folder(tmp_path, monkeypatch):
+    """An adapter folder goes through dualmind.adapters.load_adapter onto a copy of the core
+    (the base stays as it was); its refusals and its absence are VizErrors naming the folder."""
+    import torch
+
+    from dualmind.viz import load as viz_load
+
+    run = tiny_run()
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    seen = []
+
+    def fake_load_adapter(core, path):
+        seen.append(path)
+        with torch.no_grad():
+            core.layers[1].feed_forward.w2.weight.mul_(2.0)
+        return core
+
+    monkeypatch.setattr(viz_load, "_adapter_loader", lambda: fake_load_adapter)
+    models = viz_load.load(run["core"])
+    before = models.core.layers[1].feed_forward.w2.weight.clone()
+    other, description = viz_load.load_compare(adapter, models)
+    assert seen == [adapter] and "adapter" in description
+    assert torch.equal(models.core.layers[1].feed_forward.w2.weight, before)
+    assert torch.equal(other.layers[1].feed_forward.w2.weight, 2.0 * before)
+
+    def refusing(core, path):
+        raise ValueError("adapter was trained on core aaaa, but this core is bbbb")
+
+    monkeypatch.setattr(viz_load, "_adapter_loader", lambda: refusing)
+    with pytest.raises(VizError, match=r"--compare .*adapter.*trained on core aaaa"):
+        viz_load.load_compare(adapter, models)
+    monkeypatch.setattr(viz_load, "_adapter_loader", lambda: None)
+    with pytest.raises(VizError, match="needs? dualmind.adapters.load_adapter"):
+        viz_load.load_compare(adapter, models)
+    with pytest.raises(VizError, match="no such checkpoint or folder"):
+        viz_load.load_compare(tmp_path / "missing", models)
+
+
+@pytest.mark.slow  # imports PEFT (several seconds); the routing itself is tested above
+def test_compare_with_a_real_lora_adapter(tmp_path):
+    """A LoRA adapter saved by dualmind.adapters on the top block: the report's drift shows
+    the layers below untouched and the top block moved."""
+    import copy
+
+    import torch
+
+    from dualmind.adapters.lora import apply_lora, core_fingerprint, lora_config, save_adapter
+    from dualmind.adapters.settings import LoraSettings
+    from dualmind.viz import load as viz_load
+
+    run = tiny_run()
+    models = viz_load.load(run["core"])
+    lora = apply_lora(copy.deepcopy(models.core),
+                      lora_config(LoraSettings(r=2, dropout=0.0, layers=[2])))
+    with torch.no_grad():  # LoRA's B starts at zero: give the adapter something to change
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    save_adapter(lora, tmp_path / "adapter", lexicon_fingerprint=None,
+                 core_fingerprint=core_fingerprint(models.core))
+    index = write_report(run["core"], PROMPT, tmp_path / "r", layers=[0], heads=[0],
+                         lexicon_dir=run["lexicon"], compare=tmp_path / "adapter")
+    html = index.read_text(encoding="utf-8")
+    assert "base core + adapter" in html
+    assert "first layer that moved: 3" in html

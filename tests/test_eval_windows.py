@@ -94,3 +94,23 @@ def test_both_models_pay_for_the_same_bytes_when_records_exceed_the_context():
     assert lm.windowed > 0 and lm.windows > n
     assert whole.windowed == 0 and whole.windows == n
     assert two.system_bpb > 0 and lm.system_bpb > 0
+
+
+def test_scoring_one_language_scores_exactly_its_records():
+    from dualmind.data.align_datamodule import records_of_language
+    from dualmind.evaluate import score_split
+
+    corpus = tiny_corpus()
+    val = ShardSet.open(corpus, "val")
+    core, decoder, _ = _models(val.core_vocab_size, max(val.text_vocab_size, 512))
+    per_lang = {}
+    for lang in ("en", "ru"):
+        chosen = records_of_language(val, lang)
+        assert all(val[int(i)].lang == lang for i in chosen)
+        bits = score_split(core, decoder, corpus, "val", context=(64, 256), lang=lang)
+        assert bits.records == len(chosen) and bits.dropped_bytes == 0
+        assert bits.split_bytes == sum(int(val[int(i)].n_bytes) for i in chosen)
+        per_lang[lang] = bits
+    assert sum(b.records for b in per_lang.values()) == len(val)
+    with pytest.raises(DataConfigError, match="no records in language 'xx'"):
+        records_of_language(val, "xx")

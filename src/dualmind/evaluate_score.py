@@ -56,20 +56,24 @@ def context_lengths(core, decoder, meta: dict | None = None) -> tuple[int, int]:
 def score_split(core, decoder, corpus_dir: str | Path, split: str = "val",
                 max_records: int | None = None, batch_size: int = 4,
                 mask_mode: str = "render", expect_lexicon: str | None = None,
-                context: tuple[int, int] | None = None) -> SystemBits:
+                context: tuple[int, int] | None = None, lang: str | None = None) -> SystemBits:
     """Summed code length of the split's first `max_records` records (all by default).
 
-    context: (core units, text positions) per row; default: :func:`context_lengths`."""
+    context: (core units, text positions) per row; default: :func:`context_lengths`.
+    lang: only the records in this language (e.g. "en", "ru"), in their order."""
     from dualmind.align import core_doc_ids, decoder_nll
-    from dualmind.data.align_datamodule import AlignPacks, collate_aligned
+    from dualmind.data.align_datamodule import AlignPacks, collate_aligned, records_of_language
     from dualmind.data.datamodule import open_shards
 
     shards = open_shards(corpus_dir, split, expect_lexicon)
     _check_vocabulary(shards, core, decoder, corpus_dir)
     special = shards.manifest.get("tokenizer", {}).get("special", {})
     core_len, text_len = context or context_lengths(core, decoder)
+    records = None
+    if lang is not None:
+        records = records_of_language(shards, lang)[:max_records]
     packs = AlignPacks(shards, core_len, text_len, int(special.get("bos", 1)),
-                       int(special.get("eos", 2)), limit_records=max_records)
+                       int(special.get("eos", 2)), limit_records=max_records, records=records)
     bits = SystemBits(records=packs.records, split_bytes=packs.split_bytes,
                       windowed=packs.windowed, windows=packs.windows)
     with torch.no_grad():

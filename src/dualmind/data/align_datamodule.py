@@ -21,6 +21,7 @@ text whose alignment does not match its hyperphrase, is refused naming the shard
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,22 +89,27 @@ class AlignPacks(Dataset):
     (record index, Window). core_len=NO_LIMIT: text-only rows (the BPE baseline)."""
 
     def __init__(self, shards: Any, core_len: int, text_len: int, bos: int, eos: int,
-                 limit_records: int | None = None):
+                 limit_records: int | None = None, records: Sequence[int] | None = None):
+        """records: indices of the records to lay out, in order (default: the first
+        `limit_records`, or all)."""
         self.shards = shards
         self.core_len, self.text_len, self.bos, self.eos = core_len, text_len, bos, eos
         self.has_core = core_len < NO_LIMIT
-        n = len(shards) if limit_records is None else min(len(shards), limit_records)
+        if records is None:
+            n = len(shards) if limit_records is None else min(len(shards), limit_records)
+            records = range(n)
+        chosen = np.asarray(records, dtype=np.int64)
         units, tokens = shards.lengths()
-        empty = np.flatnonzero((units[:n] == 0) | (tokens[:n] == 0))
+        empty = chosen[(units[chosen] == 0) | (tokens[chosen] == 0)]
         if len(empty):  # found from the record table, before any record is read
             check_record(shards[int(empty[0])], record_location(shards, int(empty[0])))
-        self.records = n
-        self.split_bytes = _split_bytes(shards, n)
+        self.records = len(chosen)
+        self.split_bytes = _split_bytes(shards, chosen)
         self.rows: list[list[tuple[int, Window]]] = []
         row: list[tuple[int, Window]] = []
         used_core = used_text = 0
         self.windowed = self.windows = 0
-        for i in range(n):
+        for i in chosen.tolist():
             windows = self._windows(i, int(units[i]), int(tokens[i]))
             self.windowed += len(windows) > 1
             self.windows += len(windows)
@@ -142,13 +148,24 @@ class AlignPacks(Dataset):
         return out
 
 
-def _split_bytes(shards: Any, n: int) -> int:
-    """Bytes of text in the first n records, from the record table (what scoring must cover)."""
+def _split_bytes(shards: Any, records: np.ndarray) -> int:
+    """Bytes of text in these records, from the record table (what scoring must cover)."""
     files = getattr(shards, "files", None)
     if files and all("rec_n_bytes" in getattr(f, "arrays", {}) for f in files):
         sizes = np.concatenate([np.asarray(f.arrays["rec_n_bytes"]) for f in files])
-        return int(sizes[:n].sum())
-    return sum(int(shards[i].n_bytes) for i in range(n))
+        return int(sizes[records].sum())
+    return sum(int(shards[int(i)].n_bytes) for i in records)
+
+
+def records_of_language(shards: Any, lang: str) -> np.ndarray:
+    """Indices of the records in `lang`, from the record table (no record is read)."""
+    parts = [np.asarray(f.langs)[np.asarray(f.arrays["rec_lang"])] for f in shards.files]
+    langs = np.concatenate(parts) if parts else np.zeros(0, dtype=str)
+    chosen = np.flatnonzero(langs == lang)
+    if not len(chosen):
+        raise DataConfigError(f"{shards.corpus_dir} [{shards.split}]: no records in language "
+                              f"{lang!r} (languages: {sorted(set(langs.tolist()))})")
+    return chosen
 
 
 def collate_aligned(rows: list[list[AlignedRecord]]) -> dict[str, Any]:

@@ -149,3 +149,21 @@ def test_compare_with_a_real_lora_adapter(tmp_path):
     html = index.read_text(encoding="utf-8")
     assert "base core + adapter" in html
     assert "first layer that moved: 3" in html
+
+
+def test_export_folder_with_its_tokenizer(tmp_path):
+    """A `dualmind export` folder (no corpus recorded) finds the decoder's tokenizer beside it."""
+    import shutil
+
+    from dualmind.export import export_checkpoint
+
+    run = tiny_run()
+    export = export_checkpoint(run["align"], tmp_path / "export")
+    index = write_report(export, PROMPT, tmp_path / "r", layers=[0], heads=[0],
+                         lexicon_dir=run["lexicon"])
+    assert "tokenizer was not found" in index.read_text(encoding="utf-8")
+    shutil.copy(run["corpus"] / "tokenizer.json", export / "tokenizer.json")
+    html = write_report(export, PROMPT, tmp_path / "r", layers=[0], heads=[0],
+                        lexicon_dir=run["lexicon"]).read_text(encoding="utf-8")
+    assert panels(html) == ["lens", "attention", "cross", "norms"]
+    assert "greedy rendering: cross-attention" in html and "tokenizer was not found" not in html

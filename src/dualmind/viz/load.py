@@ -31,8 +31,13 @@ class Models:
 
 
 def _checkpoint_file(path: Path) -> Path:
-    if path.is_dir():
+    from dualmind.export_sharded import is_sharded_checkpoint
+
+    if path.is_dir() and not is_sharded_checkpoint(path):
         path = path / "checkpoints" / "last.ckpt"
+    if is_sharded_checkpoint(path):
+        raise VizError(f"{path} is a sharded (FSDP/DCP) checkpoint; export it first "
+                       "(`dualmind export`) and pass the export folder")
     if not path.is_file():
         raise VizError(f"{path}: no checkpoint (pass a .ckpt, a run folder or an export folder)")
     return path
@@ -131,14 +136,23 @@ class TextTokenizer:
 
 
 def find_text_tokenizer(models: Models) -> tuple[TextTokenizer | None, str]:
-    """The decoder's BPE tokenizer from the run's corpus folder (``data.dir``); (None, why) when
-    it cannot be found, so the report says why the decoder panel is missing."""
-    from dualmind.data.text_tokenizer import load_text_tokenizer
+    """The decoder's BPE tokenizer: ``tokenizer.json`` beside an export folder (or in its
+    parent, a bridge folder's layout), else the run's corpus folder (``data.dir``); (None, why)
+    when it cannot be found, so the report says why the decoder panel is missing."""
+    from dualmind.data.text_tokenizer import SPECIAL_TOKENS, load_text_tokenizer
 
+    if models.source.is_dir():
+        for path in (models.source / "tokenizer.json", models.source.parent / "tokenizer.json"):
+            if path.is_file():
+                tok = load_text_tokenizer(path)
+                bos, eos = (tok.token_to_id(t) for t in SPECIAL_TOKENS[1:3])
+                if bos is None or eos is None:
+                    return None, f"{path} has no {SPECIAL_TOKENS[1]} / {SPECIAL_TOKENS[2]} tokens"
+                return TextTokenizer(tok, int(bos), int(eos), path), ""
     corpus = (models.run_cfg.get("data") or {}).get("dir")
     if not corpus:
         return None, (f"{models.source} does not record its corpus folder (data.dir), where the "
-                      "decoder's text tokenizer lives")
+                      "decoder's text tokenizer lives, and no tokenizer.json lies beside it")
     manifest_path = Path(corpus) / "manifest.json"
     if not manifest_path.is_file():
         return None, f"the run's corpus {corpus} is not here ({manifest_path} is missing)"

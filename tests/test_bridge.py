@@ -94,6 +94,12 @@ def test_from_checkpoints_checks_lexicon_and_core_fingerprints(toy, tmp_path):
     good = align_checkpoint(tmp_path / "good.ckpt", lexicon, core, decoder, data_dir=tmp_path)
     bridge = Bridge.from_checkpoints(tmp_path / "lexicon", good)
     assert bridge.notes == [] and bridge.tokenizer_path == tmp_path / "tokenizer.json"
+    from dualmind.export import export_checkpoint
+
+    exported = Bridge.from_checkpoints(tmp_path / "lexicon",
+                                       export_checkpoint(good, tmp_path / "export"))
+    assert exported.core_fingerprint == bridge.core_fingerprint
+    assert exported.tokenizer_path == tmp_path / "tokenizer.json"  # via source_checkpoint
 
     other = align_checkpoint(tmp_path / "other.ckpt", lexicon, core, decoder,
                              core_fingerprint="feedfacefeedface", data_dir=tmp_path)

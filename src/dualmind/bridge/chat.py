@@ -84,6 +84,8 @@ def scripted_chat(bridge, prompts: list[str], console=None, show_thought: bool =
     out = _Printer(console)
     options.setdefault("seed", 0)
     session = ChatSession(bridge, options)
+    for note in getattr(bridge, "notes", []):
+        out(f"note: {note}", style="yellow")
     answers = []
     for prompt in prompts:
         print_turn_start(out, prompt)

@@ -96,8 +96,11 @@ def find_tokenizer(source: str | Path, meta: dict, given: str | Path | None = No
         tried.append(folder / TOKENIZER_FILE)
         if tried[-1].is_file():
             return tried[-1]
-    if where.is_file():
-        ckpt = torch.load(where, map_location="cpu", weights_only=True, mmap=True)
+    # the training run's corpus folder: recorded in the checkpoint (or, for an export folder, in
+    # the checkpoint it was exported from)
+    ckpt_path = where if where.is_file() else Path(meta.get("source_checkpoint") or "")
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
         data_dir = (((ckpt.get("hyper_parameters") or {}).get("cfg") or {}).get("data") or {}
                     ).get("dir")
         if data_dir:

@@ -45,6 +45,7 @@ def test_core_only_report_says_why_there_is_no_decoder_and_windows_long_input(tm
     assert "core-only checkpoint" in html
     assert re.search(r"the input is \d+ symbols long; this report shows only the first 5", html)
     assert html.count("data:image/png") == 3  # lens, layer 1, norms
+    assert "layer 2 (output)" in html  # the lens always ends with the model's own output
 
 
 def test_selection_is_checked_and_bounded():

@@ -28,6 +28,7 @@ from dualmind.viz.select import boundaries, choose, spread  # noqa: F401 (spread
 MAX_LAYERS, MAX_HEADS, MAX_POSITIONS = 12, 8, 24
 DEFAULT_LAYERS, DEFAULT_HEADS, DEFAULT_POSITIONS = 6, 4, 12
 WINDOW, TEXT_WINDOW, TOP = 96, 96, 3
+SIZE_MARK = "@@dualmind-viz-report-size@@"  # replaced by the size once the page is complete
 
 
 def split_documents(text: str) -> list[str]:
@@ -55,6 +56,7 @@ def write_report(checkpoint: str | Path, text: str, out_dir: str | Path,
     lexicon, lexicon_path = load_lexicon(lexicon_dir, models)
     sel_layers = choose("layers", layers, cfg.n_layers, DEFAULT_LAYERS, MAX_LAYERS)
     sel_heads = choose("heads", heads, cfg.n_heads, DEFAULT_HEADS, MAX_HEADS)
+    other = load_compare(compare, models) if compare is not None else None  # fail early
     top_notes: list[str] = []
 
     docs = split_documents(text)
@@ -93,8 +95,8 @@ def write_report(checkpoint: str | Path, text: str, out_dir: str | Path,
     sections.append(decoder_section(models, trace, docs, doc_of, glosses, sel_heads,
                                     text_window))
     sections.append(_norms_section(trace, pos_labels))
-    if compare is not None:
-        sections.append(_compare_section(models, compare, ids_t, doc_t))
+    if other is not None:
+        sections.append(_compare_section(models, other, ids_t, doc_t))
 
     header = page.meta_table([
         ("checkpoint", f"{models.source} (stage {models.meta.get('stage')})"),
@@ -113,11 +115,11 @@ def write_report(checkpoint: str | Path, text: str, out_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     index = out / "index.html"
     footer = (f"dualmind viz · written in {time.perf_counter() - started:.1f} s · "
-              f"report size {{size}} · works offline (figures are embedded PNGs)")
+              f"report size {SIZE_MARK} · works offline (figures are embedded PNGs)")
     document = page.render("dualmind viz: inside the core and the decoder", header, sections,
                            footer)
-    size = len(document.replace("{size}", "").encode("utf-8"))
-    index.write_text(document.replace("{size}", f"{size / 1024:.0f} KiB"), encoding="utf-8")
+    size = len(document.replace(SIZE_MARK, "").encode("utf-8"))  # the size line itself aside
+    index.write_text(document.replace(SIZE_MARK, f"{size / 1024:.0f} KiB"), encoding="utf-8")
     return index
 
 
@@ -126,14 +128,17 @@ def _lens_section(core, trace, sel_layers, sel_pos, pos_labels, lexicon) -> page
                      "Each cell: the symbol the residual stream after that layer would predict "
                      "next, through the core's final norm and output head (glossed as a word); "
                      "colour: its probability. The last layer is the model's own prediction.")
-    rows = [-1, *sel_layers]  # -1: the embeddings (hidden_states[0])
+    # -1: the embeddings (hidden_states[0]); the last layer always, as the model's own output
+    last = core.cfg.n_layers - 1
+    rows = [-1, *sel_layers] + ([] if last in sel_layers else [last])
     values, top_ids = probes.logit_lens(core, trace.hidden_states, rows, sel_pos, top=TOP)
-    labels = ["embeddings" if r < 0 else f"layer {r}" for r in rows]
+    labels = ["embeddings" if r < 0 else f"layer {r}" + (" (output)" if r == last else "")
+              for r in rows]
     cols = [pos_labels[p] for p in sel_pos]
     words = [[_gloss(lexicon, int(top_ids[i, j, 0])) for j in range(len(sel_pos))]
              for i in range(len(rows))]
     s.figure(figures.logit_lens(values[..., 0].numpy(), words, labels, cols),
-             f"logit lens, layers {sel_layers}, positions {sel_pos}")
+             f"logit lens: {len(rows)} rows (embeddings, layers), positions {sel_pos}")
     cells = [[[(_gloss(lexicon, int(top_ids[i, j, k])), float(values[i, j, k]))
                for k in range(top_ids.shape[-1])] for j in range(len(sel_pos))]
              for i in range(len(rows))]
@@ -167,8 +172,8 @@ def _norms_section(trace, pos_labels) -> page.Section:
     return s
 
 
-def _compare_section(models, compare, ids_t, doc_t) -> page.Section:
-    other, description = load_compare(compare, models)
+def _compare_section(models, compared, ids_t, doc_t) -> page.Section:
+    other, description = compared
     s = page.Section("compare", "How far the compared core moved, layer by layer",
                      "Same input through both cores; per layer, the relative L2 distance and "
                      "the cosine similarity of the residual streams (averaged over positions). "

@@ -100,6 +100,8 @@ def attention_maps(probs: np.ndarray, heads: Sequence[int], labels: Sequence[str
         ax.set_title(f"head {heads[a]}", fontsize=9)
         _ticks(ax, "x", labels, max_labels=32)
         _ticks(ax, "y", labels, max_labels=32)
+        if a % cols:  # the row's first panel names the queries; the others would overlap it
+            ax.set_yticklabels([])
     fig.suptitle(title, fontsize=10)
     return _png(fig)
 
@@ -131,6 +133,8 @@ def cross_attention(probs: np.ndarray, heads: Sequence[int], token_labels: Seque
         ax.set_title(f"head {heads[a]}", fontsize=9)
         _ticks(ax, "x", columns, max_labels=40)
         _ticks(ax, "y", token_labels, max_labels=40)
+        if a % cols:
+            ax.set_yticklabels([])
     fig.suptitle(title, fontsize=10)
     return _png(fig)
 
@@ -171,7 +175,7 @@ def drift(relative_l2: np.ndarray, cosine: np.ndarray, other: str) -> bytes:
     b.plot(x, cosine, marker="o", markersize=3, color="#2ca02c")
     b.set_xlabel("layer (0 = embeddings)")
     b.set_ylabel("mean cosine(h_other, h_base)")
-    b.set_ylim(min(0.0, float(cosine.min()) - 0.05), 1.02)
+    b.set_ylim(min(0.9, float(cosine.min()) - 0.02), 1.005)  # small moves stay visible
     b.grid(alpha=0.3)
     fig.suptitle(_short(f"vs {other}", 110), fontsize=9)
     return _png(fig)

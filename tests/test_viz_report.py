@@ -59,10 +59,26 @@ def test_selection_is_checked_and_bounded():
     assert split_documents("a b\n\n  \n\nc\n d") == ["a b", "c\n d"]
 
 
+def test_lexicon_is_found_beside_the_corpus_or_asked_for(tmp_path):
+    """Without --lexicon: the lexicon folder beside the run's corpus whose fingerprint is the
+    checkpoint's (make demo's layout); with nothing recorded, an error asking for it."""
+    import torch
+
+    from dualmind.viz.load import load, load_lexicon
+
+    run = tiny_run()
+    lexicon, path = load_lexicon(None, load(run["core"]))
+    assert path == run["lexicon"] and lexicon.fingerprint
+    bare = tmp_path / "bare.ckpt"
+    ckpt = torch.load(run["core"], weights_only=True)
+    ckpt["hyper_parameters"] = {"cfg": {}}
+    torch.save(ckpt, bare)
+    with pytest.raises(VizError, match="pass the lexicon folder"):
+        write_report(bare, PROMPT, tmp_path)
+
+
 def test_bad_inputs_are_named(tmp_path):
     run = tiny_run()
-    with pytest.raises(VizError, match="pass the lexicon folder"):
-        write_report(run["core"], PROMPT, tmp_path)
     with pytest.raises(VizError, match="the text is empty"):
         write_report(run["core"], "\n\n", tmp_path, lexicon_dir=run["lexicon"])
     with pytest.raises(VizError, match="no checkpoint"):

@@ -107,24 +107,43 @@ def _load_export(path: Path) -> Models:
 
 
 def load_lexicon(lexicon_dir: str | Path | None, models: Models):
-    """The lexicon that encodes text for this core: ``lexicon_dir``, else the run's
-    ``data.lexicon`` when that is a folder. Its fingerprint must be the checkpoint's."""
+    """The lexicon that encodes text for this core: ``lexicon_dir``; else the run's
+    ``data.lexicon`` when that is a folder; else a lexicon folder beside the run's corpus
+    (``make demo``'s layout) whose fingerprint is the checkpoint's. The fingerprint must match."""
     from dualmind.lexicon import Lexicon
 
     if lexicon_dir is None:
-        recorded = (models.run_cfg.get("data") or {}).get("lexicon")
-        if isinstance(recorded, str) and Path(recorded).is_dir():
-            lexicon_dir = recorded
-        else:
-            raise VizError(f"{models.source}: pass the lexicon folder the core was trained with "
-                           f"(--lexicon; fingerprint {models.meta.get('lexicon_fingerprint')}); "
-                           "it turns the text into the core's symbols")
+        lexicon_dir = _recorded_lexicon(models)
+    if lexicon_dir is None:
+        raise VizError(f"{models.source}: pass the lexicon folder the core was trained with "
+                       f"(--lexicon; fingerprint {models.meta.get('lexicon_fingerprint')}); "
+                       "it turns the text into the core's symbols")
     lexicon = Lexicon.load(lexicon_dir)
     expected = models.meta.get("lexicon_fingerprint")
     if expected and lexicon.fingerprint != expected:
         raise VizError(f"lexicon {lexicon_dir} has fingerprint {lexicon.fingerprint}, but "
                        f"{models.source} was trained with lexicon {expected}")
     return lexicon, Path(lexicon_dir)
+
+
+def _recorded_lexicon(models: Models) -> Path | None:
+    from dualmind.lexicon.lexicon import HEADER_FILE
+
+    data = models.run_cfg.get("data") or {}
+    recorded = data.get("lexicon")
+    if isinstance(recorded, str) and Path(recorded).is_dir():
+        return Path(recorded)
+    want = models.meta.get("lexicon_fingerprint")
+    if not data.get("dir") or not want:
+        return None
+    for header in sorted(Path(data["dir"]).parent.glob(f"*/{HEADER_FILE}")):
+        try:
+            found = json.loads(header.read_text(encoding="utf-8")).get("fingerprint")
+        except (OSError, ValueError):
+            continue  # not a lexicon header after all
+        if found == want:
+            return header.parent
+    return None
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 
 import test_train_align
 from dualmind.config import compose
+from dualmind.model.fingerprint import weights_fingerprint
 from dualmind.train_loop import run
 from test_parallel_support import spawn_ranks
 from test_train_align import align_overrides
@@ -78,6 +79,8 @@ class StartAndCheck(L.Callback):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
         self.checks["core_loaded"] = self._core_equal(module)
+        # The sharded core's fingerprint (gathered tensor by tensor) is the unsharded one's.
+        self.checks["core_fingerprint"] = module.core_fingerprint == weights_fingerprint(self.core)
         self.checks["core_sharded"] = module.sharded == all(
             type(p).__name__ == "DTensor" for p in module.core.parameters())
         if module.sharded:
@@ -116,7 +119,7 @@ def test_fsdp2_align_two_processes_match_one_process(tmp_path, core_checkpoint):
     spawn_ranks(_rank_main, 2, sharded, str(core_ckpt), str(out))
 
     checks = json.loads((out / "checks.json").read_text())
-    assert checks == dict.fromkeys(checks, True) and len(checks) == 5, checks
+    assert checks == dict.fromkeys(checks, True) and len(checks) == 6, checks
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0] == ranks[1]  # every rank logs the loss of the whole global batch
     got = ranks[0]

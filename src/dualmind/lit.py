@@ -140,6 +140,9 @@ class DualMindModule(L.LightningModule):
         if self.stage == "align":
             parallelize_align(self.core, self.decoder, self.device_mesh, **options)
             materialize_frozen_core(self.core, device, self._core_checkpoint)
+            from dualmind.sharded_load import sharded_fingerprint
+
+            self.core_fingerprint = sharded_fingerprint(self.core)  # recorded in checkpoints
             materialize_core(self.decoder, device)
             return
         parallelize_core(self.core, self.device_mesh, **options)
@@ -190,7 +193,7 @@ class DualMindModule(L.LightningModule):
         else:
             self.decoder = LanguageDecoder(self.decoder_config)
             meta = load_frozen_core(self.core, checkpoint, self.lexicon_fingerprint)
-        self.core_fingerprint = meta.get("core_fingerprint")  # issue 4; None while sharded
+        self.core_fingerprint = meta.get("core_fingerprint")  # issue 4; fsdp2: configure_model
         if self.lexicon_fingerprint is None:
             self.lexicon_fingerprint = meta.get("lexicon_fingerprint")
 

@@ -11,12 +11,13 @@ the shards from ``core.checkpoint`` here. No rank ever holds the whole core:
 
     meta = core_checkpoint_meta(path, expect_lexicon)    # metadata only, lexicon checked
     load_core_shards(core, path)                          # after fully_shard + to_empty
+    sharded_fingerprint(core)                             # == the unsharded core's fingerprint
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -153,3 +154,29 @@ def load_core_shards(core: nn.Module, path: str | Path) -> None:
     path = Path(path)
     {"dcp": _load_dcp, "export": _load_export, "ckpt": _load_ckpt}[checkpoint_kind(path)](
         core, path)
+
+
+class _GatheredOneByOne(Mapping):
+    """A sharded module's state dict whose values are gathered whole only when read."""
+
+    def __init__(self, module: nn.Module):
+        self.state = module.state_dict()
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        t = self.state[name]
+        return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.state)
+
+    def __len__(self) -> int:
+        return len(self.state)
+
+
+def sharded_fingerprint(module: nn.Module) -> str:
+    """dualmind.model.fingerprint.weights_fingerprint of a sharded module's full weights, the
+    same value its unsharded twin gives. A collective (every rank calls it, each gathers and
+    hashes one whole tensor at a time); at 70B that is the time to hash the weights once."""
+    from dualmind.model.fingerprint import weights_fingerprint
+
+    return weights_fingerprint(_GatheredOneByOne(module))

@@ -184,3 +184,17 @@ def test_export_folder_with_its_tokenizer(tmp_path):
                         lexicon_dir=run["lexicon"]).read_text(encoding="utf-8")
     assert panels(html) == ["lens", "attention", "cross", "norms"]
     assert "greedy rendering: cross-attention" in html and "tokenizer was not found" not in html
+
+
+def test_figures_draw_awkward_labels():
+    """Dollar signs (matplotlib's mathtext), newlines and carriage returns (no glyph) in glosses
+    or text tokens must not break a figure."""
+    import numpy as np
+
+    from dualmind.viz import figures
+
+    words = [["$5 and $6", "a\nb"], ["\r", "_^{"]]
+    png = figures.logit_lens(np.array([[0.5, 0.2], [0.9, 0.1]]), words, ["layer 0", "layer 1"],
+                             ["0:$x$", "1:\t"])
+    assert png.startswith(b"\x89PNG")
+    assert figures._short("a\nb$c") == "a⏎b\\$c"

@@ -42,7 +42,8 @@ def _short(label: str, width: int = 10) -> str:
     """A tick label: control characters made visible (fonts have no glyph for them), cut."""
     label = "".join(_VISIBLE.get(c, c) if c.isprintable() or c in _VISIBLE else "·"
                     for c in label)
-    return label if len(label) <= width else label[: width - 1] + "…"
+    label = label if len(label) <= width else label[: width - 1] + "…"
+    return label.replace("$", r"\$")  # two $ in a label would start matplotlib's mathtext
 
 
 def _ticks(ax, axis: str, labels: Sequence[str], max_labels: int = 48) -> None:

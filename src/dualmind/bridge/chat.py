@@ -89,7 +89,9 @@ def scripted_chat(bridge, prompts: list[str], console=None, show_thought: bool =
     answers = []
     for prompt in prompts:
         print_turn_start(out, prompt)
-        stream = PrefixedStream(out, "answer  > ")
+        # one line per answer on the demo's screen: line breaks of the text shown as spaces
+        stream = PrefixedStream(lambda s, end="": out(s.replace("\n", " "), end=end),
+                                "answer  > ")
 
         def thought(gloss: str) -> None:
             out(f"thought > {gloss or '(no symbols)'}", style="cyan")

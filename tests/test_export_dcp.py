@@ -1,0 +1,76 @@
+"""Export of a sharded (DCP) checkpoint folder, in one process (fast; the 2-rank run is in
+test_export_sharded, slow): a folder laid out as Lightning's ModelParallelStrategy writes it
+(state_dict.* tensors through torch.distributed.checkpoint, the rest in meta.pt) consolidates into
+safetensors equal to the source weights, one whole tensor at a time, tied matrices once."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+import weakref
+
+import pytest
+import torch
+
+from dualmind.model.config import CoreConfig
+from dualmind.model.core import HyperCore
+
+SHAPE = dict(vocab_size=96, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64,
+             max_seq_len=64, tie_embeddings=True)
+
+
+@pytest.fixture
+def dcp_folder(tmp_path):
+    import torch.distributed.checkpoint as dcp
+
+    cfg = CoreConfig.from_dict(SHAPE)
+    torch.manual_seed(3)
+    core = HyperCore(cfg)
+    state = {f"core.{k}": v for k, v in core.state_dict().items()}
+    folder = tmp_path / "step0000007.ckpt"
+    optimizer = {"state": {"core.norm.weight": {"exp_avg": torch.ones(cfg.dim)}}}
+    with warnings.catch_warnings():  # "no process group: saving in a single process" - intended
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.save({"state_dict": state, "optimizer_0": optimizer}, checkpoint_id=str(folder),
+                 no_dist=True)
+    torch.save({"global_step": 7, "dualmind": {"stage": "core", "lexicon_fingerprint": "ab" * 8,
+                                              "model": cfg.to_dict()}}, folder / "meta.pt")
+    return folder, core.state_dict()
+
+
+def test_dcp_folder_exports_tensor_by_tensor(dcp_folder, tmp_path, monkeypatch):
+    import dualmind.export_sharded as export_sharded
+    from dualmind.export import load_core, run
+
+    folder, want = dcp_folder
+    plain, alive, peak = export_sharded.load_dcp_tensor, [], [0]
+
+    def watched(*args):
+        tensor = plain(*args)
+        alive[:] = [r for r in alive if r() is not None]
+        alive.append(weakref.ref(tensor))
+        peak[0] = max(peak[0], len(alive))
+        return tensor
+
+    monkeypatch.setattr(export_sharded, "load_dcp_tensor", watched)
+    out = tmp_path / "export"
+    assert run(argparse.Namespace(checkpoint=str(folder), out=str(out), lexicon=None)) == 0
+    assert peak[0] == 1
+    core, config = load_core(out)
+    got = core.state_dict()
+    assert got.keys() == want.keys()
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    assert config["global_step"] == 7 and config["components"]["core"]["aliases"] == {
+        "output.weight": "tok_embeddings.weight"}
+    assert "decoder" not in config["components"]  # and no optimizer state anywhere
+    from safetensors import safe_open
+
+    with safe_open(str(out / "core.safetensors"), framework="pt") as f:
+        assert set(f.keys()) == set(want) - {"output.weight"}
+
+
+def test_dcp_folder_with_other_lexicon_is_refused(dcp_folder, tmp_path):
+    from dualmind.export import ExportError, export_checkpoint
+
+    with pytest.raises(ExportError, match="lexicon"):
+        export_checkpoint(dcp_folder[0], tmp_path / "x", expect_lexicon="cd" * 8)

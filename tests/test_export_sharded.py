@@ -59,7 +59,8 @@ def sharded_run(tmp_path_factory) -> Path:
 def test_export_of_sharded_checkpoint_is_the_trained_model_one_tensor_at_a_time(
         sharded_run, tmp_path, monkeypatch):
     import dualmind.export_sharded as export_sharded
-    from dualmind.export import load_core, run as export_cli
+    from dualmind.export import load_core
+    from dualmind.export import run as export_cli
 
     ckpt = sharded_run / "checkpoints" / "last.ckpt"
     assert ckpt.is_dir() and len(list(ckpt.glob("*.distcp"))) == 2

@@ -52,8 +52,15 @@ def think(core, context: list[int], max_symbols: int, *, temperature: float = 0.
         raise ValueError(f"context {len(context)} + {max_symbols} symbols exceed the core's "
                          f"context ({core.cfg.max_seq_len})")
     cache = core.new_cache(1, total) if use_cache else None
-    out = core(ids, cache=cache)
-    states, logits = [out.hidden], out.logits[0, -1]
+
+    def run(new_ids: torch.Tensor):
+        # Only the last position's logits are needed: the output head over a whole context
+        # would cost about as much as the mini core's six blocks together.
+        out = core(new_ids, cache=cache, compute_logits=False)
+        return out.hidden, core.output(out.hidden[0, -1])
+
+    hidden, logits = run(ids)
+    states = [hidden]
     thought: list[int] = []
     stopped = "max_symbols"
     for _ in range(max_symbols):
@@ -69,11 +76,10 @@ def think(core, context: list[int], max_symbols: int, *, temperature: float = 0.
             on_symbol(nxt)
         step = torch.tensor([[nxt]], dtype=torch.int64, device=device)
         if use_cache:  # one new position against the cached keys/values
-            out = core(step, cache=cache)
-            states.append(out.hidden)
+            hidden, logits = run(step)
+            states.append(hidden)
         else:  # the whole sequence again
             ids = torch.cat((ids, step), dim=1)
-            out = core(ids)
-            states = [out.hidden]
-        logits = out.logits[0, -1]
+            hidden, logits = run(ids)
+            states = [hidden]
     return Thought(thought, torch.cat(states, dim=1), stopped, time.perf_counter() - t0)

@@ -36,8 +36,10 @@ from results_md import write_section  # benchmarks/ is on sys.path when run as a
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-SHAPES = {"mini": {"batch": 8, "seq_len": 512, "rounds": 2},
-          "125m": {"batch": 2, "seq_len": 512, "rounds": 1}}
+# Per shape: global batch x seq_len, alternated rounds, timed steps after warm-up steps (125m:
+# fewer, a step takes ~5 s on 2 idle cores and several times that on busy ones).
+SHAPES = {"mini": {"batch": 8, "seq_len": 512, "rounds": 2, "steps": 4, "warmup": 1},
+          "125m": {"batch": 2, "seq_len": 512, "rounds": 1, "steps": 3, "warmup": 1}}
 MODES = ("single", "ddp", "fsdp2")
 DRY_RUNS = [("core_70b", 32), ("core_70b", 128), ("core_200b", 32), ("core_200b", 128)]
 
@@ -138,8 +140,11 @@ def dry_runs() -> str:
                f"trainer.num_nodes={nodes}"]
         proc = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, cwd=REPO)
         lines += [f"$ python {' '.join(cmd)}   # {nodes * 8} GPUs, exit {proc.returncode}",
-                  proc.stdout.strip(), proc.stderr.strip() if proc.returncode else "", ""]
-    return "\n".join(line for line in lines if line is not None)
+                  proc.stdout.strip()]
+        if proc.returncode:
+            lines.append(proc.stderr.strip())
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _load() -> str:
@@ -150,8 +155,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=None, help="override the per-shape steps")
+    p.add_argument("--warmup", type=int, default=None, help="override the per-shape warm-up")
     p.add_argument("--rounds", type=int, default=None, help="override the per-shape rounds")
     p.add_argument("--no-dry-run", action="store_true")
     p.add_argument("--no-write", action="store_true")
@@ -168,7 +173,8 @@ def main() -> None:
         best: dict[str, dict] = {}
         for r in range(ns.rounds or SHAPES[shape]["rounds"]):
             for mode in MODES:
-                m = measure(shape, mode, ns.steps, ns.warmup)
+                m = measure(shape, mode, ns.steps or SHAPES[shape]["steps"],
+                            SHAPES[shape]["warmup"] if ns.warmup is None else ns.warmup)
                 print(f"{shape} {mode} round {r}: median {m['median_s']:.3f} s/step, "
                       f"min {m['min_s']:.3f}, peak {m['rss_mib']:.0f} MiB (load {_load()})",
                       flush=True)
@@ -196,9 +202,11 @@ def main() -> None:
         f"before, {load_after} after (shared with other jobs: figures are noisy). fp32; one step "
         "= fwd + bwd + AdamW of the whole core on random symbols; the same global batch in "
         "every mode (one process: all rows, 2 threads; 2 gloo processes: half the rows and 1 "
-        "thread each). Step time = median of "
-        f"{ns.steps} steps after {ns.warmup} warm-up, best of the alternated rounds; ratios "
-        "> 1 mean slower than one process.",
+        "thread each). Step time = median of the timed steps after warm-up ("
+        + ", ".join(f"{sh}: {ns.steps or s[sh]['steps']} after "
+                    f"{s[sh]['warmup'] if ns.warmup is None else ns.warmup}, "
+                    f"{ns.rounds or s[sh]['rounds']} round(s)" for sh, _ in rows)
+        + "), best round per mode; ratios > 1 mean slower than one process.",
         "",
         *table,
         "",
@@ -222,7 +230,9 @@ def main() -> None:
             f"`python train.py recipe=... trainer.dry_run=true trainer.num_nodes=N` (8 GPUs per "
             f"node), {started}: built on meta, fully_shard over a fake process group of the "
             "world size, nothing allocated; memory from the planner's model "
-            "(dualmind.plan.memory). Written by `benchmarks/parallel_throughput.py`.",
+            "(dualmind.plan.memory). Written by `benchmarks/parallel_throughput.py`. The global "
+            "batch is micro batch x data-parallel ranks x accumulation, so at 1024 GPUs a step "
+            "holds 4x the tokens of the recipe's 256-GPU plan (its max_steps assume the latter).",
             "",
             "```",
             dry.strip(),

@@ -24,7 +24,8 @@ def decoder_section(models, trace, docs, doc_of, glosses, sel_heads, text_window
                      "Rows: text tokens; columns: the null slot (read nothing) and the core's "
                      "units. Each row sums to one; under the render mask a token reads only "
                      "the units of its own document (red lines: document boundaries), so every "
-                     "other cell is exactly zero.")
+                     "other cell is exactly zero (black). Colours run from 0 to each panel's "
+                     "largest weight.")
     decoder = models.decoder
     if decoder is None:
         s.note("This is a core-only checkpoint: it has no decoder, so there is no "
@@ -65,7 +66,9 @@ def decoder_section(models, trace, docs, doc_of, glosses, sel_heads, text_window
     for d in kept:
         ids = _render(decoder, states, doc_of, d, tok, min(RENDER_TOKENS, limit - 1))
         text = tok.tokenizer.decode(ids, skip_special_tokens=True)
-        lines.append(f"<li><b>document {d + 1}</b>: {page.esc(text)}</li>")
+        shown = text.replace("\n", "⏎").replace("\t", "⇥")  # blank output stays visible
+        lines.append(f"<li><b>document {d + 1}</b> ({len(ids)} tokens): "
+                     f"{page.esc(shown) or '(nothing: EOS at once)'}</li>")
         rendered_ids += [tok.bos, *ids]
         rendered_doc += [d] * (len(ids) + 1)
         rendered_labels += ["<bos>"] + _token_labels(tok.tokenizer, ids)

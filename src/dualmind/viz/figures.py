@@ -88,7 +88,8 @@ def attention_maps(probs: np.ndarray, heads: Sequence[int], labels: Sequence[str
     rows = int(np.ceil(n / cols))
     T = probs.shape[-1]
     side = min(5.0, max(2.6, 0.07 * T + 1.0))
-    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, side * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, side * rows + 0.4), squeeze=False,
+                             layout="constrained")  # room for every panel's labels
     for a, ax in enumerate(axes.flat):
         if a >= n:
             ax.axis("off")
@@ -110,7 +111,8 @@ def attention_maps(probs: np.ndarray, heads: Sequence[int], labels: Sequence[str
 def cross_attention(probs: np.ndarray, heads: Sequence[int], token_labels: Sequence[str],
                     unit_labels: Sequence[str], text_boundaries: Sequence[int],
                     core_boundaries: Sequence[int], title: str) -> bytes:
-    """One panel per head: text tokens (rows) x [null slot, core units] (columns)."""
+    """One panel per head: text tokens (rows) x [null slot, core units] (columns); colour from
+    0 (black, e.g. masked) to the panel's largest weight."""
     n = len(heads)
     T, S1 = probs.shape[-2:]
     width = min(9.0, max(3.5, 0.09 * S1 + 1.5))
@@ -118,14 +120,16 @@ def cross_attention(probs: np.ndarray, heads: Sequence[int], token_labels: Seque
     cols = 2 if n > 1 else 1
     rows = int(np.ceil(n / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows + 0.4),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     columns = ["∅ null", *unit_labels]
     for a, ax in enumerate(axes.flat):
         if a >= n:
             ax.axis("off")
             continue
-        ax.imshow(probs[a], cmap="magma", vmin=0.0, vmax=1.0, aspect="auto",
-                  interpolation="nearest")
+        # colour scaled to the panel's largest weight: a young decoder spreads its attention
+        # thinly, and on a 0..1 scale every readable cell would look equally dark
+        ax.imshow(probs[a], cmap="magma", vmin=0.0, vmax=max(float(probs[a].max()), 1e-6),
+                  aspect="auto", interpolation="nearest")
         ax.axvline(0.5, color="white", linewidth=1.0)  # the null slot's column
         for b in core_boundaries:
             ax.axvline(b + 0.5, **BOUNDARY)  # +1 for the null column, -0.5 for the edge

@@ -73,3 +73,20 @@ def test_unfreeze_checkpoint_exports_with_dualmind_export(tmp_path):
     base = tiny_core(seed=0).state_dict()
     moved = {k for k, v in core.state_dict().items() if not torch.equal(v, base[k])}
     assert moved and all(k.startswith("layers.1.") for k in moved)
+
+
+def test_lora_run_resumes_from_its_checkpoint(tmp_path):
+    """ckpt_path=last rebuilds the LoRA layers first, then restores them and the step."""
+    ckpt = write_core_checkpoint(tmp_path / "core.ckpt")
+    first = train(adapt_overrides("bridge_lora", tmp_path / "run", ckpt, "trainer.max_steps=2",
+                                  "trainer.checkpoint_every_n_steps=2"))
+    saved = torch.load(first.last_checkpoint, weights_only=True)["state_dict"]
+    resumed = train(adapt_overrides("bridge_lora", tmp_path / "run", ckpt, "trainer.max_steps=4",
+                                    "trainer.checkpoint_every_n_steps=2", "ckpt_path=last"))
+    assert first.steps == 2 and resumed.steps == 4 and len(resumed.train) == 2
+    meta = json.loads((tmp_path / "run" / "adapter" / "dualmind.json").read_text())
+    assert meta["global_step"] == 4
+    final = torch.load(resumed.last_checkpoint, weights_only=True)["state_dict"]
+    for k, v in saved.items():  # the base weights went through save/restore untouched
+        if "lora_" not in k:
+            assert torch.equal(final[k], v), k

@@ -141,9 +141,14 @@ def _load_dcp(module: nn.Module, path: Path) -> None:
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
+    import warnings
+
     state = {f"core.{k}": v for k, v in get_model_state_dict(module).items()}
+    single = not torch.distributed.is_initialized()  # an unsharded core in one process
     try:
-        dcp.load({"state_dict": state}, checkpoint_id=str(path))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"torch\.distributed is disabled")
+            dcp.load({"state_dict": state}, checkpoint_id=str(path), no_dist=single)
     except Exception as err:  # noqa: BLE001 - reported with the path
         raise _core_error(f"core.checkpoint={path}: cannot load the core's shards from this "
                           f"sharded checkpoint ({str(err)[:400]})") from err

@@ -138,10 +138,10 @@ def _load_ckpt(module: nn.Module, path: Path) -> None:
 def _load_dcp(module: nn.Module, path: Path) -> None:
     """DCP reads every rank's shards (and reshards across world sizes) itself: hand it the
     module's sharded state dict under the keys Lightning saved it with (state_dict.core.*)."""
+    import warnings
+
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
-
-    import warnings
 
     state = {f"core.{k}": v for k, v in get_model_state_dict(module).items()}
     single = not torch.distributed.is_initialized()  # an unsharded core in one process

@@ -52,7 +52,8 @@ class DryRun:
             f"  precision policy      {m.precision} ({m.bytes_per_param_sharded} B/param: "
             f"weights + grads + AdamW, sharded)",
             f"  per GPU  model state  {human_gib(m.model_state_per_gpu)}"
-            "  (params + grads + optimizer, sharded)",
+            "  (params + grads + optimizer, sharded):",
+            *self._state_split(),
             f"           working set  {human_gib(m.working_set)}"
             "  (gathered blocks, their grads, root)",
             f"           activations  {human_gib(m.activations)}"
@@ -67,6 +68,16 @@ class DryRun:
             lines.append(f"  fits from             {m.min_gpus_nodes_of_8} GPUs (nodes of 8)")
         lines.append("  verdict               " + ("fits" if m.fits else "DOES NOT FIT"))
         return "\n".join(lines)
+
+    def _state_split(self) -> list[str]:
+        """The sharded model state by kind, in the planner's bytes per parameter."""
+        from dualmind.plan.memory import PRECISIONS
+
+        m = self.memory
+        per_param = m.model_state_per_gpu / m.bytes_per_param_sharded
+        return [f"             {label:<11}{human_gib(per_param * b)}  ({b} B/param)"
+                for label, b in zip(("parameters", "gradients", "optimizer"),
+                                    PRECISIONS[m.precision], strict=True)]
 
     def shortfall(self) -> str:
         m = self.memory

@@ -16,6 +16,7 @@ from dualmind.viz.select import boundaries, spread
 
 DEFAULT_CROSS, DEFAULT_HEADS = 4, 4
 RENDER_TOKENS = 48  # most tokens rendered per document
+RENDER_DOCS = 3  # most documents rendered (each is a generation loop: the report's slow part)
 
 
 def decoder_section(models, trace, docs, doc_of, glosses, sel_heads, text_window
@@ -63,7 +64,10 @@ def decoder_section(models, trace, docs, doc_of, glosses, sel_heads, text_window
           "input text")
 
     rendered_ids, rendered_doc, rendered_labels, lines = [], [], [], []
-    for d in kept:
+    if len(kept) > RENDER_DOCS:
+        lines.append(f"<li>(only the first {RENDER_DOCS} of the {len(kept)} documents in the "
+                     "window are rendered)</li>")
+    for d in kept[:RENDER_DOCS]:
         ids = _render(decoder, states, doc_of, d, tok, min(RENDER_TOKENS, limit - 1))
         text = tok.tokenizer.decode(ids, skip_special_tokens=True)
         shown = text.replace("\n", "⏎").replace("\t", "⇥")  # blank output stays visible

@@ -168,11 +168,15 @@ def test_compare_with_a_real_lora_adapter(tmp_path):
     assert "first layer that moved: 3" in html
 
 
-def test_export_folder_with_its_tokenizer(tmp_path):
-    """A `dualmind export` folder (no corpus recorded) finds the decoder's tokenizer beside it."""
+def test_export_folder_with_its_tokenizer(tmp_path, monkeypatch):
+    """A `dualmind export` folder (no corpus recorded) finds the decoder's tokenizer beside it;
+    greedy rendering stops at RENDER_DOCS documents and says so."""
     import shutil
 
     from dualmind.export import export_checkpoint
+    from dualmind.viz import decoder_panel
+
+    monkeypatch.setattr(decoder_panel, "RENDER_DOCS", 1)
 
     run = tiny_run()
     export = export_checkpoint(run["align"], tmp_path / "export")
@@ -184,6 +188,8 @@ def test_export_folder_with_its_tokenizer(tmp_path):
                         lexicon_dir=run["lexicon"]).read_text(encoding="utf-8")
     assert panels(html) == ["lens", "attention", "cross", "norms"]
     assert "greedy rendering: cross-attention" in html and "tokenizer was not found" not in html
+    assert "only the first 1 of the 2 documents in the window are rendered" in html
+    assert "<b>document 1</b>" in html and "<b>document 2</b>" not in html
 
 
 def test_figures_draw_awkward_labels():

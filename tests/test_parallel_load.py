@@ -68,3 +68,37 @@ def test_missing_path_and_other_lexicon_are_refused(sources, tmp_path):
         core_checkpoint_meta(tmp_path / "nowhere.ckpt")
     with pytest.raises(CoreCheckpointError, match="lexicon"):
         core_checkpoint_meta(sources[1]["dcp"], "cd" * 8)
+
+
+def test_unsharded_align_reads_a_sharded_core_folder(tmp_path):
+    """strategy=single align on a core an fsdp2 run saved (a DCP folder): loaded, frozen,
+    fingerprinted like the same core from a .ckpt."""
+    import warnings
+
+    import torch.distributed.checkpoint as dcp
+    from omegaconf import OmegaConf
+
+    from dualmind.config import compose
+    from dualmind.data.shards import ShardSet
+    from dualmind.lit import DualMindModule
+    from dualmind.model.fingerprint import weights_fingerprint
+    from test_train_align import align_overrides
+    from test_train_support import TINY_MODEL, tiny_corpus
+
+    cfg = CoreConfig.from_dict(dict(compose(["recipe=core_mini", "data.dir=x", *TINY_MODEL]).model))
+    torch.manual_seed(9)
+    state = HyperCore(cfg).state_dict()
+    folder = tmp_path / "last.ckpt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.save({"state_dict": {f"core.{k}": v for k, v in state.items()}},
+                 checkpoint_id=str(folder), no_dist=True)
+    lexicon = ShardSet.open(tiny_corpus(), "train").lexicon_fingerprint
+    torch.save({"dualmind": {"stage": "core", "lexicon_fingerprint": lexicon,
+                             "model": cfg.to_dict()}}, folder / "meta.pt")
+    run_cfg = OmegaConf.to_container(compose(align_overrides(tmp_path, folder)), resolve=True)
+    module = DualMindModule(run_cfg, lexicon)
+    got = module.core.state_dict()
+    assert all(torch.equal(got[k], state[k]) for k in state)
+    assert not any(p.requires_grad for p in module.core.parameters()) and not module.core.training
+    assert module.core_fingerprint == weights_fingerprint(state)

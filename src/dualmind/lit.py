@@ -164,17 +164,18 @@ class DualMindModule(L.LightningModule):
         return [p for p in self.parameters() if p.requires_grad]
 
     def _build_align(self, cfg: dict) -> None:
-        from dualmind.align import load_frozen_core
         from dualmind.model.decoder import LanguageDecoder
         from dualmind.model.decoder_config import DecoderConfig
+        from dualmind.sharded_load import core_checkpoint_meta, load_frozen_core_any
 
         if not cfg.get("decoder"):
             raise ValueError("stage=align needs a decoder config (decoder=mini, or "
                              "recipe=decoder_align)")
         checkpoint = (cfg.get("core") or {}).get("checkpoint")
         if not checkpoint:
-            raise ValueError("stage=align needs core.checkpoint=<a stage-core .ckpt or a "
-                             "`dualmind export` folder>: the decoder reads a trained core")
+            raise ValueError("stage=align needs core.checkpoint=<a stage-core .ckpt, sharded "
+                             "checkpoint folder or `dualmind export` folder>: the decoder reads "
+                             "a trained core")
         self.decoder_config = DecoderConfig.from_dict(cfg["decoder"], source="cfg.decoder")
         if self.decoder_config.core_dim != self.core_config.dim:
             raise ValueError(f"decoder.core_dim={self.decoder_config.core_dim} but the core's "
@@ -183,16 +184,14 @@ class DualMindModule(L.LightningModule):
         if self.sharded:
             # Both built on meta: configure_model shards them, fills the core's shards from the
             # checkpoint rank-locally and initialises the decoder's. Only metadata is read here.
-            from dualmind.sharded_load import core_checkpoint_meta
-
             with torch.device("meta"):
                 self.decoder = LanguageDecoder(self.decoder_config)
             meta = core_checkpoint_meta(checkpoint, self.lexicon_fingerprint)
             self.core.requires_grad_(False)
             self._core_checkpoint = checkpoint
-        else:
+        else:  # a .ckpt, an export folder, or an fsdp2 run's sharded folder, read whole
             self.decoder = LanguageDecoder(self.decoder_config)
-            meta = load_frozen_core(self.core, checkpoint, self.lexicon_fingerprint)
+            meta = load_frozen_core_any(self.core, checkpoint, self.lexicon_fingerprint)
         self.core_fingerprint = meta.get("core_fingerprint")  # issue 4; fsdp2: configure_model
         if self.lexicon_fingerprint is None:
             self.lexicon_fingerprint = meta.get("lexicon_fingerprint")

@@ -185,3 +185,19 @@ def sharded_fingerprint(module: nn.Module) -> str:
     from dualmind.model.fingerprint import weights_fingerprint
 
     return weights_fingerprint(_GatheredOneByOne(module))
+
+
+def load_frozen_core_any(core: nn.Module, path: str | Path,
+                         expect_lexicon: str | None = None) -> dict:
+    """stage=align without sharding: dualmind.align.load_frozen_core, which reads .ckpt files
+    and export folders, plus the sharded checkpoint folders of fsdp2 core runs (read into the
+    plain core through DCP in this one process). Returns the metadata with core_fingerprint."""
+    from dualmind.align import core_fingerprint, freeze, load_frozen_core
+
+    folder = Path(path)
+    if not (folder.is_dir() and (folder / DCP_META).is_file()):
+        return load_frozen_core(core, path, expect_lexicon)
+    meta = core_checkpoint_meta(path, expect_lexicon)
+    load_core_shards(core, path)
+    freeze(core)
+    return dict(meta, core_fingerprint=core_fingerprint(core))

@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--positions", type=_indices("--positions"), default=None,
                         help="logit-lens positions (symbol indices; default: up to 12)")
     parser.add_argument("--lexicon", default=None,
-                        help="the core's lexicon folder (default: the run's data.lexicon)")
+                        help="the core's lexicon folder (default: the run's data.lexicon, or the "
+                             "lexicon beside its corpus with the checkpoint's fingerprint)")
     parser.add_argument("--compare", default=None,
                         help="another checkpoint of the same shape, or an adapter folder")
     parser.add_argument("--window", type=int, default=None,

@@ -261,13 +261,16 @@ class DualMindModule(L.LightningModule):
         # the gradients DDP/FSDP average over ranks are then those of the global mean, however
         # the symbols split between ranks (align rows differ in text length). One rank: the mean.
         loss = counts.nll_sum * (self.trainer.world_size / float(total.symbols.clamp(min=1)))
-        if not torch.isfinite(loss):
+        # Judged on the all-rank sum, which every rank holds: all ranks stop together, none is
+        # left waiting in a collective for a rank that raised.
+        if not (torch.isfinite(total.nll_sum) and torch.isfinite(loss)):
             ckpt = (
                 getattr(self.trainer.checkpoint_callback, "last_model_path", "")
                 or "none written yet"
             )
             raise NonFiniteLossError(
-                f"training loss is {loss.item()} at step {self.global_step} (batch {batch_idx}); "
+                f"training loss is {float(total.loss)} at step {self.global_step} "
+                f"(batch {batch_idx}); "
                 f"stopped before applying this update. Last good checkpoint: {ckpt}. "
                 "Lower optim.lr, "
                 f"check the data, or resume with ckpt_path=last"

@@ -12,10 +12,11 @@ from dualmind.evaluate_report import EvalError, Rendering, chrf, word_accuracy
 
 def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", scenes: int = 3,
                   lexicon_dir: str | Path | None = None, max_new_tokens: int | None = None,
-                  expect_lexicon: str | None = None) -> list[Rendering]:
-    """Greedy decoder rendering of the first `scenes` records, each read from its own states;
-    up to the original's length + 16 tokens, or `max_new_tokens` (the score then compares a
-    prefix of the rendering with the whole original)."""
+                  expect_lexicon: str | None = None, records: list[int] | None = None
+                  ) -> list[Rendering]:
+    """Greedy decoder rendering of the first `scenes` records (or of `records`, by index), each
+    read from its own states; up to the original's length + 16 tokens, or `max_new_tokens` (the
+    score then compares a prefix of the rendering with the whole original)."""
     from dualmind.data.datamodule import open_shards
     from dualmind.data.text_tokenizer import load_text_tokenizer
 
@@ -25,7 +26,7 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
     bos, eos = int(special.get("bos", 1)), int(special.get("eos", 2))
     lexicon = _lexicon(lexicon_dir, shards.lexicon_fingerprint, corpus_dir)
     out = []
-    for i in range(min(scenes, len(shards))):
+    for i in records if records is not None else range(min(scenes, len(shards))):
         scene = shards[i]
         units = torch.as_tensor(scene.core[: core.cfg.max_seq_len], dtype=torch.int64)[None]
         with torch.no_grad():

@@ -9,6 +9,7 @@ add up to the records' bytes (`SystemBits.dropped_bytes` is 0, or the report say
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -56,11 +57,13 @@ def context_lengths(core, decoder, meta: dict | None = None) -> tuple[int, int]:
 def score_split(core, decoder, corpus_dir: str | Path, split: str = "val",
                 max_records: int | None = None, batch_size: int = 4,
                 mask_mode: str = "render", expect_lexicon: str | None = None,
-                context: tuple[int, int] | None = None, lang: str | None = None) -> SystemBits:
+                context: tuple[int, int] | None = None, lang: str | None = None,
+                records: Sequence[int] | None = None) -> SystemBits:
     """Summed code length of the split's first `max_records` records (all by default).
 
     context: (core units, text positions) per row; default: :func:`context_lengths`.
-    lang: only the records in this language (e.g. "en", "ru"), in their order."""
+    lang: only the records in this language (e.g. "en", "ru"), in their order.
+    records: exactly these record indices, in this order (lang and max_records then unused)."""
     from dualmind.align import core_doc_ids, decoder_nll
     from dualmind.data.align_datamodule import AlignPacks, collate_aligned, records_of_language
     from dualmind.data.datamodule import open_shards
@@ -69,8 +72,9 @@ def score_split(core, decoder, corpus_dir: str | Path, split: str = "val",
     _check_vocabulary(shards, core, decoder, corpus_dir)
     special = shards.manifest.get("tokenizer", {}).get("special", {})
     core_len, text_len = context or context_lengths(core, decoder)
-    records = None
-    if lang is not None:
+    if records is not None:
+        records = list(records)
+    elif lang is not None:
         records = records_of_language(shards, lang)[:max_records]
     packs = AlignPacks(shards, core_len, text_len, int(special.get("bos", 1)),
                        int(special.get("eos", 2)), limit_records=max_records, records=records)

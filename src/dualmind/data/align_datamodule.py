@@ -157,6 +157,15 @@ def _split_bytes(shards: Any, records: np.ndarray) -> int:
     return sum(int(shards[int(i)].n_bytes) for i in records)
 
 
+def records_of_documents(shards: Any, lang: str, documents: int) -> np.ndarray:
+    """Indices of the records of the first `documents` documents in `lang` (whole documents: a
+    corpus of another lexicon level splits them into other scenes, but holds the same bytes)."""
+    chosen = records_of_language(shards, lang)
+    docs = np.concatenate([np.asarray(f.arrays["rec_doc"]) for f in shards.files])[chosen]
+    keep = list(dict.fromkeys(docs.tolist()))[:documents]  # in stored order
+    return chosen[np.isin(docs, keep)]
+
+
 def records_of_language(shards: Any, lang: str) -> np.ndarray:
     """Indices of the records in `lang`, from the record table (no record is read)."""
     parts = [np.asarray(f.langs)[np.asarray(f.arrays["rec_lang"])] for f in shards.files]

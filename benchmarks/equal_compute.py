@@ -1,0 +1,219 @@
+"""The equal-compute study (issue 4): the two-headed model, for both lexicon levels, against an
+ordinary BPE language model trained with the same FLOPs, scored on the same held-out bytes.
+
+    .venv/bin/python benchmarks/equal_compute.py                 # ~25 min on 2 quiet cores
+    .venv/bin/python benchmarks/equal_compute.py --budget 2e13   # smaller, faster, noisier
+
+Steps:
+1. From the embedded demo documents, learn a semantic and a lossless lexicon on the training
+   documents (the held-out ones never seen, as in `make demo`), and build one corpus per level:
+   same documents, same scenes, same val split (checked: same held-out bytes).
+2. Two-headed model, per level: pretrain the mini core (recipe core_mini) on `core_share` of the
+   budget, then align the mini decoder to the frozen core (recipe decoder_align) on the rest;
+   alignment pays for the decoder's training AND the frozen core's forward.
+3. BPE baseline (recipe baseline_bpe_mini) on the whole budget.
+   Steps come from FLOPs counted on the very batches each run draws (equal_compute_flops.py).
+4. Score all three on the held-out English and Russian text with `dualmind eval`'s machinery
+   (every byte scored, records longer than a context in windows), render a few held-out scenes,
+   and write the table, the bpb-vs-FLOPs plot and the examples into benchmarks/RESULTS.md
+   (<!-- equal_compute:start/end -->) and benchmarks/equal_compute.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from equal_compute_flops import (  # noqa: E402 - benchmarks/ on the path first
+    Schedule,
+    align_batch_flops,
+    constant_steps,
+    core_step_flops,
+    lm_batch_flops,
+    split_budget,
+    steps_for_budget,
+)
+from equal_compute_report import LANGS, LEVELS  # noqa: E402
+
+
+def build_corpora(work: Path) -> dict[str, tuple[Path, Path]]:
+    """{level: (lexicon dir, corpus dir)} from the embedded demo documents, as `make demo`."""
+    from dualmind.config import compose
+    from dualmind.data.build_options import BuildOptions
+    from dualmind.data.build_plan import choose_val
+    from dualmind.data.corpus import build_corpus
+    from dualmind.data.demo import load_demo_documents
+    from dualmind.lexicon import Lexicon
+
+    docs = load_demo_documents()
+    rows = [{"doc": i, "key": d.id, "lang": d.lang, "kind": "doc", "chars": len(d.text)}
+            for i, d in enumerate(docs)]
+    held_out = choose_val(rows, BuildOptions().val_fraction)
+    train_texts = [d.text for i, d in enumerate(docs) if i not in held_out]
+    vocab = int(compose(["recipe=core_mini"]).model.vocab_size)
+    out = {}
+    for level in LEVELS:
+        lex_dir, corpus = work / f"lexicon-{level}", work / f"corpus-{level}"
+        t = time.perf_counter()
+        if not lex_dir.is_dir():  # deterministic: a rerun reuses it, and the corpus with it
+            Lexicon.build(train_texts, level=level, vocab_size=vocab).save(lex_dir)
+        build_corpus(None, lex_dir, corpus, num_shards=4, workers=2, progress=False)
+        print(f"[{level}] lexicon + corpus ready in {time.perf_counter() - t:.0f} s -> {corpus}",
+              flush=True)
+        out[level] = (lex_dir, corpus)
+    return out
+
+
+def align_schedule(overrides: list[str], budget: float) -> Schedule:
+    """Steps of a stage-align or stage-lm run that spend `budget`, on its own batches."""
+    from omegaconf import OmegaConf
+
+    from dualmind.config import compose
+    from dualmind.data.align_datamodule import AlignDataModule, AlignTrainBatches
+    from dualmind.model.config import CoreConfig
+    from dualmind.model.decoder_config import DecoderConfig
+
+    cfg = compose(overrides)
+    dm = AlignDataModule.from_config(cfg).prepare()
+    batches = AlignTrainBatches(dm.train_packs, int(cfg.data.batch_size), int(cfg.data.seed))
+    model = CoreConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
+    if cfg.stage == "lm":
+        return steps_for_budget(budget, lambda j: lm_batch_flops(model, batches.batch(j)))
+    decoder = DecoderConfig.from_dict(OmegaConf.to_container(cfg.decoder, resolve=True))
+    return steps_for_budget(budget, lambda j: align_batch_flops(model, decoder, batches.batch(j)))
+
+
+VAL_BATCHES = 4  # validation during training: the curve's points (the table scores all)
+
+
+def run_training(overrides: list[str], steps: int) -> dict:
+    from dualmind.train_loop import train
+
+    every = max(5, steps // 5)
+    result = train([*overrides, f"trainer.max_steps={steps}",
+                    f"trainer.val_check_interval={every}",
+                    f"trainer.checkpoint_every_n_steps={every}",
+                    f"data.val_max_batches={VAL_BATCHES}",
+                    "trainer.enable_progress_bar=false", "trainer.loggers=[csv]"])
+    print(result.summary(), flush=True)
+    return {"wall_s": result.wall_s, "val": list(result.val), "checkpoint": result.last_checkpoint,
+            "steps": result.steps}
+
+
+def train_two_headed(level: str, corpus: Path, work: Path, budget: float, core_share: float,
+                     extra: list[str]) -> dict:
+    from dualmind.config import compose
+    from dualmind.model.config import CoreConfig
+
+    core_over = ["recipe=core_mini", f"data.dir={corpus}", f"run_dir={work}/{level}-core"]
+    cfg = compose(core_over)
+    per_step = core_step_flops(CoreConfig.from_dict(dict(cfg.model)), int(cfg.data.seq_len),
+                               int(cfg.data.batch_size))
+    core_sched = constant_steps(split_budget(budget, core_share, per_step), per_step)
+    print(f"[{level}] core: {core_sched.steps} steps, {core_sched.flops:.3g} FLOPs", flush=True)
+    core = run_training(core_over, core_sched.steps)
+    align_over = ["recipe=decoder_align", f"data.dir={corpus}", f"run_dir={work}/{level}-align",
+                  f"core.checkpoint={core['checkpoint']}", *extra]
+    align_sched = align_schedule(align_over, budget - core_sched.flops)
+    print(f"[{level}] align: {align_sched.steps} steps, {align_sched.flops:.3g} FLOPs",
+          flush=True)
+    align = run_training(align_over, align_sched.steps)
+    return {"core": core, "align": align, "core_schedule": core_sched,
+            "align_schedule": align_sched, "flops": core_sched.flops + align_sched.flops,
+            "wall_s": core["wall_s"] + align["wall_s"]}
+
+
+def train_baseline(corpus: Path, work: Path, budget: float) -> dict:
+    over = ["recipe=baseline_bpe_mini", f"data.dir={corpus}", f"run_dir={work}/baseline"]
+    sched = align_schedule(over, budget)
+    print(f"[baseline] {sched.steps} steps, {sched.flops:.3g} FLOPs", flush=True)
+    run = run_training(over, sched.steps)
+    return {"run": run, "schedule": sched, "flops": sched.flops, "wall_s": run["wall_s"]}
+
+
+def score(checkpoint: Path, corpus: Path, documents: int | None = None) -> dict:
+    """Held-out bits per byte per language (of its first `documents` documents, whole, or all),
+    from summed code lengths."""
+    from dualmind.data.align_datamodule import records_of_documents
+    from dualmind.data.datamodule import open_shards
+    from dualmind.evaluate import context_lengths, load_models, score_split
+
+    model, decoder, meta = load_models(checkpoint)
+    context = context_lengths(model, decoder, meta)
+    expect = meta.get("lexicon_fingerprint") if decoder is not None else None
+    val = open_shards(corpus, "val")
+    t = time.perf_counter()
+    out = {lang: score_split(model, decoder, corpus, "val", batch_size=4, context=context,
+                             expect_lexicon=expect, lang=lang,
+                             records=records_of_documents(val, lang, documents or len(val)))
+           for lang in LANGS}
+    print(f"scored {checkpoint} in {time.perf_counter() - t:.0f} s", flush=True)
+    return out
+
+
+def render(checkpoint: Path, corpus: Path, lexicon: Path, max_new_tokens: int) -> list:
+    """One held-out scene per language, rendered greedily from the frozen core's states."""
+    from dualmind.data.align_datamodule import records_of_language
+    from dualmind.data.datamodule import open_shards
+    from dualmind.evaluate import load_models, render_scenes
+
+    model, decoder, _ = load_models(checkpoint)
+    val = open_shards(corpus, "val")
+    picks = [int(records_of_language(val, lang)[0]) for lang in LANGS]
+    return render_scenes(model, decoder, corpus, "val", lexicon_dir=lexicon,
+                         max_new_tokens=max_new_tokens, records=picks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default="runs/bench/equal_compute", help="working folder")
+    parser.add_argument("--budget", type=float, default=5e13,
+                        help="training FLOPs of every system (default 5e13)")
+    parser.add_argument("--core-share", type=float, default=0.5,
+                        help="share of a two-headed budget spent pretraining the core")
+    parser.add_argument("--render-tokens", type=int, default=64)
+    parser.add_argument("--documents", type=int, default=None,
+                        help="score only the first N held-out documents per language (whole "
+                             "documents: the same bytes under both lexicons); default all")
+    parser.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
+    parser.add_argument("align_overrides", nargs="*", help="extra overrides for decoder_align")
+    args = parser.parse_args(argv)
+    work = Path(args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    corpora = build_corpora(work)
+    runs: dict[str, dict] = {}
+    for level in LEVELS:
+        runs[level] = train_two_headed(level, corpora[level][1], work, args.budget,
+                                       args.core_share, args.align_overrides)
+    runs["baseline"] = train_baseline(corpora["semantic"][1], work, args.budget)
+    for level in LEVELS:
+        runs[level]["scores"] = score(runs[level]["align"]["checkpoint"], corpora[level][1],
+                                      args.documents)
+    runs["baseline"]["scores"] = score(runs["baseline"]["run"]["checkpoint"],
+                                       corpora["semantic"][1], args.documents)
+    renderings = render(runs["semantic"]["align"]["checkpoint"], corpora["semantic"][1],
+                        corpora["semantic"][0], args.render_tokens)
+    from equal_compute_report import check_same_bytes, markdown, plot
+
+    check_same_bytes(runs)
+    total_s = time.perf_counter() - t0
+    plot(runs, HERE / "equal_compute.png")
+    text = markdown(runs, renderings, args, total_s, os.getloadavg()[1])
+    print(text)
+    if not args.no_write:
+        from results_md import write_section
+
+        write_section("equal_compute", text)
+        print(f"wrote {HERE / 'RESULTS.md'} and {HERE / 'equal_compute.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

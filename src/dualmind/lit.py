@@ -28,20 +28,21 @@ import torch.nn.functional as F
 from torchmetrics import SumMetric
 
 from dualmind.align import check_core_pairing, row_context
+from dualmind.checkpoint_meta import (  # noqa: F401 - re-exported: dualmind.lit's public names
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_KEY,
+    LexiconMismatchError,
+    check_lexicon,
+    checkpoint_metadata,
+)
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
 
 LN2 = math.log(2.0)
-CHECKPOINT_KEY = "dualmind"
-CHECKPOINT_FORMAT = 1
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; training stops before that update is applied."""
-
-
-class LexiconMismatchError(ValueError):
-    """A checkpoint trained with one lexicon loaded against shards of another."""
 
 
 @dataclass
@@ -55,25 +56,6 @@ class StepCounts:
     @property
     def loss(self) -> torch.Tensor:
         return self.nll_sum / self.symbols.clamp(min=1)
-
-
-def checkpoint_metadata(checkpoint: dict) -> dict:
-    meta = checkpoint.get(CHECKPOINT_KEY)
-    if not isinstance(meta, dict):
-        raise ValueError(
-            "not a dualmind checkpoint (no 'dualmind' metadata: lexicon fingerprint, stage)"
-        )
-    return meta
-
-
-def check_lexicon(meta: dict, expected: str | None, where: str = "checkpoint") -> None:
-    found = meta.get("lexicon_fingerprint")
-    if expected is not None and found is not None and found != expected:
-        raise LexiconMismatchError(
-            f"{where} was trained with lexicon {found}, but the data uses lexicon {expected}; "
-            f"a core only understands the symbols of its own lexicon — use shards built with "
-            f"lexicon {found}, or start a fresh run"
-        )
 
 
 class DualMindModule(L.LightningModule):
@@ -245,6 +227,13 @@ class DualMindModule(L.LightningModule):
         torch.distributed.all_reduce(packed)
         return StepCounts(*packed)
 
+    def _rng_states(self) -> list[dict] | None:
+        from dualmind.rng_state import gather_states
+
+        if self._trainer is None:
+            return None
+        return gather_states(self.training_rng(), self.trainer.world_size)
+
     def training_rng(self):
         """This rank's stream of training-step randomness (saved in checkpoints, resumed)."""
         if self._training_rng is None:
@@ -337,24 +326,10 @@ class DualMindModule(L.LightningModule):
     # ---- optimizer ------------------------------------------------------------------------------
 
     def configure_optimizers(self):
+        from dualmind.optim import adamw, warmup_cosine
+
         o = self.cfg["optim"]
-        params = self.trainable_parameters()
-        # Decay matrices only: norm gains and biases have no scale to regularise.
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        fused = o.get("fused", "auto")
-        if fused == "auto":
-            fused = params[0].device.type in ("cpu", "cuda") if params else False
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": o["weight_decay"]},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=o["lr"],
-            betas=tuple(o["betas"]),
-            eps=o["eps"],
-            fused=bool(fused),
-        )
+        optimizer = adamw(self.trainable_parameters(), o)
         total = (
             self.trainer.max_steps
             if self.trainer.max_steps and self.trainer.max_steps > 0
@@ -406,16 +381,8 @@ class DualMindModule(L.LightningModule):
             "core_fingerprint": getattr(self, "core_fingerprint", None),  # dualmind.align
             "context": row_context(self.cfg),  # the rows trained on: `dualmind eval` reuses them
             "flops_total": self._flops_total,
-            "rng": self._rng_states(),
+            "rng": self._rng_states(),  # every rank's (a collective: all ranks save together)
         }
-
-    def _rng_states(self) -> list[dict] | None:
-        """Every rank's training RNG stream, by rank (a collective: all ranks save together)."""
-        if self._trainer is None:
-            return None
-        from dualmind.rng_state import gather_states
-
-        return gather_states(self.training_rng(), self.trainer.world_size)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint_metadata(checkpoint)
@@ -426,41 +393,8 @@ class DualMindModule(L.LightningModule):
         if self.lexicon_fingerprint is None:
             self.lexicon_fingerprint = meta.get("lexicon_fingerprint")
         self._flops_total = float(meta.get("flops_total", 0.0))
-        self._resume_rng(meta.get("rng"), int(checkpoint.get("global_step", 0)))
+        if self._trainer is not None:  # read outside training: no random stream to continue
+            from dualmind.rng_state import resume
 
-    def _resume_rng(self, states: list[dict] | None, step: int) -> None:
-        from lightning.pytorch.utilities import rank_zero_warn
-
-        if self._trainer is None:  # a checkpoint read outside training: nothing to continue
-            return
-        rng, world = self.training_rng(), self.trainer.world_size
-        if states and len(states) == world:
-            rng.load_state_dict(states[self.global_rank])
-            return
-        rng.reseed(step)
-        rank_zero_warn(
-            f"the checkpoint holds the training RNG of {len(states or [])} ranks, this run has "
-            f"{world}: each rank starts a fresh random stream at step {step} (the data order "
-            "still continues exactly; dropout/noise draws do not)"
-        )
-
-
-class WarmupCosine:
-    """LR multiplier: linear warmup over `warmup` steps, then cosine from 1 to `floor` at `total`.
-
-    A class, not a closure, so the LambdaLR state stays picklable in checkpoints.
-    """
-
-    def __init__(self, warmup: int, total: int, floor: float):
-        self.warmup, self.total, self.floor = warmup, total, floor
-
-    def __call__(self, step: int) -> float:
-        if self.warmup > 0 and step < self.warmup:
-            return (step + 1) / self.warmup
-        span = max(1, self.total - self.warmup)
-        progress = min(1.0, (step - self.warmup) / span)
-        return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def warmup_cosine(warmup: int, total: int, floor: float) -> WarmupCosine:
-    return WarmupCosine(warmup, total, floor)
+            resume(self.training_rng(), meta.get("rng"), int(checkpoint.get("global_step", 0)),
+                   self.global_rank, self.trainer.world_size)

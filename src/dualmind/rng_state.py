@@ -118,3 +118,20 @@ def gather_states(rng: TrainingRNG, world_size: int) -> list[dict]:
     states: list = [None] * world_size
     torch.distributed.all_gather_object(states, state)
     return states
+
+
+def resume(rng: TrainingRNG, states: list[dict] | None, step: int, rank: int,
+           world_size: int) -> None:
+    """Give this rank its saved stream; at another world size (or from a checkpoint without
+    streams) start a fresh one for ``step``, and say so."""
+    if states and len(states) == world_size:
+        rng.load_state_dict(states[rank])
+        return
+    from lightning.pytorch.utilities import rank_zero_warn
+
+    rng.reseed(step)
+    rank_zero_warn(
+        f"the checkpoint holds the training RNG of {len(states or [])} ranks, this run has "
+        f"{world_size}: each rank starts a fresh random stream at step {step} (the data order "
+        "still continues exactly; dropout/noise draws do not)"
+    )

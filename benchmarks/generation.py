@@ -13,7 +13,8 @@ retrieval does for planted facts.
    demo's chat prompts, with the bridge's default sampling (32 symbols of thought, then text):
    median of --repeats runs per prompt; the thought comes first, so it includes the thinking.
 3. Retrieval on the demo model: planted facts (distinctive sentences) among --distractors
-   scenes of the demo corpus; recall@1/@3 of the fact for a question about it, and the answer's
+   scenes of the demo corpus, pooling the final-norm states (default) and the symbol embeddings
+   (layer 0); recall@1/@3 of the fact for a question about it, and the answer's
    negative log-likelihood with no retrieval, with what retrieval found (k=1), and with the
    right fact placed by hand (oracle), and with an unrelated scene (a control: does any
    context do the same?): the core's nats per symbol of the answer's hyperphrase
@@ -133,7 +134,7 @@ def decoder_answer_nll(bridge, context: list[int], n_question: int, answer: str)
     return float(F.cross_entropy(logits, target))
 
 
-def retrieval(bridge, corpus: Path, distractors: int) -> dict:
+def retrieval(bridge, corpus: Path, distractors: int, layer: int | None = None) -> dict:
     from dualmind.bridge.retrieval import SceneIndex, SceneRecord, corpus_records
 
     lex = bridge.lexicon
@@ -142,7 +143,7 @@ def retrieval(bridge, corpus: Path, distractors: int) -> dict:
                enumerate(PLANTED)]
     t0 = time.perf_counter()
     index = SceneIndex.build(bridge.core, planted + records, bridge.core_fingerprint,
-                             lex.fingerprint)
+                             lex.fingerprint, layer=layer)
     build_s = time.perf_counter() - t0
     hits1 = hits3 = 0
     nll = {k: [[], []] for k in ("none", "unrelated", "retrieved", "oracle")}
@@ -159,6 +160,7 @@ def retrieval(bridge, corpus: Path, distractors: int) -> dict:
             nll[name][1].append(decoder_answer_nll(bridge, before + q, len(q), answer))
     n = len(PLANTED)
     return {"scenes": len(index), "build_s": build_s, "recall1": hits1 / n, "recall3": hits3 / n,
+            "layer": layer,
             "nll": {k: (statistics.mean(v[0]), statistics.mean(v[1])) for k, v in nll.items()},
             "core_better": sum(o < z for o, z in zip(nll["oracle"][0], nll["none"][0],
                                                      strict=True)),
@@ -168,7 +170,7 @@ def retrieval(bridge, corpus: Path, distractors: int) -> dict:
 # ---- report -------------------------------------------------------------------------------------
 
 
-def report(cache: dict, source: str, fw: list[dict] | None, ret: dict | None,
+def report(cache: dict, source: str, fw: list[dict] | None, rets: list[dict] | None,
            threads: int, align: str | None) -> str:
     lines = [
         "## Generation through the bridge (`benchmarks/generation.py`)", "",
@@ -201,27 +203,34 @@ def report(cache: dict, source: str, fw: list[dict] | None, ret: dict | None,
         ex = fw[0]["example"]
         lines += ["", f"Example (seed 0): thought `{ex.thought_gloss[:160]}` -> "
                   f"answer `{' '.join(ex.text.split())[:160]}`"]
-    if ret is not None:
+    if rets:
+        ret, emb = rets[0], rets[-1]
         none, got, oracle = ret["nll"]["none"], ret["nll"]["retrieved"], ret["nll"]["oracle"]
-        other = ret["nll"]["unrelated"]
+        other, got0 = ret["nll"]["unrelated"], emb["nll"]["retrieved"]
         lines += ["", "### Retrieval of planted facts (demo model)", "",
-                  f"{ret['n']} planted facts among {ret['scenes'] - ret['n']} demo-corpus scenes "
-                  f"(index built in {ret['build_s']:.1f} s): recall@1 **{ret['recall1']:.2f}**, "
-                  f"recall@3 **{ret['recall3']:.2f}**.", "",
-                  "Answer NLL, mean over the planted questions (lower is better):", "",
+                  f"{ret['n']} planted facts among {ret['scenes'] - ret['n']} demo-corpus "
+                  "scenes; a question about each fact shares its content words.", "",
+                  "| pooled states | recall@1 | recall@3 | index built in |", "|---|---|---|---|"]
+        for r in rets:
+            name = ("final-norm hidden states (default)" if r["layer"] is None
+                    else f"layer {r['layer']} (0 = symbol embeddings)")
+            lines.append(f"| {name} | **{r['recall1']:.2f}** | **{r['recall3']:.2f}** | "
+                         f"{r['build_s']:.1f} s |")
+        lines += ["", "Answer NLL, mean over the planted questions (lower is better):", "",
                   "| context before the question | core nats/symbol of the answer | "
                   "decoder nats/token of the answer text |", "|---|---|---|",
                   f"| nothing | {none[0]:.3f} | {none[1]:.3f} |",
                   f"| an unrelated corpus scene (control) | {other[0]:.3f} | {other[1]:.3f} |",
-                  f"| top-1 retrieved scene | {got[0]:.3f} | {got[1]:.3f} |",
+                  f"| top-1 retrieved scene (final-norm index) | {got[0]:.3f} | {got[1]:.3f} |",
+                  f"| top-1 retrieved scene (layer-0 index) | {got0[0]:.3f} | {got0[1]:.3f} |",
                   f"| the right fact (oracle) | {oracle[0]:.3f} | {oracle[1]:.3f} |", "",
-                  f"With the retrieved scene, the answer NLL changes by {got[0] - none[0]:+.3f} "
-                  f"nats/symbol (core) and {got[1] - none[1]:+.3f} nats/token (decoder) against "
-                  f"no context, and by {got[0] - other[0]:+.3f} / {got[1] - other[1]:+.3f} "
-                  "against the unrelated scene (negative = retrieval helps). The core's NLL is "
-                  f"lower with the right fact than without context for {ret['core_better']}/"
-                  f"{ret['n']} questions. These are the figures of this mini model (training "
-                  "steps above), reported as measured."]
+                  f"With the retrieved scene (final-norm index), the answer NLL changes by "
+                  f"{got[0] - none[0]:+.3f} nats/symbol (core) and {got[1] - none[1]:+.3f} "
+                  f"nats/token (decoder) against no context, and by {got[0] - other[0]:+.3f} / "
+                  f"{got[1] - other[1]:+.3f} against the unrelated scene (negative = retrieval "
+                  f"helps). The core's NLL is lower with the right fact than without context for "
+                  f"{ret['core_better']}/{ret['n']} questions. These are the figures of this mini "
+                  "model (training steps above), reported as measured."]
     return "\n".join(lines)
 
 
@@ -269,9 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         fw = first_word(bridge, args.repeats)
         for r in fw:
             print(f"first word {r['first_word_s']} s for {r['prompt']!r}", flush=True)
-        ret = retrieval(bridge, Path(args.demo) / "corpus", args.distractors)
-        print(f"retrieval: recall@1 {ret['recall1']:.2f} recall@3 {ret['recall3']:.2f}; "
-              f"nll {ret['nll']}", flush=True)
+        ret = [retrieval(bridge, Path(args.demo) / "corpus", args.distractors, layer)
+               for layer in (None, 0)]
+        for r in ret:
+            print(f"retrieval (layer {r['layer']}): recall@1 {r['recall1']:.2f} recall@3 "
+                  f"{r['recall3']:.2f}; nll {r['nll']}", flush=True)
     text = report(cache, source, fw, ret, args.threads, str(align) if align else None)
     print(text)
     if not args.no_write:

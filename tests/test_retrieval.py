@@ -127,3 +127,21 @@ def test_the_index_command_builds_and_describes_an_index(bridge, index, tmp_path
     assert main(["index", "build", "--model", str(folder), "--corpus", "c", "--out",
                  str(tmp_path / "x")]) == 2
     assert "was built with lexicon ffff" in capsys.readouterr().err
+
+
+def test_an_index_of_another_layer_pools_it_and_remembers_it(bridge, tmp_path):
+    lex = bridge.lexicon
+    records = [SceneRecord(f"fact:{i}", lex.encode(t), t) for i, t in enumerate(FACTS)]
+    records += [SceneRecord(f"other:{i}", lex.encode(t), t) for i, t in enumerate(DISTRACTORS)]
+    embedded = SceneIndex.build(bridge.core, records, bridge.core_fingerprint, layer=0)
+    assert recall(bridge, embedded, 1) >= 0.8  # a bag of the symbols' embeddings
+    final = pooled_states(bridge.core, [records[0].units])
+    first = pooled_states(bridge.core, [records[0].units], layer=0)
+    assert float(final[0] @ first[0]) < 0.99  # another layer, other vectors
+    loaded = SceneIndex.load(embedded.save(tmp_path / "idx0"))
+    assert loaded.layer == 0
+    q = lex.encode(QUESTIONS[4])
+    assert loaded.search(bridge.core, q, 1)[0].score == pytest.approx(
+        embedded.search(bridge.core, q, 1)[0].score, abs=1e-5)
+    with pytest.raises(BridgeError, match="layer must be in"):
+        pooled_states(bridge.core, [q], layer=bridge.core.cfg.n_layers + 1)

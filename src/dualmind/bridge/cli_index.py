@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--kinds", default="scene", help="record kinds to index (scene,qa,pair)")
     build.add_argument("--limit", type=int, default=None, help="index at most N records")
     build.add_argument("--batch-size", type=int, default=16)
+    build.add_argument("--layer", type=int, default=None,
+                       help="pool the residual stream after block K (0 = symbol embeddings) "
+                            "instead of the final-norm states")
     info = sub.add_parser("info", help="what an index folder holds")
     info.add_argument("index", help="index folder")
 
@@ -30,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "info":
             index = SceneIndex.load(args.index)
-            print(f"{args.index}: {len(index)} scenes, dim {index.dim}, core "
+            pooled = "final-norm states" if index.layer is None else f"layer {index.layer}"
+            print(f"{args.index}: {len(index)} scenes, dim {index.dim} ({pooled}), core "
                   f"{index.core_fingerprint}, lexicon {str(index.lexicon_fingerprint)[:16]}")
             return 0
         bridge = load_bridge(args)
@@ -42,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
                               f"{bridge.lexicon.fingerprint[:16]}")
         t0 = time.perf_counter()
         index = SceneIndex.build(bridge.core, records, bridge.core_fingerprint,
-                                 bridge.lexicon.fingerprint, args.batch_size)
+                                 bridge.lexicon.fingerprint, args.batch_size,
+                                 layer=args.layer)
         index.save(args.out)
     except BridgeError as err:
         return fail("index", err)

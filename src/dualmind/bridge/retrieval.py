@@ -3,7 +3,9 @@
 Embedding of a scene: the core reads its symbols alone (no other context), and the final-norm
 hidden states (what the decoder reads) are averaged over the scene's units and L2-normalised, so
 an inner product is a cosine similarity (FAISS ``IndexFlatIP``: exact search). A question is
-embedded the same way.
+embedded the same way. ``layer=k`` pools the residual stream after block k instead (0 = the
+symbol embeddings: a bag of symbols); on the briefly trained demo core the final states of all
+positions are nearly one vector, and layer 0 retrieves planted facts far better (RESULTS.md).
 
 An index folder holds
   index.faiss    the FAISS index (one row per scene, in order)
@@ -48,12 +50,19 @@ class Hit:
 
 
 @torch.no_grad()
-def pooled_states(core, sequences: list[list[int]], batch_size: int = 16) -> np.ndarray:
-    """[N, D] float32: mean of the final-norm hidden states over each sequence, L2-normalised.
+def pooled_states(core, sequences: list[list[int]], batch_size: int = 16,
+                  layer: int | None = None) -> np.ndarray:
+    """[N, D] float32: mean of the core's states over each sequence, L2-normalised.
 
+    layer None: the final-norm hidden states (what the decoder reads). layer k: the residual
+    stream after block k (0 = the symbol embeddings), each position L2-normalised before the
+    mean (raw residual streams carry a few huge dimensions that would otherwise dominate).
     Sequences are batched by length and right-padded; attention is causal, so padding after a
     sequence changes none of its states, and the mean takes only its own positions. A sequence
     longer than the core's context is cut to its first max_seq_len symbols."""
+    if layer is not None and not 0 <= layer <= core.cfg.n_layers:
+        raise BridgeError(f"layer must be in [0, {core.cfg.n_layers}] (0 = embeddings) or None "
+                          f"(final-norm states), got {layer}")
     limit = core.cfg.max_seq_len
     device = core.tok_embeddings.weight.device
     out = np.zeros((len(sequences), core.cfg.dim), dtype=np.float32)
@@ -69,7 +78,11 @@ def pooled_states(core, sequences: list[list[int]], batch_size: int = 16) -> np.
         for b, s in enumerate(seqs):
             ids[b, :len(s)] = torch.tensor(s)
             real[b, :len(s)] = 1.0
-        hidden = core(ids.to(device), compute_logits=False).hidden.float().cpu()
+        res = core(ids.to(device), compute_logits=False, return_hidden_states=layer is not None)
+        if layer is None:
+            hidden = res.hidden.float().cpu()
+        else:
+            hidden = torch.nn.functional.normalize(res.hidden_states[layer].float().cpu(), dim=-1)
         mean = (hidden * real).sum(dim=1) / real.sum(dim=1)
         out[rows] = torch.nn.functional.normalize(mean, dim=-1).numpy()
     return out
@@ -77,10 +90,11 @@ def pooled_states(core, sequences: list[list[int]], batch_size: int = 16) -> np.
 
 class SceneIndex:
     def __init__(self, index, records: list[SceneRecord], core_fingerprint: str,
-                 lexicon_fingerprint: str | None, dim: int):
+                 lexicon_fingerprint: str | None, dim: int, layer: int | None = None):
         self.index, self.records = index, records
         self.core_fingerprint, self.lexicon_fingerprint, self.dim = (
             core_fingerprint, lexicon_fingerprint, dim)
+        self.layer = layer  # which states are pooled (see pooled_states); questions use the same
 
     def __len__(self) -> int:
         return len(self.records)
@@ -88,7 +102,7 @@ class SceneIndex:
     @classmethod
     def build(cls, core, records: list[SceneRecord], core_fingerprint: str,
               lexicon_fingerprint: str | None = None, batch_size: int = 16,
-              progress=None) -> SceneIndex:
+              progress=None, layer: int | None = None) -> SceneIndex:
         import faiss
 
         if not records:
@@ -96,16 +110,16 @@ class SceneIndex:
         index = faiss.IndexFlatIP(core.cfg.dim)
         for start in range(0, len(records), 256):  # chunks, so progress can be shown
             chunk = records[start:start + 256]
-            index.add(pooled_states(core, [r.units for r in chunk], batch_size))
+            index.add(pooled_states(core, [r.units for r in chunk], batch_size, layer))
             if progress is not None:
                 progress(len(chunk))
-        return cls(index, records, core_fingerprint, lexicon_fingerprint, core.cfg.dim)
+        return cls(index, records, core_fingerprint, lexicon_fingerprint, core.cfg.dim, layer)
 
     def search(self, core, question: list[int], k: int) -> list[Hit]:
         """The k nearest scenes to ``question`` (symbols), nearest first."""
         if not question:
             raise BridgeError("cannot search with an empty question")
-        query = pooled_states(core, [question])
+        query = pooled_states(core, [question], layer=self.layer)
         k = min(k, len(self.records))
         scores, rows = self.index.search(query, k)
         return [Hit(rank, float(s), self.records[r].key, self.records[r].text,
@@ -133,7 +147,11 @@ class SceneIndex:
         meta = {"format": INDEX_FORMAT, "format_version": INDEX_VERSION,
                 "core_fingerprint": self.core_fingerprint,
                 "lexicon_fingerprint": self.lexicon_fingerprint, "dim": self.dim,
-                "pooling": "mean of final-norm hidden states over units, L2-normalised",
+                "layer": self.layer,
+                "pooling": ("mean of final-norm hidden states over units, L2-normalised"
+                            if self.layer is None else
+                            f"mean of L2-normalised residual states after block {self.layer} "
+                            "(0 = embeddings) over units, L2-normalised"),
                 "scenes": [{"key": r.key, "doc": r.doc, "lang": r.lang, "kind": r.kind,
                             "text": r.text} for r in self.records]}
         (d / "scenes.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n",
@@ -166,7 +184,7 @@ class SceneIndex:
                                s.get("doc", -1), s.get("lang", ""), s.get("kind", "scene"))
                    for i, s in enumerate(scenes)]
         return cls(index, records, meta["core_fingerprint"], meta.get("lexicon_fingerprint"),
-                   int(meta["dim"]))
+                   int(meta["dim"]), meta.get("layer"))
 
 
 def corpus_records(corpus_dir: str | Path, splits: tuple[str, ...] = ("train", "val"),

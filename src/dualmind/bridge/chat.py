@@ -80,14 +80,17 @@ def scripted_chat(bridge, prompts: list[str], console=None, show_thought: bool =
                   **options) -> list[Answer]:
     """For the demo: each prompt as a chat turn, printing the user's line, the thought glossed
     and the answer streamed as it is rendered. A prompt the bridge refuses is printed as its
-    error and skipped (the chat goes on). ``options``: generate() keyword arguments."""
+    error and skipped (the chat goes on). ``options``: generate() keyword arguments; turn i
+    samples with seed + i (default seed 0), reproducible without every turn drawing alike."""
     out = _Printer(console)
-    options.setdefault("seed", 0)
+    seed = options.pop("seed", 0)
     session = ChatSession(bridge, options)
     for note in getattr(bridge, "notes", []):
         out(f"note: {note}", style="yellow")
     answers = []
-    for prompt in prompts:
+    for turn, prompt in enumerate(prompts):
+        if seed is not None:
+            session.options["seed"] = seed + turn
         print_turn_start(out, prompt)
         # one line per answer on the demo's screen: line breaks of the text shown as spaces
         stream = PrefixedStream(lambda s, end="": out(s.replace("\n", " "), end=end),

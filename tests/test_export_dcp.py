@@ -74,3 +74,33 @@ def test_dcp_folder_with_other_lexicon_is_refused(dcp_folder, tmp_path):
 
     with pytest.raises(ExportError, match="lexicon"):
         export_checkpoint(dcp_folder[0], tmp_path / "x", expect_lexicon="cd" * 8)
+
+
+def test_sharded_align_checkpoint_exports_core_and_decoder(tmp_path):
+    """An align run's folder holds the frozen core and the decoder: both are exported, each tied
+    head stored once, and read back whole by load_component_state."""
+    import torch.distributed.checkpoint as dcp
+
+    from dualmind.export import export_checkpoint, load_component_state
+    from dualmind.model.decoder import LanguageDecoder
+    from dualmind.model.decoder_config import DecoderConfig
+
+    core_cfg = CoreConfig.from_dict(SHAPE)
+    dec_cfg = DecoderConfig(vocab_size=61, dim=32, n_layers=2, n_heads=4, n_kv_heads=2,
+                            ffn_dim=48, core_dim=32, cross_every=1, tie_embeddings=True)
+    torch.manual_seed(4)
+    core, decoder = HyperCore(core_cfg).state_dict(), LanguageDecoder(dec_cfg).state_dict()
+    state = {**{f"core.{k}": v for k, v in core.items()},
+             **{f"decoder.{k}": v for k, v in decoder.items()}}
+    folder = tmp_path / "last.ckpt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.save({"state_dict": state}, checkpoint_id=str(folder), no_dist=True)
+    torch.save({"global_step": 2, "dualmind": {"stage": "align", "model": core_cfg.to_dict(),
+                                              "decoder": dec_cfg.to_dict()}},
+               folder / "meta.pt")
+    out = export_checkpoint(folder, tmp_path / "export")
+    for name, want in (("core", core), ("decoder", decoder)):
+        got = load_component_state(out, name)
+        assert got.keys() == want.keys(), name
+        assert all(torch.equal(got[k], want[k]) for k in want), name

@@ -96,7 +96,10 @@ def run_training(overrides: list[str], steps: int) -> dict:
     from dualmind.train_loop import train
 
     every = max(5, steps // 5)
+    # Warmup a tenth of every run, whatever its length: a fixed 30 would eat most of a short
+    # run and little of a long one, favouring the system that affords more steps.
     result = train([*overrides, f"trainer.max_steps={steps}",
+                    f"optim.warmup_steps={max(1, steps // 10)}",
                     f"trainer.val_check_interval={every}",
                     f"trainer.checkpoint_every_n_steps={every}",
                     f"data.val_max_batches={VAL_BATCHES}",

@@ -43,6 +43,21 @@ def test_windows_tile_a_record_within_both_budgets():
     assert len(plan_windows(span, n_units, 1000, 1000, True)) == 1
 
 
+def test_a_record_fills_the_rest_of_a_row_then_continues():
+    rng = np.random.default_rng(1)
+    n_units = 60
+    span = np.sort(rng.integers(0, n_units, 150))
+    for has_core in (True, False):
+        core_len = 20 if has_core else 1 << 40
+        windows = plan_windows(span, n_units, core_len, 50, has_core, room=(5, 10))
+        _covering(windows, n_units, len(span))
+        assert windows[0].q - windows[0].p <= 9
+        assert not has_core or windows[0].b - windows[0].a <= 5
+        assert len(windows) > 1 and all(w.q - w.p <= 49 for w in windows)
+    no_room = plan_windows(span, n_units, 20, 50, True, room=(0, 50))  # no unit fits: new row
+    assert no_room == plan_windows(span, n_units, 20, 50, True)
+
+
 def test_a_unit_with_more_text_than_a_window_is_refused_with_a_core():
     span = np.array([0, 1, 1, 1, 1, 1, 2])
     with pytest.raises(DataConfigError, match="unit 1 alone is aligned to 5 text tokens"):

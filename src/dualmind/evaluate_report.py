@@ -18,7 +18,8 @@ class SystemBits:
 
     split_bytes is the bytes of text the scored records hold (from the shards' record table),
     text_bytes what the scored windows add up to: equal unless a byte was dropped, which the
-    report would show. windowed counts the records longer than one context, scored in windows."""
+    report would show. windowed counts the records laid out in more than one window (longer than
+    a row, or continued from the end of one row into the next), windows all windows."""
 
     core_nll: float = 0.0
     decoder_nll: float = 0.0
@@ -85,7 +86,7 @@ class EvalReport:
         b = self.bits
         head = [f"{self.split}: {b.records} records, {b.text_bytes} bytes of text scored of "
                 f"{b.split_bytes} ({b.dropped_bytes} dropped)"
-                + (f"; {b.windowed} records longer than a context scored in windows "
+                + (f"; {b.windowed} records continued across rows, in windows "
                    f"({b.windows} windows in all)" if b.windowed else "")]
         if b.core_positions == 0:  # the BPE baseline: one model, no core part
             return "\n".join(head + [f"  BPE LM bits/byte  {b.system_bpb:.4f}  "

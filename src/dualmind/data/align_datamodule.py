@@ -12,10 +12,10 @@ each position is the span of the token it *predicts* (EOS: the record's last uni
 mode lets a position read the units up to the one whose text it is about to produce. EOS is
 predicted and charged: the code length then includes where the text ends.
 
-A record longer than a row is not cut: it is laid out as consecutive windows
-(:mod:`dualmind.data.align_windows`), each charged for its own units, text tokens and bytes, so
-training sees all of it and evaluation scores every byte (:attr:`AlignPacks.windowed` says how
-many records needed more than one window). Every record is checked as it is read: no text, or
+A record is never cut: one that does not fit the rest of a row fills it and continues in the
+next rows as consecutive windows (:mod:`dualmind.data.align_windows`), each charged for its own
+units, text tokens and bytes, so rows are full, training sees everything and evaluation scores
+every byte (:attr:`AlignPacks.windowed` says how many records were continued across rows). Every record is checked as it is read: no text, or
 text whose alignment does not match its hyperphrase, is refused naming the shard file.
 """
 
@@ -85,8 +85,9 @@ def aligned_window(scene: Any, w: Window, bos: int, eos: int, has_core: bool = T
 
 
 class AlignPacks(Dataset):
-    """The rows of one split: greedy packing of record windows in order, each row a list of
-    (record index, Window). core_len=NO_LIMIT: text-only rows (the BPE baseline)."""
+    """The rows of one split: records back to back in order, each row a list of (record index,
+    Window); a record that does not fit the rest of a row fills it and continues in the next
+    (rows are full, nothing is cut). core_len=NO_LIMIT: text-only rows (the BPE baseline)."""
 
     def __init__(self, shards: Any, core_len: int, text_len: int, bos: int, eos: int,
                  limit_records: int | None = None, records: Sequence[int] | None = None):
@@ -110,7 +111,8 @@ class AlignPacks(Dataset):
         used_core = used_text = 0
         self.windowed = self.windows = 0
         for i in chosen.tolist():
-            windows = self._windows(i, int(units[i]), int(tokens[i]))
+            room = (core_len - used_core, text_len - used_text) if row else None
+            windows = self._windows(i, int(units[i]), int(tokens[i]), room)
             self.windowed += len(windows) > 1
             self.windows += len(windows)
             for w in windows:
@@ -127,14 +129,16 @@ class AlignPacks(Dataset):
             raise DataConfigError(f"{getattr(shards, 'corpus_dir', '?')} [{shards.split}]: "
                                   "no records to align")
 
-    def _windows(self, i: int, units: int, tokens: int) -> list[Window]:
-        if units <= self.core_len and tokens < self.text_len:  # fits whole: read nothing yet
+    def _windows(self, i: int, units: int, tokens: int, room: tuple[int, int] | None
+                 ) -> list[Window]:
+        room_core, room_text = room or (self.core_len, self.text_len)
+        if units <= room_core and tokens < room_text:  # fits whole: read nothing yet
             return [Window(0, units, 0, tokens, True, True)]
         scene = self.shards[i]
         where = record_location(self.shards, i)
         check_record(scene, where)
         return plan_windows(scene.span, units, self.core_len, self.text_len, self.has_core,
-                            where)
+                            where, room)
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -84,28 +84,36 @@ def check_record(scene: Any, where: str) -> None:
 
 
 def plan_windows(span: np.ndarray, n_units: int, core_len: int, text_len: int, has_core: bool,
-                 where: str = "record") -> list[Window]:
-    """Cut one record into windows that fit a row (one window if it fits already).
+                 where: str = "record", room: tuple[int, int] | None = None) -> list[Window]:
+    """Cut one record into windows that fit rows (one window if it fits already).
 
-    Each window predicts at most text_len - 1 text tokens, leaving room for the EOS (last
-    window) or the carried-over previous token (later windows). With a core, windows are cut at
-    unit boundaries and hold at most core_len units; a single unit with more text than a window
-    holds is refused (its text would be cut from the state it renders). Without a core (the
-    BPE baseline) windows are cut by text tokens alone.
+    room: (units, text positions) left in the row the record starts in (default: a whole row).
+    The first window fills that room, the others whole rows, so records lie back to back and
+    rows are full; if not even the first unit fits the room, the record starts a new row.
+    Each window predicts at most its row's text positions - 1 tokens, leaving room for the EOS
+    (last window) or the carried-over previous token (later windows). With a core, windows are
+    cut at unit boundaries; a single unit with more text than a row holds is refused (its text
+    would be cut from the state it renders). Without a core (the BPE baseline) windows are cut
+    by text tokens alone.
     """
     span = np.asarray(span, dtype=np.int64)
     n_tokens, budget = len(span), text_len - 1
     if budget < 1 or core_len < 1:
         raise DataConfigError(f"{where}: rows of {core_len} units and {text_len} text positions "
                               "cannot hold a window")
-    if n_units <= core_len and n_tokens <= budget:
+    room_core, room_text = room or (core_len, text_len)
+    if n_units <= room_core and n_tokens <= room_text - 1:
         return [Window(0, n_units, 0, n_tokens, True, True)]
     if has_core:
-        cuts = _unit_cuts(span, n_units, core_len, budget, where)
+        cuts = _unit_cuts(span, n_units, (room_core, room_text - 1), (core_len, budget), where)
+        if cuts is None:  # the room holds no unit: start a new row
+            return plan_windows(span, n_units, core_len, text_len, has_core, where)
         token_cuts = [int(np.searchsorted(span, u, side="left")) if u else 0 for u in cuts]
         token_cuts[-1] = n_tokens
     else:
-        token_cuts = list(range(0, n_tokens, budget)) + [n_tokens]
+        if room_text < 2:
+            return plan_windows(span, n_units, core_len, text_len, has_core, where)
+        token_cuts = [0, *range(room_text - 1, n_tokens, budget), n_tokens]
         # Each unit is owned (its bytes charged) by exactly one window: the one in which the
         # text before a cut ends owns that token's unit; the last window owns the rest.
         cuts = [0] + [int(span[p - 1]) + 1 if span[p - 1] >= 0 else 0
@@ -115,21 +123,27 @@ def plan_windows(span: np.ndarray, n_units: int, core_len: int, text_len: int, h
             for k in range(last + 1)]
 
 
-def _unit_cuts(span: np.ndarray, n_units: int, core_len: int, budget: int,
-               where: str) -> list[int]:
-    """Unit boundaries 0 = u0 < u1 < ... < uK = n_units of windows within both budgets."""
+def _unit_cuts(span: np.ndarray, n_units: int, first: tuple[int, int], full: tuple[int, int],
+               where: str) -> list[int] | None:
+    """Unit boundaries 0 = u0 < u1 < ... < uK = n_units of windows within their budgets
+    ((units, text tokens): `first` for window 0, `full` after); None if unit 0 alone does not
+    fit `first`."""
     ends = np.searchsorted(span, np.arange(n_units), side="right")  # tokens up to unit u
     cuts, a, p = [0], 0, 0
+    cap_units, cap_tokens = first
     for u in range(n_units):
-        if u + 1 - a <= core_len and int(ends[u]) - p <= budget:
+        if u + 1 - a <= cap_units and int(ends[u]) - p <= cap_tokens:
             continue
         if u > a:
             cuts.append(u)
             a, p = u, int(ends[u - 1])
-        if int(ends[u]) - p > budget:  # unit u alone has more text than a window holds
+            cap_units, cap_tokens = full
+        elif first != full and len(cuts) == 1:
+            return None
+        if int(ends[u]) - p > cap_tokens:  # unit u alone has more text than a row holds
             raise DataConfigError(f"{where}: unit {u} alone is aligned to "
                                   f"{int(ends[u]) - p} text tokens, more than a row's "
-                                  f"{budget + 1} text positions hold; raise "
+                                  f"{cap_tokens + 1} text positions hold; raise "
                                   "decoder.max_seq_len")
     return cuts + [n_units]
 

@@ -15,8 +15,9 @@ predicted and charged: the code length then includes where the text ends.
 A record is never cut: one that does not fit the rest of a row fills it and continues in the
 next rows as consecutive windows (:mod:`dualmind.data.align_windows`), each charged for its own
 units, text tokens and bytes, so rows are full, training sees everything and evaluation scores
-every byte (:attr:`AlignPacks.windowed` says how many records were continued across rows). Every record is checked as it is read: no text, or
-text whose alignment does not match its hyperphrase, is refused naming the shard file.
+every byte (:attr:`AlignPacks.windowed` says how many records were continued across rows).
+Every record is checked as it is read: no text, or text whose alignment does not match its
+hyperphrase, is refused naming the shard file.
 """
 
 from __future__ import annotations
@@ -30,18 +31,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from dualmind.data.datamodule import (
-    DataConfigError,
-    open_train_val,
-    resolve_expected_fingerprint,
-    trainer_position,
-)
 from dualmind.data.align_windows import (
     Window,
     check_record,
     plan_windows,
     record_location,
     window_bytes,
+)
+from dualmind.data.datamodule import (
+    DataConfigError,
+    open_train_val,
+    resolve_expected_fingerprint,
+    trainer_position,
 )
 from dualmind.model.masks import SceneSpans, pack_alignment
 

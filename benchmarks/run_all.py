@@ -12,21 +12,36 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# Order: cheap first, so a broken environment fails fast.
-BENCHMARKS = ["codec.py", "train_throughput.py", "core_mini_curve.py"]
+DEMO = HERE.parent / "runs" / "demo"
+# (script, arguments, what must exist first). Order: cheap first, so a broken environment fails
+# fast. The bridge and adapter benchmarks measure the models `make demo` trained.
+BENCHMARKS: list[tuple[str, list[str], Path | None]] = [
+    ("codec.py", [], None),
+    ("train_throughput.py", [], None),
+    ("core_mini_curve.py", [], None),
+    ("parallel_throughput.py", [], None),
+    ("generation.py", ["--demo", str(DEMO)], DEMO / "decoder_align"),
+    ("adapt.py", ["--core", str(DEMO / "core_mini/checkpoints/last.ckpt"),
+                  "--corpus", str(DEMO / "corpus")], DEMO / "core_mini"),
+    ("equal_compute.py", [], None),
+]
 
 
 def main() -> int:
     failed = []
-    for name in BENCHMARKS:
+    for name, args, needs in BENCHMARKS:
         path = HERE / name
         if not path.exists():
             print(f"[bench] {name}: missing, skipped")
             failed.append(name)
             continue
-        print(f"[bench] running {name}", flush=True)
+        if needs is not None and not needs.exists():
+            print(f"[bench] {name}: needs {needs} (run `make demo` first), skipped")
+            failed.append(name)
+            continue
+        print(f"[bench] running {name} {' '.join(args)}", flush=True)
         t0 = time.perf_counter()
-        rc = subprocess.call([sys.executable, str(path)], cwd=HERE.parent)
+        rc = subprocess.call([sys.executable, str(path), *args], cwd=HERE.parent)
         print(f"[bench] {name}: exit {rc} after {time.perf_counter() - t0:.0f} s", flush=True)
         if rc:
             failed.append(name)

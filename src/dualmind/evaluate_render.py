@@ -12,11 +12,13 @@ from dualmind.evaluate_report import EvalError, Rendering, chrf, word_accuracy
 
 def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", scenes: int = 3,
                   lexicon_dir: str | Path | None = None, max_new_tokens: int | None = None,
-                  expect_lexicon: str | None = None, records: list[int] | None = None
+                  expect_lexicon: str | None = None, records: list[int] | None = None,
+                  temperature: float = 0.0, top_k: int | None = None, seed: int = 0
                   ) -> list[Rendering]:
-    """Greedy decoder rendering of the first `scenes` records (or of `records`, by index), each
-    read from its own states; up to the original's length + 16 tokens, or `max_new_tokens` (the
-    score then compares a prefix of the rendering with the whole original)."""
+    """Decoder rendering of the first `scenes` records (or of `records`, by index), each read
+    from its own states; up to the original's length + 16 tokens, or `max_new_tokens` (the
+    score then compares a prefix of the rendering with the whole original). Greedy by default
+    (temperature 0, what chrF is reported for); else sampled, seeded per scene."""
     from dualmind.data.datamodule import open_shards
     from dualmind.data.text_tokenizer import load_text_tokenizer
 
@@ -32,8 +34,9 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
         with torch.no_grad():
             states = core(units).hidden
         budget = min(max_new_tokens or len(scene.text) + 16, decoder.cfg.max_seq_len - 1)
-        gen = decoder.generate(states, torch.tensor([[bos]]), budget, temperature=0.0,
-                               eos_id=eos)
+        gen = decoder.generate(states, torch.tensor([[bos]]), budget, temperature=temperature,
+                               top_k=top_k, eos_id=eos,
+                               generator=torch.Generator().manual_seed(seed + i))
         ids = [int(t) for t in gen.ids[0, 1:]]
         if eos in ids:
             ids = ids[: ids.index(eos)]
@@ -61,10 +64,15 @@ def _lexicon(lexicon_dir, fingerprint: str, corpus_dir):
 
 def show_scenes(checkpoint: str | Path, corpus_dir: str | Path, scenes: int = 3,
                 split: str = "val", lexicon_dir: str | Path | None = None,
-                width: int = 400, max_new_tokens: int | None = None) -> str:
+                width: int = 400, max_new_tokens: int | None = None,
+                temperature: float = 0.7, top_k: int | None = 40, seed: int = 0) -> str:
     """A few held-out scenes as printable text: the original, its hyperphrase (glossed when a
     lexicon folder is given) and what the decoder rendered from the frozen core's states alone.
-    For scripts/demo.py: ``print(show_scenes(align_run, corpus, lexicon_dir=lexicon))``."""
+    For scripts/demo.py: ``print(show_scenes(align_run, corpus, lexicon_dir=lexicon))``.
+
+    Sampled by default (temperature 0.7, top-k 40, seeded: the same text every run): a briefly
+    trained decoder's greedy output collapses into one repeated token, which shows less of what
+    it learned; temperature=0 renders greedily. The header says which."""
     from dualmind.evaluate_load import load_models
 
     core, decoder, meta = load_models(checkpoint)
@@ -72,9 +80,12 @@ def show_scenes(checkpoint: str | Path, corpus_dir: str | Path, scenes: int = 3,
         raise EvalError(f"{checkpoint}: a stage-lm baseline has no decoder to render scenes with")
     out = []
     renderings = render_scenes(core, decoder, corpus_dir, split, scenes, lexicon_dir,
-                               max_new_tokens, expect_lexicon=meta.get("lexicon_fingerprint"))
+                               max_new_tokens, expect_lexicon=meta.get("lexicon_fingerprint"),
+                               temperature=temperature, top_k=top_k, seed=seed)
+    how = (f"sampled: temperature {temperature}, top-k {top_k}, seed {seed}" if temperature > 0
+           else "greedy")
     for i, r in enumerate(renderings):
-        out.append(f"--- held-out scene {i + 1} (chrF {r.chrf:.1f}, exact words "
+        out.append(f"--- held-out scene {i + 1} ({how}; chrF {r.chrf:.1f}, exact words "
                    f"{r.word_accuracy:.0%})\n"
                    f"original    : {clip(r.original, width)}\n"
                    f"hyperphrase : {clip(r.hyperphrase, width)}\n"

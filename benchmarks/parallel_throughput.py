@@ -214,7 +214,9 @@ def main() -> None:
         "all-gather + reduce-scatter per block for FSDP2) against compute, on two cores. It is "
         "not a GPU figure: no GPU was available, and NCCL over NVLink/InfiniBand overlaps "
         "communication with compute in a way gloo on one host does not. FSDP2's gain is "
-        "memory: each rank holds half the parameters, gradients and AdamW state.",
+        "memory: each rank holds half the parameters, gradients and AdamW state. On a shared "
+        "machine the one-process figure (one process, 2 threads) suffers most from other jobs; "
+        "FSDP2 / DDP (2 processes x 1 thread each) compares like with like.",
     ])
     print(text)
     if not ns.no_dry_run:

@@ -149,6 +149,15 @@ class PoisonWeights(L.Callback):
                 pl_module.core.norm.weight.fill_(float("nan"))
 
 
+def test_the_final_step_is_saved_between_checkpoint_intervals(tmp_path):
+    result = train(tiny_overrides(tmp_path, "trainer.max_steps=7",
+                                  "trainer.checkpoint_every_n_steps=5",
+                                  "trainer.val_check_interval=100"))
+    assert result.steps == 7
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 7  # not 5: the two steps after the interval are kept too
+
+
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
     cfg = compose(
         tiny_overrides(

@@ -195,6 +195,23 @@ def _step_progress_bar(base: type) -> type:
     return StepProgressBar
 
 
+def _final_step_checkpoint(base: type) -> type:
+    """ModelCheckpoint that also saves when a run ends between two checkpoint intervals
+    (max_steps 60 with a checkpoint every 50 steps would otherwise leave last.ckpt at step 50 and
+    lose the last 10 steps). A run that stops on an exception never reaches on_train_end, so a
+    failing step cannot overwrite the last good checkpoint."""
+
+    class FinalStepCheckpoint(base):
+        def on_train_end(self, trainer, pl_module) -> None:
+            super().on_train_end(trainer, pl_module)
+            if trainer.global_step > self._last_global_step_saved:
+                candidates = self._monitor_candidates(trainer)
+                self._save_topk_checkpoint(trainer, candidates)
+                self._save_last_checkpoint(trainer, candidates)
+
+    return FinalStepCheckpoint
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
@@ -212,7 +229,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ())
                 f"trainer.loggers: unknown logger {name!r} (known: csv, tensorboard)"
             )
     every = t.checkpoint_every_n_steps or None
-    checkpoint = ModelCheckpoint(
+    checkpoint = _final_step_checkpoint(ModelCheckpoint)(
         dirpath=str(run_dir / "checkpoints"),
         filename="step{step:07d}",
         auto_insert_metric_name=False,

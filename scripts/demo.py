@@ -5,6 +5,8 @@
 3. show what a hyperphrase is, and how many positions each level needs against BPE
 4. build hypertrain.jsonl and packed shards for the semantic level
 5. pretrain the mini hyper-core on them and show its loss falling
+6-9. align the language decoder to the frozen core, render held-out scenes, chat through the
+   bridge with the core's thought shown, and write a visualiser report (scripts/demo_heads.py)
 
 Every step prints what it made; artifacts land under --out (default runs/demo). Lexicons are
 always relearned (seconds, and deterministic); the corpus build then finds itself up to date.
@@ -113,10 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/demo", help="where the demo writes its artifacts")
     parser.add_argument("--steps", type=int, default=None, help="override core_mini's max_steps")
+    parser.add_argument(
+        "--align-steps", type=int, default=None, help="override decoder_align's max_steps"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    total = 5
+    total = 9
     t_demo = time.perf_counter()
 
     from dualmind.data.demo import load_demo_documents, load_demo_qa
@@ -180,6 +185,20 @@ def main(argv: list[str] | None = None) -> int:
     if not result.last_loss < result.first_loss:
         console.print("[red]the loss did not fall: something is wrong")
         return 1
+
+    import demo_heads
+
+    step(6, total, "aligning the language decoder to the frozen core")
+    aligned = demo_heads.align_decoder(out, console, args.align_steps)
+    if not aligned.last_loss < aligned.first_loss:
+        console.print("[red]the decoder's loss did not fall: something is wrong")
+        return 1
+    step(7, total, "held-out scenes rendered from the core's states alone")
+    demo_heads.render_held_out(out, console)
+    step(8, total, "a scripted chat through the bridge (the core's thought shown)")
+    demo_heads.scripted_chat(out, console)
+    step(9, total, "the visualiser: watch the core think and the decoder read")
+    demo_heads.visualise(out, console)
     console.rule(f"demo finished in {time.perf_counter() - t_demo:.0f} s; artifacts in {out}")
     return 0
 

@@ -107,6 +107,19 @@ class Context:
     notes: list[str] = field(default_factory=list)
 
 
+def _take_while_room(pieces: list[list[int]], left: int) -> tuple[list[list[int]], int]:
+    """The leading ``pieces`` that fit, whole, in ``left`` positions, and the room left after
+    them: the first piece that does not fit ends the run, so a later, smaller one never jumps
+    ahead of it (retrieved scenes are nearest first, history turns newest first)."""
+    kept = []
+    for piece in pieces:
+        if len(piece) > left:
+            break
+        kept.append(piece)
+        left -= len(piece)
+    return kept, left
+
+
 def assemble(question: list[int], room: int, retrieved: list[list[int]] | None = None,
              history: list[list[int]] | None = None) -> Context:
     """Lay out the core's context within ``room`` symbols (see the module doc for the policy).
@@ -123,24 +136,11 @@ def assemble(question: list[int], room: int, retrieved: list[list[int]] | None =
                      f"thought: kept its last {room} (the most recent words); retrieved scenes "
                      "and history were left out")
         return Context(list(question[-room:]), list(question[-room:]), 0, 0, notes)
-    left = room - len(question)
-    kept_scenes = []
-    for scene in retrieved:
-        if len(scene) <= left:
-            kept_scenes.append(scene)
-            left -= len(scene)
-        else:
-            break
+    kept_scenes, left = _take_while_room(retrieved, room - len(question))
     if len(kept_scenes) < len(retrieved):
         notes.append(f"context full: {len(retrieved) - len(kept_scenes)} of {len(retrieved)} "
                      "retrieved scene(s) left out (the farthest)")
-    kept_turns = []
-    for turn in reversed(history):
-        if len(turn) <= left:
-            kept_turns.append(turn)
-            left -= len(turn)
-        else:
-            break
+    kept_turns, _ = _take_while_room(list(reversed(history)), left)
     if len(kept_turns) < len(history):
         notes.append(f"context full: the oldest {len(history) - len(kept_turns)} of "
                      f"{len(history)} history turn(s) left out")

@@ -10,17 +10,15 @@ mean of the two ranks' losses is the single process's loss.
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from dualmind.config import compose
 from dualmind.train_loop import run
+from test_parallel_support import spawn_ranks
 from test_train_support import tiny_corpus, tiny_overrides
 
 pytestmark = pytest.mark.multiprocess
@@ -65,19 +63,11 @@ class StartFrom(L.Callback):
             pl_module.core.load_state_dict(self.weights)
 
 
-def _rank_main(rank: int, port: int, overrides: list[str], out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2",
-                      RANK=str(rank), LOCAL_RANK=str(rank), NODE_RANK="0")
+def _rank_main(rank: int, overrides: list[str], out: str) -> None:
     result = run(compose(overrides), callbacks=[StartFrom(_reference_weights(overrides))])
     Path(out, f"rank{rank}.json").write_text(json.dumps([r["loss"] for r in result.train]))
     if rank == 0:
         Path(out, "checkpoint").write_text(str(result.last_checkpoint))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_fsdp2_two_processes_match_one_process(tmp_path):
@@ -90,7 +80,8 @@ def test_fsdp2_two_processes_match_one_process(tmp_path):
         "trainer.devices=2", "trainer.accelerator=cpu", "strategy.activation_checkpointing=full",
         "strategy.param_dtype=float32", "strategy.reduce_dtype=float32",
     )
-    mp.spawn(_rank_main, args=(_free_port(), sharded, str(tmp_path)), nprocs=2, join=True)
+    # The ranks meet through a file store (spawn_ranks): no TCP port to pick, so no race for one.
+    spawn_ranks(_rank_main, 2, sharded, str(tmp_path))
 
     losses = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     got = [(a + b) / 2 for a, b in zip(*losses, strict=True)]

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-import torch.multiprocessing as mp
 
 from dualmind.config import compose
 from dualmind.train_loop import run
-from test_train_fsdp2 import StartFrom, _free_port, _reference_weights
+from test_parallel_support import spawn_ranks
+from test_train_fsdp2 import StartFrom, _reference_weights
 from test_train_support import tiny_corpus, tiny_overrides
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
@@ -49,12 +49,7 @@ class KeepStep3(L.Callback):
                             self.dst)
 
 
-def _rank_main(rank: int, world: int, port: int, overrides: list[str], out: str,
-               fresh: bool) -> None:
-    import os
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
-                      RANK=str(rank), LOCAL_RANK=str(rank), NODE_RANK="0")
+def _rank_main(rank: int, overrides: list[str], out: str, fresh: bool) -> None:
     callbacks = []
     if fresh:
         callbacks = [StartFrom(_reference_weights(overrides)),
@@ -70,8 +65,8 @@ def _train(tmp: Path, world: int, *extra: str, fresh: bool = True) -> dict[int, 
     out.mkdir()
     overrides = tiny_overrides(tmp, *BASE, f"trainer.devices={world}",
                                f"data.batch_size={4 // world}", *extra)
-    mp.spawn(_rank_main, args=(world, _free_port(), overrides, str(out), fresh), nprocs=world,
-             join=True)
+    # The ranks meet through a file store (spawn_ranks), also for world 1: no TCP port is raced for.
+    spawn_ranks(_rank_main, world, overrides, str(out), fresh)
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(world)]
     return {int(k): sum(r[k] for r in ranks) / world for k in ranks[0]}
 

@@ -79,6 +79,23 @@ def _pick_heads(heads: Sequence[int] | None, n_heads: int) -> list[int]:
 
 
 @torch.no_grad()
+def _capture_hooks(module, key: int, captures: dict[int, AttentionCapture], recompute,
+                   keep_values: bool) -> tuple:
+    """Hook one attention module: before its forward, ``recompute(module, args)`` rebuilds the
+    probabilities from the module's own inputs and is stored as ``captures[key]``; after it, with
+    ``keep_values``, the module's real output is kept beside them (what rebuild_output is checked
+    against). Returns both handles, for the caller to remove."""
+
+    def before(mod, args):
+        captures[key] = recompute(mod, args)
+
+    def after(mod, args, output):
+        if keep_values:
+            captures[key].output = output.detach()
+
+    return module.register_forward_pre_hook(before), module.register_forward_hook(after)
+
+
 def trace_core(core, ids: torch.Tensor, doc_ids: torch.Tensor | None = None,
                layers: Sequence[int] = (), heads: Sequence[int] | None = None,
                keep_values: bool = False) -> CoreTrace:
@@ -92,31 +109,25 @@ def trace_core(core, ids: torch.Tensor, doc_ids: torch.Tensor | None = None,
     captures: dict[int, AttentionCapture] = {}
     handles = []
 
-    def hooks_for(layer: int, module):
-        def before(mod, args):
-            x, ctx = args[0], args[1]
-            q = mod.wq(x).view(B, T, -1, mod.head_dim)
-            k = mod.wk(x).view(B, T, -1, mod.head_dim)
-            q, k = apply_rope(q, ctx.cos, ctx.sin), apply_rope(k, ctx.cos, ctx.sin)
-            k = _match_heads(k, q.shape[2])
-            probs = softmax_probs(q[:, :, chosen], k[:, :, chosen], allowed)
-            values = None
-            if keep_values:
-                values = _match_heads(mod.wv(x).view(B, T, -1, mod.head_dim), q.shape[2])
-            captures[layer] = AttentionCapture(probs, chosen, allowed, values=values)
-
-        def after(mod, args, output):
-            if keep_values:
-                captures[layer].output = output.detach()
-
-        return module.register_forward_pre_hook(before), module.register_forward_hook(after)
+    def recompute(mod, args) -> AttentionCapture:
+        x, ctx = args[0], args[1]
+        q = mod.wq(x).view(B, T, -1, mod.head_dim)
+        k = mod.wk(x).view(B, T, -1, mod.head_dim)
+        q, k = apply_rope(q, ctx.cos, ctx.sin), apply_rope(k, ctx.cos, ctx.sin)
+        k = _match_heads(k, q.shape[2])
+        probs = softmax_probs(q[:, :, chosen], k[:, :, chosen], allowed)
+        values = None
+        if keep_values:
+            values = _match_heads(mod.wv(x).view(B, T, -1, mod.head_dim), q.shape[2])
+        return AttentionCapture(probs, chosen, allowed, values=values)
 
     try:
         for layer in layers:
             if not 0 <= layer < len(core.layers):
                 raise ValueError(f"layer {layer} does not exist: the core has "
                                  f"{len(core.layers)} layers (0..{len(core.layers) - 1})")
-            handles += hooks_for(layer, core.layers[layer].attention)
+            handles += _capture_hooks(core.layers[layer].attention, layer, captures,
+                                      recompute, keep_values)
         out = core(ids, doc_ids=doc_ids, return_hidden_states=True)
     finally:
         for h in handles:
@@ -207,26 +218,19 @@ def trace_decoder(decoder, text_ids: torch.Tensor, core_states: torch.Tensor, al
     captures: dict[int, AttentionCapture] = {}
     handles = []
 
-    def hooks_for(index: int, module):
-        def before(mod, args):
-            x, (k, v), sdpa_mask = args
-            B, T, _ = x.shape
-            q = mod.wq(mod.q_norm(x)).view(B, T, -1, mod.head_dim)
-            k = _match_heads(k.to(q.dtype), q.shape[2])
-            allowed = sdpa_mask[:, 0].expand(B, T, k.shape[1])
-            probs = softmax_probs(q[:, :, chosen], k[:, :, chosen], allowed)
-            values = _match_heads(v.to(q.dtype), q.shape[2]) if keep_values else None
-            captures[index] = AttentionCapture(probs, chosen, allowed, values=values)
-
-        def after(mod, args, output):
-            if keep_values:
-                captures[index].output = output.detach()
-
-        return module.register_forward_pre_hook(before), module.register_forward_hook(after)
+    def recompute(mod, args) -> AttentionCapture:
+        x, (k, v), sdpa_mask = args
+        B, T, _ = x.shape
+        q = mod.wq(mod.q_norm(x)).view(B, T, -1, mod.head_dim)
+        k = _match_heads(k.to(q.dtype), q.shape[2])
+        allowed = sdpa_mask[:, 0].expand(B, T, k.shape[1])
+        probs = softmax_probs(q[:, :, chosen], k[:, :, chosen], allowed)
+        values = _match_heads(v.to(q.dtype), q.shape[2]) if keep_values else None
+        return AttentionCapture(probs, chosen, allowed, values=values)
 
     try:
         for c in chosen_layers:
-            handles += hooks_for(c, modules[c])
+            handles += _capture_hooks(modules[c], c, captures, recompute, keep_values)
         logits = decoder(text_ids, core_states=core_states, cross_mask=alignment,
                          mask_mode=mask_mode)
     finally:

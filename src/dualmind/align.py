@@ -123,6 +123,19 @@ def decoder_nll(decoder: torch.nn.Module, states: torch.Tensor, batch: dict,
     return nll, (targets != IGNORE).sum()
 
 
+def align_step_flops(core_cfg, decoder_cfg, batch: dict) -> float:
+    """Model FLOPs of one alignment step (torchtitan's convention, padding not counted): the
+    decoder trains on the batch's text targets (DecoderConfig.flops_per_token, training) and the
+    frozen core runs forward over its real units (CoreConfig.flops_per_token, training=False),
+    attention charged at the batch's padded lengths: what benchmarks/equal_compute_flops.py
+    counts for its budgets."""
+    units = int((batch["alignment"].core_doc >= 0).sum())
+    targets = int((batch["targets"] != IGNORE).sum())
+    S, T = max(int(batch["core_ids"].shape[1]), 1), int(batch["text_ids"].shape[1])
+    return (decoder_cfg.flops_per_token(T, S, training=True) * targets
+            + core_cfg.flops_per_token(S, training=False) * units)
+
+
 def row_context(cfg: dict) -> dict[str, int | None]:
     """The row a run trained on, which evaluation reuses: core units and text positions per row
     (stage core: units only; stage lm: text only). Recorded in checkpoints as meta["context"]."""

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import SumMetric
 
-from dualmind.align import check_core_pairing, row_context
+from dualmind.align import align_step_flops, check_core_pairing, row_context
 from dualmind.checkpoint_meta import (  # noqa: F401 - re-exported: dualmind.lit's public names
     CHECKPOINT_FORMAT,
     CHECKPOINT_KEY,
@@ -89,8 +89,6 @@ class DualMindModule(L.LightningModule):
         seq_len = cfg["data"]["seq_len"]
         self.symbols_per_batch = cfg["data"]["batch_size"] * seq_len
         self.flops_per_symbol = self.core_config.flops_per_token(seq_len)
-        if self.decoder is not None:  # per text token, the core's frozen forward not included
-            self.flops_per_symbol = self.decoder.cfg.flops_per_token(seq_len, seq_len)
         self.val_nll, self.val_symbols, self.val_bytes = SumMetric(), SumMetric(), SumMetric()
         self.history: dict[str, list] = {"train": [], "val": []}
         self._t_batch: float | None = None
@@ -277,7 +275,8 @@ class DualMindModule(L.LightningModule):
         loss = total.loss.detach().float()
         bpb = (total.nll_sum.detach() / (LN2 * total.text_bytes.clamp(min=1))).float()
         symbols, text_bytes = float(counts.symbols), float(counts.text_bytes)
-        step_flops = self.flops_per_symbol * symbols
+        step_flops = (align_step_flops(self.core_config, self.decoder.cfg, batch)  # + frozen core
+                      if self.stage == "align" else self.flops_per_symbol * symbols)
         self._flops_total += step_flops
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/bits_per_symbol", loss / LN2)

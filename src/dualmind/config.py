@@ -208,6 +208,8 @@ def validate(cfg: DictConfig, check_model: bool = True) -> DictConfig:
         if cfg.align.mask_mode not in MASK_MODES:
             raise ConfigError(f"align.mask_mode={cfg.align.mask_mode!r}: expected one of "
                               f"{MASK_MODES}")
+        if not isinstance(cfg.align.get("qa", False), bool):
+            raise ConfigError(f"align.qa={cfg.align.qa!r}: expected true or false")
     if cfg.strategy.name not in STRATEGIES:
         raise ConfigError(f"strategy.name={cfg.strategy.name!r}: expected one of {STRATEGIES}")
     if cfg.strategy.activation_checkpointing not in ACTIVATION_CHECKPOINTING:

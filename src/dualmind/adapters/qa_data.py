@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,17 +71,21 @@ def read_manifest(corpus_dir: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_examples(corpus_dir: str | Path, heldout_fraction: float, answer_eos: bool = True,
-                  seq_len: int | None = None, vocab_size: int | None = None) -> QAExamples:
-    """Every qa/pair record of the corpus as an example, split train/held-out."""
-    from dualmind.lexicon.symbols import id_of
+def question_of(rec: dict) -> str:
+    """The question text of a qa/pair record of hypertrain.jsonl (what is_heldout hashes)."""
+    return rec.get("input") or rec["text"]
 
+
+def iter_qa_records(corpus_dir: str | Path) -> Iterator[tuple[str, dict]]:
+    """('<file>:<line> (<id>)', record) of every qa/pair record of the corpus's hypertrain.jsonl,
+    in stored order (the qa split's shard order); each has its target_hyperphrase. Shared by the
+    adapters' task and the decoder's alignment (dualmind.data.align_qa), so both hold out the
+    same questions."""
     corpus_dir = Path(corpus_dir)
     manifest = read_manifest(corpus_dir)
     path = corpus_dir / manifest.get("hypertrain", {}).get("file", "hypertrain.jsonl")
     if not path.is_file():
         raise DataConfigError(f"data.dir={corpus_dir}: {path.name} is missing")
-    train, heldout, truncated, empty = [], [], 0, 0
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             if '"qa"' not in line and '"pair"' not in line:  # cheap skip of the scenes
@@ -92,30 +97,41 @@ def load_examples(corpus_dir: str | Path, heldout_fraction: float, answer_eos: b
             if "target_hyperphrase" not in rec:
                 raise DataConfigError(f"{where}: a {rec['kind']} record without "
                                       "target_hyperphrase; rebuild the corpus")
-            if not rec["target_hyperphrase"]:  # a semantic lexicon may drop every answer word
-                empty += 1
-                continue
-            try:
-                q = np.fromiter((id_of(c) for c in rec["hyperphrase"]), dtype=np.int64)
-                a = np.fromiter((id_of(c) for c in rec["target_hyperphrase"]), dtype=np.int64)
-            except ValueError as err:
-                raise DataConfigError(f"{where}: {err}") from err
-            if answer_eos:
-                a = np.append(a, EOS)
-            if vocab_size is not None and len(q) and max(q.max(), a.max()) >= vocab_size:
-                raise DataConfigError(f"{where}: symbol id {max(q.max(), a.max())} >= "
-                                      f"model.vocab_size={vocab_size}")
-            if len(q) == 0:
-                raise DataConfigError(f"{where}: the question encodes to no symbols")
-            if seq_len is not None and len(q) + len(a) > seq_len + 1:
-                if len(q) >= seq_len:
-                    raise DataConfigError(f"{where}: a question of {len(q)} symbols leaves no "
-                                          f"room for its answer in data.seq_len={seq_len}")
-                a = a[: seq_len + 1 - len(q)]
-                truncated += 1
-            ex = QAExample(q, a, len(rec["target"].encode("utf-8")), rec["kind"])
-            question = rec.get("input") or rec["text"]
-            (heldout if is_heldout(question, heldout_fraction) else train).append(ex)
+            yield where, rec
+
+
+def load_examples(corpus_dir: str | Path, heldout_fraction: float, answer_eos: bool = True,
+                  seq_len: int | None = None, vocab_size: int | None = None) -> QAExamples:
+    """Every qa/pair record of the corpus as an example, split train/held-out."""
+    from dualmind.lexicon.symbols import id_of
+
+    corpus_dir = Path(corpus_dir)
+    manifest = read_manifest(corpus_dir)
+    train, heldout, truncated, empty = [], [], 0, 0
+    for where, rec in iter_qa_records(corpus_dir):
+        if not rec["target_hyperphrase"]:  # a semantic lexicon may drop every answer word
+            empty += 1
+            continue
+        try:
+            q = np.fromiter((id_of(c) for c in rec["hyperphrase"]), dtype=np.int64)
+            a = np.fromiter((id_of(c) for c in rec["target_hyperphrase"]), dtype=np.int64)
+        except ValueError as err:
+            raise DataConfigError(f"{where}: {err}") from err
+        if answer_eos:
+            a = np.append(a, EOS)
+        if vocab_size is not None and len(q) and max(q.max(), a.max()) >= vocab_size:
+            raise DataConfigError(f"{where}: symbol id {max(q.max(), a.max())} >= "
+                                  f"model.vocab_size={vocab_size}")
+        if len(q) == 0:
+            raise DataConfigError(f"{where}: the question encodes to no symbols")
+        if seq_len is not None and len(q) + len(a) > seq_len + 1:
+            if len(q) >= seq_len:
+                raise DataConfigError(f"{where}: a question of {len(q)} symbols leaves no "
+                                      f"room for its answer in data.seq_len={seq_len}")
+            a = a[: seq_len + 1 - len(q)]
+            truncated += 1
+        ex = QAExample(q, a, len(rec["target"].encode("utf-8")), rec["kind"])
+        (heldout if is_heldout(question_of(rec), heldout_fraction) else train).append(ex)
     if not train or not heldout:
         raise DataConfigError(
             f"data.dir={corpus_dir}: {len(train)} training and {len(heldout)} held-out QA/pair "

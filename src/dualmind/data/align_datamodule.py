@@ -35,6 +35,7 @@ from dualmind.data.align_windows import (
     Window,
     check_record,
     plan_windows,
+    record_bytes,
     record_location,
     window_bytes,
 )
@@ -75,7 +76,8 @@ def aligned_window(scene: Any, w: Window, bos: int, eos: int, has_core: bool = T
     if w.last:
         target = np.append(target, eos)
         target_span = np.append(target_span, w.b - w.a - 1)
-    before = bos if w.first else int(text[w.p - 1])
+    before = bos if w.first or w.p == 0 else int(text[w.p - 1])  # p == 0: no text before it
+                                                                   # (a QA pair's question units)
     text_in = np.concatenate([[before], text[w.p:w.q]])[: len(target)]
     if not has_core:
         target_span = np.full(len(target), -1)
@@ -155,11 +157,7 @@ class AlignPacks(Dataset):
 
 def _split_bytes(shards: Any, records: np.ndarray) -> int:
     """Bytes of text in these records, from the record table (what scoring must cover)."""
-    files = getattr(shards, "files", None)
-    if files and all("rec_n_bytes" in getattr(f, "arrays", {}) for f in files):
-        sizes = np.concatenate([np.asarray(f.arrays["rec_n_bytes"]) for f in files])
-        return int(sizes[records].sum())
-    return sum(int(shards[int(i)].n_bytes) for i in records)
+    return int(record_bytes(shards)[records].sum()) if len(records) else 0
 
 
 def records_of_documents(shards: Any, lang: str, documents: int) -> np.ndarray:
@@ -244,8 +242,14 @@ class AlignDataModule(L.LightningDataModule):
     def __init__(self, corpus_dir: str, core_len: int, text_len: int, batch_size: int,
                  seed: int = 1234, num_workers: int = 0, val_max_batches: int | None = None,
                  lexicon: str | None = None, core_vocab_size: int | None = None,
-                 text_vocab_size: int | None = None):
+                 text_vocab_size: int | None = None, qa: bool = False,
+                 qa_heldout_fraction: float = 0.1):
+        """qa: mix the corpus's training QA pairs into the train rows (dualmind.data.align_qa);
+        the held-out ones become qa_val_packs, scored apart from the scenes' val/bpb."""
         super().__init__()
+        self.qa, self.qa_heldout_fraction = qa, qa_heldout_fraction
+        self.qa_val_packs: AlignPacks | None = None
+        self.qa_train_records = 0
         self.corpus_dir, self.core_len, self.text_len = str(corpus_dir), core_len, text_len
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.val_max_batches = val_max_batches
@@ -264,10 +268,16 @@ class AlignDataModule(L.LightningDataModule):
                        batch_size=d.batch_size, seed=d.seed, num_workers=d.num_workers,
                        val_max_batches=d.val_max_batches, lexicon=d.lexicon,
                        core_vocab_size=None, text_vocab_size=cfg.model.vocab_size)
+        from dualmind.adapters.settings import AdaptSettings
+
+        align, adapt = cfg.get("align") or {}, cfg.get("adapt") or {}
         return cls(corpus_dir=d.dir, core_len=d.seq_len, text_len=cfg.decoder.max_seq_len,
                    batch_size=d.batch_size, seed=d.seed, num_workers=d.num_workers,
                    val_max_batches=d.val_max_batches, lexicon=d.lexicon,
-                   core_vocab_size=cfg.model.vocab_size, text_vocab_size=cfg.decoder.vocab_size)
+                   core_vocab_size=cfg.model.vocab_size, text_vocab_size=cfg.decoder.vocab_size,
+                   qa=bool(align.get("qa", False)),  # the adapters' held-out questions
+                   qa_heldout_fraction=float(adapt.get("heldout_fraction",
+                                                       AdaptSettings.heldout_fraction)))
 
     def prepare(self) -> AlignDataModule:
         if self.train_packs is not None:
@@ -282,9 +292,30 @@ class AlignDataModule(L.LightningDataModule):
         self.manifest = dict(train.manifest)
         special = self.manifest.get("tokenizer", {}).get("special", {})
         bos, eos = int(special.get("bos", 1)), int(special.get("eos", 2))
-        self.train_packs = AlignPacks(train, self.core_len, self.text_len, bos, eos)
+        self.train_packs = AlignPacks(self._with_qa(train, bos, eos), self.core_len,
+                                      self.text_len, bos, eos)
         self.val_packs = AlignPacks(val, self.core_len, self.text_len, bos, eos)
         return self
+
+    def _with_qa(self, train: Any, bos: int, eos: int) -> Any:
+        """The train records, with the training QA pairs interleaved when align.qa is on;
+        the held-out QA pairs become qa_val_packs."""
+        if not self.qa:
+            return train
+        from dualmind.data.align_qa import Interleaved, load_qa_records
+
+        qa = load_qa_records(self.corpus_dir, self.qa_heldout_fraction, self.core_len,
+                             self.text_len)
+        if qa is None:
+            print(f"align: {self.corpus_dir} has no qa split; aligning on scenes only")
+            return train
+        print(f"align: {len(qa.train)} QA pairs mixed into training, {len(qa.heldout)} held "
+              f"out (adapt.heldout_fraction={self.qa_heldout_fraction}), {qa.skipped} skipped "
+              "(longer than one row)")
+        self.qa_train_records = len(qa.train)
+        if len(qa.heldout):
+            self.qa_val_packs = AlignPacks(qa.heldout, self.core_len, self.text_len, bos, eos)
+        return Interleaved(train, qa.train) if len(qa.train) else train
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
@@ -297,8 +328,15 @@ class AlignDataModule(L.LightningDataModule):
                           batch_size=None, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        self.prepare()
-        packs: Dataset = self.val_packs
+        """The held-out scenes only: val/bpb stays comparable with runs before QA pairs."""
+        return self._val_loader(self.prepare().val_packs)
+
+    def qa_val_dataloader(self) -> DataLoader | None:
+        """The held-out QA pairs (None without any), for scoring them apart from the scenes."""
+        packs = self.prepare().qa_val_packs
+        return None if packs is None else self._val_loader(packs)
+
+    def _val_loader(self, packs: Dataset) -> DataLoader:
         if self.val_max_batches is not None:
             packs = torch.utils.data.Subset(
                 packs, range(min(len(packs), self.val_max_batches * self.batch_size)))

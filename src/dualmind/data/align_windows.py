@@ -38,7 +38,10 @@ class Window:
 
 
 def record_location(shards: Any, i: int) -> str:
-    """'<shard file> record <j>' for record i of a ShardSet (the split index if not a ShardSet)."""
+    """'<shard file> record <j>' for record i of a ShardSet (the split index if not a ShardSet;
+    records of other sources, QA pairs for instance, name their own location)."""
+    if hasattr(shards, "location"):
+        return shards.location(i)
     files = getattr(shards, "files", None)
     if not files:
         return f"{getattr(shards, 'corpus_dir', '?')} [{getattr(shards, 'split', '?')}] record {i}"
@@ -48,6 +51,16 @@ def record_location(shards: Any, i: int) -> str:
             return f"{f.path} record {i - start}"
         start += f.records
     return f"{shards.corpus_dir} [{shards.split}] record {i} (out of range)"
+
+
+def record_bytes(shards: Any) -> np.ndarray:
+    """Bytes of text of every record, from the record table where there is one."""
+    if hasattr(shards, "record_bytes"):
+        return np.asarray(shards.record_bytes(), dtype=np.int64)
+    files = getattr(shards, "files", None)
+    if files and all("rec_n_bytes" in getattr(f, "arrays", {}) for f in files):
+        return np.concatenate([np.asarray(f.arrays["rec_n_bytes"]) for f in files])
+    return np.asarray([int(shards[i].n_bytes) for i in range(len(shards))], dtype=np.int64)
 
 
 def check_record(scene: Any, where: str) -> None:

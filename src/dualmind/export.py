@@ -48,8 +48,10 @@ def _resolve_checkpoint(path: Path) -> Path:
     return path
 
 
-def _dedupe(tensors: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Keep one copy of tensors that share storage; return (unique tensors, alias -> kept key)."""
+def unique_tensors(tensors: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Keep one copy of tensors that share storage (a tied head); return (unique tensors, detached,
+    contiguous and on the CPU as safetensors writes them, alias -> kept key). Every writer of an
+    export folder (this command, a bridge's model/, a merged adapter) stores ties this way."""
     seen: dict[tuple, str] = {}
     unique, aliases = {}, {}
     for key, t in tensors.items():
@@ -58,7 +60,7 @@ def _dedupe(tensors: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
             aliases[key] = seen[ident]
             continue
         seen[ident] = key
-        unique[key] = t.contiguous()
+        unique[key] = t.detach().contiguous().cpu()
     return unique, aliases
 
 
@@ -91,7 +93,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, expect_lexicon: str | N
         tensors = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if not tensors:
             continue
-        unique, aliases = _dedupe(tensors)
+        unique, aliases = unique_tensors(tensors)
         name = f"{component}.safetensors"
         save_file(unique, str(out / name), metadata={"aliases": json.dumps(aliases)})
         files[component] = {"file": name, "tensors": len(unique), "aliases": aliases}

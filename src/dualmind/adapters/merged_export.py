@@ -36,7 +36,7 @@ def merge_to_export(adapter_dir: str | Path, core_path: str | Path, out: str | P
 
     import dualmind
     from dualmind.adapters.lora import read_adapter_meta
-    from dualmind.export import EXPORT_FORMAT, EXPORT_VERSION, _dedupe
+    from dualmind.export import EXPORT_FORMAT, EXPORT_VERSION, unique_tensors
 
     adapter_meta = read_adapter_meta(adapter_dir)
     core, meta = load_base_core(core_path, adapter_meta.get("lexicon_fingerprint"))
@@ -45,7 +45,8 @@ def merge_to_export(adapter_dir: str | Path, core_path: str | Path, out: str | P
         merged = merge(load_adapter(core, adapter_dir))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    unique, aliases = _dedupe(merged.state_dict())  # the tied head is stored once, as export does
+    # the tied head is stored once, as export does
+    unique, aliases = unique_tensors(merged.state_dict())
     save_file(unique, str(out / "core.safetensors"), metadata={"aliases": json.dumps(aliases)})
     config = {
         "format": EXPORT_FORMAT,

@@ -150,31 +150,18 @@ def apply_adapter(core, adapter_dir: str | Path):
 # ---- writing a bridge folder's model/ (a `dualmind export` folder written from memory) ------
 
 
-def _unique(state: dict) -> tuple[dict, dict]:
-    """Tensors stored once (tied weights share storage): (unique tensors, alias -> kept key)."""
-    seen, unique, aliases = {}, {}, {}
-    for key, t in state.items():
-        ident = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.dtype)
-        if t.numel() and ident in seen:
-            aliases[key] = seen[ident]
-            continue
-        seen[ident] = key
-        unique[key] = t.detach().contiguous().cpu()
-    return unique, aliases
-
-
 def write_export(out: Path, core, decoder, lexicon_fingerprint: str, core_fp: str,
                  meta: dict) -> Path:
     """OUT/config.json + core.safetensors + decoder.safetensors, readable by load_models."""
     from safetensors.torch import save_file
 
     import dualmind
-    from dualmind.export import EXPORT_FORMAT, EXPORT_VERSION
+    from dualmind.export import EXPORT_FORMAT, EXPORT_VERSION, unique_tensors
 
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     for name, model in (("core", core), ("decoder", decoder)):
-        unique, aliases = _unique(model.state_dict())
+        unique, aliases = unique_tensors(model.state_dict())
         save_file(unique, str(out / f"{name}.safetensors"),
                   metadata={"aliases": json.dumps(aliases)})
         files[name] = {"file": f"{name}.safetensors", "tensors": len(unique), "aliases": aliases}

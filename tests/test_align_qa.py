@@ -116,11 +116,14 @@ def qa_run(tmp_path_factory):
 
 
 def test_align_with_qa_pairs_trains_and_its_loss_falls(qa_run):
-    _, result, _ = qa_run
+    _, result, seen = qa_run
     losses = [r["loss"] for r in result.train]
     assert result.steps == 8 and all(math.isfinite(v) for v in losses)
     assert np.mean(losses[-2:]) < np.mean(losses[:2])
     assert math.isfinite(result.val_bpb) and result.val_bpb > 0
+    # the held-out QA pairs are scored apart from the scenes, with the trained decoder
+    qa_bpb = float(seen["module"].trainer.callback_metrics["val/qa_bpb"])
+    assert math.isfinite(qa_bpb) and qa_bpb > 0 and qa_bpb != result.val_bpb
 
 
 def test_align_flops_count_the_decoder_training_and_the_frozen_core_forward(qa_run):

@@ -313,6 +313,10 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
         from dualmind.data.align_datamodule import AlignDataModule
 
         datamodule = AlignDataModule.from_config(cfg)
+        if cfg.stage == "align":  # held-out QA pairs scored apart from the scenes: val/qa_bpb
+            from dualmind.qa_validation import QAValidation
+
+            callbacks = [*callbacks, QAValidation(datamodule)]
     elif cfg.stage in ("lora", "unfreeze"):  # adapters (issue 7): QA/pairs in hyperphrase space
         from dualmind.adapters.qa_data import QADataModule as _QA
 

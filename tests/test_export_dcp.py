@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import warnings
-import weakref
 
 import pytest
 import torch
 
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
+from test_export_support import watch_resident_tensors
 
 SHAPE = dict(vocab_size=96, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64,
              max_seq_len=64, tie_embeddings=True)
@@ -39,20 +39,10 @@ def dcp_folder(tmp_path):
 
 
 def test_dcp_folder_exports_tensor_by_tensor(dcp_folder, tmp_path, monkeypatch):
-    import dualmind.export_sharded as export_sharded
     from dualmind.export import load_core, run
 
     folder, want = dcp_folder
-    plain, alive, peak = export_sharded.load_dcp_tensor, [], [0]
-
-    def watched(*args):
-        tensor = plain(*args)
-        alive[:] = [r for r in alive if r() is not None]
-        alive.append(weakref.ref(tensor))
-        peak[0] = max(peak[0], len(alive))
-        return tensor
-
-    monkeypatch.setattr(export_sharded, "load_dcp_tensor", watched)
+    peak = watch_resident_tensors(monkeypatch)
     out = tmp_path / "export"
     assert run(argparse.Namespace(checkpoint=str(folder), out=str(out), lexicon=None)) == 0
     assert peak[0] == 1

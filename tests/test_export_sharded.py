@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import weakref
 from pathlib import Path
 
 import lightning as L
@@ -16,6 +15,7 @@ import torch
 
 from dualmind.config import compose
 from dualmind.train_loop import run
+from test_export_support import watch_resident_tensors
 from test_parallel_support import spawn_ranks
 from test_train_support import tiny_corpus, tiny_overrides
 
@@ -58,7 +58,6 @@ def sharded_run(tmp_path_factory) -> Path:
 
 def test_export_of_sharded_checkpoint_is_the_trained_model_one_tensor_at_a_time(
         sharded_run, tmp_path, monkeypatch):
-    import dualmind.export_sharded as export_sharded
     from dualmind.export import load_core
     from dualmind.export import run as export_cli
 
@@ -66,18 +65,7 @@ def test_export_of_sharded_checkpoint_is_the_trained_model_one_tensor_at_a_time(
     assert ckpt.is_dir() and len(list(ckpt.glob("*.distcp"))) == 2
     full = torch.load(sharded_run / "full.pt", weights_only=True)
 
-    # Count the whole tensors the exporter holds at once: every loaded tensor is watched, and
-    # at each load the ones loaded before must already be gone.
-    plain, alive, peak = export_sharded.load_dcp_tensor, [], [0]
-
-    def watched(*args):
-        tensor = plain(*args)
-        alive[:] = [r for r in alive if r() is not None]
-        alive.append(weakref.ref(tensor))
-        peak[0] = max(peak[0], len(alive))
-        return tensor
-
-    monkeypatch.setattr(export_sharded, "load_dcp_tensor", watched)
+    peak = watch_resident_tensors(monkeypatch)  # whole tensors the exporter holds at once
     out = tmp_path / "export"
     assert export_cli(argparse.Namespace(checkpoint=str(sharded_run), out=str(out),
                                          lexicon=None)) == 0

@@ -13,17 +13,12 @@ fails — the assertions can fail and do measure the restore.
 
 from __future__ import annotations
 
-import hashlib
-import random
-
 import lightning as L
-import numpy as np
 import pytest
-import torch
 
 from dualmind.config import compose
-from dualmind.lit import DualMindModule
 from dualmind.train_loop import run
+from test_resume_support import make_core_step_noisy
 from test_train_support import tiny_overrides
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -48,19 +43,7 @@ class Crash(L.Callback):
 def noisy_steps(monkeypatch):
     """Make the training step random; returns the per-step log {step: (batch hash, draws)}."""
     log: dict[int, tuple] = {}
-    plain = DualMindModule._core_step
-
-    def noisy(self, batch):
-        ids = batch["ids"]
-        if self.training:
-            flip = torch.rand(ids.shape) < 0.2
-            ids = torch.where(flip, torch.randint(0, self.core_config.vocab_size, ids.shape), ids)
-            batch_hash = hashlib.sha256(batch["ids"].numpy().tobytes()).hexdigest()[:16]
-            log[self.global_step] = (batch_hash, int(flip.sum()), float(np.random.rand()),
-                                     random.random())
-        return plain(self, {**batch, "ids": ids})
-
-    monkeypatch.setattr(DualMindModule, "_core_step", noisy)
+    make_core_step_noisy(monkeypatch, log)
     return log
 
 

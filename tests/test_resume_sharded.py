@@ -15,6 +15,7 @@ import pytest
 from dualmind.config import compose
 from dualmind.train_loop import run
 from test_parallel_support import spawn_ranks
+from test_resume_support import make_core_step_noisy
 from test_train_support import tiny_corpus, tiny_overrides
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
@@ -38,34 +39,11 @@ class StopAt(L.Callback):
 def _rank_main(rank: int, overrides: list[str], out: str, stop_at: int | None) -> None:
     log: dict = {}
     with pytest.MonkeyPatch.context() as mp:
-        _make_noisy(mp, log)
+        make_core_step_noisy(mp, log)
         result = run(compose(overrides), callbacks=[StopAt(stop_at)] if stop_at else [])
     Path(out, f"rank{rank}.json").write_text(json.dumps(
         {"loss": {r["step"]: r["loss"] for r in result.train},
          "draws": {k: list(v) for k, v in log.items()}}))
-
-
-def _make_noisy(monkeypatch, log: dict) -> None:
-    import hashlib
-    import random
-
-    import numpy as np
-    import torch
-
-    from dualmind.lit import DualMindModule
-
-    plain = DualMindModule._core_step
-
-    def noisy(self, batch):
-        ids = batch["ids"]
-        if self.training:
-            flip = torch.rand(ids.shape) < 0.2
-            ids = torch.where(flip, torch.randint(0, self.core_config.vocab_size, ids.shape), ids)
-            log[self.global_step] = (hashlib.sha256(batch["ids"].numpy().tobytes()).hexdigest(),
-                                     int(flip.sum()), float(np.random.rand()), random.random())
-        return plain(self, {**batch, "ids": ids})
-
-    monkeypatch.setattr(DualMindModule, "_core_step", noisy)
 
 
 def _train(out: Path, overrides: list[str], stop_at: int | None = None) -> list[dict]:

@@ -16,17 +16,14 @@ import torch
 from dualmind.config import compose
 from dualmind.train_loop import run
 from test_export_support import watch_resident_tensors
-from test_parallel_support import spawn_ranks
+from test_parallel_support import FSDP2_TWO_CPU_RANKS, spawn_ranks
 from test_train_support import tiny_corpus, tiny_overrides
 
 # A 2-rank fsdp2 run (~25 s on 2 idle cores, ~60 s on busy ones) feeds both tests.
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
 SHARDED = ["trainer.max_steps=2", "trainer.checkpoint_every_n_steps=2",
-           "trainer.val_check_interval=1000", "trainer.precision=32-true",
-           "trainer.num_threads=1", "data.batch_size=2", "strategy=fsdp2", "trainer.devices=2",
-           "trainer.accelerator=cpu", "strategy.param_dtype=float32",
-           "strategy.reduce_dtype=float32"]
+           "trainer.val_check_interval=1000", "data.batch_size=2", *FSDP2_TWO_CPU_RANKS]
 
 
 class SaveFullWeights(L.Callback):

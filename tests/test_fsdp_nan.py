@@ -5,24 +5,18 @@ into backward and waits forever in a collective for the rank that stopped."""
 from __future__ import annotations
 
 import json
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
-import torch.multiprocessing as mp
 
 from dualmind.config import compose
-from test_parallel_support import _rank_entry
+from test_parallel_support import FSDP2_TWO_CPU_RANKS, spawn_ranks
 from test_train_support import tiny_corpus, tiny_overrides
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
 SHARDED = ["trainer.max_steps=6", "trainer.val_check_interval=1000",
-           "trainer.checkpoint_every_n_steps=0", "trainer.precision=32-true",
-           "trainer.num_threads=1", "data.batch_size=2", "strategy=fsdp2", "trainer.devices=2",
-           "trainer.accelerator=cpu", "strategy.param_dtype=float32",
-           "strategy.reduce_dtype=float32"]
+           "trainer.checkpoint_every_n_steps=0", "data.batch_size=2", *FSDP2_TWO_CPU_RANKS]
 
 
 def _rank_main(rank: int, overrides: list[str], out: str) -> None:
@@ -50,16 +44,11 @@ def _rank_main(rank: int, overrides: list[str], out: str) -> None:
 
 def test_nan_on_one_rank_stops_all_ranks(tmp_path):
     tiny_corpus()
-    store = Path(tempfile.mkdtemp(prefix="dualmind-store-")) / "store"
-    ctx = mp.spawn(_rank_entry, args=(2, str(store), _rank_main,
-                                      (tiny_overrides(tmp_path, *SHARDED), str(tmp_path))),
-                   nprocs=2, join=False)
-    deadline = time.monotonic() + 240
-    while not ctx.join(timeout=5):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("a rank hung after the other stopped on a NaN loss")
+    try:
+        spawn_ranks(_rank_main, 2, tiny_overrides(tmp_path, *SHARDED), str(tmp_path),
+                    timeout_s=240)
+    except TimeoutError:
+        pytest.fail("a rank hung after the other stopped on a NaN loss")
     for rank in (0, 1):
         stopped = json.loads((tmp_path / f"rank{rank}.json").read_text())["stopped"]
         assert stopped and "at step 2" in stopped, (rank, stopped)

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch.multiprocessing as mp
+
+# Two gloo ranks on the CPU running FSDP2 in fp32 throughout (one thread each), so that a
+# comparison measures the sharding, not bf16 rounding or thread contention.
+FSDP2_TWO_CPU_RANKS = ["strategy=fsdp2", "trainer.devices=2", "trainer.accelerator=cpu",
+                       "trainer.precision=32-true", "trainer.num_threads=1",
+                       "strategy.param_dtype=float32", "strategy.reduce_dtype=float32"]
 
 
 def join_group(rank: int, world: int, store: str) -> None:
@@ -28,8 +35,16 @@ def _rank_entry(rank: int, world: int, store: str, fn: Callable, args: tuple) ->
     fn(rank, *args)
 
 
-def spawn_ranks(fn: Callable, world: int, *args) -> None:
+def spawn_ranks(fn: Callable, world: int, *args, timeout_s: float | None = None) -> None:
     """Run ``fn(rank, *args)`` in ``world`` fresh processes joined in one gloo group; raises if any
-    rank fails. ``fn`` must be importable (a module-level function)."""
+    rank fails. ``fn`` must be importable (a module-level function). With ``timeout_s``, ranks
+    still running after that many seconds are killed and TimeoutError is raised (a hang in a
+    collective then fails the test instead of blocking the suite)."""
     store = Path(tempfile.mkdtemp(prefix="dualmind-store-")) / "store"
-    mp.spawn(_rank_entry, args=(world, str(store), fn, args), nprocs=world, join=True)
+    ctx = mp.spawn(_rank_entry, args=(world, str(store), fn, args), nprocs=world, join=False)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while not ctx.join(timeout=5):
+        if deadline is not None and time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            raise TimeoutError(f"{world} ranks of {fn.__name__} still running after {timeout_s} s")

@@ -14,17 +14,15 @@ import pytest
 
 from dualmind.config import compose
 from dualmind.train_loop import run
-from test_parallel_support import spawn_ranks
+from test_parallel_support import FSDP2_TWO_CPU_RANKS, spawn_ranks
 from test_resume_support import make_core_step_noisy
 from test_train_support import tiny_corpus, tiny_overrides
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
 BASE = ["trainer.max_steps=8", "trainer.checkpoint_every_n_steps=4",
-        "trainer.val_check_interval=3", "trainer.precision=32-true", "trainer.num_threads=1",
-        "data.batch_size=2", "data.val_max_batches=1", "strategy=fsdp2", "trainer.devices=2",
-        "trainer.accelerator=cpu", "strategy.param_dtype=float32",
-        "strategy.reduce_dtype=float32"]
+        "trainer.val_check_interval=3", "data.batch_size=2", "data.val_max_batches=1",
+        *FSDP2_TWO_CPU_RANKS]
 
 
 class StopAt(L.Callback):

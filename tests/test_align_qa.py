@@ -155,3 +155,19 @@ def test_align_flops_count_the_decoder_training_and_the_frozen_core_forward(qa_r
         expected += step
     assert len(seen["batches"]) == result.steps
     assert module._flops_total == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_resumed_run_continues_with_the_batch_it_would_have_seen():
+    """trainer_position's contract with QA pairs mixed in: the rows are the same in a fresh
+    process (the interleaving is fixed), and start_batch=j yields batch j of a fresh run."""
+    import torch
+
+    from dualmind.data.align_datamodule import AlignTrainBatches
+
+    first, again = datamodule(qa_corpus(), True), datamodule(qa_corpus(), True)
+    assert first.train_packs.rows == again.train_packs.rows
+    fresh = iter(AlignTrainBatches(first.train_packs, 2, seed=7))
+    batches = [next(fresh) for _ in range(4)]
+    resumed = next(iter(AlignTrainBatches(again.train_packs, 2, seed=7, start_batch=3)))
+    for key in ("core_ids", "text_ids", "targets", "text_bytes"):
+        assert torch.equal(resumed[key], batches[3][key]), key

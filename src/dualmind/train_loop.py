@@ -269,12 +269,15 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ())
 
 
 def _quiet_lightning_noise() -> None:
-    """Drop Lightning's product tips and a deprecation warning it raises against itself under
-    newer torch: neither is actionable for a dualmind user, and both bury the loss curve."""
+    """Drop Lightning's product tips, a deprecation warning it raises against itself under newer
+    torch, and its warning about the frozen core's eval mode: none is actionable for a dualmind
+    user, and all bury the loss curve."""
     import logging
     import warnings
 
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # stage align/lora/unfreeze keep the frozen core in eval mode on purpose (lit.train()).
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     # The tips are logged by this one logger; a logger filter catches them whichever handler
     # (Lightning's own, or Hydra's root one under train.py) would print them.
     tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")

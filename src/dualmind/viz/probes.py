@@ -78,7 +78,6 @@ def _pick_heads(heads: Sequence[int] | None, n_heads: int) -> list[int]:
     return chosen
 
 
-@torch.no_grad()
 def _capture_hooks(module, key: int, captures: dict[int, AttentionCapture], recompute,
                    keep_values: bool) -> tuple:
     """Hook one attention module: before its forward, ``recompute(module, args)`` rebuilds the
@@ -96,6 +95,7 @@ def _capture_hooks(module, key: int, captures: dict[int, AttentionCapture], reco
     return module.register_forward_pre_hook(before), module.register_forward_hook(after)
 
 
+@torch.no_grad()
 def trace_core(core, ids: torch.Tensor, doc_ids: torch.Tensor | None = None,
                layers: Sequence[int] = (), heads: Sequence[int] | None = None,
                keep_values: bool = False) -> CoreTrace:

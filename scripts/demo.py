@@ -5,8 +5,9 @@
 3. show what a hyperphrase is, and how many positions each level needs against BPE
 4. build hypertrain.jsonl and packed shards for the semantic level
 5. pretrain the mini hyper-core on them and show its loss falling
-6-9. align the language decoder to the frozen core, render held-out scenes, chat through the
-   bridge with the core's thought shown, and write a visualiser report (scripts/demo_heads.py)
+6-9. align the language decoder to the frozen core, render held-out scenes, write a visualiser
+   report, and end with a scripted chat through the bridge, the core's thought shown
+   (scripts/demo_heads.py)
 
 Every step prints what it made; artifacts land under --out (default runs/demo). Lexicons are
 always relearned (seconds, and deterministic); the corpus build then finds itself up to date.
@@ -195,10 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     step(7, total, "held-out scenes rendered from the core's states alone")
     demo_heads.render_held_out(out, console)
-    step(8, total, "a scripted chat through the bridge (the core's thought shown)")
-    demo_heads.scripted_chat(out, console)
-    step(9, total, "the visualiser: watch the core think and the decoder read")
+    step(8, total, "the visualiser: watch the core think and the decoder read")
     demo_heads.visualise(out, console)
+    step(9, total, "a scripted chat through the bridge (the core's thought shown)")
+    demo_heads.scripted_chat(out, console)
     console.rule(f"demo finished in {time.perf_counter() - t_demo:.0f} s; artifacts in {out}")
     return 0
 

@@ -2,8 +2,8 @@
 
 6. align the mini language decoder to the frozen core (stage align)
 7. render held-out scenes from the core's states alone, beside the original text
-8. a short scripted chat through the bridge, with the core's thought shown
-9. a visualiser report of one prompt (logit lens, attention, cross-attention)
+8. a visualiser report of one prompt (logit lens, attention, cross-attention)
+9. a short scripted chat through the bridge, with the core's thought shown
 
 Each step reads what the steps before it wrote under the demo's output folder.
 """

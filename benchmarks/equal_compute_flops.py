@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-IGNORE = -100  # dualmind.data.align_datamodule.IGNORE (kept import-free for the test)
+from dualmind.align import align_step_flops
+from dualmind.data.align_datamodule import IGNORE
 
 
 def core_step_flops(core_cfg, seq_len: int, batch_size: int) -> float:
@@ -31,14 +32,10 @@ def core_step_flops(core_cfg, seq_len: int, batch_size: int) -> float:
     return core_cfg.flops_per_token(seq_len, training=True) * seq_len * batch_size
 
 
-def align_batch_flops(core_cfg, decoder_cfg, batch: dict) -> float:
-    """One alignment batch: the decoder trains on its text targets, the frozen core runs forward
-    over its real units (both at the batch's padded lengths for the attention term)."""
-    units = int((batch["alignment"].core_doc >= 0).sum())
-    targets = int((batch["targets"] != IGNORE).sum())
-    S, T = int(batch["core_ids"].shape[1]), int(batch["text_ids"].shape[1])
-    return (decoder_cfg.flops_per_token(T, max(S, 1), training=True) * targets
-            + core_cfg.flops_per_token(max(S, 1), training=False) * units)
+# One alignment batch: what stage align itself logs as train/flops_total (the decoder trains on
+# its text targets, the frozen core runs forward over its real units), so the budgets here and
+# the training logs can never disagree.
+align_batch_flops = align_step_flops
 
 
 def lm_batch_flops(lm_cfg, batch: dict) -> float:

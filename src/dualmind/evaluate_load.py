@@ -15,6 +15,9 @@ import torch
 
 from dualmind.evaluate_report import EvalError
 
+# What `dualmind eval` scores: a decoder (stage align) or a BPE baseline (stage lm).
+EVAL_STAGES = ("align", "lm")
+
 
 def load_models(checkpoint: str | Path, core: str | Path | None = None
                 ) -> tuple[torch.nn.Module, torch.nn.Module | None, dict]:
@@ -23,11 +26,7 @@ def load_models(checkpoint: str | Path, core: str | Path | None = None
     core: another core checkpoint or export folder to pair with the decoder; refused (EvalError
     naming both files and fingerprints) unless its weights are the ones the decoder was aligned to.
     """
-    path = Path(checkpoint)
-    if path.is_dir() and (path / "config.json").is_file():  # a `dualmind export` folder
-        model, decoder, meta = _load_export(path)
-    else:
-        model, decoder, meta = _load_checkpoint(path)
+    model, decoder, meta, _ = read_models(checkpoint)
     if decoder is None:
         if core is not None:
             raise EvalError(f"{meta['path']}: a stage-lm baseline has no decoder to pair with "
@@ -39,7 +38,20 @@ def load_models(checkpoint: str | Path, core: str | Path | None = None
     return model, decoder, meta
 
 
-def _load_checkpoint(path: Path) -> tuple[torch.nn.Module, torch.nn.Module | None, dict]:
+def read_models(checkpoint: str | Path, stages: tuple[str, ...] | None = EVAL_STAGES
+                ) -> tuple[torch.nn.Module, torch.nn.Module | None, dict, dict]:
+    """(core, decoder or None, metadata, the run's config or {}) of a .ckpt, run folder or export
+    folder, without the pairing check. ``stages``: the stages accepted (None: any); the decoder
+    is built for stage align. Shared by `dualmind eval` and the visualiser (which takes cores of
+    every stage)."""
+    path = Path(checkpoint)
+    if path.is_dir() and (path / "config.json").is_file():  # a `dualmind export` folder
+        return _load_export(path, stages)
+    return _load_checkpoint(path, stages)
+
+
+def _load_checkpoint(path: Path, stages: tuple[str, ...] | None
+                     ) -> tuple[torch.nn.Module, torch.nn.Module | None, dict, dict]:
     from dualmind.lit import checkpoint_metadata
     from dualmind.model.config import CoreConfig
     from dualmind.model.core import HyperCore
@@ -61,17 +73,20 @@ def _load_checkpoint(path: Path) -> tuple[torch.nn.Module, torch.nn.Module | Non
 
     core = HyperCore(CoreConfig.from_dict(meta["model"], source=f"{path} metadata"))
     _load_state(core, part("core."), path, "core")
-    decoder = _build_decoder(meta, path, lambda: part("decoder."))
+    decoder = _build_decoder(meta, path, lambda: part("decoder."), stages)
     meta["path"] = str(path)
     cfg = (ckpt.get("hyper_parameters") or {}).get("cfg")
-    if not meta.get("context") and cfg:  # checkpoints from before meta["context"]
+    # Checkpoints from before meta["context"]: derived from the run's config when it has one
+    # (hand-made checkpoints, as the visualiser's tests write, may carry a partial config).
+    if not meta.get("context") and "seq_len" in ((cfg or {}).get("data") or {}):
         from dualmind.align import row_context
 
         meta["context"] = row_context(cfg)
-    return core.eval(), decoder, meta
+    return core.eval(), decoder, meta, dict(cfg or {})
 
 
-def _load_export(path: Path) -> tuple[torch.nn.Module, torch.nn.Module | None, dict]:
+def _load_export(path: Path, stages: tuple[str, ...] | None
+                 ) -> tuple[torch.nn.Module, torch.nn.Module | None, dict, dict]:
     from dualmind.export import ExportError, load_component_state, load_core
 
     try:
@@ -81,18 +96,20 @@ def _load_export(path: Path) -> tuple[torch.nn.Module, torch.nn.Module | None, d
     if meta.get("stage") == "align" and "decoder" not in meta.get("components", {}):
         raise EvalError(f"{path}: an align export without its decoder (re-export it)")
     decoder = _build_decoder(meta, path / "config.json",
-                             lambda: load_component_state(path, "decoder"))
-    return core, decoder, dict(meta, path=str(path))
+                             lambda: load_component_state(path, "decoder"), stages)
+    return core.eval(), decoder, dict(meta, path=str(path)), {}
 
 
-def _build_decoder(meta: dict, source: Path, state) -> torch.nn.Module | None:
-    """The decoder of an align checkpoint (None for stage lm); other stages are refused."""
+def _build_decoder(meta: dict, source: Path, state, stages: tuple[str, ...] | None
+                   ) -> torch.nn.Module | None:
+    """The decoder of an align checkpoint (None for the other stages); a stage outside
+    ``stages`` is refused."""
     stage = meta.get("stage")
-    if stage == "lm":
-        return None
-    if stage != "align":
+    if stages is not None and stage not in stages:
         raise EvalError(f"{source}: stage {stage!r}; `dualmind eval` scores a decoder "
                         "(stage align) or a BPE baseline (stage lm)")
+    if stage != "align":
+        return None
     from dualmind.model.decoder import LanguageDecoder
     from dualmind.model.decoder_config import DecoderConfig
 

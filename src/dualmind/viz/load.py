@@ -2,8 +2,8 @@
 that turns text into the core's symbols, the decoder's text tokenizer, and a second core to
 compare with (another checkpoint of the same shape, or an adapter folder on this core).
 
-``dualmind.evaluate.load_models`` refuses core-stage checkpoints (it scores decoders); a report
-must show a core alone too, so checkpoints are read here with the same metadata helpers.
+Checkpoints are read by ``dualmind.evaluate_load.read_models``, the loader of `dualmind eval`,
+asked for cores of every stage: a report shows a core alone too.
 """
 
 from __future__ import annotations
@@ -48,62 +48,21 @@ def _is_export(path: Path) -> bool:
 
 
 def load(checkpoint: str | Path) -> Models:
-    """The core and (for an align run) decoder of a checkpoint, run folder or export folder."""
+    """The core and (for an align run) decoder of a checkpoint, run folder or export folder,
+    read by the same loader as `dualmind eval`, for cores of every stage."""
+    from dualmind.evaluate_load import EvalError, read_models
+
     path = Path(checkpoint)
-    if _is_export(path):
-        return _load_export(path)
-    path = _checkpoint_file(path)
-    from dualmind.lit import checkpoint_metadata
-    from dualmind.model.config import CoreConfig
-    from dualmind.model.core import HyperCore
-
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not _is_export(path):
+        path = _checkpoint_file(path)
     try:
-        meta = checkpoint_metadata(ckpt)
-    except ValueError as err:
-        raise VizError(f"{path}: {err}") from err
-    _check_stage(meta, path)
-    state = ckpt["state_dict"]
-
-    def part(prefix: str) -> dict:
-        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-    core = HyperCore(CoreConfig.from_dict(meta["model"], source=f"{path} metadata"))
-    core.load_state_dict(part("core."), strict=True)
-    decoder = None
-    if meta.get("stage") == "align" and meta.get("decoder"):
-        from dualmind.model.decoder import LanguageDecoder
-        from dualmind.model.decoder_config import DecoderConfig
-
-        decoder = LanguageDecoder(DecoderConfig.from_dict(meta["decoder"],
-                                                          source=f"{path} metadata"))
-        decoder.load_state_dict(part("decoder."), strict=True)
-        decoder.eval()
-    run_cfg = (ckpt.get("hyper_parameters") or {}).get("cfg") or {}
-    return Models(core.eval(), decoder, meta, path, dict(run_cfg))
-
-
-def _check_stage(meta: dict, where: Path) -> None:
+        core, decoder, meta, run_cfg = read_models(path, stages=None)
+    except EvalError as err:
+        raise VizError(str(err)) from err
     if meta.get("stage") == "lm":
-        raise VizError(f"{where}: a stage-lm BPE baseline has no hyper-core to look inside; "
+        raise VizError(f"{path}: a stage-lm BPE baseline has no hyper-core to look inside; "
                        "pass a core or align checkpoint")
-
-
-def _load_export(path: Path) -> Models:
-    from dualmind.export import load_component_state, load_core
-
-    core, meta = load_core(path)
-    _check_stage(meta, path)
-    decoder = None
-    if meta.get("stage") == "align" and "decoder" in meta.get("components", {}):
-        from dualmind.model.decoder import LanguageDecoder
-        from dualmind.model.decoder_config import DecoderConfig
-
-        decoder = LanguageDecoder(DecoderConfig.from_dict(meta["decoder"],
-                                                          source=path / "config.json"))
-        decoder.load_state_dict(load_component_state(path, "decoder"), strict=True)
-        decoder.eval()
-    return Models(core.eval(), decoder, dict(meta), path, {})
+    return Models(core, decoder, meta, path, run_cfg)
 
 
 def load_lexicon(lexicon_dir: str | Path | None, models: Models):

@@ -31,8 +31,19 @@ def join_group(rank: int, world: int, store: str) -> None:
 
 
 def _rank_entry(rank: int, world: int, store: str, fn: Callable, args: tuple) -> None:
+    import torch.distributed as dist
+
     join_group(rank, world, store)
-    fn(rank, *args)
+    try:
+        fn(rank, *args)
+        dist.barrier()  # no rank tears gloo down while another is still in a collective
+    finally:
+        # The group is ours (Lightning only registers its atexit teardown for groups it opens):
+        # left alive until interpreter exit, gloo's worker threads can release tensors after
+        # Python is gone and the rank dies with SIGABRT ("terminate called without an active
+        # exception") although its work succeeded. CI saw exactly that once.
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def spawn_ranks(fn: Callable, world: int, *args, timeout_s: float | None = None) -> None:

@@ -256,7 +256,7 @@ class DualMindModule(L.LightningModule):
                 or "none written yet"
             )
             raise NonFiniteLossError(
-                f"training loss is {float(total.loss)} at step {self.global_step} "
+                f"training loss is {float(total.loss.detach())} at step {self.global_step} "
                 f"(batch {batch_idx}); "
                 f"stopped before applying this update. Last good checkpoint: {ckpt}. "
                 "Lower optim.lr, "

@@ -151,7 +151,15 @@ def parallelize_align(
 
     The core only runs forward under no_grad, so it gets no activation checkpointing (nothing is
     kept for a backward); the decoder gets the configured policy. Tensor parallelism is refused:
-    the decoder's cross-attention has no split plan yet."""
+    the decoder's cross-attention has no split plan yet.
+
+    Precision: both get the same MixedPrecisionPolicy, so the frozen core computes in param_dtype
+    (bf16) like the decoder, while its shards stay in the dtype they are materialised in (fp32
+    under the large recipes' trainer.precision=32-true), deliberately not cast down to bf16: the
+    core has no gradients or optimizer state, so bf16 storage would save only 2 B/param / world
+    (2.1 GiB per GPU for 70B on 64 GPUs, which fits anyway), while fp32 shards stay bit-identical
+    to the core checkpoint, so the core fingerprint recorded in align checkpoints (and checked by
+    dualmind.align.check_core_pairing) is the core export's own."""
     names = mesh.mesh_dim_names or ()
     if "tensor_parallel" in names and mesh["tensor_parallel"].size() > 1:
         raise ParallelConfigError(

@@ -33,13 +33,8 @@ def test_plain_text_jsonl_parquet_folder_and_glob(tmp_path):
     )
     (tmp_path / ".hidden.txt").write_text("not read")
     docs, problems = read([tmp_path])
-    assert [d.key for d in docs] == [
-        str(tmp_path / "a.txt"),
-        "x",
-        f"{tmp_path / 'b.jsonl'}:2",
-        "r1",
-        "r2",
-    ]
+    assert [d.key for d in docs] == ["a.txt", "x", "b.jsonl:2", "r1", "r2"]
+    assert docs[0].path == str(tmp_path / "a.txt")  # messages still name the real file
     assert docs[1].lang == "ru" and docs[2].kind == "qa" and docs[2].target == "A."
     assert docs[4].line == 2  # a Parquet record's "line" is its row number
     assert problems.total() == 0
@@ -201,3 +196,20 @@ def test_parquet_wrong_column_type_and_corrupt_file(tmp_path):
 def test_problems_policy_is_checked():
     with pytest.raises(ValueError, match="errors policy must be one of"):
         Problems("ignore")
+
+
+def test_keys_without_ids_do_not_depend_on_where_the_data_lies(tmp_path):
+    """The train/val split hashes document keys: the same files built from another folder
+    must get the same keys, or the held-out set (and every val figure) changes with it."""
+    keys = []
+    for where in ("one/deep/place", "elsewhere"):
+        root = tmp_path / where / "data"
+        (root / "en").mkdir(parents=True)
+        (root / "en" / "a.txt").write_text("A plain document.", encoding="utf-8")
+        (root / "b.jsonl").write_text(json.dumps({"text": "A record."}) + "\n", encoding="utf-8")
+        docs, _ = read([root])
+        keys.append([d.key for d in docs])
+        assert keys[-1] == ["b.jsonl:1", "en/a.txt"]
+        docs, _ = read([root / "en" / "a.txt", root / "b.jsonl"])  # files named one by one
+        assert [d.key for d in docs] == ["en/a.txt", "b.jsonl:1"]
+    assert keys[0] == keys[1]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import glob
 import gzip
-import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ DEFAULT_MAX_DOCUMENT_BYTES = 64 << 20  # one document (a whole text file, or a J
 class SourceDoc:
     """One unit of input: a document (kind 'doc') or a question/answer or text pair."""
 
-    key: str  # the document's id (from the record, or file[:line])
+    key: str  # the document's id: the record's own, else file name[:line] (see source_names)
     text: str  # the document text; for qa/pair the input side
     kind: str = "doc"  # "doc" | "qa" | "pair"
     lang: str | None = None  # as declared by the input; None = detect
@@ -86,6 +85,20 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
             seen.add(r)
             unique.append(f)
     return unique
+
+
+def source_names(files: list[Path]) -> dict[Path, str]:
+    """Each file's name relative to the deepest folder that holds them all (POSIX form).
+
+    A record without an id is keyed ``name:line`` (a text file: ``name``), and the train/val
+    split hashes the keys: keyed by absolute path, the same data built from another folder
+    (another checkout, a temporary directory) would be split differently, and its val figures
+    would not be comparable. Relative names move with the data."""
+    if not files:
+        return {}
+    resolved = [f.resolve() for f in files]
+    root = Path(os.path.commonpath([r.parent for r in resolved]))
+    return {f: r.relative_to(root).as_posix() for f, r in zip(files, resolved, strict=True)}
 
 
 def file_format(path: Path) -> str:
@@ -171,7 +184,9 @@ def read_lines(
         yield lineno, line, eol
 
 
-def read_text_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterator[SourceDoc]:
+def read_text_file(
+    path: Path, name: str, opts: ReadOptions, problems: Problems
+) -> Iterator[SourceDoc]:
     """A plain text file is one document, its line ends kept as they are (a leading UTF-8 byte
     order mark is not text and is dropped). One larger than max_document_bytes is split at line
     boundaries under `replace` (counted), left out under `skip`."""
@@ -204,7 +219,7 @@ def read_text_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterato
                     if action == "skip":
                         return
                 yield SourceDoc(
-                    key=f"{path}#{part_no}", text="".join(parts), path=str(path), line=first_line
+                    key=f"{name}#{part_no}", text="".join(parts), path=str(path), line=first_line
                 )
                 part_no += 1
                 parts, size, first_line = [], 0, lineno
@@ -215,184 +230,21 @@ def read_text_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterato
             if part_no == 0:
                 problems.report("empty_file", "file holds no text", path)
             return
-        key = str(path) if part_no == 0 else f"{path}#{part_no}"
+        key = name if part_no == 0 else f"{name}#{part_no}"
         yield SourceDoc(key=key, text=text, path=str(path), line=first_line)
-
-
-def _record_to_doc(
-    obj: object, path: Path, lineno: int, opts: ReadOptions, problems: Problems
-) -> SourceDoc | None:
-    """One decoded JSON object (or Parquet row) -> a SourceDoc, or None after a counted skip."""
-    if not isinstance(obj, dict):
-        problems.report(
-            "wrong_type", f"expected a JSON object, got {type(obj).__name__}", path, lineno
-        )
-        return None
-    has_pair = "input" in obj or "target" in obj
-    if has_pair:
-        for key in ("input", "target"):
-            if not isinstance(obj.get(key), str):
-                problems.report(
-                    "wrong_type" if key in obj else "missing_text",
-                    f"key {key!r} must be a string, got {type(obj.get(key)).__name__}",
-                    path,
-                    lineno,
-                )
-                return None
-        text, target = obj["input"], obj["target"]
-        kind = obj.get("kind") if obj.get("kind") in ("qa", "pair") else "qa"
-    else:
-        if opts.text_field not in obj:
-            problems.report(
-                "missing_text",
-                f"no key {opts.text_field!r} (and no input/target pair)",
-                path,
-                lineno,
-            )
-            return None
-        text, target, kind = obj[opts.text_field], None, "doc"
-        if not isinstance(text, str):
-            problems.report(
-                "wrong_type",
-                f"key {opts.text_field!r} must be a string, got {type(text).__name__}",
-                path,
-                lineno,
-            )
-            return None
-    for key in ("id", "lang", "source"):
-        v = obj.get(key)
-        if v is not None and not isinstance(v, (str, int)) or isinstance(v, bool):
-            problems.report(
-                "wrong_type", f"key {key!r} must be a string, got {type(v).__name__}", path, lineno
-            )
-            return None
-    if len(text.encode("utf-8")) > opts.max_document_bytes:
-        action = problems.report(
-            "document_too_long",
-            f"record text is longer than max_document_bytes={opts.max_document_bytes}; "
-            "cut at the limit",
-            path,
-            lineno,
-        )
-        if action == "skip":
-            return None
-        text = text.encode("utf-8")[: opts.max_document_bytes].decode("utf-8", errors="ignore")
-    if not text.strip() or (target is not None and not target.strip()):
-        problems.report("empty_document", "record text is empty", path, lineno)
-        return None
-    key = str(obj["id"]) if obj.get("id") is not None else f"{path}:{lineno}"
-    lang = obj.get("lang")
-    return SourceDoc(
-        key=key,
-        text=text,
-        kind=kind,
-        lang=None if lang is None else str(lang).lower(),
-        path=str(path),
-        line=lineno,
-        target=target,
-        source=None if obj.get("source") is None else str(obj["source"]),
-    )
-
-
-def read_jsonl_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterator[SourceDoc]:
-    with open_binary(path) as f:
-        reason = looks_binary(f.read(SNIFF_BYTES))
-        if reason:
-            problems.report("binary_file", f"not JSON lines: {reason}", path)
-            return
-        f.seek(0)
-        any_line = False
-        for lineno, line, _ in read_lines(f, path, opts, problems):
-            if not line.strip():
-                continue  # blank lines separate nothing in JSONL; tolerated without a count
-            any_line = True
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                problems.report(
-                    "malformed_json", f"malformed JSON: {e.msg} (column {e.colno})", path, lineno
-                )
-                continue
-            doc = _record_to_doc(obj, path, lineno, opts, problems)
-            if doc is not None:
-                yield doc
-        if not any_line:
-            problems.report("empty_file", "file holds no JSON records", path)
-
-
-def read_json_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterator[SourceDoc]:
-    """`*.json`: a JSON array of records (the "line" in messages is the record's 1-based
-    position), or, when it does not start with "[", JSON lines under another name."""
-    with open_binary(path) as f:
-        head = f.read(SNIFF_BYTES)
-    if not head.lstrip().startswith(b"["):
-        yield from read_jsonl_file(path, opts, problems)
-        return
-    if path.stat().st_size > opts.max_document_bytes:
-        problems.report(
-            "document_too_long",
-            f"a JSON array file larger than max_document_bytes={opts.max_document_bytes} "
-            "(use JSON lines for big inputs)",
-            path,
-        )
-        return
-    with open_binary(path) as f:
-        raw = f.read()
-    try:
-        records = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        problems.report("invalid_utf8", f"invalid UTF-8 at byte {e.start} of the file", path)
-        return
-    except json.JSONDecodeError as e:
-        problems.report("malformed_json", f"malformed JSON: {e.msg} (line {e.lineno})", path)
-        return
-    if not isinstance(records, list) or not records:
-        problems.report("empty_file", "JSON array holds no records", path)
-        return
-    for i, obj in enumerate(records, start=1):
-        doc = _record_to_doc(obj, path, i, opts, problems)
-        if doc is not None:
-            yield doc
-
-
-def read_parquet_file(path: Path, opts: ReadOptions, problems: Problems) -> Iterator[SourceDoc]:
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as e:  # pyarrow raises several types for a corrupt or non-Parquet file
-        problems.report("unreadable_file", f"not a readable Parquet file: {e}", path)
-        return
-    names = set(pf.schema_arrow.names)
-    wanted = [
-        c
-        for c in (opts.text_field, "id", "lang", "source", "input", "target", "kind")
-        if c in names
-    ]
-    if opts.text_field not in names and not {"input", "target"} <= names:
-        problems.report(
-            "missing_text", f"no column {opts.text_field!r} (columns: {sorted(names)})", path
-        )
-        return
-    if pf.metadata.num_rows == 0:
-        problems.report("empty_file", "Parquet file has no rows", path)
-        return
-    row = 0
-    for batch in pf.iter_batches(columns=wanted, batch_size=1024):
-        for rec in batch.to_pylist():
-            row += 1  # "line" of a Parquet file = 1-based row number
-            rec = {k: v for k, v in rec.items() if v is not None or k == opts.text_field}
-            doc = _record_to_doc(rec, path, row, opts, problems)
-            if doc is not None:
-                yield doc
 
 
 def read_documents(
     inputs: Iterable[str | os.PathLike], problems: Problems, opts: ReadOptions | None = None
 ) -> Iterator[SourceDoc]:
     """All documents of all inputs, in a deterministic order (inputs in order, folders sorted)."""
+    # The record readers live beside this module and import its pieces: imported here.
+    from dualmind.data.source_records import read_json_file, read_jsonl_file, read_parquet_file
+
     opts = opts or ReadOptions()
-    for path in expand_inputs(inputs):
+    files = expand_inputs(inputs)
+    names = source_names(files)
+    for path in files:
         try:
             if path.stat().st_size == 0:
                 problems.report("empty_file", "file is empty (0 bytes)", path)
@@ -404,6 +256,6 @@ def read_documents(
                 "parquet": read_parquet_file,
                 "text": read_text_file,
             }[fmt]
-            yield from reader(path, opts, problems)
+            yield from reader(path, names[path], opts, problems)
         except (OSError, EOFError, gzip.BadGzipFile) as e:
             problems.report("unreadable_file", f"cannot read: {e}", path)

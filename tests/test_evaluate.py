@@ -134,3 +134,22 @@ def test_a_lexicon_other_than_the_corpus_is_refused_for_glossing(align_checkpoin
                        r"with lexicon"):
         show_scenes(align_checkpoint, tiny_corpus(), scenes=1,
                     lexicon_dir=tmp_path / "other-lexicon", max_new_tokens=4)
+
+
+def test_a_scene_longer_than_the_core_context_is_compared_with_the_text_it_rendered(
+        align_checkpoint):
+    from dualmind.evaluate_load import load_models
+    from dualmind.evaluate_render import render_scenes
+
+    core, decoder, _ = load_models(align_checkpoint)
+    # The tiny corpus' first held-out scene (349 units) is already longer than the mini
+    # core's 256 positions; before, it was scored against its whole text.
+    wide = render_scenes(core, decoder, tiny_corpus(), "val", scenes=1, max_new_tokens=4)[0]
+    units = int(wide.note.split(" of the scene's ")[1].split()[0])
+    assert len(wide.hyperphrase.split()) == core.cfg.max_seq_len < units
+    core.cfg.max_seq_len = 3  # the core now holds only the scene's first three units
+    cut = render_scenes(core, decoder, tiny_corpus(), "val", scenes=1, max_new_tokens=4)[0]
+    assert len(cut.hyperphrase.split()) == 3
+    assert f"holds 3 of the scene's {units} units" in cut.note
+    assert cut.original and wide.original.startswith(cut.original)
+    assert len(cut.original) < len(wide.original)

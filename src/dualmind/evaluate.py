@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary())
     for r in report.renderings:
         print(f"\n  original : {r.original[:300]}\n  hyper    : {r.hyperphrase[:300]}\n"
-              f"  rendered : {r.rendered[:300]}")
+              f"  rendered : {r.rendered[:300]}" + (f"\n  note     : {r.note}" if r.note else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     return 0

@@ -30,10 +30,18 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
     out = []
     for i in records if records is not None else range(min(scenes, len(shards))):
         scene = shards[i]
-        units = torch.as_tensor(scene.core[: core.cfg.max_seq_len], dtype=torch.int64)[None]
+        # A scene longer than the core's context is rendered from its first max_seq_len units
+        # and compared with the text of those units only (span: unit index per text token),
+        # never with text the decoder had no states for; the note says so.
+        seen = min(len(scene.core), core.cfg.max_seq_len)
+        text = scene.text if seen == len(scene.core) else scene.text[scene.span < seen]
+        note = ("" if seen == len(scene.core) else
+                f"the core's context holds {seen} of the scene's {len(scene.core)} units; "
+                f"compared with the text of those {seen} units")
+        units = torch.as_tensor(scene.core[:seen], dtype=torch.int64)[None]
         with torch.no_grad():
             states = core(units).hidden
-        budget = min(max_new_tokens or len(scene.text) + 16, decoder.cfg.max_seq_len - 1)
+        budget = min(max_new_tokens or len(text) + 16, decoder.cfg.max_seq_len - 1)
         gen = decoder.generate(states, torch.tensor([[bos]]), budget, temperature=temperature,
                                top_k=top_k, eos_id=eos,
                                generator=torch.Generator().manual_seed(seed + i))
@@ -41,11 +49,12 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
         if eos in ids:
             ids = ids[: ids.index(eos)]
         rendered = tok.decode(ids, skip_special_tokens=True)
-        original = tok.decode([int(t) for t in scene.text], skip_special_tokens=False)
-        gloss = ("·".join(lexicon.gloss(int(u)) for u in scene.core) if lexicon is not None
-                 else " ".join(str(int(u)) for u in scene.core))
+        original = tok.decode([int(t) for t in text], skip_special_tokens=False)
+        shown = scene.core[:seen]
+        gloss = ("·".join(lexicon.gloss(int(u)) for u in shown) if lexicon is not None
+                 else " ".join(str(int(u)) for u in shown))
         out.append(Rendering(original, gloss, rendered, chrf(rendered, original),
-                             word_accuracy(rendered, original)))
+                             word_accuracy(rendered, original), note))
     return out
 
 
@@ -89,7 +98,8 @@ def show_scenes(checkpoint: str | Path, corpus_dir: str | Path, scenes: int = 3,
                    f"{r.word_accuracy:.0%})\n"
                    f"original    : {clip(r.original, width)}\n"
                    f"hyperphrase : {clip(r.hyperphrase, width)}\n"
-                   f"decoder     : {clip(r.rendered, width)}")
+                   f"decoder     : {clip(r.rendered, width)}"
+                   + (f"\nnote        : {r.note}" if r.note else ""))
     return "\n".join(out)
 
 

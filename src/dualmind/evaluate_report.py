@@ -55,6 +55,7 @@ class Rendering:
     rendered: str
     chrf: float
     word_accuracy: float
+    note: str = ""  # set when the scene did not fit the core's context (what was compared)
 
 
 @dataclass

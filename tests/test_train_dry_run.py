@@ -1,5 +1,6 @@
 """trainer.dry_run=true: the 70B and 200B recipes built on meta, sharded for 256 and 1024 GPUs
-over a fake process group, sized with the planner's memory model — in seconds, no allocation."""
+over a fake process group, sized with the planner's memory model — in seconds, no allocation;
+and stage align (decoder_align_70b): the frozen 70B core and the 8B decoder sharded together."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ from dualmind.model.core import HyperCore
 LLAMA3_70B_PARAMS = 70_553_706_496
 
 
-def _expected_shard(model: str, world: int) -> int:
+def _expected_shard(model: str | torch.nn.Module, world: int) -> int:
     """FSDP2 shards every parameter on dim 0; rank 0 holds ceil(rows / world) rows of each."""
-    with torch.device("meta"):
-        core = HyperCore(CoreConfig.from_name(model))
+    if isinstance(model, str):
+        with torch.device("meta"):
+            model = HyperCore(CoreConfig.from_name(model))
     return sum(math.ceil(p.shape[0] / world) * (p.numel() // p.shape[0])
-               for p in core.parameters())
+               for p in model.parameters())
 
 
 @pytest.mark.parametrize("recipe,model", [("core_70b", "70b"), ("core_200b", "200b")])
@@ -75,3 +77,81 @@ def test_train_py_dry_run_prints_the_plan(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "70,553,706,496" in proc.stdout and "per-rank shard" in proc.stdout
     assert not (tmp_path / "checkpoints").exists()  # nothing trained
+
+
+# ---- stage align -------------------------------------------------------------------------------
+
+def _align_models(cfg):
+    """The recipe's core and decoder, built on meta as training builds them (unsharded)."""
+    from dualmind.model.decoder import LanguageDecoder
+    from dualmind.model.decoder_config import DecoderConfig
+
+    with torch.device("meta"):
+        return (HyperCore(CoreConfig.from_dict(dict(cfg.model))),
+                LanguageDecoder(DecoderConfig.from_dict(dict(cfg.decoder))))
+
+
+def test_align_dry_run_plans_the_frozen_core_and_the_trained_decoder():
+    from dualmind.align import align_step_flops
+    from dualmind.dry_run_align import AlignDryRun
+
+    cfg = compose(["recipe=decoder_align_70b", "trainer.dry_run=true"])
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    result = dry_run(cfg)
+    assert time.perf_counter() - start < 20
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 1_000_000  # KiB: < 1 GiB
+    assert isinstance(result, AlignDryRun)
+    world = cfg.trainer.devices * cfg.trainer.num_nodes
+    assert result.world_size == world == 64
+    core, decoder = _align_models(cfg)
+    assert result.core_params == sum(p.numel() for p in core.parameters()) == LLAMA3_70B_PARAMS
+    assert result.decoder_params == sum(p.numel() for p in decoder.parameters()) \
+        == 8_433_029_128  # conf/decoder/8b.yaml's own count
+    assert result.core_shard_params == _expected_shard(core, world)
+    assert result.decoder_shard_params == _expected_shard(decoder, world)
+
+    m = result.memory  # fp32-master: the core holds fp32 weights only, the decoder 16 B/param
+    assert m.precision == "fp32-master"
+    assert m.core_shard == 4 * result.core_shard_params
+    assert m.decoder_state == 16 * result.decoder_shard_params
+    assert m.core_phase == pytest.approx(m.core_working + m.core_activations + m.core_logits
+                                         + m.cross_inputs)
+    assert m.decoder_phase == pytest.approx(m.cross_inputs + m.decoder_working
+                                            + m.decoder_activations + m.decoder_logits)
+    assert m.per_gpu == pytest.approx(m.core_shard + m.decoder_state
+                                      + max(m.core_phase, m.decoder_phase))
+    assert m.decoder_logits == 1 * 8192 * 128256 * 6  # one row of 8,192 tokens, bf16 + fp32
+    assert m.fits and result.min_gpus <= world
+
+    rows, S, T = cfg.data.batch_size, cfg.data.seq_len, cfg.decoder.max_seq_len
+    steps = world * cfg.trainer.accumulate_grad_batches
+    assert result.core_symbols_per_step == rows * S * steps
+    assert result.text_tokens_per_step == rows * T * steps
+    # The formula training logs, over one full micro-batch of real tensors.
+    from types import SimpleNamespace
+
+    batch = {"alignment": SimpleNamespace(core_doc=torch.zeros(rows, S, dtype=torch.long)),
+             "targets": torch.zeros(rows, T, dtype=torch.long),
+             "core_ids": torch.zeros(rows, S, dtype=torch.long),
+             "text_ids": torch.zeros(rows, T, dtype=torch.long)}
+    want = align_step_flops(core.cfg, decoder.cfg, batch) * steps
+    assert result.flops_per_step == pytest.approx(want)
+    report = result.report()
+    for part in ("frozen core", "decoder (trained)", "core forward", "decoder step",
+                 "cross inputs", "70,553,706,496", "8,433,029,128", "verdict               fits"):
+        assert part in report, part
+
+
+def test_align_dry_run_refuses_a_plan_that_does_not_fit(capsys):
+    cfg = compose(["recipe=decoder_align_70b", "trainer.dry_run=true",
+                   "strategy.device_memory_gib=16"])
+    result = dry_run(cfg)
+    over = result.memory.per_gpu - result.memory.usable_hbm
+    assert over > 0
+    assert main(cfg) == 2
+    out = capsys.readouterr()
+    assert "DOES NOT FIT" in out.out
+    from dualmind.plan.units import human_gib
+
+    assert f"over by {human_gib(over)}" in out.err and "decoder_align_70b" in out.err

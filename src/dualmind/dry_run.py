@@ -10,6 +10,7 @@ a GPU holds. Refuses (DryRunError) a plan that does not fit the configured GPU m
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from omegaconf import DictConfig
@@ -91,34 +92,41 @@ class DryRun:
                 f"data.batch_size / data.seq_len{also}")
 
 
-def _sharded_on_meta(core, world: int, tp: int) -> int:
-    """fully_shard the meta core over a fake process group of ``world`` ranks (this process is
-    rank 0) and return rank 0's parameter count."""
+@contextmanager
+def fake_mesh(world: int, tp: int):
+    """A (data_parallel x tensor_parallel) device mesh over a *fake* process group of ``world``
+    ranks (this process is rank 0): fully_shard of meta modules runs over it, nothing is sent."""
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.testing._internal.distributed.fake_pg import FakeStore
-
-    from dualmind.parallel import parallelize_core
 
     if dist.is_initialized():
         raise DryRunError("trainer.dry_run=true runs in one process: start it without torchrun")
     dist.init_process_group("fake", rank=0, world_size=world, store=FakeStore())
     try:
-        mesh = init_device_mesh("cpu", (world // tp, tp),
-                                mesh_dim_names=("data_parallel", "tensor_parallel"))
-        parallelize_core(core, mesh)
-        return sum(p.to_local().numel() for p in core.parameters())
+        yield init_device_mesh("cpu", (world // tp, tp),
+                               mesh_dim_names=("data_parallel", "tensor_parallel"))
     finally:
         dist.destroy_process_group()
 
 
-def dry_run(cfg: DictConfig) -> DryRun:
-    """Build, shard and size the configured run; raises DryRunError if it does not fit."""
-    import torch
+def local_params(module) -> int:
+    """Parameters rank 0 (this process) holds of a sharded module: the largest shard, since
+    FSDP2 splits dim 0 in ceil(rows / world) pieces and the last ranks get the remainder."""
+    return sum(p.to_local().numel() for p in module.parameters())
 
-    from dualmind.model.config import CoreConfig
-    from dualmind.model.core import HyperCore
 
+def _sharded_on_meta(core, world: int, tp: int) -> int:
+    """fully_shard the meta core as training does; rank 0's parameter count."""
+    from dualmind.parallel import parallelize_core
+
+    with fake_mesh(world, tp) as mesh:
+        parallelize_core(core, mesh)
+        return local_params(core)
+
+
+def world_of(cfg: DictConfig) -> tuple[int, int, float]:
+    """(GPUs, tensor-parallel size, GPU memory in bytes) of the configured run."""
     t, s = cfg.trainer, cfg.strategy
     if not isinstance(t.devices, int):
         raise DryRunError(f"trainer.devices={t.devices!r}: a dry run needs a GPU count per node")
@@ -128,6 +136,32 @@ def dry_run(cfg: DictConfig) -> DryRun:
         raise DryRunError(f"strategy.tensor_parallel_size={tp} does not divide {world} GPUs")
     if s.get("device_memory_gib") is None:
         raise DryRunError("strategy.device_memory_gib is not set: the dry run needs the GPU memory")
+    return world, tp, float(s.device_memory_gib) * 2**30
+
+
+def policy_of(cfg: DictConfig) -> str:
+    """The planner's memory policy (dualmind.plan.memory.PRECISIONS) of trainer.precision."""
+    precision = PRECISION_POLICY.get(str(cfg.trainer.precision))
+    if precision is None:
+        raise DryRunError(f"trainer.precision={cfg.trainer.precision!r}: expected one of "
+                          f"{sorted(PRECISION_POLICY)}")
+    return precision
+
+
+def dry_run(cfg: DictConfig):
+    """Build, shard and size the configured run (a DryRun; stage align: a
+    dualmind.dry_run_align.AlignDryRun); raises DryRunError if it cannot be planned."""
+    import torch
+
+    from dualmind.model.config import CoreConfig
+    from dualmind.model.core import HyperCore
+
+    if cfg.stage == "align":  # a frozen core read by a trained decoder: planned apart
+        from dualmind.dry_run_align import dry_run_align
+
+        return dry_run_align(cfg)
+    t, s = cfg.trainer, cfg.strategy
+    world, tp, hbm = world_of(cfg)
     model_cfg = CoreConfig.from_dict(dict(cfg.model), source="cfg.model")
     start = time.perf_counter()
     with torch.device("meta"):
@@ -137,11 +171,7 @@ def dry_run(cfg: DictConfig) -> DryRun:
     build_s = time.perf_counter() - start
 
     seq_len, micro = int(cfg.data.seq_len), int(cfg.data.batch_size)
-    precision = PRECISION_POLICY.get(str(t.precision))
-    if precision is None:
-        raise DryRunError(f"trainer.precision={t.precision!r}: expected one of "
-                          f"{sorted(PRECISION_POLICY)}")
-    hbm = float(s.device_memory_gib) * 2**30
+    precision = policy_of(cfg)
     # Tensor parallelism splits each block's state and activations by tp; the planner's model
     # is pure FSDP, so at tp > 1 this figure is an upper bound.
     memory = fsdp_memory(from_core_config(model_cfg, cfg.name), world, hbm, micro, seq_len,

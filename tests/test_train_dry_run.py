@@ -15,6 +15,7 @@ from dualmind.config import compose
 from dualmind.dry_run import dry_run, main
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
+from dualmind.plan.units import human_gib
 
 LLAMA3_70B_PARAMS = 70_553_706_496
 
@@ -52,6 +53,21 @@ def test_dry_run_counts_and_shards_without_allocating(recipe, model, gpus):
     assert result.tokens_per_step == (cfg.data.batch_size * cfg.data.seq_len * gpus
                                       * cfg.trainer.accumulate_grad_batches)
     assert result.flops_per_step > 6 * params * result.tokens_per_step
+    if gpus == compose([f"recipe={recipe}"]).trainer.num_nodes * 8:  # the recipe's own size
+        _assert_recipe_quotes(recipe, f"{human_gib(m.model_state_per_gpu)} model state",
+                              f"{m.bytes_per_param_sharded} B/param",
+                              f"{human_gib(m.per_gpu)} in all")
+
+
+def _assert_recipe_quotes(recipe: str, *figures: str) -> None:
+    """The recipe's comment quotes what its dry run prints (a recipe edit that changes the plan
+    must update the comment, or this fails)."""
+    from dualmind.config import repo_root
+
+    text = " ".join((repo_root() / "recipes" / "recipe" / f"{recipe}.yaml").read_text()
+                    .replace("#", " ").split())
+    for figure in figures:
+        assert figure in text, f"recipes/recipe/{recipe}.yaml does not quote {figure!r}"
 
 
 def test_dry_run_refuses_a_plan_that_does_not_fit(capsys):
@@ -137,6 +153,9 @@ def test_align_dry_run_plans_the_frozen_core_and_the_trained_decoder():
              "text_ids": torch.zeros(rows, T, dtype=torch.long)}
     want = align_step_flops(core.cfg, decoder.cfg, batch) * steps
     assert result.flops_per_step == pytest.approx(want)
+    _assert_recipe_quotes("decoder_align_70b", f"= {human_gib(m.core_shard)}",
+                          f"= {human_gib(m.decoder_state)}", "x 16 B",
+                          f"{human_gib(m.per_gpu)} of 72 usable")
     report = result.report()
     for part in ("frozen core", "decoder (trained)", "core forward", "decoder step",
                  "cross inputs", "70,553,706,496", "8,433,029,128", "verdict               fits"):
@@ -152,6 +171,4 @@ def test_align_dry_run_refuses_a_plan_that_does_not_fit(capsys):
     assert main(cfg) == 2
     out = capsys.readouterr()
     assert "DOES NOT FIT" in out.out
-    from dualmind.plan.units import human_gib
-
     assert f"over by {human_gib(over)}" in out.err and "decoder_align_70b" in out.err

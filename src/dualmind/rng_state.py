@@ -2,15 +2,20 @@
 
 Everything random inside a training step (dropout, noise, sampling: torch, numpy's global
 generator, Python's ``random``, and the current CUDA device's generator) draws from one stream
-per rank, seeded from ``(seed, rank)``. It is switched in around each step and out again, so the
-draws of everything else (validation and DataLoader iterators seed themselves from torch's global
-generator, and a resumed run builds them at other moments than an uninterrupted one) never shift
-it. Checkpoints store every rank's stream (``meta["rng"]``, a list indexed by rank); a resume at
-the same world size continues each one exactly. At another world size the streams cannot be
-mapped rank to rank: each rank starts a fresh stream seeded from ``(seed, rank, step)``.
+per data-parallel rank, seeded from ``(seed, rank)``. "Rank" here and below is the data-parallel
+rank (dualmind.data.datamodule.data_parallel_position; the global rank without tensor
+parallelism): the ranks of one tensor-parallel group share a batch and a stream, because the
+step's randomness shapes activations the group holds replicated. The stream is switched in around
+each step and out again, so the draws of everything else (validation and DataLoader iterators
+seed themselves from torch's global generator, and a resumed run builds them at other moments
+than an uninterrupted one) never shift it. Checkpoints store every rank's stream (``meta["rng"]``,
+one entry per global rank, each naming its data-parallel rank); a resume with the same number of
+data-parallel ranks continues each stream exactly, whatever the tensor-parallel size. Otherwise
+the streams cannot be mapped rank to rank: each rank starts a fresh stream seeded from
+``(seed, rank, step)``.
 
-The data position needs no state of its own: batch j of rank r is a pure function of
-``(data.seed, j * world + r)`` and the loader restarts at ``global_step * accumulate``
+The data position needs no state of its own: batch j of data-parallel rank r is a pure function
+of ``(data.seed, j * world + r)`` and the loader restarts at ``global_step * accumulate``
 (dualmind.data.datamodule).
 """
 
@@ -78,7 +83,8 @@ def fresh(seed: int) -> dict:
 
 
 class TrainingRNG:
-    """One rank's training-step stream: ``with rng.active(): ...`` runs a step on it."""
+    """One data-parallel rank's training-step stream: ``with rng.active(): ...`` runs a step on
+    it. ``rank`` is the data-parallel rank, shared by the ranks of one tensor-parallel group."""
 
     def __init__(self, seed: int, rank: int):
         self.seed, self.rank = seed, rank
@@ -111,7 +117,8 @@ class TrainingRNG:
 
 
 def gather_states(rng: TrainingRNG, world_size: int) -> list[dict]:
-    """Every rank's stream, in rank order (a collective: call it on all ranks)."""
+    """Every global rank's stream, in global rank order, each with its data-parallel ``rank``
+    (a collective: call it on all ranks; tensor-parallel peers contribute identical copies)."""
     state = rng.state_dict()
     if world_size <= 1 or not torch.distributed.is_initialized():
         return [state]
@@ -121,17 +128,18 @@ def gather_states(rng: TrainingRNG, world_size: int) -> list[dict]:
 
 
 def resume(rng: TrainingRNG, states: list[dict] | None, step: int, rank: int,
-           world_size: int) -> None:
-    """Give this rank its saved stream; at another world size (or from a checkpoint without
-    streams) start a fresh one for ``step``, and say so."""
-    if states and len(states) == world_size:
-        rng.load_state_dict(states[rank])
+           data_parallel_size: int) -> None:
+    """Give this data-parallel rank its saved stream. Saved by another number of data-parallel
+    ranks (or without streams), start a fresh one for ``step``, and say so."""
+    saved = {int(s["rank"]): s for s in states or []}  # tensor-parallel peers: one stream each
+    if sorted(saved) == list(range(data_parallel_size)):
+        rng.load_state_dict(saved[rank])
         return
     from lightning.pytorch.utilities import rank_zero_warn
 
     rng.reseed(step)
     rank_zero_warn(
-        f"the checkpoint holds the training RNG of {len(states or [])} ranks, this run has "
-        f"{world_size}: each rank starts a fresh random stream at step {step} (the data order "
-        "still continues exactly; dropout/noise draws do not)"
+        f"the checkpoint holds the training RNG of {len(saved)} data-parallel ranks, this run "
+        f"has {data_parallel_size}: each rank starts a fresh random stream at step {step} (the "
+        "data order still continues exactly; dropout/noise draws do not)"
     )

@@ -211,7 +211,9 @@ def collate_aligned(rows: list[list[AlignedRecord]]) -> dict[str, Any]:
 
 class AlignTrainBatches(IterableDataset):
     """Endless batches; batch j = rows [j*B, (j+1)*B) of a seeded permutation per pass (so a
-    resumed run continues with the batch it would have seen)."""
+    resumed run continues with the batch it would have seen). Batch j of data-parallel rank r is
+    global batch j*world + r, rank and world being the data-parallel ones (trainer_position):
+    stage lm may run tensor-parallel, and the ranks of one tensor-parallel group share batches."""
 
     def __init__(self, packs: AlignPacks, batch_size: int, seed: int, start_batch: int = 0,
                  rank: int = 0, world_size: int = 1):

@@ -128,7 +128,9 @@ def resolve_expected_fingerprint(lexicon: str | None) -> str | None:
 class TrainBatches(IterableDataset):
     """Endless training batches, batch j = samples [j*B, (j+1)*B) of a seeded shuffle per pass.
 
-    With several ranks, batch j of rank r is global batch j*world + r. With several workers,
+    With several data-parallel ranks, batch j of data-parallel rank r is global batch
+    j*world + r, `rank`/`world_size` being the data-parallel ones (trainer_position): the ranks
+    of one tensor-parallel group read the same batches. With several workers,
     worker w produces the batches j = start + w, start + w + W, ... which the DataLoader hands out
     round-robin, so the order equals the single-process one.
     """
@@ -214,13 +216,31 @@ def open_train_val(corpus_dir: str, expected_fingerprint: str | None,
     return train, val
 
 
+def data_parallel_position(trainer: Any) -> tuple[int, int]:
+    """(data-parallel rank, data-parallel size): which share of the global batches this rank reads.
+
+    Under strategy=fsdp2 (Lightning's ModelParallelStrategy) that is the rank's coordinate in the
+    device mesh's "data_parallel" dimension and that dimension's size. The ranks of one
+    tensor-parallel group differ only in their "tensor_parallel" coordinate, so they get the same
+    position, hence the same batches: tensor parallelism splits each block's heads and SwiGLU
+    width over the group and needs the group's input replicated. DDP and one process have no
+    mesh: every rank is its own data-parallel rank (global rank, world size)."""
+    if trainer is None:
+        return 0, 1
+    mesh = getattr(trainer.strategy, "device_mesh", None)  # raises if asked before setup
+    if mesh is not None and "data_parallel" in (mesh.mesh_dim_names or ()):
+        return mesh.get_local_rank("data_parallel"), mesh["data_parallel"].size()
+    return trainer.global_rank, trainer.world_size
+
+
 def trainer_position(trainer: Any) -> tuple[int, int, int]:
-    """(first batch to serve, rank, world size). Lightning builds the train loader after a
-    checkpoint is restored, so global_step is the resumed one and a resume continues the order."""
+    """(first batch to serve, data-parallel rank, data-parallel size); see data_parallel_position.
+    Lightning builds the train loader after a checkpoint is restored, so global_step is the
+    resumed one and a resume continues the order."""
     if trainer is None:
         return 0, 0, 1
     start = trainer.global_step * trainer.accumulate_grad_batches
-    return start, trainer.global_rank, trainer.world_size
+    return (start, *data_parallel_position(trainer))
 
 
 class CoreDataModule(L.LightningDataModule):

@@ -44,6 +44,10 @@ BF16_TRUE = ["trainer.precision=bf16-true", "strategy.param_dtype=bfloat16",
              "strategy.reduce_dtype=float32"]
 
 
+def _dtype(t) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
 def _kinds(tensors) -> list[str]:
     """Distinct 'Type dtype' of the tensors (DTensor = sharded by FSDP2)."""
     return sorted({f"{type(t).__name__} {str(t.dtype).removeprefix('torch.')}" for t in tensors})
@@ -67,7 +71,14 @@ class Inspect(L.Callback):
 
     def _record_dtype(self, name: str):
         def hook(module, args, output) -> None:
-            self.seen.setdefault(name, str(output.dtype).removeprefix("torch."))
+            self.seen.setdefault(name, _dtype(output))
+            if output.requires_grad:  # the gradient backward sends through this matmul
+                output.register_hook(self._record_grad_dtype(f"{name}_grad"))
+        return hook
+
+    def _record_grad_dtype(self, name: str):
+        def hook(grad) -> None:
+            self.seen.setdefault(name, _dtype(grad))
         return hook
 
     def _params(self, trainer):
@@ -102,7 +113,8 @@ def _rank_main(rank: int, runs: list[tuple[str, list[str]]], out: str) -> None:
 
 
 FP32_MASTER = {"params": ["DTensor float32"], "state": ["DTensor float32"],
-               "grads": ["DTensor float32"], "trained_matmul": "bfloat16", "sharded": True,
+               "grads": ["DTensor float32"], "trained_matmul": "bfloat16",
+               "trained_matmul_grad": "bfloat16", "sharded": True,
                "optimizes_trained_only": True}
 
 

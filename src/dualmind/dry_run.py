@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from dualmind.plan.memory import MemoryEstimate, fsdp_memory
+from dualmind.plan.resolve import PRECISION_OF_TRAINER
 from dualmind.plan.shape import from_core_config
 from dualmind.plan.units import human_count, human_gib
 
-# Lightning precision -> the planner's bytes-per-parameter policy (see dualmind.plan.memory).
-PRECISION_POLICY = {"bf16-true": "bf16-true", "bf16-mixed": "fp32-master",
-                    "32-true": "fp32-master", "16-mixed": "fp32-master"}
+# Lightning precision -> the planner's bytes-per-parameter policy (see dualmind.plan.memory):
+# the planner's own table, so `dualmind plan` and the dry run never disagree.
+PRECISION_POLICY = PRECISION_OF_TRAINER
 
 
 class DryRunError(RuntimeError):

@@ -11,10 +11,13 @@ from . import memory
 from .request import PlanError, PlanRequest
 from .shape import ModelShape, from_core_config
 
-# Recipe trainer.precision -> memory policy (see memory.PRECISIONS).
+# Recipe trainer.precision -> memory policy (see memory.PRECISIONS); the dry run reads it too.
+# 32-true with strategy.param_dtype=bfloat16 is fp32-master (the large recipes); the mixed
+# settings keep fp32 parameters and autocast; bf16-true casts the model, AdamW state included.
 PRECISION_OF_TRAINER = {
     "bf16-true": "bf16-true",
     "bf16-mixed": "fp32-master",
+    "16-mixed": "fp32-master",
     "32-true": "fp32-master",
     "32": "fp32-master",
 }

@@ -13,13 +13,13 @@ Metrics (per step, then per validation run from summed counts, never a mean of r
     bpb               bits per byte of the underlying text: sum NLL / (ln 2 * text bytes of the
                       predicted units) — the honest yardstick, comparable with a BPE model's bpb
     symbols_per_s, bytes_per_s, lr, flops_per_step (CoreConfig.flops_per_token), flops_total
+                      (all of the global batch: every data-parallel rank's batch, once)
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -37,25 +37,13 @@ from dualmind.checkpoint_meta import (  # noqa: F401 - re-exported: dualmind.lit
 )
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
+from dualmind.step_counts import StepCounts, global_batch
 
 LN2 = math.log(2.0)
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; training stops before that update is applied."""
-
-
-@dataclass
-class StepCounts:
-    """What one batch contributes: summed NLL (nats), predicted symbols, their text bytes."""
-
-    nll_sum: torch.Tensor
-    symbols: torch.Tensor
-    text_bytes: torch.Tensor
-
-    @property
-    def loss(self) -> torch.Tensor:
-        return self.nll_sum / self.symbols.clamp(min=1)
 
 
 class DualMindModule(L.LightningModule):
@@ -93,6 +81,7 @@ class DualMindModule(L.LightningModule):
         self.history: dict[str, list] = {"train": [], "val": []}
         self._t_batch: float | None = None
         self._flops_total = 0.0
+        self._step_flops = 0.0
         self._grad_norm: torch.Tensor | None = None
         self._training_rng = None  # dualmind.rng_state.TrainingRNG, made once the rank is known
 
@@ -216,14 +205,17 @@ class DualMindModule(L.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._t_batch = time.perf_counter()
 
-    def _summed_over_ranks(self, counts: StepCounts) -> StepCounts:
-        """The batch's counts summed over all ranks (one all-reduce of three scalars)."""
-        if self.trainer.world_size <= 1 or not torch.distributed.is_initialized():
-            return counts
-        packed = torch.stack([counts.nll_sum.detach(), counts.symbols, counts.text_bytes]).to(
-            torch.float64)
-        torch.distributed.all_reduce(packed)
-        return StepCounts(*packed)
+    def data_parallel(self) -> tuple[int, int]:
+        """(rank, size) in the data-parallel dimension: tensor-parallel peers share both."""
+        from dualmind.data.datamodule import data_parallel_position
+
+        return data_parallel_position(self._trainer)
+
+    def _batch_flops(self, batch: dict, counts: StepCounts) -> float:
+        """Training FLOPs of this rank's batch, as one process would spend them."""
+        if self.stage == "align":  # the decoder's training + the frozen core's forward
+            return align_step_flops(self.core_config, self.decoder.cfg, batch)
+        return self.flops_per_symbol * float(counts.symbols)
 
     def _rng_states(self) -> list[dict] | None:
         from dualmind.rng_state import gather_states
@@ -237,17 +229,24 @@ class DualMindModule(L.LightningModule):
         if self._training_rng is None:
             from dualmind.rng_state import TrainingRNG
 
-            self._training_rng = TrainingRNG(int(self.cfg.get("seed", 0)), self.global_rank)
+            # Seeded by the data-parallel rank: the ranks of one tensor-parallel group draw the
+            # same numbers, as they must, since a step's randomness (LoRA dropout, noise) shapes
+            # activations the group holds replicated (each rank computes a share of one block).
+            self._training_rng = TrainingRNG(int(self.cfg.get("seed", 0)), self.data_parallel()[0])
         return self._training_rng
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         with self.training_rng().active():  # a resumed run makes the same draws
             counts = self._step(batch)
-        total = self._summed_over_ranks(counts)
-        # Each rank's NLL over the *global* number of predicted symbols, times the world size:
-        # the gradients DDP/FSDP average over ranks are then those of the global mean, however
-        # the symbols split between ranks (align rows differ in text length). One rank: the mean.
-        loss = counts.nll_sum * (self.trainer.world_size / float(total.symbols.clamp(min=1)))
+        total, self._step_flops = global_batch(counts, self._batch_flops(batch, counts),
+                                               self.trainer.world_size, self.data_parallel()[1])
+        # Each rank's NLL over the *global* number of predicted symbols, times the data-parallel
+        # size: the gradients DDP/FSDP2 average over the data-parallel ranks are then those of the
+        # global mean, however the symbols split between ranks (align rows differ in text
+        # length). One rank: the mean. Tensor-parallel peers compute this same loss from the same
+        # batch; each holds a share of the split weights and tensor parallelism's collectives give
+        # each share its gradient of that one loss, so a group counts its batch once.
+        loss = counts.nll_sum * (self.data_parallel()[1] / float(total.symbols.clamp(min=1)))
         # Judged on the all-rank sum, which every rank holds: all ranks stop together, none is
         # left waiting in a collective for a rank that raised.
         if not (torch.isfinite(total.nll_sum) and torch.isfinite(loss)):
@@ -262,7 +261,7 @@ class DualMindModule(L.LightningModule):
                 "Lower optim.lr, "
                 f"check the data, or resume with ckpt_path=last"
             )
-        self._last, self._last_total = counts, total
+        self._last_total = total
         self._lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # the lr this update uses
         return loss
 
@@ -270,13 +269,12 @@ class DualMindModule(L.LightningModule):
         # Everything of one batch is logged here, after its optimizer step, so that one CSV row
         # (keyed by global_step) holds the loss, rate and lr of the same step.
         dt = time.perf_counter() - (self._t_batch or time.perf_counter())
-        counts, total = self._last, self._last_total
-        # Loss and bpb of the whole (all-rank) batch; rates and FLOPs are this rank's.
+        total, step_flops = self._last_total, self._step_flops
+        # All of the global batch (every data-parallel rank's, each once): loss, bpb, rates and
+        # FLOPs, so flops_total is the run's compute whatever the number of ranks and layout.
         loss = total.loss.detach().float()
         bpb = (total.nll_sum.detach() / (LN2 * total.text_bytes.clamp(min=1))).float()
-        symbols, text_bytes = float(counts.symbols), float(counts.text_bytes)
-        step_flops = (align_step_flops(self.core_config, self.decoder.cfg, batch)  # + frozen core
-                      if self.stage == "align" else self.flops_per_symbol * symbols)
+        symbols, text_bytes = float(total.symbols), float(total.text_bytes)
         self._flops_total += step_flops
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/bits_per_symbol", loss / LN2)
@@ -354,15 +352,12 @@ class DualMindModule(L.LightningModule):
             return super().configure_gradient_clipping(
                 optimizer, gradient_clip_val, gradient_clip_algorithm
             )
-        params = [
-            p for group in optimizer.param_groups for p in group["params"] if p.grad is not None
-        ]
-        if gradient_clip_algorithm == "value":
-            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
-        else:
-            norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
-            # FSDP2: the norm of sharded gradients is a DTensor; log the plain global value.
-            self._grad_norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+        from dualmind.grad_clip import clip_gradients  # also under tensor parallelism
+
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        norm = clip_gradients(params, gradient_clip_val, gradient_clip_algorithm)
+        if norm is not None:
+            self._grad_norm = norm
 
     # ---- checkpoints ----------------------------------------------------------------------------
 
@@ -396,4 +391,4 @@ class DualMindModule(L.LightningModule):
             from dualmind.rng_state import resume
 
             resume(self.training_rng(), meta.get("rng"), int(checkpoint.get("global_step", 0)),
-                   self.global_rank, self.trainer.world_size)
+                   *self.data_parallel())

@@ -84,15 +84,19 @@ class AlignMemory:
 def cross_activation_bytes(dim: int, q_dim: int, core_dim: int, kv_dim: int, text_tokens: int,
                            core_states: int, checkpointing: str, n_cross: int) -> float:
     """What the decoder's cross-attention layers (dualmind.model.cross_attention) keep for
-    backward, in bf16, counted like ModelShape.activation_bytes_per_token_layer: per text token
-    the q_norm (8d, as a block's norms), q and the attention output (2q each); per core state
-    the kv_norm (8 core_dim) and k, v (2 kv each). Under full checkpointing one block (and so at
-    most one cross layer) is recomputed at a time; selective keeps only the matmul outputs."""
-    per_text, per_state = 8.0 * dim + 4.0 * q_dim, 8.0 * core_dim + 4.0 * kv_dim
+    backward, in bf16, counted from the layer's code and checked against its saved tensors
+    (tests/test_plan_align.py):
+    - per text token: the q_norm as a block's norms (8d), q and the attention output (2q each),
+      and the wo output the tanh gate scales (2d): 10d + 4q;
+    - per core state (detached: the norm's fp32 input is not kept): the kv_norm's normalised
+      value and output, which wk and wv read (2 core_dim each), and k and v (2 kv each).
+    Under full checkpointing one block, so at most one cross layer, is recomputed at a time;
+    selective keeps the matmul outputs (q, attention out, wo out; k, v) and recomputes norms."""
+    per_text, per_state = 10.0 * dim + 4.0 * q_dim, 4.0 * core_dim + 4.0 * kv_dim
     if checkpointing == "full":
         return per_text * text_tokens + per_state * core_states
     if checkpointing == "selective":
-        return n_cross * (4.0 * q_dim * text_tokens + 4.0 * kv_dim * core_states)
+        return n_cross * ((4.0 * q_dim + 2.0 * dim) * text_tokens + 4.0 * kv_dim * core_states)
     return n_cross * (per_text * text_tokens + per_state * core_states)
 
 

@@ -5,6 +5,7 @@ Builds the configured core on ``meta`` (no memory), applies the same sharding as
 configured world size, and reads each rank's shard off the sharded parameters. The memory split
 comes from the planner's model (dualmind.plan.memory.fsdp_memory): one source of truth for what
 a GPU holds. Refuses (DryRunError) a plan that does not fit the configured GPU memory.
+Stage align (a frozen core read by a trained decoder) is planned by dualmind.dry_run_align.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ median of the timed steps (after warm-up), ratios against one process; the modes
 run alternately in `rounds` rounds, and each mode's best round is kept (on a shared machine the
 least disturbed one). Peak RSS is the largest rank's max RSS (incl. ~0.4 GiB of Python/torch).
 
-Also writes the dry runs of core_70b and core_200b at 256 and 1024 GPUs (`python train.py
-recipe=... trainer.dry_run=true trainer.num_nodes=...`) to the `dry_run` section.
+Also writes the dry runs of core_70b (256 GPUs), core_200b (1024) and decoder_align_70b (64)
+(`python train.py recipe=... trainer.dry_run=true trainer.num_nodes=...`) to the `dry_run` section.
 
 Results go to benchmarks/RESULTS.md sections `parallel_throughput` and `dry_run`.
 """
@@ -41,7 +41,8 @@ REPO = HERE.parent
 SHAPES = {"mini": {"batch": 8, "seq_len": 512, "rounds": 2, "steps": 4, "warmup": 1},
           "125m": {"batch": 2, "seq_len": 512, "rounds": 1, "steps": 3, "warmup": 1}}
 MODES = ("single", "ddp", "fsdp2")
-DRY_RUNS = [("core_70b", 32), ("core_70b", 128), ("core_200b", 32), ("core_200b", 128)]
+# Each large recipe at its own size (nodes of 8 GPUs): the launch its comments describe.
+DRY_RUNS = [("core_70b", 32), ("core_200b", 128), ("decoder_align_70b", 8)]
 
 
 def _rank(rank: int, world: int, mode: str, args: dict, store: str, out: str) -> None:
@@ -227,14 +228,15 @@ def main() -> None:
     write_section("parallel_throughput", text)
     if not ns.no_dry_run:
         write_section("dry_run", "\n".join([
-            "## Dry runs of core_70b and core_200b at 256 and 1024 GPUs",
+            "## Dry runs of the large recipes: core_70b at 256, core_200b at 1024, "
+            "decoder_align_70b at 64 GPUs",
             "",
             f"`python train.py recipe=... trainer.dry_run=true trainer.num_nodes=N` (8 GPUs per "
-            f"node), {started}: built on meta, fully_shard over a fake process group of the "
-            "world size, nothing allocated; memory from the planner's model "
-            "(dualmind.plan.memory). Written by `benchmarks/parallel_throughput.py`. The global "
-            "batch is micro batch x data-parallel ranks x accumulation, so at 1024 GPUs a step "
-            "holds 4x the tokens of the recipe's 256-GPU plan (its max_steps assume the latter).",
+            f"node, each recipe at its own size), {started}: built on meta, sharded over a fake "
+            "process group of the world size (the core with `parallelize_core`; stage align: the "
+            "frozen core and the decoder with `parallelize_align`), nothing allocated; memory from "
+            "the planner's models (`dualmind.plan.memory`, `dualmind.plan.align_memory`). Written "
+            "by `benchmarks/parallel_throughput.py`.",
             "",
             "```",
             dry.strip(),

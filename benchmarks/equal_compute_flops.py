@@ -7,7 +7,8 @@ that carry data (padding is not counted). The two-headed model pays for everythi
 
     core pretraining   core.flops_per_token(seq_len) x symbols           (every row is full)
     alignment          decoder.flops_per_token(T, S) x text targets      (the decoder trains)
-                     + core.flops_per_token(S, forward) x core units     (the frozen core's forward)
+                     + core.flops_per_token(S, forward, no head) x units (the frozen core's
+                                                                          forward to its states)
     BPE baseline       lm.flops_per_token(T) x text targets
 
 Align and baseline rows differ in length, so their FLOPs are summed batch by batch over the very

@@ -45,10 +45,14 @@ def test_alignment_pays_for_the_decoder_and_the_frozen_cores_forward_on_real_pos
     b = batch([[0, 0, 1, -1], [0, -1, -1, -1]], [[5, 6, 7, IGNORE, IGNORE], [1, 2, 3, 4, 5]])
     units, targets, S, T = 4, 8, 4, 5  # padding (doc -1, IGNORE) is not counted
     expected = (DECODER.flops_per_token(T, S, training=True) * targets
-                + CORE.flops_per_token(S, training=False) * units)
+                + CORE.flops_per_token(S, training=False, head=False) * units)
     assert align_batch_flops(CORE, DECODER, b) == pytest.approx(expected)
-    # the frozen core's forward is a third of its training cost per position, never zero
-    assert CORE.flops_per_token(S, training=False) > 0
+    # the frozen core's forward stops at its states: a third of its training cost per
+    # position less the output head's 2·vocab·dim, never zero
+    head = 2 * CORE.vocab_size * CORE.dim
+    assert CORE.flops_per_token(S, training=False, head=False) == pytest.approx(
+        CORE.flops_per_token(S, training=False) - head)
+    assert CORE.flops_per_token(S, training=False, head=False) > 0
     assert lm_batch_flops(CORE, b) == pytest.approx(CORE.flops_per_token(T) * targets)
     assert core_step_flops(CORE, 64, 8) == pytest.approx(CORE.flops_per_token(64) * 512)
 

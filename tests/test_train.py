@@ -98,7 +98,16 @@ def test_resume_is_exact(tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(compose(tiny_overrides(tmp_path / "cut", *base)), callbacks=[Crash(at_step=6)])
     # the crash came after step 6; the newest checkpoint is the one of step 4
+    cut = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)
+    done = torch.load(whole.last_checkpoint, weights_only=True)
+    assert (cut["global_step"], done["global_step"]) == (4, 10)
+    # It counts the FLOPs of the 4 steps it holds (packed batches: equal steps); it used to be
+    # written before its own step was added, and a resumed run then ended one step short.
+    per_step = done["dualmind"]["flops_total"] / 10
+    assert cut["dualmind"]["flops_total"] == pytest.approx(4 * per_step, rel=1e-9)
     resumed = train(tiny_overrides(tmp_path / "cut", *base, "ckpt_path=last"))
+    ended = torch.load(resumed.last_checkpoint, weights_only=True)["dualmind"]["flops_total"]
+    assert ended == pytest.approx(10 * per_step, rel=1e-9)
     assert [x["step"] for x in resumed.train] == list(range(5, 11))
     whole_tail = [x["loss"] for x in whole.train[4:]]
     assert [x["loss"] for x in resumed.train] == pytest.approx(whole_tail, abs=1e-6)

@@ -104,12 +104,15 @@ def core_doc_ids(core_doc: torch.Tensor) -> torch.Tensor:
     return torch.where(pad, core_doc.max() + 1, core_doc)
 
 
-def core_states(core: HyperCore, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """(hidden [B,S,D] detached, logits [B,S,V]) of the frozen core over the batch's core ids."""
+def core_states(core: HyperCore, batch: dict) -> torch.Tensor:
+    """The frozen core's hidden states [B,S,D] (detached) over the batch's core ids. The output
+    head is skipped: the decoder reads states only, and the head is a large share of a small
+    core's forward (core_mini: 4.2M of its 8.9M matmul weights) and a [B,S,V] tensor."""
     alignment = batch["alignment"]
     with torch.no_grad():
-        out = core(batch["core_ids"], doc_ids=core_doc_ids(alignment.core_doc))
-    return out.hidden.detach(), out.logits
+        out = core(batch["core_ids"], doc_ids=core_doc_ids(alignment.core_doc),
+                   compute_logits=False)
+    return out.hidden.detach()
 
 
 def decoder_nll(decoder: torch.nn.Module, states: torch.Tensor, batch: dict,
@@ -126,14 +129,15 @@ def decoder_nll(decoder: torch.nn.Module, states: torch.Tensor, batch: dict,
 def align_step_flops(core_cfg, decoder_cfg, batch: dict) -> float:
     """Model FLOPs of one alignment step (torchtitan's convention, padding not counted): the
     decoder trains on the batch's text targets (DecoderConfig.flops_per_token, training) and the
-    frozen core runs forward over its real units (CoreConfig.flops_per_token, training=False),
-    attention charged at the batch's padded lengths: what benchmarks/equal_compute_flops.py
-    counts for its budgets."""
+    frozen core runs forward over its real units up to its hidden states (CoreConfig.
+    flops_per_token, training=False, head=False: core_states skips the output head), attention
+    charged at the batch's padded lengths: what benchmarks/equal_compute_flops.py counts for its
+    budgets."""
     units = int((batch["alignment"].core_doc >= 0).sum())
     targets = int((batch["targets"] != IGNORE).sum())
     S, T = max(int(batch["core_ids"].shape[1]), 1), int(batch["text_ids"].shape[1])
     return (decoder_cfg.flops_per_token(T, S, training=True) * targets
-            + core_cfg.flops_per_token(S, training=False) * units)
+            + core_cfg.flops_per_token(S, training=False, head=False) * units)
 
 
 def row_context(cfg: dict) -> dict[str, int | None]:

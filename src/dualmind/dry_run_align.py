@@ -66,7 +66,6 @@ class AlignDryRun:
             f"             working set  {g(m.core_working)}  (root + 2 gathered blocks, bf16)",
             f"             activations  {g(m.core_activations)}  (one block at a time, "
             f"{m.rows} x {m.core_len} symbols)",
-            f"             logits       {g(m.core_logits)}  (core vocabulary, dropped)",
             f"           decoder step   {g(m.decoder_phase)}  (forward + backward):",
             f"             cross inputs {g(m.cross_inputs)}  (the rows' core states, bf16, "
             "and cross mask)",

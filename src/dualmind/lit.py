@@ -174,7 +174,7 @@ class DualMindModule(L.LightningModule):
     def _align_step(self, batch: dict) -> StepCounts:
         from dualmind.align import core_states, decoder_nll
 
-        states, _ = core_states(self.core, batch)
+        states = core_states(self.core, batch)
         if self.sharded:  # an FSDP2 root keeps its gathered params after forward, waiting for a
             self.core.reshard()  # backward the frozen core never has: free them now
         nll, tokens = decoder_nll(self.decoder, states, batch, self.mask_mode)
@@ -262,6 +262,9 @@ class DualMindModule(L.LightningModule):
                 f"check the data, or resume with ckpt_path=last"
             )
         self._last_total = total
+        # Counted here, not in on_train_batch_end: Lightning runs the callbacks' hooks (the
+        # checkpoint's save) before the module's, so a checkpoint would miss its own last step.
+        self._flops_total += self._step_flops
         self._lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # the lr this update uses
         return loss
 
@@ -275,7 +278,6 @@ class DualMindModule(L.LightningModule):
         loss = total.loss.detach().float()
         bpb = (total.nll_sum.detach() / (LN2 * total.text_bytes.clamp(min=1))).float()
         symbols, text_bytes = float(total.symbols), float(total.text_bytes)
-        self._flops_total += step_flops
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/bits_per_symbol", loss / LN2)
         self.log("train/bpb", bpb, prog_bar=True)

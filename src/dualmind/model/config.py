@@ -241,11 +241,14 @@ class CoreConfig(StackConfig):
         """
         return self.n_layers * self.block_params() + self.dim + self.vocab_size * self.dim
 
-    def flops_per_token(self, seq_len: int, training: bool = True) -> float:
+    def flops_per_token(self, seq_len: int, training: bool = True, head: bool = True) -> float:
         """Model FLOPs per position, torchtitan's formula.
 
         training: 6·N + 12·L·H·Dh·T   (forward + backward; N = :meth:`matmul_params`)
         forward:  2·N +  4·L·H·Dh·T   (inference, ``training=False``)
+
+        ``head=False``: a forward that stops at the hidden states (``compute_logits=False``, the
+        frozen core under alignment), so N leaves out the output head's vocab·dim weights.
 
         The attention term counts QKᵀ and AV over the full ``seq_len`` context as torchtitan does
         (no halving for the causal mask). For packed sequences pass the attended length you want
@@ -253,7 +256,7 @@ class CoreConfig(StackConfig):
         """
         if seq_len <= 0:
             raise ValueError(f"seq_len must be positive, got {seq_len}")
-        n = self.matmul_params()
+        n = self.matmul_params() - (0 if head else self.vocab_size * self.dim)
         attention = self.n_layers * self.n_heads * self.head_dim * seq_len
         if training:
             return float(6 * n + 12 * attention)

@@ -10,8 +10,8 @@ reshards the core right after its forward, and the forward runs under no_grad, s
 core waits for a backward):
 - core forward: the core's gathered root (embedding, head, final norm) and two blocks (current +
   prefetched) in the compute dtype, one block's activations over the rows (transient: no_grad
-  frees each block's intermediates before the next), the core's logits over its vocabulary
-  (computed by HyperCore.forward and dropped by the align step), and the states it hands on;
+  frees each block's intermediates before the next), and the states it hands on (no logits:
+  align.core_states stops before the output head);
 - decoder forward + backward: the cross-attention inputs (the rows' core states in bf16, and
   the boolean cross mask T x (S+1) per row), the decoder's working set and activations under the
   configured checkpointing (memory.fsdp_memory's rules, for its text stack, plus its
@@ -40,7 +40,6 @@ class AlignMemory:
     decoder_state: float  # decoder params + grads + AdamW held by one GPU
     core_working: float
     core_activations: float
-    core_logits: float
     cross_inputs: float
     decoder_working: float
     decoder_activations: float
@@ -49,7 +48,7 @@ class AlignMemory:
 
     @property
     def core_phase(self) -> float:
-        return self.core_working + self.core_activations + self.core_logits + self.cross_inputs
+        return self.core_working + self.core_activations + self.cross_inputs
 
     @property
     def decoder_phase(self) -> float:
@@ -126,7 +125,6 @@ def align_memory(*, core: ModelShape, core_shard_params: int, core_block_params:
         decoder_state=float(decoder_shard_params * sum(PRECISIONS[precision])),
         core_working=float(core_working),
         core_activations=core.activation_bytes_per_token_layer() * core_states,
-        core_logits=float(core_states * core.vocab_size * COMPUTE_BYTES),
         cross_inputs=float(core_states * core_dim * COMPUTE_BYTES
                            + text_tokens * (core_len + 1)),
         decoder_working=float(decoder_working),

@@ -515,10 +515,16 @@ def test_decoder_alignment_and_inference_use_conf_decoder():
     core = CoreConfig.from_name("70b")
     assert p.alignment["decoder_params"] == dec.num_params()
     dec_ctx = min(round(8192 * 5.0 / 4.0), dec.max_seq_len)  # BPE tokens of the core's context
-    expected = p.corpus["bpe_tokens"] * dec.flops_per_token(dec_ctx, 8192) + p.corpus[
-        "symbols"
-    ] * core.flops_per_token(8192, training=False)
-    assert p.alignment["flops"] == pytest.approx(expected)
+    # the frozen core runs forward up to its hidden states: no output head (align.core_states),
+    # written out here rather than read from CoreConfig.flops_per_token(head=False)
+    core_forward = (2 * (core.matmul_params() - core.vocab_size * core.dim)
+                    + 4 * core.n_layers * core.n_heads * core.head_dim * 8192)
+    expected = (p.corpus["bpe_tokens"] * dec.flops_per_token(dec_ctx, 8192)
+                + p.corpus["symbols"] * core_forward)
+    assert p.alignment["flops"] == pytest.approx(expected, rel=1e-12)
+    # the head is 2 * 128,256 * 8,192 FLOPs per symbol: ~2.1e21 over 1 TB, which must be absent
+    with_head = expected + p.corpus["symbols"] * 2 * core.vocab_size * core.dim
+    assert p.alignment["flops"] < with_head * (1 - 1e-3)
     per_byte = dec.flops_per_token(dec_ctx, 8192, training=False) / 4.0
     assert p.inference["decoder_flops_per_byte"] == pytest.approx(per_byte)
     wide = plan(PlanRequest(recipe="core_200b", gpus=256))
@@ -565,3 +571,23 @@ def test_human_units():
     assert human_bytes(7.1e12) == "7.10 TB"
     assert human_count(70_553_706_496) == "70.6B"
     assert human_count(1.41e12) == "1.41T"
+
+
+def test_report_names_the_other_precision_beside_the_plans_own():
+    """The large recipes train with fp32 master weights (trainer.precision 32-true); the table
+    shows bf16-true beside it (cheaper, riskier), and a bf16-true plan shows fp32-master."""
+    from dualmind.plan.report_rows import rows
+
+    def memory_rows(**kw):
+        d = plan(PlanRequest(recipe="core_200b", gpus=256, **kw)).to_dict()
+        return {q: (v, b) for s, q, v, b in rows(d) if s == "memory" or not s}, d
+
+    own, d = memory_rows()
+    assert d["memory"]["precision"] == "fp32-master"
+    value, basis = own["…with bf16-true (weights, grads, AdamW in bf16)"]
+    bf16 = d["memory_alternatives"]["bf16-true/full"]
+    assert value.endswith(f"smallest count {bf16['min_gpus']}") and "8 B/param" in basis
+    assert bf16["min_gpus"] < d["memory"]["min_gpus"]
+    other, d = memory_rows(precision="bf16-true")
+    assert "…with fp32 master weights + fp32 AdamW" in other
+    assert not any("bf16-true (weights" in q for q in other)

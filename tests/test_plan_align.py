@@ -71,3 +71,37 @@ def test_phases_add_up_and_the_frozen_core_holds_weights_only():
     small = dict(kw, hbm_bytes=40 * 2**30)
     assert align_memory(**small, checkpointing="none").min_gpus(64) is None
     assert align_memory(**small, checkpointing="full").min_gpus(64) == 1
+
+
+def test_planned_align_flops_are_what_training_logs():
+    """dualmind plan's stage-align FLOPs are align.align_step_flops' rates (what training logs)
+    times the plan's BPE tokens and symbols: a step with one text target and no core units
+    gives the decoder's rate, one with one unit and no targets the frozen core's (no head)."""
+    from types import SimpleNamespace
+
+    from dualmind.align import align_step_flops
+    from dualmind.data.align_datamodule import IGNORE
+    from dualmind.model.config import CoreConfig
+    from dualmind.plan import PlanRequest, plan
+    from dualmind.plan.resolve import resolve_decoder
+
+    p = plan(PlanRequest(recipe="core_70b", gpus=256, bytes_per_symbol=5.0,
+                         bpe_bytes_per_token=4.0, seq_len=4096))
+    core = CoreConfig.from_name("70b")
+    decoder, _ = resolve_decoder("8b", core.dim)
+    S, T = 4096, min(round(4096 * 5.0 / 4.0), decoder.max_seq_len)
+
+    def step(targets: int, units: int) -> float:
+        tgt = torch.full((1, T), IGNORE)
+        tgt[0, :targets] = 0
+        doc = torch.full((1, S), -1)
+        doc[0, :units] = 0
+        batch = {"alignment": SimpleNamespace(core_doc=doc), "targets": tgt,
+                 "core_ids": torch.zeros(1, S, dtype=torch.long),
+                 "text_ids": torch.zeros(1, T, dtype=torch.long)}
+        return align_step_flops(core, decoder, batch)
+
+    per_token, per_symbol = step(1, 0), step(0, 1)
+    assert per_symbol == core.flops_per_token(S, training=False, head=False)
+    expected = p.alignment["text_tokens"] * per_token + p.corpus["trained_positions"] * per_symbol
+    assert p.alignment["flops"] == pytest.approx(expected, rel=1e-12)

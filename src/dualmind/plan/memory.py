@@ -15,15 +15,15 @@ and must fit in HBM minus a headroom (CUDA context, NCCL buffers, allocator frag
 Mixed-precision policies (``--precision``):
 - ``fp32-master`` (default; FSDP2 ``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)``
   over fp32 sharded parameters, what Lightning/torchtitan do): 4 B weights + 4 B grads + 8 B
-  AdamW (m, v fp32) = 16 B per parameter, sharded.
+  AdamW (m, v fp32) = 16 B per parameter, sharded. The large recipes (core_70b, core_200b,
+  decoder_align_70b) launch with it: ``trainer.precision=32-true`` +
+  ``strategy.param_dtype=bfloat16`` (tests/test_precision_fp32_master.py runs that policy on
+  two ranks).
 - ``bf16-fp32-adam``: bf16 weights and grads, fp32 AdamW state: 2 + 2 + 8 = 12 B per parameter.
-  The large recipes (core_70b, core_200b, decoder_align_70b) launch with it:
-  ``trainer.precision=32-true`` + ``strategy.param_dtype=bfloat16``
-  (tests/test_precision_fp32_master.py runs that policy on two ranks).
 - ``bf16-true`` (Lightning ``precision="bf16-true"``): the model is cast to bf16 before
   sharding and ``torch.optim.AdamW`` keeps m and v in the parameter dtype, so 2 + 2 + 4 = 8 B
-  per parameter. Cheapest, and the riskiest numerically (bf16 updates lose small steps); the
-  report shows the fp32-master figure beside it.
+  per parameter. Cheapest, and the riskiest numerically (bf16 updates lose small steps). The
+  report shows the other of fp32-master and bf16-true beside the plan's own policy.
 
 Activation checkpointing (``none | full | selective``):
 - none: every block keeps ``ModelShape.activation_bytes_per_token_layer`` bytes per position.

@@ -120,6 +120,9 @@ def plan(req: PlanRequest) -> Plan:
     # The decoder's self-attention spans the BPE tokens of the core's context, up to its own
     # limit; its cross-attention reads the core's whole context.
     dec_ctx = min(max(1, round(seq_len * bps / bpt)), decoder.max_seq_len)
+    # Inference keeps the core's output head: a generated symbol is drawn from the core's
+    # next-symbol distribution (bridge.thinking runs the head on each new position), and the
+    # same-size BPE model (third figure) generates its tokens the same way.
     inference = equivalence.inference_per_byte(
         core.flops_per_token(seq_len, training=False),
         decoder.flops_per_token(dec_ctx, seq_len, training=False),
@@ -131,10 +134,12 @@ def plan(req: PlanRequest) -> Plan:
         f"cross-attention{decoder_note}), {dec_ctx:,} text tokens against {seq_len:,} core states",
     )
     # Stage align on the same text: the decoder trains over its BPE tokens while the frozen core
-    # only runs forward over the symbols (no gradient reaches it).
+    # only runs forward over the symbols (no gradient reaches it), up to its hidden states:
+    # align.core_states skips the output head, and align.align_step_flops, which training logs,
+    # charges the core with head=False (inference above keeps it).
     align_flops = sizes.bpe_tokens * req.epochs * decoder.flops_per_token(
         dec_ctx, seq_len, training=True
-    ) + tokens * core.flops_per_token(seq_len, training=False)
+    ) + tokens * core.flops_per_token(seq_len, training=False, head=False)
     align_hours = compute.gpu_hours_for(align_flops, spec.peak_bf16_flops, req.mfu)
     alignment = {
         "decoder": req.decoder,

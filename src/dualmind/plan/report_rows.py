@@ -99,7 +99,7 @@ def _training_rows(p: dict) -> list[tuple[str, str, str, str]]:
          f"{al['flops']:.2e} FLOPs, {al['gpu_hours']:,.0f} GPU-hours, "
          f"{al['wall_days']:.1f} days, {_money(al['cost'])}",
          f"conf/decoder/{al['decoder']}: 6N + attention per BPE token, plus the "
-         "frozen core's forward per symbol"),
+         "frozen core's forward to its states (no output head) per symbol"),
     )
 
 
@@ -141,14 +141,21 @@ def _memory_rows(p: dict) -> list[tuple[str, str, str, str]]:
          "fits" if m["fits"] else "DOES NOT FIT"),
         ("smallest GPU count that fits", min_gpus, "HBM minus 10% headroom"),
     )
-    alt = p["memory_alternatives"].get(f"fp32-master/{m['checkpointing']}")
-    if alt and m["precision"] != "fp32-master":
+    # The other end of the trade beside the plan's own policy: what bf16-true would save
+    # (and risk) under fp32 master weights, what fp32 master weights would cost otherwise.
+    other, label, basis = (
+        ("bf16-true", "…with bf16-true (weights, grads, AdamW in bf16)",
+         "8 B/param, --precision bf16-true: bf16 updates lose small steps")
+        if m["precision"] == "fp32-master" else
+        ("fp32-master", "…with fp32 master weights + fp32 AdamW", "16 B/param, the safe policy"))
+    alt = p["memory_alternatives"].get(f"{other}/{m['checkpointing']}")
+    if alt:
         out += _section(
             "memory",
-            ("…with fp32 master weights + fp32 AdamW",
+            (label,
              f"{human_gib(alt['per_gpu'])} per GPU, smallest count "
              f"{alt['min_gpus'] if alt['min_gpus'] else 'never'}",
-             "16 B/param, the safe policy"),
+             basis),
         )
     return out
 

@@ -9,7 +9,8 @@ larger than 1), activation checkpointing (none | full | selective), torch.compil
 ``fully_shard`` over the "data_parallel" dimension; then ``fully_shard`` of the root (embedding,
 final norm, output head). The model may live on ``meta``: nothing here allocates, and
 ``materialize_core`` then gives each rank its own shard and initialises it in place, so a 70B
-core never exists whole in one process.
+core never exists whole in one process (on GPUs; a CPU mesh, where DTensor cannot draw shards
+rank-locally, initialises the whole mini model on each rank and keeps each rank's part).
 
 The mesh is Lightning's ``ModelParallelStrategy.device_mesh`` (dims "data_parallel" and
 "tensor_parallel"), or any ``DeviceMesh`` with those names.
@@ -174,12 +175,90 @@ def parallelize_align(
 def materialize_core(core: nn.Module, device: torch.device | str) -> None:
     """Allocate the (sharded) parameters of a model built on meta on ``device`` and initialise
     them with the model's own ``init_weights`` (core or decoder); each rank draws only its own
-    shard."""
+    shard.
+
+    That rank-local draw is DTensor's RNG tracker, which only serves CUDA-like devices. On a CPU
+    mesh every rank would draw its shard from the same seeded generator, so all shards came out
+    equal (the halves of ``tok_embeddings`` repeating the same rows, TP halves of ``wq`` equal):
+    a degenerate model. There, each rank builds the whole model as one process would and keeps
+    its part (:func:`_init_from_unsharded_twin`)."""
     if not any(p.is_meta for p in core.parameters()):
         return
     core.to_empty(device=device)
     with torch.no_grad():
-        core.init_weights()
+        if _needs_unsharded_init(core):
+            _init_from_unsharded_twin(core)
+        else:
+            core.init_weights()
+
+
+def _needs_unsharded_init(core: nn.Module) -> bool:
+    """True when some parameter is a DTensor on a mesh whose device DTensor's RNG tracker cannot
+    serve (the test torch.distributed.tensor._random.is_rng_supported_mesh makes, without its
+    warning): its device module has no ``set_rng_state`` (CPU)."""
+    from torch.distributed.tensor import DTensor
+
+    for p in core.parameters():
+        if isinstance(p, DTensor):
+            return not hasattr(getattr(torch, p.device_mesh.device_type, None), "set_rng_state")
+    return False
+
+
+def _unsharded_class(core: nn.Module) -> type:
+    """The model's own class: ``fully_shard`` swaps in a subclass FSDP<Name>(FSDPModule, Name)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return next(c for c in type(core).__mro__
+                if issubclass(c, nn.Module) and not issubclass(c, FSDPModule))
+
+
+def _init_from_unsharded_twin(core: nn.Module) -> None:
+    """Initialise the sharded ``core`` as one process initialises it: build an unsharded twin of
+    the same class and config on the CPU (its constructor runs ``init_weights``), from rank 0's
+    generator state, and copy into each parameter this rank's part of the twin's. The sharded
+    init then equals ``type(core)(core.cfg)`` drawn from that state, bit for bit, in any layout.
+
+    The twin is one whole model per rank: fine here, since CPU meshes run mini models; GPU runs
+    keep the rank-local RNG path, so a 70B model never comes through here."""
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    cls = _unsharded_class(core)
+    if not hasattr(core, "cfg"):
+        raise ParallelConfigError(
+            f"materialize_core: {cls.__name__} has no .cfg to build its unsharded twin from"
+        )
+    if dist.is_initialized():
+        # Replicated parameters must be drawn alike on every rank. Lightning's seed_everything
+        # seeds all ranks with one seed, but any rank-dependent draw before configure_model would
+        # silently make them differ; rank 0's state makes it hold by construction.
+        state = torch.get_rng_state()
+        dist.broadcast(state, src=0)
+        torch.set_rng_state(state)
+    dtype = next(core.parameters()).dtype
+    default_dtype = torch.get_default_dtype()
+    try:
+        # Drawn in the dtype the model was built in (as one process draws it), whatever default
+        # a precision plugin's init context set; placed on the CPU whatever device context is on.
+        if dtype.is_floating_point:
+            torch.set_default_dtype(dtype)
+        with torch.device("cpu"):
+            twin = cls(core.cfg)
+    finally:
+        torch.set_default_dtype(default_dtype)
+    # remove_duplicate=False: a tied matrix (FSDP2's to_empty keeps the tie) is filled under both
+    # names with the same values.
+    for name, param in core.named_parameters(remove_duplicate=False):
+        full = twin.get_parameter(name).detach()
+        if isinstance(param, DTensor):
+            # src_data_rank=None: each rank slices its own part locally, no communication.
+            part = distribute_tensor(full, param.device_mesh, param.placements,
+                                     src_data_rank=None).to_local()
+            param.to_local().copy_(part)
+        else:
+            param.copy_(full)
+    for name, buf in core.named_buffers():
+        buf.copy_(twin.get_buffer(name))
 
 
 def materialize_frozen_core(core: nn.Module, device: torch.device | str, checkpoint) -> None:

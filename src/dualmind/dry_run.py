@@ -84,14 +84,21 @@ class DryRun:
 
     def shortfall(self) -> str:
         m = self.memory
-        over = m.per_gpu - m.usable_hbm
-        where = (f"it fits from {m.min_gpus_nodes_of_8} GPUs" if m.min_gpus is not None
-                 else "no GPU count fixes it (the unsharded part alone is too big)")
-        also = "" if m.checkpointing == "full" else ", or strategy.activation_checkpointing=full"
-        return (f"{self.name}: needs {human_gib(m.per_gpu)} per GPU but "
-                f"strategy.device_memory_gib={self.hbm_bytes / 2**30:g} leaves "
-                f"{human_gib(m.usable_hbm)} usable: over by {human_gib(over)}; {where}, or lower "
-                f"data.batch_size / data.seq_len{also}")
+        return shortfall_message(self.name, m, self.hbm_bytes, m.min_gpus,
+                                 "data.batch_size / data.seq_len")
+
+
+def shortfall_message(name: str, memory, hbm_bytes: float, min_gpus: int | None,
+                      knobs: str) -> str:
+    """Why a plan is refused, by how much, and what would make it fit (core and align runs)."""
+    m = memory
+    where = (f"it fits from {8 * -(-min_gpus // 8)} GPUs" if min_gpus is not None
+             else "no GPU count fixes it (the unsharded part alone is too big)")
+    also = "" if m.checkpointing == "full" else ", or strategy.activation_checkpointing=full"
+    return (f"{name}: needs {human_gib(m.per_gpu)} per GPU but "
+            f"strategy.device_memory_gib={hbm_bytes / 2**30:g} leaves "
+            f"{human_gib(m.usable_hbm)} usable: over by {human_gib(m.per_gpu - m.usable_hbm)}; "
+            f"{where}, or lower {knobs}{also}")
 
 
 @contextmanager

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
-from dualmind.dry_run import DryRunError, fake_mesh, local_params, policy_of, world_of
+from dualmind.dry_run import (
+    DryRunError,
+    fake_mesh,
+    local_params,
+    policy_of,
+    shortfall_message,
+    world_of,
+)
 from dualmind.plan.align_memory import AlignMemory, align_memory
 from dualmind.plan.memory import PRECISIONS
 from dualmind.plan.units import human_count, human_gib
@@ -88,14 +95,8 @@ class AlignDryRun:
         return "\n".join(lines)
 
     def shortfall(self) -> str:
-        m = self.memory
-        where = (f"it fits from {8 * -(-self.min_gpus // 8)} GPUs" if self.min_gpus is not None
-                 else "no GPU count fixes it (the unsharded part alone is too big)")
-        also = "" if m.checkpointing == "full" else ", or strategy.activation_checkpointing=full"
-        return (f"{self.name}: needs {human_gib(m.per_gpu)} per GPU but "
-                f"strategy.device_memory_gib={self.hbm_bytes / 2**30:g} leaves "
-                f"{human_gib(m.usable_hbm)} usable: over by {human_gib(m.per_gpu - m.usable_hbm)}"
-                f"; {where}, or lower data.batch_size / data.seq_len / decoder.max_seq_len{also}")
+        return shortfall_message(self.name, self.memory, self.hbm_bytes, self.min_gpus,
+                                 "data.batch_size / data.seq_len / decoder.max_seq_len")
 
 
 def _block_and_root(module) -> tuple[int, int]:

@@ -114,6 +114,7 @@ def test_activation_formula_matches_saved_tensors():
     formula. Tolerance 2% (the formula leaves out log-sum-exp and norm statistics, ~0.5%)."""
     torch = pytest.importorskip("torch")
     from dualmind.model.core import HyperCore
+    from test_activation_support import saved_activation_bytes
 
     batch, seq = 2, 64
 
@@ -128,19 +129,8 @@ def test_activation_formula_matches_saved_tensors():
             attn_backend="sdpa",
         )
         model = HyperCore(cfg).to(torch.bfloat16)
-        params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-        storages = {}
-
-        def pack(t):
-            ptr = t.untyped_storage().data_ptr()
-            if ptr not in params:
-                storages[ptr] = t.untyped_storage().nbytes()
-            return t
-
         ids = torch.randint(0, cfg.vocab_size, (batch, seq))
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model(ids)
-        return sum(storages.values()), cfg
+        return saved_activation_bytes(model, lambda: model(ids)), cfg
 
     one, _ = saved_bytes(1)
     two, cfg = saved_bytes(2)

@@ -9,6 +9,7 @@ import torch
 
 from dualmind.plan.align_memory import align_memory, cross_activation_bytes
 from dualmind.plan.shape import LLAMA3_8B, LLAMA3_70B
+from test_activation_support import saved_activation_bytes
 
 
 def _saved_bytes(cross_every: int, text_len: int, core_len: int, rows: int = 2) -> int:
@@ -22,20 +23,9 @@ def _saved_bytes(cross_every: int, text_len: int, core_len: int, rows: int = 2) 
                         max_seq_len=256)
     torch.manual_seed(0)
     decoder = LanguageDecoder(cfg).to(torch.bfloat16)
-    params = {p.untyped_storage().data_ptr() for p in decoder.parameters()}
-    storages = {}
-
-    def pack(t):
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in params:
-            storages[ptr] = t.untyped_storage().nbytes()
-        return t
-
     ids = torch.randint(0, cfg.vocab_size, (rows, text_len))
     states = torch.randn(rows, core_len, cfg.core_dim, dtype=torch.bfloat16)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        decoder(ids, states)
-    return sum(storages.values())
+    return saved_activation_bytes(decoder, lambda: decoder(ids, states))
 
 
 @pytest.mark.parametrize("text_len,core_len", [(200, 16), (64, 200)])

@@ -263,3 +263,17 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", real_save)
     assert torch.load(path, weights_only=True)["step"] == 1  # the previous checkpoint, intact
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temporary left behind
+
+
+def test_resume_with_other_data_settings_says_so(tmp_path):
+    import warnings
+
+    base = ["trainer.checkpoint_every_n_steps=2", "trainer.val_check_interval=100"]
+    train(tiny_overrides(tmp_path, "trainer.max_steps=2", *base))
+    with warnings.catch_warnings(record=True) as same:
+        warnings.simplefilter("always")
+        train(tiny_overrides(tmp_path, "trainer.max_steps=3", *base, "ckpt_path=last"))
+    assert not [w for w in same if "other data settings" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"other data settings \(data.batch_size: 4 -> 2\)"):
+        train(tiny_overrides(tmp_path, "trainer.max_steps=4", *base, "ckpt_path=last",
+                             "data.batch_size=2"))

@@ -390,7 +390,10 @@ class DualMindModule(L.LightningModule):
             self.lexicon_fingerprint = meta.get("lexicon_fingerprint")
         self._flops_total = float(meta.get("flops_total", 0.0))
         if self._trainer is not None:  # read outside training: no random stream to continue
+            from dualmind.checkpoint_meta import warn_if_data_settings_changed
             from dualmind.rng_state import resume
+
+            warn_if_data_settings_changed(checkpoint, self.cfg)
 
             resume(self.training_rng(), meta.get("rng"), int(checkpoint.get("global_step", 0)),
                    *self.data_parallel())

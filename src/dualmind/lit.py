@@ -175,8 +175,8 @@ class DualMindModule(L.LightningModule):
         from dualmind.align import core_states, decoder_nll
 
         states = core_states(self.core, batch)
-        if self.sharded:  # an FSDP2 root keeps its gathered params after forward, waiting for a
-            self.core.reshard()  # backward the frozen core never has: free them now
+        if self.sharded:  # an FSDP2 root keeps its gathered params after forward (its blocks
+            self.core.reshard()  # reshard themselves), waiting for a backward that never comes
         nll, tokens = decoder_nll(self.decoder, states, batch, self.mask_mode)
         return StepCounts(nll, tokens, batch["text_bytes"].sum())
 

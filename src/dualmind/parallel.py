@@ -104,8 +104,12 @@ def parallelize_core(
     compile: bool = False,
     param_dtype: str | None = "bfloat16",
     reduce_dtype: str | None = "float32",
+    forward_only: bool = False,
 ) -> nn.Module:
-    """Shard ``core`` (a HyperCore: ``core.layers`` are its blocks) in place; returns it."""
+    """Shard ``core`` (a HyperCore: ``core.layers`` are its blocks) in place; returns it.
+
+    ``forward_only``: a module that never runs backward (stage align's frozen core): every block
+    reshards after its forward, the last one too, which no backward would ever free."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     names = mesh.mesh_dim_names or ()
@@ -133,7 +137,7 @@ def parallelize_core(
             block.compile()
         # The last block's parameters are needed at once by backward: no point resharding them.
         fully_shard(block, mesh=dp_mesh, mp_policy=mp,
-                    reshard_after_forward=i < len(core.layers) - 1)
+                    reshard_after_forward=forward_only or i < len(core.layers) - 1)
     fully_shard(core, mesh=dp_mesh, mp_policy=mp)
     return core
 
@@ -168,7 +172,7 @@ def parallelize_align(
             "shards the core and the decoder with FSDP2 only; set strategy.tensor_parallel_size=1"
         )
     common = {"compile": compile, "param_dtype": param_dtype, "reduce_dtype": reduce_dtype}
-    parallelize_core(core, mesh, activation_checkpointing="none", **common)
+    parallelize_core(core, mesh, activation_checkpointing="none", forward_only=True, **common)
     parallelize_core(decoder, mesh, activation_checkpointing=activation_checkpointing, **common)
 
 

@@ -274,6 +274,24 @@ def test_resume_with_other_data_settings_says_so(tmp_path):
         warnings.simplefilter("always")
         train(tiny_overrides(tmp_path, "trainer.max_steps=3", *base, "ckpt_path=last"))
     assert not [w for w in same if "other data settings" in str(w.message)]
-    with pytest.warns(UserWarning, match=r"other data settings \(data.batch_size: 4 -> 2\)"):
+    with pytest.warns(UserWarning, match=r"other data settings \(samples per step.*4x1x1 -> 2x1x1"):
         train(tiny_overrides(tmp_path, "trainer.max_steps=4", *base, "ckpt_path=last",
                              "data.batch_size=2"))
+
+
+def test_the_resume_check_compares_samples_per_step_not_each_factor():
+    from dualmind.checkpoint_meta import changed_data_settings
+
+    def cfg(batch, accumulate=1, seed=0):
+        return {"data": {"batch_size": batch, "seed": seed, "seq_len": 64},
+                "trainer": {"accumulate_grad_batches": accumulate}}
+
+    # 2 ranks x 2 rows resume as 1 rank x 4 rows: the same samples, in the same order
+    assert changed_data_settings(cfg(2), cfg(4), saved_dp=2, dp=1) == []
+    assert changed_data_settings(cfg(2, accumulate=2), cfg(4), saved_dp=1, dp=1) == []
+    # 2 ranks -> 1 at the same rows per rank would replay half of what was read
+    assert changed_data_settings(cfg(2), cfg(2), saved_dp=2, dp=1) == [
+        "samples per step (data.batch_size x data-parallel ranks x "
+        "trainer.accumulate_grad_batches): 2x2x1 -> 2x1x1"]
+    assert changed_data_settings(cfg(2), cfg(2, seed=1)) == ["data.seed: 0 -> 1"]
+    assert changed_data_settings(None, cfg(2)) == []  # nothing recorded: nothing compared

@@ -32,38 +32,50 @@ def check_lexicon(meta: dict, expected: str | None, where: str = "checkpoint") -
         )
 
 
-# Settings that decide which batch a step reads (and, for stage align, which QA pairs are mixed
+# Settings that decide which samples a step reads (and, for stage align, which QA pairs are mixed
 # in): a resume that changes one continues the weights and optimizer, not the saved run's order.
-DATA_ORDER_KEYS = ("data.seed", "data.batch_size", "data.seq_len",
-                   "trainer.accumulate_grad_batches", "align.qa", "adapt.heldout_fraction")
+# Rank r of dp reads batch j*dp + r, so what must stay is the product batch x dp x accumulation,
+# the samples per optimizer step, not each factor (2 ranks x 2 rows resume as 1 rank x 4 rows).
+DATA_ORDER_KEYS = ("data.seed", "data.seq_len", "align.qa", "adapt.heldout_fraction")
+STEP_FACTORS = ("data.batch_size", "trainer.accumulate_grad_batches")
 
 
-def changed_data_settings(saved_cfg: dict | None, cfg: dict) -> list[str]:
-    """``["data.batch_size: 4 -> 8", ...]`` for the DATA_ORDER_KEYS a resumed run changed; keys
-    one of the two configs lacks are not compared (an older checkpoint, another stage)."""
+def _get(d, dotted: str, missing):
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return missing
+        d = d[part]
+    return d
+
+
+def changed_data_settings(saved_cfg: dict | None, cfg: dict, saved_dp: int = 1,
+                          dp: int = 1) -> list[str]:
+    """``["data.seed: 0 -> 1", ...]`` for what a resumed run changed of what orders its data;
+    keys one of the two configs lacks are not compared (an older checkpoint, another stage)."""
     missing = object()
-
-    def get(d, dotted: str):
-        for part in dotted.split("."):
-            if not isinstance(d, dict) or part not in d:
-                return missing
-            d = d[part]
-        return d
-
     changed = []
     for key in DATA_ORDER_KEYS:
-        old, new = get(saved_cfg or {}, key), get(cfg, key)
+        old, new = _get(saved_cfg or {}, key, missing), _get(cfg, key, missing)
         if old is not missing and new is not missing and old != new:
             changed.append(f"{key}: {old} -> {new}")
+    old = [_get(saved_cfg or {}, k, missing) for k in STEP_FACTORS]
+    new = [_get(cfg, k, missing) for k in STEP_FACTORS]
+    if missing not in old + new and old[0] * saved_dp * old[1] != new[0] * dp * new[1]:
+        changed.append(f"samples per step (data.batch_size x data-parallel ranks x "
+                       f"trainer.accumulate_grad_batches): {old[0]}x{saved_dp}x{old[1]} -> "
+                       f"{new[0]}x{dp}x{new[1]}")
     return changed
 
 
-def warn_if_data_settings_changed(checkpoint: dict, cfg: dict) -> None:
+def warn_if_data_settings_changed(checkpoint: dict, cfg: dict, dp: int) -> None:
     """On resume: say which order-deciding settings differ from the saved run's (a warning, not
-    a refusal: continuing with another batch size can be deliberate)."""
+    a refusal: continuing with another batch size can be deliberate). The saved run's
+    data-parallel size is the number of data-parallel ranks whose random streams it holds."""
     from lightning.pytorch.utilities import rank_zero_warn
 
     saved = (checkpoint.get("hyper_parameters") or {}).get("cfg")
-    if changed := changed_data_settings(saved, cfg):
+    streams = (checkpoint.get(CHECKPOINT_KEY) or {}).get("rng") or []
+    saved_dp = len({int(st["rank"]) for st in streams}) or 1
+    if changed := changed_data_settings(saved, cfg, saved_dp, dp):
         rank_zero_warn(f"ckpt_path: resumed with other data settings ({'; '.join(changed)}): "
                        "weights and optimizer continue, the saved run's batch order does not")

@@ -393,7 +393,7 @@ class DualMindModule(L.LightningModule):
             from dualmind.checkpoint_meta import warn_if_data_settings_changed
             from dualmind.rng_state import resume
 
-            warn_if_data_settings_changed(checkpoint, self.cfg)
+            warn_if_data_settings_changed(checkpoint, self.cfg, self.data_parallel()[1])
 
             resume(self.training_rng(), meta.get("rng"), int(checkpoint.get("global_step", 0)),
                    *self.data_parallel())

@@ -172,3 +172,15 @@ def test_align_dry_run_refuses_a_plan_that_does_not_fit(capsys):
     out = capsys.readouterr()
     assert "DOES NOT FIT" in out.out
     assert f"over by {human_gib(over)}" in out.err and "decoder_align_70b" in out.err
+
+
+@pytest.mark.parametrize("recipe,override,says", [
+    ("decoder_align_70b", "strategy.tensor_parallel_size=2", "stage=align shards the core and"),
+    ("core_70b", "strategy.tensor_parallel_size=16", "does not divide model.n_kv_heads=8"),
+])
+def test_a_sharding_plan_that_cannot_be_applied_is_reported_not_raised(recipe, override, says,
+                                                                     capsys):
+    cfg = compose([f"recipe={recipe}", "trainer.dry_run=true", override])
+    assert main(cfg) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says in err and "tensor_parallel_size" in err

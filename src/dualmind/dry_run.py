@@ -200,11 +200,12 @@ def main(cfg: DictConfig) -> int:
     import sys
 
     from dualmind.config import ConfigError, validate
+    from dualmind.parallel import ParallelConfigError
 
     try:
         validate(cfg)
         result = dry_run(cfg)
-    except (ConfigError, DryRunError) as err:
+    except (ConfigError, DryRunError, ParallelConfigError) as err:  # the plan cannot be applied
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(result.report())

@@ -155,7 +155,7 @@ def dry_run_align(cfg: DictConfig) -> AlignDryRun:
     decoder_params = sum(p.numel() for p in decoder.parameters())
     core_block, core_root = _block_and_root(core)
     decoder_block, decoder_root = _block_and_root(decoder)
-    with fake_mesh(world, tp) as mesh:  # parallelize_align itself refuses tensor parallelism
+    with fake_mesh(world, tp) as mesh:  # parallelize_align refuses TP; dry_run.main reports it
         parallelize_align(core, decoder, mesh, activation_checkpointing=s.activation_checkpointing,
                           param_dtype=s.get("param_dtype"), reduce_dtype=s.get("reduce_dtype"))
         core_shard, decoder_shard = local_params(core), local_params(decoder)

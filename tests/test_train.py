@@ -295,3 +295,20 @@ def test_the_resume_check_compares_samples_per_step_not_each_factor():
         "trainer.accumulate_grad_batches): 2x2x1 -> 2x1x1"]
     assert changed_data_settings(cfg(2), cfg(2, seed=1)) == ["data.seed: 0 -> 1"]
     assert changed_data_settings(None, cfg(2)) == []  # nothing recorded: nothing compared
+
+
+def test_a_resume_from_a_rank0_flops_count_says_so():
+    import warnings
+
+    from dualmind.checkpoint_meta import warn_on_resume
+
+    def warned(meta):
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            warn_on_resume({"dualmind": meta}, {}, dp=2)
+        return [str(w.message) for w in got if "flops_total" in str(w.message)]
+
+    two_ranks = [{"rank": 0}, {"rank": 1}]
+    assert warned({"rng": two_ranks}) and "rank 0's batches only" in warned({"rng": two_ranks})[0]
+    assert not warned({"rng": two_ranks, "flops_scope": "global"})
+    assert not warned({"rng": [{"rank": 0}]})  # one rank: rank 0's batches were all of them

@@ -67,15 +67,21 @@ def changed_data_settings(saved_cfg: dict | None, cfg: dict, saved_dp: int = 1,
     return changed
 
 
-def warn_if_data_settings_changed(checkpoint: dict, cfg: dict, dp: int) -> None:
-    """On resume: say which order-deciding settings differ from the saved run's (a warning, not
-    a refusal: continuing with another batch size can be deliberate). The saved run's
-    data-parallel size is the number of data-parallel ranks whose random streams it holds."""
+def warn_on_resume(checkpoint: dict, cfg: dict, dp: int) -> None:
+    """What a resumed run should be told (warnings, not refusals: continuing with another batch
+    size can be deliberate): the order-deciding settings it changed, and a FLOPs count of another
+    kind. The saved run's data-parallel size is the number of data-parallel ranks whose random
+    streams it holds."""
     from lightning.pytorch.utilities import rank_zero_warn
 
     saved = (checkpoint.get("hyper_parameters") or {}).get("cfg")
-    streams = (checkpoint.get(CHECKPOINT_KEY) or {}).get("rng") or []
+    meta = checkpoint.get(CHECKPOINT_KEY) or {}
+    streams = meta.get("rng") or []
     saved_dp = len({int(st["rank"]) for st in streams}) or 1
     if changed := changed_data_settings(saved, cfg, saved_dp, dp):
         rank_zero_warn(f"ckpt_path: resumed with other data settings ({'; '.join(changed)}): "
                        "weights and optimizer continue, the saved run's batch order does not")
+    if meta.get("flops_scope") != "global" and len(streams) > 1:
+        rank_zero_warn("ckpt_path: this checkpoint's flops_total counts rank 0's batches only "
+                       "(written before dualmind counted the global batch); train/flops_total "
+                       "continues from it and so undercounts the steps before the resume")

@@ -377,6 +377,7 @@ class DualMindModule(L.LightningModule):
             "core_fingerprint": getattr(self, "core_fingerprint", None),  # dualmind.align
             "context": row_context(self.cfg),  # the rows trained on: `dualmind eval` reuses them
             "flops_total": self._flops_total,
+            "flops_scope": "global",  # every rank's batch, once (older: rank 0's)
             "rng": self._rng_states(),  # every rank's (a collective: all ranks save together)
         }
 
@@ -390,10 +391,10 @@ class DualMindModule(L.LightningModule):
             self.lexicon_fingerprint = meta.get("lexicon_fingerprint")
         self._flops_total = float(meta.get("flops_total", 0.0))
         if self._trainer is not None:  # read outside training: no random stream to continue
-            from dualmind.checkpoint_meta import warn_if_data_settings_changed
+            from dualmind.checkpoint_meta import warn_on_resume
             from dualmind.rng_state import resume
 
-            warn_if_data_settings_changed(checkpoint, self.cfg, self.data_parallel()[1])
+            warn_on_resume(checkpoint, self.cfg, self.data_parallel()[1])
 
             resume(self.training_rng(), meta.get("rng"), int(checkpoint.get("global_step", 0)),
                    *self.data_parallel())

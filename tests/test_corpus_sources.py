@@ -213,3 +213,14 @@ def test_keys_without_ids_do_not_depend_on_where_the_data_lies(tmp_path):
         docs, _ = read([root / "en" / "a.txt", root / "b.jsonl"])  # files named one by one
         assert [d.key for d in docs] == ["en/a.txt", "b.jsonl:1"]
     assert keys[0] == keys[1]
+
+
+def test_a_linked_file_is_named_by_its_link_not_its_target(tmp_path):
+    cache = tmp_path / "cache" / "blobs"
+    cache.mkdir(parents=True)
+    (cache / "9f3a1c").write_text(json.dumps({"text": "A record."}) + "\n", encoding="utf-8")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "part-0.jsonl").symlink_to(cache / "9f3a1c")
+    docs, _ = read([data])
+    assert [d.key for d in docs] == ["part-0.jsonl:1"]

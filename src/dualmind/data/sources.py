@@ -93,12 +93,14 @@ def source_names(files: list[Path]) -> dict[Path, str]:
     A record without an id is keyed ``name:line`` (a text file: ``name``), and the train/val
     split hashes the keys: keyed by absolute path, the same data built from another folder
     (another checkout, a temporary directory) would be split differently, and its val figures
-    would not be comparable. Relative names move with the data."""
+    would not be comparable. Relative names move with the data. Links are not followed (a file
+    linked from a download cache keeps its own name, not the cache's blob name); inputs added
+    from outside the common folder move it, and so rename the others."""
     if not files:
         return {}
-    resolved = [f.resolve() for f in files]
-    root = Path(os.path.commonpath([r.parent for r in resolved]))
-    return {f: r.relative_to(root).as_posix() for f, r in zip(files, resolved, strict=True)}
+    absolute = [Path(os.path.abspath(f)) for f in files]
+    root = Path(os.path.commonpath([a.parent for a in absolute]))
+    return {f: a.relative_to(root).as_posix() for f, a in zip(files, absolute, strict=True)}
 
 
 def file_format(path: Path) -> str:

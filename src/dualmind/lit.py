@@ -238,15 +238,15 @@ class DualMindModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         with self.training_rng().active():  # a resumed run makes the same draws
             counts = self._step(batch)
+        dp = self.data_parallel()[1]  # once per step: each call slices the device mesh
         total, self._step_flops = global_batch(counts, self._batch_flops(batch, counts),
-                                               self.trainer.world_size, self.data_parallel()[1])
+                                               self.trainer.world_size, dp)
         # Each rank's NLL over the *global* number of predicted symbols, times the data-parallel
-        # size: the gradients DDP/FSDP2 average over the data-parallel ranks are then those of the
-        # global mean, however the symbols split between ranks (align rows differ in text
-        # length). One rank: the mean. Tensor-parallel peers compute this same loss from the same
-        # batch; each holds a share of the split weights and tensor parallelism's collectives give
-        # each share its gradient of that one loss, so a group counts its batch once.
-        loss = counts.nll_sum * (self.data_parallel()[1] / float(total.symbols.clamp(min=1)))
+        # size: the gradients DDP/FSDP2 average over data-parallel ranks are those of the global
+        # mean however symbols split between ranks (align rows differ in length). TP peers compute
+        # this same loss from the same batch; tensor parallelism's collectives give each share of
+        # the split weights its gradient of that one loss, so a group counts its batch once.
+        loss = counts.nll_sum * (dp / float(total.symbols.clamp(min=1)))
         # Judged on the all-rank sum, which every rank holds: all ranks stop together, none is
         # left waiting in a collective for a rank that raised.
         if not (torch.isfinite(total.nll_sum) and torch.isfinite(loss)):

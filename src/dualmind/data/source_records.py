@@ -16,9 +16,9 @@ from dualmind.data.sources import (
     SNIFF_BYTES,
     ReadOptions,
     SourceDoc,
-    looks_binary,
     open_binary,
     read_lines,
+    refuse_binary,
 )
 
 
@@ -101,11 +101,8 @@ def read_jsonl_file(
     path: Path, name: str, opts: ReadOptions, problems: Problems
 ) -> Iterator[SourceDoc]:
     with open_binary(path) as f:
-        reason = looks_binary(f.read(SNIFF_BYTES))
-        if reason:
-            problems.report("binary_file", f"not JSON lines: {reason}", path)
+        if refuse_binary(f, path, problems, "JSON lines"):
             return
-        f.seek(0)
         any_line = False
         for lineno, line, _ in read_lines(f, path, opts, problems):
             if not line.strip():

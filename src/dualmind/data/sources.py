@@ -129,6 +129,17 @@ def looks_binary(head: bytes) -> str | None:
     return None
 
 
+def refuse_binary(f: BinaryIO, path: Path, problems: Problems, expected: str) -> bool:
+    """True, counted as ``binary_file``, when the file's first bytes are not text; otherwise
+    rewinds it for reading. ``expected`` names what it should have been ("text", "JSON lines")."""
+    reason = looks_binary(f.read(SNIFF_BYTES))
+    if reason:
+        problems.report("binary_file", f"not {expected}: {reason}", path)
+        return True
+    f.seek(0)
+    return False
+
+
 def read_lines(
     f: BinaryIO, path: Path, opts: ReadOptions, problems: Problems
 ) -> Iterator[tuple[int, str, str]]:
@@ -193,11 +204,8 @@ def read_text_file(
     order mark is not text and is dropped). One larger than max_document_bytes is split at line
     boundaries under `replace` (counted), left out under `skip`."""
     with open_binary(path) as f:
-        reason = looks_binary(f.read(SNIFF_BYTES))
-        if reason:
-            problems.report("binary_file", f"not text: {reason}", path)
+        if refuse_binary(f, path, problems, "text"):
             return
-        f.seek(0)
         parts: list[str] = []
         size = 0
         part_no = 0

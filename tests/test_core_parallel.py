@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
+from test_parallel_support import leave_rank
 
 pytestmark = pytest.mark.multiprocess
 
@@ -118,6 +119,7 @@ def _worker(rank: int, store: str) -> None:
         dist.barrier()  # no rank tears gloo down while the other is still in a collective
     finally:
         dist.destroy_process_group()
+    leave_rank()
 
 
 def test_fsdp2_and_tensor_parallel_core_compute_what_the_plain_core_computes(tmp_path):

@@ -80,9 +80,9 @@ def test_cross_keys_values_are_computed_once(model, inputs, monkeypatch):
     calls = []
     original = CrossAttention.keys_values
 
-    def counting(self, states):
+    def counting(self, states, positions=None):
         calls.append(states.shape)
-        return original(self, states)
+        return original(self, states, positions)
 
     monkeypatch.setattr(CrossAttention, "keys_values", counting)
     model.generate(core, prompt, NEW, temperature=0.0)
@@ -119,7 +119,7 @@ def test_generation_refuses_bad_requests(model, inputs):
     core, prompt = inputs
     with pytest.raises(ValueError, match="at least one token"):
         model.generate(core, prompt[:, :0], 4)
-    with pytest.raises(ValueError, match="cross_mask or cross_mask_fn, not both"):
+    with pytest.raises(ValueError, match="one of cross_mask, cross_mask_fn and pointer_fn"):
         model.generate(core, prompt, 4, cross_mask=torch.ones(B, S, dtype=torch.bool),
                        cross_mask_fn=stream_rows)
     with pytest.raises(ValueError, match="longer than the decoder's context"):

@@ -35,19 +35,46 @@ def test_render_sees_own_and_earlier_scenes():
     assert torch.equal(mask, expected)
 
 
-def test_stream_sees_units_up_to_its_own():
+def test_stream_sees_units_up_to_the_one_after_its_pointer():
+    # pointers (the unit of each position's input token): scene 0 [-1, -1, 0, 0, 1],
+    # scene 1 [-1, 0, 1]; stream reads units <= pointer + 1 of its scene
+    assert pack_alignment([ONE_DOC]).pointers().tolist() == [[-1, -1, 0, 0, 1, -1, 0, 1]]
     mask = pack_alignment([ONE_DOC]).cross_mask("stream")[0].int()
     expected = torch.tensor([
-        [0, 0, 0, 0, 0],  # span -1: before any unit, nothing (the null key only)
-        [1, 0, 0, 0, 0],
+        [1, 0, 0, 0, 0],  # nothing produced yet: the first unit
         [1, 0, 0, 0, 0],
         [1, 1, 0, 0, 0],
+        [1, 1, 0, 0, 0],
         [1, 1, 1, 0, 0],
-        [1, 1, 1, 1, 0],  # scene 1: all of scene 0, then its own units so far
+        [1, 1, 1, 1, 0],  # scene 1: all of scene 0, then its own units up to pointer + 1
         [1, 1, 1, 1, 1],
         [1, 1, 1, 1, 1],
     ])
     assert torch.equal(mask, expected)
+
+
+def test_pointer_reads_a_window_around_its_pointer():
+    mask = pack_alignment([ONE_DOC]).cross_mask("pointer", window=(0, 1))[0].int()
+    expected = torch.tensor([
+        [1, 0, 0, 0, 0],  # pointer -1: units -1..0 of its scene, so unit 0
+        [1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0],
+        [1, 1, 0, 0, 0],
+        [0, 1, 1, 0, 0],
+        [0, 0, 0, 1, 0],  # scene 1 (row indices 3, 4): never an earlier scene
+        [0, 0, 0, 1, 1],
+        [0, 0, 0, 0, 1],
+    ])
+    assert torch.equal(mask, expected)
+
+
+def test_cross_positions_are_row_indices_of_pointer_and_units():
+    from dualmind.model.masks import cross_positions
+
+    queries, keys = cross_positions(pack_alignment([ONE_DOC]))
+    assert keys.tolist() == [[0, 1, 2, 3, 4]]
+    # scene 0 starts at row index 0, scene 1 at 3: start + pointer
+    assert queries.tolist() == [[-1, -1, 0, 0, 1, 2, 3, 4]]
 
 
 def test_documents_and_padding_never_see_each_other():
@@ -70,8 +97,9 @@ def test_core_unit_override_for_a_scene_cut_by_the_pack_boundary():
     assert units_in_scene(core["core_scene"], core["core_doc"]).tolist() == [[0, 1]]
     derived = cross_attention_mask("stream", **text, **core)
     explicit = cross_attention_mask("stream", **text, **core, core_unit=torch.tensor([[2, 3]]))
-    assert derived.int().tolist() == [[[1, 1], [1, 1]]]
-    assert explicit.int().tolist() == [[[1, 0], [1, 1]]]
+    # pointers [-1, 2]: stream reads units <= pointer + 1
+    assert derived.int().tolist() == [[[1, 0], [1, 1]]]
+    assert explicit.int().tolist() == [[[0, 0], [1, 1]]]
 
 
 def _ids(text_span, text_scene, text_doc, core_scene=((0,),), core_doc=((0,),)):
@@ -249,23 +277,63 @@ def packs(draw):
     return rows
 
 
-def reference_mask(rows, mode):
-    """Allowed (token, state) pairs straight from the definitions, one pair at a time."""
+def reference_mask(rows, mode, window=(-1, 2)):
+    """Allowed (token, state) pairs straight from the definitions, one pair at a time. A
+    token's pointer is the span of the token before it in its scene (-1 for the first)."""
     out = []
     for row in rows:
-        tokens = [(i, s.doc, span) for i, s in enumerate(row) for span in s.span]
+        tokens = [(i, s.doc, ([-1] + list(s.span))[j]) for i, s in enumerate(row)
+                  for j in range(len(s.span))]
         states = [(i, s.doc, unit) for i, s in enumerate(row) for unit in range(s.n_units)]
-        out.append([[t_doc == c_doc and (c_scene < t_scene or (c_scene == t_scene and (
-            mode == "render" or unit <= span)))
-            for c_scene, c_doc, unit in states] for t_scene, t_doc, span in tokens])
+
+        def allowed(t_scene, t_doc, pointer, c_scene, c_doc, unit):
+            if t_doc != c_doc:
+                return False
+            if mode == "render":
+                return c_scene <= t_scene
+            if mode == "stream":
+                return c_scene < t_scene or (c_scene == t_scene and unit <= pointer + 1)
+            return c_scene == t_scene and window[0] <= unit - pointer <= window[1]
+
+        out.append([[allowed(*token, *state) for state in states] for token in tokens])
     return out
 
 
 @settings(max_examples=60, deadline=None)
-@given(rows=packs(), mode=st.sampled_from(["render", "stream"]))
+@given(rows=packs(), mode=st.sampled_from(["render", "stream", "pointer"]))
 def test_masks_match_their_definition(rows, mode):
     mask = pack_alignment(rows).cross_mask(mode)
     for b, (row, expected) in enumerate(zip(rows, reference_mask(rows, mode), strict=True)):
         n_tokens, n_states = len(expected), sum(s.n_units for s in row)
         assert mask[b, :n_tokens, :n_states].tolist() == expected
         assert not mask[b, n_tokens:].any() and not mask[b, :, n_states:].any()  # padding
+
+
+# ---- the leak test: what a position reads never depends on the token it predicts ----
+
+@settings(max_examples=80, deadline=None)
+@given(rows=packs(), mode=st.sampled_from(["render", "stream", "pointer"]), data=st.data())
+def test_no_mask_row_depends_on_the_token_it_predicts(rows, mode, data):
+    """Change token t (its span: the unit it belongs to, within what keeps spans monotone):
+    rows <= t, which predict tokens up to t, must stay exactly the same in every mode."""
+    candidates = [(r, i) for r, row in enumerate(rows) for i, s in enumerate(row) if s.span]
+    if not candidates:
+        return
+    r, i = data.draw(st.sampled_from(candidates))
+    scene = rows[r][i]
+    j = data.draw(st.integers(0, len(scene.span) - 1))
+    low = scene.span[j - 1] if j else -1
+    high = scene.span[j + 1] if j + 1 < len(scene.span) else scene.n_units - 1
+    new = data.draw(st.integers(low, high))
+    changed = [list(row) for row in rows]
+    spans = list(scene.span)
+    spans[j] = new
+    changed[r][i] = SceneSpans(scene.n_units, spans, scene.doc)
+    t = sum(len(s.span) for s in rows[r][:i]) + j  # the position predicting the changed token
+    before = pack_alignment(rows).cross_mask(mode)[r, : t + 1]
+    after = pack_alignment(changed).cross_mask(mode)[r, : t + 1]
+    assert torch.equal(before, after)
+    from dualmind.model.masks import cross_positions
+
+    q_before = cross_positions(pack_alignment(rows))[0][r, : t + 1]
+    assert torch.equal(q_before, cross_positions(pack_alignment(changed))[0][r, : t + 1])

@@ -127,25 +127,25 @@ def test_align_without_core_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_stream_mode_reads_fewer_core_states_than_render(tmp_path, core_checkpoint):
-    """align.mask_mode reaches the decoder: the same batch scores differently under the two masks
-    (stream hides later units of the scene), and both are finite."""
+    """decoder.mask_mode reaches the decoder: the same batch scores differently under the two
+    masks (stream hides later units of the scene), and both are finite."""
     from omegaconf import OmegaConf
 
     from dualmind.data.align_datamodule import AlignDataModule
     from dualmind.lit import DualMindModule
 
-    cfg = compose(align_overrides(tmp_path, core_checkpoint, "align.mask_mode=stream"))
+    cfg = compose(align_overrides(tmp_path, core_checkpoint, "decoder.mask_mode=stream"))
     dm = AlignDataModule.from_config(cfg).prepare()
     module = DualMindModule(OmegaConf.to_container(cfg, resolve=True), dm.lexicon_fingerprint)
-    assert module.mask_mode == "stream"
+    assert module.decoder.cfg.mask_mode == "stream"
     batch = next(iter(dm.val_dataloader()))
     with torch.no_grad():
         stream = float(module._align_step(batch).loss)
-        module.mask_mode = "render"
+        module.decoder.cfg.mask_mode = "render"
         render = float(module._align_step(batch).loss)
     assert math.isfinite(stream) and math.isfinite(render) and stream != render
-    with pytest.raises(Exception, match="align.mask_mode"):
-        compose(align_overrides(tmp_path, core_checkpoint, "align.mask_mode=later"))
+    with pytest.raises(Exception, match="mask_mode"):
+        compose(align_overrides(tmp_path, core_checkpoint, "decoder.mask_mode=later"))
 
 
 def test_core_of_another_lexicon_is_refused(tmp_path, core_checkpoint):

@@ -104,22 +104,39 @@ def core_doc_ids(core_doc: torch.Tensor) -> torch.Tensor:
     return torch.where(pad, core_doc.max() + 1, core_doc)
 
 
-def core_states(core: HyperCore, batch: dict) -> torch.Tensor:
-    """The frozen core's hidden states [B,S,D] (detached) over the batch's core ids. The output
-    head is skipped: the decoder reads states only, and the head is a large share of a small
-    core's forward (core_mini: 4.2M of its 8.9M matmul weights) and a [B,S,V] tensor."""
+def core_states(core: HyperCore, batch: dict, read: str = "final") -> torch.Tensor:
+    """What the decoder reads of the frozen core over the batch's core ids (detached):
+    :func:`dualmind.model.core_reading.read_core` with ``read`` (the decoder's ``core_read``),
+    scenes for ``centred`` from the batch's alignment. The output head is skipped: the decoder
+    reads states only, and the head is a large share of a small core's forward (core_mini: 4.2M
+    of its 8.9M matmul weights) and a [B,S,V] tensor."""
+    from dualmind.model.core_reading import read_core
+
     alignment = batch["alignment"]
-    with torch.no_grad():
-        out = core(batch["core_ids"], doc_ids=core_doc_ids(alignment.core_doc),
-                   compute_logits=False)
-    return out.hidden.detach()
+    scenes = alignment.core_doc * (int(alignment.core_scene.max()) + 2) + alignment.core_scene
+    return read_core(core, batch["core_ids"], read, doc_ids=core_doc_ids(alignment.core_doc),
+                     scene_ids=scenes)
+
+
+def shuffled(batch_states: torch.Tensor, core_ids: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The control: every row reads the next row's core states and unit ids (rolled by one along
+    the batch), its own text and mask unchanged. What the decoder then still codes well, it did
+    not take from its own scene's core."""
+    if batch_states.shape[0] < 2:
+        raise ValueError("the shuffled-states control needs batches of at least 2 rows")
+    return batch_states.roll(1, dims=0), core_ids.roll(1, dims=0)
 
 
 def decoder_nll(decoder: torch.nn.Module, states: torch.Tensor, batch: dict,
-                mask_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed NLL in nats over the text targets, number of targets)."""
+                mask_mode: str | None = None, core_ids: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed NLL in nats over the text targets, number of targets). mask_mode: default the
+    decoder's own; core_ids: default the batch's (pass the control's rolled ones with it)."""
     alignment = batch["alignment"].to(states.device)
-    logits = decoder(batch["text_ids"], states, cross_mask=alignment, mask_mode=mask_mode)
+    ids = batch["core_ids"] if core_ids is None else core_ids
+    logits = decoder(batch["text_ids"], states, cross_mask=alignment, mask_mode=mask_mode,
+                     core_ids=ids.to(states.device))
     targets = batch["targets"]
     nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
                           ignore_index=IGNORE, reduction="sum")

@@ -203,11 +203,11 @@ def validate(cfg: DictConfig, check_model: bool = True) -> DictConfig:
     if cfg.stage not in STAGES:
         raise ConfigError(f"stage={cfg.stage!r}: expected one of {STAGES}")
     if cfg.stage == "align" and cfg.get("align") is not None:
-        from dualmind.model.masks import MASK_MODES
-
-        if cfg.align.mask_mode not in MASK_MODES:
-            raise ConfigError(f"align.mask_mode={cfg.align.mask_mode!r}: expected one of "
-                              f"{MASK_MODES}")
+        if "mask_mode" in cfg.align:
+            raise ConfigError("align.mask_mode has moved to decoder.mask_mode: which core states "
+                              "a token reads is part of the decoder, so evaluation and the "
+                              "bridge read it the way it was trained (decoder.mask_mode="
+                              f"{cfg.align.mask_mode})")
         if not isinstance(cfg.align.get("qa", False), bool):
             raise ConfigError(f"align.qa={cfg.align.qa!r}: expected true or false")
     if cfg.strategy.name not in STRATEGIES:

@@ -47,7 +47,7 @@ __all__ = ["LN2", "EvalError", "EvalReport", "Rendering", "SystemBits", "add_arg
 
 def evaluate(checkpoint: str | Path, corpus_dir: str | Path, split: str = "val",
              max_records: int | None = None, scenes: int = 3, batch_size: int = 4,
-             mask_mode: str = "render", lexicon_dir: str | Path | None = None,
+             mask_mode: str | None = None, lexicon_dir: str | Path | None = None,
              max_new_tokens: int | None = None, core: str | Path | None = None,
              context: tuple[int, int] | None = None) -> EvalReport:
     """Score `checkpoint` (align or lm; a .ckpt, run folder or export) on a split of a corpus.
@@ -77,7 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenes", type=int, default=3,
                         help="scenes to render greedily for chrF / word accuracy (0: none)")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--mask-mode", default="render", choices=("render", "stream"))
+    parser.add_argument("--mask-mode", default=None, choices=("render", "stream", "pointer"),
+                        help="which core states a token reads (default: the decoder's own, "
+                             "as it was trained)")
     parser.add_argument("--lexicon", default=None, help="lexicon folder, to gloss hyperphrases")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="rendering budget per scene (default: its text's length + 16)")

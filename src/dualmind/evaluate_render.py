@@ -27,6 +27,9 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
     special = shards.manifest.get("tokenizer", {}).get("special", {})
     bos, eos = int(special.get("bos", 1)), int(special.get("eos", 2))
     lexicon = _lexicon(lexicon_dir, shards.lexicon_fingerprint, corpus_dir)
+    from dualmind.bridge.pointer import pointer_for
+    from dualmind.model.core_reading import read_core
+
     out = []
     for i in records if records is not None else range(min(scenes, len(shards))):
         scene = shards[i]
@@ -39,11 +42,14 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
                 f"the core's context holds {seen} of the scene's {len(scene.core)} units; "
                 f"compared with the text of those {seen} units")
         units = torch.as_tensor(scene.core[:seen], dtype=torch.int64)[None]
-        with torch.no_grad():
-            states = core(units).hidden
+        states = read_core(core, units, decoder.cfg.core_read)
         budget = min(max_new_tokens or len(text) + 16, decoder.cfg.max_seq_len - 1)
+        try:  # the decoder follows its own text through the hyperphrase, as in training
+            pointer = pointer_for(decoder, lexicon, tok, seen, lang=getattr(scene, "lang", None))
+        except ValueError as err:
+            raise EvalError(f"rendering {corpus_dir}: {err} (--lexicon)") from err
         gen = decoder.generate(states, torch.tensor([[bos]]), budget, temperature=temperature,
-                               top_k=top_k, eos_id=eos,
+                               top_k=top_k, eos_id=eos, pointer_fn=pointer, core_ids=units,
                                generator=torch.Generator().manual_seed(seed + i))
         ids = [int(t) for t in gen.ids[0, 1:]]
         if eos in ids:

@@ -30,6 +30,21 @@ class SystemBits:
     records: int = 0
     windowed: int = 0
     windows: int = 0
+    # the control: the decoder's nats when every row reads another row's core (rolled by one
+    # row in each batch); None when not measured (stage lm, or batches of one row)
+    shuffled_nll: float | None = None
+
+    @property
+    def shuffled_bpb(self) -> float | None:
+        if self.shuffled_nll is None:
+            return None
+        return self.shuffled_nll / (LN2 * max(self.text_bytes, 1))
+
+    @property
+    def taken_from_core_bpb(self) -> float | None:
+        """Bits per byte the decoder takes from its own scene's core: shuffled minus own."""
+        shuffled = self.shuffled_bpb
+        return None if shuffled is None else shuffled - self.decoder_bpb
 
     @property
     def dropped_bytes(self) -> int:
@@ -79,6 +94,7 @@ class EvalReport:
         b = self.bits
         return {"split": self.split, "system_bpb": b.system_bpb, "core_bpb": b.core_bpb,
                 "decoder_bpb": b.decoder_bpb, **asdict(b), "dropped_bytes": b.dropped_bytes,
+                "shuffled_bpb": b.shuffled_bpb, "taken_from_core_bpb": b.taken_from_core_bpb,
                 "flops_per_byte": self.flops_per_byte, "chrf": self.chrf,
                 "word_accuracy": self.word_accuracy,
                 "renderings": [asdict(r) for r in self.renderings]}
@@ -97,6 +113,11 @@ class EvalReport:
         lines = [*head, f"  system bits/byte  {b.system_bpb:.4f}",
                  f"    core  (hyperphrase)   {b.core_bpb:.4f}  ({b.core_positions} positions)",
                  f"    decoder (text | core) {b.decoder_bpb:.4f}  ({b.text_positions} positions)"]
+        if b.shuffled_bpb is not None:
+            lines += [f"    decoder, another scene's core (control) {b.shuffled_bpb:.4f}",
+                      f"    bits/byte taken from the core           {b.taken_from_core_bpb:.4f}"]
+        else:
+            lines.append("    control not measured (batches of one row): pass --batch-size 2+")
         for k, v in self.flops_per_byte.items():
             lines.append(f"  FLOPs/byte {k:<18} {v:.4g}")
         if self.renderings:

@@ -56,15 +56,18 @@ def context_lengths(core, decoder, meta: dict | None = None) -> tuple[int, int]:
 
 def score_split(core, decoder, corpus_dir: str | Path, split: str = "val",
                 max_records: int | None = None, batch_size: int = 4,
-                mask_mode: str = "render", expect_lexicon: str | None = None,
+                mask_mode: str | None = None, expect_lexicon: str | None = None,
                 context: tuple[int, int] | None = None, lang: str | None = None,
-                records: Sequence[int] | None = None) -> SystemBits:
+                records: Sequence[int] | None = None, control: bool = True) -> SystemBits:
     """Summed code length of the split's first `max_records` records (all by default).
 
     context: (core units, text positions) per row; default: :func:`context_lengths`.
     lang: only the records in this language (e.g. "en", "ru"), in their order.
-    records: exactly these record indices, in this order (lang and max_records then unused)."""
-    from dualmind.align import core_doc_ids, decoder_nll
+    records: exactly these record indices, in this order (lang and max_records then unused).
+    mask_mode: default the decoder's own (decoder.cfg.mask_mode).
+    control: also score every batch with each row reading the next row's core (the shuffled-
+    states control, ``SystemBits.shuffled_nll``); skipped (None) if a batch has a single row."""
+    from dualmind.align import core_doc_ids, core_states, decoder_nll, shuffled
     from dualmind.data.align_datamodule import AlignPacks, collate_aligned, records_of_language
     from dualmind.data.datamodule import open_shards
 
@@ -95,9 +98,18 @@ def score_split(core, decoder, corpus_dir: str | Path, split: str = "val",
             c_nll, c_pos = core_nll(out.logits, batch["core_ids"], core_doc)
             bits.core_nll += c_nll
             bits.core_positions += c_pos
-            d_nll, d_pos = decoder_nll(decoder, out.hidden, batch, mask_mode)
+            read = decoder.cfg.core_read
+            states = out.hidden if read == "final" else core_states(core, batch, read)
+            d_nll, d_pos = decoder_nll(decoder, states, batch, mask_mode)
             bits.decoder_nll += float(d_nll)
             bits.text_positions += int(d_pos)
+            if control and batch["core_ids"].shape[0] > 1:
+                other, other_ids = shuffled(states, batch["core_ids"])
+                s_nll, _ = decoder_nll(decoder, other, batch, mask_mode, core_ids=other_ids)
+                bits.shuffled_nll = (bits.shuffled_nll or 0.0) + float(s_nll)
+            elif control:
+                control = False  # one batch of one row: the control is not measured at all
+                bits.shuffled_nll = None
     return bits
 
 

@@ -42,6 +42,25 @@ from dualmind.step_counts import StepCounts, global_batch
 LN2 = math.log(2.0)
 
 
+def decoder_config_for_core(values: dict, core_config: CoreConfig):
+    """The decoder config of an align run: cfg.decoder, checked against the core it reads, with
+    core_layers / core_vocab_size (mix, copy channel) taken from the core when left null."""
+    from dualmind.model.decoder_config import DecoderConfig
+
+    values = dict(values)
+    for key, core_value in (("core_layers", core_config.n_layers),
+                            ("core_vocab_size", core_config.vocab_size)):
+        if values.get(key) is None:
+            values[key] = core_value
+        elif int(values[key]) != core_value:
+            raise ValueError(f"decoder.{key}={values[key]} but the core has {core_value}")
+    decoder_config = DecoderConfig.from_dict(values, source="cfg.decoder")
+    if decoder_config.core_dim != core_config.dim:
+        raise ValueError(f"decoder.core_dim={decoder_config.core_dim} but the core's "
+                         f"dim is {core_config.dim} (model.dim)")
+    return decoder_config
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; training stops before that update is applied."""
 
@@ -113,6 +132,8 @@ class DualMindModule(L.LightningModule):
 
             self.core_fingerprint = sharded_fingerprint(self.core)  # recorded in checkpoints
             materialize_core(self.decoder, device)
+            if self.decoder_config.copy_slots:  # a buffer, not a weight: init leaves it empty
+                self.decoder.memory.set_surfaces(self._surfaces.to(device))
             return
         parallelize_core(self.core, self.device_mesh, **options)
         materialize_core(self.core, device)
@@ -134,7 +155,6 @@ class DualMindModule(L.LightningModule):
 
     def _build_align(self, cfg: dict) -> None:
         from dualmind.model.decoder import LanguageDecoder
-        from dualmind.model.decoder_config import DecoderConfig
         from dualmind.sharded_load import core_checkpoint_meta, load_frozen_core_any
 
         if not cfg.get("decoder"):
@@ -145,11 +165,7 @@ class DualMindModule(L.LightningModule):
             raise ValueError("stage=align needs core.checkpoint=<a stage-core .ckpt, sharded "
                              "checkpoint folder or `dualmind export` folder>: the decoder reads "
                              "a trained core")
-        self.decoder_config = DecoderConfig.from_dict(cfg["decoder"], source="cfg.decoder")
-        if self.decoder_config.core_dim != self.core_config.dim:
-            raise ValueError(f"decoder.core_dim={self.decoder_config.core_dim} but the core's "
-                             f"dim is {self.core_config.dim} (model.dim)")
-        self.mask_mode = (cfg.get("align") or {}).get("mask_mode", "render")
+        self.decoder_config = decoder_config_for_core(cfg["decoder"], self.core_config)
         if self.sharded:
             # Both built on meta: configure_model shards them, fills the core's shards from the
             # checkpoint rank-locally and initialises the decoder's. Only metadata is read here.
@@ -161,6 +177,12 @@ class DualMindModule(L.LightningModule):
         else:  # a .ckpt, an export folder, or an fsdp2 run's sharded folder, read whole
             self.decoder = LanguageDecoder(self.decoder_config)
             meta = load_frozen_core_any(self.core, checkpoint, self.lexicon_fingerprint)
+        if self.decoder_config.copy_slots:
+            from dualmind.data.surfaces import surface_table_for_run
+
+            self._surfaces = surface_table_for_run(cfg, self.decoder_config)
+            if not self.sharded:
+                self.decoder.memory.set_surfaces(self._surfaces)
         self.core_fingerprint = meta.get("core_fingerprint")  # issue 4; fsdp2: configure_model
         if self.lexicon_fingerprint is None:
             self.lexicon_fingerprint = meta.get("lexicon_fingerprint")
@@ -174,10 +196,10 @@ class DualMindModule(L.LightningModule):
     def _align_step(self, batch: dict) -> StepCounts:
         from dualmind.align import core_states, decoder_nll
 
-        states = core_states(self.core, batch)
+        states = core_states(self.core, batch, self.decoder_config.core_read)
         if self.sharded:  # an FSDP2 root keeps its gathered params after forward (its blocks
             self.core.reshard()  # reshard themselves), waiting for a backward that never comes
-        nll, tokens = decoder_nll(self.decoder, states, batch, self.mask_mode)
+        nll, tokens = decoder_nll(self.decoder, states, batch)
         return StepCounts(nll, tokens, batch["text_bytes"].sum())
 
     def _lm_step(self, batch: dict) -> StepCounts:

@@ -3,8 +3,11 @@
 Choices and why:
 - Separate RMSNorms for the queries (decoder stream, width dim) and for the keys/values (core
   states, width core_dim): the two streams live on different scales, and the core is frozen.
-- No rotary positions: the alignment between text and core is carried by the mask alone
-  (BLT, CEPE), so the decoder cannot learn shortcuts from absolute offsets in a pack.
+- Rotary positions only on offsets, and only with ``cross_rope``: a key is rotated by its unit's
+  index in the row, a query by the index of the unit its pointer is at (the unit of the token
+  it just read, :mod:`dualmind.model.masks`), so a score sees "this unit is the one I am at /
+  the next one" and never an absolute place in a pack. Without it the mask alone carries the
+  alignment, which in render mode is none at all (docs/alignment.md has the measurements).
 - A learned null key/value, prepended to every row's keys, is always visible: a token whose
   mask shows no core state (text before the first unit, padding) attends to "nothing" instead
   of producing NaNs, and any token may choose to ignore the core (RETRO). Both start at zero,
@@ -27,6 +30,7 @@ from torch import nn
 from dualmind.model import attention as attn
 from dualmind.model.core import RMSNorm
 from dualmind.model.decoder_config import DecoderConfig
+from dualmind.model.rope import apply_rope, inverse_frequencies, rope_cos_sin
 
 CrossKV = tuple[torch.Tensor, torch.Tensor]  # keys, values [B, 1+S, n_kv_heads, head_dim]
 
@@ -35,19 +39,22 @@ class CrossAttention(nn.Module):
     def __init__(self, cfg: DecoderConfig):
         super().__init__()
         self.head_dim = cfg.head_dim  # head counts follow the projection widths
+        self.rope_theta = cfg.rope_theta if cfg.cross_rope else None
         self.q_norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.kv_norm = RMSNorm(cfg.core_dim, cfg.norm_eps)
+        self.kv_norm = RMSNorm(cfg.memory_dim, cfg.norm_eps)
         self.wq = nn.Linear(cfg.dim, cfg.q_dim, bias=False)
-        self.wk = nn.Linear(cfg.core_dim, cfg.kv_dim, bias=False)
-        self.wv = nn.Linear(cfg.core_dim, cfg.kv_dim, bias=False)
+        self.wk = nn.Linear(cfg.memory_dim, cfg.kv_dim, bias=False)
+        self.wv = nn.Linear(cfg.memory_dim, cfg.kv_dim, bias=False)
         self.wo = nn.Linear(cfg.q_dim, cfg.dim, bias=False)
         self.null_k = nn.Parameter(torch.zeros(cfg.n_kv_heads, cfg.head_dim))
         self.null_v = nn.Parameter(torch.zeros(cfg.n_kv_heads, cfg.head_dim))
         # shape [1], not a scalar: FSDP2 shards parameters along dim 0
         self.gate = nn.Parameter(torch.zeros(1)) if cfg.gated else None
 
-    def keys_values(self, core_states: torch.Tensor) -> CrossKV:
-        """core_states [B,S,core_dim] -> keys, values [B,1+S,KV,Dh], the null pair first.
+    def keys_values(self, core_states: torch.Tensor, positions: torch.Tensor | None = None
+                    ) -> CrossKV:
+        """core_states [B,S,memory_dim] -> keys, values [B,1+S,KV,Dh], the null pair first.
+        positions [B,S]: each state's rotary position (with ``cross_rope``; default 0..S-1).
 
         Depends only on the core states: generation computes it once per layer and reuses it.
         """
@@ -58,16 +65,31 @@ class CrossAttention(nn.Module):
         states = self.kv_norm(core_states).to(self.wk.weight.dtype)
         k = self.wk(states).view(B, S, -1, self.head_dim)
         v = self.wv(states).view(B, S, -1, self.head_dim)
+        if self.rope_theta is not None:  # the null key has no place: it stays unrotated
+            if positions is None:
+                positions = torch.arange(S, device=k.device).expand(B, S)
+            k = apply_rope(k, *self._angles(positions))
         null_k = self.null_k.to(k.dtype).expand(B, 1, -1, -1)
         null_v = self.null_v.to(v.dtype).expand(B, 1, -1, -1)
         return torch.cat((null_k, k), dim=1), torch.cat((null_v, v), dim=1)
 
-    def forward(self, x: torch.Tensor, kv: CrossKV, sdpa_mask: torch.Tensor) -> torch.Tensor:
+    def _angles(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        inv_freq = inverse_frequencies(self.head_dim, self.rope_theta, None, positions.device)
+        return rope_cos_sin(positions, inv_freq)
+
+    def forward(self, x: torch.Tensor, kv: CrossKV, sdpa_mask: torch.Tensor,
+                query_positions: torch.Tensor | None = None) -> torch.Tensor:
         """x [B,T,dim] (the residual stream), sdpa_mask from :func:`with_null` (built once per
-        forward, shared by every cross-attention layer) -> the residual update [B,T,dim]."""
+        forward, shared by every cross-attention layer), query_positions [B,T] the row index of
+        each token's pointer unit (needed with ``cross_rope``) -> the residual update [B,T,dim]."""
         B, T, _ = x.shape
         k, v = kv
         q = self.wq(self.q_norm(x)).view(B, T, -1, self.head_dim)
+        if self.rope_theta is not None:
+            if query_positions is None:
+                raise ValueError("cross_rope: the decoder needs each token's pointer position "
+                                 "(pass an Alignment, or cross_positions)")
+            q = apply_rope(q, *self._angles(query_positions))
         k, v = k.to(q.dtype), v.to(q.dtype)
         if q.is_cuda and k.shape[2] != q.shape[2]:
             # On CUDA a masked SDPA call with enable_gqa has no fused kernel (flash takes no

@@ -9,7 +9,10 @@ start switched off. Blocks 0, k, 2k, ... read the core (``cross_every`` = k): fi
 cross-attention, then the block's self-attention and feed-forward (Flamingo's order).
 
 The decoder only reads the core's states: it shares the core's layers, never its model class.
-Which states each token may read is the cross mask (:mod:`dualmind.model.masks`).
+What it reads of them (final states, symbol embeddings, a layer mix, centred states) and the
+copy channel beside them are :mod:`dualmind.model.core_reading`; which states each token may read
+and where it points are the cross mask and pointer (:mod:`dualmind.model.masks`,
+``cfg.mask_mode``).
 
 Parallelism is applied from outside, as for the core (``fully_shard`` per ``layers`` element).
 """
@@ -31,27 +34,35 @@ from dualmind.model.core import (
     new_cache_for,
     resolve_positions,
 )
+from dualmind.model.core_reading import CoreMemory
 from dualmind.model.cross_attention import CrossAttention, CrossKV, with_null
 from dualmind.model.decoder_config import DecoderConfig
 from dualmind.model.kv_cache import KVCache
-from dualmind.model.masks import Alignment
+from dualmind.model.masks import Alignment, cross_positions, scene_rows
 from dualmind.model.sampling import Generation, decode
 
 # cross_mask_fn(positions [n], ids [B, L]) -> bool [B, n, S]: the mask rows of text positions
-# `positions` given the tokens so far (ids includes them); lets stream-mode generation decide
-# which units a token may read from what has been generated.
+# `positions` given the tokens so far (ids includes them).
 CrossMaskFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# pointer_fn(positions [n], ids [B, L]) -> long [B, n]: the unit each of the text positions
+# `positions` points at (the unit of its input token, -1 before any), from the tokens so far:
+# generation follows the text it produced (dualmind.bridge.pointer re-encodes it with the lexicon).
+PointerFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class DecoderContext(BatchContext):
     """The core's per-forward context plus what cross-attention needs: a plain slotted class like
     BatchContext, so FSDP2 mixed precision leaves the fp32 RoPE angles in it alone."""
 
-    __slots__ = ("core_states", "cross_kv", "cross_mask")  # cross_mask: with_null's SDPA form
+    # cross_mask: with_null's SDPA form; query_positions: [B,T] rotary position of each token's
+    # pointer (cross_rope), key_positions [B,S] of each state
+    __slots__ = ("memory", "cross_kv", "cross_mask", "query_positions", "key_positions")
 
-    def __init__(self, layout, cos, sin, cache, core_states, cross_kv, cross_mask):
+    def __init__(self, layout, cos, sin, cache, memory, cross_kv, cross_mask,
+                 query_positions=None, key_positions=None):
         super().__init__(layout, cos, sin, cache)
-        self.core_states, self.cross_kv, self.cross_mask = core_states, cross_kv, cross_mask
+        self.memory, self.cross_kv, self.cross_mask = memory, cross_kv, cross_mask
+        self.query_positions, self.key_positions = query_positions, key_positions
 
 
 class DecoderBlock(Block):
@@ -65,8 +76,8 @@ class DecoderBlock(Block):
     def forward(self, x: torch.Tensor, ctx: DecoderContext) -> torch.Tensor:
         if self.cross_attention is not None:
             kv = (ctx.cross_kv[self.cross_index] if ctx.cross_kv is not None
-                  else self.cross_attention.keys_values(ctx.core_states))
-            x = x + self.cross_attention(x, kv, ctx.cross_mask)
+                  else self.cross_attention.keys_values(ctx.memory, ctx.key_positions))
+            x = x + self.cross_attention(x, kv, ctx.cross_mask, ctx.query_positions)
         return super().forward(x, ctx)
 
 
@@ -76,6 +87,7 @@ class LanguageDecoder(nn.Module):
         attn.check_installed(cfg.attn_backend)
         self.cfg = cfg
         self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.memory = CoreMemory(cfg)
         cross = {layer: i for i, layer in enumerate(cfg.cross_layers)}
         self.layers = nn.ModuleList(DecoderBlock(cfg, i, cross.get(i))
                                     for i in range(cfg.n_layers))
@@ -93,16 +105,23 @@ class LanguageDecoder(nn.Module):
 
     def forward(self, text_ids: torch.Tensor, core_states: torch.Tensor | None = None,
                 cross_mask: torch.Tensor | Alignment | None = None,
-                doc_ids: torch.Tensor | None = None, *, mask_mode: str = "render",
+                doc_ids: torch.Tensor | None = None, *, mask_mode: str | None = None,
+                core_ids: torch.Tensor | None = None,
+                cross_pos: tuple[torch.Tensor, torch.Tensor] | None = None,
                 positions: torch.Tensor | None = None, cache: KVCache | None = None,
                 cross_kv: list[CrossKV] | None = None, compute_logits: bool = True
                 ) -> torch.Tensor:
-        """text_ids [B,T], core_states [B,S,core_dim] (detached or not: the decoder never
-        changes them) -> logits [B,T,V] (or the final-normed hidden [B,T,dim] with
-        ``compute_logits=False``, for callers that compute the loss in chunks).
+        """text_ids [B,T], core_states [B,S,core_dim] (or [B,S,L+1,core_dim] for ``core_read:
+        mix``; detached or not: the decoder never changes them) -> logits [B,T,V] (or the
+        final-normed hidden [B,T,dim] with ``compute_logits=False``, for callers that compute
+        the loss in chunks).
 
         cross_mask  bool [B,T,S] (True = may attend), an :class:`Alignment` turned into one with
-                    ``mask_mode`` (render|stream), or None: every token sees every core state.
+                    ``mask_mode`` (default: the config's) and ``cfg.pointer_window``, or None:
+                    every token sees every core state.
+        core_ids    [B,S] the hyperphrase's unit ids: the copy channel's input (copy_slots).
+        cross_pos   (query [B,T], key [B,S]) rotary positions for ``cross_rope``; taken from an
+                    Alignment when not given.
         doc_ids     [B,T] document per text token: self-attention and RoPE positions stay within
                     each document run, as in the core. Defaults to an Alignment's text_doc.
         cache, cross_kv   incremental decoding (see :meth:`generate`): the self-attention KV cache
@@ -117,19 +136,27 @@ class LanguageDecoder(nn.Module):
                                  f"{self.cfg.vocab_size}); was the text tokenizer trained larger "
                                  "than decoder.vocab_size?")
         if isinstance(cross_mask, Alignment):
+            alignment = cross_mask
             if doc_ids is None:  # the documents it packs also bound self-attention
-                doc_ids = cross_mask.text_doc
-            cross_mask = cross_mask.cross_mask(mask_mode)
+                doc_ids = alignment.text_doc
+            if cross_pos is None and self.cfg.cross_rope:
+                cross_pos = cross_positions(alignment)
+            cross_mask = alignment.cross_mask(mask_mode or self.cfg.mask_mode,
+                                              window=self.cfg.pointer_window)
         self._check_core(core_states, cross_kv, B)
         positions, past = resolve_positions(
             self.cfg, positions, doc_ids, cache, B, T, text_ids.device,
             too_long="text of {n} tokens is longer than the decoder's context")
 
         x = self.tok_embeddings(text_ids)
-        n_states = core_states.shape[1] if cross_kv is None else cross_kv[0][0].shape[1] - 1
+        memory = None
+        if cross_kv is None:
+            memory = self.memory(core_states, core_ids, self.tok_embeddings)
+        n_states = memory.shape[1] if cross_kv is None else cross_kv[0][0].shape[1] - 1
         cross_mask = with_null(cross_mask, B, T, n_states, x.device)
+        query_pos, key_pos = cross_pos if cross_pos is not None else (None, None)
         ctx = DecoderContext(*layout_and_rope(self.cfg, x, doc_ids, positions, past), cache,
-                             core_states, cross_kv, cross_mask)
+                             memory, cross_kv, cross_mask, query_pos, key_pos)
         for block in self.layers:
             x = block(x, ctx)
         if cache is not None:
@@ -145,21 +172,31 @@ class LanguageDecoder(nn.Module):
             return
         if core_states is None:
             raise ValueError("the decoder needs core_states [B,S,core_dim] (or cross_kv)")
-        if core_states.dim() != 3 or core_states.shape[0] != batch \
-                or core_states.shape[2] != self.cfg.core_dim:
+        dims = 4 if self.cfg.core_read == "mix" else 3
+        if core_states.dim() != dims or core_states.shape[0] != batch \
+                or core_states.shape[-1] != self.cfg.core_dim:
+            want = "S, L+1, " if dims == 4 else "S, "
             raise ValueError(f"core_states has shape {tuple(core_states.shape)}, expected "
-                             f"({batch}, S, {self.cfg.core_dim}) (core_dim from the decoder "
-                             "config: was this decoder built for another core?)")
+                             f"({batch}, {want}{self.cfg.core_dim}) (core_dim and core_read "
+                             f"{self.cfg.core_read!r} from the decoder config: was this decoder "
+                             "built for another core, or the states read another way?)")
 
     def cross_keys_values(self, core_states: torch.Tensor,
-                          extend: list[CrossKV] | None = None) -> list[CrossKV]:
+                          extend: list[CrossKV] | None = None,
+                          core_ids: torch.Tensor | None = None) -> list[CrossKV]:
         """Every cross-attention layer's keys/values of these core states (null pair first).
 
+        ``core_ids``: the states' unit ids (the copy channel's input, with copy_slots).
         ``extend``: keys/values computed earlier; ``core_states`` are then only the states the
         core added since, appended after the old ones (stream mode: the core reads on while the
-        decoder speaks). Equal to computing them at once: norm and projections act per state.
+        decoder speaks). Equal to computing them at once: norm, projections and rotary positions
+        act per state.
         """
-        fresh = [layer.keys_values(core_states) for layer in self.cross_layers]
+        memory = self.memory(core_states, core_ids, self.tok_embeddings)
+        B, S = memory.shape[:2]
+        start = 0 if extend is None else extend[0][0].shape[1] - 1
+        key_pos = torch.arange(start, start + S, device=memory.device).expand(B, S)
+        fresh = [layer.keys_values(memory, key_pos) for layer in self.cross_layers]
         if extend is None:
             return fresh
         if len(extend) != len(fresh):
@@ -176,17 +213,22 @@ class LanguageDecoder(nn.Module):
     @torch.no_grad()
     def generate(self, core_states: torch.Tensor, prompt_ids: torch.Tensor,
                  max_new_tokens: int, *, cross_mask: torch.Tensor | None = None,
-                 cross_mask_fn: CrossMaskFn | None = None, temperature: float = 1.0,
+                 cross_mask_fn: CrossMaskFn | None = None, pointer_fn: PointerFn | None = None,
+                 core_ids: torch.Tensor | None = None, temperature: float = 1.0,
                  top_k: int | None = None, eos_id: int | None = None,
                  generator: torch.Generator | None = None, return_logits: bool = False
                  ) -> Generation:
-        """Continue ``prompt_ids`` [B,P] (at least one token, e.g. BOS) reading ``core_states``.
+        """Continue ``prompt_ids`` [B,P] (at least one token, e.g. BOS) reading ``core_states``
+        (one scene: a rendered scene or a thought, states 0..S-1).
 
-        Which core states each token reads: ``cross_mask`` bool [B,S] (every position the same
-        row: render a scene), [B,P+max_new_tokens,S] (a row per position), ``cross_mask_fn``
-        (see :data:`CrossMaskFn`, for stream mode), or neither (everything). temperature 0 is
-        greedy; ``top_k`` keeps the k likeliest tokens. A row that produced ``eos_id`` keeps
-        producing it; generation stops early once every row has.
+        Which core states each token reads: ``pointer_fn`` (see :data:`PointerFn`: the decoder
+        follows the text it produced with its own ``mask_mode``, pointer window and rotary
+        offsets, as it was trained; the pointer of the first position is -1), or for a decoder
+        without a pointer: ``cross_mask`` bool [B,S] (every position the same row),
+        [B,P+max_new_tokens,S] (a row per position), ``cross_mask_fn`` (see :data:`CrossMaskFn`),
+        or none of them (everything). ``core_ids`` [B,S]: the copy channel's input.
+        temperature 0 is greedy; ``top_k`` keeps the k likeliest tokens. A row that produced
+        ``eos_id`` keeps producing it; generation stops early once every row has.
 
         Self-attention keys/values are cached; the cross keys/values are computed once.
         """
@@ -195,8 +237,12 @@ class LanguageDecoder(nn.Module):
             raise ValueError("generate needs a prompt of at least one token (e.g. BOS)")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
-        if cross_mask is not None and cross_mask_fn is not None:
-            raise ValueError("pass cross_mask or cross_mask_fn, not both")
+        if sum(x is not None for x in (cross_mask, cross_mask_fn, pointer_fn)) > 1:
+            raise ValueError("pass one of cross_mask, cross_mask_fn and pointer_fn")
+        if pointer_fn is None and (self.cfg.cross_rope or self.cfg.mask_mode != "render"):
+            raise ValueError(f"this decoder reads in mask_mode={self.cfg.mask_mode!r}"
+                             f"{' with rotary offsets' if self.cfg.cross_rope else ''}: "
+                             "generation needs a pointer_fn (dualmind.bridge.pointer)")
         total = P + max_new_tokens
         if total > self.cfg.max_seq_len:
             raise ValueError(f"prompt of {P} + {max_new_tokens} new tokens is longer than the "
@@ -206,22 +252,28 @@ class LanguageDecoder(nn.Module):
                              f"generation needs {total} (prompt + max_new_tokens)")
         # No self.eval(): the decoder has no dropout or batch statistics, so the mode changes
         # nothing, and generating from a validation hook must not flip a training model.
-        cross_kv = self.cross_keys_values(core_states)
+        cross_kv = self.cross_keys_values(core_states, core_ids=core_ids)
+        n_states = cross_kv[0][0].shape[1] - 1
         cache = self.new_cache(B, total)
 
-        def rows(start: int, stop: int, ids: torch.Tensor) -> torch.Tensor | None:
+        def rows(start: int, stop: int, ids: torch.Tensor):
+            if pointer_fn is not None:
+                pointer = pointer_fn(torch.arange(start, stop, device=ids.device), ids)
+                mask = scene_rows(self.cfg.mask_mode, pointer, n_states, self.cfg.pointer_window)
+                return mask, (pointer.clamp(min=-1), None)
             if cross_mask_fn is not None:
-                return cross_mask_fn(torch.arange(start, stop, device=ids.device), ids)
+                return cross_mask_fn(torch.arange(start, stop, device=ids.device), ids), None
             if cross_mask is None:
-                return None
+                return None, None
             if cross_mask.dim() == 2:
-                return cross_mask[:, None, :].expand(-1, stop - start, -1)
-            return cross_mask[:, start:stop]
+                return cross_mask[:, None, :].expand(-1, stop - start, -1), None
+            return cross_mask[:, start:stop], None
 
         def step(new_ids: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
             start = ids.shape[1] - new_ids.shape[1]  # the new ids are the last of ids
-            return self(new_ids, cross_mask=rows(start, ids.shape[1], ids), cache=cache,
-                        cross_kv=cross_kv)[:, -1]
+            mask, pos = rows(start, ids.shape[1], ids)
+            return self(new_ids, cross_mask=mask, cache=cache, cross_kv=cross_kv,
+                        cross_pos=pos)[:, -1]
 
         return decode(prompt_ids, max_new_tokens, step, temperature=temperature, top_k=top_k,
                       eos_id=eos_id, generator=generator, return_logits=return_logits)
@@ -238,7 +290,7 @@ class LanguageDecoder(nn.Module):
         missing, unexpected or of the wrong shape is an error naming it; nothing loads then.
         """
         own = self.state_dict()
-        new = sorted(k for k in own if ".cross_attention." in k)
+        new = sorted(k for k in own if ".cross_attention." in k or k.startswith("memory."))
         expected = set(own) - set(new)
         problems = [f"missing {k}" for k in sorted(expected - set(state_dict))]
         problems += [f"unexpected {k}" for k in sorted(set(state_dict) - expected)]
@@ -272,6 +324,7 @@ class LanguageDecoder(nn.Module):
         _normal(self.tok_embeddings.weight, std)
         if not self.cfg.tie_embeddings:
             _normal(self.output.weight, std)
+        self.memory.reset_parameters()
         for block in self.layers:
             block.init_weights(std, out_std, normal=_normal)
             if block.cross_attention is not None:

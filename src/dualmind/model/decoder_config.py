@@ -22,6 +22,9 @@ from dualmind.model.config import (
     conf_names,
 )
 
+CORE_READS = ("final", "embed", "mix", "centred")
+MASK_MODES = ("render", "stream", "pointer")  # dualmind.model.masks (which imports torch)
+
 
 @dataclass
 class DecoderConfig(StackConfig):
@@ -36,6 +39,24 @@ class DecoderConfig(StackConfig):
     core_dim        hidden size of the core whose states the decoder reads (its keys/values input)
     gated           multiply each cross-attention output by tanh(g), g initialised to 0 (Flamingo):
                     a decoder initialised from a pretrained LM starts as exactly that LM
+    core_read       what of the frozen core the cross-attention reads (docs/alignment.md has the
+                    measurements): ``final`` its final-norm states, ``embed`` its symbol
+                    embeddings (layer 0), ``mix`` a learned softmax mix of every layer's
+                    RMS-normed residual stream (needs core_layers), ``centred`` the final states
+                    minus their mean over the scene (the shared direction removed)
+    core_layers     the core's n_layers (``mix`` reads n_layers + 1 streams); filled from the
+                    core's config by the align stage when left null
+    cross_rope      rotate cross-attention queries by their pointer unit and keys by their unit
+                    index, so attention scores see the offset between the unit a token is at and
+                    each unit (with mask mode ``pointer``, see :mod:`dualmind.model.masks`)
+    copy_slots      K > 0: the copy channel — each core position also offers the decoder's own
+                    embeddings of the first K BPE tokens of its unit's surface in the lexicon
+                    (lossless: the exact text; semantic: the lemma), so rendering a unit can copy
+    core_vocab_size the core's vocabulary, the rows of the copy channel's surface table
+    mask_mode       which core states each token may read (:mod:`dualmind.model.masks`):
+                    ``render``, ``stream`` or ``pointer``; training, evaluation, the bridge and
+                    the visualiser all read it from here, so they read the way it was trained
+    pointer_window  [lo, hi]: in ``pointer`` mode a token reads the units pointer+lo..pointer+hi
     """
 
     vocab_size: int
@@ -55,6 +76,13 @@ class DecoderConfig(StackConfig):
     tie_embeddings: bool = False
     init_std: float = 0.02
     attn_backend: str = "auto"
+    core_read: str = "final"
+    core_layers: int | None = None
+    cross_rope: bool = False
+    copy_slots: int = 0
+    core_vocab_size: int | None = None
+    mask_mode: str = "render"
+    pointer_window: tuple[int, int] = (-1, 2)
 
     config_kind: ClassVar[str] = "decoder"
     conf_subdir: ClassVar[str] = "decoder"
@@ -65,8 +93,31 @@ class DecoderConfig(StackConfig):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"decoder config: {key} must be a positive integer, "
                                   f"got {value!r}")
-        if not isinstance(self.gated, bool):
-            raise ConfigError(f"decoder config: gated must be true or false, got {self.gated!r}")
+        for key in ("gated", "cross_rope"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"decoder config: {key} must be true or false, got "
+                                  f"{getattr(self, key)!r}")
+        if self.core_read not in CORE_READS:
+            raise ConfigError(f"decoder config: core_read must be one of {CORE_READS}, got "
+                              f"{self.core_read!r}")
+        if not isinstance(self.copy_slots, int) or self.copy_slots < 0:
+            raise ConfigError(f"decoder config: copy_slots must be an integer >= 0, got "
+                              f"{self.copy_slots!r}")
+        if self.mask_mode not in MASK_MODES:
+            raise ConfigError(f"decoder config: mask_mode must be one of {MASK_MODES}, got "
+                              f"{self.mask_mode!r}")
+        window = self.pointer_window
+        if (not isinstance(window, (list, tuple)) or len(window) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in window)
+                or window[0] > window[1] or window[1] < 0):
+            raise ConfigError(f"decoder config: pointer_window must be [lo, hi] with integers "
+                              f"lo <= hi and hi >= 0, got {window!r}")
+        self.pointer_window = (int(window[0]), int(window[1]))
+        for key in ("core_layers", "core_vocab_size"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ConfigError(f"decoder config: {key} must be a positive integer or null, "
+                                  f"got {value!r}")
         # The text stack validates the shared keys (and fills n_kv_heads/head_dim defaults).
         try:
             stack = self.text_stack()
@@ -78,7 +129,9 @@ class DecoderConfig(StackConfig):
     # ---- construction: from_dict, from_yaml, from_name come from StackConfig ----
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["pointer_window"] = list(self.pointer_window)  # YAML and JSON have no tuples
+        return out
 
     def text_stack(self) -> CoreConfig:
         """The decoder without cross-attention, as a core config: what its self-attention blocks,
@@ -95,6 +148,18 @@ class DecoderConfig(StackConfig):
     # ---- sizes (q_dim, kv_dim come from StackConfig) ----
 
     @property
+    def memory_dim(self) -> int:
+        """Width of what each core position offers the cross-attention: the core's state, plus
+        the copy channel's surface embedding (the decoder's width) when it is on."""
+        return self.core_dim + (self.dim if self.copy_slots else 0)
+
+    def reading_params(self) -> int:
+        """Parameters outside the cross-attention layers that serve the reading: the layer mix's
+        weights and the copy channel's per-slot scales."""
+        mix = (self.core_layers + 1) if self.core_read == "mix" and self.core_layers else 0
+        return mix + self.copy_slots * self.dim
+
+    @property
     def cross_layers(self) -> list[int]:
         """Indices of the blocks that cross-attend to the core."""
         return list(range(0, self.n_layers, self.cross_every))
@@ -105,15 +170,16 @@ class DecoderConfig(StackConfig):
         return math.ceil(self.n_layers / self.cross_every)
 
     def cross_params(self) -> int:
-        """One cross-attention sub-layer: query norm, key/value norm (over core_dim), wq, wk, wv,
-        wo, the null key and value, and the gate scalar if gated."""
-        projections = (self.dim * self.q_dim + 2 * self.core_dim * self.kv_dim
+        """One cross-attention sub-layer: query norm, key/value norm (over memory_dim), wq, wk,
+        wv, wo, the null key and value, and the gate scalar if gated."""
+        projections = (self.dim * self.q_dim + 2 * self.memory_dim * self.kv_dim
                        + self.q_dim * self.dim)
-        return projections + self.dim + self.core_dim + 2 * self.kv_dim + int(self.gated)
+        return projections + self.dim + self.memory_dim + 2 * self.kv_dim + int(self.gated)
 
     def num_params(self) -> int:
         """Closed form; equals ``sum(p.numel() for p in LanguageDecoder(cfg).parameters())``."""
-        return self.text_stack().num_params() + self.n_cross * self.cross_params()
+        return (self.text_stack().num_params() + self.n_cross * self.cross_params()
+                + self.reading_params())
 
     def flops_per_token(self, seq_len: int, core_len: int, training: bool = True) -> float:
         """Model FLOPs per text token, torchtitan's convention (6·N + attention when training,
@@ -132,8 +198,12 @@ class DecoderConfig(StackConfig):
             raise ValueError(f"seq_len and core_len must be positive, got {seq_len}, {core_len}")
         factor, attn_factor = (6, 12) if training else (2, 4)
         per_token = self.dim * self.q_dim + self.q_dim * self.dim + self.dim  # wq, wo, q norm
-        per_core_state = 2 * self.core_dim * self.kv_dim + self.core_dim  # wk, wv, kv norm
+        per_core_state = 2 * self.memory_dim * self.kv_dim + self.memory_dim  # wk, wv, kv norm
         cross = self.n_cross * (per_token + per_core_state * core_len / seq_len)
+        # once per core state, whatever the cross layers: the layer mix and the copy channel
+        reading = (self.copy_slots * self.dim
+                   + ((self.core_layers or 0) + 1) * self.core_dim * (self.core_read == "mix"))
+        cross += reading * core_len / seq_len
         cross_attention = self.n_cross * self.n_heads * self.head_dim * (core_len + 1)
         return (self.text_stack().flops_per_token(seq_len, training=training)
                 + factor * cross + attn_factor * cross_attention)

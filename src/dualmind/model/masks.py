@@ -1,20 +1,30 @@
-"""Which core states each text token may cross-attend to: the decoder's only notion of alignment.
+"""Which core states each text token may cross-attend to, and where it points.
 
-Cross-attention has no positions (no RoPE), so this mask is all the decoder knows about which
-part of the core's sequence a token renders. It is built from explicit ids, never from offsets:
+Built from explicit ids, never from offsets:
 
-    text side  [B,T]  span   unit index (within its scene) of the token; -1 = before any unit
+    text side  [B,T]  span   unit index (within its scene) of the token the position predicts;
+                             -1 = before any unit
                       scene  scene id (larger = later in the document)
                       doc    document id (negative = padding: sees nothing)
     core side  [B,S]  scene, doc as above; unit = index of the state within its scene
                       (default: its position within the run of equal (doc, scene) ids)
 
+The pointer of a position is the unit of its *input* token — the span of the position before it
+in the same scene, -1 at a scene's first position: what generation knows, having produced that
+token. The span of the token a position predicts is never used to decide what it reads: a
+visible set that grew with the predicted token's unit would announce a unit boundary before the
+token is coded, and the code length would not be a valid code (``tests/test_masks.py`` changes
+token t and checks that rows <= t stay the same, for every mode).
+
 Modes
-    render  a token sees every core state of its own scene and of the earlier scenes of its
-            document: the decoder re-tells a scene the core has finished reading.
-    stream  a token sees the core states of earlier scenes of its document and, in its own
-            scene, those of units up to and including its span: text can be produced while the
-            core is still reading, one unit behind at most.
+    render   a token sees every core state of its own scene and of the earlier scenes of its
+             document: the decoder re-tells a scene the core has finished reading.
+    stream   a token sees the core states of earlier scenes of its document and, in its own
+             scene, those of units up to its pointer + 1 (the unit it is at and the next one):
+             text can be produced while the core is still reading.
+    pointer  a token sees the units of its own scene from pointer + lo to pointer + hi
+             (``window``, default (-1, 2)); with ``cross_rope`` the decoder also sees each
+             unit's offset from the pointer.
 
 Why it cannot leak through self-attention: the decoder's self-attention is causal within a
 document, so a token also "sees" whatever its earlier tokens saw. Both modes are leak-free only if
@@ -31,8 +41,9 @@ from dataclasses import dataclass
 import torch
 
 from dualmind.model.attention import positions_in_document, segment_ids
+from dualmind.model.decoder_config import MASK_MODES  # one list, in the torch-free config
 
-MASK_MODES = ("render", "stream")
+DEFAULT_WINDOW = (-1, 2)
 
 
 class AlignmentError(ValueError):
@@ -41,8 +52,8 @@ class AlignmentError(ValueError):
 
 def cross_attention_mask(mode: str, text_span: torch.Tensor, text_scene: torch.Tensor,
                          text_doc: torch.Tensor, core_scene: torch.Tensor, core_doc: torch.Tensor,
-                         core_unit: torch.Tensor | None = None, check: bool = True
-                         ) -> torch.Tensor:
+                         core_unit: torch.Tensor | None = None, check: bool = True,
+                         window: tuple[int, int] = DEFAULT_WINDOW) -> torch.Tensor:
     """bool [B,T,S]: True where text token t may attend to core state s (see module doc)."""
     if mode not in MASK_MODES:
         raise ValueError(f"cross-attention mask mode must be one of {MASK_MODES}, got {mode!r}")
@@ -56,8 +67,54 @@ def cross_attention_mask(mode: str, text_span: torch.Tensor, text_scene: torch.T
         return visible & (c_scene <= t_scene)
     if core_unit is None:
         core_unit = units_in_scene(core_scene, core_doc)
-    same_scene_before = (c_scene == t_scene) & (core_unit[:, None, :] <= text_span[:, :, None])
-    return visible & ((c_scene < t_scene) | same_scene_before)
+    offset = core_unit[:, None, :] - pointers(text_span, text_scene, text_doc)[:, :, None]
+    same_scene = visible & (c_scene == t_scene)
+    if mode == "stream":
+        return visible & ((c_scene < t_scene) | (same_scene & (offset <= 1)))
+    lo, hi = check_window(window)
+    return same_scene & (offset >= lo) & (offset <= hi)
+
+
+def check_window(window) -> tuple[int, int]:
+    lo, hi = (int(v) for v in window)
+    if lo > hi or hi < 0:
+        raise ValueError(f"pointer window [{lo}, {hi}] must have lo <= hi and hi >= 0 (a token "
+                         "must be able to read the unit it is at or a later one)")
+    return lo, hi
+
+
+def pointers(text_span: torch.Tensor, text_scene: torch.Tensor, text_doc: torch.Tensor
+             ) -> torch.Tensor:
+    """[B,T] the pointer of each position: the span of the position before it when that one is
+    in the same (doc, scene), else -1. Depends only on the text before each position."""
+    prev_span = torch.full_like(text_span, -1)
+    prev_span[:, 1:] = text_span[:, :-1]
+    same = torch.zeros_like(text_span, dtype=torch.bool)
+    same[:, 1:] = (text_scene[:, 1:] == text_scene[:, :-1]) & (text_doc[:, 1:] == text_doc[:, :-1])
+    return torch.where(same & (text_doc >= 0), prev_span, torch.full_like(text_span, -1))
+
+
+def cross_positions(alignment: Alignment) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary positions for cross-attention: (queries [B,T], keys [B,S]). A key's position is its
+    index in the row; a query's is the row index its pointer unit has (its scene's first unit +
+    pointer), so a score sees exactly the offset between a unit and the pointer."""
+    core_scene, core_doc = alignment.core_scene, alignment.core_doc
+    B, S = core_scene.shape
+    keys = torch.arange(S, device=core_scene.device).expand(B, S)
+    unit = (alignment.core_unit if alignment.core_unit is not None
+            else units_in_scene(core_scene, core_doc))
+    scene_start = keys - unit  # row index of each state's scene's first unit
+    # text position -> the start of the core run with its (doc, scene): scene ordinals are unique
+    # per row (pack_alignment numbers them 0.. per row), so look them up by scene id
+    n_scenes = int(core_scene.max()) + 2 if core_scene.numel() else 1
+    start_of = torch.zeros(B, n_scenes, dtype=torch.int64, device=core_scene.device)
+    real = core_scene >= 0
+    start_of.scatter_(1, torch.where(real, core_scene, n_scenes - 1),
+                      torch.where(real, scene_start, 0))
+    t_scene = alignment.text_scene.clamp(min=0, max=n_scenes - 1)
+    queries = start_of.gather(1, t_scene) + pointers(alignment.text_span, alignment.text_scene,
+                                                    alignment.text_doc)
+    return torch.where(alignment.text_doc >= 0, queries, torch.zeros_like(queries)), keys
 
 
 def units_in_scene(core_scene: torch.Tensor, core_doc: torch.Tensor) -> torch.Tensor:
@@ -126,9 +183,14 @@ class Alignment:
     core_doc: torch.Tensor  # [B,S]
     core_unit: torch.Tensor | None = None  # [B,S]; None = index within the scene's run
 
-    def cross_mask(self, mode: str, check: bool = True) -> torch.Tensor:
+    def cross_mask(self, mode: str, check: bool = True,
+                   window: tuple[int, int] = DEFAULT_WINDOW) -> torch.Tensor:
         return cross_attention_mask(mode, self.text_span, self.text_scene, self.text_doc,
-                                    self.core_scene, self.core_doc, self.core_unit, check)
+                                    self.core_scene, self.core_doc, self.core_unit, check, window)
+
+    def pointers(self) -> torch.Tensor:
+        """[B,T] unit index (in its scene) each position points at; see :func:`pointers`."""
+        return pointers(self.text_span, self.text_scene, self.text_doc)
 
     def to(self, device: torch.device | str) -> Alignment:
         moved = {k: (v.to(device) if v is not None else None) for k, v in vars(self).items()}
@@ -173,3 +235,20 @@ def pack_alignment(rows: Sequence[Sequence[SceneSpans]]) -> Alignment:
     return Alignment(text_span=column(0, T, -1), text_scene=column(1, T, -1),
                      text_doc=column(2, T, -1), core_scene=column(3, S, -1),
                      core_doc=column(4, S, -1))
+
+
+def scene_rows(mode: str, pointer: torch.Tensor, n_units: int,
+               window: tuple[int, int] = DEFAULT_WINDOW) -> torch.Tensor:
+    """Mask rows bool [B,n,S] of positions reading one scene of ``n_units`` states (a rendered
+    scene, a thought), given each position's pointer [B,n] (-1: nothing produced yet): what
+    :func:`cross_attention_mask` gives those positions, for generation."""
+    if mode not in MASK_MODES:
+        raise ValueError(f"cross-attention mask mode must be one of {MASK_MODES}, got {mode!r}")
+    unit = torch.arange(n_units, device=pointer.device)
+    offset = unit[None, None, :] - pointer[:, :, None]
+    if mode == "render":
+        return torch.ones_like(offset, dtype=torch.bool)
+    if mode == "stream":
+        return offset <= 1
+    lo, hi = check_window(window)
+    return (offset >= lo) & (offset <= hi)

@@ -201,9 +201,11 @@ class DecoderTrace:
 @torch.no_grad()
 def trace_decoder(decoder, text_ids: torch.Tensor, core_states: torch.Tensor, alignment,
                   cross: Sequence[int] | None = None, heads: Sequence[int] | None = None,
-                  mask_mode: str = "render", keep_values: bool = False) -> DecoderTrace:
-    """Run the decoder on text_ids [B,T] reading core_states [B,S,D] under ``alignment``'s
-    ``mask_mode`` mask and recompute the cross-attention probabilities of the cross-attention
+                  mask_mode: str | None = None, keep_values: bool = False,
+                  core_ids: torch.Tensor | None = None) -> DecoderTrace:
+    """Run the decoder on text_ids [B,T] reading core_states [B,S,D] (core_ids [B,S]: the copy
+    channel's input) under ``alignment``'s ``mask_mode`` mask (default: the decoder's own) and
+    recompute the cross-attention probabilities of the cross-attention
     layers ``cross`` (indices into ``decoder.cross_layers``; default all). Column 0 of each map
     is the null slot (always visible); column 1 + s is core state s."""
     modules = decoder.cross_layers
@@ -219,9 +221,11 @@ def trace_decoder(decoder, text_ids: torch.Tensor, core_states: torch.Tensor, al
     handles = []
 
     def recompute(mod, args) -> AttentionCapture:
-        x, (k, v), sdpa_mask = args
+        x, (k, v), sdpa_mask, query_positions = args
         B, T, _ = x.shape
         q = mod.wq(mod.q_norm(x)).view(B, T, -1, mod.head_dim)
+        if mod.rope_theta is not None:  # the scores the layer computes: queries at the pointer
+            q = apply_rope(q, *mod._angles(query_positions))
         k = _match_heads(k.to(q.dtype), q.shape[2])
         allowed = sdpa_mask[:, 0].expand(B, T, k.shape[1])
         probs = softmax_probs(q[:, :, chosen], k[:, :, chosen], allowed)
@@ -232,7 +236,7 @@ def trace_decoder(decoder, text_ids: torch.Tensor, core_states: torch.Tensor, al
         for c in chosen_layers:
             handles += _capture_hooks(modules[c], c, captures, recompute, keep_values)
         logits = decoder(text_ids, core_states=core_states, cross_mask=alignment,
-                         mask_mode=mask_mode)
+                         mask_mode=mask_mode, core_ids=core_ids)
     finally:
         for h in handles:
             h.remove()

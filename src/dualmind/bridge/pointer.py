@@ -1,0 +1,62 @@
+"""Where a generating decoder is in the hyperphrase: the pointer generation can follow.
+
+In training, a position's pointer is the unit of its input token (the shards' span ids,
+:func:`dualmind.model.masks.pointers`): the unit that owns the token's first byte, units owning
+the bytes from their start to the next unit's start (:mod:`dualmind.data.alignment`). At
+generation the same rule runs on the text produced so far: re-encode it with the lexicon, and
+the unit of the last token is the last unit starting at or before its first character. For a
+lossless lexicon this is the training pointer exactly wherever encoding a prefix gives the
+prefix of the encoding; a semantic lexicon encodes what the decoder said, which follows the
+thought's units only as far as the rendering does (``benchmarks/decoder_reading.py`` measures how
+often the two agree on held-out text).
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+import torch
+
+
+class LexiconPointer:
+    """A :data:`dualmind.model.decoder.PointerFn` for one batch of renderings: ids [B,L] hold
+    the prompt's first token (BOS) then the produced tokens; ``n_units`` clips the pointer to
+    the hyperphrase read (a rendering longer than it stays at its last unit)."""
+
+    def __init__(self, lexicon: Any, tokenizer: Any, n_units: int, lang: str | None = None,
+                 prompt_len: int = 1):
+        self.lexicon, self.tokenizer, self.lang = lexicon, tokenizer, lang
+        self.n_units, self.prompt_len = n_units, prompt_len
+
+    def unit_of_last(self, produced: list[int]) -> int:
+        """The unit the last of `produced` belongs to (-1 for none produced)."""
+        if not produced:
+            return -1
+        text = self.tokenizer.decode(produced, skip_special_tokens=True)
+        before = self.tokenizer.decode(produced[:-1], skip_special_tokens=True)
+        _, spans = self.lexicon.encode_with_spans(text, self.lang)
+        starts = [a for a, _ in spans]
+        unit = bisect.bisect_right(starts, len(before)) - 1
+        return min(unit, self.n_units - 1)
+
+    def __call__(self, positions: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(ids.shape[0], len(positions), dtype=torch.int64)
+        for b in range(ids.shape[0]):
+            row = [int(t) for t in ids[b]]
+            for j, pos in enumerate(positions.tolist()):
+                # position pos reads the token at pos: produced tokens are those after the prompt
+                out[b, j] = self.unit_of_last(row[self.prompt_len: pos + 1])
+        return out.to(ids.device)
+
+
+def pointer_for(decoder: Any, lexicon: Any, tokenizer: Any, n_units: int,
+                lang: str | None = None, prompt_len: int = 1) -> LexiconPointer | None:
+    """The pointer a decoder needs to generate (None for one that reads in render mode without
+    rotary offsets, which needs none). A decoder that needs one and no lexicon is an error."""
+    if decoder.cfg.mask_mode == "render" and not decoder.cfg.cross_rope:
+        return None
+    if lexicon is None:
+        raise ValueError(f"this decoder reads in mask_mode={decoder.cfg.mask_mode!r}: it follows "
+                         "its text through the hyperphrase, which needs the lexicon (pass it)")
+    return LexiconPointer(lexicon, tokenizer, n_units, lang, prompt_len)

@@ -130,6 +130,11 @@ class Bridge:
 
     # ---- generation ----
 
+    @property
+    def pointer_free(self) -> bool:
+        """True for a decoder that reads every state alike (render mode, no rotary offsets)."""
+        return self.decoder.cfg.mask_mode == "render" and not self.decoder.cfg.cross_rope
+
     def gloss(self, ids: list[int]) -> str:
         return "·".join(self.lexicon.gloss(int(i)) for i in ids)
 
@@ -140,7 +145,8 @@ class Bridge:
     def generate(self, prompt: str, max_symbols: int = 32, temperature: float = 0.8,
                  top_k: int | None = 50, top_p: float | None = None, seed: int | None = None,
                  show_thought: bool = False, on_text: Callable[[str], None] | None = None,
-                 *, max_tokens: int = 96, read: str = "turn", retrieve: int = 0, index=None,
+                 *, max_tokens: int = 96, read: str | None = None, retrieve: int = 0,
+                 index=None,
                  history: list[list[int]] | None = None,
                  on_thought: Callable[[str], None] | None = None,
                  use_cache: bool = True) -> Answer:
@@ -148,9 +154,11 @@ class Bridge:
         decoder renders up to ``max_tokens`` text tokens, streamed through ``on_text``.
 
         read      which core states the decoder reads: "turn" (the question and the thought, the
-                  default: QA alignment renders answers from question states, scene alignment
-                  renders a scene from its own and the earlier scenes' states, and this is a
-                  superset of both), "thought" (only the new symbols), "context" (everything).
+                  default of a decoder reading in render mode: QA alignment renders answers
+                  from question states, scene alignment renders a scene from its own and the
+                  earlier scenes' states, and this is a superset of both), "thought" (only the
+                  new symbols: the default of a decoder that follows its text through the
+                  units, which renders the thought as a scene), "context" (everything).
         retrieve  put the k nearest scenes of ``index`` (or ``self.index``) before the question.
         history   earlier turns' symbols, oldest first (the chat passes them).
         show_thought  print the thought glossed (through ``on_thought``, default stdout).
@@ -159,7 +167,7 @@ class Bridge:
         """
         t0 = time.perf_counter()
         check_options(temperature, top_k, top_p)
-        if read not in READS:
+        if read is not None and read not in READS:
             raise BridgeError(f"read must be one of {READS}, got {read!r}")
         if max_symbols < 1 or max_tokens < 1:
             raise BridgeError(f"max_symbols and max_tokens must be >= 1, got {max_symbols}, "
@@ -180,10 +188,25 @@ class Bridge:
         gloss = self.gloss(thought.ids)
         if show_thought:
             (on_thought or _print_thought)(gloss)
-        states = self._read(thought.states, len(ctx.ids), len(ctx.question), read)
+        if read is None:  # a decoder that follows its text renders the thought as its scene
+            read = "turn" if self.pointer_free else "thought"
+        all_ids = list(ctx.ids) + list(thought.ids)
+        states = thought.states
+        if self.decoder.cfg.core_read != "final":  # what this decoder reads: one more forward
+            from dualmind.model.core_reading import read_core
+
+            states = read_core(self.core, torch.tensor([all_ids[: states.shape[1]]]),
+                               self.decoder.cfg.core_read)
+        states = self._read(states, len(ctx.ids), len(ctx.question), read)
+        shown = torch.tensor([all_ids[: thought.states.shape[1]]])
+        shown = self._read(shown[..., None], len(ctx.ids), len(ctx.question), read)[..., 0]
+        from dualmind.bridge.pointer import pointer_for
+
+        pointer = pointer_for(self.decoder, self.lexicon, self.tokenizer, shown.shape[1])
         rendered = render(self.decoder, self.tokenizer, states, self.bos, self.eos, max_tokens,
                           temperature=temperature, top_k=top_k, top_p=top_p,
-                          generator=generator, on_text=on_text)
+                          generator=generator, on_text=on_text, core_ids=shown,
+                          pointer=pointer)
         end = time.perf_counter()
         timings = Timings(encode_s=t_encoded - t0, think_s=thought.seconds,
                           render_s=rendered.seconds, total_s=end - t0,

@@ -27,8 +27,9 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--top-k", type=int, default=50, help="0 = off")
     g.add_argument("--top-p", type=float, default=None, help="nucleus sampling, e.g. 0.9")
     g.add_argument("--seed", type=int, default=None, help="reproducible sampling")
-    g.add_argument("--read", default="turn", choices=("turn", "thought", "context"),
-                   help="core states the decoder reads (default: the question and the thought)")
+    g.add_argument("--read", default=None, choices=("turn", "thought", "context"),
+                   help="core states the decoder reads (default: the thought for a decoder that "
+                        "follows its text through the units, else the question and the thought)")
     g.add_argument("--show-thought", action="store_true",
                    help="print the core's symbols glossed before the answer")
     g.add_argument("--retrieve", type=int, default=0, metavar="K",

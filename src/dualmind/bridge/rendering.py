@@ -70,15 +70,33 @@ class TextStream:
 def render(decoder, tokenizer, states: torch.Tensor, bos: int, eos: int, max_tokens: int, *,
            temperature: float = 0.8, top_k: int | None = 50, top_p: float | None = None,
            generator: torch.Generator | None = None,
-           on_text: Callable[[str], None] | None = None) -> Rendering:
-    """Render text reading every state in ``states`` [1,S,core_dim] (render mask: all visible)."""
+           on_text: Callable[[str], None] | None = None,
+           core_ids: torch.Tensor | None = None, pointer=None) -> Rendering:
+    """Render text reading ``states`` [1,S,...] (what ``decoder.cfg.core_read`` reads of the
+    core; ``core_ids`` [1,S] their units, for the copy channel) as one scene: every state
+    visible, or with ``pointer`` (:class:`dualmind.bridge.pointer.LexiconPointer`) the states the
+    decoder's mask mode shows at the unit its text has reached."""
+    from dualmind.model.masks import scene_rows
+
     t0 = time.perf_counter()
     max_tokens = min(max_tokens, decoder.cfg.max_seq_len - 1)
     device = decoder.tok_embeddings.weight.device
-    cross_kv = decoder.cross_keys_values(states.to(device))
+    ids_on = core_ids.to(device) if core_ids is not None else None
+    cross_kv = decoder.cross_keys_values(states.to(device), core_ids=ids_on)
+    n_states = cross_kv[0][0].shape[1] - 1
     cache = decoder.new_cache(1, max_tokens + 1)
     stream = TextStream(tokenizer, on_text)
-    logits = decoder(torch.tensor([[bos]], device=device), cache=cache, cross_kv=cross_kv)[0, -1]
+
+    def step(token: int) -> torch.Tensor:
+        mask = pos = None
+        if pointer is not None:  # the unit of the token just read, from the text so far
+            at = torch.tensor([[pointer.unit_of_last(stream.ids)]], device=device)
+            mask = scene_rows(decoder.cfg.mask_mode, at, n_states, decoder.cfg.pointer_window)
+            pos = (at, None)
+        return decoder(torch.tensor([[token]], device=device), cross_mask=mask, cache=cache,
+                       cross_kv=cross_kv, cross_pos=pos)[0, -1]
+
+    logits = step(bos)
     stopped = "max_tokens"
     for i in range(max_tokens):
         nxt = pick(logits, temperature, top_k, top_p, generator)
@@ -88,8 +106,7 @@ def render(decoder, tokenizer, states: torch.Tensor, bos: int, eos: int, max_tok
         stream.push(nxt)
         if i == max_tokens - 1:
             break
-        logits = decoder(torch.tensor([[nxt]], device=device), cache=cache,
-                         cross_kv=cross_kv)[0, -1]
+        logits = step(nxt)
     stream.close()
     return Rendering(stream.text, stream.ids, stopped, time.perf_counter() - t0,
                      stream.first_word_at)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -107,7 +108,7 @@ class DecoderConfig(StackConfig):
             raise ConfigError(f"decoder config: mask_mode must be one of {MASK_MODES}, got "
                               f"{self.mask_mode!r}")
         window = self.pointer_window
-        if (not isinstance(window, (list, tuple)) or len(window) != 2
+        if (not isinstance(window, Sequence) or isinstance(window, str) or len(window) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) for v in window)
                 or window[0] > window[1] or window[1] < 0):
             raise ConfigError(f"decoder config: pointer_window must be [lo, hi] with integers "

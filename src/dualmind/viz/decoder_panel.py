@@ -19,8 +19,8 @@ RENDER_TOKENS = 48  # most tokens rendered per document
 RENDER_DOCS = 3  # most documents rendered (each is a generation loop: the report's slow part)
 
 
-def decoder_section(models, trace, docs, doc_of, glosses, sel_heads, text_window
-                    ) -> page.Section:
+def decoder_section(models, trace, docs, doc_of, glosses, sel_heads, text_window,
+                    lexicon=None, ids: list[int] | None = None) -> page.Section:
     s = page.Section("cross", "Decoder cross-attention: which core units each text token read",
                      "Rows: text tokens; columns: the null slot (read nothing) and the core's "
                      "units. Each row sums to one; under the render mask a token reads only "
@@ -44,6 +44,13 @@ def decoder_section(models, trace, docs, doc_of, glosses, sel_heads, text_window
     heads = heads or list(range(min(n_heads, DEFAULT_HEADS)))
     cross = spread(len(decoder.cross_layers), DEFAULT_CROSS)
     states = trace.final_hidden
+    core_ids = torch.tensor([ids]) if ids is not None else None
+    if decoder.cfg.core_read != "final":  # what this decoder reads of the core
+        from dualmind.model.core_reading import read_core
+
+        states = read_core(models.core, core_ids, decoder.cfg.core_read,
+                           doc_ids=torch.tensor([doc_of]), scene_ids=torch.tensor([doc_of]))
+    view = _View(decoder, states, core_ids, doc_of, lexicon, tok.tokenizer)
     kept = sorted(set(doc_of))  # documents with units inside the window
 
     token_ids, text_doc, labels = [], [], []
@@ -60,15 +67,14 @@ def decoder_section(models, trace, docs, doc_of, glosses, sel_heads, text_window
                f"shown (text_window={text_window}).")
         token_ids, text_doc, labels = token_ids[:limit], text_doc[:limit], labels[:limit]
     s.parts.append("<h3>The input's text, read by the decoder (teacher forcing)</h3>")
-    _maps(s, decoder, states, doc_of, glosses, token_ids, text_doc, labels, cross, heads,
-          "input text")
+    _maps(s, view, glosses, token_ids, text_doc, labels, cross, heads, "input text")
 
     rendered_ids, rendered_doc, rendered_labels, lines = [], [], [], []
     if len(kept) > RENDER_DOCS:
         lines.append(f"<li>(only the first {RENDER_DOCS} of the {len(kept)} documents in the "
                      "window are rendered)</li>")
     for d in kept[:RENDER_DOCS]:
-        ids = _render(decoder, states, doc_of, d, tok, min(RENDER_TOKENS, limit - 1))
+        ids = _render(view, d, tok, min(RENDER_TOKENS, limit - 1))
         text = tok.tokenizer.decode(ids, skip_special_tokens=True)
         shown = text.replace("\n", "⏎").replace("\t", "⇥")  # blank output stays visible
         lines.append(f"<li><b>document {d + 1}</b> ({len(ids)} tokens): "
@@ -80,30 +86,59 @@ def decoder_section(models, trace, docs, doc_of, glosses, sel_heads, text_window
     rendered_labels = rendered_labels[:limit]
     s.parts.append("<h3>What the decoder renders from the core's states alone (greedy)</h3>"
                    f"<ul>{''.join(lines)}</ul>")
-    _maps(s, decoder, states, doc_of, glosses, rendered_ids, rendered_doc, rendered_labels,
-          cross[-1:], heads, "greedy rendering")
+    _maps(s, view, glosses, rendered_ids, rendered_doc, rendered_labels, cross[-1:], heads,
+          "greedy rendering")
     s.parts.append(f"<p>Text tokenizer: {page.esc(str(tok.path))}.</p>")
     return s
 
 
-def _alignment(text_doc: list[int], doc_of: list[int]):
-    from dualmind.model.masks import Alignment
+class _View:
+    """What the decoder reads in this report (states, units, documents) and how it points:
+    with a decoder that follows its text through the units, each token's unit comes from
+    re-encoding the text before it with the lexicon, as at generation (dualmind.bridge.pointer)."""
 
-    zeros_t = torch.zeros(1, len(text_doc), dtype=torch.long)
-    zeros_c = torch.zeros(1, len(doc_of), dtype=torch.long)
-    return Alignment(text_span=zeros_t, text_scene=zeros_t, text_doc=torch.tensor([text_doc]),
-                     core_scene=zeros_c, core_doc=torch.tensor([doc_of]))
+    def __init__(self, decoder, states, core_ids, doc_of, lexicon, tokenizer):
+        self.decoder, self.states, self.core_ids, self.doc_of = decoder, states, core_ids, doc_of
+        self.lexicon, self.tokenizer = lexicon, tokenizer
+
+    def pointer(self, d: int):
+        from dualmind.bridge.pointer import pointer_for
+
+        return pointer_for(self.decoder, self.lexicon, self.tokenizer, self.doc_of.count(d))
+
+    def alignment(self, token_ids: list[int], text_doc: list[int]):
+        """Each input position's span: the unit of the token it predicts, by the same rule
+        generation follows (0 everywhere for a decoder that reads every unit alike)."""
+        from dualmind.model.masks import Alignment
+
+        spans = [0] * len(token_ids)
+        starts = [i for i, d in enumerate(text_doc) if i == 0 or text_doc[i - 1] != d]
+        for a, b in zip(starts, [*starts[1:], len(token_ids)], strict=True):
+            pointer = self.pointer(text_doc[a])
+            if pointer is None:
+                continue
+            running = -1
+            for i in range(a, b):  # position i predicts token i + 1 (the last: EOS, at the end)
+                produced = token_ids[a + 1: i + 2]
+                unit = pointer.unit_of_last(produced) if i + 1 < b else pointer.n_units - 1
+                running = max(running, unit)  # spans never go back along a document's text
+                spans[i] = running
+        zeros_c = torch.zeros(1, len(self.doc_of), dtype=torch.long)
+        return Alignment(text_span=torch.tensor([spans]),
+                         text_scene=torch.zeros(1, len(token_ids), dtype=torch.long),
+                         text_doc=torch.tensor([text_doc]), core_scene=zeros_c,
+                         core_doc=torch.tensor([self.doc_of]))
 
 
-def _maps(s, decoder, states, doc_of, glosses, token_ids, text_doc, labels, cross, heads,
-          what: str) -> None:
-    dtrace = probes.trace_decoder(decoder, torch.tensor([token_ids]), states,
-                                  _alignment(text_doc, doc_of), cross=cross, heads=heads)
+def _maps(s, view, glosses, token_ids, text_doc, labels, cross, heads, what: str) -> None:
+    dtrace = probes.trace_decoder(view.decoder, torch.tensor([token_ids]), view.states,
+                                  view.alignment(token_ids, text_doc), cross=cross, heads=heads,
+                                  core_ids=view.core_ids)
     for c in cross:
         cap = dtrace.cross[c]
         block = dtrace.layers[c]
         s.figure(figures.cross_attention(cap.probs[0].numpy(), cap.heads, labels, glosses,
-                                         boundaries(text_doc), boundaries(doc_of),
+                                         boundaries(text_doc), boundaries(view.doc_of),
                                          f"{what}: decoder block {block} (cross-attention {c})"),
                  f"{what}: cross-attention {c} (decoder block {block}), heads {cap.heads}")
         null = cap.probs[0, :, :, 0].mean().item()
@@ -112,14 +147,17 @@ def _maps(s, decoder, states, doc_of, glosses, token_ids, text_doc, labels, cros
 
 
 @torch.no_grad()
-def _render(decoder, states, doc_of, d: int, tok, budget: int) -> list[int]:
+def _render(view, d: int, tok, budget: int) -> list[int]:
     """Greedy tokens the decoder says for document ``d``, reading only that document's units
-    (EOS and everything after it dropped)."""
+    as one scene (EOS and everything after it dropped)."""
     if budget < 1:
         return []
-    visible = torch.tensor([[doc == d for doc in doc_of]])
-    gen = decoder.generate(states, torch.tensor([[tok.bos]]), budget, cross_mask=visible,
-                           temperature=0.0, eos_id=tok.eos)
+    mine = torch.tensor([doc == d for doc in view.doc_of])
+    states = view.states[:, mine]
+    core_ids = view.core_ids[:, mine] if view.core_ids is not None else None
+    gen = view.decoder.generate(states, torch.tensor([[tok.bos]]), budget,
+                                pointer_fn=view.pointer(d), core_ids=core_ids,
+                                temperature=0.0, eos_id=tok.eos)
     ids = [int(t) for t in gen.ids[0, 1:]]
     return ids[: ids.index(tok.eos)] if tok.eos in ids else ids
 

@@ -93,7 +93,7 @@ def write_report(checkpoint: str | Path, text: str, out_dir: str | Path,
     sections = [_lens_section(core, trace, sel_layers, sel_pos, pos_labels, lexicon)]
     sections.append(_attention_section(trace, sel_layers, pos_labels, bounds))
     sections.append(decoder_section(models, trace, docs, doc_of, glosses, sel_heads,
-                                    text_window))
+                                    text_window, lexicon=lexicon, ids=ids))
     sections.append(_norms_section(trace, pos_labels))
     if other is not None:
         sections.append(_compare_section(models, other, ids_t, doc_t))

@@ -1,0 +1,122 @@
+"""The decoder's reading on a real (tiny) corpus: the copy channel's surface table, the pointer
+generation follows against the one training used, an align run with every new option, and the
+shuffled-states control that `dualmind eval` reports."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dualmind.config import compose
+from test_train_align import TINY_DECODER, core_checkpoint  # noqa: F401 - a fixture
+from test_train_support import QUIET, TINY_MODEL, tiny_corpus
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def lexicon_and_tokenizer():
+    from dualmind.data.text_tokenizer import load_text_tokenizer
+    from dualmind.lexicon import Lexicon
+
+    corpus = tiny_corpus()
+    return Lexicon.load(corpus.parent / "lexicon"), load_text_tokenizer(corpus / "tokenizer.json")
+
+
+def test_surface_table_holds_each_units_own_text():
+    from dualmind.data.surfaces import surface_table
+
+    lexicon, tok = lexicon_and_tokenizer()
+    table = surface_table(lexicon, tok, slots=4, rows=len(lexicon) + 5)
+    assert table.shape == (len(lexicon) + 5, 4)
+    assert (table[: 4] == -1).all() and (table[len(lexicon):] == -1).all()  # specials, beyond
+    def whole_text(uid):
+        try:
+            return lexicon.unit(uid).kind != "special" and lexicon.unit(uid).data.decode("utf-8")
+        except UnicodeDecodeError:  # a lone byte of a character: its byte token (not checked)
+            return False
+
+    units = [u for u in range(len(lexicon)) if whole_text(u)]
+    assert len(units) > 500
+    for uid in units:
+        ids = [int(t) for t in table[uid] if t >= 0]
+        full = tok.encode(lexicon.decode([uid])).ids
+        assert ids == full[:4]
+        if len(full) <= 4:
+            assert tok.decode(ids) == lexicon.decode([uid])
+
+
+def test_the_generation_pointer_follows_the_training_alignment():
+    """Re-encoding the text produced so far with the (lossless) lexicon gives the pointer the
+    shards' span ids give, at nearly every position of the held-out scenes."""
+    from dualmind.bridge.pointer import LexiconPointer
+    from dualmind.data.shards import ShardSet
+    from dualmind.model.masks import SceneSpans, pack_alignment
+
+    lexicon, tok = lexicon_and_tokenizer()
+    shards = ShardSet.open(tiny_corpus(), "val")
+    agree = total = 0
+    for i in range(min(6, len(shards))):
+        scene = shards[i]
+        text = [int(t) for t in scene.text][:120]
+        spans = [int(s) for s in scene.span][:120]
+        trained = pack_alignment([[SceneSpans(len(scene.core), spans, 0)]]).pointers()[0]
+        pointer = LexiconPointer(lexicon, tok, len(scene.core), lang=scene.lang)
+        followed = pointer(torch.arange(len(text)), torch.tensor([[1, *text[:-1]]]))[0]
+        agree += int((followed == trained).sum())
+        total += len(text)
+    assert total > 300
+    assert agree / total >= 0.97, f"pointer agreement {agree / total:.3f}"
+
+
+def align_overrides(run_dir, ckpt, *extra):
+    corpus = tiny_corpus()
+    return ["recipe=decoder_align", f"data.dir={corpus}", f"run_dir={run_dir}",
+            f"core.checkpoint={ckpt}", f"data.lexicon={corpus.parent / 'lexicon'}", *TINY_MODEL,
+            *TINY_DECODER, "data.seq_len=128", "data.batch_size=2", "data.val_max_batches=1",
+            *QUIET, *extra]
+
+
+def test_an_align_run_reads_mix_with_pointer_and_copy_and_eval_reports_the_control(
+        tmp_path, core_checkpoint):  # noqa: F811 - the fixture
+    from dualmind.evaluate import evaluate, load_models
+    from dualmind.train_loop import run
+
+    overrides = align_overrides(tmp_path, core_checkpoint, "trainer.max_steps=2",
+                                "decoder.core_read=mix", "decoder.mask_mode=pointer",
+                                "decoder.cross_rope=true", "decoder.copy_slots=3")
+    result = run(compose(overrides))
+    core, decoder, meta = load_models(result.last_checkpoint)
+    assert decoder.cfg.core_read == "mix" and decoder.cfg.core_layers == core.cfg.n_layers
+    assert decoder.cfg.copy_slots == 3 and (decoder.memory.surface_tokens >= 0).any()
+    lexicon = tiny_corpus().parent / "lexicon"
+    report = evaluate(result.last_checkpoint, tiny_corpus(), max_records=8, scenes=1,
+                      batch_size=4, lexicon_dir=lexicon)
+    bits = report.bits
+    assert bits.shuffled_bpb is not None
+    assert bits.taken_from_core_bpb == pytest.approx(bits.shuffled_bpb - bits.decoder_bpb)
+    assert "bits/byte taken from the core" in report.summary()
+    assert report.renderings and report.renderings[0].rendered is not None
+    single = evaluate(result.last_checkpoint, tiny_corpus(), max_records=1, scenes=0,
+                      batch_size=1)
+    assert single.bits.shuffled_bpb is None
+    assert "control not measured" in single.summary()
+
+
+def test_the_control_is_zero_exactly_when_the_decoder_ignores_the_core(core_checkpoint):  # noqa: F811
+    from dualmind.evaluate import score_split
+    from dualmind.lit import decoder_config_for_core
+    from dualmind.model.config import CoreConfig
+    from dualmind.model.core import HyperCore
+    from dualmind.model.decoder import LanguageDecoder
+
+    cfg = compose(align_overrides("unused", core_checkpoint))
+    core = HyperCore(CoreConfig.from_dict(dict(cfg.model))).eval()
+    torch.manual_seed(4)
+    decoder = LanguageDecoder(decoder_config_for_core(dict(cfg.decoder), core.cfg)).eval()
+    reads = score_split(core, decoder, tiny_corpus(), max_records=6, context=(128, 512))
+    assert abs(reads.taken_from_core_bpb) > 1e-6  # random cross-attention: the core matters
+    with torch.no_grad():
+        for layer in decoder.cross_layers:
+            layer.wo.weight.zero_()  # cross-attention adds nothing: text alone
+    ignores = score_split(core, decoder, tiny_corpus(), max_records=6, context=(128, 512))
+    assert ignores.taken_from_core_bpb == 0.0

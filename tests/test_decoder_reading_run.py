@@ -90,12 +90,20 @@ def test_an_align_run_reads_mix_with_pointer_and_copy_and_eval_reports_the_contr
     assert decoder.cfg.copy_slots == 3 and (decoder.memory.surface_tokens >= 0).any()
     lexicon = tiny_corpus().parent / "lexicon"
     report = evaluate(result.last_checkpoint, tiny_corpus(), max_records=8, scenes=1,
-                      batch_size=4, lexicon_dir=lexicon)
+                      batch_size=4, lexicon_dir=lexicon, lang="en")
     bits = report.bits
     assert bits.shuffled_bpb is not None
     assert bits.taken_from_core_bpb == pytest.approx(bits.shuffled_bpb - bits.decoder_bpb)
     assert "bits/byte taken from the core" in report.summary()
     assert report.renderings and report.renderings[0].rendered is not None
+    whole = evaluate(result.last_checkpoint, tiny_corpus(), scenes=0)  # both languages
+    assert set(whole.by_language) == {"en", "ru"}
+    parts = whole.by_language.values()
+    assert whole.bits.text_bytes == sum(p.text_bytes for p in parts) == whole.bits.split_bytes
+    assert whole.bits.shuffled_nll == pytest.approx(sum(p.shuffled_nll for p in parts))
+    assert "[ru]" in whole.summary() and "[en]" in whole.summary()
+    only = evaluate(result.last_checkpoint, tiny_corpus(), scenes=0, lang="ru")
+    assert only.bits.text_bytes == whole.by_language["ru"].text_bytes and not only.by_language
     single = evaluate(result.last_checkpoint, tiny_corpus(), max_records=1, scenes=0,
                       batch_size=1)
     assert single.bits.shuffled_bpb is None

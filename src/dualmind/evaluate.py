@@ -49,22 +49,57 @@ def evaluate(checkpoint: str | Path, corpus_dir: str | Path, split: str = "val",
              max_records: int | None = None, scenes: int = 3, batch_size: int = 4,
              mask_mode: str | None = None, lexicon_dir: str | Path | None = None,
              max_new_tokens: int | None = None, core: str | Path | None = None,
-             context: tuple[int, int] | None = None) -> EvalReport:
+             context: tuple[int, int] | None = None, lang: str | None = None) -> EvalReport:
     """Score `checkpoint` (align or lm; a .ckpt, run folder or export) on a split of a corpus.
 
     core: pair the decoder with this core checkpoint/export instead (refused unless it is the
     core the decoder was aligned to). context: (core units, text positions) per scored row;
-    default: the rows the checkpoint trained on."""
+    default: the rows the checkpoint trained on. lang: only that language's records; by default
+    a split of several languages is scored per language (``EvalReport.by_language``) and the
+    total is their sum."""
     model, decoder, meta = load_models(checkpoint, core=core)
     context = context or context_lengths(model, decoder, meta)
     expect = meta.get("lexicon_fingerprint") if decoder is not None else None
-    bits = score_split(model, decoder, corpus_dir, split, max_records, batch_size, mask_mode,
-                       expect_lexicon=expect, context=context)
-    report = EvalReport(split, bits, flops_per_byte(model, decoder, bits, context))
+    by_language = {}
+    if lang is not None:
+        bits = score_split(model, decoder, corpus_dir, split, max_records, batch_size, mask_mode,
+                           expect_lexicon=expect, context=context, lang=lang)
+    else:
+        by_language = _score_by_language(model, decoder, corpus_dir, split, max_records,
+                                         batch_size, mask_mode, expect, context)
+        parts = list(by_language.values())
+        bits = sum(parts[1:], parts[0])
+        if any(b.shuffled_nll is None for b in by_language.values()):
+            bits.shuffled_nll = None  # the control counts only where every language has it
+        if len(by_language) == 1:
+            by_language = {}
+    report = EvalReport(split, bits, flops_per_byte(model, decoder, bits, context),
+                        by_language=by_language)
     if decoder is not None and scenes > 0:
         report.renderings = render_scenes(model, decoder, corpus_dir, split, scenes, lexicon_dir,
                                           max_new_tokens, expect_lexicon=expect)
     return report
+
+
+def _score_by_language(model, decoder, corpus_dir, split, max_records, batch_size, mask_mode,
+                       expect, context) -> dict[str, SystemBits]:
+    """The split's first `max_records` records (all by default), each language scored apart."""
+    import numpy as np
+
+    from dualmind.data.align_datamodule import records_of_language
+    from dualmind.data.datamodule import open_shards
+
+    shards = open_shards(corpus_dir, split, expect)
+    n = len(shards) if max_records is None else min(max_records, len(shards))
+    out = {}
+    for one in shards.languages():
+        records = records_of_language(shards, one)
+        records = records[records < n]
+        if len(records):
+            out[one] = score_split(model, decoder, corpus_dir, split, None, batch_size,
+                                   mask_mode, expect_lexicon=expect, context=context,
+                                   records=records.tolist())
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +109,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="val", help="split to score (default: val, held out)")
     parser.add_argument("--max-records", type=int, default=None,
                         help="score only the first N records of the split")
+    parser.add_argument("--lang", default=None,
+                        help="score only this language's records (default: each language of the "
+                             "split apart, and their sum)")
     parser.add_argument("--scenes", type=int, default=3,
                         help="scenes to render greedily for chrF / word accuracy (0: none)")
     parser.add_argument("--batch-size", type=int, default=4)
@@ -93,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = evaluate(args.checkpoint, args.data, args.split, args.max_records, args.scenes,
                           args.batch_size, args.mask_mode, args.lexicon, args.max_new_tokens,
-                          core=args.core)
+                          core=args.core, lang=args.lang)
     except (EvalError, ValueError) as err:
         print(f"dualmind eval: {err}")
         return 2

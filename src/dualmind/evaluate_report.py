@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 LN2 = math.log(2.0)
 
@@ -62,6 +62,14 @@ class SystemBits:
     def system_bpb(self) -> float:
         return (self.core_nll + self.decoder_nll) / (LN2 * max(self.text_bytes, 1))
 
+    def __add__(self, other: SystemBits) -> SystemBits:
+        """The two scored together (e.g. the languages of a split, scored apart)."""
+        summed = {f.name: getattr(self, f.name) + getattr(other, f.name)
+                  for f in fields(self) if f.name != "shuffled_nll"}
+        both = None not in (self.shuffled_nll, other.shuffled_nll)
+        return SystemBits(**summed, shuffled_nll=self.shuffled_nll + other.shuffled_nll
+                          if both else None)
+
 
 @dataclass
 class Rendering:
@@ -79,6 +87,7 @@ class EvalReport:
     bits: SystemBits
     flops_per_byte: dict[str, float] = field(default_factory=dict)
     renderings: list[Rendering] = field(default_factory=list)
+    by_language: dict[str, SystemBits] = field(default_factory=dict)  # when scored apart
 
     @property
     def chrf(self) -> float:
@@ -97,6 +106,12 @@ class EvalReport:
                 "shuffled_bpb": b.shuffled_bpb, "taken_from_core_bpb": b.taken_from_core_bpb,
                 "flops_per_byte": self.flops_per_byte, "chrf": self.chrf,
                 "word_accuracy": self.word_accuracy,
+                "by_language": {lang: {"system_bpb": x.system_bpb, "core_bpb": x.core_bpb,
+                                       "decoder_bpb": x.decoder_bpb,
+                                       "shuffled_bpb": x.shuffled_bpb,
+                                       "taken_from_core_bpb": x.taken_from_core_bpb,
+                                       "text_bytes": x.text_bytes}
+                                for lang, x in self.by_language.items()},
                 "renderings": [asdict(r) for r in self.renderings]}
 
     def summary(self) -> str:
@@ -108,6 +123,8 @@ class EvalReport:
         if b.core_positions == 0:  # the BPE baseline: one model, no core part
             return "\n".join(head + [f"  BPE LM bits/byte  {b.system_bpb:.4f}  "
                                      f"({b.text_positions} positions)"]
+                             + [f"  [{lang}] {x.text_bytes} bytes: BPE LM bits/byte "
+                                f"{x.system_bpb:.4f}" for lang, x in self.by_language.items()]
                              + [f"  FLOPs/byte {k:<18} {v:.4g}"
                                 for k, v in self.flops_per_byte.items()])
         lines = [*head, f"  system bits/byte  {b.system_bpb:.4f}",
@@ -117,7 +134,14 @@ class EvalReport:
             lines += [f"    decoder, another scene's core (control) {b.shuffled_bpb:.4f}",
                       f"    bits/byte taken from the core           {b.taken_from_core_bpb:.4f}"]
         else:
-            lines.append("    control not measured (batches of one row): pass --batch-size 2+")
+            lines.append("    control not measured: it needs two rows of a language to swap "
+                         "(pass --batch-size 2+ and more records)")
+        for lang, x in self.by_language.items():
+            taken = ("" if x.taken_from_core_bpb is None
+                     else f", control {x.shuffled_bpb:.4f}, taken from the core "
+                          f"{x.taken_from_core_bpb:.4f}")
+            lines.append(f"  [{lang}] {x.text_bytes} bytes: system {x.system_bpb:.4f} = core "
+                         f"{x.core_bpb:.4f} + decoder {x.decoder_bpb:.4f}{taken}")
         for k, v in self.flops_per_byte.items():
             lines.append(f"  FLOPs/byte {k:<18} {v:.4g}")
         if self.renderings:

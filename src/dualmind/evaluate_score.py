@@ -83,10 +83,13 @@ def score_split(core, decoder, corpus_dir: str | Path, split: str = "val",
                        int(special.get("eos", 2)), limit_records=max_records, records=records)
     bits = SystemBits(records=packs.records, split_bytes=packs.split_bytes,
                       windowed=packs.windowed, windows=packs.windows)
+    starts = list(range(0, len(packs), batch_size))
+    if len(packs) % batch_size == 1 and len(starts) > 1:
+        starts.pop()  # no batch of one row: the control needs another row to read (B+1 rows)
+    ends = [*starts[1:], len(packs)]
     with torch.no_grad():
-        for start in range(0, len(packs), batch_size):
-            batch = collate_aligned([packs[i] for i in
-                                     range(start, min(start + batch_size, len(packs)))])
+        for start, end in zip(starts, ends, strict=True):
+            batch = collate_aligned([packs[i] for i in range(start, end)])
             bits.text_bytes += int(batch["text_bytes"].sum())
             if decoder is None:  # the BPE baseline: the same text + EOS, no core
                 nll, n = lm_nll(core, batch)

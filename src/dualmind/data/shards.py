@@ -293,6 +293,15 @@ class ShardSet:
     def lexicon_fingerprint(self) -> str:
         return self.manifest["lexicon"]["fingerprint"]
 
+    def languages(self) -> list[str]:
+        """The languages of this split's records, in order of first appearance (record table
+        only: nothing is read)."""
+        seen: dict[str, None] = {}
+        for f in self.files:
+            for i in np.unique(np.asarray(f.arrays["rec_lang"])):
+                seen[f.langs[int(i)]] = None
+        return list(seen)
+
     @property
     def lexicon_level(self) -> str:
         return self.manifest["lexicon"]["level"]

@@ -82,7 +82,7 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: Any = 1
     num_nodes: int = 1
-    precision: str = "bf16-mixed"
+    precision: str = "auto"
     max_steps: int = 1000
     val_check_interval: int = 100
     num_sanity_val_steps: int = 0

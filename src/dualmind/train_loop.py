@@ -84,18 +84,6 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     return Path(cfg.runs_dir) / cfg.name
 
 
-def _precision(requested: str) -> str:
-    import torch
-
-    if (
-        requested == "bf16-mixed"
-        and torch.cuda.is_available()
-        and not torch.cuda.is_bf16_supported()
-    ):
-        return "16-mixed"  # pre-Ampere GPU: fp16 autocast with a grad scaler instead
-    return requested
-
-
 def _strategy(cfg: DictConfig) -> Any:
     name = cfg.strategy.name
     if cfg.strategy.activation_checkpointing != "none" or cfg.strategy.compile:
@@ -212,7 +200,9 @@ def _final_step_checkpoint(base: type) -> type:
     return FinalStepCheckpoint
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()):
+def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = (), *,
+                  precision: str):
+    """precision: the Lightning precision (dualmind.precision.resolve of trainer.precision)."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -246,7 +236,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ())
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=_strategy(cfg),
-        precision=_precision(t.precision),
+        precision=precision,
         max_steps=t.max_steps,
         val_check_interval=t.val_check_interval,
         check_val_every_n_epoch=None,
@@ -358,6 +348,7 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
             except LexiconMismatchError as err:
                 raise TrainingError(str(err)) from err
 
+    precision = _announce_precision(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     plain_cfg.pop("hydra", None)
@@ -365,7 +356,7 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     if cfg.stage in ("lora", "unfreeze"):
         from dualmind.adapters.module import AdapterModule as module_cls
     module = module_cls(plain_cfg, lexicon_fingerprint=datamodule.lexicon_fingerprint)
-    trainer = build_trainer(cfg, run_dir, callbacks)
+    trainer = build_trainer(cfg, run_dir, callbacks, precision=precision)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     start = time.perf_counter()
@@ -382,3 +373,18 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
         lexicon_fingerprint=datamodule.lexicon_fingerprint,
         global_rank=trainer.global_rank,
     )
+
+
+def _announce_precision(cfg: DictConfig) -> str:
+    """Resolve trainer.precision for this machine (dualmind.precision), say so once, warn about
+    bf16 asked for on a CPU without it; returns the Lightning precision."""
+    from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+
+    from dualmind.precision import resolve
+
+    choice = resolve(cfg.trainer.precision, cfg.trainer.accelerator)
+    if rank_zero_only.rank == 0:
+        print(choice.line(), flush=True)
+    if choice.warning:
+        rank_zero_warn(choice.warning)
+    return choice.value

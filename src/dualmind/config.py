@@ -94,6 +94,8 @@ class TrainerConfig:
     deterministic: bool = False
     fast_dev_run: Any = False
     enable_progress_bar: bool = True
+    progress_every_n_steps: int = 100
+    progress_every_s: float = 30.0
     checkpoint_every_n_steps: int = 100
     loggers: list = field(default_factory=lambda: ["csv", "tensorboard"])
     num_threads: int | None = None

@@ -27,13 +27,18 @@ class TrainingError(RuntimeError):
 @dataclass
 class TrainResult:
     run_dir: Path
-    steps: int
+    steps: int  # the run's step count at the end (global_step), resumed steps included
     wall_s: float
     train: list[dict] = field(default_factory=list)  # {"step", "loss", "bpb", "seconds"} per batch
     val: list[dict] = field(default_factory=list)  # {"step", "loss", "bpb"} per validation
     last_checkpoint: Path | None = None
     lexicon_fingerprint: str | None = None
     global_rank: int = 0
+    start_step: int = 0  # where this invocation started: the resumed checkpoint's step, or 0
+
+    @property
+    def steps_this_run(self) -> int:
+        return self.steps - self.start_step
 
     @property
     def first_loss(self) -> float:
@@ -48,7 +53,10 @@ class TrainResult:
         return self.val[-1]["bpb"] if self.val else math.nan
 
     def summary(self) -> str:
-        lines = [f"trained {self.steps} steps in {self.wall_s:.0f} s -> {self.run_dir}"]
+        span = f"trained {self.steps_this_run} steps in {self.wall_s:.0f} s"
+        if self.start_step:  # a resumed run: this invocation's steps, then the run's
+            span += f", resumed from step {self.start_step}: {self.steps} steps in total"
+        lines = [f"{span} -> {self.run_dir}"]
         if self.train:
             lines.append(
                 f"train loss {self.first_loss:.3f} -> {self.last_loss:.3f} nats/symbol "
@@ -207,6 +215,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = (),
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    from dualmind.progress import TrainingProgress, stdout_is_terminal
+
     t = cfg.trainer
     loggers = []
     for name in t.loggers:
@@ -227,8 +237,12 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = (),
         save_top_k=1,
         save_last=True,
     )
-    cbs = [checkpoint, *callbacks]
-    if t.enable_progress_bar:
+    # Off a terminal the rich bar prints nothing until the run ends: plain lines instead.
+    plain = not stdout_is_terminal()
+    rich_bar = bool(t.enable_progress_bar) and not plain
+    progress = TrainingProgress(t.progress_every_n_steps, t.progress_every_s, plain=plain)
+    cbs = [checkpoint, progress, *callbacks]
+    if rich_bar:
         cbs.append(_step_progress_bar(RichProgressBar)(leave=True))
     limit_val = t.limit_val_batches
     return L.Trainer(
@@ -248,7 +262,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = (),
         accumulate_grad_batches=t.accumulate_grad_batches,
         deterministic=t.deterministic,
         fast_dev_run=t.fast_dev_run,
-        enable_progress_bar=t.enable_progress_bar,
+        enable_progress_bar=rich_bar,
         logger=loggers or False,
         callbacks=cbs,
         default_root_dir=str(run_dir),
@@ -289,6 +303,7 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
 
     from dualmind.data.datamodule import CoreDataModule, DataConfigError
     from dualmind.lit import DualMindModule, LexiconMismatchError, check_lexicon
+    from dualmind.progress import TrainingProgress
 
     validate(cfg)
     _quiet_lightning_noise()
@@ -360,19 +375,24 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     start = time.perf_counter()
+
+    def result() -> TrainResult:
+        last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+        progress = next(c for c in trainer.callbacks if isinstance(c, TrainingProgress))
+        return TrainResult(
+            run_dir=run_dir,
+            steps=trainer.global_step,
+            wall_s=time.perf_counter() - start,
+            train=module.history["train"],
+            val=module.history["val"],
+            last_checkpoint=Path(last) if last else None,
+            lexicon_fingerprint=datamodule.lexicon_fingerprint,
+            global_rank=trainer.global_rank,
+            start_step=progress.start_step or 0,
+        )
+
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path or None)
-    wall = time.perf_counter() - start
-    last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
-    return TrainResult(
-        run_dir=run_dir,
-        steps=trainer.global_step,
-        wall_s=wall,
-        train=module.history["train"],
-        val=module.history["val"],
-        last_checkpoint=Path(last) if last else None,
-        lexicon_fingerprint=datamodule.lexicon_fingerprint,
-        global_rank=trainer.global_rank,
-    )
+    return result()
 
 
 def _announce_precision(cfg: DictConfig) -> str:

@@ -35,6 +35,7 @@ class TrainResult:
     lexicon_fingerprint: str | None = None
     global_rank: int = 0
     start_step: int = 0  # where this invocation started: the resumed checkpoint's step, or 0
+    stopped_by: str | None = None  # SIGTERM / SIGINT: stopped early, resumable (stop_signal)
 
     @property
     def steps_this_run(self) -> int:
@@ -56,6 +57,8 @@ class TrainResult:
         span = f"trained {self.steps_this_run} steps in {self.wall_s:.0f} s"
         if self.start_step:  # a resumed run: this invocation's steps, then the run's
             span += f", resumed from step {self.start_step}: {self.steps} steps in total"
+        if self.stopped_by:
+            span += f", stopped by {self.stopped_by}"
         lines = [f"{span} -> {self.run_dir}"]
         if self.train:
             lines.append(
@@ -74,6 +77,8 @@ class TrainResult:
             )
         if self.last_checkpoint:
             lines.append(f"checkpoint: {self.last_checkpoint}")
+            if self.stopped_by:
+                lines.append("resume: the same command with ckpt_path=last")
         return "\n".join(lines)
 
 
@@ -200,10 +205,17 @@ def _final_step_checkpoint(base: type) -> type:
     class FinalStepCheckpoint(base):
         def on_train_end(self, trainer, pl_module) -> None:
             super().on_train_end(trainer, pl_module)
+            self.save_now(trainer)
+
+        def save_now(self, trainer) -> str:
+            """Save step*.ckpt and last.ckpt now, as an interval save would at this step, unless
+            this step is saved already (dualmind.stop_signal saves here on SIGTERM/SIGINT);
+            returns last.ckpt's path."""
             if trainer.global_step > self._last_global_step_saved:
                 candidates = self._monitor_candidates(trainer)
                 self._save_topk_checkpoint(trainer, candidates)
                 self._save_last_checkpoint(trainer, candidates)
+            return self.last_model_path
 
     return FinalStepCheckpoint
 
@@ -216,6 +228,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = (),
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     from dualmind.progress import TrainingProgress, stdout_is_terminal
+    from dualmind.stop_signal import StopOnSignal
 
     t = cfg.trainer
     loggers = []
@@ -241,7 +254,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = (),
     plain = not stdout_is_terminal()
     rich_bar = bool(t.enable_progress_bar) and not plain
     progress = TrainingProgress(t.progress_every_n_steps, t.progress_every_s, plain=plain)
-    cbs = [checkpoint, progress, *callbacks]
+    cbs = [checkpoint, progress, StopOnSignal(), *callbacks]
     if rich_bar:
         cbs.append(_step_progress_bar(RichProgressBar)(leave=True))
     limit_val = t.limit_val_batches
@@ -304,6 +317,7 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     from dualmind.data.datamodule import CoreDataModule, DataConfigError
     from dualmind.lit import DualMindModule, LexiconMismatchError, check_lexicon
     from dualmind.progress import TrainingProgress
+    from dualmind.stop_signal import TrainingStopped
 
     validate(cfg)
     _quiet_lightning_noise()
@@ -376,7 +390,7 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
 
     start = time.perf_counter()
 
-    def result() -> TrainResult:
+    def result(stopped_by: str | None = None) -> TrainResult:
         last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
         progress = next(c for c in trainer.callbacks if isinstance(c, TrainingProgress))
         return TrainResult(
@@ -389,9 +403,16 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
             lexicon_fingerprint=datamodule.lexicon_fingerprint,
             global_rank=trainer.global_rank,
             start_step=progress.start_step or 0,
+            stopped_by=stopped_by,
         )
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path or None)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path or None)
+    except TrainingStopped as stop:  # SIGTERM / Ctrl-C: a checkpoint is saved; say what ran
+        import signal
+
+        stop.result = result(signal.Signals(stop.signum).name)
+        raise
     return result()
 
 

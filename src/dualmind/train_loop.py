@@ -139,23 +139,6 @@ def _fsdp2_strategy(cfg: DictConfig) -> Any:
     return ModelParallelStrategy(data_parallel_size=int(dp), tensor_parallel_size=tp)
 
 
-def _ckpt_lexicon(path: Path) -> dict:
-    import torch
-
-    from dualmind.lit import checkpoint_metadata
-
-    if path.is_dir():  # an fsdp2 (DCP) checkpoint: tensors in shards, the rest in meta.pt
-        path = path / "meta.pt"
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - reported with the path
-        raise TrainingError(f"ckpt_path={path}: cannot read checkpoint ({err})") from err
-    try:
-        return checkpoint_metadata(ckpt)
-    except ValueError as err:
-        raise TrainingError(f"ckpt_path={path}: {err}") from err
-
-
 def atomic_checkpoint_io():
     """Lightning's checkpoint IO, but each local file is written beside its final name and moved
     into place with os.replace, so a crash mid-save never leaves a torn last.ckpt.
@@ -315,7 +298,7 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     import torch
 
     from dualmind.data.datamodule import CoreDataModule, DataConfigError
-    from dualmind.lit import DualMindModule, LexiconMismatchError, check_lexicon
+    from dualmind.lit import DualMindModule
     from dualmind.progress import TrainingProgress
     from dualmind.stop_signal import TrainingStopped
 
@@ -352,30 +335,12 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     except Exception as err:  # ShardError and friends from the corpus package: add the key
         raise TrainingError(f"data.dir={cfg.data.dir}: {err}") from err
 
-    ckpt_path = cfg.ckpt_path
-    if ckpt_path and ckpt_path != "last":
-        path = Path(ckpt_path)
-        if not (path.is_file() or (path / "meta.pt").is_file()):
-            raise TrainingError(
-                f"ckpt_path={ckpt_path}: no such checkpoint file (or sharded checkpoint folder)"
-            )
-        try:
-            check_lexicon(
-                _ckpt_lexicon(path), datamodule.lexicon_fingerprint, where=f"checkpoint {path}"
-            )
-        except LexiconMismatchError as err:
-            raise TrainingError(str(err)) from err
-    elif ckpt_path == "last":
-        lasts = sorted((run_dir / "checkpoints").glob("last*.ckpt"), key=os.path.getmtime)
-        if lasts:
-            try:
-                check_lexicon(
-                    _ckpt_lexicon(lasts[-1]),
-                    datamodule.lexicon_fingerprint,
-                    where=f"checkpoint {lasts[-1]}",
-                )
-            except LexiconMismatchError as err:
-                raise TrainingError(str(err)) from err
+    from dualmind.resume import ResumeError, resume_path
+
+    try:
+        ckpt_path = resume_path(cfg, run_dir, datamodule.lexicon_fingerprint)
+    except ResumeError as err:
+        raise TrainingError(str(err)) from err
 
     precision = _announce_precision(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -407,7 +372,7 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
         )
 
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path or None)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except TrainingStopped as stop:  # SIGTERM / Ctrl-C: a checkpoint is saved; say what ran
         import signal
 

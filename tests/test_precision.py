@@ -66,14 +66,14 @@ def test_every_cpu_sized_recipe_defaults_to_auto_and_the_large_ones_keep_32_true
 
 
 def test_the_planner_and_the_dry_run_read_auto_as_bf16_mixed_on_their_gpus(cpu_bf16):
-    from dualmind.dry_run import policy_of
+    from dualmind.dry_run import PRECISION_POLICY, policy_of
     from dualmind.plan.request import PlanRequest
     from dualmind.plan.resolve import resolve_run
 
     cpu_bf16(False)  # what this machine has does not matter to a plan for GPUs
     cfg = compose(["recipe=core_1b"])
     assert cfg.trainer.precision == "auto"
-    assert policy_of(cfg) == "fp32-master"
+    assert policy_of(cfg) == PRECISION_POLICY["auto"] == "fp32-master"
     _, _, settings = resolve_run(PlanRequest(recipe="core_1b"))
     assert settings["trainer_precision"] == "bf16-mixed" and settings["precision"] == "fp32-master"
 

@@ -150,13 +150,10 @@ def world_of(cfg: DictConfig) -> tuple[int, int, float]:
 
 def policy_of(cfg: DictConfig) -> str:
     """The planner's memory policy (dualmind.plan.memory.PRECISIONS) of trainer.precision."""
-    from dualmind.precision import AUTO, for_planned_gpu
-
-    # A dry run plans for the configured GPUs, all of which support bf16: auto is bf16-mixed.
-    precision = PRECISION_POLICY.get(for_planned_gpu(cfg.trainer.precision))
+    precision = PRECISION_POLICY.get(str(cfg.trainer.precision))
     if precision is None:
         raise DryRunError(f"trainer.precision={cfg.trainer.precision!r}: expected one of "
-                          f"{sorted([AUTO, *PRECISION_POLICY])}")
+                          f"{sorted(PRECISION_POLICY)}")
     return precision
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from dualmind.precision import for_planned_gpu
+from dualmind.precision import AUTO, for_planned_gpu
 
 from . import memory
 from .request import PlanError, PlanRequest
@@ -23,6 +23,9 @@ PRECISION_OF_TRAINER = {
     "32-true": "fp32-master",
     "32": "fp32-master",
 }
+# auto (the CPU-sized recipes) resolves on the machine that trains; a plan is for GPUs, where it
+# is bf16-mixed (dualmind.precision.for_planned_gpu).
+PRECISION_OF_TRAINER[AUTO] = PRECISION_OF_TRAINER[for_planned_gpu(AUTO)]
 
 
 

@@ -26,6 +26,7 @@ def main(cfg: DictConfig) -> float:
     from dualmind.config import ConfigError
     from dualmind.data.datamodule import DataConfigError
     from dualmind.lit import NonFiniteLossError
+    from dualmind.stop_signal import TrainingStopped
     from dualmind.train_loop import TrainingError, run
 
     # Hydra already routes the root logger to the console and <run>/train.log; Lightning's own
@@ -49,6 +50,10 @@ def main(cfg: DictConfig) -> float:
             raise  # let the sweep report which job failed
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except TrainingStopped as stop:  # SIGTERM / Ctrl-C: checkpoint saved, resumable
+        if stop.result is not None and stop.result.global_rank == 0:
+            print(stop.result.summary())
+        sys.exit(stop.exit_code)  # 128 + signal, as the shell reports a signalled job
     if result.global_rank == 0:
         print(result.summary())
     return result.val_bpb  # the objective a sweeper can minimise

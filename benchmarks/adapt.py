@@ -119,15 +119,24 @@ def train_variant(name: str, core_path: Path, corpus: Path, out: Path, steps: in
             "train_loss_last": result.last_loss, "recipe": recipe, "overrides": extra}
 
 
+def _precision_used() -> str:
+    """The precision the recipes' trainer.precision resolved to on this machine."""
+    from dualmind.config import compose
+    from dualmind.precision import resolve
+
+    cfg = compose(["recipe=bridge_lora"])
+    return resolve(cfg.trainer.precision, cfg.trainer.accelerator).value
+
+
 def table(rows: dict, base: dict, args, n_heldout: int, total_params: int) -> str:
     lines = [
         "## Adapters: no adaptation vs LoRA vs unfreeze-k (`benchmarks/adapt.py`)",
         "",
         f"The demo's core_mini (`{args.core}`) adapted to the demo corpus's QA pairs in "
         f"hyperphrase space, {args.steps} steps of batch 8 x {args.seq_len} symbols per variant "
-        f"(recipes bridge_lora / core_unfreeze, bf16-mixed, CPU). Task loss: nats per answer "
-        f"symbol (answer symbols + EOS) on {n_heldout} held-out QA examples whose questions were "
-        f"never trained on. Trampling: the core's own bits per symbol on "
+        f"(recipes bridge_lora / core_unfreeze, {_precision_used()}, CPU). Task loss: nats per "
+        f"answer symbol (answer symbols + EOS) on {n_heldout} held-out QA examples whose "
+        f"questions were never trained on. Trampling: the core's own bits per symbol on "
         f"{base['core_symbols']:,} symbols of the corpus's held-out documents, after minus "
         f"before. The core has {total_params:,} parameters.",
         "",

@@ -194,6 +194,9 @@ def main() -> None:
             if v
             else f"| {s} | {loss:.3f} | {bpb:.3f} | | |"
         )
+    from dualmind.precision import resolve
+
+    precision = resolve(cfg.trainer.precision, cfg.trainer.accelerator)  # what the run used
     uni_nats, uni_bpb = unigram_reference(
         corpus, cfg.data.seq_len, cfg.data.val_max_batches * cfg.data.batch_size
     )
@@ -206,7 +209,7 @@ def main() -> None:
             f"`benchmarks/core_mini_curve.py`, "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: recipe core_mini "
             f"({cfg.model.dim}x{cfg.model.n_layers} core, vocab {cfg.model.vocab_size}, "
-            f"seq {cfg.data.seq_len} x batch {cfg.data.batch_size}, {cfg.trainer.precision}, "
+            f"seq {cfg.data.seq_len} x batch {cfg.data.batch_size}, {precision.line()}, "
             f"lr {cfg.optim.lr}) on the embedded demo corpus ({a.level} lexicon, "
             f"{a.lexicon_vocab} units), 2 CPU cores (5-minute load average at the end: "
             f"{os.getloadavg()[1]:.1f}). Val = held-out documents (en + ru).",

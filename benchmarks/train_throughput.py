@@ -1,6 +1,7 @@
 """Training throughput of the hyper-core against litgpt's GPT of the same shape, same run.
 
     .venv/bin/python benchmarks/train_throughput.py                 # mini + 125m, bf16 + fp32
+                                                    # (bf16 only where the CPU has it natively)
     .venv/bin/python benchmarks/train_throughput.py --shapes mini --steps 4 --no-write
 
 One step = forward + backward + AdamW update on a [batch, seq_len] batch of random symbols.
@@ -164,12 +165,29 @@ def measure(shape: str, model: str, precision: str, a: argparse.Namespace) -> di
 
 
 
+def default_precisions() -> list[str]:
+    """The project's rule (dualmind.precision): bf16 is measured only where the CPU has it
+    natively; emulated bf16 (an AVX2 CPU) would time the emulation, ~50x slower than fp32."""
+    from dualmind.precision import resolve
+
+    return ["bf16", "fp32"] if resolve("auto", "cpu").bf16 else ["fp32"]
+
+
+def warn_if_emulated(precisions: list[str]) -> None:
+    from dualmind.precision import resolve
+
+    warning = resolve("bf16-mixed", "cpu").warning
+    if "bf16" in precisions and warning:
+        print(f"warning: --precisions bf16: {warning}", file=sys.stderr)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    p.add_argument("--precisions", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
+    p.add_argument("--precisions", nargs="+", default=None, choices=["bf16", "fp32"],
+                   help="default: bf16 and fp32 where the CPU has native bf16, else fp32")
     p.add_argument("--steps", type=int, default=5, help="timed steps (the fastest is reported)")
     p.add_argument("--rounds", type=int, default=2, help="fresh processes per model, alternated")
     p.add_argument("--warmup", type=int, default=2)
@@ -185,6 +203,8 @@ def main() -> None:
 
     import torch
 
+    a.precisions = a.precisions or default_precisions()
+    warn_if_emulated(a.precisions)
     rows = []
     for shape in a.shapes:
         for precision in a.precisions:

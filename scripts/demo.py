@@ -237,5 +237,17 @@ def _first_sentence(text: str, max_chars: int = 220) -> str:
     return line[:max_chars]
 
 
+def stopping_cleanly(argv: list[str] | None = None) -> int:
+    """main(), with a run stopped by SIGTERM or Ctrl-C reported in one line, not a traceback
+    (its checkpoint is saved; the demo itself starts over when run again)."""
+    from dualmind.stop_signal import TrainingStopped
+
+    try:
+        return main(argv)
+    except TrainingStopped as stop:
+        console.print(f"[yellow]demo {stop}; `make demo` starts over")
+        return stop.exit_code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stopping_cleanly())

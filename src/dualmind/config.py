@@ -82,7 +82,7 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: Any = 1
     num_nodes: int = 1
-    precision: str = "bf16-mixed"
+    precision: str = "auto"
     max_steps: int = 1000
     val_check_interval: int = 100
     num_sanity_val_steps: int = 0
@@ -94,6 +94,8 @@ class TrainerConfig:
     deterministic: bool = False
     fast_dev_run: Any = False
     enable_progress_bar: bool = True
+    progress_every_n_steps: int = 100
+    progress_every_s: float = 30.0
     checkpoint_every_n_steps: int = 100
     loggers: list = field(default_factory=lambda: ["csv", "tensorboard"])
     num_threads: int | None = None

@@ -290,6 +290,12 @@ class DualMindModule(L.LightningModule):
         self._lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # the lr this update uses
         return loss
 
+    @property
+    def last_counts(self) -> StepCounts | None:
+        """The global batch of the newest training step: callbacks, which Lightning calls before
+        this module's on_train_batch_end, read it (dualmind.progress)."""
+        return getattr(self, "_last_total", None)
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # Everything of one batch is logged here, after its optimizer step, so that one CSV row
         # (keyed by global_step) holds the loss, rate and lr of the same step.

@@ -27,13 +27,19 @@ class TrainingError(RuntimeError):
 @dataclass
 class TrainResult:
     run_dir: Path
-    steps: int
+    steps: int  # the run's step count at the end (global_step), resumed steps included
     wall_s: float
     train: list[dict] = field(default_factory=list)  # {"step", "loss", "bpb", "seconds"} per batch
     val: list[dict] = field(default_factory=list)  # {"step", "loss", "bpb"} per validation
     last_checkpoint: Path | None = None
     lexicon_fingerprint: str | None = None
     global_rank: int = 0
+    start_step: int = 0  # where this invocation started: the resumed checkpoint's step, or 0
+    stopped_by: str | None = None  # SIGTERM / SIGINT: stopped early, resumable (stop_signal)
+
+    @property
+    def steps_this_run(self) -> int:
+        return self.steps - self.start_step
 
     @property
     def first_loss(self) -> float:
@@ -48,7 +54,12 @@ class TrainResult:
         return self.val[-1]["bpb"] if self.val else math.nan
 
     def summary(self) -> str:
-        lines = [f"trained {self.steps} steps in {self.wall_s:.0f} s -> {self.run_dir}"]
+        span = f"trained {self.steps_this_run} steps in {self.wall_s:.0f} s"
+        if self.start_step:  # a resumed run: this invocation's steps, then the run's
+            span += f", resumed from step {self.start_step}: {self.steps} steps in total"
+        if self.stopped_by:
+            span += f", stopped by {self.stopped_by}"
+        lines = [f"{span} -> {self.run_dir}"]
         if self.train:
             lines.append(
                 f"train loss {self.first_loss:.3f} -> {self.last_loss:.3f} nats/symbol "
@@ -66,6 +77,8 @@ class TrainResult:
             )
         if self.last_checkpoint:
             lines.append(f"checkpoint: {self.last_checkpoint}")
+            if self.stopped_by:
+                lines.append("resume: the same command with ckpt_path=last")
         return "\n".join(lines)
 
 
@@ -82,18 +95,6 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return Path(cfg.runs_dir) / cfg.name
-
-
-def _precision(requested: str) -> str:
-    import torch
-
-    if (
-        requested == "bf16-mixed"
-        and torch.cuda.is_available()
-        and not torch.cuda.is_bf16_supported()
-    ):
-        return "16-mixed"  # pre-Ampere GPU: fp16 autocast with a grad scaler instead
-    return requested
 
 
 def _strategy(cfg: DictConfig) -> Any:
@@ -136,23 +137,6 @@ def _fsdp2_strategy(cfg: DictConfig) -> Any:
             )
         dp = world // tp
     return ModelParallelStrategy(data_parallel_size=int(dp), tensor_parallel_size=tp)
-
-
-def _ckpt_lexicon(path: Path) -> dict:
-    import torch
-
-    from dualmind.lit import checkpoint_metadata
-
-    if path.is_dir():  # an fsdp2 (DCP) checkpoint: tensors in shards, the rest in meta.pt
-        path = path / "meta.pt"
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - reported with the path
-        raise TrainingError(f"ckpt_path={path}: cannot read checkpoint ({err})") from err
-    try:
-        return checkpoint_metadata(ckpt)
-    except ValueError as err:
-        raise TrainingError(f"ckpt_path={path}: {err}") from err
 
 
 def atomic_checkpoint_io():
@@ -204,18 +188,30 @@ def _final_step_checkpoint(base: type) -> type:
     class FinalStepCheckpoint(base):
         def on_train_end(self, trainer, pl_module) -> None:
             super().on_train_end(trainer, pl_module)
+            self.save_now(trainer)
+
+        def save_now(self, trainer) -> str:
+            """Save step*.ckpt and last.ckpt now, as an interval save would at this step, unless
+            this step is saved already (dualmind.stop_signal saves here on SIGTERM/SIGINT);
+            returns last.ckpt's path."""
             if trainer.global_step > self._last_global_step_saved:
                 candidates = self._monitor_candidates(trainer)
                 self._save_topk_checkpoint(trainer, candidates)
                 self._save_last_checkpoint(trainer, candidates)
+            return self.last_model_path
 
     return FinalStepCheckpoint
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()):
+def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = (), *,
+                  precision: str):
+    """precision: the Lightning precision (dualmind.precision.resolve of trainer.precision)."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from dualmind.progress import TrainingProgress, stdout_is_terminal
+    from dualmind.stop_signal import StopOnSignal
 
     t = cfg.trainer
     loggers = []
@@ -237,8 +233,12 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ())
         save_top_k=1,
         save_last=True,
     )
-    cbs = [checkpoint, *callbacks]
-    if t.enable_progress_bar:
+    # Off a terminal the rich bar prints nothing until the run ends: plain lines instead.
+    plain = not stdout_is_terminal()
+    rich_bar = bool(t.enable_progress_bar) and not plain
+    progress = TrainingProgress(t.progress_every_n_steps, t.progress_every_s, plain=plain)
+    cbs = [checkpoint, progress, StopOnSignal(), *callbacks]
+    if rich_bar:
         cbs.append(_step_progress_bar(RichProgressBar)(leave=True))
     limit_val = t.limit_val_batches
     return L.Trainer(
@@ -246,7 +246,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ())
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=_strategy(cfg),
-        precision=_precision(t.precision),
+        precision=precision,
         max_steps=t.max_steps,
         val_check_interval=t.val_check_interval,
         check_val_every_n_epoch=None,
@@ -258,7 +258,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ())
         accumulate_grad_batches=t.accumulate_grad_batches,
         deterministic=t.deterministic,
         fast_dev_run=t.fast_dev_run,
-        enable_progress_bar=t.enable_progress_bar,
+        enable_progress_bar=rich_bar,
         logger=loggers or False,
         callbacks=cbs,
         default_root_dir=str(run_dir),
@@ -298,7 +298,9 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     import torch
 
     from dualmind.data.datamodule import CoreDataModule, DataConfigError
-    from dualmind.lit import DualMindModule, LexiconMismatchError, check_lexicon
+    from dualmind.lit import DualMindModule
+    from dualmind.progress import TrainingProgress
+    from dualmind.stop_signal import TrainingStopped
 
     validate(cfg)
     _quiet_lightning_noise()
@@ -333,31 +335,14 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     except Exception as err:  # ShardError and friends from the corpus package: add the key
         raise TrainingError(f"data.dir={cfg.data.dir}: {err}") from err
 
-    ckpt_path = cfg.ckpt_path
-    if ckpt_path and ckpt_path != "last":
-        path = Path(ckpt_path)
-        if not (path.is_file() or (path / "meta.pt").is_file()):
-            raise TrainingError(
-                f"ckpt_path={ckpt_path}: no such checkpoint file (or sharded checkpoint folder)"
-            )
-        try:
-            check_lexicon(
-                _ckpt_lexicon(path), datamodule.lexicon_fingerprint, where=f"checkpoint {path}"
-            )
-        except LexiconMismatchError as err:
-            raise TrainingError(str(err)) from err
-    elif ckpt_path == "last":
-        lasts = sorted((run_dir / "checkpoints").glob("last*.ckpt"), key=os.path.getmtime)
-        if lasts:
-            try:
-                check_lexicon(
-                    _ckpt_lexicon(lasts[-1]),
-                    datamodule.lexicon_fingerprint,
-                    where=f"checkpoint {lasts[-1]}",
-                )
-            except LexiconMismatchError as err:
-                raise TrainingError(str(err)) from err
+    from dualmind.resume import ResumeError, resume_path
 
+    try:
+        ckpt_path = resume_path(cfg, run_dir, datamodule.lexicon_fingerprint)
+    except ResumeError as err:
+        raise TrainingError(str(err)) from err
+
+    precision = _announce_precision(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     plain_cfg.pop("hydra", None)
@@ -365,20 +350,47 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     if cfg.stage in ("lora", "unfreeze"):
         from dualmind.adapters.module import AdapterModule as module_cls
     module = module_cls(plain_cfg, lexicon_fingerprint=datamodule.lexicon_fingerprint)
-    trainer = build_trainer(cfg, run_dir, callbacks)
+    trainer = build_trainer(cfg, run_dir, callbacks, precision=precision)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path or None)
-    wall = time.perf_counter() - start
-    last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
-    return TrainResult(
-        run_dir=run_dir,
-        steps=trainer.global_step,
-        wall_s=wall,
-        train=module.history["train"],
-        val=module.history["val"],
-        last_checkpoint=Path(last) if last else None,
-        lexicon_fingerprint=datamodule.lexicon_fingerprint,
-        global_rank=trainer.global_rank,
-    )
+
+    def result(stopped_by: str | None = None) -> TrainResult:
+        last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+        progress = next(c for c in trainer.callbacks if isinstance(c, TrainingProgress))
+        return TrainResult(
+            run_dir=run_dir,
+            steps=trainer.global_step,
+            wall_s=time.perf_counter() - start,
+            train=module.history["train"],
+            val=module.history["val"],
+            last_checkpoint=Path(last) if last else None,
+            lexicon_fingerprint=datamodule.lexicon_fingerprint,
+            global_rank=trainer.global_rank,
+            start_step=progress.start_step or 0,
+            stopped_by=stopped_by,
+        )
+
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except TrainingStopped as stop:  # SIGTERM / Ctrl-C: a checkpoint is saved; say what ran
+        import signal
+
+        stop.result = result(signal.Signals(stop.signum).name)
+        raise
+    return result()
+
+
+def _announce_precision(cfg: DictConfig) -> str:
+    """Resolve trainer.precision for this machine (dualmind.precision), say so once, warn about
+    bf16 asked for on a CPU without it; returns the Lightning precision."""
+    from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+
+    from dualmind.precision import resolve
+
+    choice = resolve(cfg.trainer.precision, cfg.trainer.accelerator)
+    if rank_zero_only.rank == 0:
+        print(choice.line(), flush=True)
+    if choice.warning:
+        rank_zero_warn(choice.warning)
+    return choice.value

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from dualmind.precision import AUTO, for_planned_gpu
+
 from . import memory
 from .request import PlanError, PlanRequest
 from .shape import ModelShape, from_core_config
@@ -21,6 +23,9 @@ PRECISION_OF_TRAINER = {
     "32-true": "fp32-master",
     "32": "fp32-master",
 }
+# auto (the CPU-sized recipes) resolves on the machine that trains; a plan is for GPUs, where it
+# is bf16-mixed (dualmind.precision.for_planned_gpu).
+PRECISION_OF_TRAINER[AUTO] = PRECISION_OF_TRAINER[for_planned_gpu(AUTO)]
 
 
 
@@ -51,13 +56,14 @@ def resolve_run(req: PlanRequest) -> tuple[ModelShape, object, dict]:
             OmegaConf.to_container(cfg.model, resolve=True), source=f"recipe {req.recipe}"
         )
         devices = cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else None
+        trainer_precision = for_planned_gpu(cfg.trainer.precision)  # auto: bf16-mixed on GPUs
         run = {
             "source": f"recipe={req.recipe}" + "".join(f" {o}" for o in req.overrides),
             "seq_len": int(cfg.data.seq_len),
             "micro_batch": int(cfg.data.batch_size),
             "checkpointing": str(cfg.strategy.get("activation_checkpointing", "none")),
-            "precision": PRECISION_OF_TRAINER.get(str(cfg.trainer.precision), "fp32-master"),
-            "trainer_precision": str(cfg.trainer.precision),
+            "precision": PRECISION_OF_TRAINER.get(trainer_precision, "fp32-master"),
+            "trainer_precision": trainer_precision,
             "recipe_gpus": None if devices is None else devices * int(cfg.trainer.num_nodes),
             "accumulate_grad_batches": int(cfg.trainer.get("accumulate_grad_batches", 1)),
             "max_steps": int(cfg.trainer.max_steps),

@@ -1,0 +1,100 @@
+"""Which checkpoint a run resumes from (``ckpt_path``), checked before Lightning reads it.
+
+``ckpt_path=last`` takes the run's newest ``last*.ckpt``. Checkpoints are written atomically
+(dualmind.train_loop.atomic_checkpoint_io), but a file can still be cut short after the fact (a
+copy, a full disk on a filesystem that ignores the rename, a kill during an fsdp2 shard write);
+then the run resumes from the newest checkpoint of its folder that reads whole, with a warning
+naming both files, instead of stopping on a traceback or silently starting afresh. An explicit
+path is obeyed: if it cannot be read, the error names the newest readable one beside it.
+Every checkpoint resumed from is checked against the data's lexicon.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from dualmind.checkpoint_meta import LexiconMismatchError, check_lexicon, checkpoint_metadata
+
+
+class ResumeError(RuntimeError):
+    """No checkpoint to resume from; the message names the path (train_loop: TrainingError)."""
+
+
+def read_metadata(path: Path) -> dict:
+    """The dualmind metadata of a checkpoint file or fsdp2 (DCP) folder; raises ResumeError
+    naming the path when it cannot be read whole."""
+    import torch
+
+    meta_file = path / "meta.pt" if path.is_dir() else path  # DCP: the non-tensors in meta.pt
+    try:
+        if path.is_dir() and not (path / ".metadata").is_file():
+            raise ValueError("no .metadata: the sharded save did not finish")
+        # mmap: the archive's index (at the end of the file, so a cut file fails here) and the
+        # metadata are read; the tensors are left on disk.
+        ckpt = torch.load(meta_file, map_location="cpu", weights_only=True, mmap=True)
+        return checkpoint_metadata(ckpt)
+    except Exception as err:  # noqa: BLE001 - reported with the path
+        raise ResumeError(f"{path}: cannot read checkpoint ({err})") from err
+
+
+def newest_first(folder: Path) -> list[Path]:
+    """The checkpoints of a run's checkpoint folder, newest first (a last* before a step* of
+    the same moment); temporaries (.name.tmp-*) are not checkpoints."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.glob("*.ckpt") if not p.name.startswith(".")]
+    return sorted(found, key=lambda p: (os.path.getmtime(p), p.name.startswith("last")),
+                  reverse=True)
+
+
+def newest_intact(candidates: list[Path]) -> tuple[Path, dict] | None:
+    for path in candidates:
+        try:
+            return path, read_metadata(path)
+        except ResumeError:
+            continue
+    return None
+
+
+def resume_path(cfg: DictConfig, run_dir: Path, lexicon_fingerprint: str | None) -> str | None:
+    """What trainer.fit's ckpt_path gets: None (a fresh run), "last" (no checkpoint yet: Lightning
+    starts fresh and says so) or a checked checkpoint path; raises ResumeError."""
+    from lightning.pytorch.utilities import rank_zero_warn  # every rank checks; one warns
+
+    ckpt_path = cfg.ckpt_path
+    if not ckpt_path:
+        return None
+    if ckpt_path == "last":
+        folder = run_dir / "checkpoints"
+        lasts = [p for p in newest_first(folder) if p.name.startswith("last")]
+        if not lasts:
+            return "last"
+        try:
+            path, meta = lasts[0], read_metadata(lasts[0])
+        except ResumeError as err:
+            intact = newest_intact([p for p in newest_first(folder) if p != lasts[0]])
+            if intact is None:
+                raise ResumeError(f"ckpt_path=last: {err}, and no other checkpoint in {folder} "
+                                  "can be read; start afresh in another run_dir") from err
+            path, meta = intact
+            rank_zero_warn(f"ckpt_path=last: {lasts[0]} cannot be read ({err.__cause__}); "
+                           f"resuming from {path}, the newest intact checkpoint of the run")
+    else:
+        path = Path(ckpt_path)
+        if not (path.is_file() or (path / "meta.pt").is_file()):
+            raise ResumeError(f"ckpt_path={ckpt_path}: no such checkpoint file (or sharded "
+                              "checkpoint folder)")
+        try:
+            meta = read_metadata(path)
+        except ResumeError as err:
+            intact = newest_intact([p for p in newest_first(path.parent) if p != path])
+            hint = f"; the newest intact one beside it is ckpt_path={intact[0]}" if intact else ""
+            raise ResumeError(f"ckpt_path={err}{hint}") from err
+    try:
+        check_lexicon(meta, lexicon_fingerprint, where=f"checkpoint {path}")
+    except LexiconMismatchError as err:
+        raise ResumeError(str(err)) from err
+    return str(path)

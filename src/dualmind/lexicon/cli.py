@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--errors", choices=("replace", "skip", "fail"), default="replace",
                    help="bad input policy (counted in the summary)")
     b.add_argument("--text-field", default="text", help="JSON/Parquet field holding the text")
+    from dualmind.data.cli import add_limit_arguments
+
+    add_limit_arguments(b)  # the corpus build's reader and limits: both see the same documents
     b.add_argument("--no-progress", action="store_true")
 
     e = sub.add_parser("encode", help="text -> hyperphrase (or ids, or gloss)")
@@ -110,7 +113,10 @@ def _build(args: argparse.Namespace) -> int:
         raise LexiconError(f"build: {e}") from e
     if not any(f.name.endswith(".gz") for f in files):
         total = sum(f.stat().st_size for f in files)
-    opts = ReadOptions(text_field=args.text_field)
+    try:
+        opts = ReadOptions(args.text_field, args.max_line_bytes, args.max_document_bytes)
+    except ValueError as e:
+        raise LexiconError(f"build: {e}") from e
     n_docs = Counter()
 
     on_read_done = []
@@ -153,6 +159,10 @@ def _build(args: argparse.Namespace) -> int:
                 lex = Lexicon.build(texts(), progress=lambda n: bar.advance(task, n), **kwargs)
     except InputError as e:
         raise LexiconError(f"build: {e}") from e
+    if not n_docs:
+        # a lexicon of bytes alone would look like a build that worked
+        raise LexiconError(f"build: no usable documents in the inputs ({len(files)} files), "
+                           f"no lexicon written; {problems.reason()}")
     out = lex.save(args.out)
     info = lex.build_info
     print(f"lexicon {lex.level}: {len(lex)} units -> {out}")

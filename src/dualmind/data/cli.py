@@ -164,16 +164,24 @@ def _build(args: argparse.Namespace) -> int:
     try:
         summary: BuildSummary = build_corpus(args.inputs or None, args.lexicon, args.out, **options)
     except (CorpusError, InputError, WorkerError) as e:
-        return _err(str(e))
+        return _err(_with_notes(e))
+    except KeyboardInterrupt as e:
+        print(f"interrupted {_with_notes(e)}".rstrip(), file=sys.stderr)
+        return 130
     except Exception as e:  # a lexicon that fails to load names its own file
         if type(e).__name__ == "LexiconError":
-            return _err(str(e))
+            return _err(_with_notes(e))
         raise
     if args.json:
         print(json.dumps(summary.to_dict(), ensure_ascii=False, indent=1))
     else:
         print("\n".join(summary.lines()))
     return 0
+
+
+def _with_notes(err: BaseException) -> str:
+    """The error and its notes on one line (a failed build notes when OUT is kept to resume)."""
+    return " ".join([str(err), *(f"({n})" for n in getattr(err, "__notes__", ()))]).strip()
 
 
 def sample_lines(path: Path, manifest: dict, n: int, lexicon_dir: str | None) -> list[str]:
@@ -313,6 +321,13 @@ def _info(args: argparse.Namespace) -> int:
     path = Path(args.corpus)
     mpath = path / MANIFEST
     if not mpath.is_file():
+        from dualmind.data.build_state import is_unfinished
+
+        if is_unfinished(path):
+            return _err(
+                f"{mpath}: missing — {path} is an unfinished corpus build: rerun the "
+                "`dualmind corpus build` that made it to resume it"
+            )
         return _err(f"{mpath}: missing — not a finished corpus build")
     manifest = json.loads(mpath.read_text(encoding="utf-8"))
     if args.json:

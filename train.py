@@ -16,6 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 import dualmind.config  # noqa: F401  (sets DUALMIND_RECIPES_DIR before Hydra reads the searchpath)
+from dualmind.overrides import UnknownOverride
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -55,4 +56,8 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UnknownOverride as err:  # `foo=1`: raised while Hydra composes (dualmind.overrides)
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -119,3 +119,33 @@ def test_build_max_line_bytes_is_the_corpus_builds(tmp_path, capsys):
     assert "read 1 documents" in capsys.readouterr().out
     assert call(*args, "--max-line-bytes", "2") == 2
     assert "max_line_bytes must be >= 4, got 2" in capsys.readouterr().err
+
+
+def test_encode_shows_a_terminal_the_gloss_and_a_pipe_the_symbols(inputs, tmp_path):
+    """Run as a person would: stdout a pseudo-terminal, then a pipe."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "lex"
+    assert call("build", str(inputs), "--vocab-size", "800", "--piece-merges", "100",
+                "--out", str(out), "--no-progress") == 0
+    lex = Lexicon.load(out)
+    text = "The night was dark."
+    ids = lex.encode(text)
+    argv = [sys.executable, "-m", "dualmind.lexicon.cli", "encode", "--lexicon", str(out), text]
+
+    def on_terminal(*extra: str) -> str:
+        master, slave = os.openpty()
+        try:
+            subprocess.run([*argv, *extra], stdout=slave, stderr=subprocess.DEVNULL,
+                           timeout=60, check=True)
+            return os.read(master, 1 << 16).decode("utf-8").replace("\r\n", "\n")
+        finally:
+            os.close(master)
+            os.close(slave)
+
+    assert on_terminal() == "·".join(map(lex.gloss, ids)) + "\n"
+    assert on_terminal("--format", "hyperphrase") == lex.to_hyperphrase(ids) + "\n"
+    piped = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+    assert piped.stdout == lex.to_hyperphrase(ids) + "\n" and piped.stderr == ""

@@ -2,7 +2,8 @@
 
     dualmind lexicon build corpus/ more/*.jsonl --level semantic --vocab-size 32768 --out lex/
     dualmind lexicon build --demo --out lex/            # the embedded demo corpus
-    dualmind lexicon encode --lexicon lex/ "Ночью было темно."   # -> hyperphrase
+    dualmind lexicon encode --lexicon lex/ "Ночью было темно."   # -> gloss on a terminal,
+                                                                # the hyperphrase into a pipe
     dualmind lexicon encode --lexicon lex/ --format ids --input story.txt
     dualmind lexicon decode --lexicon lex/ "<hyperphrase>"  |  --ids "5 17 300"
     dualmind lexicon info lex/
@@ -58,8 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--lexicon", required=True)
     e.add_argument("text", nargs="?", help="text to encode (default: --input or stdin)")
     e.add_argument("--input", help="read the text from this file")
-    e.add_argument("--format", choices=("hyperphrase", "ids", "gloss", "units"),
-                   default="hyperphrase")
+    e.add_argument("--format", choices=("hyperphrase", "ids", "gloss", "units"), default=None,
+                   help="default: hyperphrase into a pipe or file (the exact symbols), gloss on "
+                        "a terminal (the symbols are private-use characters that print as blanks)")
     e.add_argument("--lang", default=None, help="language of the text (default: by script)")
 
     d = sub.add_parser("decode", help="hyperphrase or ids -> text (lossless) or gloss")
@@ -187,15 +189,29 @@ def _read_text(args: argparse.Namespace) -> str:
     return sys.stdin.read()
 
 
+def encode_format(requested: str | None, stdout=None) -> str:
+    """An explicit --format always wins; otherwise a terminal gets the gloss, since hyperphrase
+    symbols are private-use characters that most fonts draw as nothing (it looked like an empty
+    line), while a pipe or file gets the exact symbols, for `decode` or a program to read."""
+    if requested is not None:
+        return requested
+    stdout = stdout or sys.stdout
+    return "gloss" if stdout.isatty() else "hyperphrase"
+
+
 def _encode(args: argparse.Namespace) -> int:
     lex = Lexicon.load(args.lexicon)
     text = _read_text(args)
     ids = lex.encode(text, lang=args.lang)
-    if args.format == "hyperphrase":
+    fmt = encode_format(args.format)
+    if args.format is None and fmt == "gloss":
+        print("(the gloss, as stdout is a terminal: --format hyperphrase prints the symbols)",
+              file=sys.stderr)
+    if fmt == "hyperphrase":
         print(lex.to_hyperphrase(ids))
-    elif args.format == "ids":
+    elif fmt == "ids":
         print(" ".join(map(str, ids)))
-    elif args.format == "gloss":
+    elif fmt == "gloss":
         print(lex.decode(ids) if lex.level == "semantic" else "·".join(map(lex.gloss, ids)))
     else:
         for uid in ids:

@@ -16,6 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 import dualmind.config  # noqa: F401  (sets DUALMIND_RECIPES_DIR before Hydra reads the searchpath)
+from dualmind.overrides import UnknownOverride
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -23,11 +24,11 @@ def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from dualmind.config import ConfigError
-    from dualmind.data.datamodule import DataConfigError
-    from dualmind.lit import NonFiniteLossError
+    from dualmind.resume_check import check_resume
+    from dualmind.run_paths import check_run_paths
     from dualmind.stop_signal import TrainingStopped
-    from dualmind.train_loop import TrainingError, run
+    from dualmind.train_errors import one_line, user_error_types
+    from dualmind.train_loop import run
 
     # Hydra already routes the root logger to the console and <run>/train.log; Lightning's own
     # console handlers would print every line twice.
@@ -44,20 +45,30 @@ def main(cfg: DictConfig) -> float:
             sys.exit(code)
         return None
     try:
+        check_run_paths(cfg)  # every path the run reads, before anything is built
+        check_resume(cfg)  # ckpt_path of this stage and these weight shapes
         result = run(cfg)
-    except (TrainingError, ConfigError, DataConfigError, NonFiniteLossError) as err:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # let the sweep report which job failed
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
     except TrainingStopped as stop:  # SIGTERM / Ctrl-C: checkpoint saved, resumable
         if stop.result is not None and stop.result.global_rank == 0:
             print(stop.result.summary())
         sys.exit(stop.exit_code)  # 128 + signal, as the shell reports a signalled job
+    except Exception as err:
+        if not isinstance(err, user_error_types()):
+            raise  # a bug: keep its traceback
+        hydra_cfg = HydraConfig.get()
+        job = ""
+        if hydra_cfg.mode == RunMode.MULTIRUN:  # name the job: the sweep stops at it
+            job = f"job {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}): "
+        print(f"error: {job}{one_line(err)}", file=sys.stderr)
+        sys.exit(2)
     if result.global_rank == 0:
         print(result.summary())
     return result.val_bpb  # the objective a sweeper can minimise
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UnknownOverride as err:  # `foo=1`: raised while Hydra composes (dualmind.overrides)
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

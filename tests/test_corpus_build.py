@@ -117,14 +117,14 @@ def test_rebuild_is_a_no_op_and_conflicting_settings_are_refused(built, inputs):
 
 
 def test_output_folder_rules(inputs, tmp_path):
-    """A build stopped while planning leaves nothing that blocks the next one; a folder with
-    foreign files is refused, and --overwrite removes only the build's own files."""
+    """A build stopped while planning leaves nothing behind (test_corpus_build_failures.py); a
+    folder with foreign files is refused, and --overwrite removes only the build's own files."""
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine\n\xff\n")
     out = tmp_path / "out"
     with pytest.raises(InputError, match="invalid UTF-8"):
         build_corpus([inputs, bad], small_lexicon("lossless"), out, errors="fail", **OPTS)
-    assert (out / ".build").is_dir() and not (out / "manifest.json").exists()
+    assert not out.exists()
     summary = build_corpus([inputs, bad], small_lexicon("lossless"), out, backend="serial", **OPTS)
     assert summary.status == "built"
     assert summary.manifest["problems"]["counts"] == {"invalid_utf8": {"replaced": 1}}

@@ -97,45 +97,6 @@ def test_empty_and_binary_files(tmp_path):
         assert e.value.kind == kind
 
 
-def test_a_real_100_mb_line_is_never_held_whole(tmp_path):
-    """One 100 MB line: `fail` names file, line and size; `skip` drains it in chunks; with the
-    default 16 MiB limit nothing near 100 MB is ever decoded."""
-    path = tmp_path / "huge.txt"
-    chunk = b"word " * (1 << 18)  # 1.25 MiB
-    with open(path, "wb") as f:
-        f.write(b"before\n")
-        for _ in range(80):
-            f.write(chunk)
-        f.write(b"\nafter\n")
-    size = 80 * len(chunk) + 1
-    with pytest.raises(
-        InputError, match=rf"{path}:2: line of {size} bytes is longer than max_line_bytes"
-    ):
-        read([path], "fail")
-    docs, problems = read([path], "skip")
-    assert docs[0].text == "before\nafter\n"
-    assert problems.counts == {"line_too_long": {"skipped": 1}}
-
-
-def test_long_line_replace_truncates_at_a_character_boundary(tmp_path):
-    # scaled down: a 1,000-byte limit instead of 16 MiB proves the same policy
-    path = tmp_path / "long.jsonl"
-    text = "ж" * 2000  # 2 bytes per character: the cut must not split one
-    path.write_text(
-        json.dumps({"text": text}, ensure_ascii=False) + "\n" + json.dumps({"text": "ok"}) + "\n",
-        encoding="utf-8",
-    )
-    docs, problems = read([path], "replace", max_line_bytes=1000)
-    # the truncated JSON line no longer parses: counted as malformed, the next line still read
-    assert [d.text for d in docs] == ["ok"]
-    assert problems.counts == {"line_too_long": {"replaced": 1}, "malformed_json": {"skipped": 1}}
-    txt = tmp_path / "long.txt"
-    txt.write_text("ж" * 2000 + "\nshort\n", encoding="utf-8")
-    docs, problems = read([txt], "replace", max_line_bytes=1001)
-    assert docs[0].text == "ж" * 500 + "\nshort\n"
-    assert problems.counts == {"line_too_long": {"replaced": 1}}
-
-
 def test_document_too_long_is_split_or_skipped(tmp_path):
     path = tmp_path / "book.txt"
     path.write_text("\n".join(f"line {i} of the book" for i in range(100)), encoding="utf-8")

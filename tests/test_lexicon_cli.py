@@ -86,3 +86,66 @@ def test_bad_input_policy(tmp_path, capsys):
 def test_load_errors_are_reported_not_raised(tmp_path, capsys):
     assert call("info", str(tmp_path)) == 2
     assert "lexicon.json: missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, errors, kind", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "replace", "binary_file"),
+    (b"", "replace", "empty_file"),
+    (b'{"body": "no text key"}\n{"text": 5}\n', "skip", "missing_text"),
+])
+def test_build_with_no_usable_documents_fails_and_writes_nothing(tmp_path, capsys, content,
+                                                                   errors, kind):
+    bad = tmp_path / ("input.jsonl" if content.startswith(b"{") else "input.bin")
+    bad.write_bytes(content)
+    out = tmp_path / "lex"
+    assert call("build", str(bad), "--out", str(out), "--errors", errors, "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: build: no usable documents in the inputs (1 files), "
+                          "no lexicon written; ")
+    assert f"{kind}: 1 skipped (e.g. {bad}" in err
+    assert not out.exists()
+
+
+def test_build_max_line_bytes_is_the_corpus_builds(tmp_path, capsys):
+    path = tmp_path / "records.jsonl"
+    record = json.dumps({"text": "night " * 300}) + "\n"
+    path.write_text(record)
+    out = tmp_path / "lex"
+    args = ("build", str(path), "--out", str(out), "--vocab-size", "300", "--no-progress")
+    assert call(*args, "--max-line-bytes", "1000") == 2
+    assert f"{path}:1: line of {len(record)} bytes is longer than max_line_bytes=1000" in \
+        capsys.readouterr().err and not out.exists()
+    assert call(*args, "--max-line-bytes", str(len(record))) == 0
+    assert "read 1 documents" in capsys.readouterr().out
+    assert call(*args, "--max-line-bytes", "2") == 2
+    assert "max_line_bytes must be >= 4, got 2" in capsys.readouterr().err
+
+
+def test_encode_shows_a_terminal_the_gloss_and_a_pipe_the_symbols(inputs, tmp_path):
+    """Run as a person would: stdout a pseudo-terminal, then a pipe."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "lex"
+    assert call("build", str(inputs), "--vocab-size", "800", "--piece-merges", "100",
+                "--out", str(out), "--no-progress") == 0
+    lex = Lexicon.load(out)
+    text = "The night was dark."
+    ids = lex.encode(text)
+    argv = [sys.executable, "-m", "dualmind.lexicon.cli", "encode", "--lexicon", str(out), text]
+
+    def on_terminal(*extra: str) -> str:
+        master, slave = os.openpty()
+        try:
+            subprocess.run([*argv, *extra], stdout=slave, stderr=subprocess.DEVNULL,
+                           timeout=60, check=True)
+            return os.read(master, 1 << 16).decode("utf-8").replace("\r\n", "\n")
+        finally:
+            os.close(master)
+            os.close(slave)
+
+    assert on_terminal() == "·".join(map(lex.gloss, ids)) + "\n"
+    assert on_terminal("--format", "hyperphrase") == lex.to_hyperphrase(ids) + "\n"
+    piped = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+    assert piped.stdout == lex.to_hyperphrase(ids) + "\n" and piped.stderr == ""

@@ -18,6 +18,8 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from dualmind import overrides as overrides_module
+
 RECIPES_ENV = "DUALMIND_RECIPES_DIR"
 CONF_ENV = "DUALMIND_CONF_DIR"
 
@@ -60,6 +62,10 @@ def _run_dir(run_dir: str | None, runs_dir: str, name: str) -> str:
 # hydra.run.dir = ${dm_run_dir:${run_dir},${runs_dir},${name}}: an explicit run_dir is where
 # Hydra writes its log too, so checkpoints, metrics and train.log of one run share one folder.
 OmegaConf.register_new_resolver("dm_run_dir", _run_dir, replace=True)
+
+# A bare override of an unknown key gets the project's message (dualmind.overrides), in
+# train.py and compose() alike: installed here, before either composes a config.
+overrides_module.install()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,9 +289,11 @@ def compose(
                 version_base="1.3", config_dir=str(repo_conf_dir()), job_name="dualmind"
             ):
                 cfg = hydra_compose(config_name=config_name, overrides=overrides)
+    except overrides_module.UnknownOverride as err:  # names the key and the nearest ones
+        raise ConfigError(str(err)) from None
     except ConfigCompositionException as err:
-        # Hydra says "Could not override 'optim.lrr'... Key 'lrr' is not in struct": keep its
-        # words (they name the key) but raise one error type for every bad config.
+        # Hydra's other composition errors (an unknown recipe, a malformed override): keep its
+        # words but raise one error type for every bad config.
         raise ConfigError(f"{err}".strip() + f"\n(overrides: {' '.join(overrides)})") from err
     OmegaConf.set_struct(cfg, True)
     if validate_cfg:

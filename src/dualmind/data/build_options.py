@@ -11,7 +11,11 @@ from typing import Any
 
 from dualmind.data.problems import POLICIES
 from dualmind.data.scenes import SceneLimits
-from dualmind.data.sources import DEFAULT_MAX_DOCUMENT_BYTES, DEFAULT_MAX_LINE_BYTES
+from dualmind.data.sources import (
+    DEFAULT_MAX_DOCUMENT_BYTES,
+    DEFAULT_MAX_LINE_BYTES,
+    limits_problem,
+)
 
 FORMAT = "dualmind-corpus"
 FORMAT_VERSION = 1
@@ -55,6 +59,9 @@ class BuildOptions:
             raise CorpusError(f"num_shards must be >= 1, got {self.num_shards}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise CorpusError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        problem = limits_problem(self.max_line_bytes, self.max_document_bytes)
+        if problem:
+            raise CorpusError(problem)
         SceneLimits(self.min_units, self.max_units, self.target_units, self.block_chars)
 
     def limits(self) -> SceneLimits:

@@ -84,8 +84,7 @@ def make_plan(
     langs = lexicon_langs(lex)
     if not any(d["kind"] == "doc" for d in docs):
         raise CorpusError(
-            f"no usable documents in the inputs ({len(files)} files); "
-            + "; ".join(problems.summary_lines())
+            f"no usable documents in the inputs ({len(files)} files); {problems.reason()}"
         )
     val = choose_val(docs, opts.val_fraction)
     splits: dict[str, list[dict]] = {"train": [], "val": [], "qa": []}

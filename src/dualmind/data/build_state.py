@@ -3,6 +3,12 @@
 A build resumes only into a folder whose plan or manifest carries the same settings hash:
 mixing shards of two builds would be silent corruption, so anything else is refused unless
 the caller asks to overwrite.
+
+What a failed build leaves behind (`discard_unplanned`): until .build/plan.json exists, nothing
+can be resumed, so a build that fails while planning removes what it made (the whole folder if
+it made the folder). From the plan on, the folder is an unfinished build, marked as such by the
+plan without a manifest.json: every reader refuses it as "not a finished corpus build", and the
+same command resumes it, keeping every finished shard.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +108,56 @@ def remove_temporaries(out_dir: Path) -> None:
             for p in folder.iterdir():
                 if ".tmp" in p.name and p.is_file():
                     p.unlink()
+
+
+def missing_dirs(out_dir: Path) -> list[Path]:
+    """out_dir and each parent that does not exist yet, deepest first: what a build would make."""
+    made = []
+    p = Path(out_dir)
+    while not p.exists() and p != p.parent:
+        made.append(p)
+        p = p.parent
+    return made
+
+
+def is_unfinished(out_dir: Path) -> bool:
+    """A build that planned but did not finish: a rerun of the same command resumes it."""
+    return (Path(out_dir) / WORK / "plan.json").is_file() and not (
+        Path(out_dir) / MANIFEST
+    ).is_file()
+
+
+@contextmanager
+def discard_unplanned(out_dir: Path, made: list[Path]) -> Iterator[None]:
+    """On any failure (Ctrl-C included) before the plan is written, remove what this build made:
+    the folders in `made` (from missing_dirs, taken before the build created them), else only
+    .build/. A build that has its plan is left to be resumed."""
+    try:
+        yield
+    except BaseException:
+        if not (out_dir / WORK / "plan.json").is_file():
+            if made:
+                shutil.rmtree(made[0], ignore_errors=True)
+                for parent in made[1:]:
+                    try:
+                        parent.rmdir()  # only if empty: another process may have used it
+                    except OSError:
+                        break
+            else:
+                shutil.rmtree(out_dir / WORK, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def note_resumable(out_dir: Path) -> Iterator[None]:
+    """A failure after the plan adds a note (PEP 678) saying that OUT is kept to be resumed; the
+    CLI prints it on the error line, a traceback shows it below the error."""
+    try:
+        yield
+    except BaseException as err:
+        if is_unfinished(out_dir):
+            err.add_note(
+                f"{out_dir} keeps the unfinished build and its finished shards: fix the cause "
+                "and rerun the same command to resume it"
+            )
+        raise

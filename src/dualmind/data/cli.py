@@ -80,8 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="force this language for every input (default: declared or detected)",
     )
-    b.add_argument("--max-line-bytes", type=int, default=None, help="longest accepted input line")
-    b.add_argument("--max-document-bytes", type=int, default=None, help="longest accepted document")
+    add_limit_arguments(b)
     b.add_argument(
         "--overwrite", action="store_true", help="replace a build with other settings in --out"
     )
@@ -104,6 +103,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--samples", type=int, default=0, help="also show the first N scenes of each language"
     )
     i.add_argument("--lexicon", default=None, help="lexicon folder, to show the samples' glosses")
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The reading limits, shared by `corpus build` and `lexicon build` (same reader)."""
+    from dualmind.data.sources import DEFAULT_MAX_DOCUMENT_BYTES, DEFAULT_MAX_LINE_BYTES
+
+    parser.add_argument(
+        "--max-line-bytes",
+        type=int,
+        default=DEFAULT_MAX_LINE_BYTES,
+        help="most bytes of one line held at once (default 16 MiB): longer text lines are read "
+        "in pieces; a longer JSON-lines record refuses its file",
+    )
+    parser.add_argument(
+        "--max-document-bytes",
+        type=int,
+        default=DEFAULT_MAX_DOCUMENT_BYTES,
+        help="longest document (default 64 MiB): a longer text file is split into documents, "
+        "a longer JSON array file is refused",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,24 +158,30 @@ def _build(args: argparse.Namespace) -> int:
         keep_work=args.keep_work,
         progress=not args.no_progress,
         ray_address=args.ray_address,
+        max_line_bytes=args.max_line_bytes,
+        max_document_bytes=args.max_document_bytes,
     )
-    if args.max_line_bytes is not None:
-        options["max_line_bytes"] = args.max_line_bytes
-    if args.max_document_bytes is not None:
-        options["max_document_bytes"] = args.max_document_bytes
     try:
         summary: BuildSummary = build_corpus(args.inputs or None, args.lexicon, args.out, **options)
     except (CorpusError, InputError, WorkerError) as e:
-        return _err(str(e))
+        return _err(_with_notes(e))
+    except KeyboardInterrupt as e:
+        print(f"interrupted {_with_notes(e)}".rstrip(), file=sys.stderr)
+        return 130
     except Exception as e:  # a lexicon that fails to load names its own file
         if type(e).__name__ == "LexiconError":
-            return _err(str(e))
+            return _err(_with_notes(e))
         raise
     if args.json:
         print(json.dumps(summary.to_dict(), ensure_ascii=False, indent=1))
     else:
         print("\n".join(summary.lines()))
     return 0
+
+
+def _with_notes(err: BaseException) -> str:
+    """The error and its notes on one line (a failed build notes when OUT is kept to resume)."""
+    return " ".join([str(err), *(f"({n})" for n in getattr(err, "__notes__", ()))]).strip()
 
 
 def sample_lines(path: Path, manifest: dict, n: int, lexicon_dir: str | None) -> list[str]:
@@ -296,6 +321,13 @@ def _info(args: argparse.Namespace) -> int:
     path = Path(args.corpus)
     mpath = path / MANIFEST
     if not mpath.is_file():
+        from dualmind.data.build_state import is_unfinished
+
+        if is_unfinished(path):
+            return _err(
+                f"{mpath}: missing — {path} is an unfinished corpus build: rerun the "
+                "`dualmind corpus build` that made it to resume it"
+            )
         return _err(f"{mpath}: missing — not a finished corpus build")
     manifest = json.loads(mpath.read_text(encoding="utf-8"))
     if args.json:

@@ -12,6 +12,10 @@ The build runs in four steps, each of which a killed build resumes from:
 4. finalize  hypertrain.jsonl, the packed per-split arrays and manifest.json (written last: its
              presence means the build is complete).
 
+A build that fails (or is interrupted) before its plan is written removes what it made: nothing
+could be resumed from it. From the plan on, OUT is an unfinished build that the same command
+resumes; readers refuse it until manifest.json exists (build_state.discard_unplanned).
+
 A build whose settings (inputs, lexicon, options) differ from the ones in OUT is refused unless
 `overwrite=True`: mixing shards of two builds would be silent corruption.
 
@@ -64,6 +68,9 @@ from dualmind.data.build_plan import (
 from dualmind.data.build_progress import progress_display
 from dualmind.data.build_state import (
     build_settings,
+    discard_unplanned,
+    missing_dirs,
+    note_resumable,
     prepare_out_dir,
     remove_temporaries,
     settings_hash,
@@ -156,19 +163,21 @@ def build_corpus(
 
         inputs = [str(p) for p in demo_files()]
     files = expand_inputs(inputs)
-    lex_obj, lex_dir, state, settings = _start(files, lexicon, out_dir, opts)
+    made = missing_dirs(out_dir)
+    lex_obj, lex_dir, state, settings = _start(files, lexicon, out_dir, opts, made)
     if state == "done":
         manifest = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
         return BuildSummary(
             str(out_dir), "up-to-date", manifest, {"total": time.perf_counter() - t_start}
         )
     remember_lexicon(lex_obj)  # in-process shards reuse the loaded lexicon
-    with progress_display(opts.progress) as progress:
+    with note_resumable(out_dir), progress_display(opts.progress) as progress:
         t = time.perf_counter()
         if state == "resume":
             plan = load_plan(out_dir)
         else:
-            plan = make_plan(files, lex_obj, lex_dir, opts, out_dir, settings, progress)
+            with discard_unplanned(out_dir, made):
+                plan = make_plan(files, lex_obj, lex_dir, opts, out_dir, settings, progress)
         timings["plan"] = time.perf_counter() - t
         t = time.perf_counter()
         spin = progress.add_task("training decoder BPE", total=1, detail="")
@@ -213,10 +222,11 @@ def build_corpus(
 
 
 def _start(
-    files: list[Path], lexicon: Any, out_dir: Path, opts: BuildOptions
+    files: list[Path], lexicon: Any, out_dir: Path, opts: BuildOptions, made: list[Path]
 ) -> tuple[Any, Path, str, dict]:
     """Check the lexicon, decide fresh/resume/done, and make the lexicon loadable by workers.
-    Returns (lexicon, its folder, state, the build's settings)."""
+    Returns (lexicon, its folder, state, the build's settings). ``made``: the folders this build
+    creates (missing_dirs), removed again if it fails before its plan exists."""
     if isinstance(lexicon, (str, os.PathLike)):
         lex_obj, lex_dir = resolve_lexicon(lexicon, out_dir)
         check_level(lex_obj, opts.level, lex_dir)
@@ -227,10 +237,11 @@ def _start(
     state = prepare_out_dir(out_dir, settings_hash(settings), opts.overwrite)
     if state == "done":
         return lex_obj, lex_dir, state, settings
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if lex_dir is None:  # an object: saved under .build/ so that other processes can load it
-        lex_obj, lex_dir = resolve_lexicon(lexicon, out_dir)
-    remove_temporaries(out_dir)
+    with discard_unplanned(out_dir, made):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if lex_dir is None:  # an object: saved under .build/ so that other processes can load it
+            lex_obj, lex_dir = resolve_lexicon(lexicon, out_dir)
+        remove_temporaries(out_dir)
     return lex_obj, lex_dir, state, settings
 
 
@@ -244,10 +255,11 @@ def prepare_build(inputs, lexicon, out_dir, **options) -> dict:
 
         inputs = [str(p) for p in demo_files()]
     files = expand_inputs(inputs)
-    lex_obj, lex_dir, state, settings = _start(files, lexicon, out_dir, opts)
+    made = missing_dirs(out_dir)
+    lex_obj, lex_dir, state, settings = _start(files, lexicon, out_dir, opts, made)
     if state == "done":
         return load_plan(out_dir)
-    with progress_display(False) as progress:
+    with progress_display(False) as progress, discard_unplanned(out_dir, made):
         plan = (
             load_plan(out_dir)
             if state == "resume"

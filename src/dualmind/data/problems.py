@@ -2,10 +2,15 @@
 
     fail     the first problem raises InputError naming file and line
     skip     the offending unit (line, record, file, document) is left out and counted
-    replace  repairable problems are repaired and counted (invalid UTF-8 -> U+FFFD, an over-long
-             line is cut at the limit); problems that cannot be repaired (malformed JSON, a wrong
-             type, a binary or empty file, an unknown language) are skipped and counted as under
-             `skip`
+    replace  repairable problems are repaired and counted (invalid UTF-8 -> U+FFFD, a text file
+             over max_document_bytes is split); problems that cannot be repaired (malformed JSON,
+             a wrong type, a binary or empty file, an unknown language) are skipped and counted as
+             under `skip`
+
+Some problems no policy gets past, because skipping them would lose good data for the sake of a
+limit of ours: a JSON record longer than max_line_bytes, a JSON array file over
+max_document_bytes. They raise InputError naming the option that raises the limit. (A long line
+of plain text is no problem at all: it is read in pieces.)
 
 Every problem is counted under its kind with the action taken, and the first few occurrences keep
 their `file:line` so the summary can show where to look.
@@ -22,7 +27,7 @@ EXAMPLES_PER_KIND = 5
 # kind -> can `replace` repair it?
 REPAIRABLE = {
     "invalid_utf8": True,
-    "line_too_long": True,
+    "line_too_long": False,  # only ever raised (a JSON record): see above
     "document_too_long": True,
     "malformed_json": False,
     "wrong_type": False,
@@ -123,6 +128,17 @@ class Problems:
             "counts": {k: dict(sorted(v.items())) for k, v in sorted(self.counts.items())},
             "examples": {k: list(v) for k, v in sorted(self.examples.items())},
         }
+
+    def reason(self) -> str:
+        """The tally on one line, with one example per kind: why nothing was left to use."""
+        if not self.counts:
+            return f"input problems: none (policy {self.policy})"
+        kinds = "; ".join(
+            f"{kind}: " + ", ".join(f"{n} {a}" for a, n in sorted(per.items()))
+            + (f" (e.g. {self.examples[kind][0]})" if self.examples.get(kind) else "")
+            for kind, per in sorted(self.counts.items())
+        )
+        return f"input problems (policy {self.policy}): {kinds}"
 
     def summary_lines(self) -> list[str]:
         if not self.counts:

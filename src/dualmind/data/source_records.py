@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from dualmind.data.problems import Problems
+from dualmind.data.problems import InputError, Problems
 from dualmind.data.sources import (
     SNIFF_BYTES,
     ReadOptions,
@@ -104,7 +104,7 @@ def read_jsonl_file(
         if refuse_binary(f, path, problems, "JSON lines"):
             return
         any_line = False
-        for lineno, line, _ in read_lines(f, path, opts, problems):
+        for lineno, line, _ in read_lines(f, path, opts, problems, long_lines="refuse"):
             if not line.strip():
                 continue  # blank lines separate nothing in JSONL; tolerated without a count
             any_line = True
@@ -132,14 +132,18 @@ def read_json_file(
     if not head.lstrip().startswith(b"["):
         yield from read_jsonl_file(path, name, opts, problems)
         return
-    if path.stat().st_size > opts.max_document_bytes:
-        problems.report(
+    size = path.stat().st_size
+    if size > opts.max_document_bytes:
+        # An array is parsed whole and cannot be read in parts; leaving it out would lose every
+        # record in it for the sake of a memory limit, so it is refused under every policy.
+        raise InputError(
             "document_too_long",
-            f"a JSON array file larger than max_document_bytes={opts.max_document_bytes} "
-            "(use JSON lines for big inputs)",
+            f"a JSON array file of {size} bytes is larger than "
+            f"max_document_bytes={opts.max_document_bytes}, and an array cannot be read in parts, "
+            f"so the file is refused (under every --errors policy): pass --max-document-bytes "
+            f"{size} or more, or convert it to JSON lines",
             path,
         )
-        return
     with open_binary(path) as f:
         raw = f.read()
     try:

@@ -1,8 +1,10 @@
 """Reading corpus inputs — plain text, JSON lines, Parquet, folders, globs — into documents.
 
-Every problem (invalid UTF-8, binary or empty files, over-long lines, malformed or wrongly-typed
-JSON) goes through `Problems.report`, so it either raises (policy `fail`) or is counted with
-its file and line (`replace`, `skip`). Nothing is dropped without a count.
+Every problem (invalid UTF-8, binary or empty files, malformed or wrongly-typed JSON) goes
+through `Problems.report`, so it either raises (policy `fail`) or is counted with its file and
+line (`replace`, `skip`). Nothing is dropped without a count. A plain-text line longer than
+max_line_bytes is read in pieces and loses nothing; a JSON record that long is refused with an
+error naming the option that raises the limit (see read_lines).
 
 Formats by file name: `*.jsonl`, `*.ndjson` (optionally `.gz`) -> one JSON object per line;
 `*.json` -> a JSON array of such objects (or JSON lines); `*.parquet` -> one row per record;
@@ -43,11 +45,28 @@ class SourceDoc:
     source: str | None = None
 
 
+MIN_LINE_BYTES = 4  # a piece of a long line must hold a whole UTF-8 character
+
+
 @dataclass
 class ReadOptions:
     text_field: str = "text"
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES  # held at once; longer text lines come in pieces
     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
+
+    def __post_init__(self) -> None:
+        problem = limits_problem(self.max_line_bytes, self.max_document_bytes)
+        if problem:
+            raise ValueError(problem)
+
+
+def limits_problem(max_line_bytes: int, max_document_bytes: int) -> str | None:
+    """Why these reading limits cannot work, or None (BuildOptions and the CLIs ask too)."""
+    if max_line_bytes < MIN_LINE_BYTES:
+        return f"max_line_bytes must be >= {MIN_LINE_BYTES}, got {max_line_bytes}"
+    if max_document_bytes < 1:
+        return f"max_document_bytes must be >= 1, got {max_document_bytes}"
+    return None
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
@@ -140,69 +159,100 @@ def refuse_binary(f: BinaryIO, path: Path, problems: Problems, expected: str) ->
     return False
 
 
+WHITESPACE = b" \t\x0b\x0c"  # where a long text line is cut (never inside \r\n)
+
+
 def read_lines(
-    f: BinaryIO, path: Path, opts: ReadOptions, problems: Problems
+    f: BinaryIO, path: Path, opts: ReadOptions, problems: Problems, long_lines: str = "refuse"
 ) -> Iterator[tuple[int, str, str]]:
-    """Yield (line number, decoded line without its line end, the line end: "\n", "\r\n" or ""),
-    applying the line-length and UTF-8 policies. Over-long lines are never held in memory
-    beyond the limit."""
+    """Yield (line number, decoded text, line end: "\n", "\r\n" or ""), applying the UTF-8
+    policy. No more than max_line_bytes of a line is ever held at once.
+
+    A line longer than max_line_bytes is never cut short:
+      long_lines="split"   (plain text) it is yielded in pieces, each cut after whitespace near
+                           the limit (else on a character boundary), all but the last with line
+                           end ""; joined, the pieces are the line exactly. Invalid UTF-8 in a
+                           piece is replaced or left out piece by piece.
+      long_lines="refuse"  (JSON lines: a record cannot be split) InputError under every
+                           policy, naming file, line, size and the option that raises the limit.
+    """
+    if long_lines not in ("split", "refuse"):
+        raise ValueError(f"long_lines must be 'split' or 'refuse', got {long_lines!r}")
     limit = opts.max_line_bytes
-    lineno = 0
+    lineno = 1
+    offset = 0  # of the next piece in its line, in bytes (for messages)
+    pending = b""  # the start of a long line's next piece, already read
     while True:
-        raw = f.readline(limit + 1)
+        raw = pending + f.readline(limit + 1 - len(pending))
+        pending = b""
         if not raw:
             return
-        lineno += 1
-        if len(raw) > limit and not raw.endswith(b"\n"):
-            total = len(raw)
-            ending = b""
-            while True:  # drain the rest of the line in chunks
-                more = f.readline(READ_CHUNK)
-                total += len(more)
-                if not more or more.endswith(b"\n"):
-                    ending = b"\r\n" if more.endswith(b"\r\n") else more[-1:] if more else b""
-                    break
-            action = problems.report(
-                "line_too_long",
-                f"line of {total} bytes is longer than max_line_bytes={limit}",
-                path,
-                lineno,
-            )
-            if action == "skip":
-                continue
-            raw = raw[:limit]
-            # cut back to a whole UTF-8 character
-            for back in range(4):
-                try:
-                    raw[: len(raw) - back].decode("utf-8")
-                    raw = raw[: len(raw) - back]
-                    break
-                except UnicodeDecodeError:
-                    continue
-            raw += ending
-        eol = "\r\n" if raw.endswith(b"\r\n") else "\n" if raw.endswith(b"\n") else ""
-        raw = raw[: len(raw) - len(eol)]
+        whole = raw.endswith(b"\n") or len(raw) <= limit
+        if not whole and long_lines == "refuse":
+            _refuse_long_line(f, path, lineno, len(raw), limit)
+        if whole:
+            eol = b"\r\n" if raw.endswith(b"\r\n") else b"\n" if raw.endswith(b"\n") else b""
+            raw = raw[: len(raw) - len(eol)]
+        else:
+            cut = _piece_end(raw, limit)
+            raw, pending, eol = raw[:cut], raw[cut:], b""
         try:
-            line = raw.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             action = problems.report(
                 "invalid_utf8",
-                f"invalid UTF-8 at byte {e.start} of the line ({raw[e.start : e.start + 4]!r})",
+                f"invalid UTF-8 at byte {offset + e.start} of the line "
+                f"({raw[e.start : e.start + 4]!r})",
                 path,
                 lineno,
             )
-            if action == "skip":
-                continue
-            line = raw.decode("utf-8", errors="replace")
-        yield lineno, line, eol
+            text = None if action == "skip" else raw.decode("utf-8", errors="replace")
+        if text is not None:
+            yield lineno, text, eol.decode("ascii")
+        if whole:
+            lineno, offset = lineno + 1, 0
+        else:
+            offset += len(raw)
+
+
+def _piece_end(raw: bytes, limit: int) -> int:
+    """Where to cut the first piece of a line longer than the limit (``raw`` holds limit + 1
+    bytes of it): after the last whitespace in the second half of the limit, so words stay whole
+    where a document is later split; else before the character that straddles the limit."""
+    space = max(raw.rfind(bytes([c]), limit // 2, limit) for c in WHITESPACE)
+    if space >= 0:
+        return space + 1
+    cut = limit
+    while cut > max(1, limit - 3) and 0x80 <= raw[cut] < 0xC0:  # a UTF-8 continuation byte
+        cut -= 1
+    return cut
+
+
+def _refuse_long_line(f: BinaryIO, path: Path, lineno: int, seen: int, limit: int) -> None:
+    """Measure the rest of the line in 1 MiB reads (never held whole), then raise."""
+    total = seen
+    while True:
+        more = f.readline(READ_CHUNK)
+        total += len(more)
+        if not more or more.endswith(b"\n"):
+            break
+    raise InputError(
+        "line_too_long",
+        f"line of {total} bytes is longer than max_line_bytes={limit}; a JSON record cannot be "
+        f"split, so the file is refused (under every --errors policy): pass "
+        f"--max-line-bytes {total} or more to read it",
+        path,
+        lineno,
+    )
 
 
 def read_text_file(
     path: Path, name: str, opts: ReadOptions, problems: Problems
 ) -> Iterator[SourceDoc]:
     """A plain text file is one document, its line ends kept as they are (a leading UTF-8 byte
-    order mark is not text and is dropped). One larger than max_document_bytes is split at line
-    boundaries under `replace` (counted), left out under `skip`."""
+    order mark is not text and is dropped). A line longer than max_line_bytes is read in pieces
+    and joined again, so no byte is lost. A file larger than max_document_bytes is split at line
+    (or piece) boundaries under `replace` (counted), left out under `skip`."""
     with open_binary(path) as f:
         if refuse_binary(f, path, problems, "text"):
             return
@@ -211,9 +261,12 @@ def read_text_file(
         part_no = 0
         first_line = 1
         too_long_reported = False
-        for lineno, line, eol in read_lines(f, path, opts, problems):
-            if lineno == 1 and line.startswith("\ufeff"):
+        first = True
+        held: SourceDoc | None = None
+        for lineno, line, eol in read_lines(f, path, opts, problems, long_lines="split"):
+            if first and lineno == 1 and line.startswith("\ufeff"):
                 line = line[1:]
+            first = False
             line += eol
             n = len(line.encode("utf-8"))
             if size + n > opts.max_document_bytes and parts:
@@ -222,13 +275,18 @@ def read_text_file(
                     action = problems.report(
                         "document_too_long",
                         f"text is longer than max_document_bytes={opts.max_document_bytes}; "
-                        "split into several documents at line boundaries",
+                        "split into several documents at line boundaries (a long line: at "
+                        "the pieces it was read in)",
                         path,
                         lineno,
                     )
                     if action == "skip":
                         return
-                yield SourceDoc(
+                if held is not None:
+                    yield held
+                # held back one part: a last part of whitespace only joins it (below), as a
+                # document of its own would be dropped as empty and lose those bytes
+                held = SourceDoc(
                     key=f"{name}#{part_no}", text="".join(parts), path=str(path), line=first_line
                 )
                 part_no += 1
@@ -236,9 +294,14 @@ def read_text_file(
             parts.append(line)
             size += n
         text = "".join(parts)
+        if held is not None and not text.strip():
+            held.text += text
+            yield held
+            return
+        if held is not None:
+            yield held
         if not text.strip():
-            if part_no == 0:
-                problems.report("empty_file", "file holds no text", path)
+            problems.report("empty_file", "file holds no text", path)
             return
         key = name if part_no == 0 else f"{name}#{part_no}"
         yield SourceDoc(key=key, text=text, path=str(path), line=first_line)

@@ -2,7 +2,8 @@
 
     dualmind lexicon build corpus/ more/*.jsonl --level semantic --vocab-size 32768 --out lex/
     dualmind lexicon build --demo --out lex/            # the embedded demo corpus
-    dualmind lexicon encode --lexicon lex/ "Ночью было темно."   # -> hyperphrase
+    dualmind lexicon encode --lexicon lex/ "Ночью было темно."   # -> gloss on a terminal,
+                                                                # the hyperphrase into a pipe
     dualmind lexicon encode --lexicon lex/ --format ids --input story.txt
     dualmind lexicon decode --lexicon lex/ "<hyperphrase>"  |  --ids "5 17 300"
     dualmind lexicon info lex/
@@ -49,14 +50,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--errors", choices=("replace", "skip", "fail"), default="replace",
                    help="bad input policy (counted in the summary)")
     b.add_argument("--text-field", default="text", help="JSON/Parquet field holding the text")
+    from dualmind.data.cli import add_limit_arguments
+
+    add_limit_arguments(b)  # the corpus build's reader and limits: both see the same documents
     b.add_argument("--no-progress", action="store_true")
 
     e = sub.add_parser("encode", help="text -> hyperphrase (or ids, or gloss)")
     e.add_argument("--lexicon", required=True)
     e.add_argument("text", nargs="?", help="text to encode (default: --input or stdin)")
     e.add_argument("--input", help="read the text from this file")
-    e.add_argument("--format", choices=("hyperphrase", "ids", "gloss", "units"),
-                   default="hyperphrase")
+    e.add_argument("--format", choices=("hyperphrase", "ids", "gloss", "units"), default=None,
+                   help="default: hyperphrase into a pipe or file (the exact symbols), gloss on "
+                        "a terminal (the symbols are private-use characters that print as blanks)")
     e.add_argument("--lang", default=None, help="language of the text (default: by script)")
 
     d = sub.add_parser("decode", help="hyperphrase or ids -> text (lossless) or gloss")
@@ -110,7 +115,10 @@ def _build(args: argparse.Namespace) -> int:
         raise LexiconError(f"build: {e}") from e
     if not any(f.name.endswith(".gz") for f in files):
         total = sum(f.stat().st_size for f in files)
-    opts = ReadOptions(text_field=args.text_field)
+    try:
+        opts = ReadOptions(args.text_field, args.max_line_bytes, args.max_document_bytes)
+    except ValueError as e:
+        raise LexiconError(f"build: {e}") from e
     n_docs = Counter()
 
     on_read_done = []
@@ -153,6 +161,10 @@ def _build(args: argparse.Namespace) -> int:
                 lex = Lexicon.build(texts(), progress=lambda n: bar.advance(task, n), **kwargs)
     except InputError as e:
         raise LexiconError(f"build: {e}") from e
+    if not n_docs:
+        # a lexicon of bytes alone would look like a build that worked
+        raise LexiconError(f"build: no usable documents in the inputs ({len(files)} files), "
+                           f"no lexicon written; {problems.reason()}")
     out = lex.save(args.out)
     info = lex.build_info
     print(f"lexicon {lex.level}: {len(lex)} units -> {out}")
@@ -177,15 +189,29 @@ def _read_text(args: argparse.Namespace) -> str:
     return sys.stdin.read()
 
 
+def encode_format(requested: str | None, stdout=None) -> str:
+    """An explicit --format always wins; otherwise a terminal gets the gloss, since hyperphrase
+    symbols are private-use characters that most fonts draw as nothing (it looked like an empty
+    line), while a pipe or file gets the exact symbols, for `decode` or a program to read."""
+    if requested is not None:
+        return requested
+    stdout = stdout or sys.stdout
+    return "gloss" if stdout.isatty() else "hyperphrase"
+
+
 def _encode(args: argparse.Namespace) -> int:
     lex = Lexicon.load(args.lexicon)
     text = _read_text(args)
     ids = lex.encode(text, lang=args.lang)
-    if args.format == "hyperphrase":
+    fmt = encode_format(args.format)
+    if args.format is None and fmt == "gloss":
+        print("(the gloss, as stdout is a terminal: --format hyperphrase prints the symbols)",
+              file=sys.stderr)
+    if fmt == "hyperphrase":
         print(lex.to_hyperphrase(ids))
-    elif args.format == "ids":
+    elif fmt == "ids":
         print(" ".join(map(str, ids)))
-    elif args.format == "gloss":
+    elif fmt == "gloss":
         print(lex.decode(ids) if lex.level == "semantic" else "·".join(map(lex.gloss, ids)))
     else:
         for uid in ids:

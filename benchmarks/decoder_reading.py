@@ -47,11 +47,18 @@ VARIANTS = {
                                copy_slots=4),
     "final, pointer, copy": dict(core_read="final", mask_mode="pointer", cross_rope=True,
                                  copy_slots=4),
+    "mix, pointer, copy, feed": dict(core_read="mix", mask_mode="pointer", cross_rope=True,
+                                     copy_slots=4, pointer_feed=True),
+    "embed, pointer, copy, feed": dict(core_read="embed", mask_mode="pointer", cross_rope=True,
+                                       copy_slots=4, pointer_feed=True),
+    "final, pointer, feed": dict(core_read="final", mask_mode="pointer", cross_rope=True,
+                                 pointer_feed=True),
 }
 
 
 def overrides_for(variant: dict) -> list[str]:
-    base = dict(core_read="final", mask_mode="render", cross_rope=False, copy_slots=0)
+    base = dict(core_read="final", mask_mode="render", cross_rope=False, copy_slots=0,
+                pointer_feed=False)
     base.update(variant)
     return [f"decoder.{k}={str(v).lower() if isinstance(v, bool) else v}"
             for k, v in base.items()]
@@ -86,12 +93,15 @@ def prepare(work: Path, level: str, core_steps: int) -> tuple[Path, Path, Path]:
 
 
 def run_variant(name: str, variant: dict, args, out: Path) -> dict:
-    from dualmind.evaluate import evaluate
     from dualmind.train_loop import train
 
     done = out / "results.json"
     if done.is_file():
         return json.loads(done.read_text())
+    trained = out / "train.json"  # training done, evaluation not (a rerun only evaluates)
+    if trained.is_file():
+        checkpoint, wall = (json.loads(trained.read_text())[k] for k in ("checkpoint", "wall"))
+        return evaluate_variant(name, checkpoint, wall, args, done)
     t0 = time.perf_counter()
     result = train(["recipe=decoder_align", f"data.dir={args.corpus}", f"run_dir={out}",
                     f"core.checkpoint={args.core}", f"data.lexicon={args.lexicon}",
@@ -101,7 +111,14 @@ def run_variant(name: str, variant: dict, args, out: Path) -> dict:
                     "trainer.enable_progress_bar=false", "trainer.loggers=[csv]",
                     *overrides_for(variant)])
     wall = time.perf_counter() - t0
-    report = evaluate(result.last_checkpoint, args.corpus, max_records=args.records,
+    trained.write_text(json.dumps({"checkpoint": str(result.last_checkpoint), "wall": wall}))
+    return evaluate_variant(name, result.last_checkpoint, wall, args, done)
+
+
+def evaluate_variant(name: str, checkpoint, wall: float, args, done: Path) -> dict:
+    from dualmind.evaluate import evaluate
+
+    report = evaluate(checkpoint, args.corpus, max_records=args.records,
                       scenes=args.scenes, lexicon_dir=args.lexicon)
     b = report.bits
     row = {"variant": name, "decoder_bpb": b.decoder_bpb, "shuffled_bpb": b.shuffled_bpb,

@@ -58,7 +58,8 @@ def test_centre_removes_each_groups_own_mean():
 
 def test_closed_form_parameter_count_covers_mix_and_copy():
     for kw in ({}, {"core_read": "mix"}, {"copy_slots": 3}, {"core_read": "mix", "copy_slots": 2,
-                                                            "cross_rope": True}):
+                                                            "cross_rope": True},
+               {"copy_slots": 2, "pointer_feed": True, "mask_mode": "pointer"}):
         cfg = decoder_cfg(**kw)
         assert cfg.num_params() == sum(p.numel() for p in LanguageDecoder(cfg).parameters()), kw
 
@@ -104,16 +105,20 @@ def test_rotary_offsets_make_the_pointer_matter():
         assert (not torch.allclose(a[:, 1:], b[:, 1:])) == rope
 
 
-@pytest.mark.parametrize("mode, rope, read", [("pointer", True, "final"),
-                                              ("stream", False, "mix"),
-                                              ("pointer", True, "embed")])
+@pytest.mark.parametrize("mode, rope, read, feed", [("pointer", True, "final", False),
+                                                    ("stream", False, "mix", False),
+                                                    ("pointer", True, "embed", True),
+                                                    ("render", False, "final", True)])
 def test_generation_following_a_pointer_equals_the_teacher_forced_forward(core, mode, rope,
-                                                                          read):
+                                                                          read, feed):
     """The generator's logits at every step equal one forward over the generated text with the
     alignment whose pointers the pointer_fn produced: generation reads what training read."""
     torch.manual_seed(3)
     decoder = LanguageDecoder(decoder_cfg(mask_mode=mode, cross_rope=rope, core_read=read,
-                                          copy_slots=2, pointer_window=[-1, 1])).eval()
+                                          copy_slots=2, pointer_window=[-1, 1],
+                                          pointer_feed=feed)).eval()
+    if feed:  # it starts at zero: give it weights so the test sees what it feeds
+        torch.nn.init.normal_(decoder.feed.proj.weight, std=0.05)
     decoder.memory.set_surfaces(torch.randint(-1, 61, (CORE_VOCAB, 2)))
     core_ids = torch.randint(4, CORE_VOCAB, (1, S))
     states = read_core(core, core_ids, read)
@@ -152,3 +157,25 @@ def test_bad_reading_configs_are_refused():
         decoder_cfg(mask_mode="later")
     with pytest.raises(ValueError, match="core_layers"):
         LanguageDecoder(decoder_cfg(core_read="mix", core_layers=None))
+
+
+def test_the_pointer_feed_carries_exactly_the_windows_units():
+    """Each token's input gets the memory of units pointer+lo..pointer+hi of its scene: changing
+    a unit outside every window changes nothing, one inside a token's window changes it."""
+    torch.manual_seed(5)
+    decoder = LanguageDecoder(decoder_cfg(mask_mode="pointer", pointer_window=[0, 1],
+                                          pointer_feed=True, core_read="final")).eval()
+    torch.nn.init.normal_(decoder.feed.proj.weight, std=0.05)
+    for layer in decoder.cross_layers:  # only the feed reads the core here
+        torch.nn.init.zeros_(layer.wo.weight)
+    states = torch.randn(1, S, 24)
+    text = torch.tensor([[1, 2, 3]])
+    align = pack_alignment([[SceneSpans(S, [0, 1, 1], doc=0)]])  # pointers -1, 0, 1
+    base = decoder(text, states, align)
+    far = states.clone()
+    far[0, 5] += 1.0  # unit 5: in no window
+    assert torch.equal(decoder(text, far, align), base)
+    near = states.clone()
+    near[0, 2] += 1.0  # unit 2: in the window of the last position only (pointer 1: units 1, 2)
+    out = decoder(text, near, align)
+    assert torch.equal(out[:, :2], base[:, :2]) and not torch.allclose(out[:, 2], base[:, 2])

@@ -105,3 +105,18 @@ def test_a_run_asked_for_bf16_on_a_cpu_without_it_is_warned(tmp_path, cpu_bf16, 
     with pytest.warns(UserWarning, match="bf16-mixed on a CPU without native bf16"):
         assert _run_with(tmp_path, "bf16-mixed") == "bf16-mixed"
     assert "precision: bf16-mixed (trainer.precision=bf16-mixed)" in capsys.readouterr().out
+
+
+def test_the_environment_can_say_what_the_cpu_has(monkeypatch):
+    """DUALMIND_NATIVE_BF16 overrides the probe either way (to time a no-bf16 machine on one
+    that has it); anything else leaves the probe's answer."""
+    from dualmind.precision import cpu_has_native_bf16
+
+    monkeypatch.setenv("DUALMIND_NATIVE_BF16", "0")
+    assert cpu_has_native_bf16() is False
+    monkeypatch.setenv("DUALMIND_NATIVE_BF16", "1")
+    assert cpu_has_native_bf16() is True
+    monkeypatch.setenv("DUALMIND_NATIVE_BF16", "maybe")
+    import torch
+
+    assert cpu_has_native_bf16() == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

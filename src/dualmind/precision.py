@@ -40,7 +40,14 @@ class Precision:
 
 
 def cpu_has_native_bf16() -> bool:
-    """PyTorch's own answer (oneDNN's CPU probe); False where the probe is missing."""
+    """PyTorch's own answer (oneDNN's CPU probe); False where the probe is missing.
+    ``DUALMIND_NATIVE_BF16=0`` (or 1) overrides it: to time or test, on a machine with native
+    bf16, what a machine without it runs (the README's demo time on such CPUs was measured so)."""
+    import os
+
+    forced = os.environ.get("DUALMIND_NATIVE_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
     import torch
 
     try:

@@ -133,7 +133,8 @@ class Bridge:
     @property
     def pointer_free(self) -> bool:
         """True for a decoder that reads every state alike (render mode, no rotary offsets)."""
-        return self.decoder.cfg.mask_mode == "render" and not self.decoder.cfg.cross_rope
+        cfg = self.decoder.cfg
+        return cfg.mask_mode == "render" and not cfg.cross_rope and not cfg.pointer_feed
 
     def gloss(self, ids: list[int]) -> str:
         return "·".join(self.lexicon.gloss(int(i)) for i in ids)

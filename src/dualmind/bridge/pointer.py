@@ -22,22 +22,35 @@ import torch
 class LexiconPointer:
     """A :data:`dualmind.model.decoder.PointerFn` for one batch of renderings: ids [B,L] hold
     the prompt's first token (BOS) then the produced tokens; ``n_units`` clips the pointer to
-    the hyperphrase read (a rendering longer than it stays at its last unit)."""
+    the hyperphrase read (a rendering longer than it stays at its last unit).
+
+    Re-encoding the whole text at every token would cost O(n^2); each row keeps an anchor (a unit
+    start at least ``tail`` characters behind the end, and how many units lie before it) and
+    re-encodes only from there. A unit start that far back is one the full encoding has too
+    (units span a word or a few: far less than ``tail``), so the count is the same."""
 
     def __init__(self, lexicon: Any, tokenizer: Any, n_units: int, lang: str | None = None,
-                 prompt_len: int = 1):
+                 prompt_len: int = 1, tail: int = 256):
         self.lexicon, self.tokenizer, self.lang = lexicon, tokenizer, lang
-        self.n_units, self.prompt_len = n_units, prompt_len
+        self.n_units, self.prompt_len, self.tail = n_units, prompt_len, tail
+        self._anchors: dict[int, tuple[str, int]] = {}  # row -> (text up to the anchor, units)
 
-    def unit_of_last(self, produced: list[int]) -> int:
+    def unit_of_last(self, produced: list[int], row: int = 0) -> int:
         """The unit the last of `produced` belongs to (-1 for none produced)."""
         if not produced:
             return -1
         text = self.tokenizer.decode(produced, skip_special_tokens=True)
-        before = self.tokenizer.decode(produced[:-1], skip_special_tokens=True)
-        _, spans = self.lexicon.encode_with_spans(text, self.lang)
-        starts = [a for a, _ in spans]
-        unit = bisect.bisect_right(starts, len(before)) - 1
+        before = len(self.tokenizer.decode(produced[:-1], skip_special_tokens=True))
+        head, units_before = self._anchors.get(row, ("", 0))
+        if not text.startswith(head) or len(head) > before:  # another text: start again
+            head, units_before = "", 0
+        _, spans = self.lexicon.encode_with_spans(text[len(head):], self.lang)
+        starts = [len(head) + a for a, _ in spans]
+        unit = units_before + bisect.bisect_right(starts, before) - 1
+        # move the anchor up to the last unit start at least `tail` characters behind the end
+        k = bisect.bisect_right(starts, len(text) - self.tail) - 1
+        if k > 0:
+            self._anchors[row] = (text[: starts[k]], units_before + k)
         return min(unit, self.n_units - 1)
 
     def __call__(self, positions: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -46,7 +59,7 @@ class LexiconPointer:
             row = [int(t) for t in ids[b]]
             for j, pos in enumerate(positions.tolist()):
                 # position pos reads the token at pos: produced tokens are those after the prompt
-                out[b, j] = self.unit_of_last(row[self.prompt_len: pos + 1])
+                out[b, j] = self.unit_of_last(row[self.prompt_len: pos + 1], b)
         return out.to(ids.device)
 
 
@@ -54,7 +67,8 @@ def pointer_for(decoder: Any, lexicon: Any, tokenizer: Any, n_units: int,
                 lang: str | None = None, prompt_len: int = 1) -> LexiconPointer | None:
     """The pointer a decoder needs to generate (None for one that reads in render mode without
     rotary offsets, which needs none). A decoder that needs one and no lexicon is an error."""
-    if decoder.cfg.mask_mode == "render" and not decoder.cfg.cross_rope:
+    cfg = decoder.cfg
+    if cfg.mask_mode == "render" and not cfg.cross_rope and not cfg.pointer_feed:
         return None
     if lexicon is None:
         raise ValueError(f"this decoder reads in mask_mode={decoder.cfg.mask_mode!r}: it follows "

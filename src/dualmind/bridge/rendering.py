@@ -83,6 +83,8 @@ def render(decoder, tokenizer, states: torch.Tensor, bos: int, eos: int, max_tok
     device = decoder.tok_embeddings.weight.device
     ids_on = core_ids.to(device) if core_ids is not None else None
     cross_kv = decoder.cross_keys_values(states.to(device), core_ids=ids_on)
+    memory = (decoder.read_memory(states.to(device), ids_on) if decoder.feed is not None
+              else None)
     n_states = cross_kv[0][0].shape[1] - 1
     cache = decoder.new_cache(1, max_tokens + 1)
     stream = TextStream(tokenizer, on_text)
@@ -94,7 +96,7 @@ def render(decoder, tokenizer, states: torch.Tensor, bos: int, eos: int, max_tok
             mask = scene_rows(decoder.cfg.mask_mode, at, n_states, decoder.cfg.pointer_window)
             pos = (at, None)
         return decoder(torch.tensor([[token]], device=device), cross_mask=mask, cache=cache,
-                       cross_kv=cross_kv, cross_pos=pos)[0, -1]
+                       cross_kv=cross_kv, cross_pos=pos, memory=memory)[0, -1]
 
     logits = step(bos)
     stopped = "max_tokens"

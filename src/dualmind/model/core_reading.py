@@ -113,3 +113,33 @@ class CoreMemory(nn.Module):
             nn.init.zeros_(self.mix)
         if self.slots:
             nn.init.ones_(self.slot_scale)
+
+
+class PointerFeed(nn.Module):
+    """x [B,T,dim] + W · concat over window offsets o of memory[pointer + o] (zero where the
+    mask hides that unit or it lies outside the row): a token's input carries the unit it is at
+    and the next ones directly. Starts at zero, so it adds nothing until training uses it."""
+
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        lo, hi = cfg.pointer_window
+        self.offsets = list(range(lo, hi + 1))
+        self.proj = nn.Linear(cfg.feed_width, cfg.dim, bias=False)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, query_pos: torch.Tensor,
+                mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, _ = x.shape
+        S = memory.shape[1]
+        offsets = torch.tensor(self.offsets, device=x.device)
+        idx = query_pos[:, :, None] + offsets  # [B,T,W] row indices of the window's units
+        inside = (idx >= 0) & (idx < S)
+        idx = idx.clamp(0, S - 1)
+        if mask is not None:  # [B,T,S]: only what this token may read
+            inside &= mask.gather(2, idx)
+        rows = torch.arange(B, device=x.device)[:, None, None]
+        feats = memory[rows, idx] * inside[..., None]  # [B,T,W,M]
+        return x + self.proj(feats.flatten(2).to(self.proj.weight.dtype)).to(x.dtype)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.proj.weight)

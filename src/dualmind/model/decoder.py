@@ -34,7 +34,7 @@ from dualmind.model.core import (
     new_cache_for,
     resolve_positions,
 )
-from dualmind.model.core_reading import CoreMemory
+from dualmind.model.core_reading import CoreMemory, PointerFeed
 from dualmind.model.cross_attention import CrossAttention, CrossKV, with_null
 from dualmind.model.decoder_config import DecoderConfig
 from dualmind.model.kv_cache import KVCache
@@ -88,6 +88,7 @@ class LanguageDecoder(nn.Module):
         self.cfg = cfg
         self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.memory = CoreMemory(cfg)
+        self.feed = PointerFeed(cfg) if cfg.pointer_feed else None
         cross = {layer: i for i, layer in enumerate(cfg.cross_layers)}
         self.layers = nn.ModuleList(DecoderBlock(cfg, i, cross.get(i))
                                     for i in range(cfg.n_layers))
@@ -109,8 +110,8 @@ class LanguageDecoder(nn.Module):
                 core_ids: torch.Tensor | None = None,
                 cross_pos: tuple[torch.Tensor, torch.Tensor] | None = None,
                 positions: torch.Tensor | None = None, cache: KVCache | None = None,
-                cross_kv: list[CrossKV] | None = None, compute_logits: bool = True
-                ) -> torch.Tensor:
+                cross_kv: list[CrossKV] | None = None, compute_logits: bool = True,
+                memory: torch.Tensor | None = None) -> torch.Tensor:
         """text_ids [B,T], core_states [B,S,core_dim] (or [B,S,L+1,core_dim] for ``core_read:
         mix``; detached or not: the decoder never changes them) -> logits [B,T,V] (or the
         final-normed hidden [B,T,dim] with ``compute_logits=False``, for callers that compute
@@ -125,7 +126,8 @@ class LanguageDecoder(nn.Module):
         doc_ids     [B,T] document per text token: self-attention and RoPE positions stay within
                     each document run, as in the core. Defaults to an Alignment's text_doc.
         cache, cross_kv   incremental decoding (see :meth:`generate`): the self-attention KV cache
-                    and the cross keys/values from :meth:`cross_keys_values`, computed once.
+                    and the cross keys/values from :meth:`cross_keys_values`, computed once
+                    (with ``pointer_feed``, pass ``memory`` = :meth:`read_memory` beside them).
         """
         B, T = text_ids.shape
         if text_ids.device.type != "meta":  # shape-only (meta) runs have no values to check
@@ -139,7 +141,7 @@ class LanguageDecoder(nn.Module):
             alignment = cross_mask
             if doc_ids is None:  # the documents it packs also bound self-attention
                 doc_ids = alignment.text_doc
-            if cross_pos is None and self.cfg.cross_rope:
+            if cross_pos is None and (self.cfg.cross_rope or self.cfg.pointer_feed):
                 cross_pos = cross_positions(alignment)
             cross_mask = alignment.cross_mask(mask_mode or self.cfg.mask_mode,
                                               window=self.cfg.pointer_window)
@@ -149,12 +151,16 @@ class LanguageDecoder(nn.Module):
             too_long="text of {n} tokens is longer than the decoder's context")
 
         x = self.tok_embeddings(text_ids)
-        memory = None
         if cross_kv is None:
-            memory = self.memory(core_states, core_ids, self.tok_embeddings)
+            memory = self.read_memory(core_states, core_ids)
         n_states = memory.shape[1] if cross_kv is None else cross_kv[0][0].shape[1] - 1
-        cross_mask = with_null(cross_mask, B, T, n_states, x.device)
         query_pos, key_pos = cross_pos if cross_pos is not None else (None, None)
+        if self.feed is not None:
+            if memory is None or query_pos is None:
+                raise ValueError("pointer_feed: the decoder needs the memory (read_memory) and "
+                                 "each token's pointer position beside cross_kv")
+            x = self.feed(x, memory, query_pos, cross_mask)
+        cross_mask = with_null(cross_mask, B, T, n_states, x.device)
         ctx = DecoderContext(*layout_and_rope(self.cfg, x, doc_ids, positions, past), cache,
                              memory, cross_kv, cross_mask, query_pos, key_pos)
         for block in self.layers:
@@ -181,6 +187,11 @@ class LanguageDecoder(nn.Module):
                              f"{self.cfg.core_read!r} from the decoder config: was this decoder "
                              "built for another core, or the states read another way?)")
 
+    def read_memory(self, core_states: torch.Tensor, core_ids: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+        """[B,S,memory_dim]: what each core position offers (the read states, the copy channel)."""
+        return self.memory(core_states, core_ids, self.tok_embeddings)
+
     def cross_keys_values(self, core_states: torch.Tensor,
                           extend: list[CrossKV] | None = None,
                           core_ids: torch.Tensor | None = None) -> list[CrossKV]:
@@ -192,7 +203,7 @@ class LanguageDecoder(nn.Module):
         decoder speaks). Equal to computing them at once: norm, projections and rotary positions
         act per state.
         """
-        memory = self.memory(core_states, core_ids, self.tok_embeddings)
+        memory = self.read_memory(core_states, core_ids)
         B, S = memory.shape[:2]
         start = 0 if extend is None else extend[0][0].shape[1] - 1
         key_pos = torch.arange(start, start + S, device=memory.device).expand(B, S)
@@ -239,7 +250,8 @@ class LanguageDecoder(nn.Module):
             raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
         if sum(x is not None for x in (cross_mask, cross_mask_fn, pointer_fn)) > 1:
             raise ValueError("pass one of cross_mask, cross_mask_fn and pointer_fn")
-        if pointer_fn is None and (self.cfg.cross_rope or self.cfg.mask_mode != "render"):
+        if pointer_fn is None and (self.cfg.cross_rope or self.cfg.pointer_feed
+                                   or self.cfg.mask_mode != "render"):
             raise ValueError(f"this decoder reads in mask_mode={self.cfg.mask_mode!r}"
                              f"{' with rotary offsets' if self.cfg.cross_rope else ''}: "
                              "generation needs a pointer_fn (dualmind.bridge.pointer)")
@@ -253,6 +265,7 @@ class LanguageDecoder(nn.Module):
         # No self.eval(): the decoder has no dropout or batch statistics, so the mode changes
         # nothing, and generating from a validation hook must not flip a training model.
         cross_kv = self.cross_keys_values(core_states, core_ids=core_ids)
+        memory = self.read_memory(core_states, core_ids) if self.feed is not None else None
         n_states = cross_kv[0][0].shape[1] - 1
         cache = self.new_cache(B, total)
 
@@ -273,7 +286,7 @@ class LanguageDecoder(nn.Module):
             start = ids.shape[1] - new_ids.shape[1]  # the new ids are the last of ids
             mask, pos = rows(start, ids.shape[1], ids)
             return self(new_ids, cross_mask=mask, cache=cache, cross_kv=cross_kv,
-                        cross_pos=pos)[:, -1]
+                        cross_pos=pos, memory=memory)[:, -1]
 
         return decode(prompt_ids, max_new_tokens, step, temperature=temperature, top_k=top_k,
                       eos_id=eos_id, generator=generator, return_logits=return_logits)
@@ -290,7 +303,8 @@ class LanguageDecoder(nn.Module):
         missing, unexpected or of the wrong shape is an error naming it; nothing loads then.
         """
         own = self.state_dict()
-        new = sorted(k for k in own if ".cross_attention." in k or k.startswith("memory."))
+        new = sorted(k for k in own if ".cross_attention." in k
+                     or k.startswith(("memory.", "feed.")))
         expected = set(own) - set(new)
         problems = [f"missing {k}" for k in sorted(expected - set(state_dict))]
         problems += [f"unexpected {k}" for k in sorted(set(state_dict) - expected)]
@@ -325,6 +339,8 @@ class LanguageDecoder(nn.Module):
         if not self.cfg.tie_embeddings:
             _normal(self.output.weight, std)
         self.memory.reset_parameters()
+        if self.feed is not None:
+            self.feed.reset_parameters()
         for block in self.layers:
             block.init_weights(std, out_std, normal=_normal)
             if block.cross_attention is not None:

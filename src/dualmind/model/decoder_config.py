@@ -58,6 +58,10 @@ class DecoderConfig(StackConfig):
                     ``render``, ``stream`` or ``pointer``; training, evaluation, the bridge and
                     the visualiser all read it from here, so they read the way it was trained
     pointer_window  [lo, hi]: in ``pointer`` mode a token reads the units pointer+lo..pointer+hi
+    pointer_feed    also add, to each token's input, a learned projection of what the units
+                    pointer+lo..pointer+hi offer (state and copy channel, zero where the mask
+                    hides them): the unit it is at and the next one, without having to find
+                    them by attention first
     """
 
     vocab_size: int
@@ -84,6 +88,7 @@ class DecoderConfig(StackConfig):
     core_vocab_size: int | None = None
     mask_mode: str = "render"
     pointer_window: tuple[int, int] = (-1, 2)
+    pointer_feed: bool = False
 
     config_kind: ClassVar[str] = "decoder"
     conf_subdir: ClassVar[str] = "decoder"
@@ -94,7 +99,7 @@ class DecoderConfig(StackConfig):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"decoder config: {key} must be a positive integer, "
                                   f"got {value!r}")
-        for key in ("gated", "cross_rope"):
+        for key in ("gated", "cross_rope", "pointer_feed"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"decoder config: {key} must be true or false, got "
                                   f"{getattr(self, key)!r}")
@@ -158,7 +163,13 @@ class DecoderConfig(StackConfig):
         """Parameters outside the cross-attention layers that serve the reading: the layer mix's
         weights and the copy channel's per-slot scales."""
         mix = (self.core_layers + 1) if self.core_read == "mix" and self.core_layers else 0
-        return mix + self.copy_slots * self.dim
+        return mix + self.copy_slots * self.dim + self.feed_width * self.dim
+
+    @property
+    def feed_width(self) -> int:
+        """Inputs of the pointer feed's projection: one memory vector per window offset."""
+        lo, hi = self.pointer_window
+        return (hi - lo + 1) * self.memory_dim if self.pointer_feed else 0
 
     @property
     def cross_layers(self) -> list[int]:
@@ -204,7 +215,7 @@ class DecoderConfig(StackConfig):
         # once per core state, whatever the cross layers: the layer mix and the copy channel
         reading = (self.copy_slots * self.dim
                    + ((self.core_layers or 0) + 1) * self.core_dim * (self.core_read == "mix"))
-        cross += reading * core_len / seq_len
+        cross += reading * core_len / seq_len + self.feed_width * self.dim  # feed: per token
         cross_attention = self.n_cross * self.n_heads * self.head_dim * (core_len + 1)
         return (self.text_stack().flops_per_token(seq_len, training=training)
                 + factor * cross + attn_factor * cross_attention)

@@ -53,12 +53,18 @@ VARIANTS = {
                                        copy_slots=4, pointer_feed=True),
     "final, pointer, feed": dict(core_read="final", mask_mode="pointer", cross_rope=True,
                                  pointer_feed=True),
+    "mix, pointer, copy, feed, copy-logits": dict(core_read="mix", mask_mode="pointer",
+                                                  cross_rope=True, copy_slots=4,
+                                                  pointer_feed=True, copy_logits=True),
+    "embed, pointer, copy, feed, copy-logits": dict(core_read="embed", mask_mode="pointer",
+                                                    cross_rope=True, copy_slots=4,
+                                                    pointer_feed=True, copy_logits=True),
 }
 
 
 def overrides_for(variant: dict) -> list[str]:
     base = dict(core_read="final", mask_mode="render", cross_rope=False, copy_slots=0,
-                pointer_feed=False)
+                pointer_feed=False, copy_logits=False)
     base.update(variant)
     return [f"decoder.{k}={str(v).lower() if isinstance(v, bool) else v}"
             for k, v in base.items()]

@@ -122,7 +122,8 @@ def train_two_headed(level: str, corpus: Path, work: Path, budget: float, core_s
     print(f"[{level}] core: {core_sched.steps} steps, {core_sched.flops:.3g} FLOPs", flush=True)
     core = run_training(core_over, core_sched.steps)
     align_over = ["recipe=decoder_align", f"data.dir={corpus}", f"run_dir={work}/{level}-align",
-                  f"core.checkpoint={core['checkpoint']}", *extra]
+                  f"core.checkpoint={core['checkpoint']}",
+                  f"data.lexicon={corpus.parent / f'lexicon-{level}'}", *extra]
     align_sched = align_schedule(align_over, budget - core_sched.flops)
     print(f"[{level}] align: {align_sched.steps} steps, {align_sched.flops:.3g} FLOPs",
           flush=True)

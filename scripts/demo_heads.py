@@ -32,6 +32,7 @@ def align_decoder(out: Path, console: Console, steps: int | None = None):
         f"data.dir={out / 'corpus'}",
         f"core.checkpoint={core}",
         f"run_dir={out / 'decoder_align'}",
+        f"data.lexicon={out / 'lexicon-semantic'}",  # the copy channel reads its surfaces
     ]
     if steps:
         overrides.append(f"trainer.max_steps={steps}")

@@ -59,7 +59,8 @@ def test_centre_removes_each_groups_own_mean():
 def test_closed_form_parameter_count_covers_mix_and_copy():
     for kw in ({}, {"core_read": "mix"}, {"copy_slots": 3}, {"core_read": "mix", "copy_slots": 2,
                                                             "cross_rope": True},
-               {"copy_slots": 2, "pointer_feed": True, "mask_mode": "pointer"}):
+               {"copy_slots": 2, "pointer_feed": True, "mask_mode": "pointer"},
+               {"copy_slots": 2, "copy_logits": True, "pointer_window": [0, 1]}):
         cfg = decoder_cfg(**kw)
         assert cfg.num_params() == sum(p.numel() for p in LanguageDecoder(cfg).parameters()), kw
 
@@ -108,7 +109,8 @@ def test_rotary_offsets_make_the_pointer_matter():
 @pytest.mark.parametrize("mode, rope, read, feed", [("pointer", True, "final", False),
                                                     ("stream", False, "mix", False),
                                                     ("pointer", True, "embed", True),
-                                                    ("render", False, "final", True)])
+                                                    ("render", False, "final", True),
+                                                    ("pointer", True, "mix", "copy")])
 def test_generation_following_a_pointer_equals_the_teacher_forced_forward(core, mode, rope,
                                                                           read, feed):
     """The generator's logits at every step equal one forward over the generated text with the
@@ -116,9 +118,11 @@ def test_generation_following_a_pointer_equals_the_teacher_forced_forward(core, 
     torch.manual_seed(3)
     decoder = LanguageDecoder(decoder_cfg(mask_mode=mode, cross_rope=rope, core_read=read,
                                           copy_slots=2, pointer_window=[-1, 1],
-                                          pointer_feed=feed)).eval()
-    if feed:  # it starts at zero: give it weights so the test sees what it feeds
-        torch.nn.init.normal_(decoder.feed.proj.weight, std=0.05)
+                                          pointer_feed=bool(feed),
+                                          copy_logits=feed == "copy")).eval()
+    for part in (decoder.feed, decoder.copy_logits):  # they start at zero: give them weights
+        if part is not None:
+            torch.nn.init.normal_(next(part.parameters()), std=0.05)
     decoder.memory.set_surfaces(torch.randint(-1, 61, (CORE_VOCAB, 2)))
     core_ids = torch.randint(4, CORE_VOCAB, (1, S))
     states = read_core(core, core_ids, read)
@@ -179,3 +183,28 @@ def test_the_pointer_feed_carries_exactly_the_windows_units():
     near[0, 2] += 1.0  # unit 2: in the window of the last position only (pointer 1: units 1, 2)
     out = decoder(text, near, align)
     assert torch.equal(out[:, :2], base[:, :2]) and not torch.allclose(out[:, 2], base[:, 2])
+
+
+def test_copy_logits_raise_exactly_the_windows_surface_tokens():
+    """The copy logits add to the surface tokens of units pointer+lo..pointer+hi only, by the
+    amount the hidden state gives each (offset, slot)."""
+    torch.manual_seed(6)
+    decoder = LanguageDecoder(decoder_cfg(mask_mode="pointer", pointer_window=[0, 1],
+                                          copy_slots=2, copy_logits=True)).eval()
+    table = torch.full((CORE_VOCAB, 2), -1, dtype=torch.int64)
+    table[10] = torch.tensor([7, 8])
+    table[11] = torch.tensor([9, -1])
+    table[12] = torch.tensor([13, 14])
+    decoder.memory.set_surfaces(table)
+    core_ids = torch.tensor([[10, 11, 12]])
+    states = torch.randn(1, 3, 24)
+    text = torch.tensor([[1, 2, 3]])
+    align = pack_alignment([[SceneSpans(3, [0, 1, 1], doc=0)]])  # pointers -1, 0, 1
+    base = decoder(text, states, align, core_ids=core_ids)
+    torch.nn.init.constant_(decoder.copy_logits.bonus.weight, 0.1)
+    out = decoder(text, states, align, core_ids=core_ids)
+    raised = (out - base).abs() > 1e-6
+    # pointer -1: units -1, 0 -> unit 0 only; pointer 0: units 0, 1; pointer 1: units 1, 2
+    assert raised[0, 0].nonzero().flatten().tolist() == [7, 8]
+    assert raised[0, 1].nonzero().flatten().tolist() == [7, 8, 9]
+    assert raised[0, 2].nonzero().flatten().tolist() == [9, 13, 14]

@@ -133,8 +133,7 @@ class Bridge:
     @property
     def pointer_free(self) -> bool:
         """True for a decoder that reads every state alike (render mode, no rotary offsets)."""
-        cfg = self.decoder.cfg
-        return cfg.mask_mode == "render" and not cfg.cross_rope and not cfg.pointer_feed
+        return not self.decoder.cfg.follows_pointer
 
     def gloss(self, ids: list[int]) -> str:
         return "·".join(self.lexicon.gloss(int(i)) for i in ids)

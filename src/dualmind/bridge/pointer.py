@@ -67,8 +67,7 @@ def pointer_for(decoder: Any, lexicon: Any, tokenizer: Any, n_units: int,
                 lang: str | None = None, prompt_len: int = 1) -> LexiconPointer | None:
     """The pointer a decoder needs to generate (None for one that reads in render mode without
     rotary offsets, which needs none). A decoder that needs one and no lexicon is an error."""
-    cfg = decoder.cfg
-    if cfg.mask_mode == "render" and not cfg.cross_rope and not cfg.pointer_feed:
+    if not decoder.cfg.follows_pointer:
         return None
     if lexicon is None:
         raise ValueError(f"this decoder reads in mask_mode={decoder.cfg.mask_mode!r}: it follows "

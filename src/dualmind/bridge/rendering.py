@@ -96,7 +96,8 @@ def render(decoder, tokenizer, states: torch.Tensor, bos: int, eos: int, max_tok
             mask = scene_rows(decoder.cfg.mask_mode, at, n_states, decoder.cfg.pointer_window)
             pos = (at, None)
         return decoder(torch.tensor([[token]], device=device), cross_mask=mask, cache=cache,
-                       cross_kv=cross_kv, cross_pos=pos, memory=memory)[0, -1]
+                       cross_kv=cross_kv, cross_pos=pos, memory=memory,
+                       core_ids=ids_on)[0, -1]
 
     logits = step(bos)
     stopped = "max_tokens"

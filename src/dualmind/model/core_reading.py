@@ -115,6 +115,45 @@ class CoreMemory(nn.Module):
             nn.init.ones_(self.slot_scale)
 
 
+def window_units(query_pos: torch.Tensor, offsets: list[int], n_states: int,
+                 mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row index [B,T,W] of units pointer+o for each window offset o, clamped into the row;
+    bool [B,T,W]: that unit exists and the token may read it)."""
+    idx = query_pos[:, :, None] + torch.tensor(offsets, device=query_pos.device)
+    inside = (idx >= 0) & (idx < n_states)
+    idx = idx.clamp(0, n_states - 1)
+    if mask is not None:  # [B,T,S]: only what this token may read
+        inside &= mask.gather(2, idx)
+    return idx, inside
+
+
+class CopyLogits(nn.Module):
+    """logits [B,T,V] + for each (offset o, slot k) the bonus Linear(h)[o,k] on the token in slot
+    k of unit pointer+o's surface (none where the slot is empty or the mask hides the unit).
+    Starts at zero: the decoder begins as it would without it."""
+
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        lo, hi = cfg.pointer_window
+        self.offsets = list(range(lo, hi + 1))
+        self.bonus = nn.Linear(cfg.dim, cfg.copy_logit_width, bias=False)
+
+    def forward(self, logits: torch.Tensor, hidden: torch.Tensor, surface_tokens: torch.Tensor,
+                core_ids: torch.Tensor, query_pos: torch.Tensor,
+                mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, _ = hidden.shape
+        idx, inside = window_units(query_pos, self.offsets, core_ids.shape[1], mask)
+        units = core_ids.gather(1, idx.flatten(1)).view(B, T, -1)  # [B,T,W]
+        tokens = surface_tokens[units]  # [B,T,W,K]
+        use = inside[..., None] & (tokens >= 0)
+        bonus = self.bonus(hidden).view(B, T, *tokens.shape[2:]).to(logits.dtype) * use
+        return logits.scatter_add(2, tokens.clamp(min=0).flatten(2), bonus.flatten(2))
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.bonus.weight)
+
+
 class PointerFeed(nn.Module):
     """x [B,T,dim] + W · concat over window offsets o of memory[pointer + o] (zero where the
     mask hides that unit or it lies outside the row): a token's input carries the unit it is at
@@ -128,14 +167,8 @@ class PointerFeed(nn.Module):
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, query_pos: torch.Tensor,
                 mask: torch.Tensor | None) -> torch.Tensor:
-        B, T, _ = x.shape
-        S = memory.shape[1]
-        offsets = torch.tensor(self.offsets, device=x.device)
-        idx = query_pos[:, :, None] + offsets  # [B,T,W] row indices of the window's units
-        inside = (idx >= 0) & (idx < S)
-        idx = idx.clamp(0, S - 1)
-        if mask is not None:  # [B,T,S]: only what this token may read
-            inside &= mask.gather(2, idx)
+        B = x.shape[0]
+        idx, inside = window_units(query_pos, self.offsets, memory.shape[1], mask)
         rows = torch.arange(B, device=x.device)[:, None, None]
         feats = memory[rows, idx] * inside[..., None]  # [B,T,W,M]
         return x + self.proj(feats.flatten(2).to(self.proj.weight.dtype)).to(x.dtype)

@@ -34,7 +34,7 @@ from dualmind.model.core import (
     new_cache_for,
     resolve_positions,
 )
-from dualmind.model.core_reading import CoreMemory, PointerFeed
+from dualmind.model.core_reading import CopyLogits, CoreMemory, PointerFeed
 from dualmind.model.cross_attention import CrossAttention, CrossKV, with_null
 from dualmind.model.decoder_config import DecoderConfig
 from dualmind.model.kv_cache import KVCache
@@ -89,6 +89,7 @@ class LanguageDecoder(nn.Module):
         self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.memory = CoreMemory(cfg)
         self.feed = PointerFeed(cfg) if cfg.pointer_feed else None
+        self.copy_logits = CopyLogits(cfg) if cfg.copy_logits else None
         cross = {layer: i for i, layer in enumerate(cfg.cross_layers)}
         self.layers = nn.ModuleList(DecoderBlock(cfg, i, cross.get(i))
                                     for i in range(cfg.n_layers))
@@ -141,7 +142,8 @@ class LanguageDecoder(nn.Module):
             alignment = cross_mask
             if doc_ids is None:  # the documents it packs also bound self-attention
                 doc_ids = alignment.text_doc
-            if cross_pos is None and (self.cfg.cross_rope or self.cfg.pointer_feed):
+            if cross_pos is None and (self.cfg.cross_rope or self.cfg.pointer_feed
+                                      or self.cfg.copy_logits):
                 cross_pos = cross_positions(alignment)
             cross_mask = alignment.cross_mask(mask_mode or self.cfg.mask_mode,
                                               window=self.cfg.pointer_window)
@@ -160,6 +162,7 @@ class LanguageDecoder(nn.Module):
                 raise ValueError("pointer_feed: the decoder needs the memory (read_memory) and "
                                  "each token's pointer position beside cross_kv")
             x = self.feed(x, memory, query_pos, cross_mask)
+        window_mask = cross_mask  # [B,T,S] or None, before the null column joins it
         cross_mask = with_null(cross_mask, B, T, n_states, x.device)
         ctx = DecoderContext(*layout_and_rope(self.cfg, x, doc_ids, positions, past), cache,
                              memory, cross_kv, cross_mask, query_pos, key_pos)
@@ -168,7 +171,16 @@ class LanguageDecoder(nn.Module):
         if cache is not None:
             cache.advance(T)
         hidden = self.norm(x)
-        return self.output(hidden) if compute_logits else hidden
+        if not compute_logits:
+            return hidden
+        logits = self.output(hidden)
+        if self.copy_logits is not None:
+            if core_ids is None or query_pos is None:
+                raise ValueError("copy_logits: the decoder needs the core ids and each token's "
+                                 "pointer position")
+            logits = self.copy_logits(logits, hidden, self.memory.surface_tokens, core_ids,
+                                      query_pos, window_mask)
+        return logits
 
     def _check_core(self, core_states, cross_kv, batch: int) -> None:
         if cross_kv is not None:
@@ -250,8 +262,7 @@ class LanguageDecoder(nn.Module):
             raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
         if sum(x is not None for x in (cross_mask, cross_mask_fn, pointer_fn)) > 1:
             raise ValueError("pass one of cross_mask, cross_mask_fn and pointer_fn")
-        if pointer_fn is None and (self.cfg.cross_rope or self.cfg.pointer_feed
-                                   or self.cfg.mask_mode != "render"):
+        if pointer_fn is None and self.cfg.follows_pointer:
             raise ValueError(f"this decoder reads in mask_mode={self.cfg.mask_mode!r}"
                              f"{' with rotary offsets' if self.cfg.cross_rope else ''}: "
                              "generation needs a pointer_fn (dualmind.bridge.pointer)")
@@ -286,7 +297,7 @@ class LanguageDecoder(nn.Module):
             start = ids.shape[1] - new_ids.shape[1]  # the new ids are the last of ids
             mask, pos = rows(start, ids.shape[1], ids)
             return self(new_ids, cross_mask=mask, cache=cache, cross_kv=cross_kv,
-                        cross_pos=pos, memory=memory)[:, -1]
+                        cross_pos=pos, memory=memory, core_ids=core_ids)[:, -1]
 
         return decode(prompt_ids, max_new_tokens, step, temperature=temperature, top_k=top_k,
                       eos_id=eos_id, generator=generator, return_logits=return_logits)
@@ -304,7 +315,7 @@ class LanguageDecoder(nn.Module):
         """
         own = self.state_dict()
         new = sorted(k for k in own if ".cross_attention." in k
-                     or k.startswith(("memory.", "feed.")))
+                     or k.startswith(("memory.", "feed.", "copy_logits.")))
         expected = set(own) - set(new)
         problems = [f"missing {k}" for k in sorted(expected - set(state_dict))]
         problems += [f"unexpected {k}" for k in sorted(set(state_dict) - expected)]
@@ -339,8 +350,9 @@ class LanguageDecoder(nn.Module):
         if not self.cfg.tie_embeddings:
             _normal(self.output.weight, std)
         self.memory.reset_parameters()
-        if self.feed is not None:
-            self.feed.reset_parameters()
+        for part in (self.feed, self.copy_logits):
+            if part is not None:
+                part.reset_parameters()
         for block in self.layers:
             block.init_weights(std, out_std, normal=_normal)
             if block.cross_attention is not None:

@@ -62,6 +62,10 @@ class DecoderConfig(StackConfig):
                     pointer+lo..pointer+hi offer (state and copy channel, zero where the mask
                     hides them): the unit it is at and the next one, without having to find
                     them by attention first
+    copy_logits     the copy channel reaches the output too (a pointer-generator's copy
+                    distribution): each of the surface tokens of units pointer+lo..pointer+hi
+                    gets a logit bonus the token's hidden state decides, per (offset, slot);
+                    rendering a lossless unit becomes "continue this unit or start the next"
     """
 
     vocab_size: int
@@ -89,6 +93,7 @@ class DecoderConfig(StackConfig):
     mask_mode: str = "render"
     pointer_window: tuple[int, int] = (-1, 2)
     pointer_feed: bool = False
+    copy_logits: bool = False
 
     config_kind: ClassVar[str] = "decoder"
     conf_subdir: ClassVar[str] = "decoder"
@@ -99,7 +104,7 @@ class DecoderConfig(StackConfig):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"decoder config: {key} must be a positive integer, "
                                   f"got {value!r}")
-        for key in ("gated", "cross_rope", "pointer_feed"):
+        for key in ("gated", "cross_rope", "pointer_feed", "copy_logits"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"decoder config: {key} must be true or false, got "
                                   f"{getattr(self, key)!r}")
@@ -109,6 +114,8 @@ class DecoderConfig(StackConfig):
         if not isinstance(self.copy_slots, int) or self.copy_slots < 0:
             raise ConfigError(f"decoder config: copy_slots must be an integer >= 0, got "
                               f"{self.copy_slots!r}")
+        if self.copy_logits and not self.copy_slots:
+            raise ConfigError("decoder config: copy_logits needs the copy channel (copy_slots > 0)")
         if self.mask_mode not in MASK_MODES:
             raise ConfigError(f"decoder config: mask_mode must be one of {MASK_MODES}, got "
                               f"{self.mask_mode!r}")
@@ -163,7 +170,21 @@ class DecoderConfig(StackConfig):
         """Parameters outside the cross-attention layers that serve the reading: the layer mix's
         weights and the copy channel's per-slot scales."""
         mix = (self.core_layers + 1) if self.core_read == "mix" and self.core_layers else 0
-        return mix + self.copy_slots * self.dim + self.feed_width * self.dim
+        return (mix + self.copy_slots * self.dim + self.feed_width * self.dim
+                + self.copy_logit_width * self.dim)
+
+    @property
+    def copy_logit_width(self) -> int:
+        """Bonuses the copy logits decide per token: one per (window offset, surface slot)."""
+        lo, hi = self.pointer_window
+        return (hi - lo + 1) * self.copy_slots if self.copy_logits else 0
+
+    @property
+    def follows_pointer(self) -> bool:
+        """Whether what a token reads depends on where its text has reached: generation then
+        needs a pointer (dualmind.bridge.pointer); render mode without positions does not."""
+        return (self.mask_mode != "render" or self.cross_rope or self.pointer_feed
+                or self.copy_logits)
 
     @property
     def feed_width(self) -> int:
@@ -215,7 +236,7 @@ class DecoderConfig(StackConfig):
         # once per core state, whatever the cross layers: the layer mix and the copy channel
         reading = (self.copy_slots * self.dim
                    + ((self.core_layers or 0) + 1) * self.core_dim * (self.core_read == "mix"))
-        cross += reading * core_len / seq_len + self.feed_width * self.dim  # feed: per token
+        cross += reading * core_len / seq_len + (self.feed_width + self.copy_logit_width) * self.dim
         cross_attention = self.n_cross * self.n_heads * self.head_dim * (core_len + 1)
         return (self.text_stack().flops_per_token(seq_len, training=training)
                 + factor * cross + attn_factor * cross_attention)

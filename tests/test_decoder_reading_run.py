@@ -128,3 +128,17 @@ def test_the_control_is_zero_exactly_when_the_decoder_ignores_the_core(core_chec
             layer.wo.weight.zero_()  # cross-attention adds nothing: text alone
     ignores = score_split(core, decoder, tiny_corpus(), max_records=6, context=(128, 512))
     assert ignores.taken_from_core_bpb == 0.0
+
+
+def test_qa_pairs_are_left_out_for_a_decoder_that_follows_its_text(core_checkpoint, capsys):  # noqa: F811
+    """QA records carry no alignment of the answer's text to its units (every token at the
+    last unit): a pointing decoder would learn to talk on at a scene's end, so they are left
+    out, and the run says so; a render decoder still mixes them in."""
+    from dualmind.data.align_datamodule import AlignDataModule
+
+    pointing = AlignDataModule.from_config(compose(align_overrides(
+        "unused", core_checkpoint, "decoder.mask_mode=pointer", "align.qa=true")))
+    assert pointing.qa is False and "QA pairs left out" in capsys.readouterr().out
+    render = AlignDataModule.from_config(compose(align_overrides(
+        "unused", core_checkpoint, "align.qa=true")))
+    assert render.qa is True

@@ -180,6 +180,17 @@ def records_of_language(shards: Any, lang: str) -> np.ndarray:
     return chosen
 
 
+def _follows_pointer(decoder_cfg: Any) -> bool:
+    """DecoderConfig.follows_pointer of a composed config's decoder group."""
+    from omegaconf import OmegaConf
+
+    from dualmind.model.decoder_config import DecoderConfig
+
+    values = OmegaConf.to_container(decoder_cfg, resolve=True) if OmegaConf.is_config(
+        decoder_cfg) else dict(decoder_cfg)
+    return DecoderConfig.from_dict(values, source="cfg.decoder").follows_pointer
+
+
 def collate_aligned(rows: list[list[AlignedRecord]]) -> dict[str, Any]:
     """Pad rows into one batch: core ids/docs, text input/target, the Alignment, bytes."""
     local_rows = []
@@ -273,11 +284,20 @@ class AlignDataModule(L.LightningDataModule):
         from dualmind.adapters.settings import AdaptSettings
 
         align, adapt = cfg.get("align") or {}, cfg.get("adapt") or {}
+        qa = bool(align.get("qa", False))
+        if qa and _follows_pointer(cfg.decoder):
+            # A QA record's answer tokens all sit at its last unit (the shards keep no alignment
+            # of the answer's text to its hyperphrase), which would teach a decoder that follows
+            # its text through the units to keep talking at a scene's end.
+            print("align: QA pairs left out: this decoder follows its text through the units "
+                  "(decoder.mask_mode / cross_rope / pointer_feed / copy_logits), and the QA "
+                  "records carry no alignment of the answer's text to its units")
+            qa = False
         return cls(corpus_dir=d.dir, core_len=d.seq_len, text_len=cfg.decoder.max_seq_len,
                    batch_size=d.batch_size, seed=d.seed, num_workers=d.num_workers,
                    val_max_batches=d.val_max_batches, lexicon=d.lexicon,
                    core_vocab_size=cfg.model.vocab_size, text_vocab_size=cfg.decoder.vocab_size,
-                   qa=bool(align.get("qa", False)),  # the adapters' held-out questions
+                   qa=qa,  # the adapters' held-out questions
                    qa_heldout_fraction=float(adapt.get("heldout_fraction",
                                                        AdaptSettings.heldout_fraction)))
 

@@ -49,13 +49,14 @@ def unigram_reference(corpus: Path, seq_len: int, limit: int) -> tuple[float, fl
     using context."""
     import numpy as np
 
-    from dualmind.data.datamodule import ValSequences, core_stream, open_shards
+    from dualmind.data.datamodule import EOS, ValSequences, core_stream, open_shards
 
     train = core_stream(open_shards(corpus, "train"), "train")
     val = ValSequences(core_stream(open_shards(corpus, "val"), "val"), seq_len, limit)
     counts = np.bincount(
         np.asarray(train.ids), minlength=open_shards(corpus, "train").core_vocab_size
     )
+    counts[EOS] += len(train) - int(train.ids.shape[0])  # the stream's EOS, one per record
     logp = np.log((counts + 1.0) / (counts.sum() + len(counts)))
     nll = text_bytes = symbols = 0.0
     for i in range(len(val)):

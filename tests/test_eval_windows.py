@@ -32,7 +32,7 @@ def test_windows_tile_a_record_within_both_budgets():
     windows = plan_windows(span, n_units, core_len=20, text_len=50, has_core=True)
     _covering(windows, n_units, len(span))
     for w in windows:
-        assert 1 <= w.b - w.a <= 20 and w.q - w.p <= 49
+        assert 1 <= w.b - w.a + w.last <= 20 and w.q - w.p <= 49  # the last: + the core EOS
         own = span[w.p:w.q]  # a window's tokens are aligned to its own units (or before unit 0)
         assert np.all((own >= w.a) & (own < w.b) | (own == -1) & (w.a == 0))
     text_only = plan_windows(span, n_units, core_len=1 << 40, text_len=50, has_core=False)
@@ -53,6 +53,7 @@ def test_a_record_fills_the_rest_of_a_row_then_continues():
         _covering(windows, n_units, len(span))
         assert windows[0].q - windows[0].p <= 9
         assert not has_core or windows[0].b - windows[0].a <= 5
+        assert not has_core or windows[-1].b - windows[-1].a + 1 <= core_len
         assert len(windows) > 1 and all(w.q - w.p <= 49 for w in windows)
     no_room = plan_windows(span, n_units, 20, 50, True, room=(0, 50))  # no unit fits: new row
     assert no_room == plan_windows(span, n_units, 20, 50, True)
@@ -104,7 +105,7 @@ def test_both_models_pay_for_the_same_bytes_when_records_exceed_the_context():
         assert bits.text_bytes == split_bytes and bits.dropped_bytes == 0
         assert bits.text_positions == int(tokens.sum()) + n  # every token once, one EOS each
     for bits in (two, whole):
-        assert bits.core_positions == int(units.sum())  # every unit charged once
+        assert bits.core_positions == int(units.sum()) + n  # every unit once, one core EOS each
     assert two.windowed > 0 and two.windows > n
     assert lm.windowed > 0 and lm.windows > n
     assert whole.windowed == 0 and whole.windows == n

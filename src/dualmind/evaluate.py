@@ -6,8 +6,9 @@ System bits per byte: the hyperphrase h is a deterministic function of the text,
 
 is a complete code length of the text, comparable with a BPE language model's bits per byte.
 Both parts are reported on their own too. The code is charged in full, nothing is free:
-- the core pays every unit; the first unit of each packed row, which has no context, is charged
-  a uniform ln(core vocab) nats;
+- the core pays every unit and the EOS that ends each record's units (where the scene ends, as
+  it was pretrained); the first unit of each packed row, which has no context, is charged a
+  uniform ln(core vocab) nats;
 - the decoder pays every text token and the EOS that ends each record (where the text stops);
 - a record longer than one context is scored in windows, never cut, so every byte is paid for
   and a BPE baseline (stage=lm, recipe=baseline_bpe_mini) is scored on exactly the same bytes.

@@ -5,10 +5,12 @@ position; without it every step re-reads everything (kept for the speed benchmar
 reference the tests compare against). Either way the hidden states of every position — the
 context and the thought — come back, because the decoder reads them.
 
-Stops: an EOS symbol; a boundary symbol (BOS or PAD: the start of a new document, which the
-core was never trained to cross); or ``max_symbols``. The stop symbol is not part of the thought.
-The core was pretrained on packed documents without boundary symbols, so in practice most
-thoughts end at ``max_symbols``.
+Stops: the EOS symbol, which the core was pretrained to put after every record (scene or QA
+answer; data.datamodule), so a thought ends where the core would end a scene; or
+``max_symbols``. The stop symbol is not part of the thought. PAD, BOS and UNK are never drawn:
+the core never learned to predict them (no record holds them), and a thought of them would say
+nothing the decoder could render. A core pretrained before records ended in EOS rarely draws it,
+and its thoughts run to ``max_symbols``.
 """
 
 from __future__ import annotations
@@ -21,15 +23,15 @@ import torch
 
 from dualmind.bridge.sampling import pick
 
-PAD, BOS, EOS = 0, 1, 2
-BOUNDARY = (BOS, PAD)
+PAD, BOS, EOS, UNK = 0, 1, 2, 3  # Lexicon's reserved ids, the same in every lexicon
+NEVER_DRAWN = (PAD, BOS, UNK)
 
 
 @dataclass
 class Thought:
     ids: list[int]  # the new symbols, stop symbol excluded
     states: torch.Tensor  # [1, context + len(ids), D]: the core's hidden state of every position
-    stopped: str  # "eos" | "boundary" | "max_symbols"
+    stopped: str  # "eos" | "boundary" (another id of stop_ids) | "max_symbols"
     seconds: float
 
 
@@ -37,13 +39,15 @@ class Thought:
 def think(core, context: list[int], max_symbols: int, *, temperature: float = 0.8,
           top_k: int | None = 50, top_p: float | None = None,
           generator: torch.Generator | None = None, use_cache: bool = True,
-          stop_ids: tuple[int, ...] = (EOS, *BOUNDARY), vocab_limit: int | None = None,
+          stop_ids: tuple[int, ...] = (EOS,), vocab_limit: int | None = None,
+          never: tuple[int, ...] = NEVER_DRAWN,
           on_symbol: Callable[[int], None] | None = None) -> Thought:
     """Continue ``context`` (>= 1 symbol) by up to ``max_symbols`` symbols.
 
     The caller makes room: len(context) + max_symbols <= core.cfg.max_seq_len (the last symbol
     is fed once more so its hidden state exists). ``vocab_limit``: only ids below it may be
-    drawn (the lexicon's size: a core's vocabulary may be larger than its lexicon)."""
+    drawn (the lexicon's size: a core's vocabulary may be larger than its lexicon); ``never``:
+    ids that are never drawn either (EOS stays drawable: it is how a thought ends)."""
     t0 = time.perf_counter()
     device = core.tok_embeddings.weight.device
     ids = torch.tensor([context], dtype=torch.int64, device=device)
@@ -60,13 +64,15 @@ def think(core, context: list[int], max_symbols: int, *, temperature: float = 0.
         return out.hidden, core.output(out.hidden[0, -1])
 
     hidden, logits = run(ids)
+    banned = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    if vocab_limit is not None:
+        banned[vocab_limit:] = True
+    banned[[i for i in never if i < len(banned)]] = True
     states = [hidden]
     thought: list[int] = []
     stopped = "max_symbols"
     for _ in range(max_symbols):
-        if vocab_limit is not None and vocab_limit < logits.shape[-1]:
-            logits = logits.clone()
-            logits[vocab_limit:] = float("-inf")
+        logits = logits.masked_fill(banned, float("-inf"))
         nxt = pick(logits, temperature, top_k, top_p, generator)
         if nxt in stop_ids:
             stopped = "eos" if nxt == EOS else "boundary"

@@ -10,7 +10,10 @@ mode allows.
 Text side of one record: input ``[BOS, t0 .. t(n-1)]``, target ``[t0 .. t(n-1), EOS]``. The span of
 each position is the span of the token it *predicts* (EOS: the record's last unit), so stream
 mode lets a position read the units up to the one whose text it is about to produce. EOS is
-predicted and charged: the code length then includes where the text ends.
+predicted and charged: the code length then includes where the text ends. Core side of one
+record: its units, then the lexicon's EOS, as the core was pretrained (data.datamodule); no text
+is aligned to that EOS, but the core pays for predicting it, so the core's code length also
+includes where the record ends.
 
 A record is never cut: one that does not fit the rest of a row fills it and continues in the
 next rows as consecutive windows (:mod:`dualmind.data.align_windows`), each charged for its own
@@ -45,9 +48,11 @@ from dualmind.data.datamodule import (
     resolve_expected_fingerprint,
     trainer_position,
 )
+from dualmind.lexicon import Lexicon
 from dualmind.model.masks import SceneSpans, pack_alignment
 
 IGNORE = -100  # target of padding positions (F.cross_entropy's ignore_index)
+CORE_EOS = Lexicon.EOS  # ends each record's core units, as in core pretraining
 NO_LIMIT = 1 << 40  # core_len of text-only rows (the BPE baseline reads no core symbols)
 
 
@@ -67,8 +72,10 @@ def aligned_window(scene: Any, w: Window, bos: int, eos: int, has_core: bool = T
                    ) -> AlignedRecord:
     """Window `w` of a (checked) record. Targets: its text tokens, plus EOS in the last window;
     inputs: the token before each target (BOS for the record's first). Span of a position: the
-    window-local unit of the token it predicts (EOS: the window's last unit); -1 without a core,
-    where nothing reads the alignment."""
+    window-local unit of the token it predicts (EOS: the window's last unit of the record's
+    own, not the core EOS after it); -1 without a core, where nothing reads the alignment.
+    Core: the window's units, plus the core EOS (Lexicon.EOS) in the last window. `bos`/`eos`
+    are the text tokenizer's."""
     text = np.asarray(scene.text, dtype=np.int64)
     span = np.asarray(scene.span, dtype=np.int64)
     target = text[w.p:w.q]
@@ -81,7 +88,10 @@ def aligned_window(scene: Any, w: Window, bos: int, eos: int, has_core: bool = T
     text_in = np.concatenate([[before], text[w.p:w.q]])[: len(target)]
     if not has_core:
         target_span = np.full(len(target), -1)
-    return AlignedRecord(core=np.asarray(scene.core[w.a:w.b], dtype=np.int64),
+    core = np.asarray(scene.core[w.a:w.b], dtype=np.int64)
+    if w.last:
+        core = np.append(core, CORE_EOS)
+    return AlignedRecord(core=core,
                          text_in=text_in.astype(np.int64), target=target.astype(np.int64),
                          span=target_span.astype(np.int64),
                          n_bytes=window_bytes(scene.core_bytes, w), doc=int(scene.doc))
@@ -119,7 +129,7 @@ class AlignPacks(Dataset):
             self.windowed += len(windows) > 1
             self.windows += len(windows)
             for w in windows:
-                u, t = w.b - w.a, w.q - w.p + w.last
+                u, t = w.b - w.a + w.last, w.q - w.p + w.last  # + the core and text EOS
                 if row and (used_core + u > core_len or used_text + t > text_len):
                     self.rows.append(row)
                     row, used_core, used_text = [], 0, 0
@@ -135,7 +145,8 @@ class AlignPacks(Dataset):
     def _windows(self, i: int, units: int, tokens: int, room: tuple[int, int] | None
                  ) -> list[Window]:
         room_core, room_text = room or (self.core_len, self.text_len)
-        if units <= room_core and tokens < room_text:  # fits whole: read nothing yet
+        # Fits whole, with its core EOS (+ 1 unit) and text EOS (<): read nothing yet.
+        if units + 1 <= room_core and tokens < room_text:
             return [Window(0, units, 0, tokens, True, True)]
         scene = self.shards[i]
         where = record_location(self.shards, i)

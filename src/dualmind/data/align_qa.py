@@ -5,7 +5,8 @@ units, the answer's decoder tokens and their stored alignment (every answer toke
 the end of the hyperphrase it follows); `hypertrain.jsonl` holds the question text and the
 answer's hyperphrase. An aligned QA record is therefore
 
-    core   question units (shard) + answer units (target_hyperphrase)
+    core   question units (shard) + answer units (target_hyperphrase); AlignPacks appends the
+           core EOS after them, as after every record (the answer's end)
     text   the answer's tokens (shard)
     span   as stored, moved to the record's last unit: the answer's text is rendered after the
            decoder has read both hyperphrases, in stream mode as in render mode
@@ -13,8 +14,8 @@ answer's hyperphrase. An aligned QA record is therefore
 
 Held out: the questions :func:`dualmind.adapters.qa_data.is_heldout` holds out (same hash, same
 fraction as the adapters' benchmark, adapt.heldout_fraction), so a question scored there is
-never trained on by the decoder either. A record that cannot fit one row (more units than
-data.seq_len or more answer tokens than decoder.max_seq_len - 1) is skipped and counted.
+never trained on by the decoder either. A record that cannot fit one row (more units + its EOS
+than data.seq_len or more answer tokens than decoder.max_seq_len - 1) is skipped and counted.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def load_qa_records(corpus_dir: str | Path, heldout_fraction: float, core_len: i
             raise DataConfigError(f"{where}: its hyperphrase differs from qa shard record {i}; "
                                   "hypertrain.jsonl and the shards are from different builds")
         core = np.concatenate([question, answer])
-        if len(core) > core_len or len(stored.text) >= text_len:
+        if len(core) + 1 > core_len or len(stored.text) >= text_len:  # + 1: the core EOS
             skipped += 1
             continue
         n_bytes = len(rec["target"].encode("utf-8"))

@@ -10,6 +10,11 @@ scored on exactly the same bytes although their contexts differ.
 A later window's first input is the last token of the window before it (not BOS), so each target
 keeps its true left neighbour; the context further back is whatever shares its packed row.
 
+The last window of a record also holds the record's core EOS (the lexicon's end symbol, as the
+core was pretrained with one after every record): one more core position, planned here with the
+record's last unit so a row never exceeds its units; no text is aligned to it and it carries no
+bytes, but the core's code length pays for it, once per record.
+
 Checked here, before anything is aligned (bad input, named by file and record):
 a record with no hyperphrase units or no text, span ids that are not a non-decreasing unit index
 per token, core_bytes that do not add up to the record's bytes.
@@ -27,7 +32,8 @@ from dualmind.data.datamodule import DataConfigError
 
 @dataclass(frozen=True)
 class Window:
-    """Units [a, b) and text tokens [p, q) of one record; first/last: where BOS/EOS go."""
+    """Units [a, b) and text tokens [p, q) of one record; first/last: where BOS/EOS go (the last
+    window holds b - a + 1 core positions: its units and the record's core EOS)."""
 
     a: int
     b: int
@@ -104,18 +110,18 @@ def plan_windows(span: np.ndarray, n_units: int, core_len: int, text_len: int, h
     The first window fills that room, the others whole rows, so records lie back to back and
     rows are full; if not even the first unit fits the room, the record starts a new row.
     Each window predicts at most its row's text positions - 1 tokens, leaving room for the EOS
-    (last window) or the carried-over previous token (later windows). With a core, windows are
-    cut at unit boundaries; a single unit with more text than a row holds is refused (its text
-    would be cut from the state it renders). Without a core (the BPE baseline) windows are cut
-    by text tokens alone.
+    (last window) or the carried-over previous token (later windows); the last window's units
+    leave room for the record's core EOS. With a core, windows are cut at unit boundaries; a
+    single unit with more text than a row holds is refused (its text would be cut from the state
+    it renders). Without a core (the BPE baseline) windows are cut by text tokens alone.
     """
     span = np.asarray(span, dtype=np.int64)
     n_tokens, budget = len(span), text_len - 1
-    if budget < 1 or core_len < 1:
+    if budget < 1 or core_len < 2:  # a last window holds a unit and the core EOS
         raise DataConfigError(f"{where}: rows of {core_len} units and {text_len} text positions "
                               "cannot hold a window")
     room_core, room_text = room or (core_len, text_len)
-    if n_units <= room_core and n_tokens <= room_text - 1:
+    if n_units + 1 <= room_core and n_tokens <= room_text - 1:
         return [Window(0, n_units, 0, n_tokens, True, True)]
     if has_core:
         cuts = _unit_cuts(span, n_units, (room_core, room_text - 1), (core_len, budget), where)
@@ -139,13 +145,14 @@ def plan_windows(span: np.ndarray, n_units: int, core_len: int, text_len: int, h
 def _unit_cuts(span: np.ndarray, n_units: int, first: tuple[int, int], full: tuple[int, int],
                where: str) -> list[int] | None:
     """Unit boundaries 0 = u0 < u1 < ... < uK = n_units of windows within their budgets
-    ((units, text tokens): `first` for window 0, `full` after); None if unit 0 alone does not
-    fit `first`."""
+    ((units, text tokens): `first` for window 0, `full` after; the last unit counts twice, as
+    the core EOS rides with it); None if unit 0 alone does not fit `first`."""
     ends = np.searchsorted(span, np.arange(n_units), side="right")  # tokens up to unit u
     cuts, a, p = [0], 0, 0
     cap_units, cap_tokens = first
     for u in range(n_units):
-        if u + 1 - a <= cap_units and int(ends[u]) - p <= cap_tokens:
+        width = u + 1 - a + (u == n_units - 1)
+        if width <= cap_units and int(ends[u]) - p <= cap_tokens:
             continue
         if u > a:
             cuts.append(u)

@@ -1,11 +1,17 @@
 """Packed hyperphrase sequences for core pretraining (stage=core).
 
 Scenes are laid back to back in one flat stream of core symbols per split (the shards' memmap
-fast path, no Python loop per scene) and cut into sequences of `seq_len + 1` symbols: inputs
-are the first `seq_len`, targets the last. Each position also carries its document (doc_ids,
-renumbered 0.. within the sequence) so the core's attention never crosses documents, and the
-text bytes of its target unit (target_bytes), from which bits per byte of the underlying text
-follow without decoding anything.
+fast path, no Python loop per scene), each followed by the lexicon's EOS, and cut into sequences
+of `seq_len + 1` symbols: inputs are the first `seq_len`, targets the last. Each position also
+carries its document (doc_ids, renumbered 0.. within the sequence) so the core's attention never
+crosses documents, and the text bytes of its target unit (target_bytes), from which bits per byte
+of the underlying text follow without decoding anything.
+
+The EOS after each record is what lets a thinking core stop (bridge.thinking). It belongs to its
+record's document and carries 0 text bytes: predicting it is part of the core's code length (the
+place where a scene ends is information the text holds), while the bytes stay the text's. It is
+not stored in the shards: positions of the stream with EOS map back to the memmaps per sequence
+(`CoreStream.record_ends`), so nothing is copied into memory.
 
 Order is a pure function of (seed, global batch index): training batch j is the same whatever
 the number of workers, whether the run was resumed, or how many passes came before. That is what
@@ -24,9 +30,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from dualmind.lexicon import Lexicon
+
 
 class DataConfigError(ValueError):
     """Shards that cannot feed this model/config; the message names the key or path."""
+
+
+EOS = Lexicon.EOS  # ends every record of the core's stream
 
 
 FINGERPRINT_RE = re.compile(r"^[0-9a-fA-F]{8,128}$")
@@ -34,24 +45,64 @@ FINGERPRINT_RE = re.compile(r"^[0-9a-fA-F]{8,128}$")
 
 @dataclass
 class CoreStream:
-    """One split as flat arrays (memmaps): symbol ids, text bytes and document per symbol."""
+    """One split as flat arrays (memmaps): symbol ids, text bytes and document per symbol.
+
+    record_ends: the end (exclusive) of each record in `ids`, ascending, the last = len(ids); an
+    EOS symbol (0 bytes, the record's document) follows each non-empty record in the stream this
+    class serves. None: the arrays as they are (no EOS)."""
 
     ids: np.ndarray
     unit_bytes: np.ndarray
     docs: np.ndarray
     source: str
+    record_ends: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        ends = np.zeros(0, dtype=np.int64)
+        if self.record_ends is not None:
+            ends = np.unique(np.asarray(self.record_ends, dtype=np.int64))
+            ends = ends[ends > 0]  # an empty record has nothing to end
+            last = int(ends[-1]) if len(ends) else 0
+            if last != len(self.ids):
+                raise DataConfigError(
+                    f"{self.source}: the record table ends at unit {last}, the packed core ids "
+                    f"hold {len(self.ids)}; the shards and the packed arrays are from different "
+                    "builds"
+                )
+        # Stream position of each EOS: record k's units shift by the k EOS before them.
+        self._eos_at = ends + np.arange(len(ends), dtype=np.int64)
 
     def __len__(self) -> int:
-        return int(self.ids.shape[0])
+        return int(self.ids.shape[0]) + len(self._eos_at)
 
     def num_sequences(self, seq_len: int) -> int:
         return max(0, (len(self) - 1) // seq_len)
 
+    def span(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, bytes, docs) of stream positions [start, stop) (non-empty, within the stream),
+        EOS included, as int64."""
+        pos = np.arange(start, stop, dtype=np.int64)
+        before = np.searchsorted(self._eos_at, pos, side="left")  # EOS strictly before pos
+        is_eos = np.zeros(len(pos), dtype=bool)
+        if len(self._eos_at):
+            at = np.minimum(before, len(self._eos_at) - 1)
+            is_eos = self._eos_at[at] == pos
+        orig = pos - before  # a unit's index in the arrays; at an EOS, its record's end
+        # One contiguous read of the memmaps covers the sequence (and, for an EOS at its start,
+        # the unit before it, whose document the EOS takes).
+        lo, hi = max(0, int(orig[0]) - 1), min(len(self.ids), int(orig[-1]) + 1)
+        ids_part = np.asarray(self.ids[lo:hi], dtype=np.int64)
+        bytes_part = np.asarray(self.unit_bytes[lo:hi], dtype=np.int64)
+        docs_part = np.asarray(self.docs[lo:hi], dtype=np.int64)
+        unit = np.where(is_eos, 0, orig - lo)
+        ids = np.where(is_eos, EOS, ids_part[unit])
+        nbytes = np.where(is_eos, 0, bytes_part[unit])
+        return ids, nbytes, docs_part[np.where(is_eos, orig - 1 - lo, unit)]
+
     def sequence(self, index: int, seq_len: int) -> dict[str, np.ndarray]:
         start = index * seq_len
-        stop = start + seq_len + 1
-        ids = np.asarray(self.ids[start:stop], dtype=np.int64)
-        docs = np.asarray(self.docs[start : stop - 1])
+        ids, nbytes, docs = self.span(start, start + seq_len + 1)
+        docs = docs[:-1]
         # Renumber documents 0.. within the sequence: global doc ids may repeat non-adjacently
         # (e.g. across shard files), and the model only needs "same run of one document".
         local_docs = np.zeros(seq_len, dtype=np.int64)
@@ -61,7 +112,7 @@ class CoreStream:
             "ids": ids[:-1],
             "targets": ids[1:],
             "doc_ids": local_docs,
-            "target_bytes": np.asarray(self.unit_bytes[start + 1 : stop], dtype=np.int64),
+            "target_bytes": nbytes[1:],
         }
 
 
@@ -94,7 +145,8 @@ def open_shards(corpus_dir: str | Path, split: str, expected_fingerprint: str | 
 
 
 def core_stream(shards: Any, split: str) -> CoreStream:
-    """The flat (ids, bytes, docs) arrays of a ShardSet's split, via its fast path."""
+    """The flat (ids, bytes, docs) arrays of a ShardSet's split, via its fast path, with an EOS
+    after each record (from the shards' record table)."""
     packed = shards.packed_core()
     if isinstance(packed, dict):
         ids, unit_bytes, docs = packed["core"], packed["core_bytes"], packed["doc"]
@@ -107,8 +159,10 @@ def core_stream(shards: Any, split: str) -> CoreStream:
             f"{split} shards: core ids ({len(ids)}), core_bytes ({len(unit_bytes)}) "
             f"and doc ids ({len(docs)}) differ in length"
         )
+    units, _ = shards.lengths()  # the record table: where each record ends
     return CoreStream(
-        ids, unit_bytes, docs, source=f"{getattr(shards, 'corpus_dir', '?')} [{split}]"
+        ids, unit_bytes, docs, source=f"{getattr(shards, 'corpus_dir', '?')} [{split}]",
+        record_ends=np.cumsum(units, dtype=np.int64),
     )
 
 
@@ -117,8 +171,6 @@ def resolve_expected_fingerprint(lexicon: str | None) -> str | None:
     if lexicon is None:
         return None
     if Path(lexicon).is_dir():
-        from dualmind.lexicon import Lexicon
-
         return Lexicon.load(lexicon).fingerprint
     if FINGERPRINT_RE.match(str(lexicon)):
         return str(lexicon).lower()

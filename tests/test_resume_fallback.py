@@ -1,9 +1,14 @@
 """A corrupt (truncated) last.ckpt: ckpt_path=last resumes from the newest intact checkpoint of
 the run, with a warning naming both; with none intact, or an explicit path that is cut short,
-the error names what to pass. And the end-of-run summary counts this invocation's steps."""
+the error names what to pass; a step file newer than last.ckpt (a run killed between writing the
+two) is resumed from. And the end-of-run summary counts this invocation's steps."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import lightning as L
 import pytest
 
 from dualmind.config import compose
@@ -60,3 +65,34 @@ def test_an_explicit_truncated_path_is_refused_naming_the_intact_one(tmp_path, s
                                             rf"intact one beside it is ckpt_path=.*step0000006"):
         run(compose(tiny_overrides(tmp_path, "trainer.max_steps=8", *BASE,
                                    f"ckpt_path={last}")))
+
+
+class KeepLastOfStep4(L.Callback):
+    """Copy last.ckpt as it is at step 4, before the step-8 save replaces it."""
+
+    def __init__(self, dst):
+        self.dst = dst
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == 5:
+            shutil.copy(Path(trainer.default_root_dir, "checkpoints", "last.ckpt"), self.dst)
+
+
+@pytest.mark.parametrize("last", ["of step 4", "missing"])
+def test_a_run_killed_between_the_step_file_and_last_resumes_from_the_step_file(tmp_path, last):
+    """A save writes step0000008.ckpt, then last.ckpt; killed in between (benchmarks/faults.py),
+    last.ckpt is still step 4's, or absent at a run's first save. Resuming from it would redo
+    steps (or, with none, Lightning starts again from step 0); the step file is whole and newer."""
+    old = tmp_path / "last-step4.ckpt"
+    run(compose(tiny_overrides(tmp_path, "trainer.max_steps=8", *BASE)),
+        callbacks=[KeepLastOfStep4(old)])
+    ckpts = tmp_path / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt", "step0000008.ckpt"]
+    if last == "missing":
+        (ckpts / "last.ckpt").unlink()
+    else:
+        shutil.copy(old, ckpts / "last.ckpt")  # now the newest file, yet of the older step
+    with pytest.warns(UserWarning, match=r"resuming from .*step0000008\.ckpt \(step 8\)"):
+        resumed = run(compose(tiny_overrides(tmp_path, "trainer.max_steps=10", *BASE,
+                                             "ckpt_path=last")))
+    assert [r["step"] for r in resumed.train] == [9, 10]

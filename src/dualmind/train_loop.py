@@ -24,6 +24,10 @@ class TrainingError(RuntimeError):
     """A run that cannot start or continue; the message says why and names the key/path/step."""
 
 
+class CheckpointWriteError(TrainingError):
+    """A checkpoint could not be written (disk full...); the previous one is intact."""
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -168,6 +172,12 @@ def atomic_checkpoint_io():
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, path)
+            except OSError as err:  # a full disk, a quota: the user's to fix, not a traceback
+                kept = (f"{path.name} keeps its previous content" if path.exists()
+                        else f"no {path.name} was written")
+                raise CheckpointWriteError(
+                    f"cannot write checkpoint {path}: {err.strerror or err}; {kept}; make room "
+                    "(or fix the folder), then resume with ckpt_path=last") from err
             finally:
                 tmp.unlink(missing_ok=True)
 

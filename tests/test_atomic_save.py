@@ -95,3 +95,26 @@ def test_the_file_writer_clears_temporaries_of_killed_saves(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".step0000004.ckpt.tmp-4242",
                                                           "last.ckpt"]
     assert torch.load(path, weights_only=True)["step"] == 1
+
+
+def test_copy_checkpoint_links_and_a_later_save_leaves_the_source_alone(tmp_path):
+    from dualmind.atomic_save import copy_checkpoint
+    from dualmind.train_loop import atomic_checkpoint_io
+
+    src, dst = tmp_path / "step0000008.ckpt", tmp_path / "last.ckpt"
+    torch.save({"step": torch.tensor(8)}, src)
+    dst.write_bytes(b"PK torn")
+    copy_checkpoint(src, dst)
+    assert dst.stat().st_ino == src.stat().st_ino  # a hard link: no bytes copied
+    atomic_checkpoint_io().save_checkpoint({"step": torch.tensor(12)}, dst)
+    assert torch.load(src, weights_only=True)["step"] == 8  # the next save made a new file
+    assert torch.load(dst, weights_only=True)["step"] == 12
+
+    folder, copy = tmp_path / "step0000016.ckpt", tmp_path / "last-sharded.ckpt"
+    folder.mkdir()
+    (folder / "meta.pt").write_text("16")
+    copy.mkdir()
+    (copy / "stale.distcp").write_text("old")
+    copy_checkpoint(folder, copy)
+    assert [p.name for p in copy.iterdir()] == ["meta.pt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

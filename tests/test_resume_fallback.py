@@ -10,6 +10,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 
 from dualmind.config import compose
 from dualmind.train_loop import TrainingError, run
@@ -96,3 +97,20 @@ def test_a_run_killed_between_the_step_file_and_last_resumes_from_the_step_file(
         resumed = run(compose(tiny_overrides(tmp_path, "trainer.max_steps=10", *BASE,
                                              "ckpt_path=last")))
     assert [r["step"] for r in resumed.train] == [9, 10]
+
+
+def test_resumed_at_the_final_step_from_the_step_file_last_ckpt_is_brought_up_to_date(tmp_path):
+    """Killed while writing last.ckpt at the final step: the resume trains nothing, and
+    last.ckpt, which export, eval and core.checkpoint read, kept step 4's weights."""
+    old = tmp_path / "last-step4.ckpt"
+    base = tiny_overrides(tmp_path, "trainer.max_steps=8", *BASE)
+    run(compose(base), callbacks=[KeepLastOfStep4(old)])
+    ckpts = tmp_path / "checkpoints"
+    shutil.copy(old, ckpts / "last.ckpt")
+    with pytest.warns(UserWarning, match="step0000008.ckpt"):
+        resumed = run(compose([*base, "ckpt_path=last"]))
+    assert resumed.train == [] and resumed.steps == 8
+    last = torch.load(ckpts / "last.ckpt", weights_only=True)
+    step8 = torch.load(ckpts / "step0000008.ckpt", weights_only=True)
+    assert last["global_step"] == 8
+    assert all(torch.equal(last["state_dict"][k], v) for k, v in step8["state_dict"].items())

@@ -46,6 +46,27 @@ def replace_folder(src: Path, dst: Path) -> None:
     _remove(old)
 
 
+def copy_checkpoint(src: Path, dst: Path) -> None:
+    """Make `dst` hold the checkpoint `src` (a file or a sharded folder), atomically; by hard
+    links where the filesystem has them (free for a large checkpoint: every later save writes a
+    new file and renames it, so neither name ever changes the other's bytes)."""
+    staging = dst.with_name(f".{dst.name}.tmp-copy")
+    _remove(staging)
+    if src.is_dir():
+        shutil.copytree(src, staging, copy_function=_link_or_copy)
+        replace_folder(staging, dst)
+    else:
+        _link_or_copy(src, staging)
+        os.replace(staging, dst)
+
+
+def _link_or_copy(src, dst) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)

@@ -10,7 +10,9 @@ A save writes step*.ckpt and then last.ckpt. A run killed between the two (bench
 does it on purpose) has a step*.ckpt newer than last.ckpt, or, at its first save, no last.ckpt
 at all, where Lightning would have started again from step 0 with a warning. So ``last`` means
 the intact checkpoint of the highest step, last.ckpt on a tie, and says so when that is not
-last.ckpt. An explicit path is obeyed: if it cannot be read, the error names the newest readable
+last.ckpt; last.ckpt is then made a copy of it (hard links), since a run resumed at its final
+step trains nothing and would leave last.ckpt, which export, eval and align read, behind (or
+torn). An explicit path is obeyed: if it cannot be read, the error names the newest readable
 one beside it. Every checkpoint resumed from is checked against the data's lexicon.
 """
 
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from dualmind.atomic_save import copy_checkpoint
 from dualmind.checkpoint_meta import LexiconMismatchError, check_lexicon, checkpoint_metadata
 
 
@@ -89,13 +92,22 @@ def _last(folder: Path, warn) -> tuple[Path | None, dict | None]:
                           "another run_dir")
     # the highest step; on a tie the last* file, then the newest (found is newest first)
     path = max(heads, key=lambda p: (heads[p][1], p.name.startswith("last"), -found.index(p)))
+    if error is None and lasts and path == lasts[0]:
+        return path, heads[path][0]
+    last = lasts[0] if lasts else folder / "last.ckpt"
     if error is not None:
-        warn(f"ckpt_path=last: {lasts[0]} cannot be read ({error.__cause__}); resuming from "
-             f"{path}, the newest intact checkpoint of the run")
-    elif not lasts or path != lasts[0]:
-        had = f"{lasts[0]} is of step {heads[lasts[0]][1]}" if lasts else "there is no last.ckpt"
+        warn(f"ckpt_path=last: {last} cannot be read ({error.__cause__}); resuming from "
+             f"{path}, the newest intact checkpoint of the run; {last.name} is replaced by a "
+             "copy of it")
+    else:
+        had = f"{last} is of step {heads[last][1]}" if lasts else f"there is no {last.name}"
         warn(f"ckpt_path=last: {had}; resuming from {path} (step {heads[path][1]}), the newest "
-             "intact checkpoint of the run (a run stopped between writing the two)")
+             f"intact checkpoint of the run (a run stopped between writing the two); {last.name}"
+             " is made a copy of it")
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # the other ranks resume from `path` too: Lightning broadcasts it
+        copy_checkpoint(path, last)
     return path, heads[path][0]
 
 

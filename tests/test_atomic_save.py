@@ -104,7 +104,9 @@ def test_copy_checkpoint_links_and_a_later_save_leaves_the_source_alone(tmp_path
     src, dst = tmp_path / "step0000008.ckpt", tmp_path / "last.ckpt"
     torch.save({"step": torch.tensor(8)}, src)
     dst.write_bytes(b"PK torn")
+    (tmp_path / ".last.ckpt.tmp-4242").write_bytes(b"PK torn")  # the kill that tore it
     copy_checkpoint(src, dst)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "step0000008.ckpt"]
     assert dst.stat().st_ino == src.stat().st_ino  # a hard link: no bytes copied
     atomic_checkpoint_io().save_checkpoint({"step": torch.tensor(12)}, dst)
     assert torch.load(src, weights_only=True)["step"] == 8  # the next save made a new file

@@ -50,8 +50,8 @@ def copy_checkpoint(src: Path, dst: Path) -> None:
     """Make `dst` hold the checkpoint `src` (a file or a sharded folder), atomically; by hard
     links where the filesystem has them (free for a large checkpoint: every later save writes a
     new file and renames it, so neither name ever changes the other's bytes)."""
+    remove_stale(dst)  # what a save of dst killed mid-write left
     staging = dst.with_name(f".{dst.name}.tmp-copy")
-    _remove(staging)
     if src.is_dir():
         shutil.copytree(src, staging, copy_function=_link_or_copy)
         replace_folder(staging, dst)

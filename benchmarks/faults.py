@@ -182,6 +182,27 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if bad else 0
 
 
+# What the campaign found when it was first run (2026-12, issue 12), and what became of it.
+FINDINGS = [
+    "Found by this campaign and fixed (each with a unit test): an fsdp2 save overwrote "
+    "last.ckpt's shards in place, so a kill mid-save left old metadata beside cut shards that "
+    "resume took as intact (now staged and moved into place: dualmind/atomic_save.py); a run "
+    "killed between step*.ckpt and last.ckpt resumed from the older last.ckpt, or at its first "
+    "save from step 0, and at its final step left last.ckpt behind for good (ckpt_path=last now "
+    "takes the intact checkpoint of the highest step and refreshes last.ckpt); temporaries of "
+    "killed saves were never removed; a full disk mid-save was an OSError traceback; a packed "
+    "array cut short said only 'mmap length is greater than file size'; negative step counts "
+    "and learning rates were tracebacks (optim.warmup_steps=-5 ran); an unknown recipe was a "
+    "dozen lines with exit 1.",
+    "",
+    "Seen and left as they are (files others own): `dualmind eval` prints its error line on "
+    "stdout as `dualmind eval: ...` (the other commands: stderr, `error: ...`); the NaN stop "
+    "names the step by completed steps (`at step 16` for the progress line's step 17) and, "
+    "after a resume from a file outside the run folder, says 'Last good checkpoint: none "
+    "written yet' although the folder holds last.ckpt.",
+]
+
+
 def report(results: dict[str, list[Trial]], rows: list[dict], args) -> str:
     import platform
 
@@ -199,6 +220,7 @@ def report(results: dict[str, list[Trial]], rows: list[dict], args) -> str:
         "state, global step, lr schedule and RNG streams of the final last.ckpt, bit for bit, "
         "with an uninterrupted run of the same command.",
     ]
+    lines += ["", *FINDINGS]
     for name, trials in results.items():
         lines += ["", f"### Kill -9: {titles[name]}", "", *kill_table(name, trials)]
     lines += ["", f"### Bad inputs ({len(rows)} classes, through the real command lines)", "",

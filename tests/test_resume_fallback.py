@@ -68,6 +68,20 @@ def test_an_explicit_truncated_path_is_refused_naming_the_intact_one(tmp_path, s
                                    f"ckpt_path={last}")))
 
 
+def test_train_py_names_the_intact_checkpoint_beside_a_cut_one(tmp_path, six_steps):
+    """train.py checks ckpt_path before the run (dualmind.run_paths), so its one line must give
+    the hint the run would have given (it said only 'not a readable checkpoint')."""
+    from dualmind.run_paths import RunPathError, check_run_paths
+
+    last = six_steps / "last.ckpt"
+    _truncate(last)
+    cfg = compose(tiny_overrides(tmp_path, "trainer.max_steps=8", *BASE, f"ckpt_path={last}"))
+    with pytest.raises(RunPathError, match=rf"ckpt_path={last}: not a readable checkpoint .*; "
+                                           r"the newest intact one beside it is ckpt_path=.*"
+                                           r"step0000006\.ckpt"):
+        check_run_paths(cfg)
+
+
 class KeepLastOfStep4(L.Callback):
     """Copy last.ckpt as it is at step 4, before the step-8 save replaces it."""
 

@@ -193,7 +193,8 @@ FINDINGS = [
     "killed saves were never removed; a full disk mid-save was an OSError traceback; a packed "
     "array cut short said only 'mmap length is greater than file size'; negative step counts "
     "and learning rates were tracebacks (optim.warmup_steps=-5 ran); an unknown recipe was a "
-    "dozen lines with exit 1.",
+    "dozen lines with exit 1; train.py refused a ckpt_path cut short without naming the intact "
+    "checkpoint beside it.",
     "",
     "Seen and left as they are (files others own): `dualmind eval` prints its error line on "
     "stdout as `dualmind eval: ...` (the other commands: stderr, `error: ...`); the NaN stop "

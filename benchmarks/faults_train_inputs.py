@@ -108,8 +108,9 @@ def _truncated_ckpt(ws):
     ran = run("train", [*ws.train, f"run_dir={run_dir}", "trainer.max_steps=18",
                         f"ckpt_path={last}"], ws.root)
     lost = [] if sha(intact) == before else ["the intact step0000016.ckpt changed"]
+    named = " and named in the message" if intact.name in ran.line() else ""
     return row("train.py ... ckpt_path=<last.ckpt cut in half>", ran, "refused", lost,
-               "nothing trained; the intact step0000016.ckpt (named in the message) unchanged")
+               f"nothing trained; the intact step0000016.ckpt unchanged{named}")
 
 
 @bad_input("truncated last.ckpt (ckpt_path=last)",

@@ -24,6 +24,7 @@ BENCHMARKS: list[tuple[str, list[str], Path | None]] = [
     ("adapt.py", ["--core", str(DEMO / "core_mini/checkpoints/last.ckpt"),
                   "--corpus", str(DEMO / "corpus")], DEMO / "core_mini"),
     ("equal_compute.py", [], None),
+    ("faults.py", [], None),  # the reliability campaign: kill -9 and bad inputs (~15 min)
 ]
 
 

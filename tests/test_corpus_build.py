@@ -390,6 +390,31 @@ def test_shardset_errors_name_the_path(built, tmp_path):
         ShardSet.open(out, "test")
 
 
+@pytest.mark.parametrize("damage", ["cut short", "fewer units"])
+def test_a_damaged_packed_array_is_named(built, tmp_path, damage):
+    """The flat core arrays (shards/<split>.core.npy ...) are read as memmaps; one cut short
+    raised numpy's 'mmap length is greater than file size', naming no file (train.py printed
+    that line alone)."""
+    import shutil
+
+    import numpy as np
+
+    from dualmind.data.shards import ShardError
+
+    out = tmp_path / "corpus"
+    shutil.copytree(built[0], out)
+    path = out / "shards" / "train.core.npy"
+    if damage == "cut short":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        match = rf"{path}: packed array cannot be read \(mmap length.*rebuild it"
+    else:
+        np.save(path, np.load(path)[:-1])
+        match = rf"{path}: \d+ units, the manifest says \d+; the corpus is damaged"
+    with pytest.raises(ShardError, match=match):
+        ShardSet.open(out, "train").packed_core()
+
+
 def test_cli_build_info_validate_and_fail_policy(inputs, tmp_path, capsys):
     out = tmp_path / "cli"
     lex = str(small_lexicon("lossless"))

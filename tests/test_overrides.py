@@ -44,9 +44,18 @@ def test_a_key_like_no_other_lists_the_keys_where_it_was_meant_to_go():
         compose(["recipe=core_mini", "optim.zzzzzz=1"])
 
 
-def test_other_hydra_errors_keep_hydras_words():
-    with pytest.raises(ConfigError, match="Could not find 'recipe/nope'"):
+def test_an_unknown_group_option_names_the_nearest_one():
+    """Hydra printed the options and its search path over a dozen lines, exit 1."""
+    with pytest.raises(ConfigError, match=r"^recipe=core_mimi: no recipe of that name; did you "
+                                          r"mean core_mini\? \(recipe options: baseline_bpe"):
+        compose(["recipe=core_mimi"])
+    with pytest.raises(ConfigError, match=r"^recipe=nope: no recipe of that name \(recipe "):
         compose(["recipe=nope"])
+    with pytest.raises(ConfigError, match=r"^strategy=fsdp: .*did you mean fsdp2\?"):
+        compose(["recipe=core_mini", "strategy=fsdp"])
+
+
+def test_other_hydra_errors_keep_hydras_words():
     with pytest.raises(ConfigError, match=r"Could not override 'hydra\.foo'"):
         compose(["recipe=core_mini", "hydra.foo=1"])
 

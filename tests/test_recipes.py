@@ -85,6 +85,29 @@ def test_bad_values_name_the_key():
         compose(["recipe=core_mini", "data.batch_size=many"])
 
 
+@pytest.mark.parametrize("override, message", [
+    ("data.batch_size=-4", "data.batch_size=-4 must be >= 1"),
+    ("trainer.max_steps=-3", r"trainer.max_steps=-3 must be >= 1 \(or -1: no limit\)"),
+    ("trainer.val_check_interval=-1", "trainer.val_check_interval=-1 must be >= 1"),
+    ("trainer.checkpoint_every_n_steps=-2", "trainer.checkpoint_every_n_steps=-2 must be >= 0"),
+    ("data.val_max_batches=-1", "data.val_max_batches=-1 must be >= 1"),
+    ("optim.lr=-1", "optim.lr=-1 must be > 0"),
+    ("optim.warmup_steps=-5", "optim.warmup_steps=-5 must be >= 0"),
+    ("optim.betas=[0.9,1.5]", r"optim.betas=\[0.9, 1.5\] must be two numbers in \[0, 1\)"),
+])
+def test_negative_and_out_of_range_numbers_name_the_key(override, message):
+    """Before, Lightning or torch refused most of these with a traceback from inside the run,
+    and optim.warmup_steps=-5 trained without a word."""
+    with pytest.raises(ConfigError, match=message):
+        compose(["recipe=core_mini", override])
+
+
+def test_the_limits_let_the_documented_special_values_through():
+    cfg = compose(["recipe=core_mini", "trainer.max_steps=-1", "data.val_max_batches=null",
+                   "trainer.checkpoint_every_n_steps=0", "trainer.num_sanity_val_steps=-1"])
+    assert cfg.trainer.max_steps == -1 and cfg.data.val_max_batches is None
+
+
 def test_train_py_composes_from_another_directory(tmp_path):
     # hydra.searchpath is absolute (from the package location), so recipes are found from anywhere.
     out = subprocess.run(

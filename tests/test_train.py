@@ -258,11 +258,41 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", torn_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(TrainingError, match=rf"cannot write checkpoint {path}: disk full; "
+                                            "last.ckpt keeps its previous content; make room"):
         io.save_checkpoint({"step": torch.tensor(2)}, path)
     monkeypatch.setattr(torch, "save", real_save)
     assert torch.load(path, weights_only=True)["step"] == 1  # the previous checkpoint, intact
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temporary left behind
+
+
+def test_a_full_disk_mid_save_stops_the_run_with_one_error_and_it_resumes(tmp_path, monkeypatch):
+    """ENOSPC in the middle of the step-8 last.ckpt write (the step-8 file was written): the run
+    stops with a TrainingError (train.py: one line, exit 2), not an OSError traceback; last.ckpt
+    is step 4's, whole; the resume takes the newest whole checkpoint and goes on."""
+    import errno
+
+    real_save, saves = torch.save, []
+
+    def save(obj, f, *args, **kwargs):
+        saves.append(getattr(f, "name", f))
+        if len(saves) == 4:  # step4 file, last (4), step8 file, last (8): this one
+            f.write(b"PK half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    base = tiny_overrides(tmp_path, "trainer.checkpoint_every_n_steps=4",
+                          "trainer.val_check_interval=100")
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(TrainingError, match="last.ckpt: No space left on device; last.ckpt "
+                                            "keeps its previous content"):
+        train([*base, "trainer.max_steps=12"])
+    monkeypatch.setattr(torch, "save", real_save)
+    ckpts = tmp_path / "checkpoints"
+    assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt", "step0000008.ckpt"]
+    resumed = train([*base, "trainer.max_steps=12", "ckpt_path=last"])
+    assert [r["step"] for r in resumed.train] == [9, 10, 11, 12]
 
 
 def test_resume_with_other_data_settings_says_so(tmp_path):

@@ -44,6 +44,14 @@ def test_a_bare_unknown_override_is_one_line_and_exit_2(tmp_path):
     )
 
 
+def test_an_unknown_recipe_is_one_line_and_exit_2(tmp_path):
+    out = train_py(tmp_path, "recipe=core_mimi")
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.startswith("error: recipe=core_mimi: no recipe of that name; did you mean "
+                                 "core_mini? (recipe options: ")
+    assert out.stderr.count("\n") == 1
+
+
 def test_one_line_joins_a_wrapped_library_message():
     err = ValueError("ckpt_path=x: cannot read checkpoint (Weights only load failed.\n\n"
                      "  Check the documentation.)")

@@ -198,6 +198,39 @@ def check_model_config(model_cfg: Any) -> Any:
         raise ConfigError(f"invalid model config: {err}") from err
 
 
+# Numbers out of range. Without these, Lightning or torch refused most of them with a traceback
+# from deep inside the run (trainer.max_steps=-3, optim.lr=-1, trainer.val_check_interval=-1),
+# and some ran silently (optim.warmup_steps=-5): (key, allowed?, what is allowed).
+RANGES = (
+    ("trainer.max_steps", lambda v: v >= 1 or v == -1, ">= 1 (or -1: no limit)"),
+    ("trainer.val_check_interval", lambda v: v >= 1, ">= 1"),
+    ("trainer.checkpoint_every_n_steps", lambda v: v >= 0, ">= 0 (0: at the end only)"),
+    ("trainer.accumulate_grad_batches", lambda v: v >= 1, ">= 1"),
+    ("trainer.num_sanity_val_steps", lambda v: v >= -1, ">= 0 (or -1: all)"),
+    ("trainer.progress_every_n_steps", lambda v: v >= 0, ">= 0 (0: off)"),
+    ("trainer.progress_every_s", lambda v: v >= 0, ">= 0 (0: off)"),
+    ("trainer.num_nodes", lambda v: v >= 1, ">= 1"),
+    ("trainer.num_threads", lambda v: v is None or v >= 1, ">= 1 (or null: torch's default)"),
+    ("trainer.gradient_clip_val", lambda v: v is None or v >= 0, ">= 0 (or null: no clipping)"),
+    ("data.val_max_batches", lambda v: v is None or v >= 1, ">= 1 (or null: the whole split)"),
+    ("data.num_workers", lambda v: v >= 0, ">= 0"),
+    ("optim.lr", lambda v: v > 0, "> 0"),
+    ("optim.eps", lambda v: v > 0, "> 0"),
+    ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("optim.warmup_steps", lambda v: v >= 0, ">= 0"),
+    ("optim.min_lr_ratio", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("optim.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+)
+
+
+def _check_ranges(cfg: DictConfig) -> None:
+    for key, allowed, rule in RANGES:
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not allowed(value):
+            shown = list(value) if OmegaConf.is_list(value) else value
+            raise ConfigError(f"{key}={shown} must be {rule}")
+
+
 def validate(cfg: DictConfig, check_model: bool = True) -> DictConfig:
     """Raise ConfigError naming the key for anything misspelt or out of range; return cfg."""
     unknown = sorted(set(cfg.keys()) - TOP_LEVEL_KEYS - {"hydra"})
@@ -228,6 +261,7 @@ def validate(cfg: DictConfig, check_model: bool = True) -> DictConfig:
     for key in ("seq_len", "batch_size"):
         if cfg.data[key] < 1:
             raise ConfigError(f"data.{key}={cfg.data[key]} must be >= 1")
+    _check_ranges(cfg)
     if check_model and cfg.get("decoder") is not None:
         from dualmind.model.decoder_config import DecoderConfig
 

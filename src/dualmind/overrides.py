@@ -7,8 +7,12 @@ knows which keys exist, and then prints it through a handler that turns every `E
 exit code 1. So `install()` wraps the loader's step that applies overrides, and the error it
 raises there, `UnknownOverride`, derives from BaseException: it passes Hydra's handler untouched,
 and train.py reports it like every other config error (one line, exit 2). `dualmind.config.compose`
-turns it into a ConfigError. Every other Hydra error (an unknown recipe, a malformed override)
-stays Hydra's own.
+turns it into a ConfigError.
+
+A group option that does not exist (`recipe=nope`, `model=7b`) is the same kind of mistake;
+Hydra printed a list of options and the search path over a dozen lines, with exit code 1.
+`UnknownChoice` (an UnknownOverride) names the nearest options on one line instead. Every other
+Hydra error (a malformed override, Hydra's own `hydra.*` keys) stays Hydra's own.
 """
 
 from __future__ import annotations
@@ -33,6 +37,17 @@ class UnknownOverride(BaseException):  # noqa: N818 - named for what happened, l
         self.key, self.line = key, line
         self.nearest = nearest_keys(key, keys)
         super().__init__(unknown_override_message(key, line, self.nearest, keys))
+
+
+class UnknownChoice(UnknownOverride):
+    """`group=option` naming an option the group does not have (recipe=nope)."""
+
+    def __init__(self, group: str, option: str, options: list[str]):
+        self.key, self.line = group, f"{group}={option}"
+        self.nearest = difflib.get_close_matches(option, options, n=1, cutoff=0.6)
+        hint = f"; did you mean {self.nearest[0]}?" if self.nearest else ""
+        BaseException.__init__(self, f"{self.line}: no {group} of that name{hint} "
+                                     f"({group} options: {', '.join(options)})")
 
 
 def unknown_override_message(key: str, line: str, nearest: list[str], keys: list[str]) -> str:
@@ -117,3 +132,28 @@ def install() -> None:
 
     apply_overrides._dualmind = True  # type: ignore[attr-defined]
     ConfigLoaderImpl._apply_overrides_to_config = staticmethod(apply_overrides)
+    _install_choice_check()
+
+
+def _install_choice_check() -> None:
+    """Wrap the defaults-list step that reports a missing config (a no-op for another Hydra)."""
+    try:
+        from hydra._internal import defaults_list
+        from hydra.errors import MissingConfigException
+    except ImportError:  # pragma: no cover
+        return
+    report = getattr(defaults_list, "config_not_found_error", None)
+    if report is None or getattr(report, "_dualmind", False):
+        return
+
+    def config_not_found_error(repo, tree) -> None:
+        try:
+            report(repo, tree)
+        except MissingConfigException as err:
+            group, _, option = (err.missing_cfg_file or "").rpartition("/")
+            if not group or not err.options or group.startswith("hydra"):
+                raise  # a primary config or Hydra's own groups: Hydra's message
+            raise UnknownChoice(group, option, list(err.options)) from None
+
+    config_not_found_error._dualmind = True  # type: ignore[attr-defined]
+    defaults_list.config_not_found_error = config_not_found_error

@@ -110,6 +110,17 @@ def checkpoint_kind(path: Path) -> str | None:
     return "ckpt" if path.is_file() else None
 
 
+def _intact_beside(key: str, path: Path) -> str:
+    """For a resume (ckpt_path), the newest checkpoint beside a cut one that reads whole: what
+    to pass instead (dualmind.resume says the same when the run itself finds it)."""
+    if key != "ckpt_path":
+        return ""
+    from dualmind.resume import newest_first, newest_intact
+
+    intact = newest_intact([p for p in newest_first(path.parent) if p != path])
+    return f"; the newest intact one beside it is ckpt_path={intact[0]}" if intact else ""
+
+
 def check_checkpoint(key: str, value: str, kinds: tuple[str, ...]) -> None:
     """``value`` names a checkpoint of one of ``kinds``; a .ckpt file must be a whole zip archive
     (torch.save's format: a truncated file has lost the directory at its end)."""
@@ -131,4 +142,4 @@ def check_checkpoint(key: str, value: str, kinds: tuple[str, ...]) -> None:
         if size == 0 or not zipfile.is_zipfile(path):
             raise RunPathError(key, value, "unreadable", f"not a readable checkpoint ({size} "
                                "bytes, not a whole torch.save archive: truncated, or another "
-                               "kind of file)")
+                               f"kind of file){_intact_beside(key, path)}")

@@ -24,6 +24,10 @@ class TrainingError(RuntimeError):
     """A run that cannot start or continue; the message says why and names the key/path/step."""
 
 
+class CheckpointWriteError(TrainingError):
+    """A checkpoint could not be written (disk full...); the previous one is intact."""
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -117,8 +121,9 @@ def _strategy(cfg: DictConfig) -> Any:
 
 def _fsdp2_strategy(cfg: DictConfig) -> Any:
     """Lightning's ModelParallelStrategy: a (data_parallel x tensor_parallel) device mesh;
-    DualMindModule.configure_model applies fully_shard (dualmind.parallel) over it."""
-    from lightning.pytorch.strategies import ModelParallelStrategy
+    DualMindModule.configure_model applies fully_shard (dualmind.parallel) over it. Its sharded
+    checkpoints are staged and moved into place (dualmind.atomic_save)."""
+    from dualmind.atomic_save import atomic_model_parallel_strategy
 
     s, t = cfg.strategy, cfg.trainer
     tp = int(s.tensor_parallel_size)
@@ -136,7 +141,7 @@ def _fsdp2_strategy(cfg: DictConfig) -> Any:
                 f"{world} (trainer.devices x trainer.num_nodes)"
             )
         dp = world // tp
-    return ModelParallelStrategy(data_parallel_size=int(dp), tensor_parallel_size=tp)
+    return atomic_model_parallel_strategy(data_parallel_size=int(dp), tensor_parallel_size=tp)
 
 
 def atomic_checkpoint_io():
@@ -145,9 +150,13 @@ def atomic_checkpoint_io():
 
     (Lightning's own save stages the file in the system temp dir and moves it over: atomic only
     when that temp dir is on the same filesystem as the checkpoints, which clusters rarely give.)
+    The temporaries of earlier saves of the same name that were killed mid-write are removed
+    first: each is as large as the checkpoint.
     """
     import torch
     from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from dualmind.atomic_save import remove_stale
 
     class AtomicCheckpointIO(TorchCheckpointIO):
         def save_checkpoint(self, checkpoint, path, storage_options=None):
@@ -155,6 +164,7 @@ def atomic_checkpoint_io():
                 return super().save_checkpoint(checkpoint, path, storage_options)
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale(path)
             tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
             try:
                 with open(tmp, "wb") as f:
@@ -162,6 +172,12 @@ def atomic_checkpoint_io():
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, path)
+            except OSError as err:  # a full disk, a quota: the user's to fix, not a traceback
+                kept = (f"{path.name} keeps its previous content" if path.exists()
+                        else f"no {path.name} was written")
+                raise CheckpointWriteError(
+                    f"cannot write checkpoint {path}: {err.strerror or err}; {kept}; make room "
+                    "(or fix the folder), then resume with ckpt_path=last") from err
             finally:
                 tmp.unlink(missing_ok=True)
 

@@ -352,10 +352,20 @@ class ShardSet:
         entry = self.manifest["splits"].get(split, {}).get("packed")
         if not entry:
             raise ShardError(f"{self.corpus_dir}: no packed arrays for split {split!r}")
+        units = self.manifest["splits"][split].get("units")
         arrays = []
         for name in PACKED:
             path = self.corpus_dir / entry[name]
             if not path.is_file():
                 raise ShardError(f"{path}: packed array missing")
-            arrays.append(np.load(path, mmap_mode="r"))
+            try:  # a file cut short fails here, in numpy's words that name no file
+                array = np.load(path, mmap_mode="r")
+            except (ValueError, OSError, EOFError) as err:
+                raise ShardError(f"{path}: packed array cannot be read ({err}); the corpus is "
+                                 "damaged: rebuild it (`dualmind corpus build` into a new "
+                                 "--out)") from err
+            if units is not None and len(array) != units:
+                raise ShardError(f"{path}: {len(array)} units, the manifest says {units}; the "
+                                 "corpus is damaged: rebuild it")
+            arrays.append(array)
         return PackedCore(*arrays)

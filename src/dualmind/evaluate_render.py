@@ -27,6 +27,12 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
     special = shards.manifest.get("tokenizer", {}).get("special", {})
     bos, eos = int(special.get("bos", 1)), int(special.get("eos", 2))
     lexicon = _lexicon(lexicon_dir, shards.lexicon_fingerprint, corpus_dir)
+    pointing = lexicon  # the pointer needs the lexicon; glossing only when one was given
+    if pointing is None and decoder.cfg.follows_pointer:
+        from dualmind.data.surfaces import find_corpus_lexicon
+
+        found = find_corpus_lexicon(Path(corpus_dir))
+        pointing = _lexicon(found, shards.lexicon_fingerprint, corpus_dir) if found else None
     from dualmind.bridge.pointer import pointer_for
     from dualmind.model.core_reading import read_core
 
@@ -45,7 +51,7 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
         states = read_core(core, units, decoder.cfg.core_read)
         budget = min(max_new_tokens or len(text) + 16, decoder.cfg.max_seq_len - 1)
         try:  # the decoder follows its own text through the hyperphrase, as in training
-            pointer = pointer_for(decoder, lexicon, tok, seen, lang=getattr(scene, "lang", None))
+            pointer = pointer_for(decoder, pointing, tok, seen, lang=getattr(scene, "lang", None))
         except ValueError as err:
             raise EvalError(f"rendering {corpus_dir}: {err} (--lexicon)") from err
         gen = decoder.generate(states, torch.tensor([[bos]]), budget, temperature=temperature,

@@ -55,10 +55,12 @@ def surface_table_for_run(cfg: Any, decoder_config: Any) -> torch.Tensor:
 
     lexicon_dir = cfg["data"].get("lexicon")
     if not lexicon_dir or not Path(str(lexicon_dir)).is_dir():
+        lexicon_dir = find_corpus_lexicon(Path(str(cfg["data"]["dir"])))
+    if lexicon_dir is None:
         raise DataConfigError(
             f"decoder.copy_slots={decoder_config.copy_slots}: the copy channel reads each unit's "
-            f"surface from the lexicon; pass its folder as data.lexicon=<dir> (got "
-            f"{lexicon_dir!r}), or set decoder.copy_slots=0")
+            f"surface from the lexicon, and none was found beside data.dir={cfg['data']['dir']}; "
+            "pass its folder as data.lexicon=<dir>, or set decoder.copy_slots=0")
     lexicon = Lexicon.load(lexicon_dir)
     tokenizer_path = Path(str(cfg["data"]["dir"])) / "tokenizer.json"
     if not tokenizer_path.is_file():
@@ -66,3 +68,25 @@ def surface_table_for_run(cfg: Any, decoder_config: Any) -> torch.Tensor:
                               "folder made by `dualmind corpus build`?)")
     return surface_table(lexicon, load_text_tokenizer(tokenizer_path), decoder_config.copy_slots,
                          rows=decoder_config.core_vocab_size)
+
+
+def find_corpus_lexicon(corpus_dir: Path) -> Path | None:
+    """The lexicon a corpus was built with, when it lies in the corpus folder or beside it (as
+    `make demo` and the benchmarks lay them out): the folder whose lexicon.json carries the
+    corpus manifest's lexicon fingerprint. None when there is none."""
+    import json
+
+    try:
+        manifest = json.loads((corpus_dir / "manifest.json").read_text(encoding="utf-8"))
+        want = manifest["lexicon"]["fingerprint"]
+    except (OSError, ValueError, KeyError):
+        return None
+    candidates = [corpus_dir / "lexicon", *sorted(corpus_dir.parent.iterdir())]
+    for folder in candidates:
+        header = folder / "lexicon.json"
+        try:
+            if json.loads(header.read_text(encoding="utf-8")).get("fingerprint") == want:
+                return folder
+        except (OSError, ValueError):
+            continue
+    return None

@@ -151,8 +151,13 @@ def table(rows: list[dict], args) -> str:
                      f"**{r['taken_bpb']:.3f}** | {r['chrf']:.1f} | {r['word_accuracy']:.2f} | "
                      f"{r['train_s']:.0f} |")
     best = min(rows, key=lambda r: r["decoder_bpb"])
-    lines += ["", f"Lowest decoder part: **{best['variant']}**. Its first render:", "",
-              f"> original: {best['original']}", ">", f"> rendered: {best['render']}"]
+    def one_line(text: str) -> str:
+        return " ".join(text.replace("\n", " ⏎ ").split())
+
+    lines += ["", f"Lowest decoder part: **{best['variant']}**. Its first greedy render "
+              "(first 240 characters; ⏎ = a line break):", "",
+              f"> original: {one_line(best['original'])}", ">",
+              f"> rendered: {one_line(best['render'])}"]
     return "\n".join(lines)
 
 

@@ -85,7 +85,6 @@ def evaluate(checkpoint: str | Path, corpus_dir: str | Path, split: str = "val",
 def _score_by_language(model, decoder, corpus_dir, split, max_records, batch_size, mask_mode,
                        expect, context) -> dict[str, SystemBits]:
     """The split's first `max_records` records (all by default), each language scored apart."""
-    import numpy as np
 
     from dualmind.data.align_datamodule import records_of_language
     from dualmind.data.datamodule import open_shards

@@ -56,3 +56,15 @@ def test_settings_that_shape_no_weight_may_change(tmp_path):
     check_resume(cfg_with("core_mini", ckpt_path="last"))  # the run's own: not checked here
     (tmp_path / "junk.ckpt").write_bytes(b"junk")  # unreadable: left to run_paths and the run
     check_resume(cfg_with("core_mini", ckpt_path=str(tmp_path / "junk.ckpt")))
+
+
+def test_the_decoders_reading_is_part_of_its_shape(tmp_path):
+    """The copy channel's slots and the pointer window add weights of their own: resuming an
+    align checkpoint with other values is refused before the run builds anything."""
+    cfg = cfg_with("decoder_align", ckpt_path="x")
+    decoder = OmegaConf.to_container(cfg.decoder, resolve=True)
+    path = tmp_path / "align.ckpt"
+    torch.save({"dualmind": {"stage": cfg.stage, "model": None,
+                             "decoder": {**decoder, "copy_slots": 2}}}, path)
+    with pytest.raises(RunPathError, match=r"decoder\.copy_slots=2 \(this run: 4\)"):
+        check_resume(cfg_with("decoder_align", ckpt_path=str(path)))

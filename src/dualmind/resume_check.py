@@ -15,24 +15,21 @@ from omegaconf import DictConfig, OmegaConf
 
 from dualmind.run_paths import CORE_STAGES, RunPathError
 
-# CoreConfig / DecoderConfig fields that decide the shape of some weight
+# CoreConfig / DecoderConfig fields that decide the shape of some weight (the decoder's reading:
+# the layer mix, the copy channel, the pointer feed and copy logits add weights of their own)
 SHAPE_FIELDS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim",
-                "core_dim", "cross_every", "gated", "tie_embeddings")
+                "core_dim", "cross_every", "gated", "tie_embeddings", "core_read", "copy_slots",
+                "pointer_feed", "copy_logits", "pointer_window")
 
 
 def saved_metadata(path: Path) -> dict | None:
     """The checkpoint's `dualmind` entry, or None when it cannot be read (left to the run, whose
     own reader reports it)."""
-    import torch
+    from dualmind.resume import ResumeError, read_metadata
 
-    from dualmind.checkpoint_meta import checkpoint_metadata
-
-    file = path / "meta.pt" if path.is_dir() else path
     try:
-        return checkpoint_metadata(
-            torch.load(file, map_location="cpu", weights_only=True, mmap=file.is_file())
-        )
-    except Exception:  # noqa: BLE001 - not this check's to report
+        return read_metadata(path)
+    except ResumeError:  # not this check's to report
         return None
 
 

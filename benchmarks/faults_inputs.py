@@ -144,7 +144,9 @@ def corpus_build(ws: Workspace, name: str, files: list[str], *extra: str) -> tup
 
 
 def corpus_row(ws: Workspace, name: str, files: list[str], *extra: str, expect_ok: bool,
-               shown: str) -> dict:
+               shown: str | None = None) -> dict:
+    """shown: the command as the table prints it (default: the one run, inputs by name)."""
+    shown = shown or " ".join(["dualmind corpus build", *files, *extra])
     before = sha(*(ws.root / "in" / f for f in files))
     ran, out = corpus_build(ws, name, files, *extra)
     lost = [] if sha(*(ws.root / "in" / f for f in files)) == before else ["an input changed"]
@@ -162,58 +164,49 @@ def corpus_row(ws: Workspace, name: str, files: list[str], *extra: str, expect_o
 
 @bad_input("binary file", "test_corpus_sources.py::test_empty_and_binary_files")
 def _binary(ws):
-    return corpus_row(ws, "binary", ["good.txt", "image.png"], expect_ok=True,
-                      shown="dualmind corpus build good.txt image.png")
+    return corpus_row(ws, "binary", ["good.txt", "image.png"], expect_ok=True)
 
 
 @bad_input("invalid UTF-8", "test_corpus_sources.py::test_invalid_utf8_replace_skip_fail")
 def _utf8(ws):
-    return corpus_row(ws, "utf8", ["good.txt", "bad_utf8.txt"], expect_ok=True,
-                      shown="dualmind corpus build good.txt bad_utf8.txt")
+    return corpus_row(ws, "utf8", ["good.txt", "bad_utf8.txt"], expect_ok=True)
 
 
 @bad_input("huge line (200 kB, limit 4 kB)",
            "test_long_lines.py::test_the_reported_case_a_50_mib_one_line_file_loses_nothing")
 def _huge_line(ws):
     return corpus_row(ws, "huge-line", ["hugeline.txt"], "--max-line-bytes", "4096",
-                      expect_ok=True,
-                      shown="dualmind corpus build hugeline.txt --max-line-bytes 4096")
+                      expect_ok=True)
 
 
 @bad_input("huge JSON-lines record",
            "test_long_lines.py::test_a_json_record_longer_than_the_limit_refuses_the_file")
 def _huge_record(ws):
     return corpus_row(ws, "huge-record", ["good.txt", "hugerecord.jsonl"], "--max-line-bytes",
-                      "4096", expect_ok=False,
-                      shown="dualmind corpus build good.txt hugerecord.jsonl "
-                            "--max-line-bytes 4096")
+                      "4096", expect_ok=False)
 
 
 @bad_input("malformed JSONL", "test_corpus_sources.py::test_malformed_and_wrongly_typed_json_lines")
 def _malformed(ws):
-    return corpus_row(ws, "malformed", ["good.txt", "malformed.jsonl"], expect_ok=True,
-                      shown="dualmind corpus build good.txt malformed.jsonl")
+    return corpus_row(ws, "malformed", ["good.txt", "malformed.jsonl"], expect_ok=True)
 
 
 @bad_input("wrong field type",
            "test_corpus_sources.py::test_malformed_and_wrongly_typed_json_lines")
 def _wrong_type(ws):
-    return corpus_row(ws, "wrongtype", ["good.txt", "wrongtype.jsonl"], expect_ok=True,
-                      shown="dualmind corpus build good.txt wrongtype.jsonl")
+    return corpus_row(ws, "wrongtype", ["good.txt", "wrongtype.jsonl"], expect_ok=True)
 
 
 @bad_input("missing input file",
            "test_bad_input_cli.py::test_corpus_build_of_a_missing_file_exits_2_and_makes_nothing")
 def _missing(ws):
-    return corpus_row(ws, "missing", ["nosuch.txt"], expect_ok=False,
-                      shown="dualmind corpus build nosuch.txt")
+    return corpus_row(ws, "missing", ["nosuch.txt"], expect_ok=False)
 
 
 @bad_input("negative size (corpus build)",
            "test_bad_input_cli.py::test_negative_sizes_are_refused_by_the_builders")
 def _negative_corpus(ws):
-    return corpus_row(ws, "negative", ["good.txt"], "--num-shards", "-1", expect_ok=False,
-                      shown="dualmind corpus build good.txt --num-shards -1")
+    return corpus_row(ws, "negative", ["good.txt"], "--num-shards", "-1", expect_ok=False)
 
 
 @bad_input("truncated lexicon",

@@ -27,6 +27,12 @@ def _no_run(ran, shown: str, run_dir: Path) -> dict:
     return row(shown, ran, "refused", lost, "nothing started: no checkpoint written")
 
 
+def _refused_run(ws: Workspace, name: str, overrides: list[str], shown: str) -> dict:
+    """train.py with `overrides` in its own run folder: a run that must stop before it starts."""
+    run_dir = ws.root / f"run-{name}"
+    return _no_run(run("train", [*overrides, f"run_dir={run_dir}"], ws.root), shown, run_dir)
+
+
 def _other_lexicon(ws: Workspace) -> Path:
     out = ws.root / "other-lexicon"
     if not out.exists():
@@ -45,42 +51,34 @@ def _copy_core_run(ws: Workspace, name: str) -> Path:
 @bad_input("unknown recipe",
            "test_train_py_errors.py::test_an_unknown_recipe_is_one_line_and_exit_2")
 def _unknown_recipe(ws):
-    run_dir = ws.root / "run-unknown-recipe"
-    ran = run("train", ["recipe=core_mimi", f"run_dir={run_dir}"], ws.root)
-    return _no_run(ran, "train.py recipe=core_mimi", run_dir)
+    return _refused_run(ws, "unknown-recipe", ["recipe=core_mimi"], "train.py recipe=core_mimi")
 
 
 @bad_input("unknown config key",
            "test_train_py_errors.py::test_a_bare_unknown_override_is_one_line_and_exit_2")
 def _unknown_key(ws):
-    run_dir = ws.root / "run-unknown-key"
-    ran = run("train", [*ws.train, f"run_dir={run_dir}", "optim.lrr=1"], ws.root)
-    return _no_run(ran, "train.py recipe=core_mini optim.lrr=1", run_dir)
+    return _refused_run(ws, "unknown-key", [*ws.train, "optim.lrr=1"],
+                        "train.py recipe=core_mini optim.lrr=1")
 
 
 @bad_input("negative size (train.py)",
            "test_recipes.py::test_negative_and_out_of_range_numbers_name_the_key")
 def _negative_train(ws):
-    run_dir = ws.root / "run-negative"
-    ran = run("train", [*ws.train, f"run_dir={run_dir}", "trainer.max_steps=-3"], ws.root)
-    return _no_run(ran, "train.py recipe=core_mini ... trainer.max_steps=-3", run_dir)
+    return _refused_run(ws, "negative", [*ws.train, "trainer.max_steps=-3"],
+                        "train.py recipe=core_mini ... trainer.max_steps=-3")
 
 
 @bad_input("wrong lexicon for a corpus", "test_train.py::test_bad_input_names_key_or_path")
 def _wrong_lexicon(ws):
-    run_dir = ws.root / "run-wrong-lexicon"
-    ran = run("train", [*ws.train, f"run_dir={run_dir}",
-                        f"data.lexicon={_other_lexicon(ws)}"], ws.root)
-    return _no_run(ran, "train.py ... data.lexicon=<another lexicon>", run_dir)
+    return _refused_run(ws, "wrong-lexicon", [*ws.train, f"data.lexicon={_other_lexicon(ws)}"],
+                        "train.py ... data.lexicon=<another lexicon>")
 
 
 def _damaged_corpus_row(ws: Workspace, name: str, file: str, shown: str) -> dict:
     corpus = ws.root / f"corpus-{name}"
     shutil.copytree(ws.corpus, corpus)
     _cut(corpus / "shards" / file)
-    run_dir = ws.root / f"run-{name}"
-    ran = run("train", [*ws.train, f"run_dir={run_dir}", f"data.dir={corpus}"], ws.root)
-    return _no_run(ran, shown, run_dir)
+    return _refused_run(ws, name, [*ws.train, f"data.dir={corpus}"], shown)
 
 
 @bad_input("truncated shard", "test_shards.py::test_shardset_checks_sizes_and_missing_files")

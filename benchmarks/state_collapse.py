@@ -48,7 +48,7 @@ def measure(core, corpus: Path, rows: int, positions: int, seed: int = 0) -> dic
         out = core(batch["core_ids"], doc_ids=core_doc_ids(a.core_doc), compute_logits=False,
                    return_hidden_states=True)
     real = (a.core_doc >= 0).flatten()
-    scenes = a.core_doc * (int(a.core_scene.max()) + 2) + a.core_scene
+    scenes = a.core_scene_groups()
     layers = {f"layer {i}" if i else "layer 0 (embeddings)": h
               for i, h in enumerate(out.hidden_states)}
     layers["final (normed)"] = out.hidden
@@ -62,27 +62,35 @@ def measure(core, corpus: Path, rows: int, positions: int, seed: int = 0) -> dic
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoints", nargs="+", type=Path, help="stage-core checkpoints, in order")
-    p.add_argument("--corpus", type=Path, required=True, help="the corpus they trained on")
+    p.add_argument("--corpus", type=Path, action="append", required=True,
+                   help="the corpus they trained on; once for all, or once per checkpoint")
     p.add_argument("--rows", type=int, default=16, help="held-out rows read")
     p.add_argument("--positions", type=int, default=2000, help="positions sampled")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
+    corpora = args.corpus * len(args.checkpoints) if len(args.corpus) == 1 else args.corpus
+    if len(corpora) != len(args.checkpoints):
+        p.error(f"{len(args.corpus)} --corpus for {len(args.checkpoints)} checkpoints: give one, "
+                "or one per checkpoint")
     from dualmind.evaluate_load import read_models
     from dualmind.model.core import HyperCore
 
     results = {}
-    for ckpt in args.checkpoints:
-        core, _, meta, _ = read_models(ckpt, stages=None)
+    for ckpt, corpus in zip(args.checkpoints, corpora, strict=True):
+        core = read_models(ckpt, stages=None)[0]
         core.eval()
         if not results:  # the same shape untrained: what training did to the spread
             torch.manual_seed(0)
-            results["untrained"] = measure(HyperCore(core.cfg).eval(), args.corpus, args.rows,
-                                           args.positions)
-        results[f"{ckpt.parent.parent.name}/{ckpt.name}"] = measure(core, args.corpus, args.rows,
-                                                                  args.positions)
+            results[f"untrained, on {corpus.name}"] = measure(
+                HyperCore(core.cfg).eval(), corpus, args.rows, args.positions)
+        results[f"{'/'.join(ckpt.parts[-3:])} on {corpus.name}"] = measure(
+            core, corpus, args.rows, args.positions)
     names = list(next(iter(results.values())))
-    lines = [f"1 - mean cosine between {args.positions} held-out positions of {args.corpus} "
-             "(0: all states one direction; ~1: unrelated directions).", "",
+    lines = [f"1 - mean cosine between {args.positions} sampled held-out positions, per layer "
+             "(0: every state points one way; ~1: unrelated directions). Command: "
+             "`.venv/bin/python benchmarks/state_collapse.py "
+             + " ".join(f"--corpus {c}" for c in args.corpus) + " "
+             + " ".join(str(c) for c in args.checkpoints) + "`.", "",
              "| core | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for label, row in results.items():
         lines.append(f"| {label} | " + " | ".join(f"{row[n]:.2e}" for n in names) + " |")

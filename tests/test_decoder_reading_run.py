@@ -112,15 +112,15 @@ def test_an_align_run_reads_mix_with_pointer_and_copy_and_eval_reports_the_contr
 
 def test_the_control_is_zero_exactly_when_the_decoder_ignores_the_core(core_checkpoint):  # noqa: F811
     from dualmind.evaluate import score_split
-    from dualmind.lit import decoder_config_for_core
     from dualmind.model.config import CoreConfig
     from dualmind.model.core import HyperCore
     from dualmind.model.decoder import LanguageDecoder
+    from dualmind.model.decoder_config import DecoderConfig
 
     cfg = compose(align_overrides("unused", core_checkpoint))
     core = HyperCore(CoreConfig.from_dict(dict(cfg.model))).eval()
     torch.manual_seed(4)
-    decoder = LanguageDecoder(decoder_config_for_core(dict(cfg.decoder), core.cfg)).eval()
+    decoder = LanguageDecoder(DecoderConfig.for_core(dict(cfg.decoder), core.cfg)).eval()
     reads = score_split(core, decoder, tiny_corpus(), max_records=6, context=(128, 512))
     assert abs(reads.taken_from_core_bpb) > 1e-6  # random cross-attention: the core matters
     with torch.no_grad():

@@ -48,13 +48,13 @@ def saved_core(ckpt: Path) -> dict[str, torch.Tensor]:
 
 
 def decoder_weights(overrides: list[str]) -> dict[str, torch.Tensor]:
-    from dualmind.lit import decoder_config_for_core
     from dualmind.model.config import CoreConfig
     from dualmind.model.decoder import LanguageDecoder
+    from dualmind.model.decoder_config import DecoderConfig
 
     cfg = compose(overrides)
     torch.manual_seed(11)
-    return LanguageDecoder(decoder_config_for_core(
+    return LanguageDecoder(DecoderConfig.for_core(
         dict(cfg.decoder), CoreConfig.from_dict(dict(cfg.model)))).state_dict()
 
 

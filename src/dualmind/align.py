@@ -113,9 +113,8 @@ def core_states(core: HyperCore, batch: dict, read: str = "final") -> torch.Tens
     from dualmind.model.core_reading import read_core
 
     alignment = batch["alignment"]
-    scenes = alignment.core_doc * (int(alignment.core_scene.max()) + 2) + alignment.core_scene
     return read_core(core, batch["core_ids"], read, doc_ids=core_doc_ids(alignment.core_doc),
-                     scene_ids=scenes)
+                     scene_ids=alignment.core_scene_groups())
 
 
 def shuffled(batch_states: torch.Tensor, core_ids: torch.Tensor

@@ -66,10 +66,13 @@ def score_split(core, decoder, corpus_dir: str | Path, split: str = "val",
     records: exactly these record indices, in this order (lang and max_records then unused).
     mask_mode: default the decoder's own (decoder.cfg.mask_mode).
     control: also score every batch with each row reading the next row's core (the shuffled-
-    states control, ``SystemBits.shuffled_nll``); skipped (None) if a batch has a single row."""
-    from dualmind.align import core_doc_ids, core_states, decoder_nll, shuffled
+    states control, ``SystemBits.shuffled_nll``); None when no batch has two rows to swap (a
+    single row, or batch_size 1): no batch is left with one row alone (the last joins the one
+    before it)."""
+    from dualmind.align import core_doc_ids, decoder_nll, shuffled
     from dualmind.data.align_datamodule import AlignPacks, collate_aligned, records_of_language
     from dualmind.data.datamodule import open_shards
+    from dualmind.model.core_reading import view_of
 
     shards = open_shards(corpus_dir, split, expect_lexicon)
     _check_vocabulary(shards, core, decoder, corpus_dir)
@@ -87,6 +90,8 @@ def score_split(core, decoder, corpus_dir: str | Path, split: str = "val",
     if len(packs) % batch_size == 1 and len(starts) > 1:
         starts.pop()  # no batch of one row: the control needs another row to read (B+1 rows)
     ends = [*starts[1:], len(packs)]
+    control = control and decoder is not None and len(packs) > 1 and batch_size > 1
+    bits.shuffled_nll = 0.0 if control else None  # None: not measured (no second row to read)
     with torch.no_grad():
         for start, end in zip(starts, ends, strict=True):
             batch = collate_aligned([packs[i] for i in range(start, end)])
@@ -97,22 +102,21 @@ def score_split(core, decoder, corpus_dir: str | Path, split: str = "val",
                 bits.text_positions += n
                 continue
             core_doc = batch["alignment"].core_doc
-            out = core(batch["core_ids"], doc_ids=core_doc_ids(core_doc))
+            read = decoder.cfg.core_read  # one forward: the core's code and the decoder's view
+            out = core(batch["core_ids"], doc_ids=core_doc_ids(core_doc),
+                       return_hidden_states=read == "mix")
             c_nll, c_pos = core_nll(out.logits, batch["core_ids"], core_doc)
             bits.core_nll += c_nll
             bits.core_positions += c_pos
-            read = decoder.cfg.core_read
-            states = out.hidden if read == "final" else core_states(core, batch, read)
+            states = view_of(out, read, core, batch["core_ids"],
+                             batch["alignment"].core_scene_groups())
             d_nll, d_pos = decoder_nll(decoder, states, batch, mask_mode)
             bits.decoder_nll += float(d_nll)
             bits.text_positions += int(d_pos)
-            if control and batch["core_ids"].shape[0] > 1:
+            if control:
                 other, other_ids = shuffled(states, batch["core_ids"])
                 s_nll, _ = decoder_nll(decoder, other, batch, mask_mode, core_ids=other_ids)
-                bits.shuffled_nll = (bits.shuffled_nll or 0.0) + float(s_nll)
-            elif control:
-                control = False  # one batch of one row: the control is not measured at all
-                bits.shuffled_nll = None
+                bits.shuffled_nll += float(s_nll)
     return bits
 
 

@@ -42,25 +42,6 @@ from dualmind.step_counts import StepCounts, global_batch
 LN2 = math.log(2.0)
 
 
-def decoder_config_for_core(values: dict, core_config: CoreConfig):
-    """The decoder config of an align run: cfg.decoder, checked against the core it reads, with
-    core_layers / core_vocab_size (mix, copy channel) taken from the core when left null."""
-    from dualmind.model.decoder_config import DecoderConfig
-
-    values = dict(values)
-    for key, core_value in (("core_layers", core_config.n_layers),
-                            ("core_vocab_size", core_config.vocab_size)):
-        if values.get(key) is None:
-            values[key] = core_value
-        elif int(values[key]) != core_value:
-            raise ValueError(f"decoder.{key}={values[key]} but the core has {core_value}")
-    decoder_config = DecoderConfig.from_dict(values, source="cfg.decoder")
-    if decoder_config.core_dim != core_config.dim:
-        raise ValueError(f"decoder.core_dim={decoder_config.core_dim} but the core's "
-                         f"dim is {core_config.dim} (model.dim)")
-    return decoder_config
-
-
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; training stops before that update is applied."""
 
@@ -165,7 +146,9 @@ class DualMindModule(L.LightningModule):
             raise ValueError("stage=align needs core.checkpoint=<a stage-core .ckpt, sharded "
                              "checkpoint folder or `dualmind export` folder>: the decoder reads "
                              "a trained core")
-        self.decoder_config = decoder_config_for_core(cfg["decoder"], self.core_config)
+        from dualmind.model.decoder_config import DecoderConfig
+
+        self.decoder_config = DecoderConfig.for_core(cfg["decoder"], self.core_config)
         if self.sharded:
             # Both built on meta: configure_model shards them, fills the core's shards from the
             # checkpoint rank-locally and initialises the decoder's. Only metadata is read here.

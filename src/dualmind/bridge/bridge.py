@@ -24,10 +24,12 @@ import torch
 from dualmind.bridge import loading
 from dualmind.bridge.answer import Answer, Retrieved, Timings
 from dualmind.bridge.errors import BridgeError
+from dualmind.bridge.pointer import pointer_for
 from dualmind.bridge.prompt import assemble, encode_prompt
 from dualmind.bridge.rendering import render
 from dualmind.bridge.sampling import check_options
 from dualmind.bridge.thinking import think
+from dualmind.model.core_reading import read_core
 
 BRIDGE_FORMAT = "dualmind-bridge"
 BRIDGE_VERSION = 1
@@ -190,18 +192,14 @@ class Bridge:
             (on_thought or _print_thought)(gloss)
         if read is None:  # a decoder that follows its text renders the thought as its scene
             read = "turn" if self.pointer_free else "thought"
-        all_ids = list(ctx.ids) + list(thought.ids)
+        # the symbols whose states the thought holds, and what this decoder reads of them (one
+        # more forward unless it reads the final states thinking already has)
+        ids = torch.tensor([(list(ctx.ids) + list(thought.ids))[: thought.states.shape[1]]])
         states = thought.states
-        if self.decoder.cfg.core_read != "final":  # what this decoder reads: one more forward
-            from dualmind.model.core_reading import read_core
-
-            states = read_core(self.core, torch.tensor([all_ids[: states.shape[1]]]),
-                               self.decoder.cfg.core_read)
-        states = self._read(states, len(ctx.ids), len(ctx.question), read)
-        shown = torch.tensor([all_ids[: thought.states.shape[1]]])
-        shown = self._read(shown[..., None], len(ctx.ids), len(ctx.question), read)[..., 0]
-        from dualmind.bridge.pointer import pointer_for
-
+        if self.decoder.cfg.core_read != "final":
+            states = read_core(self.core, ids, self.decoder.cfg.core_read)
+        states, shown = (self._read(t, len(ctx.ids), len(ctx.question), read)
+                         for t in (states, ids))
         pointer = pointer_for(self.decoder, self.lexicon, self.tokenizer, shown.shape[1])
         rendered = render(self.decoder, self.tokenizer, states, self.bos, self.eos, max_tokens,
                           temperature=temperature, top_k=top_k, top_p=top_p,

@@ -82,9 +82,7 @@ def render(decoder, tokenizer, states: torch.Tensor, bos: int, eos: int, max_tok
     max_tokens = min(max_tokens, decoder.cfg.max_seq_len - 1)
     device = decoder.tok_embeddings.weight.device
     ids_on = core_ids.to(device) if core_ids is not None else None
-    cross_kv = decoder.cross_keys_values(states.to(device), core_ids=ids_on)
-    memory = (decoder.read_memory(states.to(device), ids_on) if decoder.feed is not None
-              else None)
+    cross_kv, memory = decoder.prepare_reading(states.to(device), ids_on)
     n_states = cross_kv[0][0].shape[1] - 1
     cache = decoder.new_cache(1, max_tokens + 1)
     stream = TextStream(tokenizer, on_text)

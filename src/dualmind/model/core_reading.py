@@ -35,15 +35,26 @@ def read_core(core: nn.Module, core_ids: torch.Tensor, read: str,
     if read not in CORE_READS:
         raise ValueError(f"core_read must be one of {CORE_READS}, got {read!r}")
     with torch.no_grad():
-        if read == "embed":  # layer 0 needs no forward pass
+        out = None
+        if read != "embed":  # layer 0 needs no forward pass
+            out = core(core_ids, doc_ids=doc_ids, compute_logits=False,
+                       return_hidden_states=read == "mix")
+        return view_of(out, read, core, core_ids, scene_ids if scene_ids is not None else doc_ids)
+
+
+def view_of(out, read: str, core: nn.Module, core_ids: torch.Tensor,
+            groups: torch.Tensor | None = None) -> torch.Tensor:
+    """The ``read`` view of a core forward already run (``out``, a CoreOutput; with
+    return_hidden_states for ``mix``; None is enough for ``embed``): what a caller that also
+    needs the core's logits (evaluation) reads without a second forward. groups: the scene of
+    each state, for ``centred``."""
+    with torch.no_grad():
+        if read == "embed":
             return core.tok_embeddings(core_ids).detach()
-        out = core(core_ids, doc_ids=doc_ids, compute_logits=False,
-                   return_hidden_states=read == "mix")
         if read == "final":
             return out.hidden.detach()
         if read == "mix":
             return torch.stack(out.hidden_states, dim=2).detach()
-        groups = scene_ids if scene_ids is not None else doc_ids
         return centre(out.hidden, groups).detach()
 
 
@@ -134,8 +145,7 @@ class CopyLogits(nn.Module):
 
     def __init__(self, cfg: DecoderConfig):
         super().__init__()
-        lo, hi = cfg.pointer_window
-        self.offsets = list(range(lo, hi + 1))
+        self.offsets = cfg.window_offsets
         self.bonus = nn.Linear(cfg.dim, cfg.copy_logit_width, bias=False)
 
     def forward(self, logits: torch.Tensor, hidden: torch.Tensor, surface_tokens: torch.Tensor,
@@ -161,8 +171,7 @@ class PointerFeed(nn.Module):
 
     def __init__(self, cfg: DecoderConfig):
         super().__init__()
-        lo, hi = cfg.pointer_window
-        self.offsets = list(range(lo, hi + 1))
+        self.offsets = cfg.window_offsets
         self.proj = nn.Linear(cfg.feed_width, cfg.dim, bias=False)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, query_pos: torch.Tensor,

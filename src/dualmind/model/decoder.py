@@ -127,8 +127,8 @@ class LanguageDecoder(nn.Module):
         doc_ids     [B,T] document per text token: self-attention and RoPE positions stay within
                     each document run, as in the core. Defaults to an Alignment's text_doc.
         cache, cross_kv   incremental decoding (see :meth:`generate`): the self-attention KV cache
-                    and the cross keys/values from :meth:`cross_keys_values`, computed once
-                    (with ``pointer_feed``, pass ``memory`` = :meth:`read_memory` beside them).
+                    and the cross keys/values and memory from :meth:`prepare_reading`,
+                    computed once.
         """
         B, T = text_ids.shape
         if text_ids.device.type != "meta":  # shape-only (meta) runs have no values to check
@@ -215,17 +215,27 @@ class LanguageDecoder(nn.Module):
         decoder speaks). Equal to computing them at once: norm, projections and rotary positions
         act per state.
         """
-        memory = self.read_memory(core_states, core_ids)
-        B, S = memory.shape[:2]
         start = 0 if extend is None else extend[0][0].shape[1] - 1
-        key_pos = torch.arange(start, start + S, device=memory.device).expand(B, S)
-        fresh = [layer.keys_values(memory, key_pos) for layer in self.cross_layers]
+        fresh = self._keys_values(self.read_memory(core_states, core_ids), start)
         if extend is None:
             return fresh
         if len(extend) != len(fresh):
             raise ValueError(f"extend holds {len(extend)} layers, the decoder has {len(fresh)}")
         return [(torch.cat((k, nk[:, 1:]), dim=1), torch.cat((v, nv[:, 1:]), dim=1))
                 for (k, v), (nk, nv) in zip(extend, fresh, strict=True)]
+
+    def _keys_values(self, memory: torch.Tensor, start: int = 0) -> list[CrossKV]:
+        B, S = memory.shape[:2]
+        key_pos = torch.arange(start, start + S, device=memory.device).expand(B, S)
+        return [layer.keys_values(memory, key_pos) for layer in self.cross_layers]
+
+    def prepare_reading(self, core_states: torch.Tensor, core_ids: torch.Tensor | None = None
+                        ) -> tuple[list[CrossKV], torch.Tensor | None]:
+        """What incremental decoding reads, computed once: the cross keys/values and, for the
+        pointer feed, the memory beside them (None without it): pass both to :meth:`forward`
+        as ``cross_kv`` and ``memory``."""
+        memory = self.read_memory(core_states, core_ids)
+        return self._keys_values(memory), memory if self.feed is not None else None
 
     def new_cache(self, batch: int, max_len: int | None = None,
                   dtype: torch.dtype | None = None) -> KVCache:
@@ -275,8 +285,7 @@ class LanguageDecoder(nn.Module):
                              f"generation needs {total} (prompt + max_new_tokens)")
         # No self.eval(): the decoder has no dropout or batch statistics, so the mode changes
         # nothing, and generating from a validation hook must not flip a training model.
-        cross_kv = self.cross_keys_values(core_states, core_ids=core_ids)
-        memory = self.read_memory(core_states, core_ids) if self.feed is not None else None
+        cross_kv, memory = self.prepare_reading(core_states, core_ids)
         n_states = cross_kv[0][0].shape[1] - 1
         cache = self.new_cache(B, total)
 

@@ -25,6 +25,19 @@ from dualmind.model.config import (
 
 CORE_READS = ("final", "embed", "mix", "centred")
 MASK_MODES = ("render", "stream", "pointer")  # dualmind.model.masks (which imports torch)
+DEFAULT_POINTER_WINDOW = (-1, 2)  # the unit before the pointer's, its own, the next two
+
+
+def check_window(window: Any) -> tuple[int, int]:
+    """A pointer window [lo, hi] as a tuple: integers with lo <= hi and hi >= 0 (a token must be
+    able to read the unit it is at or a later one); ValueError otherwise."""
+    if (not isinstance(window, Sequence) or isinstance(window, str) or len(window) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in window)
+            or window[0] > window[1] or window[1] < 0):
+        raise ValueError(f"pointer_window must be [lo, hi] with integers lo <= hi and hi >= 0 "
+                         f"(a token must be able to read the unit it is at or a later one), "
+                         f"got {window!r}")
+    return int(window[0]), int(window[1])
 
 
 @dataclass
@@ -91,7 +104,7 @@ class DecoderConfig(StackConfig):
     copy_slots: int = 0
     core_vocab_size: int | None = None
     mask_mode: str = "render"
-    pointer_window: tuple[int, int] = (-1, 2)
+    pointer_window: tuple[int, int] = DEFAULT_POINTER_WINDOW
     pointer_feed: bool = False
     copy_logits: bool = False
 
@@ -119,13 +132,10 @@ class DecoderConfig(StackConfig):
         if self.mask_mode not in MASK_MODES:
             raise ConfigError(f"decoder config: mask_mode must be one of {MASK_MODES}, got "
                               f"{self.mask_mode!r}")
-        window = self.pointer_window
-        if (not isinstance(window, Sequence) or isinstance(window, str) or len(window) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) for v in window)
-                or window[0] > window[1] or window[1] < 0):
-            raise ConfigError(f"decoder config: pointer_window must be [lo, hi] with integers "
-                              f"lo <= hi and hi >= 0, got {window!r}")
-        self.pointer_window = (int(window[0]), int(window[1]))
+        try:
+            self.pointer_window = check_window(self.pointer_window)
+        except ValueError as err:
+            raise ConfigError(f"decoder config: {err}") from None
         for key in ("core_layers", "core_vocab_size"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or value <= 0):
@@ -140,6 +150,24 @@ class DecoderConfig(StackConfig):
         self.rope_scaling = stack.rope_scaling  # checked, defaults filled in
 
     # ---- construction: from_dict, from_yaml, from_name come from StackConfig ----
+
+    @classmethod
+    def for_core(cls, values: dict[str, Any], core: CoreConfig,
+                 source: str = "cfg.decoder") -> DecoderConfig:
+        """The decoder that reads this core: ``values`` checked against it, with core_layers /
+        core_vocab_size (layer mix, copy channel) taken from the core when left null."""
+        values = dict(values)
+        for key, core_value in (("core_layers", core.n_layers),
+                                ("core_vocab_size", core.vocab_size)):
+            if values.get(key) is None:
+                values[key] = core_value
+            elif int(values[key]) != core_value:
+                raise ConfigError(f"decoder.{key}={values[key]} but the core has {core_value}")
+        decoder = cls.from_dict(values, source=source)
+        if decoder.core_dim != core.dim:
+            raise ConfigError(f"decoder.core_dim={decoder.core_dim} but the core's dim is "
+                              f"{core.dim} (model.dim)")
+        return decoder
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -176,8 +204,7 @@ class DecoderConfig(StackConfig):
     @property
     def copy_logit_width(self) -> int:
         """Bonuses the copy logits decide per token: one per (window offset, surface slot)."""
-        lo, hi = self.pointer_window
-        return (hi - lo + 1) * self.copy_slots if self.copy_logits else 0
+        return len(self.window_offsets) * self.copy_slots if self.copy_logits else 0
 
     @property
     def follows_pointer(self) -> bool:
@@ -187,10 +214,15 @@ class DecoderConfig(StackConfig):
                 or self.copy_logits)
 
     @property
+    def window_offsets(self) -> list[int]:
+        """Offsets from the pointer of the units in its window: lo .. hi."""
+        lo, hi = self.pointer_window
+        return list(range(lo, hi + 1))
+
+    @property
     def feed_width(self) -> int:
         """Inputs of the pointer feed's projection: one memory vector per window offset."""
-        lo, hi = self.pointer_window
-        return (hi - lo + 1) * self.memory_dim if self.pointer_feed else 0
+        return len(self.window_offsets) * self.memory_dim if self.pointer_feed else 0
 
     @property
     def cross_layers(self) -> list[int]:

@@ -41,9 +41,10 @@ from dataclasses import dataclass
 import torch
 
 from dualmind.model.attention import positions_in_document, segment_ids
-from dualmind.model.decoder_config import MASK_MODES  # one list, in the torch-free config
 
-DEFAULT_WINDOW = (-1, 2)
+# one list of modes, one default window and one check of it, in the torch-free config
+from dualmind.model.decoder_config import DEFAULT_POINTER_WINDOW as DEFAULT_WINDOW
+from dualmind.model.decoder_config import MASK_MODES, check_window
 
 
 class AlignmentError(ValueError):
@@ -73,14 +74,6 @@ def cross_attention_mask(mode: str, text_span: torch.Tensor, text_scene: torch.T
         return visible & ((c_scene < t_scene) | (same_scene & (offset <= 1)))
     lo, hi = check_window(window)
     return same_scene & (offset >= lo) & (offset <= hi)
-
-
-def check_window(window) -> tuple[int, int]:
-    lo, hi = (int(v) for v in window)
-    if lo > hi or hi < 0:
-        raise ValueError(f"pointer window [{lo}, {hi}] must have lo <= hi and hi >= 0 (a token "
-                         "must be able to read the unit it is at or a later one)")
-    return lo, hi
 
 
 def pointers(text_span: torch.Tensor, text_scene: torch.Tensor, text_doc: torch.Tensor
@@ -187,6 +180,10 @@ class Alignment:
                    window: tuple[int, int] = DEFAULT_WINDOW) -> torch.Tensor:
         return cross_attention_mask(mode, self.text_span, self.text_scene, self.text_doc,
                                     self.core_scene, self.core_doc, self.core_unit, check, window)
+
+    def core_scene_groups(self) -> torch.Tensor:
+        """[B,S] one id per (document, scene) of the core side: which states form one scene."""
+        return self.core_doc * (int(self.core_scene.max()) + 2) + self.core_scene
 
     def pointers(self) -> torch.Tensor:
         """[B,T] unit index (in its scene) each position points at; see :func:`pointers`."""

@@ -119,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--align-steps", type=int, default=None, help="override decoder_align's max_steps"
     )
+    # The steps of core_mini and decoder_align fit ~15 minutes on 2 cores with native bf16; a CPU
+    # without it trains in fp32 at a half or less of that pace. Each stage gets a time budget
+    # instead of trusting this machine to be that one: after 10 steps a stage that would not
+    # fit lowers its step count (and its schedule) and says so (trainer.time_budget_s).
+    parser.add_argument("--core-seconds", type=float, default=300,
+                        help="time budget of the core's pretraining (0: none)")
+    parser.add_argument("--align-seconds", type=float, default=420,
+                        help="time budget of the decoder's alignment (0: none)")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -181,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = ["recipe=core_mini", f"data.dir={out / 'corpus'}", f"run_dir={out / 'core_mini'}"]
     if args.steps:
         overrides.append(f"trainer.max_steps={args.steps}")
+    if args.core_seconds:
+        overrides.append(f"trainer.time_budget_s={args.core_seconds}")
     result = train(overrides)
     console.print(result.summary())
     if not result.last_loss < result.first_loss:
@@ -190,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     import demo_heads
 
     step(6, total, "aligning the language decoder to the frozen core")
-    aligned = demo_heads.align_decoder(out, console, args.align_steps)
+    aligned = demo_heads.align_decoder(out, console, args.align_steps, args.align_seconds)
     if not aligned.last_loss < aligned.first_loss:
         console.print("[red]the decoder's loss did not fall: something is wrong")
         return 1

@@ -22,7 +22,8 @@ CHAT_PROMPTS = [
 VIZ_PROMPT = "The night was dark and full of waiting."
 
 
-def align_decoder(out: Path, console: Console, steps: int | None = None):
+def align_decoder(out: Path, console: Console, steps: int | None = None,
+                  seconds: float | None = None):
     """Train recipe=decoder_align on the demo corpus against the core the demo just pretrained."""
     from dualmind.train_loop import train
 
@@ -36,6 +37,8 @@ def align_decoder(out: Path, console: Console, steps: int | None = None):
     ]
     if steps:
         overrides.append(f"trainer.max_steps={steps}")
+    if seconds:
+        overrides.append(f"trainer.time_budget_s={seconds}")
     result = train(overrides)
     console.print(result.summary(), markup=False)
     return result

@@ -254,6 +254,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = (),
     rich_bar = bool(t.enable_progress_bar) and not plain
     progress = TrainingProgress(t.progress_every_n_steps, t.progress_every_s, plain=plain)
     cbs = [checkpoint, progress, StopOnSignal(), *callbacks]
+    if t.get("time_budget_s"):
+        from dualmind.time_budget import TimeBudget
+
+        cbs.append(TimeBudget(float(t.time_budget_s)))
     if rich_bar:
         cbs.append(_step_progress_bar(RichProgressBar)(leave=True))
     limit_val = t.limit_val_batches

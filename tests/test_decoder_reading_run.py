@@ -141,5 +141,6 @@ def test_qa_pairs_are_left_out_for_a_decoder_that_follows_its_text(core_checkpoi
     assert pointing.qa is False and "QA pairs left out" in capsys.readouterr().out
     render = AlignDataModule.from_config(compose(align_overrides(
         "unused", core_checkpoint, "align.qa=true", "decoder.mask_mode=render",
-        "decoder.cross_rope=false", "decoder.pointer_feed=false", "decoder.copy_logits=false")))
+        "decoder.cross_rope=false", "decoder.pointer_feed=false", "decoder.copy_logits=false",
+        "decoder.boundary_head=false")))
     assert render.qa is True

@@ -10,6 +10,7 @@ detached before the decoder sees them. Only the decoder's parameters reach the o
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -127,19 +128,41 @@ def shuffled(batch_states: torch.Tensor, core_ids: torch.Tensor
     return batch_states.roll(1, dims=0), core_ids.roll(1, dims=0)
 
 
+class DecoderCode(NamedTuple):
+    """The decoder's code length of a batch: ``nll`` summed nats over the text targets (the
+    pointer's nats included), ``targets`` how many, ``pointer_nll`` the boundary head's share (0
+    without one: the alignment is then side information the code does not pay for)."""
+
+    nll: torch.Tensor
+    targets: torch.Tensor
+    pointer_nll: torch.Tensor
+
+
 def decoder_nll(decoder: torch.nn.Module, states: torch.Tensor, batch: dict,
                 mask_mode: str | None = None, core_ids: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed NLL in nats over the text targets, number of targets). mask_mode: default the
-    decoder's own; core_ids: default the batch's (pass the control's rolled ones with it)."""
+                ) -> DecoderCode:
+    """The decoder's code length of the batch's text. mask_mode: default the decoder's own;
+    core_ids: default the batch's (pass the control's rolled ones with it). A decoder with a
+    boundary head also codes each token's advance through the hyperphrase, read from the
+    alignment, before the token (the control keeps the row's own alignment: it changes what is
+    read, not where)."""
     alignment = batch["alignment"].to(states.device)
     ids = batch["core_ids"] if core_ids is None else core_ids
-    logits = decoder(batch["text_ids"], states, cross_mask=alignment, mask_mode=mask_mode,
-                     core_ids=ids.to(states.device))
+    logits, hidden = decoder(batch["text_ids"], states, cross_mask=alignment, mask_mode=mask_mode,
+                             core_ids=ids.to(states.device), return_hidden=True)
     targets = batch["targets"]
+    real = targets != IGNORE
     nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
                           ignore_index=IGNORE, reduction="sum")
-    return nll, (targets != IGNORE).sum()
+    pointer_nll = nll.new_zeros(())
+    if getattr(decoder, "boundary", None) is not None:
+        from dualmind.model.boundary import advance_targets
+
+        pointer = alignment.pointers()
+        advance, _ = advance_targets(alignment.text_span, pointer, decoder.cfg.max_advance)
+        scores = decoder.advance_logits(hidden[real], pointer[real])
+        pointer_nll = F.cross_entropy(scores.float(), advance[real], reduction="sum")
+    return DecoderCode(nll + pointer_nll, real.sum(), pointer_nll)
 
 
 def align_step_flops(core_cfg, decoder_cfg, batch: dict) -> float:

@@ -18,7 +18,13 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
     """Decoder rendering of the first `scenes` records (or of `records`, by index), each read
     from its own states; up to the original's length + 16 tokens, or `max_new_tokens` (the
     score then compares a prefix of the rendering with the whole original). Greedy by default
-    (temperature 0, what chrF is reported for); else sampled, seeded per scene."""
+    (temperature 0, what chrF is reported for); else sampled, seeded per scene. A decoder with a
+    boundary head draws its unit decisions from the head, seeded per scene, even when the tokens
+    are greedy (:mod:`dualmind.model.decoder_session`).
+
+    With two or more scenes, each is also rendered from the next chosen scene's states and
+    scored against its own text (``Rendering.control_chrf``): the chrF a rendering gets without
+    its own core (shared names, register), beside the chrF it gets with it."""
     from dualmind.data.datamodule import open_shards
     from dualmind.data.text_tokenizer import load_text_tokenizer
 
@@ -36,37 +42,52 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
     from dualmind.bridge.pointer import pointer_for
     from dualmind.model.core_reading import read_core
 
+    chosen = list(records if records is not None else range(min(scenes, len(shards))))
+    seen_of = {i: min(len(shards[i].core), core.cfg.max_seq_len) for i in chosen}
+
+    def say(units: torch.Tensor, budget: int, seed: int, lang: str | None) -> str:
+        states = read_core(core, units, decoder.cfg.core_read)
+        try:  # the decoder follows its own text through the hyperphrase, as in training
+            pointer = pointer_for(decoder, pointing, tok, units.shape[1], lang=lang)
+        except ValueError as err:
+            raise EvalError(f"rendering {corpus_dir}: {err} (--lexicon)") from err
+        gen = decoder.generate(states, torch.tensor([[bos]]), budget, temperature=temperature,
+                               top_k=top_k, eos_id=eos, pointer_fn=pointer, core_ids=units,
+                               generator=torch.Generator().manual_seed(seed))
+        ids = [int(t) for t in gen.ids[0, 1:]]
+        if eos in ids:
+            ids = ids[: ids.index(eos)]
+        return tok.decode(ids, skip_special_tokens=True)
+
     out = []
-    for i in records if records is not None else range(min(scenes, len(shards))):
+    for k, i in enumerate(chosen):
         scene = shards[i]
         # A scene longer than the core's context is rendered from its first max_seq_len units
         # and compared with the text of those units only (span: unit index per text token),
         # never with text the decoder had no states for; the note says so.
-        seen = min(len(scene.core), core.cfg.max_seq_len)
+        seen = seen_of[i]
         text = scene.text if seen == len(scene.core) else scene.text[scene.span < seen]
         note = ("" if seen == len(scene.core) else
                 f"the core's context holds {seen} of the scene's {len(scene.core)} units; "
                 f"compared with the text of those {seen} units")
         units = torch.as_tensor(scene.core[:seen], dtype=torch.int64)[None]
-        states = read_core(core, units, decoder.cfg.core_read)
         budget = min(max_new_tokens or len(text) + 16, decoder.cfg.max_seq_len - 1)
-        try:  # the decoder follows its own text through the hyperphrase, as in training
-            pointer = pointer_for(decoder, pointing, tok, seen, lang=getattr(scene, "lang", None))
-        except ValueError as err:
-            raise EvalError(f"rendering {corpus_dir}: {err} (--lexicon)") from err
-        gen = decoder.generate(states, torch.tensor([[bos]]), budget, temperature=temperature,
-                               top_k=top_k, eos_id=eos, pointer_fn=pointer, core_ids=units,
-                               generator=torch.Generator().manual_seed(seed + i))
-        ids = [int(t) for t in gen.ids[0, 1:]]
-        if eos in ids:
-            ids = ids[: ids.index(eos)]
-        rendered = tok.decode(ids, skip_special_tokens=True)
+        lang = getattr(scene, "lang", None)
+        rendered = say(units, budget, seed + i, lang)
         original = tok.decode([int(t) for t in text], skip_special_tokens=False)
+        # The control: the same rendering read from the next chosen scene's states; what it
+        # still matches of this scene's text (names, register) the own states did not supply.
+        control = None
+        if len(chosen) > 1:
+            other = chosen[(k + 1) % len(chosen)]
+            other_units = torch.as_tensor(shards[other].core[:seen_of[other]],
+                                          dtype=torch.int64)[None]
+            control = chrf(say(other_units, budget, seed + i, lang), original)
         shown = scene.core[:seen]
         gloss = ("·".join(lexicon.gloss(int(u)) for u in shown) if lexicon is not None
                  else " ".join(str(int(u)) for u in shown))
         out.append(Rendering(original, gloss, rendered, chrf(rendered, original),
-                             word_accuracy(rendered, original), note))
+                             word_accuracy(rendered, original), note, control))
     return out
 
 
@@ -106,8 +127,10 @@ def show_scenes(checkpoint: str | Path, corpus_dir: str | Path, scenes: int = 3,
     how = (f"sampled: temperature {temperature}, top-k {top_k}, seed {seed}" if temperature > 0
            else "greedy")
     for i, r in enumerate(renderings):
+        control = ("" if r.control_chrf is None
+                   else f"; read from another scene's core: chrF {r.control_chrf:.1f}")
         out.append(f"--- held-out scene {i + 1} ({how}; chrF {r.chrf:.1f}, exact words "
-                   f"{r.word_accuracy:.0%})\n"
+                   f"{r.word_accuracy:.0%}{control})\n"
                    f"original    : {clip(r.original, width)}\n"
                    f"hyperphrase : {clip(r.hyperphrase, width)}\n"
                    f"decoder     : {clip(r.rendered, width)}"

@@ -33,6 +33,13 @@ class SystemBits:
     # the control: the decoder's nats when every row reads another row's core (rolled by one
     # row in each batch); None when not measured (stage lm, or batches of one row)
     shuffled_nll: float | None = None
+    # the share of decoder_nll that codes where the text moves through the hyperphrase (a
+    # decoder with a boundary head; 0 for one that takes the alignment as free side information)
+    pointer_nll: float = 0.0
+
+    @property
+    def pointer_bpb(self) -> float:
+        return self.pointer_nll / (LN2 * max(self.text_bytes, 1))
 
     @property
     def shuffled_bpb(self) -> float | None:
@@ -79,6 +86,9 @@ class Rendering:
     chrf: float
     word_accuracy: float
     note: str = ""  # set when the scene did not fit the core's context (what was compared)
+    # chrF of the same rendering read from another scene's states (the control); None when
+    # only one scene was rendered
+    control_chrf: float | None = None
 
 
 @dataclass
@@ -95,6 +105,12 @@ class EvalReport:
         return sum(x.chrf for x in r) / len(r) if r else math.nan
 
     @property
+    def control_chrf(self) -> float | None:
+        """Mean chrF of the renderings read from another scene's states (None: not measured)."""
+        r = [x.control_chrf for x in self.renderings if x.control_chrf is not None]
+        return sum(r) / len(r) if r else None
+
+    @property
     def word_accuracy(self) -> float:
         r = self.renderings
         return sum(x.word_accuracy for x in r) / len(r) if r else math.nan
@@ -102,9 +118,11 @@ class EvalReport:
     def to_dict(self) -> dict:
         b = self.bits
         return {"split": self.split, "system_bpb": b.system_bpb, "core_bpb": b.core_bpb,
-                "decoder_bpb": b.decoder_bpb, **asdict(b), "dropped_bytes": b.dropped_bytes,
+                "decoder_bpb": b.decoder_bpb, "pointer_bpb": b.pointer_bpb, **asdict(b),
+                "dropped_bytes": b.dropped_bytes,
                 "shuffled_bpb": b.shuffled_bpb, "taken_from_core_bpb": b.taken_from_core_bpb,
                 "flops_per_byte": self.flops_per_byte, "chrf": self.chrf,
+                "control_chrf": self.control_chrf,
                 "word_accuracy": self.word_accuracy,
                 "by_language": {lang: {"system_bpb": x.system_bpb, "core_bpb": x.core_bpb,
                                        "decoder_bpb": x.decoder_bpb,
@@ -130,6 +148,8 @@ class EvalReport:
         lines = [*head, f"  system bits/byte  {b.system_bpb:.4f}",
                  f"    core  (hyperphrase)   {b.core_bpb:.4f}  ({b.core_positions} positions)",
                  f"    decoder (text | core) {b.decoder_bpb:.4f}  ({b.text_positions} positions)"]
+        if b.pointer_nll:
+            lines.append(f"      of which the pointer's advances {b.pointer_bpb:.4f}")
         if b.shuffled_bpb is not None:
             lines += [f"    decoder, another scene's core (control) {b.shuffled_bpb:.4f}",
                       f"    bits/byte taken from the core           {b.taken_from_core_bpb:.4f}"]
@@ -145,8 +165,11 @@ class EvalReport:
         for k, v in self.flops_per_byte.items():
             lines.append(f"  FLOPs/byte {k:<18} {v:.4g}")
         if self.renderings:
+            control = ("" if self.control_chrf is None else
+                       f" (read from another scene's core: chrF {self.control_chrf:.1f})")
             lines.append(f"  greedy rendering of {len(self.renderings)} scenes: chrF "
-                         f"{self.chrf:.1f}, exact-word accuracy {self.word_accuracy:.3f}")
+                         f"{self.chrf:.1f}, exact-word accuracy {self.word_accuracy:.3f}"
+                         + control)
         return "\n".join(lines)
 
 

@@ -110,13 +110,14 @@ def score_split(core, decoder, corpus_dir: str | Path, split: str = "val",
             bits.core_positions += c_pos
             states = view_of(out, read, core, batch["core_ids"],
                              batch["alignment"].core_scene_groups())
-            d_nll, d_pos = decoder_nll(decoder, states, batch, mask_mode)
-            bits.decoder_nll += float(d_nll)
-            bits.text_positions += int(d_pos)
+            code = decoder_nll(decoder, states, batch, mask_mode)
+            bits.decoder_nll += float(code.nll)
+            bits.pointer_nll += float(code.pointer_nll)
+            bits.text_positions += int(code.targets)
             if control:
                 other, other_ids = shuffled(states, batch["core_ids"])
-                s_nll, _ = decoder_nll(decoder, other, batch, mask_mode, core_ids=other_ids)
-                bits.shuffled_nll += float(s_nll)
+                bits.shuffled_nll += float(decoder_nll(decoder, other, batch, mask_mode,
+                                                       core_ids=other_ids).nll)
     return bits
 
 

@@ -182,7 +182,7 @@ class DualMindModule(L.LightningModule):
         states = core_states(self.core, batch, self.decoder_config.core_read)
         if self.sharded:  # an FSDP2 root keeps its gathered params after forward (its blocks
             self.core.reshard()  # reshard themselves), waiting for a backward that never comes
-        nll, tokens = decoder_nll(self.decoder, states, batch)
+        nll, tokens, _ = decoder_nll(self.decoder, states, batch)
         return StepCounts(nll, tokens, batch["text_bytes"].sum())
 
     def _lm_step(self, batch: dict) -> StepCounts:

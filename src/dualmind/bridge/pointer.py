@@ -65,9 +65,10 @@ class LexiconPointer:
 
 def pointer_for(decoder: Any, lexicon: Any, tokenizer: Any, n_units: int,
                 lang: str | None = None, prompt_len: int = 1) -> LexiconPointer | None:
-    """The pointer a decoder needs to generate (None for one that reads in render mode without
-    rotary offsets, which needs none). A decoder that needs one and no lexicon is an error."""
-    if not decoder.cfg.follows_pointer:
+    """The pointer a decoder needs to generate: None for one that reads in render mode without
+    rotary offsets (it needs none) and for one with a boundary head (it moves its own,
+    :mod:`dualmind.model.boundary`). A decoder that needs one and no lexicon is an error."""
+    if not decoder.cfg.follows_pointer or decoder.cfg.boundary_head:
         return None
     if lexicon is None:
         raise ValueError(f"this decoder reads in mask_mode={decoder.cfg.mask_mode!r}: it follows "

@@ -74,28 +74,25 @@ def render(decoder, tokenizer, states: torch.Tensor, bos: int, eos: int, max_tok
            core_ids: torch.Tensor | None = None, pointer=None) -> Rendering:
     """Render text reading ``states`` [1,S,...] (what ``decoder.cfg.core_read`` reads of the
     core; ``core_ids`` [1,S] their units, for the copy channel) as one scene: every state
-    visible, or with ``pointer`` (:class:`dualmind.bridge.pointer.LexiconPointer`) the states the
-    decoder's mask mode shows at the unit its text has reached."""
-    from dualmind.model.masks import scene_rows
+    visible, or, for a decoder that points, the states around the unit its text has reached
+    (its boundary head's, or ``pointer``'s: :class:`dualmind.bridge.pointer.LexiconPointer`)."""
+    from dualmind.model.decoder_session import DecoderSession
 
     t0 = time.perf_counter()
     max_tokens = min(max_tokens, decoder.cfg.max_seq_len - 1)
     device = decoder.tok_embeddings.weight.device
     ids_on = core_ids.to(device) if core_ids is not None else None
-    cross_kv, memory = decoder.prepare_reading(states.to(device), ids_on)
-    n_states = cross_kv[0][0].shape[1] - 1
-    cache = decoder.new_cache(1, max_tokens + 1)
+    pointer_fn = None
+    if pointer is not None:  # the unit of the token just read, from the text so far
+        def pointer_fn(positions: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+            return torch.tensor([[pointer.unit_of_last(stream.ids)]], device=device)
+    session = DecoderSession(decoder, states.to(device), 1, max_tokens + 1, core_ids=ids_on,
+                             pointer_fn=pointer_fn, generator=generator)
     stream = TextStream(tokenizer, on_text)
 
     def step(token: int) -> torch.Tensor:
-        mask = pos = None
-        if pointer is not None:  # the unit of the token just read, from the text so far
-            at = torch.tensor([[pointer.unit_of_last(stream.ids)]], device=device)
-            mask = scene_rows(decoder.cfg.mask_mode, at, n_states, decoder.cfg.pointer_window)
-            pos = (at, None)
-        return decoder(torch.tensor([[token]], device=device), cross_mask=mask, cache=cache,
-                       cross_kv=cross_kv, cross_pos=pos, memory=memory,
-                       core_ids=ids_on)[0, -1]
+        new = torch.tensor([[token]], device=device)
+        return session.step(new, new)[0]
 
     logits = step(bos)
     stopped = "max_tokens"

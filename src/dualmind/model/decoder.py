@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from dualmind.model import attention as attn
+from dualmind.model.boundary import BoundaryHead, advance_targets
 from dualmind.model.core import (
     BatchContext,
     Block,
@@ -37,8 +38,9 @@ from dualmind.model.core import (
 from dualmind.model.core_reading import CopyLogits, CoreMemory, PointerFeed
 from dualmind.model.cross_attention import CrossAttention, CrossKV, with_null
 from dualmind.model.decoder_config import DecoderConfig
+from dualmind.model.decoder_session import DecoderSession
 from dualmind.model.kv_cache import KVCache
-from dualmind.model.masks import Alignment, cross_positions, scene_rows
+from dualmind.model.masks import Alignment, cross_positions
 from dualmind.model.sampling import Generation, decode
 
 # cross_mask_fn(positions [n], ids [B, L]) -> bool [B, n, S]: the mask rows of text positions
@@ -90,6 +92,7 @@ class LanguageDecoder(nn.Module):
         self.memory = CoreMemory(cfg)
         self.feed = PointerFeed(cfg) if cfg.pointer_feed else None
         self.copy_logits = CopyLogits(cfg) if cfg.copy_logits else None
+        self.boundary = BoundaryHead(cfg) if cfg.boundary_head else None
         cross = {layer: i for i, layer in enumerate(cfg.cross_layers)}
         self.layers = nn.ModuleList(DecoderBlock(cfg, i, cross.get(i))
                                     for i in range(cfg.n_layers))
@@ -112,11 +115,13 @@ class LanguageDecoder(nn.Module):
                 cross_pos: tuple[torch.Tensor, torch.Tensor] | None = None,
                 positions: torch.Tensor | None = None, cache: KVCache | None = None,
                 cross_kv: list[CrossKV] | None = None, compute_logits: bool = True,
-                memory: torch.Tensor | None = None) -> torch.Tensor:
+                memory: torch.Tensor | None = None, return_hidden: bool = False,
+                pointer: torch.Tensor | None = None, advance: torch.Tensor | None = None
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """text_ids [B,T], core_states [B,S,core_dim] (or [B,S,L+1,core_dim] for ``core_read:
         mix``; detached or not: the decoder never changes them) -> logits [B,T,V] (or the
         final-normed hidden [B,T,dim] with ``compute_logits=False``, for callers that compute
-        the loss in chunks).
+        the loss in chunks); with ``return_hidden`` (logits, hidden), for the boundary head.
 
         cross_mask  bool [B,T,S] (True = may attend), an :class:`Alignment` turned into one with
                     ``mask_mode`` (default: the config's) and ``cfg.pointer_window``, or None:
@@ -129,6 +134,9 @@ class LanguageDecoder(nn.Module):
         cache, cross_kv   incremental decoding (see :meth:`generate`): the self-attention KV cache
                     and the cross keys/values and memory from :meth:`prepare_reading`,
                     computed once.
+        pointer, advance  [B,T] with a boundary head: each position's unit in its scene (-1
+                    before the first) and the advance to the unit of the token it predicts, which
+                    the token's logits are conditioned on; taken from an Alignment when not given.
         """
         B, T = text_ids.shape
         if text_ids.device.type != "meta":  # shape-only (meta) runs have no values to check
@@ -147,6 +155,11 @@ class LanguageDecoder(nn.Module):
                 cross_pos = cross_positions(alignment)
             cross_mask = alignment.cross_mask(mask_mode or self.cfg.mask_mode,
                                               window=self.cfg.pointer_window)
+            if self.boundary is not None and pointer is None:
+                pointer = alignment.pointers()
+                if advance is None:
+                    advance = advance_targets(alignment.text_span, pointer,
+                                              self.cfg.max_advance)[0]
         self._check_core(core_states, cross_kv, B)
         positions, past = resolve_positions(
             self.cfg, positions, doc_ids, cache, B, T, text_ids.device,
@@ -173,6 +186,26 @@ class LanguageDecoder(nn.Module):
         hidden = self.norm(x)
         if not compute_logits:
             return hidden
+        logits = self.output_logits(hidden, memory=memory, core_ids=core_ids,
+                                    query_pos=query_pos, window_mask=window_mask,
+                                    pointer=pointer, advance=advance)
+        return (logits, hidden) if return_hidden else logits
+
+    def output_logits(self, hidden: torch.Tensor, *, memory: torch.Tensor | None,
+                      core_ids: torch.Tensor | None, query_pos: torch.Tensor | None,
+                      window_mask: torch.Tensor | None, pointer: torch.Tensor | None = None,
+                      advance: torch.Tensor | None = None) -> torch.Tensor:
+        """[B,T,V] from the final-normed hidden [B,T,dim]: the output head, the copy logits over
+        the pointer's window and, with a boundary head, conditioned on the unit each token was
+        decided to belong to (pointer + advance)."""
+        row = inside = None
+        if self.boundary is not None:
+            if memory is None or pointer is None or advance is None or query_pos is None:
+                raise ValueError("a decoder with a boundary head predicts each token given the "
+                                 "unit it belongs to: it needs the memory, each position's "
+                                 "pointer, its pointer's row (cross_pos) and the advance")
+            row, inside = query_pos + advance, pointer + advance >= 0
+            hidden = self.boundary.condition(hidden, memory, row, inside)
         logits = self.output(hidden)
         if self.copy_logits is not None:
             if core_ids is None or query_pos is None:
@@ -180,7 +213,19 @@ class LanguageDecoder(nn.Module):
                                  "pointer position")
             logits = self.copy_logits(logits, hidden, self.memory.surface_tokens, core_ids,
                                       query_pos, window_mask)
+        if self.boundary is not None and self.boundary.chosen_bonus is not None:
+            if core_ids is None:
+                raise ValueError("the boundary head copies from the chosen unit: pass core_ids")
+            logits = self.boundary.chosen_copy(logits, hidden, self.memory.surface_tokens,
+                                               core_ids, row, inside)
         return logits
+
+    def advance_logits(self, hidden: torch.Tensor, pointer: torch.Tensor) -> torch.Tensor:
+        """[...,max_advance+1]: which unit, from its pointer [...] (-1 before its scene's first),
+        the token each position [...,dim] predicts belongs to (the boundary head)."""
+        if self.boundary is None:
+            raise ValueError("this decoder has no boundary head (decoder.boundary_head=false)")
+        return self.boundary(hidden, pointer < 0)
 
     def _check_core(self, core_states, cross_kv, batch: int) -> None:
         if cross_kv is not None:
@@ -232,10 +277,11 @@ class LanguageDecoder(nn.Module):
     def prepare_reading(self, core_states: torch.Tensor, core_ids: torch.Tensor | None = None
                         ) -> tuple[list[CrossKV], torch.Tensor | None]:
         """What incremental decoding reads, computed once: the cross keys/values and, for the
-        pointer feed, the memory beside them (None without it): pass both to :meth:`forward`
-        as ``cross_kv`` and ``memory``."""
+        pointer feed and the boundary head, the memory beside them (None without them): pass
+        both to :meth:`forward` as ``cross_kv`` and ``memory``."""
         memory = self.read_memory(core_states, core_ids)
-        return self._keys_values(memory), memory if self.feed is not None else None
+        needed = self.feed is not None or self.boundary is not None
+        return self._keys_values(memory), memory if needed else None
 
     def new_cache(self, batch: int, max_len: int | None = None,
                   dtype: torch.dtype | None = None) -> KVCache:
@@ -249,19 +295,23 @@ class LanguageDecoder(nn.Module):
                  cross_mask_fn: CrossMaskFn | None = None, pointer_fn: PointerFn | None = None,
                  core_ids: torch.Tensor | None = None, temperature: float = 1.0,
                  top_k: int | None = None, eos_id: int | None = None,
-                 generator: torch.Generator | None = None, return_logits: bool = False
-                 ) -> Generation:
+                 generator: torch.Generator | None = None, return_logits: bool = False,
+                 advance: str = "sample") -> Generation:
         """Continue ``prompt_ids`` [B,P] (at least one token, e.g. BOS) reading ``core_states``
         (one scene: a rendered scene or a thought, states 0..S-1).
 
-        Which core states each token reads: ``pointer_fn`` (see :data:`PointerFn`: the decoder
-        follows the text it produced with its own ``mask_mode``, pointer window and rotary
-        offsets, as it was trained; the pointer of the first position is -1), or for a decoder
-        without a pointer: ``cross_mask`` bool [B,S] (every position the same row),
+        Which core states each token reads (:class:`DecoderSession`): a decoder with a boundary
+        head follows its own predicted advances; else ``pointer_fn`` (see :data:`PointerFn`: the
+        decoder follows the text it produced with its own ``mask_mode``, pointer window and
+        rotary offsets, as it was trained; the pointer of the first position is -1), or for a
+        decoder without a pointer: ``cross_mask`` bool [B,S] (every position the same row),
         [B,P+max_new_tokens,S] (a row per position), ``cross_mask_fn`` (see :data:`CrossMaskFn`),
         or none of them (everything). ``core_ids`` [B,S]: the copy channel's input.
         temperature 0 is greedy; ``top_k`` keeps the k likeliest tokens. A row that produced
-        ``eos_id`` keeps producing it; generation stops early once every row has.
+        ``eos_id`` keeps producing it; generation stops early once every row has. ``advance``
+        (a boundary head): ``sample`` draws each unit decision from the head (seeded by
+        ``generator``), ``argmax`` takes the likeliest (which mostly stays: see
+        :mod:`dualmind.model.decoder_session`).
 
         Self-attention keys/values are cached; the cross keys/values are computed once.
         """
@@ -270,12 +320,6 @@ class LanguageDecoder(nn.Module):
             raise ValueError("generate needs a prompt of at least one token (e.g. BOS)")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
-        if sum(x is not None for x in (cross_mask, cross_mask_fn, pointer_fn)) > 1:
-            raise ValueError("pass one of cross_mask, cross_mask_fn and pointer_fn")
-        if pointer_fn is None and self.cfg.follows_pointer:
-            raise ValueError(f"this decoder reads in mask_mode={self.cfg.mask_mode!r}"
-                             f"{' with rotary offsets' if self.cfg.cross_rope else ''}: "
-                             "generation needs a pointer_fn (dualmind.bridge.pointer)")
         total = P + max_new_tokens
         if total > self.cfg.max_seq_len:
             raise ValueError(f"prompt of {P} + {max_new_tokens} new tokens is longer than the "
@@ -285,31 +329,13 @@ class LanguageDecoder(nn.Module):
                              f"generation needs {total} (prompt + max_new_tokens)")
         # No self.eval(): the decoder has no dropout or batch statistics, so the mode changes
         # nothing, and generating from a validation hook must not flip a training model.
-        cross_kv, memory = self.prepare_reading(core_states, core_ids)
-        n_states = cross_kv[0][0].shape[1] - 1
-        cache = self.new_cache(B, total)
-
-        def rows(start: int, stop: int, ids: torch.Tensor):
-            if pointer_fn is not None:
-                pointer = pointer_fn(torch.arange(start, stop, device=ids.device), ids)
-                mask = scene_rows(self.cfg.mask_mode, pointer, n_states, self.cfg.pointer_window)
-                return mask, (pointer.clamp(min=-1), None)
-            if cross_mask_fn is not None:
-                return cross_mask_fn(torch.arange(start, stop, device=ids.device), ids), None
-            if cross_mask is None:
-                return None, None
-            if cross_mask.dim() == 2:
-                return cross_mask[:, None, :].expand(-1, stop - start, -1), None
-            return cross_mask[:, start:stop], None
-
-        def step(new_ids: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-            start = ids.shape[1] - new_ids.shape[1]  # the new ids are the last of ids
-            mask, pos = rows(start, ids.shape[1], ids)
-            return self(new_ids, cross_mask=mask, cache=cache, cross_kv=cross_kv,
-                        cross_pos=pos, memory=memory, core_ids=core_ids)[:, -1]
-
-        return decode(prompt_ids, max_new_tokens, step, temperature=temperature, top_k=top_k,
-                      eos_id=eos_id, generator=generator, return_logits=return_logits)
+        session = DecoderSession(self, core_states, B, total, core_ids=core_ids,
+                                 pointer_fn=pointer_fn, cross_mask=cross_mask,
+                                 cross_mask_fn=cross_mask_fn, advance=advance,
+                                 generator=generator)
+        return decode(prompt_ids, max_new_tokens, session.step, temperature=temperature,
+                      top_k=top_k, eos_id=eos_id, generator=generator,
+                      return_logits=return_logits)
 
     # ---- starting from a pretrained LM ----
 
@@ -324,7 +350,7 @@ class LanguageDecoder(nn.Module):
         """
         own = self.state_dict()
         new = sorted(k for k in own if ".cross_attention." in k
-                     or k.startswith(("memory.", "feed.", "copy_logits.")))
+                     or k.startswith(("memory.", "feed.", "copy_logits.", "boundary.")))
         expected = set(own) - set(new)
         problems = [f"missing {k}" for k in sorted(expected - set(state_dict))]
         problems += [f"unexpected {k}" for k in sorted(set(state_dict) - expected)]
@@ -362,6 +388,8 @@ class LanguageDecoder(nn.Module):
         for part in (self.feed, self.copy_logits):
             if part is not None:
                 part.reset_parameters()
+        if self.boundary is not None:
+            self.boundary.reset_parameters(std)
         for block in self.layers:
             block.init_weights(std, out_std, normal=_normal)
             if block.cross_attention is not None:

@@ -79,6 +79,13 @@ class DecoderConfig(StackConfig):
                     distribution): each of the surface tokens of units pointer+lo..pointer+hi
                     gets a logit bonus the token's hidden state decides, per (offset, slot);
                     rendering a lossless unit becomes "continue this unit or start the next"
+    boundary_head   the decoder also codes where its text moves through the hyperphrase: each
+                    position first predicts which unit its token belongs to (the advance from
+                    its pointer: 0 = the same unit, 1 = the next, ... up to max_advance), then
+                    the token given that unit (:mod:`dualmind.model.boundary`). Generation
+                    follows its own decisions, no lexicon needed, and the pointer's bits are
+                    charged in the decoder's code length.
+    max_advance     the largest advance the boundary head can say (larger ones are clipped)
     """
 
     vocab_size: int
@@ -107,6 +114,8 @@ class DecoderConfig(StackConfig):
     pointer_window: tuple[int, int] = DEFAULT_POINTER_WINDOW
     pointer_feed: bool = False
     copy_logits: bool = False
+    boundary_head: bool = False
+    max_advance: int = 7
 
     config_kind: ClassVar[str] = "decoder"
     conf_subdir: ClassVar[str] = "decoder"
@@ -117,7 +126,7 @@ class DecoderConfig(StackConfig):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"decoder config: {key} must be a positive integer, "
                                   f"got {value!r}")
-        for key in ("gated", "cross_rope", "pointer_feed", "copy_logits"):
+        for key in ("gated", "cross_rope", "pointer_feed", "copy_logits", "boundary_head"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"decoder config: {key} must be true or false, got "
                                   f"{getattr(self, key)!r}")
@@ -132,6 +141,14 @@ class DecoderConfig(StackConfig):
         if self.mask_mode not in MASK_MODES:
             raise ConfigError(f"decoder config: mask_mode must be one of {MASK_MODES}, got "
                               f"{self.mask_mode!r}")
+        if (not isinstance(self.max_advance, int) or isinstance(self.max_advance, bool)
+                or self.max_advance < 1):
+            raise ConfigError(f"decoder config: max_advance must be an integer >= 1, got "
+                              f"{self.max_advance!r}")
+        if self.boundary_head and not self.follows_pointer:
+            raise ConfigError("decoder config: boundary_head moves a pointer, and this decoder "
+                              "reads without one (mask_mode render, no cross_rope, pointer_feed "
+                              "or copy_logits)")
         try:
             self.pointer_window = check_window(self.pointer_window)
         except ValueError as err:
@@ -199,7 +216,22 @@ class DecoderConfig(StackConfig):
         weights and the copy channel's per-slot scales."""
         mix = (self.core_layers + 1) if self.core_read == "mix" and self.core_layers else 0
         return (mix + self.copy_slots * self.dim + self.feed_width * self.dim
-                + self.copy_logit_width * self.dim)
+                + self.copy_logit_width * self.dim + self.boundary_params())
+
+    def boundary_params(self) -> int:
+        """The boundary head (:class:`dualmind.model.boundary.BoundaryHead`): the advance's MLP
+        (dim -> dim -> classes, with bias) and start bias, the chosen unit's projection into the
+        hidden state (memory_dim -> dim) and, with the copy channel, its per-slot bonus."""
+        if not self.boundary_head:
+            return 0
+        return self.boundary_matmul_params() + self.max_advance + 1
+
+    def boundary_matmul_params(self) -> int:
+        """The boundary head's weights each token multiplies: its FLOPs."""
+        if not self.boundary_head:
+            return 0
+        return (self.dim * self.dim + (self.dim + 1) * (self.max_advance + 1)
+                + self.memory_dim * self.dim + self.dim * self.copy_slots)
 
     @property
     def copy_logit_width(self) -> int:
@@ -269,6 +301,7 @@ class DecoderConfig(StackConfig):
         reading = (self.copy_slots * self.dim
                    + ((self.core_layers or 0) + 1) * self.core_dim * (self.core_read == "mix"))
         cross += reading * core_len / seq_len + (self.feed_width + self.copy_logit_width) * self.dim
+        cross += self.boundary_matmul_params()  # once per token, like the output head
         cross_attention = self.n_cross * self.n_heads * self.head_dim * (core_len + 1)
         return (self.text_stack().flops_per_token(seq_len, training=training)
                 + factor * cross + attn_factor * cross_attention)

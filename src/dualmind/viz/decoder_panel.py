@@ -106,6 +106,25 @@ class _View:
 
         return pointer_for(self.decoder, self.lexicon, self.tokenizer, self.doc_of.count(d))
 
+    def scene(self, d: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Document ``d``'s states and unit ids, read as one scene."""
+        mine = torch.tensor([doc == d for doc in self.doc_of])
+        return (self.states[:, mine],
+                self.core_ids[:, mine] if self.core_ids is not None else None)
+
+    @torch.no_grad()
+    def head_spans(self, d: int, token_ids: list[int]) -> list[int]:
+        """For each position of ``token_ids`` (BOS first), the unit the decoder's boundary head
+        decides the next token belongs to, reading document ``d``: where it would go saying
+        that text."""
+        from dualmind.model.decoder_session import DecoderSession
+
+        states, core_ids = self.scene(d)
+        session = DecoderSession(self.decoder, states, 1, len(token_ids), core_ids=core_ids,
+                                 generator=torch.Generator().manual_seed(0))
+        session.step(torch.tensor([token_ids]))
+        return [int(u[0]) for u in session.chosen]
+
     def alignment(self, token_ids: list[int], text_doc: list[int]):
         """Each input position's span: the unit of the token it predicts, by the same rule
         generation follows (0 everywhere for a decoder that reads every unit alike)."""
@@ -114,6 +133,9 @@ class _View:
         spans = [0] * len(token_ids)
         starts = [i for i, d in enumerate(text_doc) if i == 0 or text_doc[i - 1] != d]
         for a, b in zip(starts, [*starts[1:], len(token_ids)], strict=True):
+            if self.decoder.boundary is not None:  # the units its own head decides, token by token
+                spans[a:b] = self.head_spans(text_doc[a], token_ids[a:b])
+                continue
             pointer = self.pointer(text_doc[a])
             if pointer is None:
                 continue
@@ -152,12 +174,11 @@ def _render(view, d: int, tok, budget: int) -> list[int]:
     as one scene (EOS and everything after it dropped)."""
     if budget < 1:
         return []
-    mine = torch.tensor([doc == d for doc in view.doc_of])
-    states = view.states[:, mine]
-    core_ids = view.core_ids[:, mine] if view.core_ids is not None else None
+    states, core_ids = view.scene(d)
     gen = view.decoder.generate(states, torch.tensor([[tok.bos]]), budget,
                                 pointer_fn=view.pointer(d), core_ids=core_ids,
-                                temperature=0.0, eos_id=tok.eos)
+                                temperature=0.0, eos_id=tok.eos,
+                                generator=torch.Generator().manual_seed(d))
     ids = [int(t) for t in gen.ids[0, 1:]]
     return ids[: ids.index(tok.eos)] if tok.eos in ids else ids
 

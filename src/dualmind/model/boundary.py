@@ -1,0 +1,94 @@
+"""The boundary head: the decoder decides which unit its next token belongs to, then says it.
+
+A pointing decoder reads the units around its pointer, the unit of the token it has just read.
+In training the pointer comes from the shards' span ids; at generation something must move it.
+Re-encoding the produced text with the lexicon (:mod:`dualmind.bridge.pointer`) follows a lossless
+rendering, but a semantic one only as far as the words said re-encode to the thought's lemmas: a
+rendering that strays never reaches the next lemma, the pointer stalls, and the decoder, reading
+the same unit again, says the same words again ("these these these", benchmarks/RESULTS.md).
+
+With the boundary head each position first predicts its *advance* a_i = unit(t_i) - pointer_i
+(0: the next token continues the unit, 1: it starts the next one, up to ``max_advance``) from its
+hidden state, and then the token given that unit: the chosen unit's state and copy-channel
+embedding are added to the hidden state before the output head, and its surface tokens get a
+bonus of their own. The next position's pointer is pointer_i + a_i. The text is coded as
+(a_i, t_i) pairs, -log P(a_i) - log P(t_i | a_i): the alignment is no longer free side
+information (for a semantic lexicon it was only approximately recoverable from the text) and the
+code length is a valid code whatever the lexicon. Generation takes the likeliest advance, then
+picks the token: the pointer moves because the decoder decided to move on, whatever words it
+chose for the unit.
+
+(A first version predicted the advance *after* the token, from the token: on the semantic level it
+learned little more than the advances' marginal, and a rendering that said a lemma where the text
+had an inflected word was judged to stay on its unit forever. RESULTS.md, decoder_reading.)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dualmind.model.decoder_config import DecoderConfig
+
+
+class BoundaryHead(nn.Module):
+    """The advance's logits from a position's hidden state (an MLP, plus a learned bias for a
+    position still before its scene's first unit: there the next token nearly always enters the
+    scene, though blank lines before a scene's first unit stay at -1); and what the chosen unit
+    adds to the token's prediction (:meth:`condition`, :meth:`chosen_copy`). Output layers start at
+    zero: the head starts uniform and the token prediction starts unconditioned."""
+
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        classes = cfg.max_advance + 1
+        self.max_advance = cfg.max_advance
+        self.hidden = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.out = nn.Linear(cfg.dim, classes)
+        self.at_start = nn.Parameter(torch.zeros(classes))
+        self.chosen_state = nn.Linear(cfg.memory_dim, cfg.dim, bias=False)
+        self.chosen_bonus = (nn.Linear(cfg.dim, cfg.copy_slots, bias=False)
+                             if cfg.copy_slots else None)
+
+    def forward(self, hidden: torch.Tensor, at_start: torch.Tensor) -> torch.Tensor:
+        """hidden [...,dim], at_start bool [...] (pointer -1) -> advance logits [...,classes]."""
+        logits = self.out(F.silu(self.hidden(hidden.to(self.hidden.weight.dtype)))).float()
+        return logits + at_start[..., None].float() * self.at_start.float()
+
+    def condition(self, hidden: torch.Tensor, memory: torch.Tensor, row: torch.Tensor,
+                  inside: torch.Tensor) -> torch.Tensor:
+        """hidden [B,T,dim] + a projection of what the chosen unit offers (memory [B,S,M] at
+        row [B,T]; nothing where ``inside`` is False: before the scene's first unit)."""
+        rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
+        chosen = memory[rows, row.clamp(0, memory.shape[1] - 1)] * inside[..., None]
+        return hidden + self.chosen_state(chosen.to(self.chosen_state.weight.dtype)
+                                          ).to(hidden.dtype)
+
+    def chosen_copy(self, logits: torch.Tensor, hidden: torch.Tensor,
+                    surface_tokens: torch.Tensor, core_ids: torch.Tensor, row: torch.Tensor,
+                    inside: torch.Tensor) -> torch.Tensor:
+        """logits [B,T,V] + a bonus (per slot, decided by the hidden state) on the chosen unit's
+        surface tokens: copying the unit it decided to say."""
+        units = core_ids.gather(1, row.clamp(0, core_ids.shape[1] - 1))  # [B,T]
+        tokens = surface_tokens[units]  # [B,T,K]
+        use = inside[..., None] & (tokens >= 0)
+        bonus = self.chosen_bonus(hidden).to(logits.dtype) * use
+        return logits.scatter_add(2, tokens.clamp(min=0), bonus)
+
+    @torch.no_grad()
+    def reset_parameters(self, std: float) -> None:
+        nn.init.trunc_normal_(self.hidden.weight, std=std, a=-3 * std, b=3 * std)
+        for part in (self.out.weight, self.out.bias, self.at_start, self.chosen_state.weight):
+            nn.init.zeros_(part)
+        if self.chosen_bonus is not None:
+            nn.init.zeros_(self.chosen_bonus.weight)
+
+
+def advance_targets(text_span: torch.Tensor, pointer: torch.Tensor, max_advance: int
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(advance [B,T] of each position's predicted token from its pointer, clipped to
+    max_advance; how many were clipped). Spans never go back within a scene, so the advance is
+    >= 0; at a scene's first position the pointer is -1 and the advance is span + 1."""
+    advance = text_span - pointer
+    clipped = int((advance > max_advance).sum())
+    return advance.clamp(0, max_advance), clipped

@@ -1,0 +1,120 @@
+"""Incremental decoding over one batch of core states, and where each row's text has reached.
+
+One :class:`DecoderSession` holds what every step shares: the cross keys/values (and the pointer
+feed's memory) computed once, the self-attention KV cache, and each row's pointer. What a new
+position reads comes from exactly one source:
+
+- the decoder's own boundary head (``boundary_head``): each position decides which unit its
+  token belongs to (the head's likeliest advance), and the next position points there
+  (:mod:`dualmind.model.boundary`); nothing outside the decoder needed;
+- a ``pointer_fn`` (:data:`dualmind.model.decoder.PointerFn`, e.g. the lexicon re-encoding of
+  :mod:`dualmind.bridge.pointer`) for a pointing decoder without a head;
+- for a decoder that reads without a pointer: a fixed ``cross_mask`` ([B,S] or a row per
+  position), a ``cross_mask_fn``, or nothing (every state).
+
+``decoder.generate``, the bridge's streaming render and the visualiser all step through it, so
+they read the way the decoder was trained.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dualmind.model.masks import scene_rows
+
+# How a boundary head's advance is chosen at generation: drawn from its distribution (the
+# default: the likeliest advance is "stay" for most tokens, and a rendering that always takes it
+# never leaves its unit), or the likeliest one.
+ADVANCE_CHOICES = ("sample", "argmax")
+
+
+class DecoderSession:
+    def __init__(self, decoder, core_states: torch.Tensor, batch: int, max_len: int, *,
+                 core_ids: torch.Tensor | None = None, pointer_fn=None, cross_mask=None,
+                 cross_mask_fn=None, advance: str = "sample",
+                 generator: torch.Generator | None = None):
+        if sum(x is not None for x in (cross_mask, cross_mask_fn, pointer_fn)) > 1:
+            raise ValueError("pass one of cross_mask, cross_mask_fn and pointer_fn")
+        cfg = decoder.cfg
+        self.by_head = pointer_fn is None and decoder.boundary is not None
+        if cfg.follows_pointer and pointer_fn is None and not self.by_head:
+            raise ValueError(f"this decoder reads in mask_mode={cfg.mask_mode!r}"
+                             f"{' with rotary offsets' if cfg.cross_rope else ''}: "
+                             "generation needs a pointer_fn (dualmind.bridge.pointer)")
+        if cfg.follows_pointer and (cross_mask is not None or cross_mask_fn is not None):
+            raise ValueError("this decoder follows a pointer: a fixed cross_mask would read "
+                             "other states than it was trained to")
+        if advance not in ADVANCE_CHOICES:
+            raise ValueError(f"advance must be one of {ADVANCE_CHOICES}, got {advance!r}")
+        self.decoder, self.core_ids = decoder, core_ids
+        self.advance, self.generator = advance, generator
+        self.pointer_fn, self.cross_mask, self.cross_mask_fn = pointer_fn, cross_mask, cross_mask_fn
+        self.cross_kv, self.memory = decoder.prepare_reading(core_states, core_ids)
+        self.n_states = self.cross_kv[0][0].shape[1] - 1
+        self.cache = decoder.new_cache(batch, max_len)
+        device = decoder.tok_embeddings.weight.device
+        self.pointer = torch.full((batch,), -1, dtype=torch.int64, device=device)
+        self.pointers: list[torch.Tensor] = []  # [B] per position fed: the unit it pointed at
+        self.chosen: list[torch.Tensor] = []  # [B] per position fed, with a boundary head: the
+        # unit it decided its next token belongs to (the next position's pointer)
+        self.length = 0  # positions fed so far
+
+    def step(self, new_ids: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Feed ``new_ids`` [B,n] (the next n tokens; ``ids`` [B,L]: every token so far, the new
+        ones last, needed by a pointer_fn or cross_mask_fn) -> logits [B,V] of the token after
+        them. With a boundary head the last position first decides which unit that token
+        belongs to (its likeliest advance), and the logits are the token's given that unit."""
+        if self.by_head and new_ids.shape[1] > 1:  # each position's pointer needs the one before
+            for j in range(new_ids.shape[1]):
+                logits = self.step(new_ids[:, j:j + 1])
+            return logits
+        start, stop = self.length, self.length + new_ids.shape[1]
+        mask, pos = self._rows(start, stop, new_ids, ids)
+        self.length = stop
+        if not self.by_head:
+            logits = self.decoder(new_ids, cross_mask=mask, cache=self.cache,
+                                  cross_kv=self.cross_kv, cross_pos=pos, memory=self.memory,
+                                  core_ids=self.core_ids)
+            return logits[:, -1]
+        hidden = self.decoder(new_ids, cross_mask=mask, cache=self.cache, cross_kv=self.cross_kv,
+                              cross_pos=pos, memory=self.memory, compute_logits=False)
+        at = self.pointer[:, None]
+        scores = self.decoder.advance_logits(hidden, at)[:, -1]
+        if self.advance == "argmax":
+            advance = scores.argmax(-1)[:, None]
+        else:
+            advance = torch.multinomial(scores.float().softmax(-1), 1, generator=self.generator)
+        advance = torch.minimum(advance, self.n_states - 1 - at)  # the scene's last unit at most
+        logits = self.decoder.output_logits(hidden, memory=self.memory, core_ids=self.core_ids,
+                                            query_pos=at, window_mask=mask, pointer=at,
+                                            advance=advance)
+        self.pointer = (at + advance)[:, 0]  # the next position reads from the chosen unit
+        self.chosen.append(self.pointer)
+        return logits[:, -1]
+
+    def _rows(self, start: int, stop: int, new_ids: torch.Tensor, ids: torch.Tensor | None):
+        cfg = self.decoder.cfg
+        if self.by_head or self.pointer_fn is not None:
+            if self.by_head:
+                pointer = self.pointer[:, None]
+            else:
+                pointer = self.pointer_fn(torch.arange(start, stop, device=new_ids.device),
+                                          self._need(ids))
+            self.pointers.extend(pointer.unbind(1))
+            mask = scene_rows(cfg.mask_mode, pointer, self.n_states, cfg.pointer_window)
+            return mask, (pointer.clamp(min=-1), None)
+        if self.cross_mask_fn is not None:
+            return self.cross_mask_fn(torch.arange(start, stop, device=new_ids.device),
+                                      self._need(ids)), None
+        if self.cross_mask is None:
+            return None, None
+        if self.cross_mask.dim() == 2:
+            return self.cross_mask[:, None, :].expand(-1, stop - start, -1), None
+        return self.cross_mask[:, start:stop], None
+
+    @staticmethod
+    def _need(ids: torch.Tensor | None) -> torch.Tensor:
+        if ids is None:
+            raise ValueError("this session's pointer_fn / cross_mask_fn reads the tokens so far: "
+                             "pass ids to step()")
+        return ids

@@ -1,0 +1,174 @@
+"""The boundary head (issue 13): each position decides which unit its token belongs to, codes
+that decision, then says the token given the unit; generation follows its own decisions, so a
+semantic rendering cannot stall on a unit whose lemma it never says."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from tests.test_decoder_reading import CORE_VOCAB, S, core, decoder_cfg  # noqa: F401
+
+from dualmind.align import decoder_nll
+from dualmind.model.boundary import advance_targets
+from dualmind.model.config import ConfigError
+from dualmind.model.core_reading import read_core
+from dualmind.model.decoder import LanguageDecoder
+from dualmind.model.decoder_session import DecoderSession
+from dualmind.model.masks import SceneSpans, pack_alignment
+from dualmind.model.sampling import decode
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def boundary_decoder(**kw) -> LanguageDecoder:
+    torch.manual_seed(5)
+    cfg = dict(mask_mode="pointer", cross_rope=True, core_read="final", copy_slots=2,
+               pointer_window=[-1, 1], pointer_feed=True, copy_logits=True,
+               boundary_head=True, max_advance=3)
+    cfg.update(kw)
+    decoder = LanguageDecoder(decoder_cfg(**cfg)).eval()
+    for part in (decoder.feed, decoder.copy_logits, decoder.boundary):  # zero-started: wake up
+        for p in part.parameters():
+            torch.nn.init.normal_(p, std=0.3)
+    decoder.memory.set_surfaces(torch.randint(-1, 61, (CORE_VOCAB, 2)))
+    return decoder
+
+
+def scene(core, core_ids=None):  # noqa: F811
+    core_ids = core_ids if core_ids is not None else torch.randint(4, CORE_VOCAB, (1, S))
+    return core_ids, read_core(core, core_ids, "final")
+
+
+class Constant(torch.nn.Module):
+    """A stand-in for the chosen unit's bonus: the same value for every slot."""
+
+    def __init__(self, value: float, slots: int):
+        super().__init__()
+        self.value, self.slots = value, slots
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden.new_full((*hidden.shape[:-1], self.slots), self.value)
+
+
+def test_advances_are_the_span_minus_the_pointer_clipped():
+    span = torch.tensor([[-1, 0, 0, 1, 5, 5]])
+    pointer = torch.tensor([[-1, -1, 0, 0, 1, 5]])
+    advance, clipped = advance_targets(span, pointer, 3)
+    assert advance.tolist() == [[0, 1, 0, 1, 3, 0]] and clipped == 1
+
+
+def test_the_code_length_charges_each_advance_and_the_token_given_it(core):  # noqa: F811
+    decoder = boundary_decoder()
+    core_ids = torch.randint(4, CORE_VOCAB, (1, S))
+    states = read_core(core, core_ids, "final")
+    spans = [0, 0, 1, 2, 2, 4, 5, 5]  # the unit of the token each position predicts
+    text = torch.randint(3, 61, (1, len(spans)))
+    targets = torch.cat((text[:, 1:], torch.tensor([[2]])), dim=1)
+    align = pack_alignment([[SceneSpans(S, spans, doc=0)]])
+    batch = {"alignment": align, "core_ids": core_ids, "text_ids": text, "targets": targets}
+    advance = torch.tensor([1, 0, 1, 1, 0, 2, 1, 0])  # span minus the previous position's span
+    with torch.no_grad():
+        code = decoder_nll(decoder, states, batch)
+        logits, hidden = decoder(text, states, align, core_ids=core_ids, return_hidden=True)
+        scores = decoder.advance_logits(hidden[0], align.pointers()[0])
+        by_hand = F.cross_entropy(scores, advance, reduction="sum")
+        tokens = F.cross_entropy(logits[0], targets[0], reduction="sum")
+        # the token logits depend on the advance they are given
+        other = decoder(text, states, align, core_ids=core_ids, pointer=align.pointers(),
+                        advance=torch.zeros_like(text))
+    torch.testing.assert_close(code.pointer_nll, by_hand)
+    torch.testing.assert_close(code.nll, tokens + by_hand)
+    assert int(code.targets) == len(spans) and float(code.pointer_nll) > 0
+    assert not torch.allclose(other, logits)
+
+
+def test_generation_reads_what_teacher_forcing_over_its_own_decisions_reads(core):  # noqa: F811
+    """No pointer_fn: the decoder decides each token's unit, and the logits at every step equal
+    one forward over the generated text with the units it decided as spans."""
+    decoder = boundary_decoder()
+    core_ids, states = scene(core)
+    session = DecoderSession(decoder, states, 1, 12, core_ids=core_ids,
+                             generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        gen = decode(torch.tensor([[1]]), 10, session.step, temperature=0.0, return_logits=True)
+        spans = [int(u[0]) for u in session.chosen]
+        assert len(spans) == gen.ids.shape[1] - 1 and max(spans) > 0, spans
+        align = pack_alignment([[SceneSpans(S, spans, doc=0)]])
+        full = decoder(gen.ids[:, :-1], states, align, core_ids=core_ids)
+    torch.testing.assert_close(gen.logits[0], full[0], atol=1e-5, rtol=1e-5)
+    assert [int(p[0]) for p in session.pointers] == [-1, *spans[:-1]]
+
+
+def test_a_head_that_always_advances_says_each_unit_in_turn(core):  # noqa: F811
+    """The chosen unit's surface is what the decoder says when its bonus dominates: the
+    rendering walks the units one token each, then stays on the last."""
+    decoder = boundary_decoder()
+    surfaces = torch.full((CORE_VOCAB, 2), -1)
+    surfaces[:, 0] = torch.arange(CORE_VOCAB) + 10  # unit u's surface starts with token u + 10
+    decoder.memory.set_surfaces(surfaces)
+    with torch.no_grad():
+        decoder.boundary.out.weight.zero_()
+        decoder.boundary.out.bias.copy_(torch.tensor([0.0, 9.0, 0.0, 0.0]))
+        decoder.boundary.at_start.zero_()
+        decoder.output.weight.zero_()  # (tied: the embeddings too; the head does not read them)
+        decoder.copy_logits.bonus.weight.zero_()
+    decoder.boundary.chosen_bonus = Constant(9.0, 2)
+    core_ids = torch.tensor([[5, 6, 7, 8, 9, 11]])
+    _, states = scene(core, core_ids)
+    session = DecoderSession(decoder, states, 1, 12, core_ids=core_ids, advance="argmax")
+    with torch.no_grad():
+        gen = decode(torch.tensor([[1]]), 8, session.step, temperature=0.0)
+    assert [int(u[0]) for u in session.chosen] == [0, 1, 2, 3, 4, 5, 5, 5]
+    assert [int(t) for t in gen.ids[0, 1:]] == [15, 16, 17, 18, 19, 21, 21, 21]
+
+
+def test_a_pointer_before_the_scene_has_its_own_bias(core):  # noqa: F811
+    """A head that prefers to stay still leaves -1 when its start bias says so, then stays."""
+    decoder = boundary_decoder()
+    with torch.no_grad():
+        decoder.boundary.out.weight.zero_()
+        decoder.boundary.out.bias.copy_(torch.tensor([9.0, 1.0, 0.0, 0.0]))
+        decoder.boundary.at_start.copy_(torch.tensor([0.0, 9.0, 0.0, 0.0]))
+    core_ids, states = scene(core)
+    session = DecoderSession(decoder, states, 1, 12, core_ids=core_ids, advance="argmax")
+    session.step(torch.randint(3, 61, (1, 5)))
+    assert [int(p) for p in session.pointers] == [-1, 0, 0, 0, 0]
+
+
+def test_boundary_head_needs_a_pointing_decoder_and_is_counted():
+    with pytest.raises(ConfigError, match="boundary_head moves a pointer"):
+        decoder_cfg(boundary_head=True)
+    with pytest.raises(ConfigError, match="max_advance"):
+        decoder_cfg(mask_mode="pointer", boundary_head=True, max_advance=0)
+    for slots in (0, 2):
+        cfg = decoder_cfg(mask_mode="pointer", boundary_head=True, copy_slots=slots,
+                          copy_logits=bool(slots))
+        assert cfg.num_params() == sum(p.numel() for p in LanguageDecoder(cfg).parameters())
+        plain = decoder_cfg(mask_mode="pointer", copy_slots=slots, copy_logits=bool(slots))
+        extra = cfg.flops_per_token(32, 8) - plain.flops_per_token(32, 8)
+        assert math.isclose(extra, 6 * cfg.boundary_matmul_params())
+
+
+def test_sampled_advances_are_seeded_and_move_where_argmax_stays(core):  # noqa: F811
+    """A head whose likeliest advance is "stay" never leaves its unit under argmax; drawn from
+    its distribution (the default) it moves on, the same way for the same seed."""
+    decoder = boundary_decoder()
+    with torch.no_grad():
+        decoder.boundary.out.weight.zero_()
+        decoder.boundary.at_start.zero_()
+        decoder.boundary.out.bias.copy_(torch.tensor([1.0, 0.0, -9.0, -9.0]))  # stay: 73%
+    core_ids, states = scene(core)
+
+    def units(how: str, seed: int) -> list[int]:
+        session = DecoderSession(decoder, states, 1, 24, core_ids=core_ids, advance=how,
+                                 generator=torch.Generator().manual_seed(seed))
+        session.step(torch.randint(3, 61, (1, 20), generator=torch.Generator().manual_seed(1)))
+        return [int(u[0]) for u in session.chosen]
+
+    assert units("argmax", 0) == [-1] * 20
+    assert units("sample", 0) == units("sample", 0) and max(units("sample", 0)) >= 2
+    with pytest.raises(ValueError, match="advance must be one of"):
+        DecoderSession(decoder, states, 1, 4, core_ids=core_ids, advance="greedy")

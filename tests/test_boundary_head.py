@@ -172,3 +172,12 @@ def test_sampled_advances_are_seeded_and_move_where_argmax_stays(core):  # noqa:
     assert units("sample", 0) == units("sample", 0) and max(units("sample", 0)) >= 2
     with pytest.raises(ValueError, match="advance must be one of"):
         DecoderSession(decoder, states, 1, 4, core_ids=core_ids, advance="greedy")
+
+
+def test_tokens_before_in_unit_count_each_units_run():
+    from dualmind.model.boundary import tokens_before_in_unit
+
+    span = torch.tensor([[-1, 0, 0, 0, 1, 3, 3, 0, 0]])
+    scene = torch.tensor([[0, 0, 0, 0, 0, 0, 0, 1, 1]])
+    doc = torch.zeros_like(span)
+    assert tokens_before_in_unit(span, scene, doc).tolist() == [[0, 0, 1, 2, 0, 0, 1, 0, 1]]

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dualmind.model.decoder_config import DecoderConfig
+from dualmind.model.decoder_config import WITHIN_UNIT, DecoderConfig
 
 
 class BoundaryHead(nn.Module):
@@ -47,6 +47,9 @@ class BoundaryHead(nn.Module):
         self.out = nn.Linear(cfg.dim, classes)
         self.at_start = nn.Parameter(torch.zeros(classes))
         self.chosen_state = nn.Linear(cfg.memory_dim, cfg.dim, bias=False)
+        # how many tokens of the chosen unit were said before this one: the first token of a
+        # unit says its word, later ones finish it (a suffix, punctuation, a function word)
+        self.within = nn.Embedding(WITHIN_UNIT, cfg.dim)
         self.chosen_bonus = (nn.Linear(cfg.dim, cfg.copy_slots, bias=False)
                              if cfg.copy_slots else None)
 
@@ -56,13 +59,15 @@ class BoundaryHead(nn.Module):
         return logits + at_start[..., None].float() * self.at_start.float()
 
     def condition(self, hidden: torch.Tensor, memory: torch.Tensor, row: torch.Tensor,
-                  inside: torch.Tensor) -> torch.Tensor:
+                  inside: torch.Tensor, within: torch.Tensor) -> torch.Tensor:
         """hidden [B,T,dim] + a projection of what the chosen unit offers (memory [B,S,M] at
-        row [B,T]; nothing where ``inside`` is False: before the scene's first unit)."""
+        row [B,T]; nothing where ``inside`` is False: before the scene's first unit) + how many
+        of its tokens came before (``within`` [B,T])."""
         rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
         chosen = memory[rows, row.clamp(0, memory.shape[1] - 1)] * inside[..., None]
-        return hidden + self.chosen_state(chosen.to(self.chosen_state.weight.dtype)
-                                          ).to(hidden.dtype)
+        chosen = self.chosen_state(chosen.to(self.chosen_state.weight.dtype))
+        said = self.within(within.clamp(0, WITHIN_UNIT - 1))
+        return hidden + (chosen + said.to(chosen.dtype)).to(hidden.dtype)
 
     def chosen_copy(self, logits: torch.Tensor, hidden: torch.Tensor,
                     surface_tokens: torch.Tensor, core_ids: torch.Tensor, row: torch.Tensor,
@@ -78,7 +83,8 @@ class BoundaryHead(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, std: float) -> None:
         nn.init.trunc_normal_(self.hidden.weight, std=std, a=-3 * std, b=3 * std)
-        for part in (self.out.weight, self.out.bias, self.at_start, self.chosen_state.weight):
+        for part in (self.out.weight, self.out.bias, self.at_start, self.chosen_state.weight,
+                     self.within.weight):
             nn.init.zeros_(part)
         if self.chosen_bonus is not None:
             nn.init.zeros_(self.chosen_bonus.weight)
@@ -92,3 +98,17 @@ def advance_targets(text_span: torch.Tensor, pointer: torch.Tensor, max_advance:
     advance = text_span - pointer
     clipped = int((advance > max_advance).sum())
     return advance.clamp(0, max_advance), clipped
+
+
+def tokens_before_in_unit(text_span: torch.Tensor, text_scene: torch.Tensor,
+                          text_doc: torch.Tensor) -> torch.Tensor:
+    """[B,T] how many earlier tokens of its scene the token each position predicts shares its
+    unit with (0 for a unit's first token). Spans never go back within a scene, so a unit's
+    tokens are one run; known to generation from the advances decided so far."""
+    from dualmind.model.attention import positions_in_document
+
+    changed = torch.ones_like(text_span, dtype=torch.bool)
+    changed[:, 1:] = ((text_span[:, 1:] != text_span[:, :-1])
+                      | (text_scene[:, 1:] != text_scene[:, :-1])
+                      | (text_doc[:, 1:] != text_doc[:, :-1]))
+    return positions_in_document(changed.cumsum(dim=1))

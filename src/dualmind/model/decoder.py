@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from dualmind.model import attention as attn
-from dualmind.model.boundary import BoundaryHead, advance_targets
+from dualmind.model.boundary import BoundaryHead, advance_targets, tokens_before_in_unit
 from dualmind.model.core import (
     BatchContext,
     Block,
@@ -116,7 +116,8 @@ class LanguageDecoder(nn.Module):
                 positions: torch.Tensor | None = None, cache: KVCache | None = None,
                 cross_kv: list[CrossKV] | None = None, compute_logits: bool = True,
                 memory: torch.Tensor | None = None, return_hidden: bool = False,
-                pointer: torch.Tensor | None = None, advance: torch.Tensor | None = None
+                pointer: torch.Tensor | None = None, advance: torch.Tensor | None = None,
+                within: torch.Tensor | None = None
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """text_ids [B,T], core_states [B,S,core_dim] (or [B,S,L+1,core_dim] for ``core_read:
         mix``; detached or not: the decoder never changes them) -> logits [B,T,V] (or the
@@ -134,9 +135,10 @@ class LanguageDecoder(nn.Module):
         cache, cross_kv   incremental decoding (see :meth:`generate`): the self-attention KV cache
                     and the cross keys/values and memory from :meth:`prepare_reading`,
                     computed once.
-        pointer, advance  [B,T] with a boundary head: each position's unit in its scene (-1
-                    before the first) and the advance to the unit of the token it predicts, which
-                    the token's logits are conditioned on; taken from an Alignment when not given.
+        pointer, advance, within  [B,T] with a boundary head: each position's unit in its scene
+                    (-1 before the first), the advance to the unit of the token it predicts and
+                    how many of that unit's tokens came before it, which the token's logits are
+                    conditioned on; taken from an Alignment when not given.
         """
         B, T = text_ids.shape
         if text_ids.device.type != "meta":  # shape-only (meta) runs have no values to check
@@ -155,11 +157,14 @@ class LanguageDecoder(nn.Module):
                 cross_pos = cross_positions(alignment)
             cross_mask = alignment.cross_mask(mask_mode or self.cfg.mask_mode,
                                               window=self.cfg.pointer_window)
-            if self.boundary is not None and pointer is None:
-                pointer = alignment.pointers()
+            if self.boundary is not None:  # what the alignment says, unless given
+                pointer = alignment.pointers() if pointer is None else pointer
                 if advance is None:
                     advance = advance_targets(alignment.text_span, pointer,
                                               self.cfg.max_advance)[0]
+                if within is None:
+                    within = tokens_before_in_unit(alignment.text_span, alignment.text_scene,
+                                                   alignment.text_doc)
         self._check_core(core_states, cross_kv, B)
         positions, past = resolve_positions(
             self.cfg, positions, doc_ids, cache, B, T, text_ids.device,
@@ -188,24 +193,28 @@ class LanguageDecoder(nn.Module):
             return hidden
         logits = self.output_logits(hidden, memory=memory, core_ids=core_ids,
                                     query_pos=query_pos, window_mask=window_mask,
-                                    pointer=pointer, advance=advance)
+                                    pointer=pointer, advance=advance, within=within)
         return (logits, hidden) if return_hidden else logits
 
     def output_logits(self, hidden: torch.Tensor, *, memory: torch.Tensor | None,
                       core_ids: torch.Tensor | None, query_pos: torch.Tensor | None,
                       window_mask: torch.Tensor | None, pointer: torch.Tensor | None = None,
-                      advance: torch.Tensor | None = None) -> torch.Tensor:
+                      advance: torch.Tensor | None = None, within: torch.Tensor | None = None
+                      ) -> torch.Tensor:
         """[B,T,V] from the final-normed hidden [B,T,dim]: the output head, the copy logits over
         the pointer's window and, with a boundary head, conditioned on the unit each token was
-        decided to belong to (pointer + advance)."""
+        decided to belong to (pointer + advance) and how many of its tokens came before
+        (``within``)."""
         row = inside = None
         if self.boundary is not None:
-            if memory is None or pointer is None or advance is None or query_pos is None:
+            if (memory is None or pointer is None or advance is None or within is None
+                    or query_pos is None):
                 raise ValueError("a decoder with a boundary head predicts each token given the "
                                  "unit it belongs to: it needs the memory, each position's "
-                                 "pointer, its pointer's row (cross_pos) and the advance")
+                                 "pointer, its pointer's row (cross_pos), the advance and the "
+                                 "unit's tokens before it (within)")
             row, inside = query_pos + advance, pointer + advance >= 0
-            hidden = self.boundary.condition(hidden, memory, row, inside)
+            hidden = self.boundary.condition(hidden, memory, row, inside, within)
         logits = self.output(hidden)
         if self.copy_logits is not None:
             if core_ids is None or query_pos is None:

@@ -26,6 +26,7 @@ from dualmind.model.config import (
 CORE_READS = ("final", "embed", "mix", "centred")
 MASK_MODES = ("render", "stream", "pointer")  # dualmind.model.masks (which imports torch)
 DEFAULT_POINTER_WINDOW = (-1, 2)  # the unit before the pointer's, its own, the next two
+WITHIN_UNIT = 8  # boundary head: how far into its unit a token can be told apart (0..7, 7+)
 
 
 def check_window(window: Any) -> tuple[int, int]:
@@ -221,10 +222,12 @@ class DecoderConfig(StackConfig):
     def boundary_params(self) -> int:
         """The boundary head (:class:`dualmind.model.boundary.BoundaryHead`): the advance's MLP
         (dim -> dim -> classes, with bias) and start bias, the chosen unit's projection into the
-        hidden state (memory_dim -> dim) and, with the copy channel, its per-slot bonus."""
+        hidden state (memory_dim -> dim), its table of how far into the unit a token is and,
+        with the copy channel, its per-slot bonus."""
         if not self.boundary_head:
             return 0
-        return self.boundary_matmul_params() + self.max_advance + 1
+        # + the start bias and the tokens-into-the-unit table (lookups, no FLOPs)
+        return self.boundary_matmul_params() + self.max_advance + 1 + WITHIN_UNIT * self.dim
 
     def boundary_matmul_params(self) -> int:
         """The boundary head's weights each token multiplies: its FLOPs."""

@@ -54,6 +54,8 @@ class DecoderSession:
         self.cache = decoder.new_cache(batch, max_len)
         device = decoder.tok_embeddings.weight.device
         self.pointer = torch.full((batch,), -1, dtype=torch.int64, device=device)
+        self.within = torch.zeros((batch,), dtype=torch.int64, device=device)  # tokens of the
+        # pointer's unit said so far (a boundary head's conditioning)
         self.pointers: list[torch.Tensor] = []  # [B] per position fed: the unit it pointed at
         self.chosen: list[torch.Tensor] = []  # [B] per position fed, with a boundary head: the
         # unit it decided its next token belongs to (the next position's pointer)
@@ -85,9 +87,13 @@ class DecoderSession:
         else:
             advance = torch.multinomial(scores.float().softmax(-1), 1, generator=self.generator)
         advance = torch.minimum(advance, self.n_states - 1 - at)  # the scene's last unit at most
+        # the first token of a scene's first run is its first of that unit, like the first of
+        # any unit it moves to; staying adds one more token to the unit
+        within = torch.where((advance[:, 0] == 0) & (self.length > 1), self.within + 1, 0)
         logits = self.decoder.output_logits(hidden, memory=self.memory, core_ids=self.core_ids,
                                             query_pos=at, window_mask=mask, pointer=at,
-                                            advance=advance)
+                                            advance=advance, within=within[:, None])
+        self.within = within
         self.pointer = (at + advance)[:, 0]  # the next position reads from the chosen unit
         self.chosen.append(self.pointer)
         return logits[:, -1]

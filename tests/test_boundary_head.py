@@ -73,7 +73,11 @@ def test_the_code_length_charges_each_advance_and_the_token_given_it(core):  # n
     with torch.no_grad():
         code = decoder_nll(decoder, states, batch)
         logits, hidden = decoder(text, states, align, core_ids=core_ids, return_hidden=True)
-        scores = decoder.advance_logits(hidden[0], align.pointers()[0])
+        from dualmind.model.boundary import tokens_said_at_pointer
+
+        said = tokens_said_at_pointer(align.text_span, align.text_scene, align.text_doc)
+        assert said[0].tolist() == [0, 1, 2, 1, 1, 2, 1, 1]
+        scores = decoder.advance_logits(hidden[0], align.pointers()[0], said[0])
         by_hand = F.cross_entropy(scores, advance, reduction="sum")
         tokens = F.cross_entropy(logits[0], targets[0], reduction="sum")
         # the token logits depend on the advance they are given
@@ -92,13 +96,27 @@ def test_generation_reads_what_teacher_forcing_over_its_own_decisions_reads(core
     core_ids, states = scene(core)
     session = DecoderSession(decoder, states, 1, 12, core_ids=core_ids,
                              generator=torch.Generator().manual_seed(0))
+    decided, head = [], decoder.advance_logits
+
+    def spy(*args):  # the advance distributions generation drew from
+        decided.append(head(*args)[0, -1])
+        return decided[-1][None, None]
+
+    decoder.advance_logits = spy
     with torch.no_grad():
         gen = decode(torch.tensor([[1]]), 10, session.step, temperature=0.0, return_logits=True)
+        del decoder.advance_logits
         spans = [int(u[0]) for u in session.chosen]
         assert len(spans) == gen.ids.shape[1] - 1 and max(spans) > 0, spans
         align = pack_alignment([[SceneSpans(S, spans, doc=0)]])
-        full = decoder(gen.ids[:, :-1], states, align, core_ids=core_ids)
+        full, hidden = decoder(gen.ids[:, :-1], states, align, core_ids=core_ids,
+                               return_hidden=True)
+        from dualmind.model.boundary import tokens_said_at_pointer
+
+        said = tokens_said_at_pointer(align.text_span, align.text_scene, align.text_doc)
+        forced = decoder.advance_logits(hidden[0], align.pointers()[0], said[0])
     torch.testing.assert_close(gen.logits[0], full[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.stack(decided), forced, atol=1e-5, rtol=1e-5)
     assert [int(p[0]) for p in session.pointers] == [-1, *spans[:-1]]
 
 
@@ -111,6 +129,7 @@ def test_a_head_that_always_advances_says_each_unit_in_turn(core):  # noqa: F811
     decoder.memory.set_surfaces(surfaces)
     with torch.no_grad():
         decoder.boundary.out.weight.zero_()
+        decoder.boundary.by_said.weight.zero_()
         decoder.boundary.out.bias.copy_(torch.tensor([0.0, 9.0, 0.0, 0.0]))
         decoder.boundary.at_start.zero_()
         decoder.output.weight.zero_()  # (tied: the embeddings too; the head does not read them)
@@ -130,6 +149,7 @@ def test_a_pointer_before_the_scene_has_its_own_bias(core):  # noqa: F811
     decoder = boundary_decoder()
     with torch.no_grad():
         decoder.boundary.out.weight.zero_()
+        decoder.boundary.by_said.weight.zero_()
         decoder.boundary.out.bias.copy_(torch.tensor([9.0, 1.0, 0.0, 0.0]))
         decoder.boundary.at_start.copy_(torch.tensor([0.0, 9.0, 0.0, 0.0]))
     core_ids, states = scene(core)
@@ -158,6 +178,7 @@ def test_sampled_advances_are_seeded_and_move_where_argmax_stays(core):  # noqa:
     decoder = boundary_decoder()
     with torch.no_grad():
         decoder.boundary.out.weight.zero_()
+        decoder.boundary.by_said.weight.zero_()
         decoder.boundary.at_start.zero_()
         decoder.boundary.out.bias.copy_(torch.tensor([1.0, 0.0, -9.0, -9.0]))  # stay: 73%
     core_ids, states = scene(core)

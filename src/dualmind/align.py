@@ -156,11 +156,13 @@ def decoder_nll(decoder: torch.nn.Module, states: torch.Tensor, batch: dict,
                           ignore_index=IGNORE, reduction="sum")
     pointer_nll = nll.new_zeros(())
     if getattr(decoder, "boundary", None) is not None:
-        from dualmind.model.boundary import advance_targets
+        from dualmind.model.boundary import advance_targets, tokens_said_at_pointer
 
         pointer = alignment.pointers()
         advance, _ = advance_targets(alignment.text_span, pointer, decoder.cfg.max_advance)
-        scores = decoder.advance_logits(hidden[real], pointer[real])
+        said = tokens_said_at_pointer(alignment.text_span, alignment.text_scene,
+                                      alignment.text_doc)
+        scores = decoder.advance_logits(hidden[real], pointer[real], said[real])
         pointer_nll = F.cross_entropy(scores.float(), advance[real], reduction="sum")
     return DecoderCode(nll + pointer_nll, real.sum(), pointer_nll)
 

@@ -46,6 +46,9 @@ class BoundaryHead(nn.Module):
         self.hidden = nn.Linear(cfg.dim, cfg.dim, bias=False)
         self.out = nn.Linear(cfg.dim, classes)
         self.at_start = nn.Parameter(torch.zeros(classes))
+        # how many tokens of the pointer's unit were said already: a unit whose word is out
+        # is likely done (a bias per count, 0..WITHIN_UNIT-1 and more)
+        self.by_said = nn.Embedding(WITHIN_UNIT, classes)
         self.chosen_state = nn.Linear(cfg.memory_dim, cfg.dim, bias=False)
         # how many tokens of the chosen unit were said before this one: the first token of a
         # unit says its word, later ones finish it (a suffix, punctuation, a function word)
@@ -53,9 +56,12 @@ class BoundaryHead(nn.Module):
         self.chosen_bonus = (nn.Linear(cfg.dim, cfg.copy_slots, bias=False)
                              if cfg.copy_slots else None)
 
-    def forward(self, hidden: torch.Tensor, at_start: torch.Tensor) -> torch.Tensor:
-        """hidden [...,dim], at_start bool [...] (pointer -1) -> advance logits [...,classes]."""
+    def forward(self, hidden: torch.Tensor, at_start: torch.Tensor, said: torch.Tensor
+                ) -> torch.Tensor:
+        """hidden [...,dim], at_start bool [...] (pointer -1), said [...] (tokens of the
+        pointer's unit said so far) -> advance logits [...,classes]."""
         logits = self.out(F.silu(self.hidden(hidden.to(self.hidden.weight.dtype)))).float()
+        logits = logits + self.by_said(said.clamp(0, WITHIN_UNIT - 1)).float()
         return logits + at_start[..., None].float() * self.at_start.float()
 
     def condition(self, hidden: torch.Tensor, memory: torch.Tensor, row: torch.Tensor,
@@ -84,7 +90,7 @@ class BoundaryHead(nn.Module):
     def reset_parameters(self, std: float) -> None:
         nn.init.trunc_normal_(self.hidden.weight, std=std, a=-3 * std, b=3 * std)
         for part in (self.out.weight, self.out.bias, self.at_start, self.chosen_state.weight,
-                     self.within.weight):
+                     self.within.weight, self.by_said.weight):
             nn.init.zeros_(part)
         if self.chosen_bonus is not None:
             nn.init.zeros_(self.chosen_bonus.weight)
@@ -112,3 +118,15 @@ def tokens_before_in_unit(text_span: torch.Tensor, text_scene: torch.Tensor,
                       | (text_scene[:, 1:] != text_scene[:, :-1])
                       | (text_doc[:, 1:] != text_doc[:, :-1]))
     return positions_in_document(changed.cumsum(dim=1))
+
+
+def tokens_said_at_pointer(text_span: torch.Tensor, text_scene: torch.Tensor,
+                           text_doc: torch.Tensor) -> torch.Tensor:
+    """[B,T] how many tokens of its pointer's unit came before each position (its input token
+    and the ones before it in that unit; 0 at a scene's first position): what the advance is
+    decided on, beside the hidden state."""
+    within = tokens_before_in_unit(text_span, text_scene, text_doc)
+    said = torch.zeros_like(within)
+    same = (text_scene[:, 1:] == text_scene[:, :-1]) & (text_doc[:, 1:] == text_doc[:, :-1])
+    said[:, 1:] = torch.where(same, within[:, :-1] + 1, 0)
+    return said

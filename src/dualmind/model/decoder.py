@@ -229,12 +229,15 @@ class LanguageDecoder(nn.Module):
                                                core_ids, row, inside)
         return logits
 
-    def advance_logits(self, hidden: torch.Tensor, pointer: torch.Tensor) -> torch.Tensor:
+    def advance_logits(self, hidden: torch.Tensor, pointer: torch.Tensor, said: torch.Tensor
+                       ) -> torch.Tensor:
         """[...,max_advance+1]: which unit, from its pointer [...] (-1 before its scene's first),
-        the token each position [...,dim] predicts belongs to (the boundary head)."""
+        the token each position [...,dim] predicts belongs to (the boundary head); ``said``
+        [...]: how many tokens of the pointer's unit came before the position
+        (:func:`dualmind.model.boundary.tokens_said_at_pointer`)."""
         if self.boundary is None:
             raise ValueError("this decoder has no boundary head (decoder.boundary_head=false)")
-        return self.boundary(hidden, pointer < 0)
+        return self.boundary(hidden, pointer < 0, said)
 
     def _check_core(self, core_states, cross_kv, batch: int) -> None:
         if cross_kv is not None:

@@ -226,8 +226,10 @@ class DecoderConfig(StackConfig):
         with the copy channel, its per-slot bonus."""
         if not self.boundary_head:
             return 0
-        # + the start bias and the tokens-into-the-unit table (lookups, no FLOPs)
-        return self.boundary_matmul_params() + self.max_advance + 1 + WITHIN_UNIT * self.dim
+        # + the start bias, the tokens-into-the-unit table and the tokens-said bias (lookups)
+        classes = self.max_advance + 1
+        return (self.boundary_matmul_params() + classes + WITHIN_UNIT * self.dim
+                + WITHIN_UNIT * classes)
 
     def boundary_matmul_params(self) -> int:
         """The boundary head's weights each token multiplies: its FLOPs."""

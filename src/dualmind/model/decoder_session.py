@@ -81,7 +81,10 @@ class DecoderSession:
         hidden = self.decoder(new_ids, cross_mask=mask, cache=self.cache, cross_kv=self.cross_kv,
                               cross_pos=pos, memory=self.memory, compute_logits=False)
         at = self.pointer[:, None]
-        scores = self.decoder.advance_logits(hidden, at)[:, -1]
+        # tokens of the pointer's unit said so far: the last position's token was its
+        # (within + 1)-th, or none before the first position
+        said = self.within + 1 if self.length > 1 else torch.zeros_like(self.within)
+        scores = self.decoder.advance_logits(hidden, at, said[:, None])[:, -1]
         if self.advance == "argmax":
             advance = scores.argmax(-1)[:, None]
         else:

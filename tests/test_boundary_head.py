@@ -202,36 +202,3 @@ def test_tokens_before_in_unit_count_each_units_run():
     scene = torch.tensor([[0, 0, 0, 0, 0, 0, 0, 1, 1]])
     doc = torch.zeros_like(span)
     assert tokens_before_in_unit(span, scene, doc).tolist() == [[0, 0, 1, 2, 0, 0, 1, 0, 1]]
-
-
-def test_joint_choice_moves_on_when_the_next_unit_says_its_token_surely(core):  # noqa: F811
-    """"stay" is the head's likeliest advance, but once a unit's word is out the token after
-    it is uncertain, while the next unit's first token is sure: the joint choice takes that pair
-    and moves on; the likeliest advance alone never leaves the start."""
-    decoder = boundary_decoder()
-    surfaces = torch.full((CORE_VOCAB, 2), -1)
-    surfaces[:, 0] = torch.arange(CORE_VOCAB) + 10
-    decoder.memory.set_surfaces(surfaces)
-    dim = decoder.cfg.dim
-    with torch.no_grad():
-        for part in (decoder.boundary.out.weight, decoder.boundary.by_said.weight,
-                     decoder.boundary.at_start, decoder.output.weight, decoder.norm.weight,
-                     decoder.copy_logits.bonus.weight, decoder.boundary.chosen_state.weight):
-            part.zero_()
-        decoder.boundary.out.bias.copy_(torch.tensor([1.0, 0.0, -9.0, -9.0]))  # stay: 73%
-        # the hidden state the output sees is now the tokens-into-the-unit embedding alone:
-        # +1 for a unit's first token, -1 after; the chosen surface's bonus is 30x its mean
-        decoder.boundary.within.weight.fill_(-1.0)
-        decoder.boundary.within.weight[0] = 1.0
-        decoder.boundary.chosen_bonus.weight.fill_(30.0 / dim)
-    core_ids = torch.tensor([[5, 6, 7, 8, 9, 11]])
-    _, states = scene(core, core_ids)
-
-    def walk(how: str) -> tuple[list[int], list[int]]:
-        session = DecoderSession(decoder, states, 1, 12, core_ids=core_ids, advance=how)
-        with torch.no_grad():
-            gen = decode(torch.tensor([[1]]), 5, session.step, temperature=0.0)
-        return [int(u[0]) for u in session.chosen], [int(t) for t in gen.ids[0, 1:]]
-
-    assert walk("argmax")[0] == [-1] * 5
-    assert walk("joint") == ([0, 1, 2, 3, 4], [15, 16, 17, 18, 19])

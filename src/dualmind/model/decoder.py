@@ -308,7 +308,7 @@ class LanguageDecoder(nn.Module):
                  core_ids: torch.Tensor | None = None, temperature: float = 1.0,
                  top_k: int | None = None, eos_id: int | None = None,
                  generator: torch.Generator | None = None, return_logits: bool = False,
-                 advance: str = "joint") -> Generation:
+                 advance: str = "sample") -> Generation:
         """Continue ``prompt_ids`` [B,P] (at least one token, e.g. BOS) reading ``core_states``
         (one scene: a rendered scene or a thought, states 0..S-1).
 
@@ -321,9 +321,9 @@ class LanguageDecoder(nn.Module):
         or none of them (everything). ``core_ids`` [B,S]: the copy channel's input.
         temperature 0 is greedy; ``top_k`` keeps the k likeliest tokens. A row that produced
         ``eos_id`` keeps producing it; generation stops early once every row has. ``advance``
-        (a boundary head): how each unit decision is taken, ``joint`` (the advance whose best
-        token is likeliest with it), ``sample`` (drawn, seeded by ``generator``) or ``argmax``
-        (see :mod:`dualmind.model.decoder_session`).
+        (a boundary head): ``sample`` draws each unit decision from the head (seeded by
+        ``generator``), ``argmax`` takes the likeliest (which mostly stays: see
+        :mod:`dualmind.model.decoder_session`).
 
         Self-attention keys/values are cached; the cross keys/values are computed once.
         """

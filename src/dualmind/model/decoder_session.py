@@ -22,23 +22,16 @@ import torch
 
 from dualmind.model.masks import scene_rows
 
-# How a boundary head's advance is chosen at generation:
-#   joint   the advance whose best token is likeliest together with it: argmax over a of
-#           log P(a) + max_t log P(t | a), over the head's JOINT_CANDIDATES likeliest advances
-#           (the default; with greedy tokens it is the greedy choice of the pair). A unit whose
-#           word is out predicts its next token poorly, the next unit its first one well, so
-#           the rendering moves on where "stay" alone would stay;
-#   sample  drawn from the head (seeded by the generator): moves at the right rate on average,
-#           but a wrong draw skips or repeats a unit;
-#   argmax  the likeliest advance alone: "stay" for most tokens, so the rendering stalls.
-ADVANCE_CHOICES = ("joint", "sample", "argmax")
-JOINT_CANDIDATES = 3
+# How a boundary head's advance is chosen at generation: drawn from its distribution (the
+# default: the likeliest advance is "stay" for most tokens, and a rendering that always takes it
+# never leaves its unit), or the likeliest one.
+ADVANCE_CHOICES = ("sample", "argmax")
 
 
 class DecoderSession:
     def __init__(self, decoder, core_states: torch.Tensor, batch: int, max_len: int, *,
                  core_ids: torch.Tensor | None = None, pointer_fn=None, cross_mask=None,
-                 cross_mask_fn=None, advance: str = "joint",
+                 cross_mask_fn=None, advance: str = "sample",
                  generator: torch.Generator | None = None):
         if sum(x is not None for x in (cross_mask, cross_mask_fn, pointer_fn)) > 1:
             raise ValueError("pass one of cross_mask, cross_mask_fn and pointer_fn")
@@ -92,49 +85,21 @@ class DecoderSession:
         # (within + 1)-th, or none before the first position
         said = self.within + 1 if self.length > 1 else torch.zeros_like(self.within)
         scores = self.decoder.advance_logits(hidden, at, said[:, None])[:, -1]
-        # at most the scene's last unit
-        scores = scores.masked_fill(torch.arange(scores.shape[-1], device=scores.device)
-                                    > self.n_states - 1 - at, float("-inf"))
-        if self.advance == "joint":
-            advance, logits, within = self._joint(hidden, scores, at, mask)
+        if self.advance == "argmax":
+            advance = scores.argmax(-1)[:, None]
         else:
-            advance = (scores.argmax(-1)[:, None] if self.advance == "argmax" else
-                       torch.multinomial(scores.float().softmax(-1), 1, generator=self.generator))
-            logits, within = self._given(hidden, at, mask, advance)
-        self.within = within
-        self.pointer = (at + advance)[:, 0]  # the next position reads from the chosen unit
-        self.chosen.append(self.pointer)
-        return logits
-
-    def _given(self, hidden, at, mask, advance) -> tuple[torch.Tensor, torch.Tensor]:
-        """(token logits [B,V] given the advance [B,1], the token's count into its unit [B])."""
-        # a scene's first token is its unit's first, like the first of any unit it moves to;
-        # staying adds one more token to the unit
+            advance = torch.multinomial(scores.float().softmax(-1), 1, generator=self.generator)
+        advance = torch.minimum(advance, self.n_states - 1 - at)  # the scene's last unit at most
+        # the first token of a scene's first run is its first of that unit, like the first of
+        # any unit it moves to; staying adds one more token to the unit
         within = torch.where((advance[:, 0] == 0) & (self.length > 1), self.within + 1, 0)
         logits = self.decoder.output_logits(hidden, memory=self.memory, core_ids=self.core_ids,
                                             query_pos=at, window_mask=mask, pointer=at,
                                             advance=advance, within=within[:, None])
-        return logits[:, -1], within
-
-    def _joint(self, hidden, scores, at, mask):
-        """The advance maximising log P(a) + max_t log P(t | a) among the head's likeliest
-        ones, with its token logits and count."""
-        log_a = scores.float().log_softmax(-1)
-        top = log_a.topk(min(JOINT_CANDIDATES, scores.shape[-1]), dim=-1)
-        best = None
-        for j in range(top.indices.shape[1]):
-            advance = top.indices[:, j:j + 1]
-            logits, within = self._given(hidden, at, mask, advance)
-            value = top.values[:, j] + logits.float().log_softmax(-1).max(-1).values
-            value = torch.where(torch.isfinite(top.values[:, j]), value, float("-inf"))
-            if best is None:
-                best = [advance, logits, within, value]
-                continue
-            better = value > best[3]
-            best = [torch.where(better[:, None], advance, best[0]),
-                    torch.where(better[:, None], logits, best[1]),
-                    torch.where(better, within, best[2]), torch.where(better, value, best[3])]
-        return best[0], best[1], best[2]
+        self.within = within
+        self.pointer = (at + advance)[:, 0]  # the next position reads from the chosen unit
+        self.chosen.append(self.pointer)
+        return logits[:, -1]
 
     def _rows(self, start: int, stop: int, new_ids: torch.Tensor, ids: torch.Tensor | None):
         cfg = self.decoder.cfg

@@ -24,7 +24,9 @@ from dualmind.model.masks import scene_rows
 
 # How a boundary head's advance is chosen at generation: drawn from its distribution (the
 # default: the likeliest advance is "stay" for most tokens, and a rendering that always takes it
-# never leaves its unit), or the likeliest one.
+# never leaves its unit), or the likeliest one. (Choosing it jointly with its token, the advance
+# whose best token is likeliest, was tried and loops: a unit's punctuation repeated under "stay"
+# is surer than any next word; RESULTS.md, decoder_reading.)
 ADVANCE_CHOICES = ("sample", "argmax")
 
 

@@ -8,7 +8,10 @@ the unit of the last token is the last unit starting at or before its first char
 lossless lexicon this is the training pointer exactly wherever encoding a prefix gives the
 prefix of the encoding; a semantic lexicon encodes what the decoder said, which follows the
 thought's units only as far as the rendering does (``benchmarks/decoder_reading.py`` measures how
-often the two agree on held-out text).
+often the two agree on held-out text): a semantic rendering that strays never reaches the next
+lemma, and the pointer stalls. A decoder with a boundary head (``decoder.boundary_head``, the
+mini default) needs none of this: it decides its own moves (:mod:`dualmind.model.boundary`), and
+:func:`pointer_for` returns None for it.
 """
 
 from __future__ import annotations

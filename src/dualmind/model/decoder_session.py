@@ -67,7 +67,8 @@ class DecoderSession:
         """Feed ``new_ids`` [B,n] (the next n tokens; ``ids`` [B,L]: every token so far, the new
         ones last, needed by a pointer_fn or cross_mask_fn) -> logits [B,V] of the token after
         them. With a boundary head the last position first decides which unit that token
-        belongs to (its likeliest advance), and the logits are the token's given that unit."""
+        belongs to (an advance drawn from the head, or its likeliest with ``advance="argmax"``),
+        and the logits are the token's given that unit."""
         if self.by_head and new_ids.shape[1] > 1:  # each position's pointer needs the one before
             for j in range(new_ids.shape[1]):
                 logits = self.step(new_ids[:, j:j + 1])

@@ -202,3 +202,26 @@ def test_tokens_before_in_unit_count_each_units_run():
     scene = torch.tensor([[0, 0, 0, 0, 0, 0, 0, 1, 1]])
     doc = torch.zeros_like(span)
     assert tokens_before_in_unit(span, scene, doc).tolist() == [[0, 0, 1, 2, 0, 0, 1, 0, 1]]
+
+
+def test_a_rendering_ends_only_from_the_scenes_last_unit(core):  # noqa: F811
+    """A decoder whose likeliest token is EOS from the start keeps talking until its pointer
+    reaches the last unit (a record's EOS always sits there in training), then ends."""
+    decoder = boundary_decoder()
+    with torch.no_grad():
+        decoder.boundary.out.weight.zero_()
+        decoder.boundary.by_said.weight.zero_()
+        decoder.boundary.at_start.zero_()
+        decoder.boundary.out.bias.copy_(torch.tensor([0.0, 9.0, 0.0, 0.0]))  # always advance
+        decoder.output.weight.zero_()
+        decoder.copy_logits.bonus.weight.zero_()
+    decoder.boundary.chosen_bonus = Constant(-30.0, 2)
+    eos = 2
+    core_ids, states = scene(core)
+    bias = torch.zeros(61)
+    bias[eos] = 20.0
+    decoder.output.register_forward_hook(lambda m, i, out: out + bias)
+    gen = decoder.generate(states, torch.tensor([[1]]), 10, temperature=0.0, eos_id=eos,
+                           core_ids=core_ids, advance="argmax")
+    said = [int(t) for t in gen.ids[0, 1:]]
+    assert said.index(eos) == S - 1  # units 0..S-2 said something, EOS from the last one

@@ -87,7 +87,7 @@ def render(decoder, tokenizer, states: torch.Tensor, bos: int, eos: int, max_tok
         def pointer_fn(positions: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
             return torch.tensor([[pointer.unit_of_last(stream.ids)]], device=device)
     session = DecoderSession(decoder, states.to(device), 1, max_tokens + 1, core_ids=ids_on,
-                             pointer_fn=pointer_fn, generator=generator)
+                             pointer_fn=pointer_fn, generator=generator, eos_id=eos)
     stream = TextStream(tokenizer, on_text)
 
     def step(token: int) -> torch.Tensor:

@@ -344,7 +344,7 @@ class LanguageDecoder(nn.Module):
         session = DecoderSession(self, core_states, B, total, core_ids=core_ids,
                                  pointer_fn=pointer_fn, cross_mask=cross_mask,
                                  cross_mask_fn=cross_mask_fn, advance=advance,
-                                 generator=generator)
+                                 generator=generator, eos_id=eos_id)
         return decode(prompt_ids, max_new_tokens, session.step, temperature=temperature,
                       top_k=top_k, eos_id=eos_id, generator=generator,
                       return_logits=return_logits)

@@ -34,7 +34,7 @@ class DecoderSession:
     def __init__(self, decoder, core_states: torch.Tensor, batch: int, max_len: int, *,
                  core_ids: torch.Tensor | None = None, pointer_fn=None, cross_mask=None,
                  cross_mask_fn=None, advance: str = "sample",
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, eos_id: int | None = None):
         if sum(x is not None for x in (cross_mask, cross_mask_fn, pointer_fn)) > 1:
             raise ValueError("pass one of cross_mask, cross_mask_fn and pointer_fn")
         cfg = decoder.cfg
@@ -49,7 +49,7 @@ class DecoderSession:
         if advance not in ADVANCE_CHOICES:
             raise ValueError(f"advance must be one of {ADVANCE_CHOICES}, got {advance!r}")
         self.decoder, self.core_ids = decoder, core_ids
-        self.advance, self.generator = advance, generator
+        self.advance, self.generator, self.eos_id = advance, generator, eos_id
         self.pointer_fn, self.cross_mask, self.cross_mask_fn = pointer_fn, cross_mask, cross_mask_fn
         self.cross_kv, self.memory = decoder.prepare_reading(core_states, core_ids)
         self.n_states = self.cross_kv[0][0].shape[1] - 1
@@ -68,7 +68,9 @@ class DecoderSession:
         ones last, needed by a pointer_fn or cross_mask_fn) -> logits [B,V] of the token after
         them. With a boundary head the last position first decides which unit that token
         belongs to (an advance drawn from the head, or its likeliest with ``advance="argmax"``),
-        and the logits are the token's given that unit."""
+        and the logits are the token's given that unit; with ``eos_id`` the end of text is
+        refused until the chosen unit is the scene's last (in training a record's EOS always
+        sits there; without the rule a render could end a few words in)."""
         if self.by_head and new_ids.shape[1] > 1:  # each position's pointer needs the one before
             for j in range(new_ids.shape[1]):
                 logits = self.step(new_ids[:, j:j + 1])
@@ -102,7 +104,12 @@ class DecoderSession:
         self.within = within
         self.pointer = (at + advance)[:, 0]  # the next position reads from the chosen unit
         self.chosen.append(self.pointer)
-        return logits[:, -1]
+        logits = logits[:, -1]
+        if self.eos_id is not None:  # a record's text ends at its last unit, so may a rendering
+            early = self.pointer < self.n_states - 1
+            logits = logits.masked_fill(early[:, None] & (torch.arange(
+                logits.shape[-1], device=logits.device) == self.eos_id), float("-inf"))
+        return logits
 
     def _rows(self, start: int, stop: int, new_ids: torch.Tensor, ids: torch.Tensor | None):
         cfg = self.decoder.cfg

@@ -44,9 +44,15 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
 
     chosen = list(records if records is not None else range(min(scenes, len(shards))))
     seen_of = {i: min(len(shards[i].core), core.cfg.max_seq_len) for i in chosen}
+    # each scene's units and what the decoder reads of them, once: a scene is read for its own
+    # rendering and again as the control of the scene before it
+    units_of = {i: torch.as_tensor(shards[i].core[:seen_of[i]], dtype=torch.int64)[None]
+                for i in chosen}
+    states_of = {i: read_core(core, units_of[i], decoder.cfg.core_read) for i in chosen}
 
-    def say(units: torch.Tensor, budget: int, seed: int, lang: str | None) -> str:
-        states = read_core(core, units, decoder.cfg.core_read)
+    def say(i: int, budget: int, seed: int, lang: str | None) -> str:
+        """Scene i's states rendered (up to budget tokens, seeded)."""
+        units, states = units_of[i], states_of[i]
         try:  # the decoder follows its own text through the hyperphrase, as in training
             pointer = pointer_for(decoder, pointing, tok, units.shape[1], lang=lang)
         except ValueError as err:
@@ -70,19 +76,15 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
         note = ("" if seen == len(scene.core) else
                 f"the core's context holds {seen} of the scene's {len(scene.core)} units; "
                 f"compared with the text of those {seen} units")
-        units = torch.as_tensor(scene.core[:seen], dtype=torch.int64)[None]
         budget = min(max_new_tokens or len(text) + 16, decoder.cfg.max_seq_len - 1)
         lang = getattr(scene, "lang", None)
-        rendered = say(units, budget, seed + i, lang)
+        rendered = say(i, budget, seed + i, lang)
         original = tok.decode([int(t) for t in text], skip_special_tokens=False)
         # The control: the same rendering read from the next chosen scene's states; what it
         # still matches of this scene's text (names, register) the own states did not supply.
         control = None
         if len(chosen) > 1:
-            other = chosen[(k + 1) % len(chosen)]
-            other_units = torch.as_tensor(shards[other].core[:seen_of[other]],
-                                          dtype=torch.int64)[None]
-            control = chrf(say(other_units, budget, seed + i, lang), original)
+            control = chrf(say(chosen[(k + 1) % len(chosen)], budget, seed + i, lang), original)
         shown = scene.core[:seen]
         gloss = ("·".join(lexicon.gloss(int(u)) for u in shown) if lexicon is not None
                  else " ".join(str(int(u)) for u in shown))

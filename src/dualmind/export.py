@@ -211,8 +211,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", help="output folder (default: <run folder>/export)")
     parser.add_argument(
-        "--lexicon", help="expected lexicon (folder or fingerprint); refuse a mismatch"
+        "--lexicon", help="expected lexicon (folder or fingerprint); refuse a mismatch "
+        "(--format hf: the lexicon folder, required)"
     )
+    parser.add_argument(
+        "--format", choices=("dualmind", "hf"), default="dualmind",
+        help="dualmind: safetensors + config for dualmind; hf: a Hugging Face Llama folder "
+        "(LlamaForCausalLM) with a hyperphrase tokenizer, the lexicon and the decoder "
+        "(docs/export.md; default output <run folder>/export-hf)"
+    )
+    parser.add_argument("--tokenizer", help="--format hf of an align checkpoint: the decoder's "
+                        "tokenizer.json, when it is not found beside the checkpoint or in its "
+                        "corpus folder")
+    parser.add_argument("--max-shard-size", default="5GB",
+                        help="--format hf: largest weight file (e.g. 5GB, 500MB)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -220,6 +232,10 @@ def run(args: argparse.Namespace) -> int:
 
     from dualmind.data.datamodule import DataConfigError, resolve_expected_fingerprint
 
+    if getattr(args, "format", "dualmind") == "hf":
+        from dualmind.export_hf import run as run_hf
+
+        return run_hf(args)
     try:
         ckpt = _resolve_checkpoint(Path(args.checkpoint))
         out = Path(args.out) if args.out else ckpt.parent.parent / "export"

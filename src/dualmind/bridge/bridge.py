@@ -86,10 +86,17 @@ class Bridge:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> Bridge:
+        """A folder written by :meth:`save`, or by `dualmind export --format hf` (an align
+        checkpoint's: core as a Llama folder, decoder/, lexicon/)."""
+        from dualmind.bridge.hf_folder import is_hf_bridge, load_hf_bridge
+
         d = Path(directory)
+        if is_hf_bridge(d):
+            return cls(**load_hf_bridge(d))
         spec_path = d / "bridge.json"
         if not spec_path.is_file():
-            raise BridgeError(f"{d}: no bridge.json (not a folder written by Bridge.save)")
+            raise BridgeError(f"{d}: no bridge.json (not a folder written by Bridge.save or "
+                              "`dualmind export --format hf`)")
         try:
             spec = json.loads(spec_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:

@@ -45,9 +45,10 @@ def sampling_options(args: argparse.Namespace) -> dict:
 
 def load_bridge(args: argparse.Namespace):
     from dualmind.bridge.bridge import Bridge
+    from dualmind.bridge.hf_folder import is_hf_bridge
 
     model = Path(args.model)
-    if (model / "bridge.json").is_file():
+    if (model / "bridge.json").is_file() or is_hf_bridge(model):  # both bring their lexicon
         if args.lexicon or args.adapter:
             raise BridgeError(f"{model} is a bridge folder: it brings its own lexicon and "
                               "adapter (drop --lexicon/--adapter)")

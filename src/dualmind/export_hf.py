@@ -1,0 +1,390 @@
+"""`dualmind export --format hf`: the core as a Hugging Face Llama folder, the decoder beside it.
+
+    dualmind export runs/core_mini --format hf --lexicon runs/lexicon --out runs/core_mini/hf
+
+The core is a Llama in every respect transformers checks (pre-norm RMSNorm, half-split RoPE,
+SwiGLU, grouped-query attention, no biases, tied or untied head: tests/test_core_llama_parity.py),
+so its weights only change names. OUT holds
+
+    config.json, generation_config.json   a LlamaForCausalLM config (written here, no transformers)
+    model.safetensors                      or model-0000i-of-0000n.safetensors + its index
+    tokenizer.json, tokenizer_config.json  hyperphrase symbol <-> core id (symbol_tokenizer)
+    lexicon/                               the lexicon folder: text <-> symbols
+    dualmind.json                          provenance: stage, fingerprints, the exact core config
+    decoder/                               align checkpoints: config.json, model.safetensors,
+                                           tokenizer.json (the decoder's text BPE)
+
+so ``LlamaForCausalLM.from_pretrained(OUT)`` loads the core with no dualmind code, and
+``Bridge.from_pretrained(OUT)`` loads core, decoder and lexicon (docs/export.md).
+
+Tensors are written one at a time: from a .ckpt through a memory map, from a sharded (DCP) folder
+with ``export_sharded.load_dcp_tensor``; a shard file closes once it reaches ``max_shard_bytes``.
+At most one whole tensor is resident, never the model. The folder is written under a staging
+name and moved into place when complete. Weights keep the checkpoint's dtype (cast at load time:
+``from_pretrained(dtype=torch.bfloat16)``): the decoder was aligned to these exact weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from dualmind.export import ExportError
+
+HF_FORMAT = "dualmind-hf"
+HF_VERSION = 1
+MARKER_FILE = "dualmind.json"  # what tells a dualmind HF export from any Llama folder
+DECODER_DIR = "decoder"
+DECODER_FORMAT = "dualmind-decoder"
+LEXICON_DIR = "lexicon"
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+DEFAULT_MAX_SHARD = 5 * 10**9  # transformers' save_pretrained default ("5GB")
+# the exact inverse of the torch dtypes safetensors names (export_sharded.ST_DTYPES)
+HF_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16",
+                  torch.float16: "float16", torch.float64: "float64"}
+
+
+# ---- the Llama config of a core ------------------------------------------------------------
+
+
+def hf_llama_config(cfg, dtype: torch.dtype) -> dict:
+    """config.json of ``LlamaForCausalLM`` with the numbers of CoreConfig ``cfg``.
+
+    RoPE in the transformers 4.x layout (top-level rope_theta, ``rope_scaling``), which 5.x also
+    reads. The core's static NTK scaling is a plain RoPE with a larger base, so it is written as
+    one: the same base, the same float, the same inverse frequencies.
+    """
+    theta, scaling = cfg.rope_theta, cfg.rope_scaling
+    rope = None
+    if scaling is not None and scaling["type"] == "ntk":
+        theta = theta * scaling["factor"] ** (cfg.head_dim / (cfg.head_dim - 2))  # as rope.py
+    elif scaling is not None and scaling["type"] == "linear":
+        rope = {"rope_type": "linear", "factor": scaling["factor"]}
+    elif scaling is not None and scaling["type"] == "llama3":
+        rope = {"rope_type": "llama3", "factor": scaling["factor"],
+                "low_freq_factor": scaling["low_freq_factor"],
+                "high_freq_factor": scaling["high_freq_factor"],
+                "original_max_position_embeddings": scaling["original_max_seq_len"]}
+    elif scaling is not None:
+        raise ExportError(f"rope_scaling type {scaling['type']!r} has no Llama equivalent")
+    from dualmind.symbol_tokenizer import BOS, EOS, PAD
+
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "vocab_size": cfg.vocab_size, "hidden_size": cfg.dim,
+        "intermediate_size": cfg.ffn_dim, "num_hidden_layers": cfg.n_layers,
+        "num_attention_heads": cfg.n_heads, "num_key_value_heads": cfg.n_kv_heads,
+        "head_dim": cfg.head_dim, "hidden_act": "silu",
+        "max_position_embeddings": cfg.max_seq_len, "rms_norm_eps": cfg.norm_eps,
+        "rope_theta": theta, "rope_scaling": rope,
+        "attention_bias": False, "attention_dropout": 0.0, "mlp_bias": False,
+        "tie_word_embeddings": cfg.tie_embeddings, "initializer_range": cfg.init_std,
+        "bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": PAD,
+        "torch_dtype": HF_DTYPE_NAMES[dtype], "use_cache": True,
+    }
+
+
+def generation_config() -> dict:
+    from dualmind.symbol_tokenizer import BOS, EOS, PAD
+
+    # the core ends a record (a scene) with EOS; generation stops there, as the bridge's does
+    return {"bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": PAD}
+
+
+# ---- reading a checkpoint one tensor at a time ---------------------------------------------
+
+
+class CheckpointTensors:
+    """The state_dict tensors of a .ckpt file or a sharded (DCP) folder, by name
+    (``core.layers.0...``), with their shapes and dtypes, loaded one at a time."""
+
+    def __init__(self, ckpt: Path):
+        from dualmind.checkpoint_meta import checkpoint_metadata
+        from dualmind.export_sharded import (
+            DCP_META,
+            STATE_PREFIX,
+            dcp_tensors,
+            is_sharded_checkpoint,
+            load_dcp_tensor,
+        )
+
+        self.path = ckpt
+        if is_sharded_checkpoint(ckpt):
+            self.checkpoint = torch.load(ckpt / DCP_META, map_location="cpu", weights_only=True)
+            found = dcp_tensors(ckpt)
+            self.specs = {k[len(STATE_PREFIX):]: v for k, v in found.items()
+                          if k.startswith(STATE_PREFIX)}
+            self._get = lambda name: load_dcp_tensor(ckpt, STATE_PREFIX + name,
+                                                     *self.specs[name])
+        else:
+            # mmap: a tensor's pages are read when it is written out, never the whole file at once
+            self.checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+            state = self.checkpoint.get("state_dict")
+            if not isinstance(state, dict):
+                raise ExportError(f"{ckpt}: no state_dict in the checkpoint")
+            self.specs = {k: (v.shape, v.dtype) for k, v in state.items()}
+            self._get = state.__getitem__
+        self.meta = checkpoint_metadata(self.checkpoint)
+
+    def component(self, prefix: str) -> dict[str, tuple[torch.Size, torch.dtype]]:
+        """Shapes and dtypes of the tensors under ``prefix`` ("core."), names without it."""
+        return {k[len(prefix):]: v for k, v in self.specs.items() if k.startswith(prefix)}
+
+    def get(self, name: str) -> torch.Tensor:
+        return self._get(name)
+
+
+# ---- writing safetensors shards --------------------------------------------------------------
+
+
+def plan_shards(entries: list[tuple[str, torch.Size, torch.dtype]], max_bytes: int
+                ) -> list[list[tuple[str, torch.Size, torch.dtype]]]:
+    """Split entries, in order, into shards of at most ``max_bytes`` (a larger tensor alone)."""
+    shards: list[list] = [[]]
+    size = 0
+    for entry in entries:
+        n = entry[2].itemsize * int(torch.Size(entry[1]).numel())
+        if shards[-1] and size + n > max_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(entry)
+        size += n
+    return [s for s in shards if s]
+
+
+def write_weights(folder: Path, entries: list[tuple[str, torch.Size, torch.dtype]],
+                  tensor_of: Callable[[str], torch.Tensor], max_bytes: int) -> dict:
+    """``model.safetensors``, or shards + ``model.safetensors.index.json`` as transformers names
+    them; tensors produced (and released) one at a time. Returns {file: tensor count}."""
+    from dualmind.export_sharded import write_safetensors
+
+    shards = plan_shards(entries, max_bytes)
+    names = ([SINGLE_FILE] if len(shards) == 1 else
+             [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
+    weight_map = {}
+    for name, shard in zip(names, shards, strict=True):
+        # "format": "pt" is what transformers expects in a safetensors header
+        write_safetensors(folder / name, shard, tensor_of, {"format": "pt"})
+        weight_map.update({entry[0]: name for entry in shard})
+    if len(shards) > 1:
+        total = sum(e[2].itemsize * int(torch.Size(e[1]).numel()) for e in entries)
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (folder / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+    return {name: len(shard) for name, shard in zip(names, shards, strict=True)}
+
+
+# ---- the export ------------------------------------------------------------------------------
+
+
+def _core_entries(source: CheckpointTensors, cfg) -> tuple[list, dict[str, str]]:
+    """(entries in HF names and layer order, HF name -> checkpoint name) of the core."""
+    from dualmind.model.llama_format import to_hf_state_dict
+
+    specs = source.component("core.")
+    if cfg.tie_embeddings:
+        specs.pop("output.weight", None)  # the embedding itself; transformers ties it on load
+    hf_of = to_hf_state_dict({name: name for name in specs}, cfg)  # core name -> HF name
+    unmapped = sorted(set(specs) - set(hf_of.values()))
+    if unmapped:
+        raise ExportError(f"{source.path}: core tensors with no Llama name {unmapped[:8]} "
+                          "(not a core of the shape its metadata records)")
+
+    def order(hf_name: str) -> tuple[int, str]:
+        m = re.match(r"model\.layers\.(\d+)\.", hf_name)
+        top = {"model.embed_tokens.weight": -1, "model.norm.weight": 1 << 30}
+        return (int(m.group(1)) if m else top.get(hf_name, 1 << 31), hf_name)
+
+    entries = [(hf, *specs[core]) for hf, core in sorted(hf_of.items(), key=lambda x: order(x[0]))]
+    return entries, {hf: f"core.{core}" for hf, core in hf_of.items()}
+
+
+def export_hf(ckpt: str | Path, out: str | Path, lexicon_dir: str | Path,
+              tokenizer: str | Path | None = None,
+              max_shard_bytes: int = DEFAULT_MAX_SHARD) -> Path:
+    """Write the HF folder OUT from a checkpoint (.ckpt, run folder or DCP folder); see the
+    module docstring. ``tokenizer``: the decoder's tokenizer.json (align checkpoints; found beside
+    the checkpoint or in its corpus folder when not given)."""
+    from dualmind.atomic_save import remove_stale, replace_folder, staging_path
+    from dualmind.export import _resolve_checkpoint
+    from dualmind.model.config import CoreConfig
+
+    ckpt, out = _resolve_checkpoint(Path(ckpt)), Path(out)
+    if max_shard_bytes <= 0:
+        raise ExportError(f"max shard size must be positive, got {max_shard_bytes}")
+    if out.exists() and not (out / MARKER_FILE).is_file() and any(out.iterdir()):
+        raise ExportError(f"{out}: a non-empty folder that is no `dualmind export --format hf` "
+                          "folder; not overwriting it")
+    try:
+        source = CheckpointTensors(ckpt)
+    except ExportError:
+        raise
+    except Exception as err:  # noqa: BLE001 - torch/DCP read errors, reported with the path
+        raise ExportError(f"{ckpt}: cannot read as a checkpoint without pickle ({err})") from err
+    meta = source.meta
+    lexicon = _checked_lexicon(lexicon_dir, meta, ckpt)
+    cfg = CoreConfig.from_dict(meta["model"], source=f"{ckpt} metadata")
+    if len(lexicon) > cfg.vocab_size:
+        raise ExportError(f"lexicon {lexicon_dir} has {len(lexicon)} units, the core only "
+                          f"{cfg.vocab_size} symbols: not this core's lexicon")
+    entries, names = _core_entries(source, cfg)
+    dtypes = {e[2] for e in entries}
+    if len(dtypes) != 1 or next(iter(dtypes)) not in HF_DTYPE_NAMES:
+        raise ExportError(f"{ckpt}: core tensors of dtypes {sorted(map(str, dtypes))}; a Llama "
+                          "folder has one floating dtype")
+    text_tokenizer = _decoder_tokenizer(ckpt, meta, tokenizer)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(out)
+    staging = staging_path(out)
+    staging.mkdir()
+    try:
+        files = write_weights(staging, entries, lambda n: source.get(names[n]), max_shard_bytes)
+        _write_json(staging / "config.json", hf_llama_config(cfg, next(iter(dtypes))))
+        _write_json(staging / "generation_config.json", generation_config())
+        from dualmind.symbol_tokenizer import write_symbol_tokenizer
+
+        write_symbol_tokenizer(staging, len(lexicon), cfg.max_seq_len)
+        lexicon.save(staging / LEXICON_DIR)
+        decoder_files = None
+        if text_tokenizer is not None:
+            decoder_files = _write_decoder(staging / DECODER_DIR, source, meta, text_tokenizer,
+                                           max_shard_bytes)
+        _write_json(staging / MARKER_FILE, _marker(ckpt, source, meta, files, decoder_files))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replace_folder(staging, out)
+    return out
+
+
+def _checked_lexicon(lexicon_dir, meta: dict, ckpt: Path):
+    from dualmind.checkpoint_meta import LexiconMismatchError, check_lexicon
+    from dualmind.lexicon import Lexicon, LexiconError
+
+    if lexicon_dir is None:
+        raise ExportError("--format hf needs --lexicon DIR: the core's lexicon folder (its "
+                          "symbols become the tokenizer's vocabulary and it ships in the export)")
+    try:
+        lexicon = Lexicon.load(lexicon_dir)
+        check_lexicon(meta, lexicon.fingerprint, where=f"checkpoint {ckpt}")
+    except LexiconError as err:
+        raise ExportError(f"lexicon {lexicon_dir}: {err}") from err
+    except LexiconMismatchError as err:
+        raise ExportError(str(err)) from err
+    return lexicon
+
+
+def _decoder_tokenizer(ckpt: Path, meta: dict, given) -> Path | None:
+    """The decoder's tokenizer.json of an align checkpoint (None for a core-only checkpoint);
+    checked against the decoder's vocabulary before anything is written."""
+    if meta.get("stage") != "align":
+        if given is not None:
+            raise ExportError(f"--tokenizer {given}: checkpoint {ckpt} is stage "
+                              f"{meta.get('stage')!r}, which has no language decoder")
+        return None
+    from types import SimpleNamespace
+
+    from dualmind.bridge.errors import BridgeError
+    from dualmind.bridge.loading import find_tokenizer, load_tokenizer
+    from dualmind.model.decoder_config import DecoderConfig
+
+    if not meta.get("decoder"):
+        raise ExportError(f"{ckpt}: an align checkpoint without its decoder config")
+    decoder = SimpleNamespace(cfg=DecoderConfig.from_dict(meta["decoder"],
+                                                          source=f"{ckpt} metadata"))
+    try:
+        path = find_tokenizer(ckpt, {"path": str(ckpt)}, given)
+        load_tokenizer(path, decoder)
+    except BridgeError as err:
+        raise ExportError(str(err).replace("pass tokenizer=PATH", "pass --tokenizer PATH")
+                          ) from err
+    return path
+
+
+def _write_decoder(folder: Path, source: CheckpointTensors, meta: dict, tokenizer: Path,
+                   max_bytes: int) -> dict:
+    """decoder/: config.json, the decoder's tensors under dualmind's names (a tied head stored
+    once, named in config.json's aliases), tokenizer.json."""
+    import dualmind
+
+    folder.mkdir()
+    specs = source.component("decoder.")
+    if not specs:
+        raise ExportError(f"{source.path}: an align checkpoint without decoder weights")
+    aliases = {}
+    if meta["decoder"].get("tie_embeddings"):
+        specs.pop("output.weight", None)
+        aliases = {"output.weight": "tok_embeddings.weight"}
+    entries = [(name, *specs[name]) for name in sorted(specs)]
+    files = write_weights(folder, entries, lambda n: source.get(f"decoder.{n}"), max_bytes)
+    shutil.copyfile(tokenizer, folder / "tokenizer.json")
+    _write_json(folder / "config.json", {
+        "format": DECODER_FORMAT, "format_version": HF_VERSION,
+        "dualmind_version": dualmind.__version__, "decoder": meta["decoder"],
+        "core_fingerprint": meta.get("core_fingerprint"),
+        "lexicon_fingerprint": meta.get("lexicon_fingerprint"),
+        "aliases": aliases, "files": files,
+    })
+    return files
+
+
+def _marker(ckpt: Path, source: CheckpointTensors, meta: dict, files: dict,
+            decoder_files: dict | None) -> dict:
+    import dualmind
+
+    return {
+        "format": HF_FORMAT, "format_version": HF_VERSION,
+        "dualmind_version": dualmind.__version__, "stage": meta.get("stage"),
+        "lexicon_fingerprint": meta.get("lexicon_fingerprint"),
+        "core_fingerprint": meta.get("core_fingerprint"),
+        "model": meta["model"],  # the exact core config (init, backend, rope kind) for dualmind
+        "context": meta.get("context"), "files": files,
+        "decoder": DECODER_DIR if decoder_files is not None else None,
+        "global_step": source.checkpoint.get("global_step"),
+        "flops_total": meta.get("flops_total"), "source_checkpoint": str(ckpt),
+    }
+
+
+def _write_json(path: Path, value: dict) -> None:
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# ---- command line (`dualmind export --format hf`, arguments in dualmind.export) --------------
+
+
+def parse_size(text: str) -> int:
+    """"5GB", "500MB", "40KB" or a byte count (decimal units, as transformers reads them)."""
+    m = re.fullmatch(r"\s*(\d+)\s*(B|KB|MB|GB|TB)?\s*", str(text).upper())
+    if not m:
+        raise ExportError(f"--max-shard-size {text!r}: expected e.g. 5GB, 500MB or a byte count")
+    units = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+    return int(m.group(1)) * units[m.group(2)]
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from dualmind.export import _resolve_checkpoint
+
+    try:
+        ckpt = _resolve_checkpoint(Path(args.checkpoint))
+        out = Path(args.out) if args.out else ckpt.parent.parent / "export-hf"
+        out = export_hf(ckpt, out, args.lexicon, tokenizer=args.tokenizer,
+                        max_shard_bytes=parse_size(args.max_shard_size))
+    except ExportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    marker = json.loads((out / MARKER_FILE).read_text())
+    shards = len(marker["files"])
+    print(f"exported {ckpt} -> {out} as a Hugging Face Llama folder ({shards} weight "
+          f"file{'s' if shards > 1 else ''}; stage {marker['stage']}, step "
+          f"{marker['global_step']}, lexicon {marker['lexicon_fingerprint']}"
+          f"{', decoder in decoder/' if marker['decoder'] else ''})")
+    return 0

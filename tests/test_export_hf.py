@@ -197,6 +197,21 @@ def test_bridge_loads_the_hf_export_of_an_align_checkpoint(toy, tmp_path):
     answer = loaded.generate(question, **kw)
     assert (answer.text, answer.thought_symbols) == (expected.text, expected.thought_symbols)
     assert loaded.notes == [] and loaded.core_fingerprint == dec_config["core_fingerprint"]
+    from dualmind.bridge.cli_common import load_bridge  # `dualmind generate/chat --model OUT`
+
+    cli = load_bridge(argparse.Namespace(model=str(out), lexicon=None, adapter=None,
+                                         tokenizer=None, index=None, retrieve=0))
+    assert cli.core_fingerprint == loaded.core_fingerprint
+
+    # a `dualmind export` folder (what `dualmind adapt merge` writes) exports the same bytes
+    from dualmind.export import export_checkpoint
+
+    again = export_hf(export_checkpoint(ckpt, tmp_path / "plain"), tmp_path / "again",
+                      d / "lexicon", max_shard_bytes=200_000)
+    for sub in ("", "decoder/"):
+        files = sorted(p.name for p in (out / sub).glob("model*"))
+        assert files and files == sorted(p.name for p in (again / sub).glob("model*"))
+        assert all((out / sub / f).read_bytes() == (again / sub / f).read_bytes() for f in files)
 
     dec_config["core_fingerprint"] = "0" * 16  # a decoder aligned to another core
     (out / "decoder" / "config.json").write_text(json.dumps(dec_config))

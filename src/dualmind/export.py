@@ -217,8 +217,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=("dualmind", "hf"), default="dualmind",
         help="dualmind: safetensors + config for dualmind; hf: a Hugging Face Llama folder "
-        "(LlamaForCausalLM) with a hyperphrase tokenizer, the lexicon and the decoder "
-        "(docs/export.md; default output <run folder>/export-hf)"
+        "(LlamaForCausalLM) with a hyperphrase tokenizer, the lexicon and the decoder; also "
+        "reads a `dualmind export` folder (docs/export.md; default output <run folder>/export-hf)"
     )
     parser.add_argument("--tokenizer", help="--format hf of an align checkpoint: the decoder's "
                         "tokenizer.json, when it is not found beside the checkpoint or in its "

@@ -116,6 +116,9 @@ class CheckpointTensors:
         )
 
         self.path = ckpt
+        if is_export_folder(ckpt):
+            self._read_export(ckpt)
+            return
         if is_sharded_checkpoint(ckpt):
             self.checkpoint = torch.load(ckpt / DCP_META, map_location="cpu", weights_only=True)
             found = dcp_tensors(ckpt)
@@ -133,6 +136,33 @@ class CheckpointTensors:
             self._get = state.__getitem__
         self.meta = checkpoint_metadata(self.checkpoint)
 
+    def _read_export(self, folder: Path) -> None:
+        """A `dualmind export` folder (e.g. a merged adapter's): tensors read one at a time."""
+        from safetensors import safe_open
+
+        from dualmind.export import read_export_config
+        from dualmind.export_sharded import ST_DTYPES
+
+        config = read_export_config(folder)
+        dtypes = {name: dtype for dtype, name in ST_DTYPES.items()}
+        self.meta, self.checkpoint = config, {"global_step": config.get("global_step")}
+        self.specs, files = {}, {}
+        for component, entry in config["components"].items():
+            file = str(folder / entry["file"])
+            with safe_open(file, framework="pt") as f:
+                for key in f.keys():
+                    part = f.get_slice(key)
+                    name = f"{component}.{key}"
+                    self.specs[name] = (torch.Size(part.get_shape()), dtypes[part.get_dtype()])
+                    files[name] = (file, key)
+
+        def get(name: str) -> torch.Tensor:
+            file, key = files[name]
+            with safe_open(file, framework="pt") as f:
+                return f.get_tensor(key)
+
+        self._get = get
+
     def component(self, prefix: str) -> dict[str, tuple[torch.Size, torch.dtype]]:
         """Shapes and dtypes of the tensors under ``prefix`` ("core."), names without it."""
         return {k[len(prefix):]: v for k, v in self.specs.items() if k.startswith(prefix)}
@@ -142,6 +172,18 @@ class CheckpointTensors:
 
 
 # ---- writing safetensors shards --------------------------------------------------------------
+
+
+def is_export_folder(path: Path) -> bool:
+    """A `dualmind export` folder (config.json + <component>.safetensors)."""
+    return path.is_dir() and (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def resolve_source(path: Path) -> Path:
+    """A checkpoint (as `dualmind export` takes it) or a `dualmind export` folder."""
+    from dualmind.export import _resolve_checkpoint
+
+    return path if is_export_folder(path) else _resolve_checkpoint(path)
 
 
 def plan_shards(entries: list[tuple[str, torch.Size, torch.dtype]], max_bytes: int
@@ -208,14 +250,14 @@ def _core_entries(source: CheckpointTensors, cfg) -> tuple[list, dict[str, str]]
 def export_hf(ckpt: str | Path, out: str | Path, lexicon_dir: str | Path,
               tokenizer: str | Path | None = None,
               max_shard_bytes: int = DEFAULT_MAX_SHARD) -> Path:
-    """Write the HF folder OUT from a checkpoint (.ckpt, run folder or DCP folder); see the
-    module docstring. ``tokenizer``: the decoder's tokenizer.json (align checkpoints; found beside
-    the checkpoint or in its corpus folder when not given)."""
+    """Write the HF folder OUT from a checkpoint (.ckpt, run folder or DCP folder) or a
+    `dualmind export` folder (a merged adapter's, say); see the module docstring. ``tokenizer``:
+    the decoder's tokenizer.json (align checkpoints; found beside the checkpoint or in its corpus
+    folder when not given)."""
     from dualmind.atomic_save import remove_stale, replace_folder, staging_path
-    from dualmind.export import _resolve_checkpoint
     from dualmind.model.config import CoreConfig
 
-    ckpt, out = _resolve_checkpoint(Path(ckpt)), Path(out)
+    ckpt, out = resolve_source(Path(ckpt)), Path(out)
     if max_shard_bytes <= 0:
         raise ExportError(f"max shard size must be positive, got {max_shard_bytes}")
     if out.exists() and not (out / MARKER_FILE).is_file() and any(out.iterdir()):
@@ -300,7 +342,7 @@ def _decoder_tokenizer(ckpt: Path, meta: dict, given) -> Path | None:
     decoder = SimpleNamespace(cfg=DecoderConfig.from_dict(meta["decoder"],
                                                           source=f"{ckpt} metadata"))
     try:
-        path = find_tokenizer(ckpt, {"path": str(ckpt)}, given)
+        path = find_tokenizer(ckpt, {**meta, "path": str(ckpt)}, given)
         load_tokenizer(path, decoder)
     except BridgeError as err:
         raise ExportError(str(err).replace("pass tokenizer=PATH", "pass --tokenizer PATH")
@@ -371,11 +413,10 @@ def parse_size(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from dualmind.export import _resolve_checkpoint
-
     try:
-        ckpt = _resolve_checkpoint(Path(args.checkpoint))
-        out = Path(args.out) if args.out else ckpt.parent.parent / "export-hf"
+        ckpt = resolve_source(Path(args.checkpoint))
+        out = (Path(args.out) if args.out else ckpt.with_name(f"{ckpt.name}-hf")
+               if is_export_folder(ckpt) else ckpt.parent.parent / "export-hf")
         out = export_hf(ckpt, out, args.lexicon, tokenizer=args.tokenizer,
                         max_shard_bytes=parse_size(args.max_shard_size))
     except ExportError as err:

@@ -101,9 +101,22 @@ def generation_config() -> dict:
 # ---- reading a checkpoint one tensor at a time ---------------------------------------------
 
 
+def is_export_folder(path: Path) -> bool:
+    """A `dualmind export` folder (config.json + <component>.safetensors)."""
+    return path.is_dir() and (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def resolve_source(path: Path) -> Path:
+    """A checkpoint (as `dualmind export` takes it) or a `dualmind export` folder."""
+    from dualmind.export import _resolve_checkpoint
+
+    return path if is_export_folder(path) else _resolve_checkpoint(path)
+
+
 class CheckpointTensors:
-    """The state_dict tensors of a .ckpt file or a sharded (DCP) folder, by name
-    (``core.layers.0...``), with their shapes and dtypes, loaded one at a time."""
+    """The state_dict tensors of a .ckpt file, a sharded (DCP) folder or a `dualmind export`
+    folder, by name (``core.layers.0...``), with their shapes and dtypes, loaded one at a time;
+    ``meta``: the checkpoint's dualmind metadata (an export folder's config.json)."""
 
     def __init__(self, ckpt: Path):
         from dualmind.checkpoint_meta import checkpoint_metadata
@@ -172,18 +185,6 @@ class CheckpointTensors:
 
 
 # ---- writing safetensors shards --------------------------------------------------------------
-
-
-def is_export_folder(path: Path) -> bool:
-    """A `dualmind export` folder (config.json + <component>.safetensors)."""
-    return path.is_dir() and (path / "config.json").is_file() and any(path.glob("*.safetensors"))
-
-
-def resolve_source(path: Path) -> Path:
-    """A checkpoint (as `dualmind export` takes it) or a `dualmind export` folder."""
-    from dualmind.export import _resolve_checkpoint
-
-    return path if is_export_folder(path) else _resolve_checkpoint(path)
 
 
 def plan_shards(entries: list[tuple[str, torch.Size, torch.dtype]], max_bytes: int

@@ -20,6 +20,7 @@ BENCHMARKS: list[tuple[str, list[str], Path | None]] = [
     ("train_throughput.py", [], None),
     ("core_mini_curve.py", [], None),
     ("parallel_throughput.py", [], None),
+    ("export_hf.py", [], None),  # the Hugging Face export at the 125m shape (~1 min)
     ("generation.py", ["--demo", str(DEMO)], DEMO / "decoder_align"),
     ("adapt.py", ["--core", str(DEMO / "core_mini/checkpoints/last.ckpt"),
                   "--corpus", str(DEMO / "corpus")], DEMO / "core_mini"),

@@ -116,6 +116,23 @@ def test_dualmind_loads_the_export_back_bit_identically(toy, tmp_path):
         load_hf_core(out, expect_lexicon="ab" * 32)
 
 
+def test_a_plain_llama_folder_loads_as_a_core(tmp_path):
+    """No dualmind.json: the shape comes from config.json alone (a save_pretrained folder)."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96,
+                                      num_hidden_layers=2, num_attention_heads=4,
+                                      num_key_value_heads=2, max_position_embeddings=128,
+                                      tie_word_embeddings=False, initializer_range=0.15)
+    torch.manual_seed(0)
+    hf = transformers.LlamaForCausalLM(config).eval()
+    hf.save_pretrained(tmp_path / "llama")
+    core, marker = load_hf_core(tmp_path / "llama")
+    assert marker == {} and core.cfg.n_kv_heads == 2 and not core.cfg.tie_embeddings
+    ids = _ids(97)
+    with torch.no_grad():
+        torch.testing.assert_close(core(ids).logits, hf(ids).logits, **TOL)
+
+
 def test_sharded_checkpoint_exports_shard_by_shard_as_the_ckpt_does(toy, tmp_path, monkeypatch):
     """A DCP folder (as fsdp2 saves it) and a .ckpt of the same core give byte-identical weight
     files; the DCP export holds one whole tensor at a time; transformers loads the shards."""

@@ -270,6 +270,12 @@ def test_bad_input_is_refused_with_the_file_named(toy, tmp_path, capsys):
     other = _core_checkpoint(tmp_path / "o.ckpt", lexicon, core, fingerprint="cd" * 32)
     with pytest.raises(ExportError, match="lexicon"):
         export_hf(other, tmp_path / "o", d / "lexicon")
+    torn = torch.load(ckpt, weights_only=True)
+    del torn["state_dict"]["core.layers.1.feed_forward.w2.weight"]
+    torch.save(torn, tmp_path / "torn.ckpt")
+    with pytest.raises(ExportError, match=r"missing \['layers\.1\.feed_forward\.w2"):
+        export_hf(tmp_path / "torn.ckpt", tmp_path / "torn", d / "lexicon")
+    assert not (tmp_path / "torn").exists()
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(ExportError, match="not overwriting"):

@@ -228,16 +228,22 @@ def write_weights(folder: Path, entries: list[tuple[str, torch.Size, torch.dtype
 
 def _core_entries(source: CheckpointTensors, cfg) -> tuple[list, dict[str, str]]:
     """(entries in HF names and layer order, HF name -> checkpoint name) of the core."""
+    from dualmind.model.core import HyperCore
     from dualmind.model.llama_format import to_hf_state_dict
 
     specs = source.component("core.")
+    with torch.device("meta"):  # the names and shapes this config has, without any memory
+        expected = {k: v.shape for k, v in HyperCore(cfg).state_dict().items()}
     if cfg.tie_embeddings:
         specs.pop("output.weight", None)  # the embedding itself; transformers ties it on load
-    hf_of = to_hf_state_dict({name: name for name in specs}, cfg)  # core name -> HF name
-    unmapped = sorted(set(specs) - set(hf_of.values()))
-    if unmapped:
-        raise ExportError(f"{source.path}: core tensors with no Llama name {unmapped[:8]} "
-                          "(not a core of the shape its metadata records)")
+        expected.pop("output.weight")
+    wrong = sorted(k for k in set(specs) & set(expected) if tuple(specs[k][0]) != expected[k])
+    if set(specs) != set(expected) or wrong:
+        raise ExportError(
+            f"{source.path}: the core's tensors do not fit the shape its metadata records: "
+            f"missing {sorted(set(expected) - set(specs))[:4]}, unexpected "
+            f"{sorted(set(specs) - set(expected))[:4]}, other shapes {wrong[:4]}")
+    hf_of = to_hf_state_dict({name: name for name in specs}, cfg)  # HF name -> core name
 
     def order(hf_name: str) -> tuple[int, str]:
         m = re.match(r"model\.layers\.(\d+)\.", hf_name)
@@ -256,7 +262,7 @@ def export_hf(ckpt: str | Path, out: str | Path, lexicon_dir: str | Path,
     the decoder's tokenizer.json (align checkpoints; found beside the checkpoint or in its corpus
     folder when not given)."""
     from dualmind.atomic_save import remove_stale, replace_folder, staging_path
-    from dualmind.model.config import CoreConfig
+    from dualmind.model.config import ConfigError, CoreConfig
 
     ckpt, out = resolve_source(Path(ckpt)), Path(out)
     if max_shard_bytes <= 0:
@@ -272,7 +278,10 @@ def export_hf(ckpt: str | Path, out: str | Path, lexicon_dir: str | Path,
         raise ExportError(f"{ckpt}: cannot read as a checkpoint without pickle ({err})") from err
     meta = source.meta
     lexicon = _checked_lexicon(lexicon_dir, meta, ckpt)
-    cfg = CoreConfig.from_dict(meta["model"], source=f"{ckpt} metadata")
+    try:
+        cfg = CoreConfig.from_dict(meta.get("model") or {}, source=f"{ckpt} metadata")
+    except ConfigError as err:
+        raise ExportError(str(err)) from err
     if len(lexicon) > cfg.vocab_size:
         raise ExportError(f"lexicon {lexicon_dir} has {len(lexicon)} units, the core only "
                           f"{cfg.vocab_size} symbols: not this core's lexicon")
@@ -336,12 +345,16 @@ def _decoder_tokenizer(ckpt: Path, meta: dict, given) -> Path | None:
 
     from dualmind.bridge.errors import BridgeError
     from dualmind.bridge.loading import find_tokenizer, load_tokenizer
+    from dualmind.model.config import ConfigError
     from dualmind.model.decoder_config import DecoderConfig
 
     if not meta.get("decoder"):
         raise ExportError(f"{ckpt}: an align checkpoint without its decoder config")
-    decoder = SimpleNamespace(cfg=DecoderConfig.from_dict(meta["decoder"],
-                                                          source=f"{ckpt} metadata"))
+    try:
+        decoder = SimpleNamespace(cfg=DecoderConfig.from_dict(meta["decoder"],
+                                                              source=f"{ckpt} metadata"))
+    except ConfigError as err:
+        raise ExportError(str(err)) from err
     try:
         path = find_tokenizer(ckpt, {**meta, "path": str(ckpt)}, given)
         load_tokenizer(path, decoder)

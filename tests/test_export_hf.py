@@ -230,6 +230,12 @@ def test_bridge_loads_the_hf_export_of_an_align_checkpoint(toy, tmp_path):
         assert files and files == sorted(p.name for p in (again / sub).glob("model*"))
         assert all((out / sub / f).read_bytes() == (again / sub / f).read_bytes() for f in files)
 
+    torn = torch.load(ckpt, weights_only=True)
+    del torn["state_dict"]["decoder.layers.0.cross_attention.wk.weight"]
+    torch.save(torn, tmp_path / "torn.ckpt")
+    with pytest.raises(ExportError, match=r"decoder's tensors .* missing \['layers\.0\.cross"):
+        export_hf(tmp_path / "torn.ckpt", tmp_path / "torn", d / "lexicon", tokenizer=d)
+
     dec_config["core_fingerprint"] = "0" * 16  # a decoder aligned to another core
     (out / "decoder" / "config.json").write_text(json.dumps(dec_config))
     with pytest.raises(BridgeError, match="core mismatch"):

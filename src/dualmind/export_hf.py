@@ -226,6 +226,38 @@ def write_weights(folder: Path, entries: list[tuple[str, torch.Size, torch.dtype
 # ---- the export ------------------------------------------------------------------------------
 
 
+def _check_tensors(path: Path, what: str, specs: dict, expected: dict) -> None:
+    """Refuse, before anything is written, tensors that are not the ones the config gives."""
+    wrong = sorted(k for k in set(specs) & set(expected) if tuple(specs[k][0]) != expected[k])
+    if set(specs) != set(expected) or wrong:
+        raise ExportError(
+            f"{path}: the {what}'s tensors do not fit the shape its metadata records: "
+            f"missing {sorted(set(expected) - set(specs))[:4]}, unexpected "
+            f"{sorted(set(specs) - set(expected))[:4]}, other shapes {wrong[:4]}")
+
+
+def _decoder_entries(source: CheckpointTensors, meta: dict) -> tuple[list, dict[str, str]]:
+    """(entries in name order, aliases) of an align checkpoint's decoder, checked."""
+    from dualmind.model.config import ConfigError
+    from dualmind.model.decoder import LanguageDecoder
+    from dualmind.model.decoder_config import DecoderConfig
+
+    try:
+        cfg = DecoderConfig.from_dict(meta.get("decoder") or {}, source=f"{source.path} metadata")
+    except ConfigError as err:
+        raise ExportError(str(err)) from err
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in LanguageDecoder(cfg).state_dict().items()}
+    specs = source.component("decoder.")
+    aliases = {}
+    if cfg.tie_embeddings:
+        specs.pop("output.weight", None)
+        expected.pop("output.weight")
+        aliases = {"output.weight": "tok_embeddings.weight"}
+    _check_tensors(source.path, "decoder", specs, expected)
+    return [(name, *specs[name]) for name in sorted(specs)], aliases
+
+
 def _core_entries(source: CheckpointTensors, cfg) -> tuple[list, dict[str, str]]:
     """(entries in HF names and layer order, HF name -> checkpoint name) of the core."""
     from dualmind.model.core import HyperCore
@@ -237,12 +269,7 @@ def _core_entries(source: CheckpointTensors, cfg) -> tuple[list, dict[str, str]]
     if cfg.tie_embeddings:
         specs.pop("output.weight", None)  # the embedding itself; transformers ties it on load
         expected.pop("output.weight")
-    wrong = sorted(k for k in set(specs) & set(expected) if tuple(specs[k][0]) != expected[k])
-    if set(specs) != set(expected) or wrong:
-        raise ExportError(
-            f"{source.path}: the core's tensors do not fit the shape its metadata records: "
-            f"missing {sorted(set(expected) - set(specs))[:4]}, unexpected "
-            f"{sorted(set(specs) - set(expected))[:4]}, other shapes {wrong[:4]}")
+    _check_tensors(source.path, "core", specs, expected)
     hf_of = to_hf_state_dict({name: name for name in specs}, cfg)  # HF name -> core name
 
     def order(hf_name: str) -> tuple[int, str]:
@@ -291,6 +318,7 @@ def export_hf(ckpt: str | Path, out: str | Path, lexicon_dir: str | Path,
         raise ExportError(f"{ckpt}: core tensors of dtypes {sorted(map(str, dtypes))}; a Llama "
                           "folder has one floating dtype")
     text_tokenizer = _decoder_tokenizer(ckpt, meta, tokenizer)
+    decoder = _decoder_entries(source, meta) if text_tokenizer is not None else None
 
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(out)
@@ -307,7 +335,7 @@ def export_hf(ckpt: str | Path, out: str | Path, lexicon_dir: str | Path,
         decoder_files = None
         if text_tokenizer is not None:
             decoder_files = _write_decoder(staging / DECODER_DIR, source, meta, text_tokenizer,
-                                           max_shard_bytes)
+                                           decoder, max_shard_bytes)
         _write_json(staging / MARKER_FILE, _marker(ckpt, source, meta, files, decoder_files))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -365,20 +393,13 @@ def _decoder_tokenizer(ckpt: Path, meta: dict, given) -> Path | None:
 
 
 def _write_decoder(folder: Path, source: CheckpointTensors, meta: dict, tokenizer: Path,
-                   max_bytes: int) -> dict:
+                   decoder: tuple[list, dict[str, str]], max_bytes: int) -> dict:
     """decoder/: config.json, the decoder's tensors under dualmind's names (a tied head stored
     once, named in config.json's aliases), tokenizer.json."""
     import dualmind
 
     folder.mkdir()
-    specs = source.component("decoder.")
-    if not specs:
-        raise ExportError(f"{source.path}: an align checkpoint without decoder weights")
-    aliases = {}
-    if meta["decoder"].get("tie_embeddings"):
-        specs.pop("output.weight", None)
-        aliases = {"output.weight": "tok_embeddings.weight"}
-    entries = [(name, *specs[name]) for name in sorted(specs)]
+    entries, aliases = decoder
     files = write_weights(folder, entries, lambda n: source.get(f"decoder.{n}"), max_bytes)
     shutil.copyfile(tokenizer, folder / "tokenizer.json")
     _write_json(folder / "config.json", {

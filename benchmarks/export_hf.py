@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"Core shape `{args.shape}`: {params / 1e6:.1f}M parameters, fp32, "
         f"{'tied' if cfg.tie_embeddings else 'untied'} head; largest tensor "
-        f"{largest / mb:.1f} MB; --max-shard-size {args.max_shard_size} -> {len(shards)} shard "
-        f"files. {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
+        f"{largest / mb:.1f} MB; --max-shard-size {args.max_shard_size} -> {len(shards)} weight "
+        f"file(s). {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
         f"threads, torch {torch.__version__}.",
         "",
         "| source | export wall time | anonymous memory rise | file-backed pages rise |",
@@ -137,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Both sources were written just before, so they are read from the page cache: the wall "
         "times leave out reading a checkpoint from disk. The anonymous rise of the DCP export is "
-        "twice the largest tensor (DCP's reader loads a tensor's bytes as a tensor of its own, "
-        "then copies them into the one being filled); the .ckpt export's pages are its memory "
-        "map, clean pages the kernel can drop.",
+        f"{rows[0][2]['RssAnon'] * 1e3 / largest:.1f}x the largest tensor (DCP's reader loads a "
+        "tensor's bytes as a tensor of its own, then copies them into the one being filled); "
+        "the .ckpt export's pages are its memory map, clean pages the kernel can drop.",
         "",
         f"Shard files of the two exports byte-identical: {same}. dualmind reads the export back "
         f"bit for bit: {identical}. "

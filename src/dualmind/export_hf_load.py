@@ -19,14 +19,8 @@ from pathlib import Path
 import torch
 
 from dualmind.export import ExportError
-from dualmind.export_hf import (
-    DECODER_FORMAT,
-    HF_FORMAT,
-    HF_VERSION,
-    INDEX_FILE,
-    MARKER_FILE,
-    SINGLE_FILE,
-)
+from dualmind.export_hf import DECODER_FORMAT, HF_FORMAT, HF_VERSION, MARKER_FILE
+from dualmind.export_stream import INDEX_FILE, SINGLE_FILE
 
 # CoreConfig fields that config.json also holds: they must agree with dualmind.json's
 SHAPE_KEYS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "head_dim",

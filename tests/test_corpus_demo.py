@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dualmind.data.demo import (
+from dualmind.sources.demo import (
     DEMO_DIR,
     demo_files,
     load_demo_documents,

@@ -70,11 +70,12 @@ def test_planned_align_flops_are_what_training_logs():
     gives the decoder's rate, one with one unit and no targets the frozen core's (no head)."""
     from types import SimpleNamespace
 
-    from dualmind.align import align_step_flops
-    from dualmind.data.align_datamodule import IGNORE
     from dualmind.model.config import CoreConfig
-    from dualmind.plan import PlanRequest, plan
+    from dualmind.plan.planner import plan
+    from dualmind.plan.request import PlanRequest
     from dualmind.plan.resolve import resolve_decoder
+    from dualmind.train.align import align_step_flops
+    from dualmind.train.align_datamodule import IGNORE
 
     p = plan(PlanRequest(recipe="core_70b", gpus=256, bytes_per_symbol=5.0,
                          bpe_bytes_per_token=4.0, seq_len=4096))

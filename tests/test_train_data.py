@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from dualmind.data.datamodule import CoreDataModule, CoreStream, DataConfigError, TrainBatches
+from dualmind.train.datamodule import CoreDataModule, CoreStream, DataConfigError, TrainBatches
 from test_train_support import tiny_corpus
 
 

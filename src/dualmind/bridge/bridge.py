@@ -24,12 +24,12 @@ import torch
 from dualmind.bridge import loading
 from dualmind.bridge.answer import Answer, Retrieved, Timings
 from dualmind.bridge.errors import BridgeError
-from dualmind.bridge.pointer import pointer_for
 from dualmind.bridge.prompt import assemble, encode_prompt
 from dualmind.bridge.rendering import render
 from dualmind.bridge.sampling import check_options
 from dualmind.bridge.thinking import think
 from dualmind.model.core_reading import read_core
+from dualmind.model.pointer import pointer_for
 
 BRIDGE_FORMAT = "dualmind-bridge"
 BRIDGE_VERSION = 1

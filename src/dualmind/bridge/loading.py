@@ -25,7 +25,8 @@ TOKENIZER_FILE = "tokenizer.json"
 
 
 def load_lexicon(lexicon_dir: str | Path):
-    from dualmind.lexicon import Lexicon, LexiconError
+    from dualmind.lexicon.lexicon import Lexicon
+    from dualmind.lexicon.units import LexiconError
 
     try:
         return Lexicon.load(lexicon_dir)
@@ -35,7 +36,8 @@ def load_lexicon(lexicon_dir: str | Path):
 
 def load_core_and_decoder(source: str | Path):
     """(core, decoder, meta) of an align checkpoint, its run folder, or an export folder."""
-    from dualmind.evaluate import EvalError, load_models
+    from dualmind.evaluate.load import load_models
+    from dualmind.evaluate.report import EvalError
 
     try:
         core, decoder, meta = load_models(source)
@@ -134,7 +136,7 @@ def apply_adapter(core, adapter_dir: str | Path):
     if not path.is_dir():
         raise BridgeError(f"adapter {adapter_dir}: no such folder")
     try:
-        from dualmind.adapters import load_adapter
+        from dualmind.adapters.lora import load_adapter
     except ImportError as err:
         raise BridgeError(f"adapter {adapter_dir}: dualmind.adapters (load_adapter) is not "
                           f"available in this installation ({err}); load without the adapter"
@@ -156,7 +158,7 @@ def write_export(out: Path, core, decoder, lexicon_fingerprint: str, core_fp: st
     from safetensors.torch import save_file
 
     import dualmind
-    from dualmind.export import EXPORT_FORMAT, EXPORT_VERSION, unique_tensors
+    from dualmind.checkpoint.export import EXPORT_FORMAT, EXPORT_VERSION, unique_tensors
 
     out.mkdir(parents=True, exist_ok=True)
     files = {}

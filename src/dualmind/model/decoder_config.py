@@ -246,7 +246,7 @@ class DecoderConfig(StackConfig):
     @property
     def follows_pointer(self) -> bool:
         """Whether what a token reads depends on where its text has reached: generation then
-        needs a pointer (dualmind.bridge.pointer); render mode without positions does not."""
+        needs a pointer (dualmind.model.pointer); render mode without positions does not."""
         return (self.mask_mode != "render" or self.cross_rope or self.pointer_feed
                 or self.copy_logits)
 

@@ -2,7 +2,7 @@
 that turns text into the core's symbols, the decoder's text tokenizer, and a second core to
 compare with (another checkpoint of the same shape, or an adapter folder on this core).
 
-Checkpoints are read by ``dualmind.evaluate_load.read_models``, the loader of `dualmind eval`,
+Checkpoints are read by ``dualmind.evaluate.load.read_models``, the loader of `dualmind eval`,
 asked for cores of every stage: a report shows a core alone too.
 """
 
@@ -31,7 +31,7 @@ class Models:
 
 
 def _checkpoint_file(path: Path) -> Path:
-    from dualmind.export_sharded import is_sharded_checkpoint
+    from dualmind.checkpoint.export_sharded import is_sharded_checkpoint
 
     if path.is_dir() and not is_sharded_checkpoint(path):
         path = path / "checkpoints" / "last.ckpt"
@@ -50,7 +50,8 @@ def _is_export(path: Path) -> bool:
 def load(checkpoint: str | Path) -> Models:
     """The core and (for an align run) decoder of a checkpoint, run folder or export folder,
     read by the same loader as `dualmind eval`, for cores of every stage."""
-    from dualmind.evaluate_load import EvalError, read_models
+    from dualmind.evaluate.load import read_models
+    from dualmind.evaluate.report import EvalError
 
     path = Path(checkpoint)
     if not _is_export(path):
@@ -69,7 +70,7 @@ def load_lexicon(lexicon_dir: str | Path | None, models: Models):
     """The lexicon that encodes text for this core: ``lexicon_dir``; else the run's
     ``data.lexicon`` when that is a folder; else a lexicon folder beside the run's corpus
     (``make demo``'s layout) whose fingerprint is the checkpoint's. The fingerprint must match."""
-    from dualmind.lexicon import Lexicon
+    from dualmind.lexicon.lexicon import Lexicon
 
     if lexicon_dir is None:
         lexicon_dir = _recorded_lexicon(models)
@@ -146,7 +147,7 @@ def find_text_tokenizer(models: Models) -> tuple[TextTokenizer | None, str]:
 
 def _adapter_loader():
     try:
-        from dualmind.adapters import load_adapter
+        from dualmind.adapters.lora import load_adapter
     except ImportError:
         return None
     return load_adapter

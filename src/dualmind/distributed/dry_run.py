@@ -1,0 +1,215 @@
+"""`python train.py recipe=core_70b trainer.dry_run=true`: check a large run before it starts.
+
+Builds the configured core on ``meta`` (no memory), applies the same sharding as training
+(dualmind.distributed.parallel: fully_shard per block, then the root) over a *fake* process group of the
+configured world size, and reads each rank's shard off the sharded parameters. The memory split
+comes from the planner's model (dualmind.plan.memory.fsdp_memory): one source of truth for what
+a GPU holds. Refuses (DryRunError) a plan that does not fit the configured GPU memory.
+Stage align (a frozen core read by a trained decoder) is planned by dualmind.distributed.dry_run_align.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from dualmind.plan.memory import MemoryEstimate, fsdp_memory
+from dualmind.plan.resolve import PRECISION_OF_TRAINER
+from dualmind.plan.shape import from_core_config
+from dualmind.plan.units import human_count, human_gib
+
+# Lightning precision -> the planner's bytes-per-parameter policy (see dualmind.plan.memory):
+# the planner's own table, so `dualmind plan` and the dry run never disagree.
+PRECISION_POLICY = PRECISION_OF_TRAINER
+
+
+class DryRunError(RuntimeError):
+    """The configured plan does not fit, or cannot be dry-run; the message says by how much."""
+
+
+@dataclass
+class DryRun:
+    name: str
+    world_size: int
+    data_parallel: int
+    tensor_parallel: int
+    params: int
+    shard_params: int  # parameters held by the largest shard (rank 0; padding goes last)
+    memory: MemoryEstimate
+    hbm_bytes: float
+    tokens_per_step: int
+    flops_per_step: float
+    build_s: float
+
+    def report(self) -> str:
+        m = self.memory
+        lines = [
+            f"dry run: {self.name} on {self.world_size} GPUs "
+            f"(data parallel {self.data_parallel} x tensor parallel {self.tensor_parallel}), "
+            f"built on meta and sharded in {self.build_s:.2f} s, nothing allocated",
+            f"  parameters            {self.params:,} ({human_count(self.params)})",
+            f"  per-rank shard        {self.shard_params:,} parameters",
+            f"  precision policy      {m.precision} ({m.bytes_per_param_sharded} B/param: "
+            f"weights + grads + AdamW, sharded)",
+            f"  per GPU  model state  {human_gib(m.model_state_per_gpu)}"
+            "  (params + grads + optimizer, sharded):",
+            *self._state_split(),
+            f"           working set  {human_gib(m.working_set)}"
+            "  (gathered blocks, their grads, root)",
+            f"           activations  {human_gib(m.activations)}"
+            f"  (checkpointing={m.checkpointing}, {m.micro_batch} x {m.seq_len} symbols)",
+            f"           logits       {human_gib(m.logits)}",
+            f"           total        {human_gib(m.per_gpu)} of {human_gib(m.usable_hbm)} usable "
+            f"({human_gib(self.hbm_bytes)} HBM less headroom)",
+            f"  tokens per step       {self.tokens_per_step:,}",
+            f"  FLOPs per step        {self.flops_per_step:.3e}",
+        ]
+        if m.min_gpus is not None:
+            lines.append(f"  fits from             {m.min_gpus_nodes_of_8} GPUs (nodes of 8)")
+        lines.append("  verdict               " + ("fits" if m.fits else "DOES NOT FIT"))
+        return "\n".join(lines)
+
+    def _state_split(self) -> list[str]:
+        """The sharded model state by kind, in the planner's bytes per parameter."""
+        from dualmind.plan.memory import PRECISIONS
+
+        m = self.memory
+        per_param = m.model_state_per_gpu / m.bytes_per_param_sharded
+        return [f"             {label:<11}{human_gib(per_param * b)}  ({b} B/param)"
+                for label, b in zip(("parameters", "gradients", "optimizer"),
+                                    PRECISIONS[m.precision], strict=True)]
+
+    def shortfall(self) -> str:
+        m = self.memory
+        return shortfall_message(self.name, m, self.hbm_bytes, m.min_gpus,
+                                 "data.batch_size / data.seq_len")
+
+
+def shortfall_message(name: str, memory, hbm_bytes: float, min_gpus: int | None,
+                      knobs: str) -> str:
+    """Why a plan is refused, by how much, and what would make it fit (core and align runs)."""
+    m = memory
+    where = (f"it fits from {8 * -(-min_gpus // 8)} GPUs" if min_gpus is not None
+             else "no GPU count fixes it (the unsharded part alone is too big)")
+    also = "" if m.checkpointing == "full" else ", or strategy.activation_checkpointing=full"
+    return (f"{name}: needs {human_gib(m.per_gpu)} per GPU but "
+            f"strategy.device_memory_gib={hbm_bytes / 2**30:g} leaves "
+            f"{human_gib(m.usable_hbm)} usable: over by {human_gib(m.per_gpu - m.usable_hbm)}; "
+            f"{where}, or lower {knobs}{also}")
+
+
+@contextmanager
+def fake_mesh(world: int, tp: int):
+    """A (data_parallel x tensor_parallel) device mesh over a *fake* process group of ``world``
+    ranks (this process is rank 0): fully_shard of meta modules runs over it, nothing is sent."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    if dist.is_initialized():
+        raise DryRunError("trainer.dry_run=true runs in one process: start it without torchrun")
+    dist.init_process_group("fake", rank=0, world_size=world, store=FakeStore())
+    try:
+        yield init_device_mesh("cpu", (world // tp, tp),
+                               mesh_dim_names=("data_parallel", "tensor_parallel"))
+    finally:
+        dist.destroy_process_group()
+
+
+def local_params(module) -> int:
+    """Parameters rank 0 (this process) holds of a sharded module: the largest shard, since
+    FSDP2 splits dim 0 in ceil(rows / world) pieces and the last ranks get the remainder."""
+    return sum(p.to_local().numel() for p in module.parameters())
+
+
+def _sharded_on_meta(core, world: int, tp: int) -> int:
+    """fully_shard the meta core as training does; rank 0's parameter count."""
+    from dualmind.distributed.parallel import parallelize_core
+
+    with fake_mesh(world, tp) as mesh:
+        parallelize_core(core, mesh)
+        return local_params(core)
+
+
+def world_of(cfg: DictConfig) -> tuple[int, int, float]:
+    """(GPUs, tensor-parallel size, GPU memory in bytes) of the configured run."""
+    t, s = cfg.trainer, cfg.strategy
+    if not isinstance(t.devices, int):
+        raise DryRunError(f"trainer.devices={t.devices!r}: a dry run needs a GPU count per node")
+    world = t.devices * t.num_nodes
+    tp = int(s.get("tensor_parallel_size", 1) or 1)
+    if world % tp:
+        raise DryRunError(f"strategy.tensor_parallel_size={tp} does not divide {world} GPUs")
+    if s.get("device_memory_gib") is None:
+        raise DryRunError("strategy.device_memory_gib is not set: the dry run needs the GPU memory")
+    return world, tp, float(s.device_memory_gib) * 2**30
+
+
+def policy_of(cfg: DictConfig) -> str:
+    """The planner's memory policy (dualmind.plan.memory.PRECISIONS) of trainer.precision."""
+    precision = PRECISION_POLICY.get(str(cfg.trainer.precision))
+    if precision is None:
+        raise DryRunError(f"trainer.precision={cfg.trainer.precision!r}: expected one of "
+                          f"{sorted(PRECISION_POLICY)}")
+    return precision
+
+
+def dry_run(cfg: DictConfig):
+    """Build, shard and size the configured run (a DryRun; stage align: a
+    dualmind.distributed.dry_run_align.AlignDryRun); raises DryRunError if it cannot be planned."""
+    import torch
+
+    from dualmind.model.config import CoreConfig
+    from dualmind.model.core import HyperCore
+
+    if cfg.stage == "align":  # a frozen core read by a trained decoder: planned apart
+        from dualmind.distributed.dry_run_align import dry_run_align
+
+        return dry_run_align(cfg)
+    t, s = cfg.trainer, cfg.strategy
+    world, tp, hbm = world_of(cfg)
+    model_cfg = CoreConfig.from_dict(dict(cfg.model), source="cfg.model")
+    start = time.perf_counter()
+    with torch.device("meta"):
+        core = HyperCore(model_cfg)
+    params = sum(p.numel() for p in core.parameters())
+    shard = _sharded_on_meta(core, world, tp) if s.name == "fsdp2" else params
+    build_s = time.perf_counter() - start
+
+    seq_len, micro = int(cfg.data.seq_len), int(cfg.data.batch_size)
+    precision = policy_of(cfg)
+    # Tensor parallelism splits each block's state and activations by tp; the planner's model
+    # is pure FSDP, so at tp > 1 this figure is an upper bound.
+    memory = fsdp_memory(from_core_config(model_cfg, cfg.name), world, hbm, micro, seq_len,
+                         checkpointing=s.activation_checkpointing, precision=precision)
+    dp = world // tp
+    tokens = micro * seq_len * dp * int(t.accumulate_grad_batches)
+    result = DryRun(
+        name=cfg.name, world_size=world, data_parallel=dp, tensor_parallel=tp, params=params,
+        shard_params=shard, memory=memory, hbm_bytes=hbm, tokens_per_step=tokens,
+        flops_per_step=model_cfg.flops_per_token(seq_len) * tokens, build_s=build_s,
+    )
+    return result
+
+
+def main(cfg: DictConfig) -> int:
+    """train.py's dry-run path: print the report; exit 2 with the shortfall if it does not fit."""
+    import sys
+
+    from dualmind.config.schema import ConfigError, validate
+    from dualmind.distributed.parallel import ParallelConfigError
+
+    try:
+        validate(cfg)
+        result = dry_run(cfg)
+    except (ConfigError, DryRunError, ParallelConfigError) as err:  # the plan cannot be applied
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(result.report())
+    if not result.memory.fits:
+        print(f"error: {result.shortfall()}", file=sys.stderr)
+        return 2
+    return 0

@@ -69,6 +69,6 @@ def main(cfg: DictConfig) -> float:
 if __name__ == "__main__":
     try:
         main()
-    except UnknownOverride as err:  # `foo=1`: raised while Hydra composes (dualmind.config.overrides)
+    except UnknownOverride as err:  # `foo=1`: raised while Hydra composes (config.overrides)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

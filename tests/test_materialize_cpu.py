@@ -1,5 +1,5 @@
-"""Fresh weights of a model sharded on a CPU mesh: dualmind.distributed.parallel.materialize_core must give
-what one process draws, in every layout.
+"""Fresh weights of a model sharded on a CPU mesh: dualmind.distributed.parallel.materialize_core
+must give what one process draws, in every layout.
 
 DTensor's rank-local RNG only serves CUDA-like devices; on a CPU mesh every rank used to draw its
 shard from the same seeded generator, so the shards came out equal (both halves of

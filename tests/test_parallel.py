@@ -1,5 +1,6 @@
-"""dualmind.distributed.parallel's activation checkpointing changes memory, never results: a block under
-full or selective recomputation gives the gradients of the plain block, and keeps its names."""
+"""dualmind.distributed.parallel's activation checkpointing changes memory, never results: a block
+under full or selective recomputation gives the gradients of the plain block, and keeps its
+names."""
 
 from __future__ import annotations
 

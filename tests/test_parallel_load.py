@@ -1,6 +1,6 @@
-"""dualmind.checkpoint.sharded_load in one process (fast): the three kinds of core checkpoint fill a plain
-core exactly, and a wrong shape, a missing path or another lexicon fail with the path and key.
-(The 2-rank sharded fill is in test_export_sharded and test_fsdp_align.)"""
+"""dualmind.checkpoint.sharded_load in one process (fast): the three kinds of core checkpoint fill
+a plain core exactly, and a wrong shape, a missing path or another lexicon fail with the path and
+key. (The 2-rank sharded fill is in test_export_sharded and test_fsdp_align.)"""
 
 from __future__ import annotations
 

@@ -132,8 +132,9 @@ def test_large_recipes_train_with_fp32_master_weights_and_bf16_compute(tmp_path,
     loss = {name: json.loads((tmp_path / f"{name}.loss.json").read_text()) for name, _ in runs}
 
     assert seen["core"] == FP32_MASTER, seen["core"]
-    # The frozen core keeps the checkpoint's fp32 shards (see dualmind.distributed.parallel.parallelize_align)
-    # and computes in bf16 like the decoder; it is never handed to the optimizer.
+    # The frozen core keeps the checkpoint's fp32 shards (see
+    # dualmind.distributed.parallel.parallelize_align) and computes in bf16 like the decoder; it is
+    # never handed to the optimizer.
     assert seen["align"] == dict(FP32_MASTER, frozen_matmul="bfloat16",
                                  frozen_params=["DTensor float32"]), seen["align"]
     for name in ("core", "align"):

@@ -1,8 +1,9 @@
 """Fold a LoRA adapter into its core and write a `dualmind export` folder of the result.
 
 The folder is the one `dualmind export` writes (config.json + core.safetensors, tied weights
-stored once), so everything that reads exports — `dualmind eval`, `dualmind.checkpoint.export.load_core`,
-stage align's core.checkpoint — reads a merged core without knowing about adapters.
+stored once), so everything that reads exports — `dualmind eval`,
+`dualmind.checkpoint.export.load_core`, stage align's core.checkpoint — reads a merged core without
+knowing about adapters.
 """
 
 from __future__ import annotations

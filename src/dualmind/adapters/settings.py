@@ -4,8 +4,8 @@
     lora:      stage=lora — rank, scale, dropout and which projections get adapters
     unfreeze:  stage=unfreeze — how many of the core's top layers train
 
-`dualmind.config.schema.validate` only knows these groups exist; their keys are checked here, when the
-module is built, so a misspelt `lora.rank` stops the run naming `lora.rank`.
+`dualmind.config.schema.validate` only knows these groups exist; their keys are checked here, when
+the module is built, so a misspelt `lora.rank` stops the run naming `lora.rank`.
 """
 
 from __future__ import annotations

@@ -4,14 +4,15 @@ what a killed save left behind.
 Lightning's ModelParallelStrategy writes a sharded checkpoint (a DCP folder: one .distcp file per
 rank, .metadata, meta.pt) in place, so saving last.ckpt again overwrites the previous one file by
 file. A kill -9 in the middle (benchmarks/faults.py, fsdp2 campaign) left last.ckpt with the old
-.metadata and meta.pt beside half-written shards: dualmind.checkpoint.resume read its metadata and chose it,
-and loading it then failed with a DCP traceback; a kill between the shards and the metadata would
-have resumed the old step's counters over the new step's weights without a word.
+.metadata and meta.pt beside half-written shards: dualmind.checkpoint.resume read its metadata and
+chose it, and loading it then failed with a DCP traceback; a kill between the shards and the
+metadata would have resumed the old step's counters over the new step's weights without a word.
 
 Here the folder is written under a staging name beside its final one and moved into place once
 every rank's shards and meta.pt are on disk. A folder cannot be renamed over a non-empty folder,
 so the old one is moved aside first: a kill between the two renames leaves no last.ckpt for a
-moment, and dualmind.checkpoint.resume then takes the step*.ckpt written by the same save just before.
+moment, and dualmind.checkpoint.resume then takes the step*.ckpt written by the same save just
+before.
 """
 
 from __future__ import annotations

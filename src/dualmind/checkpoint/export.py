@@ -5,9 +5,9 @@
 
 Writes OUT/<component>.safetensors (core, and the decoder of align checkpoints) and
 OUT/config.json with the model config, the lexicon fingerprint and the stage. A sharded
-checkpoint folder of an fsdp2 run is consolidated tensor by tensor (dualmind.checkpoint.export_sharded),
-never whole in memory. No pickle anywhere: the checkpoint is read with
-`torch.load(weights_only=True)` and the export is plain tensors + JSON. Tensors that share
+checkpoint folder of an fsdp2 run is consolidated tensor by tensor
+(dualmind.checkpoint.export_sharded), never whole in memory. No pickle anywhere: the checkpoint is
+read with `torch.load(weights_only=True)` and the export is plain tensors + JSON. Tensors that share
 storage (tied embeddings) are stored once and recorded as aliases.
 
     from dualmind.checkpoint.export import load_core
@@ -103,7 +103,8 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, expect_lexicon: str | N
 
 
 def _export_sharded(ckpt: Path, out: Path, expect_lexicon: str | None) -> Path:
-    """A DCP folder: consolidated tensor by tensor (dualmind.checkpoint.export_sharded), never whole."""
+    """A DCP folder: consolidated tensor by tensor (dualmind.checkpoint.export_sharded), never
+    whole."""
     from dualmind.checkpoint.export_sharded import export_sharded
     from dualmind.checkpoint.meta import LexiconMismatchError, check_lexicon, checkpoint_metadata
 

@@ -1,9 +1,9 @@
 """Which checkpoint a run resumes from (``ckpt_path``), checked before Lightning reads it.
 
 ``ckpt_path=last`` takes the run's newest ``last*.ckpt``. Checkpoints are written atomically
-(dualmind.train.loop.atomic_checkpoint_io, dualmind.checkpoint.atomic_save), but a file can still be cut
-short after the fact (a copy, a full disk on a filesystem that ignores the rename); then the run
-resumes from the newest checkpoint of its folder that reads whole, with a warning naming both
+(dualmind.train.loop.atomic_checkpoint_io, dualmind.checkpoint.atomic_save), but a file can still
+be cut short after the fact (a copy, a full disk on a filesystem that ignores the rename); then the
+run resumes from the newest checkpoint of its folder that reads whole, with a warning naming both
 files, instead of stopping on a traceback or silently starting afresh.
 
 A save writes step*.ckpt and then last.ckpt. A run killed between the two (benchmarks/faults.py

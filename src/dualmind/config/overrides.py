@@ -6,8 +6,8 @@ Hydra reports this failure from deep inside its config loader, where only the co
 knows which keys exist, and then prints it through a handler that turns every `Exception` into
 exit code 1. So `install()` wraps the loader's step that applies overrides, and the error it
 raises there, `UnknownOverride`, derives from BaseException: it passes Hydra's handler untouched,
-and train.py reports it like every other config error (one line, exit 2). `dualmind.config.schema.compose`
-turns it into a ConfigError.
+and train.py reports it like every other config error (one line, exit 2).
+`dualmind.config.schema.compose` turns it into a ConfigError.
 
 A group option that does not exist (`recipe=nope`, `model=7b`) is the same kind of mistake;
 Hydra printed a list of options and the search path over a dozen lines, with exit code 1.

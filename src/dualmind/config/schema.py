@@ -29,8 +29,9 @@ class ConfigError(ValueError):
 
 
 def repo_root() -> Path:
-    """The source checkout holding conf/ and recipes/ (src/dualmind/config/schema.py -> ../..)."""
-    return Path(__file__).resolve().parents[2]
+    """The source checkout holding conf/ and recipes/ (three folders above
+    src/dualmind/config/schema.py)."""
+    return Path(__file__).resolve().parents[3]
 
 
 def repo_conf_dir() -> Path:

@@ -1,11 +1,12 @@
 """`python train.py recipe=core_70b trainer.dry_run=true`: check a large run before it starts.
 
 Builds the configured core on ``meta`` (no memory), applies the same sharding as training
-(dualmind.distributed.parallel: fully_shard per block, then the root) over a *fake* process group of the
-configured world size, and reads each rank's shard off the sharded parameters. The memory split
-comes from the planner's model (dualmind.plan.memory.fsdp_memory): one source of truth for what
-a GPU holds. Refuses (DryRunError) a plan that does not fit the configured GPU memory.
-Stage align (a frozen core read by a trained decoder) is planned by dualmind.distributed.dry_run_align.
+(dualmind.distributed.parallel: fully_shard per block, then the root) over a *fake* process group
+of the configured world size, and reads each rank's shard off the sharded parameters. The memory
+split comes from the planner's model (dualmind.plan.memory.fsdp_memory): one source of truth for
+what a GPU holds. Refuses (DryRunError) a plan that does not fit the configured GPU memory.
+Stage align (a frozen core read by a trained decoder) is planned by
+dualmind.distributed.dry_run_align.
 """
 
 from __future__ import annotations

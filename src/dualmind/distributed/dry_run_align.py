@@ -4,11 +4,12 @@ Stage align trains a language decoder that reads a frozen core, so the plan is n
 training plan: the core is held as parameter shards only (no gradients, no optimizer state; its
 forward runs under no_grad one block at a time), the decoder as a trained model under the
 precision policy, and the core states of the rows wait beside the decoder for its cross-attention.
-Both models are built on ``meta`` and sharded with the real dualmind.distributed.parallel.parallelize_align over
-a fake process group of the configured world size (dualmind.distributed.dry_run.fake_mesh), so parameter counts
-and shard sizes are read off the sharded modules; the memory split is
-dualmind.plan.align_memory's, the FLOPs per step dualmind.train.align.align_step_flops (what training
-logs). Refuses (exit 2, from dualmind.distributed.dry_run.main) a plan that does not fit, saying by how much.
+Both models are built on ``meta`` and sharded with the real
+dualmind.distributed.parallel.parallelize_align over a fake process group of the configured world
+size (dualmind.distributed.dry_run.fake_mesh), so parameter counts and shard sizes are read off the
+sharded modules; the memory split is dualmind.plan.align_memory's, the FLOPs per step
+dualmind.train.align.align_step_flops (what training logs). Refuses (exit 2, from
+dualmind.distributed.dry_run.main) a plan that does not fit, saying by how much.
 """
 
 from __future__ import annotations

@@ -267,7 +267,8 @@ def _init_from_unsharded_twin(core: nn.Module) -> None:
 
 def materialize_frozen_core(core: nn.Module, device: torch.device | str, checkpoint) -> None:
     """Allocate the sharded core on ``device`` and fill each rank's shards from the trained
-    core's checkpoint (dualmind.checkpoint.sharded_load: read rank-locally, never whole); then freeze."""
+    core's checkpoint (dualmind.checkpoint.sharded_load: read rank-locally, never whole); then
+    freeze."""
     from dualmind.checkpoint.sharded_load import load_core_shards
 
     core.to_empty(device=device)

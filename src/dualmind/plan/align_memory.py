@@ -105,7 +105,8 @@ def align_memory(*, core: ModelShape, core_shard_params: int, core_block_params:
                  core_dim: int, hbm_bytes: float, rows: int, core_len: int, text_len: int,
                  checkpointing: str = "full", precision: str = "fp32-master") -> AlignMemory:
     """Per-GPU memory of one align step. Shard and block sizes are parameter counts read off the
-    sharded modules (dualmind.distributed.dry_run_align); shapes give the activation and logit sizes."""
+    sharded modules (dualmind.distributed.dry_run_align); shapes give the activation and logit
+    sizes."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     weight_b, grad_b, _ = PRECISIONS[precision]

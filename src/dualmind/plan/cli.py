@@ -108,7 +108,8 @@ _OPTIONS: tuple[tuple[str, str, dict], ...] = (
     ("--precision", "override the memory policy derived from the recipe's trainer.precision",
      dict(choices=("fp32-master", "bf16-fp32-adam", "bf16-true"))),
     ("--loss-chunk", "compute the loss N positions at a time "
-     "(dualmind.model.loss.chunked_cross_entropy); default: full logits, as dualmind.train.module does",
+     "(dualmind.model.loss.chunked_cross_entropy); default: full logits, as "
+     "dualmind.train.module does",
      dict(type=_positive_int, metavar="N")),
     ("--cores", "CPU cores for the codec (default: the GPU nodes' cores)",
      dict(type=_positive_int)),

@@ -121,8 +121,8 @@ def _strategy(cfg: DictConfig) -> Any:
 
 def _fsdp2_strategy(cfg: DictConfig) -> Any:
     """Lightning's ModelParallelStrategy: a (data_parallel x tensor_parallel) device mesh;
-    DualMindModule.configure_model applies fully_shard (dualmind.distributed.parallel) over it. Its sharded
-    checkpoints are staged and moved into place (dualmind.checkpoint.atomic_save)."""
+    DualMindModule.configure_model applies fully_shard (dualmind.distributed.parallel) over it. Its
+    sharded checkpoints are staged and moved into place (dualmind.checkpoint.atomic_save)."""
     from dualmind.checkpoint.atomic_save import atomic_model_parallel_strategy
 
     s, t = cfg.strategy, cfg.trainer
@@ -221,7 +221,8 @@ def _final_step_checkpoint(base: type) -> type:
 
 def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = (), *,
                   precision: str):
-    """precision: the Lightning precision (dualmind.config.precision.resolve of trainer.precision)."""
+    """precision: the Lightning precision (dualmind.config.precision.resolve of
+    trainer.precision)."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -402,8 +403,8 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
 
 
 def _announce_precision(cfg: DictConfig) -> str:
-    """Resolve trainer.precision for this machine (dualmind.config.precision), say so once, warn about
-    bf16 asked for on a CPU without it; returns the Lightning precision."""
+    """Resolve trainer.precision for this machine (dualmind.config.precision), say so once, warn
+    about bf16 asked for on a CPU without it; returns the Lightning precision."""
     from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
     from dualmind.config.precision import resolve

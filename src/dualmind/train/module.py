@@ -83,12 +83,14 @@ class DualMindModule(L.LightningModule):
         self._flops_total = 0.0
         self._step_flops = 0.0
         self._grad_norm: torch.Tensor | None = None
-        self._training_rng = None  # dualmind.train.rng_state.TrainingRNG, made once the rank is known
+        # dualmind.train.rng_state.TrainingRNG, made once the rank is known
+        self._training_rng = None
 
     def configure_model(self) -> None:
         """fsdp2 only: shard the plain core (and in align the decoder) over Lightning's device
-        mesh (dualmind.distributed.parallel), then allocate each rank's shards: initialised for what trains,
-        read from core.checkpoint for align's frozen core. Other strategies keep eager models."""
+        mesh (dualmind.distributed.parallel), then allocate each rank's shards: initialised for
+        what trains, read from core.checkpoint for align's frozen core. Other strategies keep eager
+        models."""
         if not self.sharded or not any(p.is_meta for p in self.parameters()):
             return
         from dualmind.distributed.parallel import (

@@ -98,8 +98,9 @@ def _stopwords(specs: list[str]) -> dict[str, list[str]]:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from dualmind.sources.documents import read_documents
     from dualmind.sources.problems import InputError, Problems
-    from dualmind.sources.readers import ReadOptions, expand_inputs, read_documents
+    from dualmind.sources.readers import ReadOptions, expand_inputs
 
     if not args.inputs and not args.demo:
         raise LexiconError("build: give input files/folders/globs, or --demo")

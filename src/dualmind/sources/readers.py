@@ -306,29 +306,3 @@ def read_text_file(
         key = name if part_no == 0 else f"{name}#{part_no}"
         yield SourceDoc(key=key, text=text, path=str(path), line=first_line)
 
-
-def read_documents(
-    inputs: Iterable[str | os.PathLike], problems: Problems, opts: ReadOptions | None = None
-) -> Iterator[SourceDoc]:
-    """All documents of all inputs, in a deterministic order (inputs in order, folders sorted)."""
-    # The record readers live beside this module and import its pieces: imported here.
-    from dualmind.sources.records import read_json_file, read_jsonl_file, read_parquet_file
-
-    opts = opts or ReadOptions()
-    files = expand_inputs(inputs)
-    names = source_names(files)
-    for path in files:
-        try:
-            if path.stat().st_size == 0:
-                problems.report("empty_file", "file is empty (0 bytes)", path)
-                continue
-            fmt = file_format(path)
-            reader = {
-                "json": read_json_file,
-                "jsonl": read_jsonl_file,
-                "parquet": read_parquet_file,
-                "text": read_text_file,
-            }[fmt]
-            yield from reader(path, names[path], opts, problems)
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
-            problems.report("unreadable_file", f"cannot read: {e}", path)

@@ -17,8 +17,9 @@ import numpy as np
 
 from dualmind.data.build.lexicon_step import detect, lexicon_langs
 from dualmind.data.build.options import WORK, BuildOptions
+from dualmind.sources.documents import read_documents
 from dualmind.sources.problems import Problems
-from dualmind.sources.readers import ReadOptions, read_documents
+from dualmind.sources.readers import ReadOptions
 
 
 def stage_documents(

@@ -66,7 +66,7 @@ def test_every_cpu_sized_recipe_defaults_to_auto_and_the_large_ones_keep_32_true
 
 
 def test_the_planner_and_the_dry_run_read_auto_as_bf16_mixed_on_their_gpus(cpu_bf16):
-    from dualmind.distributed.dry_run import PRECISION_POLICY, policy_of
+    from dualmind.distributed.dry_run_world import PRECISION_POLICY, policy_of
     from dualmind.plan.request import PlanRequest
     from dualmind.plan.resolve import resolve_run
 

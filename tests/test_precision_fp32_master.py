@@ -146,7 +146,7 @@ def test_large_recipes_train_with_fp32_master_weights_and_bf16_compute(tmp_path,
 
 @pytest.mark.parametrize("recipe", LARGE_RECIPES)
 def test_large_recipes_launch_with_fp32_master_weights(recipe):
-    from dualmind.distributed.dry_run import PRECISION_POLICY
+    from dualmind.distributed.dry_run_world import PRECISION_POLICY
 
     cfg = compose([f"recipe={recipe}"])
     assert cfg.strategy.name == "fsdp2"

@@ -6,8 +6,8 @@ forward runs under no_grad one block at a time), the decoder as a trained model 
 precision policy, and the core states of the rows wait beside the decoder for its cross-attention.
 Both models are built on ``meta`` and sharded with the real
 dualmind.distributed.parallel.parallelize_align over a fake process group of the configured world
-size (dualmind.distributed.dry_run.fake_mesh), so parameter counts and shard sizes are read off the
-sharded modules; the memory split is dualmind.plan.align_memory's, the FLOPs per step
+size (dualmind.distributed.dry_run_world.fake_mesh), so parameter counts and shard sizes are read
+off the sharded modules; the memory split is dualmind.plan.align_memory's, the FLOPs per step
 dualmind.train.align.align_step_flops (what training logs). Refuses (exit 2, from
 dualmind.distributed.dry_run.main) a plan that does not fit, saying by how much.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
-from dualmind.distributed.dry_run import (
+from dualmind.distributed.dry_run_world import (
     DryRunError,
     fake_mesh,
     local_params,

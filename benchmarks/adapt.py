@@ -80,7 +80,7 @@ def measure(core, qa, scenes) -> dict:
 def adapted_core(variant: str, run_dir: Path, core_path: Path):
     from dualmind.adapters.lora import load_adapter
     from dualmind.adapters.merged_export import load_base_core
-    from dualmind.train.align import core_state_from
+    from dualmind.checkpoint.frozen_core import core_state_from
 
     core, _ = load_base_core(core_path)
     if variant == "none":

@@ -138,8 +138,8 @@ def test_align_flops_count_the_decoder_training_and_the_frozen_core_forward(qa_r
     import sys
     from pathlib import Path
 
-    from dualmind.train.align import align_step_flops
-    from dualmind.train.align_datamodule import IGNORE
+    from dualmind.model.loss import IGNORE
+    from dualmind.model.step_flops import align_step_flops
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from equal_compute_flops import align_batch_flops

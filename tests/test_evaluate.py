@@ -95,8 +95,8 @@ def test_reconstruction_metrics():
 def test_the_checkpoint_records_its_core_and_rows(align_checkpoint):
     import torch
 
+    from dualmind.checkpoint.frozen_core import core_fingerprint
     from dualmind.evaluate.load import load_models
-    from dualmind.train.align import core_fingerprint
 
     meta = torch.load(align_checkpoint, map_location="cpu", weights_only=True)["dualmind"]
     loaded, decoder, _ = load_models(align_checkpoint)

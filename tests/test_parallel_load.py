@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dualmind.checkpoint.frozen_core import CoreCheckpointError
 from dualmind.checkpoint.sharded_load import core_checkpoint_meta, load_core_shards
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
-from dualmind.train.align import CoreCheckpointError
 
 SHAPE = dict(vocab_size=96, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64,
              max_seq_len=64, tie_embeddings=True)

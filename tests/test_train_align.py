@@ -149,7 +149,7 @@ def test_stream_mode_reads_fewer_core_states_than_render(tmp_path, core_checkpoi
 
 
 def test_core_of_another_lexicon_is_refused(tmp_path, core_checkpoint):
-    from dualmind.train.align import CoreCheckpointError
+    from dualmind.checkpoint.frozen_core import CoreCheckpointError
     from dualmind.train.loop import run
 
     ckpt = torch.load(core_checkpoint, map_location="cpu", weights_only=True)

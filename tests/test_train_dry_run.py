@@ -109,7 +109,7 @@ def _align_models(cfg):
 
 def test_align_dry_run_plans_the_frozen_core_and_the_trained_decoder():
     from dualmind.distributed.dry_run_align import AlignDryRun
-    from dualmind.train.align import align_step_flops
+    from dualmind.model.step_flops import align_step_flops
 
     cfg = compose(["recipe=decoder_align_70b", "trainer.dry_run=true"])
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -18,9 +18,9 @@ from dualmind.adapters.lora import AdapterError, core_fingerprint, load_adapter,
 
 def load_base_core(core_path: str | Path, expect_lexicon: str | None = None):
     """(HyperCore, metadata) of a stage-core .ckpt or a `dualmind export` folder."""
+    from dualmind.checkpoint.frozen_core import CoreCheckpointError, core_state_from
     from dualmind.model.config import CoreConfig
     from dualmind.model.core import HyperCore
-    from dualmind.train.align import CoreCheckpointError, core_state_from
 
     try:
         state, meta = core_state_from(core_path, expect_lexicon)

@@ -85,3 +85,14 @@ def warn_on_resume(checkpoint: dict, cfg: dict, dp: int) -> None:
         rank_zero_warn("ckpt_path: this checkpoint's flops_total counts rank 0's batches only "
                        "(written before dualmind counted the global batch); train/flops_total "
                        "continues from it and so undercounts the steps before the resume")
+
+
+def row_context(cfg: dict) -> dict[str, int | None]:
+    """The row a run trained on, which evaluation reuses: core units and text positions per row
+    (stage core: units only; stage lm: text only). Recorded in checkpoints as meta["context"]."""
+    stage, seq_len = cfg.get("stage"), int(cfg["data"]["seq_len"])
+    if stage == "lm":
+        return {"core": None, "text": seq_len}
+    if stage == "align":
+        return {"core": seq_len, "text": int(cfg["decoder"]["max_seq_len"])}
+    return {"core": seq_len, "text": None}

@@ -28,7 +28,7 @@ DCP_META = "meta.pt"
 
 
 def _core_error(msg: str) -> Exception:
-    from dualmind.train.align import CoreCheckpointError
+    from dualmind.checkpoint.frozen_core import CoreCheckpointError
 
     return CoreCheckpointError(msg)
 
@@ -189,10 +189,11 @@ def sharded_fingerprint(module: nn.Module) -> str:
 
 def load_frozen_core_any(core: nn.Module, path: str | Path,
                          expect_lexicon: str | None = None) -> dict:
-    """stage=align without sharding: dualmind.train.align.load_frozen_core, which reads .ckpt files
-    and export folders, plus the sharded checkpoint folders of fsdp2 core runs (read into the
-    plain core through DCP in this one process). Returns the metadata with core_fingerprint."""
-    from dualmind.train.align import core_fingerprint, freeze, load_frozen_core
+    """stage=align without sharding: dualmind.checkpoint.frozen_core.load_frozen_core, which reads
+    .ckpt files and export folders, plus the sharded checkpoint folders of fsdp2 core runs (read
+    into the plain core through DCP in this one process). Returns the metadata with
+    core_fingerprint."""
+    from dualmind.checkpoint.frozen_core import core_fingerprint, freeze, load_frozen_core
 
     folder = Path(path)
     if not (folder.is_dir() and (folder / DCP_META).is_file()):

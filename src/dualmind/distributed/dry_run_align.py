@@ -8,7 +8,7 @@ Both models are built on ``meta`` and sharded with the real
 dualmind.distributed.parallel.parallelize_align over a fake process group of the configured world
 size (dualmind.distributed.dry_run_world.fake_mesh), so parameter counts and shard sizes are read
 off the sharded modules; the memory split is dualmind.plan.align_memory's, the FLOPs per step
-dualmind.train.align.align_step_flops (what training logs). Refuses (exit 2, from
+dualmind.model.step_flops.align_step_flops (what training logs). Refuses (exit 2, from
 dualmind.distributed.dry_run.main) a plan that does not fit, saying by how much.
 """
 
@@ -88,7 +88,7 @@ class AlignDryRun:
             f"  tokens per step       {self.core_symbols_per_step:,} core symbols, "
             f"{self.text_tokens_per_step:,} text tokens (full rows)",
             f"  FLOPs per step        {self.flops_per_step:.3e}  (decoder training + core "
-            "forward, dualmind.train.align.align_step_flops)",
+            "forward, dualmind.model.step_flops.align_step_flops)",
         ]
         if self.min_gpus is not None:
             lines.append(f"  fits from             {8 * -(-self.min_gpus // 8)} GPUs (nodes of 8)")
@@ -114,7 +114,7 @@ def _step_flops(core_cfg, decoder_cfg, rows: int, core_len: int, text_len: int) 
 
     import torch
 
-    from dualmind.train.align import align_step_flops
+    from dualmind.model.step_flops import align_step_flops
 
     batch = {"alignment": SimpleNamespace(core_doc=torch.zeros((), dtype=torch.long)
                                           .expand(rows, core_len)),
@@ -128,13 +128,13 @@ def dry_run_align(cfg: DictConfig) -> AlignDryRun:
     """Build both models on meta, shard them as training does, size one align step."""
     import torch
 
+    from dualmind.checkpoint.meta import row_context
     from dualmind.distributed.parallel import parallelize_align
     from dualmind.model.config import CoreConfig
     from dualmind.model.core import HyperCore
     from dualmind.model.decoder import LanguageDecoder
     from dualmind.model.decoder_config import DecoderConfig
     from dualmind.plan.shape import from_core_config
-    from dualmind.train.align import row_context
 
     s, t = cfg.strategy, cfg.trainer
     if s.name != "fsdp2":

@@ -164,7 +164,7 @@ def parallelize_align(
     core has no gradients or optimizer state, so bf16 storage would save only 2 B/param / world
     (2.1 GiB per GPU for 70B on 64 GPUs, which fits anyway), while fp32 shards stay bit-identical
     to the core checkpoint, so the core fingerprint recorded in align checkpoints (and checked by
-    dualmind.train.align.check_core_pairing) is the core export's own."""
+    dualmind.checkpoint.frozen_core.check_core_pairing) is the core export's own."""
     names = mesh.mesh_dim_names or ()
     if "tensor_parallel" in names and mesh["tensor_parallel"].size() > 1:
         raise ParallelConfigError(

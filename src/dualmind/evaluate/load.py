@@ -79,7 +79,7 @@ def _load_checkpoint(path: Path, stages: tuple[str, ...] | None
     # Checkpoints from before meta["context"]: derived from the run's config when it has one
     # (hand-made checkpoints, as the visualiser's tests write, may carry a partial config).
     if not meta.get("context") and "seq_len" in ((cfg or {}).get("data") or {}):
-        from dualmind.train.align import row_context
+        from dualmind.checkpoint.meta import row_context
 
         meta["context"] = row_context(cfg)
     return core.eval(), decoder, meta, dict(cfg or {})
@@ -130,7 +130,7 @@ def _load_state(module: torch.nn.Module, state: dict, source: Path, what: str) -
 
 def _swap_core(core: torch.nn.Module, source: str | Path, meta: dict) -> torch.nn.Module:
     """Load another core's weights into the decoder's core shape (refusing another lexicon)."""
-    from dualmind.train.align import CoreCheckpointError, core_state_from
+    from dualmind.checkpoint.frozen_core import CoreCheckpointError, core_state_from
 
     try:
         state, _ = core_state_from(source, meta.get("lexicon_fingerprint"))
@@ -144,7 +144,11 @@ def _swap_core(core: torch.nn.Module, source: str | Path, meta: dict) -> torch.n
 
 
 def _check_pairing(core: torch.nn.Module, meta: dict, source: str) -> None:
-    from dualmind.train.align import CorePairingError, check_core_pairing, core_fingerprint
+    from dualmind.checkpoint.frozen_core import (
+        CorePairingError,
+        check_core_pairing,
+        core_fingerprint,
+    )
 
     expected = meta.get("core_fingerprint")
     if expected is None:  # checkpoints written before fingerprints were recorded

@@ -31,8 +31,8 @@ def core_nll(logits: torch.Tensor, core_ids: torch.Tensor, core_doc: torch.Tenso
 
 def lm_nll(lm, batch: dict) -> tuple[float, int]:
     """A plain LM over the text ids: NLL of every target (BOS-prefixed input, EOS at the end)."""
+    from dualmind.model.loss import IGNORE
     from dualmind.train.align import core_doc_ids
-    from dualmind.train.align_datamodule import IGNORE
 
     doc = batch["alignment"].text_doc
     logits = lm(batch["text_ids"], doc_ids=core_doc_ids(doc)).logits.float()

@@ -135,7 +135,7 @@ def plan(req: PlanRequest) -> Plan:
     )
     # Stage align on the same text: the decoder trains over its BPE tokens while the frozen core
     # only runs forward over the symbols (no gradient reaches it), up to its hidden states:
-    # align.core_states skips the output head, and align.align_step_flops, which training logs,
+    # align.core_states skips the output head, and step_flops.align_step_flops, which training logs,
     # charges the core with head=False (inference above keeps it).
     align_flops = sizes.bpe_tokens * req.epochs * decoder.flops_per_token(
         dec_ctx, seq_len, training=True

@@ -65,7 +65,7 @@ class AdapterModule(DualMindModule):
         super().__init__(cfg, lexicon_fingerprint)
         if self.stage not in ADAPTER_STAGES:
             raise ValueError(f"AdapterModule trains stage lora or unfreeze, not {self.stage!r}")
-        from dualmind.train.align import load_frozen_core
+        from dualmind.checkpoint.frozen_core import load_frozen_core
 
         checkpoint = (cfg.get("core") or {}).get("checkpoint")
         if not checkpoint:

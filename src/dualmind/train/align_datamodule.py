@@ -35,6 +35,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from dualmind.lexicon.lexicon import Lexicon
+from dualmind.model.loss import IGNORE
 from dualmind.model.masks import SceneSpans, pack_alignment
 from dualmind.train.align_windows import (
     Window,
@@ -51,7 +52,6 @@ from dualmind.train.datamodule import (
     trainer_position,
 )
 
-IGNORE = -100  # target of padding positions (F.cross_entropy's ignore_index)
 CORE_EOS = Lexicon.EOS  # ends each record's core units, as in core pretraining
 NO_LIMIT = 1 << 40  # core_len of text-only rows (the BPE baseline reads no core symbols)
 

@@ -15,6 +15,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     torch in, and train.py asks only once a run has failed)."""
     from dualmind.adapters.lora import AdapterError
     from dualmind.checkpoint.export import ExportError
+    from dualmind.checkpoint.frozen_core import CoreCheckpointError, CorePairingError
     from dualmind.checkpoint.meta import LexiconMismatchError
     from dualmind.config.schema import ConfigError  # also RunPathError, AdapterConfigError
     from dualmind.data.schema import SchemaError
@@ -23,7 +24,6 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from dualmind.lexicon.units import LexiconError
     from dualmind.model.attention import BackendUnavailable
     from dualmind.model.config import ConfigError as ModelConfigError
-    from dualmind.train.align import CoreCheckpointError, CorePairingError
     from dualmind.train.datamodule import DataConfigError
     from dualmind.train.loop import TrainingError
     from dualmind.train.module import NonFiniteLossError

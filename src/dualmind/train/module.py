@@ -27,16 +27,18 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import SumMetric
 
+from dualmind.checkpoint.frozen_core import check_core_pairing
 from dualmind.checkpoint.meta import (  # noqa: F401 - re-exported: dualmind.train.module's public names
     CHECKPOINT_FORMAT,
     CHECKPOINT_KEY,
     LexiconMismatchError,
     check_lexicon,
     checkpoint_metadata,
+    row_context,
 )
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
-from dualmind.train.align import align_step_flops, check_core_pairing, row_context
+from dualmind.model.step_flops import align_step_flops
 from dualmind.train.step_counts import StepCounts, global_batch
 
 LN2 = math.log(2.0)
@@ -190,8 +192,8 @@ class DualMindModule(L.LightningModule):
     def _lm_step(self, batch: dict) -> StepCounts:
         """stage=lm, the BPE baseline (recipe=baseline_bpe_mini): the same model class as the core,
         read over the decoder's text tokens of the aligned rows, no core states anywhere."""
+        from dualmind.model.loss import IGNORE
         from dualmind.train.align import core_doc_ids
-        from dualmind.train.align_datamodule import IGNORE
 
         out = self.core(batch["text_ids"], doc_ids=core_doc_ids(batch["alignment"].text_doc))
         targets = batch["targets"]

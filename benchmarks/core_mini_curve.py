@@ -49,7 +49,8 @@ def unigram_reference(corpus: Path, seq_len: int, limit: int) -> tuple[float, fl
     using context."""
     import numpy as np
 
-    from dualmind.train.datamodule import EOS, ValSequences, core_stream, open_shards
+    from dualmind.data.open_corpus import open_shards
+    from dualmind.train.datamodule import EOS, ValSequences, core_stream
 
     train = core_stream(open_shards(corpus, "train"), "train")
     val = ValSequences(core_stream(open_shards(corpus, "val"), "val"), seq_len, limit)

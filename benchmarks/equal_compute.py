@@ -144,10 +144,10 @@ def train_baseline(corpus: Path, work: Path, budget: float) -> dict:
 def score(checkpoint: Path, corpus: Path, documents: int | None = None) -> dict:
     """Held-out bits per byte per language (of its first `documents` documents, whole, or all),
     from summed code lengths."""
+    from dualmind.data.open_corpus import open_shards
     from dualmind.evaluate.load import load_models
     from dualmind.evaluate.score import context_lengths, score_split
     from dualmind.train.align_datamodule import records_of_documents
-    from dualmind.train.datamodule import open_shards
 
     model, decoder, meta = load_models(checkpoint)
     context = context_lengths(model, decoder, meta)
@@ -164,10 +164,10 @@ def score(checkpoint: Path, corpus: Path, documents: int | None = None) -> dict:
 
 def render(checkpoint: Path, corpus: Path, lexicon: Path, max_new_tokens: int) -> list:
     """One held-out scene per language, rendered greedily from the frozen core's states."""
+    from dualmind.data.open_corpus import open_shards
     from dualmind.evaluate.load import load_models
     from dualmind.evaluate.render import render_scenes
     from dualmind.train.align_datamodule import records_of_language
-    from dualmind.train.datamodule import open_shards
 
     model, decoder, _ = load_models(checkpoint)
     val = open_shards(corpus, "val")

@@ -35,10 +35,10 @@ def spread(states: torch.Tensor, sample: torch.Tensor) -> float:
 
 
 def measure(core, corpus: Path, rows: int, positions: int, seed: int = 0) -> dict[str, float]:
+    from dualmind.data.open_corpus import open_shards
     from dualmind.model.core_reading import centre
     from dualmind.train.align import core_doc_ids
     from dualmind.train.align_datamodule import AlignPacks, collate_aligned
-    from dualmind.train.datamodule import open_shards
 
     shards = open_shards(corpus, "val")
     packs = AlignPacks(shards, core.cfg.max_seq_len, 1 << 20, 1, 2)

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from dualmind.data.open_corpus import DataConfigError
 from dualmind.data.shards import ShardSet
 from dualmind.lexicon.lexicon import Lexicon
-from dualmind.train.datamodule import EOS, CoreDataModule, CoreStream, DataConfigError, core_stream
+from dualmind.train.datamodule import EOS, CoreDataModule, CoreStream, core_stream
 from test_train_support import tiny_corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from dualmind.data.open_corpus import DataConfigError
 from dualmind.data.shards import ShardSet
 from dualmind.train.align_windows import plan_windows
-from dualmind.train.datamodule import DataConfigError
 from test_train_support import tiny_corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -219,7 +219,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from dualmind.train.datamodule import DataConfigError, resolve_expected_fingerprint
+    from dualmind.data.open_corpus import DataConfigError, resolve_expected_fingerprint
 
     try:
         ckpt = _resolve_checkpoint(Path(args.checkpoint))

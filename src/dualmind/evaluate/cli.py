@@ -84,8 +84,8 @@ def _score_by_language(model, decoder, corpus_dir, split, max_records, batch_siz
                        expect, context) -> dict[str, SystemBits]:
     """The split's first `max_records` records (all by default), each language scored apart."""
 
+    from dualmind.data.open_corpus import open_shards
     from dualmind.train.align_datamodule import records_of_language
-    from dualmind.train.datamodule import open_shards
 
     shards = open_shards(corpus_dir, split, expect)
     n = len(shards) if max_records is None else min(max_records, len(shards))

@@ -25,8 +25,8 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
     With two or more scenes, each is also rendered from the next chosen scene's states and
     scored against its own text (``Rendering.control_chrf``): the chrF a rendering gets without
     its own core (shared names, register), beside the chrF it gets with it."""
+    from dualmind.data.open_corpus import open_shards
     from dualmind.data.text_tokenizer import load_text_tokenizer
-    from dualmind.train.datamodule import open_shards
 
     shards = open_shards(corpus_dir, split, expect_lexicon)
     tok = load_text_tokenizer(shards.tokenizer_path)

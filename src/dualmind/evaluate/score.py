@@ -69,10 +69,10 @@ def score_split(core, decoder, corpus_dir: str | Path, split: str = "val",
     states control, ``SystemBits.shuffled_nll``); None when no batch has two rows to swap (a
     single row, or batch_size 1): no batch is left with one row alone (the last joins the one
     before it)."""
+    from dualmind.data.open_corpus import open_shards
     from dualmind.model.core_reading import view_of
     from dualmind.train.align import core_doc_ids, decoder_nll, shuffled
     from dualmind.train.align_datamodule import AlignPacks, collate_aligned, records_of_language
-    from dualmind.train.datamodule import open_shards
 
     shards = open_shards(corpus_dir, split, expect_lexicon)
     _check_vocabulary(shards, core, decoder, corpus_dir)

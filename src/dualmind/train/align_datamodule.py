@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from dualmind.data.open_corpus import DataConfigError, resolve_expected_fingerprint
 from dualmind.lexicon.lexicon import Lexicon
 from dualmind.model.loss import IGNORE
 from dualmind.model.masks import SceneSpans, pack_alignment
@@ -45,12 +46,7 @@ from dualmind.train.align_windows import (
     record_location,
     window_bytes,
 )
-from dualmind.train.datamodule import (
-    DataConfigError,
-    open_train_val,
-    resolve_expected_fingerprint,
-    trainer_position,
-)
+from dualmind.train.datamodule import open_train_val, trainer_position
 
 CORE_EOS = Lexicon.EOS  # ends each record's core units, as in core pretraining
 NO_LIMIT = 1 << 40  # core_len of text-only rows (the BPE baseline reads no core symbols)

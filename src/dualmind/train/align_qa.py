@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from dualmind.data.open_corpus import DataConfigError
 from dualmind.data.shards import ShardSet
-from dualmind.train.datamodule import DataConfigError
 
 
 @dataclass

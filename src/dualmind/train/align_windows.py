@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dualmind.train.datamodule import DataConfigError
+from dualmind.data.open_corpus import DataConfigError
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,7 @@ makes `ckpt_path=last` resume exactly: the loader restarts at batch `global_step
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -30,17 +28,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from dualmind.data.open_corpus import DataConfigError, open_shards, resolve_expected_fingerprint
 from dualmind.lexicon.lexicon import Lexicon
 
-
-class DataConfigError(ValueError):
-    """Shards that cannot feed this model/config; the message names the key or path."""
-
-
 EOS = Lexicon.EOS  # ends every record of the core's stream
-
-
-FINGERPRINT_RE = re.compile(r"^[0-9a-fA-F]{8,128}$")
 
 
 @dataclass
@@ -120,30 +111,6 @@ def _stack(samples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
 
 
-def open_shards(corpus_dir: str | Path, split: str, expected_fingerprint: str | None = None) -> Any:
-    """ShardSet.open with errors that name the config key and the path."""
-    path = Path(corpus_dir)
-    if not path.exists():
-        raise DataConfigError(
-            f"data.dir={corpus_dir}: no such folder; build a corpus first with "
-            f"`dualmind corpus build ... --out {corpus_dir}` (or point data.dir at one)"
-        )
-    from dualmind.data.shards import ShardError, ShardSet
-
-    try:
-        shards = ShardSet.open(path, split=split)
-    except ShardError as err:
-        raise DataConfigError(f"data.dir={corpus_dir}: {err}") from err
-    if expected_fingerprint is not None and shards.lexicon_fingerprint != expected_fingerprint:
-        raise DataConfigError(
-            f"data.dir={corpus_dir}: shards were built with lexicon {shards.lexicon_fingerprint}, "
-            f"but this run expects lexicon {expected_fingerprint} "
-            "(data.lexicon or the checkpoint); "
-            f"rebuild the corpus with the same lexicon or point data.dir at a matching one"
-        )
-    return shards
-
-
 def core_stream(shards: Any, split: str) -> CoreStream:
     """The flat (ids, bytes, docs) arrays of a ShardSet's split, via its fast path, with an EOS
     after each record (from the shards' record table)."""
@@ -164,17 +131,6 @@ def core_stream(shards: Any, split: str) -> CoreStream:
         ids, unit_bytes, docs, source=f"{getattr(shards, 'corpus_dir', '?')} [{split}]",
         record_ends=np.cumsum(units, dtype=np.int64),
     )
-
-
-def resolve_expected_fingerprint(lexicon: str | None) -> str | None:
-    """data.lexicon: None, a lexicon folder, or a fingerprint string."""
-    if lexicon is None:
-        return None
-    if Path(lexicon).is_dir():
-        return Lexicon.load(lexicon).fingerprint
-    if FINGERPRINT_RE.match(str(lexicon)):
-        return str(lexicon).lower()
-    raise DataConfigError(f"data.lexicon={lexicon}: neither a lexicon folder nor a hex fingerprint")
 
 
 class TrainBatches(IterableDataset):

@@ -18,13 +18,13 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from dualmind.checkpoint.frozen_core import CoreCheckpointError, CorePairingError
     from dualmind.checkpoint.meta import LexiconMismatchError
     from dualmind.config.schema import ConfigError  # also RunPathError, AdapterConfigError
+    from dualmind.data.open_corpus import DataConfigError
     from dualmind.data.schema import SchemaError
     from dualmind.data.shards import ShardError
     from dualmind.distributed.parallel import ParallelConfigError
     from dualmind.lexicon.units import LexiconError
     from dualmind.model.attention import BackendUnavailable
     from dualmind.model.config import ConfigError as ModelConfigError
-    from dualmind.train.datamodule import DataConfigError
     from dualmind.train.loop import TrainingError
     from dualmind.train.module import NonFiniteLossError
 

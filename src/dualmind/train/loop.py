@@ -318,7 +318,8 @@ def run(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     import lightning as L
     import torch
 
-    from dualmind.train.datamodule import CoreDataModule, DataConfigError
+    from dualmind.data.open_corpus import DataConfigError
+    from dualmind.train.datamodule import CoreDataModule
     from dualmind.train.module import DualMindModule
     from dualmind.train.progress import TrainingProgress
     from dualmind.train.stop_signal import TrainingStopped

@@ -33,11 +33,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from dualmind.train.datamodule import (
-    DataConfigError,
-    resolve_expected_fingerprint,
-    trainer_position,
-)
+from dualmind.data.open_corpus import DataConfigError, resolve_expected_fingerprint
+from dualmind.train.datamodule import trainer_position
 
 IGNORE = -100
 PAD, EOS = 0, 2  # Lexicon.PAD, Lexicon.EOS: reserved ids, the same in every lexicon

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from dualmind.train.datamodule import DataConfigError
+from dualmind.data.open_corpus import DataConfigError
 
 NO_TOKEN = -1
 

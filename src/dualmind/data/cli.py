@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dualmind.sources.arguments import add_limit_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND", required=True)
@@ -103,26 +105,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--samples", type=int, default=0, help="also show the first N scenes of each language"
     )
     i.add_argument("--lexicon", default=None, help="lexicon folder, to show the samples' glosses")
-
-
-def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
-    """The reading limits, shared by `corpus build` and `lexicon build` (same reader)."""
-    from dualmind.sources.readers import DEFAULT_MAX_DOCUMENT_BYTES, DEFAULT_MAX_LINE_BYTES
-
-    parser.add_argument(
-        "--max-line-bytes",
-        type=int,
-        default=DEFAULT_MAX_LINE_BYTES,
-        help="most bytes of one line held at once (default 16 MiB): longer text lines are read "
-        "in pieces; a longer JSON-lines record refuses its file",
-    )
-    parser.add_argument(
-        "--max-document-bytes",
-        type=int,
-        default=DEFAULT_MAX_DOCUMENT_BYTES,
-        help="longest document (default 64 MiB): a longer text file is split into documents, "
-        "a longer JSON array file is refused",
-    )
 
 
 def run(args: argparse.Namespace) -> int:

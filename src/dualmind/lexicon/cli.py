@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--errors", choices=("replace", "skip", "fail"), default="replace",
                    help="bad input policy (counted in the summary)")
     b.add_argument("--text-field", default="text", help="JSON/Parquet field holding the text")
-    from dualmind.data.cli import add_limit_arguments
+    from dualmind.sources.arguments import add_limit_arguments
 
     add_limit_arguments(b)  # the corpus build's reader and limits: both see the same documents
     b.add_argument("--no-progress", action="store_true")

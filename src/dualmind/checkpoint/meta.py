@@ -1,7 +1,7 @@
 """The dualmind part of every training checkpoint: ``checkpoint["dualmind"]`` (stage, lexicon
 fingerprint, model and decoder shapes, core fingerprint, RNG streams, ...), the lexicon check
-every reader of a checkpoint makes, and the resume check of the settings that order the data.
-Re-exported by dualmind.train.module, where it was first defined."""
+every reader of a checkpoint makes, the resume check of the settings that order the data, and
+the rows a run trained on (``meta["context"]``, which evaluation reuses)."""
 
 from __future__ import annotations
 

@@ -28,10 +28,9 @@ import torch.nn.functional as F
 from torchmetrics import SumMetric
 
 from dualmind.checkpoint.frozen_core import check_core_pairing
-from dualmind.checkpoint.meta import (  # noqa: F401 - re-exported: dualmind.train.module's public names
+from dualmind.checkpoint.meta import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_KEY,
-    LexiconMismatchError,
     check_lexicon,
     checkpoint_metadata,
     row_context,

@@ -6,7 +6,7 @@ They belong together only if
   * the checkpoint's ``core_fingerprint`` (the frozen core the decoder was aligned to) is the
     fingerprint of the core weights loaded. Checkpoints made before it was recorded have none:
     then a warning says so and loading continues, since nothing can be proved either way;
-  * an adapter was trained on this core (``dualmind.adapters.load_adapter`` checks it).
+  * an adapter was trained on this core (``dualmind.adapters.lora.load_adapter`` checks it).
 A mismatch is a :class:`BridgeError` naming both fingerprints.
 """
 
@@ -20,8 +20,7 @@ from pathlib import Path
 import torch
 
 from dualmind.bridge.errors import BridgeError
-
-TOKENIZER_FILE = "tokenizer.json"
+from dualmind.data.text_tokenizer import TOKENIZER_FILE
 
 
 def load_lexicon(lexicon_dir: str | Path):
@@ -92,25 +91,22 @@ def find_tokenizer(source: str | Path, meta: dict, given: str | Path | None = No
         if not path.is_file():
             raise BridgeError(f"{given}: no {TOKENIZER_FILE} there")
         return path
+    from dualmind.data.text_tokenizer import find_text_tokenizer
+
     where = Path(meta.get("path", source))
-    tried = []
-    for folder in (where, where.parent):
-        tried.append(folder / TOKENIZER_FILE)
-        if tried[-1].is_file():
-            return tried[-1]
     # the training run's corpus folder: recorded in the checkpoint (or, for an export folder, in
     # the checkpoint it was exported from)
+    data_dir = None
     ckpt_path = where if where.is_file() else Path(meta.get("source_checkpoint") or "")
     if ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
         data_dir = (((ckpt.get("hyper_parameters") or {}).get("cfg") or {}).get("data") or {}
                     ).get("dir")
-        if data_dir:
-            tried.append(Path(data_dir) / TOKENIZER_FILE)
-            if tried[-1].is_file():
-                return tried[-1]
-    raise BridgeError(f"{source}: cannot find the decoder's {TOKENIZER_FILE} (tried "
-                      f"{', '.join(map(str, tried))}); pass tokenizer=PATH")
+    path, why = find_text_tokenizer(where, data_dir)
+    if path is None:
+        raise BridgeError(f"{source}: cannot find the decoder's {TOKENIZER_FILE}: {why}; "
+                          "pass tokenizer=PATH")
+    return path
 
 
 def load_tokenizer(path: Path, decoder) -> tuple[object, int, int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from dualmind.viz import figures, page, probes
-from dualmind.viz.load import find_text_tokenizer
+from dualmind.viz.load import text_tokenizer
 from dualmind.viz.select import boundaries, spread
 
 DEFAULT_CROSS, DEFAULT_HEADS = 4, 4
@@ -32,7 +32,7 @@ def decoder_section(models, trace, docs, doc_of, glosses, sel_heads, text_window
         s.note("This is a core-only checkpoint: it has no decoder, so there is no "
                "cross-attention to show. Pass an align checkpoint (stage align) to see it.")
         return s
-    tok, why = find_text_tokenizer(models)
+    tok, why = text_tokenizer(models)
     if tok is None:
         s.note(f"The decoder's text tokenizer was not found, so its input cannot be built: {why}.")
         return s

@@ -259,7 +259,7 @@ def render(template: str | None = None) -> str:
 
 
 def write_pngs() -> None:
-    from dualmind.plan.report import save_plot
+    from dualmind.plan.report_plot import save_plot
 
     for size in RECIPES:
         save_plot(plan_of(size), REPO / "docs" / f"planning_core_{size}b.png")

@@ -178,6 +178,64 @@ def test_no_name_is_kept_importable_only_as_a_re_export():
     assert not kept, f"unused imports of dualmind names kept (re-exports): {kept}"
 
 
+def _top_level(tree: ast.Module) -> tuple[set[str], set[str]]:
+    """(names a module defines, names it imports from elsewhere), at module level."""
+    defined, imported = set(), set()
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, ast.ImportFrom):
+            imported.update(a.asname or a.name for a in node.names)
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):
+            stack.extend(ast.iter_child_nodes(node))
+    return defined, imported - defined
+
+
+def borrowed(src: Path, package: str = "dualmind", callers: list[Path] = ()) -> list[str]:
+    """`from m import name` where m only imports name from elsewhere: callers import a name
+    from the module that defines it, so no module is kept as a second address of another's.
+    The package's own modules are checked, and ``callers`` (tests, benchmarks, scripts)."""
+    modules = module_names(src, package)
+    tops = {m: _top_level(ast.parse(p.read_text(encoding="utf-8"))) for m, p in modules.items()}
+    found = []
+    importers = [(m, p) for m, p in modules.items()] + [("", p) for p in callers]
+    for mod, path in importers:
+        is_pkg = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = node.module or ""
+            if node.level and not mod:
+                continue  # a script's relative import: not the package's
+            if node.level:
+                anchor = mod.split(".") if is_pkg else mod.split(".")[:-1]
+                anchor = anchor[:len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            if base not in tops:
+                continue
+            for alias in node.names:
+                if f"{base}.{alias.name}" in modules:
+                    continue  # a submodule
+                if alias.name in tops[base][1]:
+                    where = path.relative_to(src.parent if mod == "" else src)
+                    found.append(f"{where}:{node.lineno}: {alias.name} from {base}")
+    return found
+
+
+def test_names_are_imported_from_the_module_that_defines_them():
+    repo = SRC.parent
+    callers = [p for d in ("tests", "benchmarks", "scripts")
+               for p in sorted((repo / d).rglob("*.py"))]
+    found = borrowed(SRC, callers=callers + [repo / "train.py"])
+    assert not found, "names imported through a module that does not define them:\n" + \
+        "\n".join(found)
+
+
 # ---- the checker itself catches what it is for (on a toy package) ---------------------------
 
 def _toy(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -220,3 +278,14 @@ def test_the_checker_sees_a_kept_re_export(tmp_path):
         "train/loop.py": "import ray.data  # noqa: F401  (an optional dependency, not ours)\n",
     })
     assert re_exports(src) == ["dualmind/train/module.py:1"]
+
+
+def test_the_checker_sees_a_name_imported_through_a_second_module(tmp_path):
+    src = _toy(tmp_path, {
+        "__init__.py": "",
+        "data/__init__.py": "",
+        "data/shards.py": "class ShardError(ValueError):\n    pass\n",
+        "data/open.py": "from dualmind.data.shards import ShardError\n",
+        "data/cli.py": "from .open import ShardError\nfrom . import shards\n",
+    })
+    assert borrowed(src) == ["dualmind/data/cli.py:1: ShardError from dualmind.data.open"]

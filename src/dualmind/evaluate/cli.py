@@ -29,21 +29,13 @@ import json
 from pathlib import Path
 
 from dualmind.evaluate.load import load_models
-from dualmind.evaluate.render import render_scenes, show_scenes
+from dualmind.evaluate.render import render_scenes
 from dualmind.evaluate.report import (
-    LN2,
     EvalError,
     EvalReport,
-    Rendering,
     SystemBits,
-    chrf,
-    word_accuracy,
 )
-from dualmind.evaluate.score import context_lengths, core_nll, flops_per_byte, lm_nll, score_split
-
-__all__ = ["LN2", "EvalError", "EvalReport", "Rendering", "SystemBits", "add_arguments", "chrf",
-           "context_lengths", "core_nll", "evaluate", "flops_per_byte", "lm_nll", "load_models",
-           "render_scenes", "run", "score_split", "show_scenes", "word_accuracy"]
+from dualmind.evaluate.score import context_lengths, flops_per_byte, score_split
 
 
 def evaluate(checkpoint: str | Path, corpus_dir: str | Path, split: str = "val",

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from dualmind.model.config import (
-    ATTN_BACKENDS,
     ConfigError,
     CoreConfig,
     StackConfig,
@@ -314,6 +313,3 @@ class DecoderConfig(StackConfig):
 
 def available_decoders() -> list[str]:
     return conf_names("decoder")
-
-
-__all__ = ["ATTN_BACKENDS", "ConfigError", "DecoderConfig", "available_decoders"]

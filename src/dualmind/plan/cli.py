@@ -16,7 +16,8 @@ import sys
 
 from . import compute, corpus
 from .hardware import GPUS
-from .planner import DEFAULT_CLAIM, DEFAULT_DECODER, PlanError, PlanRequest, plan
+from .planner import plan
+from .request import DEFAULT_CLAIM, DEFAULT_DECODER, PlanError, PlanRequest
 from .units import SizeError, parse_bytes, parse_count
 
 
@@ -183,7 +184,8 @@ def request_from_args(args: argparse.Namespace) -> PlanRequest:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .report import print_table, save_plot, to_json
+    from .report import print_table, to_json
+    from .report_plot import save_plot
 
     try:
         result = plan(request_from_args(args)).to_dict()

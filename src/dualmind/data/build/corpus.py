@@ -14,26 +14,25 @@ The build runs in four steps, each of which a killed build resumes from:
 
 A build that fails (or is interrupted) before its plan is written removes what it made: nothing
 could be resumed from it. From the plan on, OUT is an unfinished build that the same command
-resumes; readers refuse it until manifest.json exists (build_state.discard_unplanned).
+resumes; readers refuse it until manifest.json exists (state.discard_unplanned).
 
 A build whose settings (inputs, lexicon, options) differ from the ones in OUT is refused unless
 `overwrite=True`: mixing shards of two builds would be silent corruption.
 
-This module runs the steps; each lives in its own module:
+This module runs the steps; each lives in its own module of data/build/:
 
-    build_options    BuildOptions, CorpusError, format constants
-    build_summary    BuildSummary (what a build returns and the CLI prints)
-    build_lexicon    loading / saving / checking the lexicon for the workers
-    build_state      the build's settings hash and what OUT already holds (fresh/resume/done)
+    options          BuildOptions, CorpusError, format constants
+    summary          BuildSummary (what a build returns and the CLI prints)
+    lexicon_step     loading / saving / checking the lexicon for the workers
+    state            the build's settings hash and what OUT already holds (fresh/resume/done)
     document_staging reading the inputs into .build/documents.jsonl, and reading them back
-    build_plan       step 1: val choice, shard assignment, plan.json
+    plan             step 1: val choice, shard assignment, plan.json
     tokenizer_step   step 2: the decoder BPE
     alignment        BPE tokens <-> lexicon units, in bytes
     shard_build      step 3: build_shard
     finalize         step 4: hypertrain.jsonl, packed arrays, manifest.json
 
-The names other code imports from here (build_corpus, build_shard, load_plan, ...) are
-re-exported below, so `dualmind.data.build.corpus` stays the one entry point.
+Other code imports each name from the module that defines it; this one is build_corpus's.
 """
 
 from __future__ import annotations
@@ -46,23 +45,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dualmind.data.build.alignment import align, check_spans
-from dualmind.data.build.document_staging import StagedDocuments
 from dualmind.data.build.files import atomic_write_text, json_text
 from dualmind.data.build.finalize import finalize
-from dualmind.data.build.lexicon_step import check_level, detect, lexicon_langs, resolve_lexicon
+from dualmind.data.build.lexicon_step import check_level, resolve_lexicon
 from dualmind.data.build.options import (
-    BACKENDS,
-    FORMAT,
-    FORMAT_VERSION,
-    SPLITS,
     WORK,
     BuildOptions,
-    CorpusError,
 )
 from dualmind.data.build.plan import (
-    assign_shards,
-    choose_val,
     load_plan,
     make_plan,
     plan_split_order,
@@ -81,10 +71,9 @@ from dualmind.data.build.state import (
     remove_temporaries,
     settings_hash,
 )
-from dualmind.data.build.summary import BuildSummary, restore_problems, split_order
+from dualmind.data.build.summary import BuildSummary, restore_problems
 from dualmind.data.build.tokenizer_step import train_tokenizer_step
 from dualmind.data.shards import MANIFEST, shard_name
-from dualmind.sources.problems import InputError
 from dualmind.sources.readers import expand_inputs
 
 
@@ -269,35 +258,3 @@ def prepare_build(inputs, lexicon, out_dir, **options) -> dict:
     return plan
 
 
-__all__ = [
-    "BACKENDS",
-    "FORMAT",
-    "FORMAT_VERSION",
-    "SPLITS",
-    "WORK",
-    "BuildOptions",
-    "BuildSummary",
-    "CorpusError",
-    "InputError",
-    "StagedDocuments",
-    "align",
-    "assign_shards",
-    "atomic_write_text",
-    "build_corpus",
-    "build_shard",
-    "check_level",
-    "check_spans",
-    "choose_val",
-    "detect",
-    "finalize",
-    "lexicon_langs",
-    "load_plan",
-    "make_plan",
-    "plan_split_order",
-    "prepare_build",
-    "resolve_lexicon",
-    "run_shards",
-    "settings_hash",
-    "split_order",
-    "train_tokenizer_step",
-]

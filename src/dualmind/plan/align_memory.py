@@ -5,7 +5,7 @@ A GPU holds, for the whole run:
   master weights (dualmind.distributed.parallel.parallelize_align keeps it there, see why there);
 - the decoder's shard of weights + gradients + AdamW state (memory.PRECISIONS, as for the core).
 
-and, on top, the larger of its two phases in a step (they never overlap: lit.DualMindModule
+and, on top, the larger of its two phases in a step (they never overlap: train.module.DualMindModule
 reshards the core right after its forward, and the forward runs under no_grad, so nothing of the
 core waits for a backward):
 - core forward: the core's gathered root (embedding, head, final norm) and two blocks (current +

@@ -11,7 +11,7 @@ Text side of one record: input ``[BOS, t0 .. t(n-1)]``, target ``[t0 .. t(n-1), 
 each position is the span of the token it *predicts* (EOS: the record's last unit), so stream
 mode lets a position read the units up to the one whose text it is about to produce. EOS is
 predicted and charged: the code length then includes where the text ends. Core side of one
-record: its units, then the lexicon's EOS, as the core was pretrained (data.datamodule); no text
+record: its units, then the lexicon's EOS, as the core was pretrained (train.datamodule); no text
 is aligned to that EOS, but the core pays for predicting it, so the core's code length also
 includes where the record ends.
 

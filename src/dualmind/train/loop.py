@@ -297,7 +297,7 @@ def _quiet_lightning_noise() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    # stage align/lora/unfreeze keep the frozen core in eval mode on purpose (lit.train()).
+    # stage align/lora/unfreeze keep the frozen core in eval mode on purpose (DualMindModule.train).
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     # The tips are logged by this one logger; a logger filter catches them whichever handler
     # (Lightning's own, or Hydra's root one under train.py) would print them.

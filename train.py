@@ -6,7 +6,7 @@
     python train.py -m recipe=sweep_core_mini data.dir=...                # the recipe's own sweep
 
 The configs are conf/ (primary + groups) and recipes/recipe/ (found through hydra.searchpath,
-set from the package location by dualmind.config). Runs land in runs/<name>/.
+set from the package location by dualmind.config.schema). Runs land in runs/<name>/.
 """
 
 import logging
@@ -15,8 +15,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-import dualmind.config  # noqa: F401  (sets DUALMIND_RECIPES_DIR before Hydra reads the searchpath)
-from dualmind.overrides import UnknownOverride
+import dualmind.config.schema  # noqa: F401  (sets DUALMIND_RECIPES_DIR before Hydra reads the searchpath)
+from dualmind.config.overrides import UnknownOverride
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -24,11 +24,11 @@ def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from dualmind.resume_check import check_resume
-    from dualmind.run_paths import check_run_paths
-    from dualmind.stop_signal import TrainingStopped
-    from dualmind.train_errors import one_line, user_error_types
-    from dualmind.train_loop import run
+    from dualmind.train.errors import one_line, user_error_types
+    from dualmind.train.loop import run
+    from dualmind.train.resume_check import check_resume
+    from dualmind.train.run_paths import check_run_paths
+    from dualmind.train.stop_signal import TrainingStopped
 
     # Hydra already routes the root logger to the console and <run>/train.log; Lightning's own
     # console handlers would print every line twice.
@@ -38,7 +38,7 @@ def main(cfg: DictConfig) -> float:
             logger.removeHandler(handler)
         logger.propagate = True
     if cfg.trainer.dry_run:
-        from dualmind.dry_run import main as dry_run
+        from dualmind.distributed.dry_run import main as dry_run
 
         code = dry_run(cfg)
         if code:
@@ -69,6 +69,6 @@ def main(cfg: DictConfig) -> float:
 if __name__ == "__main__":
     try:
         main()
-    except UnknownOverride as err:  # `foo=1`: raised while Hydra composes (dualmind.overrides)
+    except UnknownOverride as err:  # `foo=1`: raised while Hydra composes (config.overrides)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -35,7 +35,7 @@ LN2 = math.log(2.0)
 
 
 def qa_rows(corpus: Path, seq_len: int):
-    from dualmind.adapters.qa_data import collate, heldout_rows, load_examples
+    from dualmind.train.qa_data import collate, heldout_rows, load_examples
 
     ex = load_examples(corpus, 0.1, True, seq_len)  # the recipes' held-out split
     rows = heldout_rows(ex.heldout, seq_len)
@@ -43,7 +43,7 @@ def qa_rows(corpus: Path, seq_len: int):
 
 
 def core_rows(corpus: Path, seq_len: int, n_seq: int):
-    from dualmind.data.datamodule import CoreDataModule, ValSequences, _stack
+    from dualmind.train.datamodule import CoreDataModule, ValSequences, _stack
 
     dm = CoreDataModule(str(corpus), seq_len, 8).prepare()
     val = ValSequences(dm.val_stream, seq_len, n_seq)
@@ -56,7 +56,7 @@ def measure(core, qa, scenes) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from dualmind.adapters.qa_data import IGNORE
+    from dualmind.train.qa_data import IGNORE
 
     core.eval()
     nll = n = 0.0
@@ -78,9 +78,9 @@ def measure(core, qa, scenes) -> dict:
 
 
 def adapted_core(variant: str, run_dir: Path, core_path: Path):
-    from dualmind.adapters import load_adapter
+    from dualmind.adapters.lora import load_adapter
     from dualmind.adapters.merged_export import load_base_core
-    from dualmind.align import core_state_from
+    from dualmind.checkpoint.frozen_core import core_state_from
 
     core, _ = load_base_core(core_path)
     if variant == "none":
@@ -105,7 +105,7 @@ VARIANTS = {  # name -> (recipe, extra overrides)
 def train_variant(name: str, core_path: Path, corpus: Path, out: Path, steps: int) -> dict:
     import torch
 
-    from dualmind.train_loop import train
+    from dualmind.train.loop import train
 
     recipe, extra = VARIANTS[name]
     result = train([f"recipe={recipe}", f"data.dir={corpus}", f"core.checkpoint={core_path}",
@@ -121,8 +121,8 @@ def train_variant(name: str, core_path: Path, corpus: Path, out: Path, steps: in
 
 def _precision_used() -> str:
     """The precision the recipes' trainer.precision resolved to on this machine."""
-    from dualmind.config import compose
-    from dualmind.precision import resolve
+    from dualmind.config.precision import resolve
+    from dualmind.config.schema import compose
 
     cfg = compose(["recipe=bridge_lora"])
     return resolve(cfg.trainer.precision, cfg.trainer.accelerator).value

@@ -3,7 +3,7 @@
     python benchmarks/codec.py                      # vocabularies 32768 and 65536, both levels
     python benchmarks/codec.py --vocab-sizes 32768 --levels lossless --no-write
 
-Data: the embedded demo corpus (dualmind.data.demo). Every 10th document of each language
+Data: the embedded demo corpus (dualmind.sources.demo). Every 10th document of each language
 is held out; lexicons are built on the rest and measured on the held-out prose only.
 
 Reference tokenizers: tiktoken o200k_base, cl100k_base, gpt2, read offline from
@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from results_md import write_section  # noqa: E402  (benchmarks/ is on sys.path as a script)
 
-from dualmind.lexicon import Lexicon  # noqa: E402
+from dualmind.lexicon.lexicon import Lexicon  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 REFERENCES = ("o200k_base", "cl100k_base", "gpt2")
@@ -85,7 +85,7 @@ def load_references() -> tuple[dict, str]:
 
 
 def split_demo():
-    from dualmind.data.demo import load_demo_documents
+    from dualmind.sources.demo import load_demo_documents
 
     docs = load_demo_documents()
     train, held = [], {"en": [], "ru": []}
@@ -249,7 +249,7 @@ def measure_speed(lex_dir, held, everything, all_bytes, refs) -> dict:
 
 
 def _is_ru(text: str) -> bool:
-    from dualmind.lexicon import detect_language
+    from dualmind.lexicon.script import detect_language
 
     return detect_language(text) == "ru"
 

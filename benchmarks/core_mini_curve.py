@@ -28,9 +28,9 @@ PLOT = HERE / "core_mini_curve.png"
 
 
 def build_demo_corpus(root: Path, vocab: int, level: str) -> tuple[Path, dict]:
-    from dualmind.data.corpus import build_corpus
-    from dualmind.data.demo import load_demo_texts
-    from dualmind.lexicon import Lexicon
+    from dualmind.data.build.corpus import build_corpus
+    from dualmind.lexicon.lexicon import Lexicon
+    from dualmind.sources.demo import load_demo_texts
 
     timings = {}
     t = time.perf_counter()
@@ -49,7 +49,8 @@ def unigram_reference(corpus: Path, seq_len: int, limit: int) -> tuple[float, fl
     using context."""
     import numpy as np
 
-    from dualmind.data.datamodule import EOS, ValSequences, core_stream, open_shards
+    from dualmind.data.open_corpus import open_shards
+    from dualmind.train.datamodule import EOS, ValSequences, core_stream
 
     train = core_stream(open_shards(corpus, "train"), "train")
     val = ValSequences(core_stream(open_shards(corpus, "val"), "val"), seq_len, limit)
@@ -153,7 +154,7 @@ def main() -> None:
         print(f"wrote {PLOT}")
         return
 
-    from dualmind.train_loop import train
+    from dualmind.train.loop import train
 
     out = Path(a.out)
     timings = {}
@@ -173,7 +174,7 @@ def main() -> None:
     timings["train"] = time.perf_counter() - t
     print(result.summary())
 
-    from dualmind.config import compose
+    from dualmind.config.schema import compose
 
     cfg = compose(["recipe=core_mini", *a.overrides])
     rows = [
@@ -195,7 +196,7 @@ def main() -> None:
             if v
             else f"| {s} | {loss:.3f} | {bpb:.3f} | | |"
         )
-    from dualmind.precision import resolve
+    from dualmind.config.precision import resolve
 
     precision = resolve(cfg.trainer.precision, cfg.trainer.accelerator)  # what the run used
     uni_nats, uni_bpb = unigram_reference(

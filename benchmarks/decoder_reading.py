@@ -77,13 +77,13 @@ def overrides_for(variant: dict) -> list[str]:
 
 def prepare(work: Path, level: str, core_steps: int) -> tuple[Path, Path, Path]:
     """(lexicon, corpus, core checkpoint) built from the demo documents, reused when present."""
-    from dualmind.config import compose
-    from dualmind.data.build_options import BuildOptions
-    from dualmind.data.build_plan import choose_val
-    from dualmind.data.corpus import build_corpus
-    from dualmind.data.demo import load_demo_documents
-    from dualmind.lexicon import Lexicon
-    from dualmind.train_loop import train
+    from dualmind.config.schema import compose
+    from dualmind.data.build.corpus import build_corpus
+    from dualmind.data.build.options import BuildOptions
+    from dualmind.data.build.plan import choose_val
+    from dualmind.lexicon.lexicon import Lexicon
+    from dualmind.sources.demo import load_demo_documents
+    from dualmind.train.loop import train
 
     lex, corpus, run = work / f"lexicon-{level}", work / f"corpus-{level}", work / f"core-{level}"
     if not (lex / "lexicon.json").is_file():
@@ -104,7 +104,7 @@ def prepare(work: Path, level: str, core_steps: int) -> tuple[Path, Path, Path]:
 
 
 def run_variant(name: str, variant: dict, args, out: Path) -> dict:
-    from dualmind.train_loop import train
+    from dualmind.train.loop import train
 
     done = out / "results.json"
     if done.is_file():
@@ -127,7 +127,7 @@ def run_variant(name: str, variant: dict, args, out: Path) -> dict:
 
 
 def evaluate_variant(name: str, checkpoint, wall: float, args, done: Path) -> dict:
-    from dualmind.evaluate import evaluate
+    from dualmind.evaluate.cli import evaluate
 
     report = evaluate(checkpoint, args.corpus, max_records=args.records,
                       scenes=args.scenes, lexicon_dir=args.lexicon)

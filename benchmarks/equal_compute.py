@@ -44,12 +44,12 @@ from equal_compute_report import LANGS, LEVELS  # noqa: E402
 
 def build_corpora(work: Path) -> dict[str, tuple[Path, Path]]:
     """{level: (lexicon dir, corpus dir)} from the embedded demo documents, as `make demo`."""
-    from dualmind.config import compose
-    from dualmind.data.build_options import BuildOptions
-    from dualmind.data.build_plan import choose_val
-    from dualmind.data.corpus import build_corpus
-    from dualmind.data.demo import load_demo_documents
-    from dualmind.lexicon import Lexicon
+    from dualmind.config.schema import compose
+    from dualmind.data.build.corpus import build_corpus
+    from dualmind.data.build.options import BuildOptions
+    from dualmind.data.build.plan import choose_val
+    from dualmind.lexicon.lexicon import Lexicon
+    from dualmind.sources.demo import load_demo_documents
 
     docs = load_demo_documents()
     rows = [{"doc": i, "key": d.id, "lang": d.lang, "kind": "doc", "chars": len(d.text)}
@@ -74,10 +74,10 @@ def align_schedule(overrides: list[str], budget: float) -> Schedule:
     """Steps of a stage-align or stage-lm run that spend `budget`, on its own batches."""
     from omegaconf import OmegaConf
 
-    from dualmind.config import compose
-    from dualmind.data.align_datamodule import AlignDataModule, AlignTrainBatches
+    from dualmind.config.schema import compose
     from dualmind.model.config import CoreConfig
     from dualmind.model.decoder_config import DecoderConfig
+    from dualmind.train.align_datamodule import AlignDataModule, AlignTrainBatches
 
     cfg = compose(overrides)
     dm = AlignDataModule.from_config(cfg).prepare()
@@ -93,7 +93,7 @@ VAL_BATCHES = 4  # validation during training: the curve's points (the table sco
 
 
 def run_training(overrides: list[str], steps: int) -> dict:
-    from dualmind.train_loop import train
+    from dualmind.train.loop import train
 
     every = max(5, steps // 5)
     # Warmup a tenth of every run, whatever its length: a fixed 30 would eat most of a short
@@ -111,7 +111,7 @@ def run_training(overrides: list[str], steps: int) -> dict:
 
 def train_two_headed(level: str, corpus: Path, work: Path, budget: float, core_share: float,
                      extra: list[str]) -> dict:
-    from dualmind.config import compose
+    from dualmind.config.schema import compose
     from dualmind.model.config import CoreConfig
 
     core_over = ["recipe=core_mini", f"data.dir={corpus}", f"run_dir={work}/{level}-core"]
@@ -144,9 +144,10 @@ def train_baseline(corpus: Path, work: Path, budget: float) -> dict:
 def score(checkpoint: Path, corpus: Path, documents: int | None = None) -> dict:
     """Held-out bits per byte per language (of its first `documents` documents, whole, or all),
     from summed code lengths."""
-    from dualmind.data.align_datamodule import records_of_documents
-    from dualmind.data.datamodule import open_shards
-    from dualmind.evaluate import context_lengths, load_models, score_split
+    from dualmind.data.open_corpus import open_shards
+    from dualmind.evaluate.load import load_models
+    from dualmind.evaluate.score import context_lengths, score_split
+    from dualmind.train.align_datamodule import records_of_documents
 
     model, decoder, meta = load_models(checkpoint)
     context = context_lengths(model, decoder, meta)
@@ -163,9 +164,10 @@ def score(checkpoint: Path, corpus: Path, documents: int | None = None) -> dict:
 
 def render(checkpoint: Path, corpus: Path, lexicon: Path, max_new_tokens: int) -> list:
     """One held-out scene per language, rendered greedily from the frozen core's states."""
-    from dualmind.data.align_datamodule import records_of_language
-    from dualmind.data.datamodule import open_shards
-    from dualmind.evaluate import load_models, render_scenes
+    from dualmind.data.open_corpus import open_shards
+    from dualmind.evaluate.load import load_models
+    from dualmind.evaluate.render import render_scenes
+    from dualmind.train.align_datamodule import records_of_language
 
     model, decoder, _ = load_models(checkpoint)
     val = open_shards(corpus, "val")

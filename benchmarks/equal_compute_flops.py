@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dualmind.align import align_step_flops
-from dualmind.data.align_datamodule import IGNORE
+from dualmind.model.loss import IGNORE
+from dualmind.model.step_flops import align_step_flops
 
 
 def core_step_flops(core_cfg, seq_len: int, batch_size: int) -> float:

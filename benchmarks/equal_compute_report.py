@@ -13,7 +13,7 @@ TARGET = 0.95  # the issue's moonshot: two-headed bpb <= 0.95 x the baseline's a
 
 def combined(scores: dict):
     """SystemBits of all languages together (sums of nats, bytes, positions)."""
-    from dualmind.evaluate import SystemBits
+    from dualmind.evaluate.report import SystemBits
 
     out = SystemBits()
     for bits in scores.values():
@@ -94,7 +94,7 @@ def table(runs: dict) -> list[str]:
 
 
 def markdown(runs: dict, renderings: list, args, total_s: float, load: float) -> str:
-    from dualmind.evaluate_render import clip
+    from dualmind.evaluate.render import clip
 
     base = combined(runs["baseline"]["scores"])
     held = {lang: runs["baseline"]["scores"][lang] for lang in LANGS}

@@ -75,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch.distributed.checkpoint as dcp
 
-    from dualmind.export_hf import export_hf, parse_size
-    from dualmind.export_hf_load import load_hf_core
-    from dualmind.lexicon import Lexicon
+    from dualmind.checkpoint.export_hf import export_hf, parse_size
+    from dualmind.checkpoint.export_hf_load import load_hf_core
+    from dualmind.lexicon.lexicon import Lexicon
     from dualmind.model.config import CoreConfig
     from dualmind.model.core import HyperCore
 

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 FINDINGS = [
     "Found by this campaign and fixed (each with a unit test): an fsdp2 save overwrote "
     "last.ckpt's shards in place, so a kill mid-save left old metadata beside cut shards that "
-    "resume took as intact (now staged and moved into place: dualmind/atomic_save.py); a run "
+    "resume took as intact (now staged and moved into place: checkpoint/atomic_save.py); a run "
     "killed between step*.ckpt and last.ckpt resumed from the older last.ckpt, or at its first "
     "save from step 0, and at its final step left last.ckpt behind for good (ckpt_path=last now "
     "takes the intact checkpoint of the highest step and refreshes last.ckpt); temporaries of "

@@ -8,7 +8,7 @@ almost never land inside a write, which is the moment the atomic writers exist f
 streams are written at $FAULTS_WRITE_BYTES_PER_S, as on a slow disk (the bytes written are
 unchanged), and the opening of each stream prints a line ``@@faults write <path>`` that the
 campaign waits for. Both writers are covered: dualmind's single-file writer (the ``open`` of
-dualmind.train_loop, whose only file it opens is a checkpoint) and torch.distributed.checkpoint's
+dualmind.train.loop, whose only file it opens is a checkpoint) and torch.distributed.checkpoint's
 shard writer under strategy=fsdp2 (FileSystem.create_stream).
 
 $FAULTS_ENOSPC_AT=N (bad-input campaign): the N-th checkpoint stream, counted from 1, writes half
@@ -72,7 +72,7 @@ def _announce(path) -> bool:
 def _instrument() -> None:
     from torch.distributed.checkpoint import filesystem
 
-    import dualmind.train_loop as train_loop
+    import dualmind.train.loop as train_loop
 
     def checkpoint_open(path, mode="r", *args, **kwargs):
         stream = open(path, mode, *args, **kwargs)  # noqa: SIM115 - returned to the caller

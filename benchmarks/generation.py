@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bridge, align = None, None
     if args.demo:
-        from dualmind.bridge import Bridge
+        from dualmind.bridge.bridge import Bridge
 
         demo = Path(args.demo)
         align = (Path(args.align) if args.align

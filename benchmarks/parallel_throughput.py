@@ -6,10 +6,10 @@
 One step = forward + backward + AdamW update of the whole core on random symbols, fp32, the same
 *global* batch in every mode: one process with `batch` rows and 2 threads, or 2 processes (gloo,
 rendezvous through a file store) with `batch / 2` rows and 1 thread each, so every mode has the
-machine's 2 cores. FSDP2 is dualmind.parallel.parallelize_core (fully_shard per block + root, the
-training code path, no activation checkpointing so only sharding is measured); DDP is torch's
-DistributedDataParallel. A step ends when every rank has finished it (barrier). Step time = the
-median of the timed steps (after warm-up), ratios against one process; the modes of one shape
+machine's 2 cores. FSDP2 is dualmind.distributed.parallel.parallelize_core (fully_shard per block +
+root, the training code path, no activation checkpointing so only sharding is measured); DDP is
+torch's DistributedDataParallel. A step ends when every rank has finished it (barrier). Step time =
+the median of the timed steps (after warm-up), ratios against one process; the modes of one shape
 run alternately in `rounds` rounds, and each mode's best round is kept (on a shared machine the
 least disturbed one). Peak RSS is the largest rank's max RSS (incl. ~0.4 GiB of Python/torch).
 
@@ -65,7 +65,7 @@ def _rank(rank: int, world: int, mode: str, args: dict, store: str, out: str) ->
     if mode == "fsdp2":
         from torch.distributed.device_mesh import init_device_mesh
 
-        from dualmind.parallel import materialize_core, parallelize_core
+        from dualmind.distributed.parallel import materialize_core, parallelize_core
 
         with torch.device("meta"):
             core = HyperCore(cfg)

@@ -35,10 +35,10 @@ def spread(states: torch.Tensor, sample: torch.Tensor) -> float:
 
 
 def measure(core, corpus: Path, rows: int, positions: int, seed: int = 0) -> dict[str, float]:
-    from dualmind.align import core_doc_ids
-    from dualmind.data.align_datamodule import AlignPacks, collate_aligned
-    from dualmind.data.datamodule import open_shards
+    from dualmind.data.open_corpus import open_shards
     from dualmind.model.core_reading import centre
+    from dualmind.train.align import core_doc_ids
+    from dualmind.train.align_datamodule import AlignPacks, collate_aligned
 
     shards = open_shards(corpus, "val")
     packs = AlignPacks(shards, core.cfg.max_seq_len, 1 << 20, 1, 2)
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(corpora) != len(args.checkpoints):
         p.error(f"{len(args.corpus)} --corpus for {len(args.checkpoints)} checkpoints: give one, "
                 "or one per checkpoint")
-    from dualmind.evaluate_load import read_models
+    from dualmind.evaluate.load import read_models
     from dualmind.model.core import HyperCore
 
     results = {}

@@ -166,15 +166,15 @@ def measure(shape: str, model: str, precision: str, a: argparse.Namespace) -> di
 
 
 def default_precisions() -> list[str]:
-    """The project's rule (dualmind.precision): bf16 is measured only where the CPU has it
+    """The project's rule (dualmind.config.precision): bf16 is measured only where the CPU has it
     natively; emulated bf16 (an AVX2 CPU) would time the emulation, ~50x slower than fp32."""
-    from dualmind.precision import resolve
+    from dualmind.config.precision import resolve
 
     return ["bf16", "fp32"] if resolve("auto", "cpu").bf16 else ["fp32"]
 
 
 def warn_if_emulated(precisions: list[str]) -> None:
-    from dualmind.precision import resolve
+    from dualmind.config.precision import resolve
 
     warning = resolve("bf16-mixed", "cpu").warning
     if "bf16" in precisions and warning:

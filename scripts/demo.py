@@ -34,7 +34,7 @@ def step(n: int, total: int, title: str) -> None:
 
 
 def learn_lexicon(texts: list[str], level: str, out: Path, vocab_size: int):
-    from dualmind.lexicon import Lexicon
+    from dualmind.lexicon.lexicon import Lexicon
 
     total = sum(len(t.encode("utf-8")) for t in texts)
     t0 = time.perf_counter()
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     total = 9
     t_demo = time.perf_counter()
 
-    from dualmind.data.demo import load_demo_documents, load_demo_qa
+    from dualmind.sources.demo import load_demo_documents, load_demo_qa
 
     step(1, total, "the embedded demo corpus")
     docs = load_demo_documents()
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"held out for validation: {len(val)} documents (never seen by the lexicon)")
 
     step(2, total, "learning the hyperlexicons")
-    from dualmind.config import compose
+    from dualmind.config.schema import compose
 
     # The core's vocabulary (conf/model/mini.yaml) bounds the lexicon: one source of truth.
     vocab_size = int(compose(["recipe=core_mini"]).model.vocab_size)
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     compression_table(lexicons, held_out)
 
     step(4, total, "building hypertrain.jsonl and packed shards (semantic level)")
-    from dualmind.data.corpus import build_corpus
+    from dualmind.data.build.corpus import build_corpus
 
     # overwrite=True: a lexicon rebuilt since the last demo makes the old corpus stale.
     summary = build_corpus(
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     step(5, total, "pretraining the mini hyper-core")
-    from dualmind.train_loop import train
+    from dualmind.train.loop import train
 
     overrides = ["recipe=core_mini", f"data.dir={out / 'corpus'}", f"run_dir={out / 'core_mini'}"]
     if args.steps:
@@ -216,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def held_out_documents(docs: list) -> set[int]:
     """Indices of the documents `build_corpus` will put in its val split (same rule, same keys)."""
-    from dualmind.data.build_options import BuildOptions
-    from dualmind.data.build_plan import choose_val
+    from dualmind.data.build.options import BuildOptions
+    from dualmind.data.build.plan import choose_val
 
     rows = [
         {"doc": i, "key": d.id, "lang": d.lang, "kind": "doc", "chars": len(d.text)}
@@ -250,7 +250,7 @@ def _first_sentence(text: str, max_chars: int = 220) -> str:
 def stopping_cleanly(argv: list[str] | None = None) -> int:
     """main(), with a run stopped by SIGTERM or Ctrl-C reported in one line, not a traceback
     (its checkpoint is saved; the demo itself starts over when run again)."""
-    from dualmind.stop_signal import TrainingStopped
+    from dualmind.train.stop_signal import TrainingStopped
 
     try:
         return main(argv)

@@ -25,7 +25,7 @@ VIZ_PROMPT = "The night was dark and full of waiting."
 def align_decoder(out: Path, console: Console, steps: int | None = None,
                   seconds: float | None = None):
     """Train recipe=decoder_align on the demo corpus against the core the demo just pretrained."""
-    from dualmind.train_loop import train
+    from dualmind.train.loop import train
 
     core = out / "core_mini" / "checkpoints" / "last.ckpt"
     overrides = [
@@ -45,7 +45,7 @@ def align_decoder(out: Path, console: Console, steps: int | None = None,
 
 
 def render_held_out(out: Path, console: Console, scenes: int = 3) -> None:
-    from dualmind.evaluate import show_scenes
+    from dualmind.evaluate.render import show_scenes
 
     text = show_scenes(
         out / "decoder_align", out / "corpus", scenes=scenes, lexicon_dir=out / "lexicon-semantic"
@@ -54,7 +54,7 @@ def render_held_out(out: Path, console: Console, scenes: int = 3) -> None:
 
 
 def scripted_chat(out: Path, console: Console) -> None:
-    from dualmind.bridge import Bridge
+    from dualmind.bridge.bridge import Bridge
     from dualmind.bridge.chat import scripted_chat as chat
 
     bridge = Bridge.from_checkpoints(
@@ -67,7 +67,7 @@ def scripted_chat(out: Path, console: Console) -> None:
 
 
 def visualise(out: Path, console: Console) -> Path:
-    from dualmind.viz import write_report
+    from dualmind.viz.report import write_report
 
     index = write_report(
         out / "decoder_align" / "checkpoints" / "last.ckpt",

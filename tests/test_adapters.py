@@ -9,10 +9,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from dualmind.adapters import AdapterError, core_fingerprint, load_adapter, merge
-from dualmind.adapters.module import AdapterModule
-from dualmind.adapters.qa_data import IGNORE, QADataModule
-from dualmind.config import ConfigError, compose
+from dualmind.adapters.lora import AdapterError, core_fingerprint, load_adapter, merge
+from dualmind.config.schema import ConfigError, compose
+from dualmind.train.adapt import AdapterModule
+from dualmind.train.qa_data import IGNORE, QADataModule
 from test_adapters_support import adapt_overrides, tiny_core, write_core_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -139,7 +139,7 @@ def test_lora_guard_is_zero_before_training(tmp_path, base_ckpt):
 
 
 def test_qa_rows_score_only_answers_and_hold_out_whole_questions():
-    from dualmind.adapters.qa_data import QAExample, make_row
+    from dualmind.train.qa_data import QAExample, make_row
     from test_adapters_support import qa_corpus
 
     ex = [QAExample(torch.tensor([5, 6]).numpy(), torch.tensor([7, 8, 2]).numpy(), 3, "qa"),
@@ -149,7 +149,7 @@ def test_qa_rows_score_only_answers_and_hold_out_whole_questions():
     assert row["targets"].tolist() == [IGNORE, 7, 8, 2, 10, 2] + [IGNORE] * 4
     assert row["doc_ids"].tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 2, 2]
     assert int(row["answer_bytes"]) == 5 and row["real"].sum() == 6
-    from dualmind.adapters.qa_data import load_examples
+    from dualmind.train.qa_data import load_examples
 
     split = load_examples(qa_corpus(), 0.3)
     assert split.train and split.heldout
@@ -167,8 +167,8 @@ def test_bad_adapter_settings_name_the_key(tmp_path, base_ckpt):
 
 
 def test_empty_answers_are_skipped_and_long_ones_cut_and_counted(tmp_path):
-    from dualmind.adapters.qa_data import EOS, load_examples
     from dualmind.lexicon.symbols import symbol_of
+    from dualmind.train.qa_data import EOS, load_examples
 
     def hp(ids):
         return "".join(symbol_of(i) for i in ids)

@@ -9,10 +9,10 @@ import json
 import pytest
 import torch
 
-from dualmind.adapters import load_adapter
+from dualmind.adapters.lora import load_adapter
+from dualmind.checkpoint.export import export_checkpoint, load_core
 from dualmind.cli import main
-from dualmind.export import export_checkpoint, load_core
-from dualmind.train_loop import train
+from dualmind.train.loop import train
 from test_adapters_support import adapt_overrides, tiny_core, write_core_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -19,9 +19,9 @@ TINY_DATA = ["data.seq_len=64", "data.batch_size=2", "data.val_max_batches=2"]
 @functools.cache
 def qa_corpus() -> Path:
     """10 English + 10 Russian documents and 120 QA pairs, 512-unit lexicon (~3 s)."""
-    from dualmind.data.corpus import build_corpus
-    from dualmind.data.demo import load_demo_documents, load_demo_qa
-    from dualmind.lexicon import Lexicon
+    from dualmind.data.build.corpus import build_corpus
+    from dualmind.lexicon.lexicon import Lexicon
+    from dualmind.sources.demo import load_demo_documents, load_demo_qa
 
     root = Path(tempfile.mkdtemp(prefix="dualmind-adapt-test-"))
     atexit.register(shutil.rmtree, root, True)
@@ -42,7 +42,7 @@ def qa_corpus() -> Path:
 
 
 def tiny_core(seed: int = 0):
-    from dualmind.config import compose
+    from dualmind.config.schema import compose
     from dualmind.model.config import CoreConfig
     from dualmind.model.core import HyperCore
 
@@ -52,7 +52,7 @@ def tiny_core(seed: int = 0):
 
 
 def write_core_checkpoint(path: Path, seed: int = 0) -> Path:
-    from dualmind.adapters.qa_data import read_manifest
+    from dualmind.train.qa_data import read_manifest
 
     core = tiny_core(seed)
     fingerprint = read_manifest(qa_corpus())["lexicon"]["fingerprint"]

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from dualmind.data.align_datamodule import AlignPacks
-from dualmind.data.align_windows import check_record
-from dualmind.data.datamodule import DataConfigError
+from dualmind.data.open_corpus import DataConfigError
 from dualmind.data.shards import ShardSet
+from dualmind.train.align_datamodule import AlignPacks
+from dualmind.train.align_windows import check_record
 from test_train_support import tiny_corpus
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dualmind.data.align_datamodule import CORE_EOS, AlignDataModule, AlignPacks, collate_aligned
-from dualmind.data.align_qa import load_qa_records
-from dualmind.data.align_windows import plan_windows
-from dualmind.data.datamodule import DataConfigError
+from dualmind.data.open_corpus import DataConfigError
 from dualmind.data.shards import ShardSet
-from dualmind.lexicon import Lexicon
+from dualmind.lexicon.lexicon import Lexicon
+from dualmind.train.align_datamodule import CORE_EOS, AlignDataModule, AlignPacks, collate_aligned
+from dualmind.train.align_qa import load_qa_records
+from dualmind.train.align_windows import plan_windows
 from test_adapters_support import qa_corpus
 from test_align_qa import qa_cores
 from test_train_support import tiny_corpus

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from dualmind.config import compose
+from dualmind.config.schema import compose
 from test_adapters_support import qa_corpus, write_core_checkpoint
 from test_train_align import TINY_DECODER
 from test_train_support import QUIET, TINY_MODEL, tiny_corpus
@@ -20,9 +20,9 @@ CORE_LEN, TEXT_LEN = 128, 512
 def qa_cores(heldout: bool) -> set[tuple[int, ...]]:
     """question + answer ids of the corpus's QA pairs on one side of the adapters' hash split,
     read straight from hypertrain.jsonl."""
-    from dualmind.adapters.qa_data import is_heldout, iter_qa_records, question_of
     from dualmind.adapters.settings import AdaptSettings
     from dualmind.lexicon.symbols import id_of
+    from dualmind.train.qa_data import is_heldout, iter_qa_records, question_of
 
     out = set()
     for _, rec in iter_qa_records(qa_corpus()):
@@ -37,7 +37,7 @@ def row_records(packs) -> list:
 
 
 def datamodule(corpus, qa: bool):
-    from dualmind.data.align_datamodule import AlignDataModule
+    from dualmind.train.align_datamodule import AlignDataModule
 
     return AlignDataModule(corpus, CORE_LEN, TEXT_LEN, batch_size=2, qa=qa).prepare()
 
@@ -93,7 +93,7 @@ def qa_run(tmp_path_factory):
     kept, and the module itself."""
     import lightning as L
 
-    from dualmind.train_loop import run
+    from dualmind.train.loop import run
 
     tmp = tmp_path_factory.mktemp("align-qa")
     ckpt = write_core_checkpoint(tmp / "core.ckpt")
@@ -138,8 +138,8 @@ def test_align_flops_count_the_decoder_training_and_the_frozen_core_forward(qa_r
     import sys
     from pathlib import Path
 
-    from dualmind.align import align_step_flops
-    from dualmind.data.align_datamodule import IGNORE
+    from dualmind.model.loss import IGNORE
+    from dualmind.model.step_flops import align_step_flops
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from equal_compute_flops import align_batch_flops
@@ -169,7 +169,7 @@ def test_a_resumed_run_continues_with_the_batch_it_would_have_seen():
     process (the interleaving is fixed), and start_batch=j yields batch j of a fresh run."""
     import torch
 
-    from dualmind.data.align_datamodule import AlignTrainBatches
+    from dualmind.train.align_datamodule import AlignTrainBatches
 
     first, again = datamodule(qa_corpus(), True), datamodule(qa_corpus(), True)
     assert first.train_packs.rows == again.train_packs.rows

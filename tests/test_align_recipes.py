@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dualmind.config import compose
+from dualmind.config.schema import compose
 from dualmind.model.config import CoreConfig
 from dualmind.model.decoder_config import DecoderConfig
 

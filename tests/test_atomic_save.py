@@ -16,7 +16,7 @@ import pytest
 import torch
 from lightning.pytorch.strategies import ModelParallelStrategy, model_parallel
 
-from dualmind.atomic_save import atomic_model_parallel_strategy, replace_folder
+from dualmind.checkpoint.atomic_save import atomic_model_parallel_strategy, replace_folder
 
 
 def _save(strategy, path: Path, step: int) -> None:
@@ -85,7 +85,7 @@ def test_replace_folder_over_a_folder_a_file_or_nothing(tmp_path):
 
 
 def test_the_file_writer_clears_temporaries_of_killed_saves(tmp_path):
-    from dualmind.train_loop import atomic_checkpoint_io
+    from dualmind.train.loop import atomic_checkpoint_io
 
     path = tmp_path / "last.ckpt"
     for stale in (".last.ckpt.tmp-4242", ".last.ckpt.tmp-17"):  # two kills, as large as a save
@@ -98,8 +98,8 @@ def test_the_file_writer_clears_temporaries_of_killed_saves(tmp_path):
 
 
 def test_copy_checkpoint_links_and_a_later_save_leaves_the_source_alone(tmp_path):
-    from dualmind.atomic_save import copy_checkpoint
-    from dualmind.train_loop import atomic_checkpoint_io
+    from dualmind.checkpoint.atomic_save import copy_checkpoint
+    from dualmind.train.loop import atomic_checkpoint_io
 
     src, dst = tmp_path / "step0000008.ckpt", tmp_path / "last.ckpt"
     torch.save({"step": torch.tensor(8)}, src)

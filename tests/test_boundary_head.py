@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from tests.test_decoder_reading import CORE_VOCAB, S, core, decoder_cfg  # noqa: F401
 
-from dualmind.align import decoder_nll
 from dualmind.model.boundary import advance_targets
 from dualmind.model.config import ConfigError
 from dualmind.model.core_reading import read_core
@@ -19,6 +18,7 @@ from dualmind.model.decoder import LanguageDecoder
 from dualmind.model.decoder_session import DecoderSession
 from dualmind.model.masks import SceneSpans, pack_alignment
 from dualmind.model.sampling import decode
+from dualmind.train.align import decoder_nll
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,7 +9,9 @@ import warnings
 import pytest
 import torch
 
-from dualmind.bridge import Answer, Bridge, BridgeError
+from dualmind.bridge.answer import Answer
+from dualmind.bridge.bridge import Bridge
+from dualmind.bridge.errors import BridgeError
 from dualmind.bridge.thinking import think
 from test_bridge_toy import align_checkpoint, build_toy
 
@@ -94,7 +96,7 @@ def test_from_checkpoints_checks_lexicon_and_core_fingerprints(toy, tmp_path):
     good = align_checkpoint(tmp_path / "good.ckpt", lexicon, core, decoder, data_dir=tmp_path)
     bridge = Bridge.from_checkpoints(tmp_path / "lexicon", good)
     assert bridge.notes == [] and bridge.tokenizer_path == tmp_path / "tokenizer.json"
-    from dualmind.export import export_checkpoint
+    from dualmind.checkpoint.export import export_checkpoint
 
     exported = Bridge.from_checkpoints(tmp_path / "lexicon",
                                        export_checkpoint(good, tmp_path / "export"))
@@ -114,7 +116,7 @@ def test_from_checkpoints_checks_lexicon_and_core_fingerprints(toy, tmp_path):
     assert any("no core_fingerprint" in str(w.message) for w in caught)
     assert legacy.notes and "continuing" in legacy.notes[0]
 
-    from dualmind.lexicon import Lexicon
+    from dualmind.lexicon.lexicon import Lexicon
 
     Lexicon.build(["a different little corpus of words"], level="semantic",
                   vocab_size=300).save(tmp_path / "other_lexicon")

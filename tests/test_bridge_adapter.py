@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dualmind.bridge import Bridge, BridgeError
+from dualmind.bridge.bridge import Bridge
+from dualmind.bridge.errors import BridgeError
 from test_bridge_toy import align_checkpoint, build_toy
 
-adapters = pytest.importorskip("dualmind.adapters")
+adapters = pytest.importorskip("dualmind.adapters.lora")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

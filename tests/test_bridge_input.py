@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dualmind.bridge import Bridge, BridgeError
+from dualmind.bridge.bridge import Bridge
+from dualmind.bridge.errors import BridgeError
 from dualmind.bridge.prompt import UNK, assemble
 from test_bridge_toy import build_toy
 

@@ -42,7 +42,7 @@ DISTRACTORS = [
 def build_toy(max_seq_len: int = 128, seed: int = 0):
     """(lexicon, tokenizer, core, decoder) — built in about a second."""
     from dualmind.data.text_tokenizer import load_text_tokenizer, train_text_tokenizer
-    from dualmind.lexicon import Lexicon
+    from dualmind.lexicon.lexicon import Lexicon
     from dualmind.model.config import CoreConfig
     from dualmind.model.core import HyperCore
     from dualmind.model.decoder import LanguageDecoder
@@ -73,7 +73,7 @@ def _tmp_tokenizer(tok):
 
 
 def toy_bridge(max_seq_len: int = 128, seed: int = 0):
-    from dualmind.bridge import Bridge
+    from dualmind.bridge.bridge import Bridge
 
     lexicon, tok, core, decoder = build_toy(max_seq_len, seed)
     return Bridge(lexicon, core, decoder, tok, bos=1, eos=2)

@@ -9,7 +9,7 @@ import io
 import pytest
 from rich.console import Console
 
-from dualmind.bridge import Bridge
+from dualmind.bridge.bridge import Bridge
 from dualmind.bridge.chat import ChatSession, scripted_chat
 from test_bridge_toy import build_toy
 

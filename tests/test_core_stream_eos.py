@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from dualmind.data.datamodule import EOS, CoreDataModule, CoreStream, DataConfigError, core_stream
+from dualmind.data.open_corpus import DataConfigError
 from dualmind.data.shards import ShardSet
-from dualmind.lexicon import Lexicon
+from dualmind.lexicon.lexicon import Lexicon
+from dualmind.train.datamodule import EOS, CoreDataModule, CoreStream, core_stream
 from test_train_support import tiny_corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -85,9 +86,9 @@ def test_a_record_table_that_does_not_match_the_packed_ids_is_refused():
 
 
 def test_the_core_loss_pays_for_eos_and_bits_per_byte_divide_by_text_bytes_only():
-    from dualmind.lit import DualMindModule
     from dualmind.model.config import CoreConfig
     from dualmind.model.core import HyperCore
+    from dualmind.train.module import DualMindModule
 
     dm = CoreDataModule(str(tiny_corpus()), seq_len=64, batch_size=4, model_vocab_size=1024,
                         model_max_seq_len=64).prepare()

@@ -14,12 +14,15 @@ from pathlib import Path
 import pytest
 
 from dualmind.cli import main as dualmind_main
-from dualmind.data.corpus import CorpusError, build_corpus, build_shard, load_plan, prepare_build
-from dualmind.data.problems import InputError
+from dualmind.data.build.corpus import build_corpus, prepare_build
+from dualmind.data.build.options import CorpusError
+from dualmind.data.build.plan import load_plan
+from dualmind.data.build.shard_build import build_shard
 from dualmind.data.schema import read_hypertrain
 from dualmind.data.shards import ShardSet
 from dualmind.data.text_tokenizer import load_text_tokenizer
-from dualmind.lexicon import Lexicon
+from dualmind.lexicon.lexicon import Lexicon
+from dualmind.sources.problems import InputError
 from test_corpus_support import check_alignment, small_lexicon, write_corpus_inputs
 
 OPTS = dict(num_shards=3, text_vocab_size=600, val_fraction=0.2, progress=False)
@@ -177,7 +180,7 @@ def test_deleted_manifest_means_a_fresh_build(inputs, tmp_path):
 
 
 def test_a_failing_worker_names_its_shard(inputs, tmp_path):
-    from dualmind.data.shard_worker import WorkerError
+    from dualmind.data.build.shard_worker import WorkerError
 
     out = tmp_path / "out"
     prepare_build([inputs], small_lexicon("lossless"), out, **OPTS)
@@ -193,7 +196,7 @@ def test_killed_build_continues(inputs, tmp_path):
     out = tmp_path / "out"
     script = textwrap.dedent(f"""
         import os, signal
-        import dualmind.data.corpus as corpus
+        import dualmind.data.build.corpus as corpus
         real, done = corpus.build_shard, []
         def build_then_die(*args, **kwargs):
             stats = real(*args, **kwargs)
@@ -494,7 +497,7 @@ def test_cli_validate_reports_damage(built, tmp_path, capsys):
 
 
 def test_a_lexicon_breaking_the_span_contract_fails_loudly():
-    from dualmind.data.corpus import check_spans
+    from dualmind.data.build.alignment import check_spans
 
     check_spans([5, 6], [(0, 3), (3, 5)], 5, "ok")
     with pytest.raises(CorpusError, match="gave 2 ids but 1 spans for document 'doc'"):

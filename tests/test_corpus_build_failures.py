@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-import dualmind.data.build_plan as build_plan
+import dualmind.data.build.plan as build_plan
 from dualmind.cli import main as dualmind_main
-from dualmind.data.corpus import CorpusError, build_corpus, prepare_build
-from dualmind.data.problems import InputError
+from dualmind.data.build.corpus import build_corpus, prepare_build
+from dualmind.data.build.options import CorpusError
+from dualmind.sources.problems import InputError
 from test_corpus_support import small_lexicon, write_corpus_inputs
 
 OPTS = dict(num_shards=2, text_vocab_size=500, val_fraction=0.2, progress=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dualmind.data.demo import (
+from dualmind.sources.demo import (
     DEMO_DIR,
     demo_files,
     load_demo_documents,
@@ -34,7 +34,7 @@ def test_demo_files_are_small_attributed_and_packaged():
     ):
         assert needle in attribution
     pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
-    assert '"data/demo/*"' in pyproject, "the demo files must ship as package data"
+    assert '"sources/demo/*"' in pyproject, "the demo files must ship as package data"
 
 
 def test_demo_documents_are_balanced_and_clean():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from dualmind.data.corpus import build_corpus
+from dualmind.data.build.corpus import build_corpus
 from dualmind.data.shards import ShardSet
 from test_corpus_support import small_lexicon, write_corpus_inputs
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from dualmind.data.scenes import SceneLimits, cut_scenes, split_blocks
+from dualmind.data.build.scenes import SceneLimits, cut_scenes, split_blocks
 
 
 def word_spans(text: str) -> list[tuple[int, int]]:

@@ -9,8 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dualmind.data.problems import InputError, Problems
-from dualmind.data.sources import ReadOptions, expand_inputs, read_documents
+from dualmind.sources.documents import read_documents
+from dualmind.sources.problems import InputError, Problems
+from dualmind.sources.readers import ReadOptions, expand_inputs
 
 
 def read(paths, policy="replace", **opts):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dualmind.data.demo import load_demo_documents
-from dualmind.lexicon import Lexicon
+from dualmind.lexicon.lexicon import Lexicon
+from dualmind.sources.demo import load_demo_documents
 
 _ROOT = Path(tempfile.mkdtemp(prefix="dualmind-corpus-tests-"))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dualmind.config import compose
+from dualmind.config.schema import compose
 from test_train_align import TINY_DECODER, core_checkpoint  # noqa: F401 - a fixture
 from test_train_support import QUIET, TINY_MODEL, tiny_corpus
 
@@ -16,14 +16,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def lexicon_and_tokenizer():
     from dualmind.data.text_tokenizer import load_text_tokenizer
-    from dualmind.lexicon import Lexicon
+    from dualmind.lexicon.lexicon import Lexicon
 
     corpus = tiny_corpus()
     return Lexicon.load(corpus.parent / "lexicon"), load_text_tokenizer(corpus / "tokenizer.json")
 
 
 def test_surface_table_holds_each_units_own_text():
-    from dualmind.data.surfaces import surface_table
+    from dualmind.train.surfaces import surface_table
 
     lexicon, tok = lexicon_and_tokenizer()
     table = surface_table(lexicon, tok, slots=4, rows=len(lexicon) + 5)
@@ -48,9 +48,9 @@ def test_surface_table_holds_each_units_own_text():
 def test_the_generation_pointer_follows_the_training_alignment():
     """Re-encoding the text produced so far with the (lossless) lexicon gives the pointer the
     shards' span ids give, at nearly every position of the held-out scenes."""
-    from dualmind.bridge.pointer import LexiconPointer
     from dualmind.data.shards import ShardSet
     from dualmind.model.masks import SceneSpans, pack_alignment
+    from dualmind.model.pointer import LexiconPointer
 
     lexicon, tok = lexicon_and_tokenizer()
     shards = ShardSet.open(tiny_corpus(), "val")
@@ -78,8 +78,9 @@ def align_overrides(run_dir, ckpt, *extra):
 
 def test_an_align_run_reads_mix_with_pointer_and_copy_and_eval_reports_the_control(
         tmp_path, core_checkpoint):  # noqa: F811 - the fixture
-    from dualmind.evaluate import evaluate, load_models
-    from dualmind.train_loop import run
+    from dualmind.evaluate.cli import evaluate
+    from dualmind.evaluate.load import load_models
+    from dualmind.train.loop import run
 
     overrides = align_overrides(tmp_path, core_checkpoint, "trainer.max_steps=2",
                                 "decoder.core_read=mix", "decoder.mask_mode=pointer",
@@ -111,7 +112,7 @@ def test_an_align_run_reads_mix_with_pointer_and_copy_and_eval_reports_the_contr
 
 
 def test_the_control_is_zero_exactly_when_the_decoder_ignores_the_core(core_checkpoint):  # noqa: F811
-    from dualmind.evaluate import score_split
+    from dualmind.evaluate.score import score_split
     from dualmind.model.config import CoreConfig
     from dualmind.model.core import HyperCore
     from dualmind.model.decoder import LanguageDecoder
@@ -134,7 +135,7 @@ def test_qa_pairs_are_left_out_for_a_decoder_that_follows_its_text(core_checkpoi
     """QA records carry no alignment of the answer's text to its units (every token at the
     last unit): a pointing decoder would learn to talk on at a scene's end, so they are left
     out, and the run says so; a render decoder still mixes them in."""
-    from dualmind.data.align_datamodule import AlignDataModule
+    from dualmind.train.align_datamodule import AlignDataModule
 
     pointing = AlignDataModule.from_config(compose(align_overrides(
         "unused", core_checkpoint, "decoder.mask_mode=pointer", "align.qa=true")))

@@ -36,7 +36,7 @@ def batch(core_doc, targets):
 
 
 def test_ignore_matches_the_datamodule():
-    from dualmind.data.align_datamodule import IGNORE as DATA_IGNORE
+    from dualmind.model.loss import IGNORE as DATA_IGNORE
 
     assert IGNORE == DATA_IGNORE
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from dualmind.data.align_windows import plan_windows
-from dualmind.data.datamodule import DataConfigError
+from dualmind.data.open_corpus import DataConfigError
 from dualmind.data.shards import ShardSet
+from dualmind.train.align_windows import plan_windows
 from test_train_support import tiny_corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -83,7 +83,7 @@ def _models(core_vocab, text_vocab):
 
 
 def test_both_models_pay_for_the_same_bytes_when_records_exceed_the_context():
-    from dualmind.evaluate import score_split
+    from dualmind.evaluate.score import score_split
 
     corpus = tiny_corpus()
     val = ShardSet.open(corpus, "val")
@@ -113,8 +113,8 @@ def test_both_models_pay_for_the_same_bytes_when_records_exceed_the_context():
 
 
 def test_scoring_one_language_scores_exactly_its_records():
-    from dualmind.data.align_datamodule import records_of_language
-    from dualmind.evaluate import score_split
+    from dualmind.evaluate.score import score_split
+    from dualmind.train.align_datamodule import records_of_language
 
     corpus = tiny_corpus()
     val = ShardSet.open(corpus, "val")

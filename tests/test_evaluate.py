@@ -7,8 +7,9 @@ import math
 
 import pytest
 
-from dualmind.config import compose
-from dualmind.evaluate import add_arguments, chrf, evaluate, run, word_accuracy
+from dualmind.config.schema import compose
+from dualmind.evaluate.cli import add_arguments, evaluate, run
+from dualmind.evaluate.report import chrf, word_accuracy
 from test_train_align import align_overrides
 from test_train_align import core_checkpoint as core_checkpoint  # noqa: F401 - fixture
 from test_train_support import tiny_corpus
@@ -16,7 +17,7 @@ from test_train_support import tiny_corpus
 
 @pytest.fixture(scope="module")
 def align_checkpoint(tmp_path_factory, core_checkpoint):  # noqa: F811
-    from dualmind.train_loop import run as train_run
+    from dualmind.train.loop import run as train_run
 
     run_dir = tmp_path_factory.mktemp("align")
     result = train_run(compose(align_overrides(run_dir, core_checkpoint, "trainer.max_steps=2",
@@ -63,7 +64,7 @@ def test_eval_command_writes_json(align_checkpoint, tmp_path, capsys):
 
 
 def test_show_scenes_for_the_demo(align_checkpoint):
-    from dualmind.evaluate import show_scenes
+    from dualmind.evaluate.render import show_scenes
 
     text = show_scenes(align_checkpoint, tiny_corpus(), scenes=2,
                        lexicon_dir=tiny_corpus().parent / "lexicon", max_new_tokens=16)
@@ -73,7 +74,7 @@ def test_show_scenes_for_the_demo(align_checkpoint):
 
 
 def test_an_export_folder_scores_like_its_checkpoint(align_checkpoint, tmp_path):
-    from dualmind.export import export_checkpoint
+    from dualmind.checkpoint.export import export_checkpoint
 
     out = export_checkpoint(align_checkpoint, tmp_path / "export")
     assert (out / "decoder.safetensors").is_file()
@@ -94,8 +95,8 @@ def test_reconstruction_metrics():
 def test_the_checkpoint_records_its_core_and_rows(align_checkpoint):
     import torch
 
-    from dualmind.align import core_fingerprint
-    from dualmind.evaluate import load_models
+    from dualmind.checkpoint.frozen_core import core_fingerprint
+    from dualmind.evaluate.load import load_models
 
     meta = torch.load(align_checkpoint, map_location="cpu", weights_only=True)["dualmind"]
     loaded, decoder, _ = load_models(align_checkpoint)
@@ -107,7 +108,8 @@ def test_a_decoder_beside_another_core_is_refused(align_checkpoint, core_checkpo
                                                   tmp_path):
     import torch
 
-    from dualmind.evaluate import EvalError, load_models
+    from dualmind.evaluate.load import load_models
+    from dualmind.evaluate.report import EvalError
 
     load_models(align_checkpoint, core=core_checkpoint)  # its own core: accepted
     other = torch.load(core_checkpoint, weights_only=True)
@@ -125,8 +127,9 @@ def test_a_decoder_beside_another_core_is_refused(align_checkpoint, core_checkpo
 
 
 def test_a_lexicon_other_than_the_corpus_is_refused_for_glossing(align_checkpoint, tmp_path):
-    from dualmind.evaluate import EvalError, show_scenes
-    from dualmind.lexicon import Lexicon
+    from dualmind.evaluate.render import show_scenes
+    from dualmind.evaluate.report import EvalError
+    from dualmind.lexicon.lexicon import Lexicon
 
     Lexicon.build(["a tiny other text, another lexicon"] * 3, level="lossless",
                   vocab_size=300).save(tmp_path / "other-lexicon")
@@ -138,8 +141,8 @@ def test_a_lexicon_other_than_the_corpus_is_refused_for_glossing(align_checkpoin
 
 def test_a_scene_longer_than_the_core_context_is_compared_with_the_text_it_rendered(
         align_checkpoint):
-    from dualmind.evaluate_load import load_models
-    from dualmind.evaluate_render import render_scenes
+    from dualmind.evaluate.load import load_models
+    from dualmind.evaluate.render import render_scenes
 
     core, decoder, _ = load_models(align_checkpoint)
     # The tiny corpus' first held-out scene (349 units) is already longer than the mini

@@ -10,9 +10,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from dualmind.export import ExportError, add_arguments, export_checkpoint, load_core, run
-from dualmind.lit import DualMindModule
-from dualmind.train_loop import train
+from dualmind.checkpoint.export import ExportError, export_checkpoint, load_core
+from dualmind.checkpoint.export_cli import add_arguments, run
+from dualmind.train.loop import train
+from dualmind.train.module import DualMindModule
 from test_train_support import tiny_overrides
 
 

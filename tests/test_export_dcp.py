@@ -39,7 +39,8 @@ def dcp_folder(tmp_path):
 
 
 def test_dcp_folder_exports_tensor_by_tensor(dcp_folder, tmp_path, monkeypatch):
-    from dualmind.export import load_core, run
+    from dualmind.checkpoint.export import load_core
+    from dualmind.checkpoint.export_cli import run
 
     folder, want = dcp_folder
     peak = watch_resident_tensors(monkeypatch)
@@ -60,7 +61,7 @@ def test_dcp_folder_exports_tensor_by_tensor(dcp_folder, tmp_path, monkeypatch):
 
 
 def test_dcp_folder_with_other_lexicon_is_refused(dcp_folder, tmp_path):
-    from dualmind.export import ExportError, export_checkpoint
+    from dualmind.checkpoint.export import ExportError, export_checkpoint
 
     with pytest.raises(ExportError, match="lexicon"):
         export_checkpoint(dcp_folder[0], tmp_path / "x", expect_lexicon="cd" * 8)
@@ -71,7 +72,7 @@ def test_sharded_align_checkpoint_exports_core_and_decoder(tmp_path):
     head stored once, and read back whole by load_component_state."""
     import torch.distributed.checkpoint as dcp
 
-    from dualmind.export import export_checkpoint, load_component_state
+    from dualmind.checkpoint.export import export_checkpoint, load_component_state
     from dualmind.model.decoder import LanguageDecoder
     from dualmind.model.decoder_config import DecoderConfig
 

@@ -13,9 +13,9 @@ import warnings
 import pytest
 import torch
 
-from dualmind.export import ExportError
-from dualmind.export_hf import export_hf, parse_size
-from dualmind.export_hf_load import load_hf_core, load_hf_decoder
+from dualmind.checkpoint.export import ExportError
+from dualmind.checkpoint.export_hf import export_hf, parse_size
+from dualmind.checkpoint.export_hf_load import load_hf_core, load_hf_decoder
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
 from test_bridge_toy import align_checkpoint, build_toy
@@ -195,7 +195,8 @@ def test_the_tokenizer_maps_hyperphrase_symbols_to_the_cores_ids(toy, tmp_path):
 
 
 def test_bridge_loads_the_hf_export_of_an_align_checkpoint(toy, tmp_path):
-    from dualmind.bridge import Bridge, BridgeError
+    from dualmind.bridge.bridge import Bridge
+    from dualmind.bridge.errors import BridgeError
 
     d, lexicon, core, decoder = toy
     ckpt = align_checkpoint(tmp_path / "last.ckpt", lexicon, core, decoder, data_dir=d)
@@ -221,7 +222,7 @@ def test_bridge_loads_the_hf_export_of_an_align_checkpoint(toy, tmp_path):
     assert cli.core_fingerprint == loaded.core_fingerprint
 
     # a `dualmind export` folder (what `dualmind adapt merge` writes) exports the same bytes
-    from dualmind.export import export_checkpoint
+    from dualmind.checkpoint.export import export_checkpoint
 
     again = export_hf(export_checkpoint(ckpt, tmp_path / "plain"), tmp_path / "again",
                       d / "lexicon", max_shard_bytes=200_000)
@@ -247,7 +248,7 @@ def test_bridge_loads_the_hf_export_of_an_align_checkpoint(toy, tmp_path):
 
 
 def test_bad_input_is_refused_with_the_file_named(toy, tmp_path, capsys):
-    from dualmind.export import add_arguments, run
+    from dualmind.checkpoint.export_cli import add_arguments, run
 
     d, lexicon, _, _ = toy
     core = _core(lexicon, "llama3", tie=True)

@@ -1,7 +1,7 @@
 """`dualmind export` of a sharded (DCP) checkpoint: a 2-rank fsdp2 run's checkpoint folder is
 consolidated tensor by tensor into safetensors identical to the model the run trained (gathered
 in the run), never holding more than one whole tensor; the same folder and its export then fill
-a 2-rank sharded core rank-locally (dualmind.sharded_load, as stage=align does)."""
+a 2-rank sharded core rank-locally (dualmind.checkpoint.sharded_load, as stage=align does)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import lightning as L
 import pytest
 import torch
 
-from dualmind.config import compose
-from dualmind.train_loop import run
+from dualmind.config.schema import compose
+from dualmind.train.loop import run
 from test_export_support import watch_resident_tensors
 from test_parallel_support import FSDP2_TWO_CPU_RANKS, spawn_ranks
 from test_train_support import tiny_corpus, tiny_overrides
@@ -55,8 +55,8 @@ def sharded_run(tmp_path_factory) -> Path:
 
 def test_export_of_sharded_checkpoint_is_the_trained_model_one_tensor_at_a_time(
         sharded_run, tmp_path, monkeypatch):
-    from dualmind.export import load_core
-    from dualmind.export import run as export_cli
+    from dualmind.checkpoint.export import load_core
+    from dualmind.checkpoint.export_cli import run as export_cli
 
     ckpt = sharded_run / "checkpoints" / "last.ckpt"
     assert ckpt.is_dir() and len(list(ckpt.glob("*.distcp"))) == 2
@@ -87,9 +87,9 @@ def _load_rank(rank: int, sources: list[str], reference: str, out: str) -> None:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     from torch.distributed.device_mesh import init_device_mesh
 
+    from dualmind.distributed.parallel import materialize_frozen_core, parallelize_core
     from dualmind.model.config import CoreConfig
     from dualmind.model.core import HyperCore
-    from dualmind.parallel import materialize_frozen_core, parallelize_core
 
     full = torch.load(reference, weights_only=True)
     want = {k[len("core."):]: v for k, v in full.items() if k.startswith("core.")}
@@ -111,7 +111,7 @@ def _load_rank(rank: int, sources: list[str], reference: str, out: str) -> None:
 
 
 def test_sharded_core_fills_rank_locally_from_dcp_and_export(sharded_run, tmp_path):
-    from dualmind.export import export_checkpoint
+    from dualmind.checkpoint.export import export_checkpoint
 
     ckpt = sharded_run / "checkpoints" / "last.ckpt"
     export = export_checkpoint(ckpt, tmp_path / "export")

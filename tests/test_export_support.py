@@ -7,10 +7,11 @@ import weakref
 
 
 def watch_resident_tensors(monkeypatch) -> list[int]:
-    """Wrap dualmind.export_sharded.load_dcp_tensor so that every tensor it loads is watched; at
-    each load, the ones loaded before must already be gone. Returns a one-item list holding the
-    most whole tensors alive at once (1 when the export goes strictly tensor by tensor)."""
-    import dualmind.export_sharded as export_sharded
+    """Wrap dualmind.checkpoint.export_sharded.load_dcp_tensor so that every tensor it loads is
+    watched; at each load, the ones loaded before must already be gone. Returns a one-item list
+    holding the most whole tensors alive at once (1 when the export goes strictly tensor by
+    tensor)."""
+    import dualmind.checkpoint.export_sharded as export_sharded
 
     plain, alive, peak = export_sharded.load_dcp_tensor, [], [0]
 

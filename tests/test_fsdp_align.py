@@ -17,9 +17,9 @@ import pytest
 import torch
 
 import test_train_align
-from dualmind.config import compose
+from dualmind.config.schema import compose
 from dualmind.model.fingerprint import weights_fingerprint
-from dualmind.train_loop import run
+from dualmind.train.loop import run
 from test_parallel_support import spawn_ranks
 from test_train_align import align_overrides
 from test_train_support import tiny_corpus

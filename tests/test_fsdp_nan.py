@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dualmind.config import compose
+from dualmind.config.schema import compose
 from test_parallel_support import FSDP2_TWO_CPU_RANKS, spawn_ranks
 from test_train_support import tiny_corpus, tiny_overrides
 
@@ -22,8 +22,8 @@ SHARDED = ["trainer.max_steps=6", "trainer.val_check_interval=1000",
 def _rank_main(rank: int, overrides: list[str], out: str) -> None:
     import torch
 
-    from dualmind.lit import DualMindModule, NonFiniteLossError
-    from dualmind.train_loop import run
+    from dualmind.train.loop import run
+    from dualmind.train.module import DualMindModule, NonFiniteLossError
 
     plain = DualMindModule._core_step
 

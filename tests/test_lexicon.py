@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dualmind.lexicon import Lexicon, LexiconError, detect_language
+from dualmind.lexicon.lexicon import Lexicon
+from dualmind.lexicon.script import detect_language
 from dualmind.lexicon.symbols import MAX_UNITS, id_of, symbol_of
+from dualmind.lexicon.units import LexiconError
 from test_lexicon_texts import EN, RU, corpus
 
 

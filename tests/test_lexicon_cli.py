@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dualmind.lexicon import Lexicon, cli
+from dualmind.lexicon import cli
+from dualmind.lexicon.lexicon import Lexicon
 from test_lexicon_texts import EN, RU
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dualmind.lexicon import Lexicon, detect_language
+from dualmind.lexicon.lexicon import Lexicon
+from dualmind.lexicon.script import detect_language
 
-demo = pytest.importorskip("dualmind.data.demo")
+demo = pytest.importorskip("dualmind.sources.demo")
 
 
 @pytest.fixture(scope="module")

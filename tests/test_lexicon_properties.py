@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dualmind.lexicon import Lexicon
+from dualmind.lexicon.lexicon import Lexicon
 from test_lexicon_texts import EN, RU, corpus
 
 

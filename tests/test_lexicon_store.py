@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from dualmind.lexicon import Lexicon, LexiconError
+from dualmind.lexicon.lexicon import Lexicon
+from dualmind.lexicon.units import LexiconError
 from test_lexicon_texts import EN, RU, corpus
 
 

@@ -30,7 +30,7 @@ def corpus(repeat: int = 8) -> list[str]:
 
 
 def test_sample_texts_are_bilingual():
-    from dualmind.lexicon import detect_language
+    from dualmind.lexicon.script import detect_language
 
     assert {detect_language(t) for t in EN} == {"en"}
     assert {detect_language(t) for t in RU} == {"ru"}

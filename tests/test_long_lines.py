@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from dualmind.data.problems import InputError, Problems
-from dualmind.data.sources import ReadOptions, read_documents, read_lines
+from dualmind.sources.documents import read_documents
+from dualmind.sources.problems import InputError, Problems
+from dualmind.sources.readers import ReadOptions, read_lines
 
 
 def read(paths, policy="replace", **opts):

@@ -1,5 +1,5 @@
-"""Fresh weights of a model sharded on a CPU mesh: dualmind.parallel.materialize_core must give
-what one process draws, in every layout.
+"""Fresh weights of a model sharded on a CPU mesh: dualmind.distributed.parallel.materialize_core
+must give what one process draws, in every layout.
 
 DTensor's rank-local RNG only serves CUDA-like devices; on a CPU mesh every rank used to draw its
 shard from the same seeded generator, so the shards came out equal (both halves of
@@ -46,7 +46,7 @@ def _sharded(build, mesh, seed: int):
     """Built on meta, sharded as training shards it, materialised on the CPU from ``seed``;
     returns it and the warnings of DTensor random ops on a CPU mesh it caused (the broken path
     drew through them)."""
-    from dualmind.parallel import materialize_core, parallelize_core
+    from dualmind.distributed.parallel import materialize_core, parallelize_core
 
     with torch.device("meta"):
         model = build()
@@ -142,15 +142,15 @@ class RecordStart(L.Callback):
 
 
 def _train_rank(rank: int, overrides: list[str], out: str) -> None:
-    from dualmind.config import compose
-    from dualmind.train_loop import run
+    from dualmind.config.schema import compose
+    from dualmind.train.loop import run
 
     run(compose(overrides), callbacks=[RecordStart(out)])
 
 
 def test_fsdp2_cpu_run_starts_from_the_single_process_weights(tmp_path):
-    from dualmind.config import compose
-    from dualmind.train_loop import run
+    from dualmind.config.schema import compose
+    from dualmind.train.loop import run
 
     tiny_corpus()  # built here once, not in each rank
     single = tiny_overrides(tmp_path / "single", *ONE_STEP, "data.batch_size=4")

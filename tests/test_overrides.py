@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from dualmind.config import ConfigError, compose
-from dualmind.overrides import nearest_keys
+from dualmind.config.overrides import nearest_keys
+from dualmind.config.schema import ConfigError, compose
 
 
 @pytest.mark.parametrize("recipe, override, message", [

@@ -1,14 +1,15 @@
-"""dualmind.parallel's activation checkpointing changes memory, never results: a block under
-full or selective recomputation gives the gradients of the plain block, and keeps its names."""
+"""dualmind.distributed.parallel's activation checkpointing changes memory, never results: a block
+under full or selective recomputation gives the gradients of the plain block, and keeps its
+names."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from dualmind.distributed.parallel import ParallelConfigError, apply_activation_checkpointing
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
-from dualmind.parallel import ParallelConfigError, apply_activation_checkpointing
 
 
 def _grads(policy: str) -> tuple[list[str], dict[str, torch.Tensor]]:

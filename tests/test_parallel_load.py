@@ -1,16 +1,16 @@
-"""dualmind.sharded_load in one process (fast): the three kinds of core checkpoint fill a plain
-core exactly, and a wrong shape, a missing path or another lexicon fail with the path and key.
-(The 2-rank sharded fill is in test_export_sharded and test_fsdp_align.)"""
+"""dualmind.checkpoint.sharded_load in one process (fast): the three kinds of core checkpoint fill
+a plain core exactly, and a wrong shape, a missing path or another lexicon fail with the path and
+key. (The 2-rank sharded fill is in test_export_sharded and test_fsdp_align.)"""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from dualmind.align import CoreCheckpointError
+from dualmind.checkpoint.frozen_core import CoreCheckpointError
+from dualmind.checkpoint.sharded_load import core_checkpoint_meta, load_core_shards
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
-from dualmind.sharded_load import core_checkpoint_meta, load_core_shards
 
 SHAPE = dict(vocab_size=96, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64,
              max_seq_len=64, tie_embeddings=True)
@@ -24,7 +24,7 @@ def sources(tmp_path):
 
     import torch.distributed.checkpoint as dcp
 
-    from dualmind.export import export_checkpoint
+    from dualmind.checkpoint.export import export_checkpoint
 
     cfg = CoreConfig.from_dict(SHAPE)
     torch.manual_seed(5)
@@ -78,10 +78,10 @@ def test_unsharded_align_reads_a_sharded_core_folder(tmp_path):
     import torch.distributed.checkpoint as dcp
     from omegaconf import OmegaConf
 
-    from dualmind.config import compose
+    from dualmind.config.schema import compose
     from dualmind.data.shards import ShardSet
-    from dualmind.lit import DualMindModule
     from dualmind.model.fingerprint import weights_fingerprint
+    from dualmind.train.module import DualMindModule
     from test_train_align import align_overrides
     from test_train_support import TINY_MODEL, tiny_corpus
 

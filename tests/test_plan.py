@@ -5,11 +5,12 @@ import json
 import pytest
 
 from dualmind.model.config import CoreConfig
-from dualmind.plan import PlanError, PlanRequest, plan
 from dualmind.plan import cli as plan_cli
 from dualmind.plan.corpus import corpus_sizes, word_proxy_bytes_per_symbol
 from dualmind.plan.equivalence import NOT_MEASURED, equivalence, read_equal_compute_results
 from dualmind.plan.memory import activation_bytes, fsdp_memory
+from dualmind.plan.planner import plan
+from dualmind.plan.request import PlanError, PlanRequest
 from dualmind.plan.shape import LLAMA3_70B, from_core_config
 from dualmind.plan.units import SizeError, parse_bytes, parse_count
 
@@ -310,8 +311,8 @@ def test_api_errors_name_the_argument():
 def test_lexicon_and_sample_are_measured(tmp_path):
     """--lexicon/--sample: bytes per symbol from the real codec, BPE bytes per token from
     tiktoken o200k when its offline vocabulary is reachable; each labelled 'measured'."""
-    from dualmind.data.demo import load_demo_documents
-    from dualmind.lexicon import Lexicon
+    from dualmind.lexicon.lexicon import Lexicon
+    from dualmind.sources.demo import load_demo_documents
 
     docs = [d.text for d in load_demo_documents(langs=("en",), limit=12)]
     lex = Lexicon.build(docs[:-2], level="lossless", vocab_size=2048)

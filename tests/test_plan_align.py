@@ -65,15 +65,16 @@ def test_phases_add_up_and_the_frozen_core_holds_weights_only():
 
 
 def test_planned_align_flops_are_what_training_logs():
-    """dualmind plan's stage-align FLOPs are align.align_step_flops' rates (what training logs)
+    """dualmind plan's stage-align FLOPs are step_flops.align_step_flops' rates (what training logs)
     times the plan's BPE tokens and symbols: a step with one text target and no core units
     gives the decoder's rate, one with one unit and no targets the frozen core's (no head)."""
     from types import SimpleNamespace
 
-    from dualmind.align import align_step_flops
-    from dualmind.data.align_datamodule import IGNORE
     from dualmind.model.config import CoreConfig
-    from dualmind.plan import PlanRequest, plan
+    from dualmind.model.loss import IGNORE
+    from dualmind.model.step_flops import align_step_flops
+    from dualmind.plan.planner import plan
+    from dualmind.plan.request import PlanRequest
     from dualmind.plan.resolve import resolve_decoder
 
     p = plan(PlanRequest(recipe="core_70b", gpus=256, bytes_per_symbol=5.0,

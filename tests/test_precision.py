@@ -8,10 +8,10 @@ import lightning as L
 import pytest
 import torch
 
-from dualmind import precision
-from dualmind.config import compose, list_recipes
-from dualmind.precision import resolve
-from dualmind.train_loop import run
+from dualmind.config import precision
+from dualmind.config.precision import resolve
+from dualmind.config.schema import compose, list_recipes
+from dualmind.train.loop import run
 from test_train_support import tiny_overrides
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -66,7 +66,7 @@ def test_every_cpu_sized_recipe_defaults_to_auto_and_the_large_ones_keep_32_true
 
 
 def test_the_planner_and_the_dry_run_read_auto_as_bf16_mixed_on_their_gpus(cpu_bf16):
-    from dualmind.dry_run import PRECISION_POLICY, policy_of
+    from dualmind.distributed.dry_run_world import PRECISION_POLICY, policy_of
     from dualmind.plan.request import PlanRequest
     from dualmind.plan.resolve import resolve_run
 
@@ -110,7 +110,7 @@ def test_a_run_asked_for_bf16_on_a_cpu_without_it_is_warned(tmp_path, cpu_bf16, 
 def test_the_environment_can_say_what_the_cpu_has(monkeypatch):
     """DUALMIND_NATIVE_BF16 overrides the probe either way (to time a no-bf16 machine on one
     that has it); anything else leaves the probe's answer."""
-    from dualmind.precision import cpu_has_native_bf16
+    from dualmind.config.precision import cpu_has_native_bf16
 
     monkeypatch.setenv("DUALMIND_NATIVE_BF16", "0")
     assert cpu_has_native_bf16() is False

@@ -16,8 +16,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 
-from dualmind.config import compose
-from dualmind.train_loop import run
+from dualmind.config.schema import compose
+from dualmind.train.loop import run
 from test_parallel_support import spawn_ranks
 from test_train_align import align_overrides, core_checkpoint  # noqa: F401 - pytest fixture
 from test_train_support import tiny_corpus, tiny_overrides
@@ -132,8 +132,9 @@ def test_large_recipes_train_with_fp32_master_weights_and_bf16_compute(tmp_path,
     loss = {name: json.loads((tmp_path / f"{name}.loss.json").read_text()) for name, _ in runs}
 
     assert seen["core"] == FP32_MASTER, seen["core"]
-    # The frozen core keeps the checkpoint's fp32 shards (see dualmind.parallel.parallelize_align)
-    # and computes in bf16 like the decoder; it is never handed to the optimizer.
+    # The frozen core keeps the checkpoint's fp32 shards (see
+    # dualmind.distributed.parallel.parallelize_align) and computes in bf16 like the decoder; it is
+    # never handed to the optimizer.
     assert seen["align"] == dict(FP32_MASTER, frozen_matmul="bfloat16",
                                  frozen_params=["DTensor float32"]), seen["align"]
     for name in ("core", "align"):
@@ -145,7 +146,7 @@ def test_large_recipes_train_with_fp32_master_weights_and_bf16_compute(tmp_path,
 
 @pytest.mark.parametrize("recipe", LARGE_RECIPES)
 def test_large_recipes_launch_with_fp32_master_weights(recipe):
-    from dualmind.dry_run import PRECISION_POLICY
+    from dualmind.distributed.dry_run_world import PRECISION_POLICY
 
     cfg = compose([f"recipe={recipe}"])
     assert cfg.strategy.name == "fsdp2"

@@ -11,10 +11,10 @@ import lightning as L
 import pytest
 import torch
 
-from dualmind.config import compose
-from dualmind.progress import TrainingProgress, duration
-from dualmind.step_counts import StepCounts
-from dualmind.train_loop import run
+from dualmind.config.schema import compose
+from dualmind.train.loop import run
+from dualmind.train.progress import TrainingProgress, duration
+from dualmind.train.step_counts import StepCounts
 from test_train_support import tiny_overrides
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -55,9 +55,9 @@ def test_off_a_terminal_training_prints_plain_lines(tmp_path, capsys):
 
 
 def test_on_a_terminal_the_rich_bar_shows_progress_instead(tmp_path, capsys, monkeypatch):
-    import dualmind.progress
+    import dualmind.train.progress
 
-    monkeypatch.setattr(dualmind.progress, "stdout_is_terminal", lambda: True)
+    monkeypatch.setattr(dualmind.train.progress, "stdout_is_terminal", lambda: True)
     _, peek = _run(tmp_path)
     assert not [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("step ")]
     assert peek.bar == "StepProgressBar"

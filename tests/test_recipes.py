@@ -11,7 +11,7 @@ import pytest
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 
-from dualmind.config import ConfigError, compose, list_recipes, repo_conf_dir, repo_root
+from dualmind.config.schema import ConfigError, compose, list_recipes, repo_conf_dir, repo_root
 from dualmind.model.config import CoreConfig
 
 RECIPES = list_recipes()

@@ -9,7 +9,7 @@ import pytest
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 
-from dualmind.config import compose, repo_conf_dir
+from dualmind.config.schema import compose, repo_conf_dir
 from dualmind.plan.cli import main as plan_main
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from dualmind.config import check_model_config, compose
-from dualmind.resume_check import check_resume
-from dualmind.run_paths import RunPathError
+from dualmind.config.schema import check_model_config, compose
+from dualmind.train.resume_check import check_resume
+from dualmind.train.run_paths import RunPathError
 
 
 def saved(tmp_path, stage, model, name="saved.ckpt"):

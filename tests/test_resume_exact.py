@@ -3,7 +3,7 @@ of the uninterrupted run, so its per-step losses are the same.
 
 The core has no dropout, so the test gives its training step randomness: each step corrupts a
 fifth of the input symbols with torch draws and records one numpy and one Python draw as well.
-The random stream lives in dualmind.rng_state.TrainingRNG, saved per rank in the checkpoint.
+The random stream lives in dualmind.train.rng_state.TrainingRNG, saved per rank in the checkpoint.
 Validation runs in between (its loader iterators draw from torch's global generator), and sanity
 checks run on resume, so the check also proves the stream is isolated from those draws.
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import lightning as L
 import pytest
 
-from dualmind.config import compose
-from dualmind.train_loop import run
+from dualmind.config.schema import compose
+from dualmind.train.loop import run
 from test_resume_support import make_core_step_noisy
 from test_train_support import tiny_overrides
 
@@ -69,7 +69,7 @@ def test_resume_continues_batches_and_random_draws(tmp_path, noisy_steps, monkey
     assert losses == pytest.approx(whole_tail, abs=1e-6)
 
     # Negative control 1: without restoring the RNG, the resumed steps draw what steps 1-4 drew.
-    from dualmind.rng_state import TrainingRNG
+    from dualmind.train.rng_state import TrainingRNG
 
     monkeypatch.setattr(TrainingRNG, "load_state_dict", lambda self, state: None)
     losses, log = _cut_and_resume(tmp_path, "no-rng-restore", noisy_steps)
@@ -81,7 +81,7 @@ def test_resume_continues_batches_and_random_draws(tmp_path, noisy_steps, monkey
 
 def test_resume_without_data_position_is_caught(tmp_path, noisy_steps, monkeypatch):
     """Negative control 2: a loader that restarts at batch 0 on resume is seen as wrong batches."""
-    import dualmind.data.datamodule as datamodule
+    import dualmind.train.datamodule as datamodule
 
     whole = run(compose(tiny_overrides(tmp_path / "whole", *BASE)))
     whole_log = {k: v for k, v in noisy_steps.items() if k >= 4}

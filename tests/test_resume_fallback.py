@@ -12,8 +12,8 @@ import lightning as L
 import pytest
 import torch
 
-from dualmind.config import compose
-from dualmind.train_loop import TrainingError, run
+from dualmind.config.schema import compose
+from dualmind.train.loop import TrainingError, run
 from test_train_support import tiny_overrides
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -69,9 +69,9 @@ def test_an_explicit_truncated_path_is_refused_naming_the_intact_one(tmp_path, s
 
 
 def test_train_py_names_the_intact_checkpoint_beside_a_cut_one(tmp_path, six_steps):
-    """train.py checks ckpt_path before the run (dualmind.run_paths), so its one line must give
-    the hint the run would have given (it said only 'not a readable checkpoint')."""
-    from dualmind.run_paths import RunPathError, check_run_paths
+    """train.py checks ckpt_path before the run (dualmind.train.run_paths), so its one line must
+    give the hint the run would have given (it said only 'not a readable checkpoint')."""
+    from dualmind.train.run_paths import RunPathError, check_run_paths
 
     last = six_steps / "last.ckpt"
     _truncate(last)

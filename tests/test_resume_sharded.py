@@ -12,8 +12,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 
-from dualmind.config import compose
-from dualmind.train_loop import run
+from dualmind.config.schema import compose
+from dualmind.train.loop import run
 from test_parallel_support import FSDP2_TWO_CPU_RANKS, spawn_ranks
 from test_resume_support import make_core_step_noisy
 from test_train_support import tiny_corpus, tiny_overrides

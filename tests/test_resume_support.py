@@ -15,7 +15,7 @@ def make_core_step_noisy(monkeypatch, log: dict) -> None:
     import numpy as np
     import torch
 
-    from dualmind.lit import DualMindModule
+    from dualmind.train.module import DualMindModule
 
     plain = DualMindModule._core_step
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from dualmind.bridge import Bridge, BridgeError
+from dualmind.bridge.bridge import Bridge
+from dualmind.bridge.errors import BridgeError
 from dualmind.bridge.retrieval import SceneIndex, SceneRecord, pooled_states
 from test_bridge_toy import DISTRACTORS, FACTS, QUESTIONS, build_toy
 

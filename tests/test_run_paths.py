@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from dualmind.config import ConfigError, compose, list_recipes
-from dualmind.run_paths import RunPathError, check_run_paths
+from dualmind.config.schema import ConfigError, compose, list_recipes
+from dualmind.train.run_paths import RunPathError, check_run_paths
 
 CORE_RECIPES = ["decoder_align", "decoder_align_70b", "bridge_lora", "core_unfreeze"]
 
@@ -157,7 +157,7 @@ def test_paths_are_checked_in_a_fixed_order(configs, paths):
 
 
 def test_checkpoint_kinds(paths):
-    from dualmind.run_paths import checkpoint_kind
+    from dualmind.train.run_paths import checkpoint_kind
 
     assert checkpoint_kind(paths / "core.ckpt") == "ckpt"
     assert checkpoint_kind(paths / "sharded") == "dcp"

@@ -9,10 +9,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dualmind.data.corpus import align
-from dualmind.data.scenes import SceneLimits, cut_scenes, split_blocks
+from dualmind.data.build.alignment import align
+from dualmind.data.build.scenes import SceneLimits, cut_scenes, split_blocks
 from dualmind.data.text_tokenizer import token_byte_lengths, train_text_tokenizer
-from dualmind.lexicon import Lexicon
+from dualmind.lexicon.lexicon import Lexicon
 from test_corpus_support import small_documents, small_lexicon
 
 

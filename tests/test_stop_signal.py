@@ -12,9 +12,9 @@ import lightning as L
 import pytest
 import torch
 
-from dualmind.config import compose, repo_root
-from dualmind.stop_signal import StopOnSignal, TrainingStopped
-from dualmind.train_loop import run
+from dualmind.config.schema import compose, repo_root
+from dualmind.train.loop import run
+from dualmind.train.stop_signal import StopOnSignal, TrainingStopped
 from test_train_support import tiny_overrides
 
 pytestmark = pytest.mark.usefixtures("one_thread")

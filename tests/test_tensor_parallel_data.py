@@ -15,15 +15,15 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from dualmind.data.align_datamodule import AlignDataModule
-from dualmind.data.datamodule import (
+from dualmind.train.align_datamodule import AlignDataModule
+from dualmind.train.datamodule import (
     CoreDataModule,
     CoreStream,
     TrainBatches,
     data_parallel_position,
     trainer_position,
 )
-from dualmind.rng_state import TrainingRNG, resume
+from dualmind.train.rng_state import TrainingRNG, resume
 
 
 @contextlib.contextmanager

@@ -23,8 +23,8 @@ import lightning as L
 import pytest
 import torch
 
-from dualmind.config import compose
-from dualmind.train_loop import run
+from dualmind.config.schema import compose
+from dualmind.train.loop import run
 from test_parallel_support import FSDP2_TWO_CPU_RANKS, spawn_ranks
 from test_resume_support import make_core_step_noisy
 from test_train_fsdp2 import StartFrom, _reference_weights

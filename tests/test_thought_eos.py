@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from dualmind.bridge import Bridge
+from dualmind.bridge.bridge import Bridge
 from dualmind.bridge.thinking import BOS, EOS, PAD, UNK, think
 from test_bridge_toy import build_toy
 

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from dualmind.optim import WarmupCosine
-from dualmind.time_budget import TimeBudget
+from dualmind.train.optim import WarmupCosine
+from dualmind.train.time_budget import TimeBudget
 
 
 class Clock:

@@ -12,9 +12,9 @@ import lightning as L
 import pytest
 import torch
 
-from dualmind.config import compose, list_recipes, repo_root
-from dualmind.lit import NonFiniteLossError
-from dualmind.train_loop import TrainingError, run, train
+from dualmind.config.schema import compose, list_recipes, repo_root
+from dualmind.train.loop import TrainingError, run, train
+from dualmind.train.module import NonFiniteLossError
 from test_train_support import tiny_corpus, tiny_overrides
 
 MINI_RECIPES = [r for r in list_recipes() if r.endswith("_mini")]
@@ -246,7 +246,7 @@ def test_train_py_multirun_sweeps(tmp_path):
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
-    from dualmind.train_loop import atomic_checkpoint_io
+    from dualmind.train.loop import atomic_checkpoint_io
 
     io = atomic_checkpoint_io()
     path = tmp_path / "checkpoints" / "last.ckpt"
@@ -310,7 +310,7 @@ def test_resume_with_other_data_settings_says_so(tmp_path):
 
 
 def test_the_resume_check_compares_samples_per_step_not_each_factor():
-    from dualmind.checkpoint_meta import changed_data_settings
+    from dualmind.checkpoint.meta import changed_data_settings
 
     def cfg(batch, accumulate=1, seed=0):
         return {"data": {"batch_size": batch, "seed": seed, "seq_len": 64},
@@ -330,7 +330,7 @@ def test_the_resume_check_compares_samples_per_step_not_each_factor():
 def test_a_resume_from_a_rank0_flops_count_says_so():
     import warnings
 
-    from dualmind.checkpoint_meta import warn_on_resume
+    from dualmind.checkpoint.meta import warn_on_resume
 
     def warned(meta):
         with warnings.catch_warnings(record=True) as got:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dualmind.config import compose
+from dualmind.config.schema import compose
 from dualmind.data.shards import ShardSet
 from test_train_support import QUIET, TINY_MODEL, tiny_corpus
 
@@ -56,8 +56,8 @@ def saved_core(ckpt) -> dict[str, torch.Tensor]:
 def test_align_steps_leave_the_core_bit_identical_and_gradient_free(tmp_path, core_checkpoint):
     from omegaconf import OmegaConf
 
-    from dualmind.data.align_datamodule import AlignDataModule
-    from dualmind.lit import DualMindModule
+    from dualmind.train.align_datamodule import AlignDataModule
+    from dualmind.train.module import DualMindModule
 
     cfg = compose(align_overrides(tmp_path, core_checkpoint))
     dm = AlignDataModule.from_config(cfg).prepare()
@@ -92,7 +92,7 @@ def test_align_steps_leave_the_core_bit_identical_and_gradient_free(tmp_path, co
 def test_decoder_align_fast_dev_run(tmp_path, core_checkpoint):
     import lightning as L
 
-    from dualmind.train_loop import run
+    from dualmind.train.loop import run
 
     seen = {}
 
@@ -120,7 +120,7 @@ def test_decoder_align_fast_dev_run(tmp_path, core_checkpoint):
 
 
 def test_align_without_core_checkpoint_is_a_clear_error(tmp_path):
-    from dualmind.train_loop import run
+    from dualmind.train.loop import run
 
     with pytest.raises(ValueError, match="core.checkpoint"):
         run(compose(align_overrides(tmp_path, "null")))
@@ -131,8 +131,8 @@ def test_stream_mode_reads_fewer_core_states_than_render(tmp_path, core_checkpoi
     masks (stream hides later units of the scene), and both are finite."""
     from omegaconf import OmegaConf
 
-    from dualmind.data.align_datamodule import AlignDataModule
-    from dualmind.lit import DualMindModule
+    from dualmind.train.align_datamodule import AlignDataModule
+    from dualmind.train.module import DualMindModule
 
     cfg = compose(align_overrides(tmp_path, core_checkpoint, "decoder.mask_mode=stream"))
     dm = AlignDataModule.from_config(cfg).prepare()
@@ -149,8 +149,8 @@ def test_stream_mode_reads_fewer_core_states_than_render(tmp_path, core_checkpoi
 
 
 def test_core_of_another_lexicon_is_refused(tmp_path, core_checkpoint):
-    from dualmind.align import CoreCheckpointError
-    from dualmind.train_loop import run
+    from dualmind.checkpoint.frozen_core import CoreCheckpointError
+    from dualmind.train.loop import run
 
     ckpt = torch.load(core_checkpoint, map_location="cpu", weights_only=True)
     ckpt["dualmind"]["lexicon_fingerprint"] = "0" * 64

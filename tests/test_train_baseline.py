@@ -7,13 +7,13 @@ import math
 
 import pytest
 
-from dualmind.config import compose
+from dualmind.config.schema import compose
 from test_train_support import QUIET, TINY_MODEL, tiny_corpus
 
 
 def test_baseline_bpe_trains_and_evaluates(tmp_path):
-    from dualmind.evaluate import evaluate
-    from dualmind.train_loop import run
+    from dualmind.evaluate.cli import evaluate
+    from dualmind.train.loop import run
 
     cfg = compose(["recipe=baseline_bpe_mini", f"data.dir={tiny_corpus()}", f"run_dir={tmp_path}",
                    *TINY_MODEL, "data.seq_len=128", "data.batch_size=2",

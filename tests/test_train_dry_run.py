@@ -11,8 +11,8 @@ import time
 import pytest
 import torch
 
-from dualmind.config import compose
-from dualmind.dry_run import dry_run, main
+from dualmind.config.schema import compose
+from dualmind.distributed.dry_run import dry_run, main
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
 from dualmind.plan.units import human_gib
@@ -62,7 +62,7 @@ def test_dry_run_counts_and_shards_without_allocating(recipe, model, gpus):
 def _assert_recipe_quotes(recipe: str, *figures: str) -> None:
     """The recipe's comment quotes what its dry run prints (a recipe edit that changes the plan
     must update the comment, or this fails)."""
-    from dualmind.config import repo_root
+    from dualmind.config.schema import repo_root
 
     text = " ".join((repo_root() / "recipes" / "recipe" / f"{recipe}.yaml").read_text()
                     .replace("#", " ").split())
@@ -83,7 +83,7 @@ def test_train_py_dry_run_prints_the_plan(tmp_path):
     import subprocess
     import sys
 
-    from dualmind.config import repo_root
+    from dualmind.config.schema import repo_root
 
     proc = subprocess.run(
         [sys.executable, str(repo_root() / "train.py"), "recipe=core_70b", "trainer.dry_run=true",
@@ -108,8 +108,8 @@ def _align_models(cfg):
 
 
 def test_align_dry_run_plans_the_frozen_core_and_the_trained_decoder():
-    from dualmind.align import align_step_flops
-    from dualmind.dry_run_align import AlignDryRun
+    from dualmind.distributed.dry_run_align import AlignDryRun
+    from dualmind.model.step_flops import align_step_flops
 
     cfg = compose(["recipe=decoder_align_70b", "trainer.dry_run=true"])
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

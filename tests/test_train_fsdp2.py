@@ -1,6 +1,6 @@
 """strategy=fsdp2 trains what one process trains: two gloo processes (Lightning's
-ModelParallelStrategy, fully_shard per block and at the root from dualmind.parallel) against one
-process with strategy=single, from the same weights, on the same global batches.
+ModelParallelStrategy, fully_shard per block and at the root from dualmind.distributed.parallel)
+against one process with strategy=single, from the same weights, on the same global batches.
 
 Rank r's batch j is global batch 2j + r (TrainBatches), so two ranks with batch_size=2 see the
 four sequences the single process sees with batch_size=4; FSDP2 averages the gradients, and the
@@ -16,8 +16,8 @@ import lightning as L
 import pytest
 import torch
 
-from dualmind.config import compose
-from dualmind.train_loop import run
+from dualmind.config.schema import compose
+from dualmind.train.loop import run
 from test_parallel_support import spawn_ranks
 from test_train_support import tiny_corpus, tiny_overrides
 

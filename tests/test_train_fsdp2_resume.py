@@ -13,8 +13,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 
-from dualmind.config import compose
-from dualmind.train_loop import run
+from dualmind.config.schema import compose
+from dualmind.train.loop import run
 from test_parallel_support import spawn_ranks
 from test_train_fsdp2 import StartFrom, _reference_weights
 from test_train_support import tiny_corpus, tiny_overrides

@@ -9,8 +9,8 @@ import os
 import subprocess
 import sys
 
-from dualmind.config import repo_root
-from dualmind.train_errors import one_line
+from dualmind.config.schema import repo_root
+from dualmind.train.errors import one_line
 
 
 def train_py(tmp_path, *overrides: str) -> subprocess.CompletedProcess:

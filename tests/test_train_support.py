@@ -28,9 +28,9 @@ QUIET = ["trainer.enable_progress_bar=false", "trainer.loggers=[]"]
 @functools.cache
 def tiny_corpus() -> Path:
     """A corpus of 25 English + 25 Russian demo documents with a 1024-unit lexicon (~5 s)."""
-    from dualmind.data.corpus import build_corpus
-    from dualmind.data.demo import load_demo_documents
-    from dualmind.lexicon import Lexicon
+    from dualmind.data.build.corpus import build_corpus
+    from dualmind.lexicon.lexicon import Lexicon
+    from dualmind.sources.demo import load_demo_documents
 
     root = Path(tempfile.mkdtemp(prefix="dualmind-train-test-"))
     atexit.register(shutil.rmtree, root, True)

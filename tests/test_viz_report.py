@@ -8,8 +8,9 @@ import re
 import pytest
 
 from dualmind.cli import main
-from dualmind.viz import VizError, write_report
-from dualmind.viz.report import choose, split_documents, spread
+from dualmind.viz.load import VizError
+from dualmind.viz.report import split_documents, write_report
+from dualmind.viz.select import choose, spread
 from test_viz_support import PROMPT, align_report, tiny_run
 
 PANELS = ("lens", "attention", "cross", "norms", "compare")
@@ -173,7 +174,7 @@ def test_export_folder_with_its_tokenizer(tmp_path, monkeypatch):
     greedy rendering stops at RENDER_DOCS documents and says so."""
     import shutil
 
-    from dualmind.export import export_checkpoint
+    from dualmind.checkpoint.export import export_checkpoint
     from dualmind.viz import decoder_panel
 
     monkeypatch.setattr(decoder_panel, "RENDER_DOCS", 1)

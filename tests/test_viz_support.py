@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from dualmind.data.text_tokenizer import train_text_tokenizer
-from dualmind.lexicon import Lexicon
+from dualmind.lexicon.lexicon import Lexicon
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
 from dualmind.model.decoder import LanguageDecoder
@@ -86,7 +86,7 @@ def tiny_run() -> dict[str, Path]:
 def align_report() -> Path:
     """The align checkpoint's report (decoder panel, compared with the moved core), built once
     and shared by the report and browser tests."""
-    from dualmind.viz import write_report
+    from dualmind.viz.report import write_report
 
     run = tiny_run()
     return write_report(run["align"], PROMPT, run["root"] / "report-align",

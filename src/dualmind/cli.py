@@ -16,8 +16,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "lexicon": ("dualmind.lexicon.cli", "build and use a hyperlexicon (text <-> hyperphrases)"),
     "corpus": ("dualmind.data.cli", "build hypertrain.jsonl and packed training shards"),
-    "export": ("dualmind.export", "export a checkpoint to safetensors + config JSON"),
-    "eval": ("dualmind.evaluate", "system bits per byte of core + decoder (or a BPE baseline)"),
+    "export": ("dualmind.checkpoint.export_cli", "export a checkpoint (safetensors + config JSON)"),
+    "eval": ("dualmind.evaluate.cli", "system bits per byte of core + decoder (or a BPE baseline)"),
     "plan": ("dualmind.plan.cli", "what a training run costs and what it buys"),
     "generate": ("dualmind.bridge.cli_generate", "the core thinks, the decoder answers"),
     "chat": ("dualmind.bridge.cli_chat", "chat in the terminal through the bridge (/reset, /quit)"),

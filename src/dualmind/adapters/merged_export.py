@@ -1,8 +1,9 @@
 """Fold a LoRA adapter into its core and write a `dualmind export` folder of the result.
 
 The folder is the one `dualmind export` writes (config.json + core.safetensors, tied weights
-stored once), so everything that reads exports — `dualmind eval`, `dualmind.export.load_core`,
-stage align's core.checkpoint — reads a merged core without knowing about adapters.
+stored once), so everything that reads exports — `dualmind eval`,
+`dualmind.checkpoint.export.load_core`, stage align's core.checkpoint — reads a merged core without
+knowing about adapters.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dualmind.adapters.lora import AdapterError, core_fingerprint, load_adapter,
 
 def load_base_core(core_path: str | Path, expect_lexicon: str | None = None):
     """(HyperCore, metadata) of a stage-core .ckpt or a `dualmind export` folder."""
-    from dualmind.align import CoreCheckpointError, core_state_from
+    from dualmind.checkpoint.frozen_core import CoreCheckpointError, core_state_from
     from dualmind.model.config import CoreConfig
     from dualmind.model.core import HyperCore
 
@@ -36,7 +37,7 @@ def merge_to_export(adapter_dir: str | Path, core_path: str | Path, out: str | P
 
     import dualmind
     from dualmind.adapters.lora import read_adapter_meta
-    from dualmind.export import EXPORT_FORMAT, EXPORT_VERSION, unique_tensors
+    from dualmind.checkpoint.export import EXPORT_FORMAT, EXPORT_VERSION, unique_tensors
 
     adapter_meta = read_adapter_meta(adapter_dir)
     core, meta = load_base_core(core_path, adapter_meta.get("lexicon_fingerprint"))

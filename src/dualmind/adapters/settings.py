@@ -4,8 +4,8 @@
     lora:      stage=lora — rank, scale, dropout and which projections get adapters
     unfreeze:  stage=unfreeze — how many of the core's top layers train
 
-`dualmind.config.validate` only knows these groups exist; their keys are checked here, when the
-module is built, so a misspelt `lora.rank` stops the run naming `lora.rank`.
+`dualmind.config.schema.validate` only knows these groups exist; their keys are checked here, when
+the module is built, so a misspelt `lora.rank` stops the run naming `lora.rank`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from dualmind.config import ConfigError
+from dualmind.config.schema import ConfigError
 
 ATTENTION_TARGETS = ("wq", "wk", "wv", "wo")
 MLP_TARGETS = ("w1", "w2", "w3")

@@ -24,12 +24,13 @@ import torch
 from dualmind.bridge import loading
 from dualmind.bridge.answer import Answer, Retrieved, Timings
 from dualmind.bridge.errors import BridgeError
-from dualmind.bridge.pointer import pointer_for
 from dualmind.bridge.prompt import assemble, encode_prompt
 from dualmind.bridge.rendering import render
 from dualmind.bridge.sampling import check_options
 from dualmind.bridge.thinking import think
+from dualmind.data.text_tokenizer import TOKENIZER_FILE
 from dualmind.model.core_reading import read_core
+from dualmind.model.pointer import pointer_for
 
 BRIDGE_FORMAT = "dualmind-bridge"
 BRIDGE_VERSION = 1
@@ -107,7 +108,7 @@ class Bridge:
                               f"{BRIDGE_FORMAT!r} up to version {BRIDGE_VERSION}")
         adapter = d / "adapter" if spec.get("adapter") else None
         bridge = cls.from_checkpoints(d / "lexicon", d / "model", adapter,
-                                      tokenizer=d / loading.TOKENIZER_FILE)
+                                      tokenizer=d / TOKENIZER_FILE)
         if bridge.core_fingerprint != spec.get("core_fingerprint"):
             raise BridgeError(f"{spec_path}: key 'core_fingerprint' is "
                               f"{spec.get('core_fingerprint')}, but model/ holds core "
@@ -127,7 +128,7 @@ class Bridge:
             core.load_state_dict(self._base_state)
         loading.write_export(d / "model", core, self.decoder, self.lexicon.fingerprint,
                              self.core_fingerprint, self.meta)
-        (d / loading.TOKENIZER_FILE).write_text(self.tokenizer.to_str(), encoding="utf-8")
+        (d / TOKENIZER_FILE).write_text(self.tokenizer.to_str(), encoding="utf-8")
         if self.adapter_dir is not None and self.adapter_dir.resolve() != (d / "adapter").resolve():
             loading.copy_folder(self.adapter_dir, d / "adapter")
         spec = {"format": BRIDGE_FORMAT, "format_version": BRIDGE_VERSION,

@@ -14,16 +14,16 @@ from dualmind.bridge.errors import BridgeError
 
 
 def is_hf_bridge(folder: Path) -> bool:
-    from dualmind.export_hf_load import is_hf_export
+    from dualmind.checkpoint.export_hf_load import is_hf_export
 
     return is_hf_export(folder)
 
 
 def load_hf_bridge(folder: Path) -> dict:
     """The keyword arguments of ``Bridge(...)`` for an HF export folder of an align checkpoint."""
-    from dualmind.export import ExportError
-    from dualmind.export_hf import DECODER_DIR, LEXICON_DIR
-    from dualmind.export_hf_load import load_hf_core, load_hf_decoder
+    from dualmind.checkpoint.export import ExportError
+    from dualmind.checkpoint.export_hf import DECODER_DIR, LEXICON_DIR
+    from dualmind.checkpoint.export_hf_load import load_hf_core, load_hf_decoder
 
     lexicon = loading.load_lexicon(folder / LEXICON_DIR)
     try:

@@ -6,7 +6,7 @@ They belong together only if
   * the checkpoint's ``core_fingerprint`` (the frozen core the decoder was aligned to) is the
     fingerprint of the core weights loaded. Checkpoints made before it was recorded have none:
     then a warning says so and loading continues, since nothing can be proved either way;
-  * an adapter was trained on this core (``dualmind.adapters.load_adapter`` checks it).
+  * an adapter was trained on this core (``dualmind.adapters.lora.load_adapter`` checks it).
 A mismatch is a :class:`BridgeError` naming both fingerprints.
 """
 
@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 
 from dualmind.bridge.errors import BridgeError
-
-TOKENIZER_FILE = "tokenizer.json"
+from dualmind.data.text_tokenizer import TOKENIZER_FILE
 
 
 def load_lexicon(lexicon_dir: str | Path):
-    from dualmind.lexicon import Lexicon, LexiconError
+    from dualmind.lexicon.lexicon import Lexicon
+    from dualmind.lexicon.units import LexiconError
 
     try:
         return Lexicon.load(lexicon_dir)
@@ -35,7 +35,8 @@ def load_lexicon(lexicon_dir: str | Path):
 
 def load_core_and_decoder(source: str | Path):
     """(core, decoder, meta) of an align checkpoint, its run folder, or an export folder."""
-    from dualmind.evaluate import EvalError, load_models
+    from dualmind.evaluate.load import load_models
+    from dualmind.evaluate.report import EvalError
 
     try:
         core, decoder, meta = load_models(source)
@@ -90,25 +91,22 @@ def find_tokenizer(source: str | Path, meta: dict, given: str | Path | None = No
         if not path.is_file():
             raise BridgeError(f"{given}: no {TOKENIZER_FILE} there")
         return path
+    from dualmind.data.text_tokenizer import find_text_tokenizer
+
     where = Path(meta.get("path", source))
-    tried = []
-    for folder in (where, where.parent):
-        tried.append(folder / TOKENIZER_FILE)
-        if tried[-1].is_file():
-            return tried[-1]
     # the training run's corpus folder: recorded in the checkpoint (or, for an export folder, in
     # the checkpoint it was exported from)
+    data_dir = None
     ckpt_path = where if where.is_file() else Path(meta.get("source_checkpoint") or "")
     if ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
         data_dir = (((ckpt.get("hyper_parameters") or {}).get("cfg") or {}).get("data") or {}
                     ).get("dir")
-        if data_dir:
-            tried.append(Path(data_dir) / TOKENIZER_FILE)
-            if tried[-1].is_file():
-                return tried[-1]
-    raise BridgeError(f"{source}: cannot find the decoder's {TOKENIZER_FILE} (tried "
-                      f"{', '.join(map(str, tried))}); pass tokenizer=PATH")
+    path, why = find_text_tokenizer(where, data_dir)
+    if path is None:
+        raise BridgeError(f"{source}: cannot find the decoder's {TOKENIZER_FILE}: {why}; "
+                          "pass tokenizer=PATH")
+    return path
 
 
 def load_tokenizer(path: Path, decoder) -> tuple[object, int, int]:
@@ -134,7 +132,7 @@ def apply_adapter(core, adapter_dir: str | Path):
     if not path.is_dir():
         raise BridgeError(f"adapter {adapter_dir}: no such folder")
     try:
-        from dualmind.adapters import load_adapter
+        from dualmind.adapters.lora import load_adapter
     except ImportError as err:
         raise BridgeError(f"adapter {adapter_dir}: dualmind.adapters (load_adapter) is not "
                           f"available in this installation ({err}); load without the adapter"
@@ -156,7 +154,7 @@ def write_export(out: Path, core, decoder, lexicon_fingerprint: str, core_fp: st
     from safetensors.torch import save_file
 
     import dualmind
-    from dualmind.export import EXPORT_FORMAT, EXPORT_VERSION, unique_tensors
+    from dualmind.checkpoint.export import EXPORT_FORMAT, EXPORT_VERSION, unique_tensors
 
     out.mkdir(parents=True, exist_ok=True)
     files = {}

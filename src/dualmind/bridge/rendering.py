@@ -75,7 +75,7 @@ def render(decoder, tokenizer, states: torch.Tensor, bos: int, eos: int, max_tok
     """Render text reading ``states`` [1,S,...] (what ``decoder.cfg.core_read`` reads of the
     core; ``core_ids`` [1,S] their units, for the copy channel) as one scene: every state
     visible, or, for a decoder that points, the states around the unit its text has reached
-    (its boundary head's, or ``pointer``'s: :class:`dualmind.bridge.pointer.LexiconPointer`)."""
+    (its boundary head's, or ``pointer``'s: :class:`dualmind.model.pointer.LexiconPointer`)."""
     from dualmind.model.decoder_session import DecoderSession
 
     t0 = time.perf_counter()

@@ -1,4 +1,2 @@
-"""Corpus side of dualmind: the hypertrain.jsonl schema, `dualmind corpus build`, packed shards.
-
-Nothing here imports torch: shards are read with numpy; the datamodule (training side) wraps them.
-"""
+"""The corpus: the hypertrain.jsonl schema, `dualmind corpus build` (build/), packed shards, the
+text tokenizer. No torch; may import sources/ and lexicon/ only."""

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dualmind.sources.arguments import add_limit_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND", required=True)
@@ -105,26 +107,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     i.add_argument("--lexicon", default=None, help="lexicon folder, to show the samples' glosses")
 
 
-def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
-    """The reading limits, shared by `corpus build` and `lexicon build` (same reader)."""
-    from dualmind.data.sources import DEFAULT_MAX_DOCUMENT_BYTES, DEFAULT_MAX_LINE_BYTES
-
-    parser.add_argument(
-        "--max-line-bytes",
-        type=int,
-        default=DEFAULT_MAX_LINE_BYTES,
-        help="most bytes of one line held at once (default 16 MiB): longer text lines are read "
-        "in pieces; a longer JSON-lines record refuses its file",
-    )
-    parser.add_argument(
-        "--max-document-bytes",
-        type=int,
-        default=DEFAULT_MAX_DOCUMENT_BYTES,
-        help="longest document (default 64 MiB): a longer text file is split into documents, "
-        "a longer JSON array file is refused",
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     return {"build": _build, "validate": _validate, "info": _info}[args.corpus_command](args)
 
@@ -135,9 +117,11 @@ def _err(msg: str) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from dualmind.data.corpus import BuildSummary, CorpusError, build_corpus
-    from dualmind.data.problems import InputError
-    from dualmind.data.shard_worker import WorkerError
+    from dualmind.data.build.corpus import build_corpus
+    from dualmind.data.build.options import CorpusError
+    from dualmind.data.build.shard_worker import WorkerError
+    from dualmind.data.build.summary import BuildSummary
+    from dualmind.sources.problems import InputError
 
     if args.demo and args.inputs:
         return _err("give inputs or --demo, not both")
@@ -190,7 +174,7 @@ def sample_lines(path: Path, manifest: dict, n: int, lexicon_dir: str | None) ->
 
     lex = None
     if lexicon_dir:
-        from dualmind.lexicon import Lexicon
+        from dualmind.lexicon.lexicon import Lexicon
 
         lex = Lexicon.load(lexicon_dir)
     shown: dict[str, int] = {}
@@ -236,7 +220,7 @@ def validate_corpus(path: Path, lexicon=None) -> list[str]:
     records = read_hypertrain(hyper)
     fp = getattr(lexicon, "fingerprint", None)
     i = 0
-    from dualmind.data.corpus import split_order
+    from dualmind.data.build.summary import split_order
 
     for split in split_order(manifest):
         ds = ShardSet.open(path, split, fp)
@@ -296,7 +280,7 @@ def _validate(args: argparse.Namespace) -> int:
     lexicon = None
     try:
         if args.lexicon:
-            from dualmind.lexicon import Lexicon
+            from dualmind.lexicon.lexicon import Lexicon
 
             lexicon = Lexicon.load(args.lexicon)
         if path.is_file():
@@ -315,13 +299,13 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from dualmind.data.corpus import BuildSummary
+    from dualmind.data.build.summary import BuildSummary
     from dualmind.data.shards import MANIFEST
 
     path = Path(args.corpus)
     mpath = path / MANIFEST
     if not mpath.is_file():
-        from dualmind.data.build_state import is_unfinished
+        from dualmind.data.build.state import is_unfinished
 
         if is_unfinished(path):
             return _err(

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>")  # ids 0..3, like the lexicon's
+TOKENIZER_FILE = "tokenizer.json"  # in a corpus folder (`corpus build`) and beside an export
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
 
@@ -51,6 +52,37 @@ def load_text_tokenizer(path: str | Path):
     tok = Tokenizer.from_file(str(path))
     tok.encode_special_tokens = True
     return tok
+
+
+def find_text_tokenizer(model_path: str | Path, corpus_dir: str | Path | None
+                        ) -> tuple[Path | None, str]:
+    """Where the decoder's tokenizer of a model lies: ``tokenizer.json`` beside the model (an
+    export folder) or in its parent folder (a bridge folder's layout), else in the training corpus
+    folder (the run's ``data.dir``) under the name its manifest records. (path, "") when found,
+    else (None, why not): the bridge and the visualiser both look here, in this order."""
+    import json
+
+    where = Path(model_path)
+    tried = []
+    for folder in (where, where.parent):
+        tried.append(folder / TOKENIZER_FILE)
+        if tried[-1].is_file():
+            return tried[-1], ""
+    beside = f"no {TOKENIZER_FILE} beside {where} (tried {', '.join(map(str, tried))})"
+    if not corpus_dir:
+        return None, (f"{beside}, and it does not record its corpus folder (data.dir), where the "
+                      "decoder's text tokenizer lives")
+    corpus = Path(corpus_dir)
+    if not corpus.is_dir():
+        return None, f"{beside}, and the run's corpus {corpus} is not here"
+    manifest = corpus / "manifest.json"
+    info = {}
+    if manifest.is_file():
+        info = json.loads(manifest.read_text(encoding="utf-8")).get("tokenizer") or {}
+    path = corpus / info.get("file", TOKENIZER_FILE)
+    if not path.is_file():
+        return None, f"{beside}, and the corpus {corpus} has no text tokenizer ({path} is missing)"
+    return path, ""
 
 
 def tokenizer_fingerprint(tok) -> str:

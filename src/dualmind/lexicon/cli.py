@@ -8,7 +8,7 @@
     dualmind lexicon decode --lexicon lex/ "<hyperphrase>"  |  --ids "5 17 300"
     dualmind lexicon info lex/
 
-Inputs are read by dualmind.data.sources (txt / jsonl with a "text" field / parquet,
+Inputs are read by dualmind.sources.readers (txt / jsonl with a "text" field / parquet,
 folders, globs; `--errors replace|skip|fail` with a counted summary), the same reader the
 corpus build uses, so both see exactly the same documents.
 """
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--errors", choices=("replace", "skip", "fail"), default="replace",
                    help="bad input policy (counted in the summary)")
     b.add_argument("--text-field", default="text", help="JSON/Parquet field holding the text")
-    from dualmind.data.cli import add_limit_arguments
+    from dualmind.sources.arguments import add_limit_arguments
 
     add_limit_arguments(b)  # the corpus build's reader and limits: both see the same documents
     b.add_argument("--no-progress", action="store_true")
@@ -98,15 +98,16 @@ def _stopwords(specs: list[str]) -> dict[str, list[str]]:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from dualmind.data.problems import InputError, Problems
-    from dualmind.data.sources import ReadOptions, expand_inputs, read_documents
+    from dualmind.sources.documents import read_documents
+    from dualmind.sources.problems import InputError, Problems
+    from dualmind.sources.readers import ReadOptions, expand_inputs
 
     if not args.inputs and not args.demo:
         raise LexiconError("build: give input files/folders/globs, or --demo")
     problems = Problems(policy=args.errors)
     total = None
     if args.demo:
-        from dualmind.data.demo import demo_files
+        from dualmind.sources.demo import demo_files
 
         args.inputs = list(args.inputs) + [str(p) for p in demo_files()]
     try:

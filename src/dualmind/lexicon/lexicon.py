@@ -27,7 +27,7 @@ from pathlib import Path
 from .lossless import LosslessCodec, build_lossless
 from .merges import MergeTable
 from .pretokenize import PRETOKENIZER_VERSION
-from .script import LANG_SCRIPT, detect_language
+from .script import LANG_SCRIPT
 from .semantic import SemanticCodec, build_semantic
 from .stopwords import default_stopwords
 from .symbols import MAX_UNITS, id_of, symbol_table
@@ -388,5 +388,3 @@ surfaces.tsv  (semantic) each training word form and the lemmas it stands for
 Editing either file changes the fingerprint; Lexicon.load refuses a mismatch.
 See docs/lexicon.md in the dualmind repository.
 """
-
-__all__ = ["Lexicon", "LexiconError", "detect_language", "LEVELS", "FORMAT_VERSION"]

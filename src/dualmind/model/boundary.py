@@ -2,7 +2,7 @@
 
 A pointing decoder reads the units around its pointer, the unit of the token it has just read.
 In training the pointer comes from the shards' span ids; at generation something must move it.
-Re-encoding the produced text with the lexicon (:mod:`dualmind.bridge.pointer`) follows a lossless
+Re-encoding the produced text with the lexicon (:mod:`dualmind.model.pointer`) follows a lossless
 rendering, but a semantic one only as far as the words said re-encode to the thought's lemmas: a
 rendering that strays never reaches the next lemma, the pointer stalls, and the decoder, reading
 the same unit again, says the same words again ("these these these", benchmarks/RESULTS.md).

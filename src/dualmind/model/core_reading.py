@@ -86,7 +86,7 @@ class CoreMemory(nn.Module):
         if self.slots:
             if not cfg.core_vocab_size:
                 raise ValueError("copy_slots needs decoder.core_vocab_size (the core's vocabulary)")
-            # Filled from the lexicon by the align stage (dualmind.data.surfaces); saved with the
+            # Filled from the lexicon by the align stage (dualmind.train.surfaces); saved with the
             # decoder so evaluation and the bridge copy the same surfaces.
             self.register_buffer("surface_tokens", torch.full(
                 (cfg.core_vocab_size, self.slots), NO_TOKEN, dtype=torch.int64))

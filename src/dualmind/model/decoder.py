@@ -48,7 +48,7 @@ from dualmind.model.sampling import Generation, decode
 CrossMaskFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # pointer_fn(positions [n], ids [B, L]) -> long [B, n]: the unit each of the text positions
 # `positions` points at (the unit of its input token, -1 before any), from the tokens so far:
-# generation follows the text it produced (dualmind.bridge.pointer re-encodes it with the lexicon).
+# generation follows the text it produced (dualmind.model.pointer re-encodes it with the lexicon).
 PointerFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from dualmind.model.config import (
-    ATTN_BACKENDS,
     ConfigError,
     CoreConfig,
     StackConfig,
@@ -246,7 +245,7 @@ class DecoderConfig(StackConfig):
     @property
     def follows_pointer(self) -> bool:
         """Whether what a token reads depends on where its text has reached: generation then
-        needs a pointer (dualmind.bridge.pointer); render mode without positions does not."""
+        needs a pointer (dualmind.model.pointer); render mode without positions does not."""
         return (self.mask_mode != "render" or self.cross_rope or self.pointer_feed
                 or self.copy_logits)
 
@@ -314,6 +313,3 @@ class DecoderConfig(StackConfig):
 
 def available_decoders() -> list[str]:
     return conf_names("decoder")
-
-
-__all__ = ["ATTN_BACKENDS", "ConfigError", "DecoderConfig", "available_decoders"]

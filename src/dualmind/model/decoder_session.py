@@ -8,7 +8,7 @@ position reads comes from exactly one source:
   token belongs to (the head's likeliest advance), and the next position points there
   (:mod:`dualmind.model.boundary`); nothing outside the decoder needed;
 - a ``pointer_fn`` (:data:`dualmind.model.decoder.PointerFn`, e.g. the lexicon re-encoding of
-  :mod:`dualmind.bridge.pointer`) for a pointing decoder without a head;
+  :mod:`dualmind.model.pointer`) for a pointing decoder without a head;
 - for a decoder that reads without a pointer: a fixed ``cross_mask`` ([B,S] or a row per
   position), a ``cross_mask_fn``, or nothing (every state).
 
@@ -42,7 +42,7 @@ class DecoderSession:
         if cfg.follows_pointer and pointer_fn is None and not self.by_head:
             raise ValueError(f"this decoder reads in mask_mode={cfg.mask_mode!r}"
                              f"{' with rotary offsets' if cfg.cross_rope else ''}: "
-                             "generation needs a pointer_fn (dualmind.bridge.pointer)")
+                             "generation needs a pointer_fn (dualmind.model.pointer)")
         if cfg.follows_pointer and (cross_mask is not None or cross_mask_fn is not None):
             raise ValueError("this decoder follows a pointer: a fixed cross_mask would read "
                              "other states than it was trained to")

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+IGNORE = -100  # target of padding positions (F.cross_entropy's ignore_index)
+
 
 def _chunk_nll(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                ignore_index: int) -> torch.Tensor:

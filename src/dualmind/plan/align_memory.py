@@ -2,10 +2,10 @@
 
 A GPU holds, for the whole run:
 - the frozen core's parameter shard (no gradients, no optimizer state), in the dtype of the
-  master weights (dualmind.parallel.parallelize_align keeps it there, see why there);
+  master weights (dualmind.distributed.parallel.parallelize_align keeps it there, see why there);
 - the decoder's shard of weights + gradients + AdamW state (memory.PRECISIONS, as for the core).
 
-and, on top, the larger of its two phases in a step (they never overlap: lit.DualMindModule
+and, on top, the larger of its two phases in a step (they never overlap: train.module.DualMindModule
 reshards the core right after its forward, and the forward runs under no_grad, so nothing of the
 core waits for a backward):
 - core forward: the core's gathered root (embedding, head, final norm) and two blocks (current +
@@ -105,7 +105,8 @@ def align_memory(*, core: ModelShape, core_shard_params: int, core_block_params:
                  core_dim: int, hbm_bytes: float, rows: int, core_len: int, text_len: int,
                  checkpointing: str = "full", precision: str = "fp32-master") -> AlignMemory:
     """Per-GPU memory of one align step. Shard and block sizes are parameter counts read off the
-    sharded modules (dualmind.dry_run_align); shapes give the activation and logit sizes."""
+    sharded modules (dualmind.distributed.dry_run_align); shapes give the activation and logit
+    sizes."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     weight_b, grad_b, _ = PRECISIONS[precision]

@@ -16,7 +16,8 @@ import sys
 
 from . import compute, corpus
 from .hardware import GPUS
-from .planner import DEFAULT_CLAIM, DEFAULT_DECODER, PlanError, PlanRequest, plan
+from .planner import plan
+from .request import DEFAULT_CLAIM, DEFAULT_DECODER, PlanError, PlanRequest
 from .units import SizeError, parse_bytes, parse_count
 
 
@@ -108,7 +109,8 @@ _OPTIONS: tuple[tuple[str, str, dict], ...] = (
     ("--precision", "override the memory policy derived from the recipe's trainer.precision",
      dict(choices=("fp32-master", "bf16-fp32-adam", "bf16-true"))),
     ("--loss-chunk", "compute the loss N positions at a time "
-     "(dualmind.model.loss.chunked_cross_entropy); default: full logits, as dualmind.lit does",
+     "(dualmind.model.loss.chunked_cross_entropy); default: full logits, as "
+     "dualmind.train.module does",
      dict(type=_positive_int, metavar="N")),
     ("--cores", "CPU cores for the codec (default: the GPU nodes' cores)",
      dict(type=_positive_int)),
@@ -182,7 +184,8 @@ def request_from_args(args: argparse.Namespace) -> PlanRequest:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .report import print_table, save_plot, to_json
+    from .report import print_table, to_json
+    from .report_plot import save_plot
 
     try:
         result = plan(request_from_args(args)).to_dict()

@@ -99,7 +99,7 @@ def measure_with_lexicon(
 ) -> LexiconMeasurement:
     """Encode the sample with the real lexicon: bytes per symbol, UTF-8 bytes per hyperphrase
     character, and single-core encode throughput (this machine, one process)."""
-    from dualmind.lexicon import Lexicon  # local: the planner must work without a lexicon
+    from dualmind.lexicon.lexicon import Lexicon  # local: the planner must work without a lexicon
 
     lex = Lexicon.load(lexicon_dir)
     # Paragraph by paragraph (blank-line separated), as a corpus build encodes documents; the

@@ -2,8 +2,8 @@
 where it came from. The CLI, the JSON, the table and the plot all read the same ``Plan``.
 
 The request and result types live in ``request``, turning a request into a model and run
-settings in ``resolve``, and the measured/assumed figures in ``inputs``; they are re-exported
-here."""
+settings in ``resolve``, and the measured/assumed figures in ``inputs``; import them from
+there."""
 
 from __future__ import annotations
 
@@ -11,32 +11,14 @@ from . import communication, compute, equivalence, memory
 from . import corpus as corpus_mod
 from .hardware import gpu_spec
 from .inputs import measure_inputs
-from .request import DEFAULT_CLAIM, DEFAULT_DECODER, Plan, PlanError, PlanRequest
+from .request import Plan, PlanError, PlanRequest
 from .resolve import (
-    PRECISION_OF_TRAINER,
     check_request,
-    repo_root,
     resolve_decoder,
     resolve_run,
     results_paths,
 )
 from .units import parse_bytes
-
-__all__ = [
-    "DEFAULT_CLAIM",
-    "DEFAULT_DECODER",
-    "PRECISION_OF_TRAINER",
-    "Plan",
-    "PlanError",
-    "PlanRequest",
-    "check_request",
-    "measure_inputs",
-    "plan",
-    "repo_root",
-    "resolve_decoder",
-    "resolve_run",
-    "results_paths",
-]
 
 
 def _memory_at(req, shape, spec, run, gpus, checkpointing=None, precision=None):
@@ -135,7 +117,7 @@ def plan(req: PlanRequest) -> Plan:
     )
     # Stage align on the same text: the decoder trains over its BPE tokens while the frozen core
     # only runs forward over the symbols (no gradient reaches it), up to its hidden states:
-    # align.core_states skips the output head, and align.align_step_flops, which training logs,
+    # align.core_states skips the output head, and step_flops.align_step_flops, which training logs,
     # charges the core with head=False (inference above keeps it).
     align_flops = sizes.bpe_tokens * req.epochs * decoder.flops_per_token(
         dec_ctx, seq_len, training=True

@@ -1,7 +1,6 @@
-"""A ``Plan`` as a Rich table, as JSON, and as a small PNG.
+"""A ``Plan`` as a Rich table and as JSON.
 
-The table's rows are built in ``report_rows`` and the plot in ``report_plot``; both are
-re-exported here."""
+The table's rows are built in ``report_rows``; the small PNG is ``report_plot``'s."""
 
 from __future__ import annotations
 
@@ -9,11 +8,8 @@ import json
 import os
 from pathlib import Path
 
-from .report_plot import save_plot
 from .report_rows import rows
 from .units import human_bytes
-
-__all__ = ["print_table", "rows", "save_plot", "to_json"]
 
 
 def print_table(p: dict, console=None) -> None:

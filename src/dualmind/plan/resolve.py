@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from dualmind.precision import AUTO, for_planned_gpu
+from dualmind.config.precision import AUTO, for_planned_gpu
 
 from . import memory
 from .request import PlanError, PlanRequest
@@ -24,7 +24,7 @@ PRECISION_OF_TRAINER = {
     "32": "fp32-master",
 }
 # auto (the CPU-sized recipes) resolves on the machine that trains; a plan is for GPUs, where it
-# is bf16-mixed (dualmind.precision.for_planned_gpu).
+# is bf16-mixed (dualmind.config.precision.for_planned_gpu).
 PRECISION_OF_TRAINER[AUTO] = PRECISION_OF_TRAINER[for_planned_gpu(AUTO)]
 
 
@@ -39,7 +39,7 @@ def resolve_run(req: PlanRequest) -> tuple[ModelShape, object, dict]:
     from dualmind.model.config import CoreConfig, available_shapes
 
     if req.recipe:
-        from dualmind.config import ConfigError, compose, list_recipes
+        from dualmind.config.schema import ConfigError, compose, list_recipes
 
         known = list_recipes()
         if req.recipe not in known:

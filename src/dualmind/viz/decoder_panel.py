@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from dualmind.viz import figures, page, probes
-from dualmind.viz.load import find_text_tokenizer
+from dualmind.viz.load import text_tokenizer
 from dualmind.viz.select import boundaries, spread
 
 DEFAULT_CROSS, DEFAULT_HEADS = 4, 4
@@ -32,7 +32,7 @@ def decoder_section(models, trace, docs, doc_of, glosses, sel_heads, text_window
         s.note("This is a core-only checkpoint: it has no decoder, so there is no "
                "cross-attention to show. Pass an align checkpoint (stage align) to see it.")
         return s
-    tok, why = find_text_tokenizer(models)
+    tok, why = text_tokenizer(models)
     if tok is None:
         s.note(f"The decoder's text tokenizer was not found, so its input cannot be built: {why}.")
         return s
@@ -95,14 +95,14 @@ def decoder_section(models, trace, docs, doc_of, glosses, sel_heads, text_window
 class _View:
     """What the decoder reads in this report (states, units, documents) and how it points:
     with a decoder that follows its text through the units, each token's unit comes from
-    re-encoding the text before it with the lexicon, as at generation (dualmind.bridge.pointer)."""
+    re-encoding the text before it with the lexicon, as at generation (dualmind.model.pointer)."""
 
     def __init__(self, decoder, states, core_ids, doc_of, lexicon, tokenizer):
         self.decoder, self.states, self.core_ids, self.doc_of = decoder, states, core_ids, doc_of
         self.lexicon, self.tokenizer = lexicon, tokenizer
 
     def pointer(self, d: int):
-        from dualmind.bridge.pointer import pointer_for
+        from dualmind.model.pointer import pointer_for
 
         return pointer_for(self.decoder, self.lexicon, self.tokenizer, self.doc_of.count(d))
 

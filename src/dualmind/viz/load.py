@@ -2,7 +2,7 @@
 that turns text into the core's symbols, the decoder's text tokenizer, and a second core to
 compare with (another checkpoint of the same shape, or an adapter folder on this core).
 
-Checkpoints are read by ``dualmind.evaluate_load.read_models``, the loader of `dualmind eval`,
+Checkpoints are read by ``dualmind.evaluate.load.read_models``, the loader of `dualmind eval`,
 asked for cores of every stage: a report shows a core alone too.
 """
 
@@ -31,7 +31,7 @@ class Models:
 
 
 def _checkpoint_file(path: Path) -> Path:
-    from dualmind.export_sharded import is_sharded_checkpoint
+    from dualmind.checkpoint.export_sharded import is_sharded_checkpoint
 
     if path.is_dir() and not is_sharded_checkpoint(path):
         path = path / "checkpoints" / "last.ckpt"
@@ -50,7 +50,8 @@ def _is_export(path: Path) -> bool:
 def load(checkpoint: str | Path) -> Models:
     """The core and (for an align run) decoder of a checkpoint, run folder or export folder,
     read by the same loader as `dualmind eval`, for cores of every stage."""
-    from dualmind.evaluate_load import EvalError, read_models
+    from dualmind.evaluate.load import read_models
+    from dualmind.evaluate.report import EvalError
 
     path = Path(checkpoint)
     if not _is_export(path):
@@ -69,7 +70,7 @@ def load_lexicon(lexicon_dir: str | Path | None, models: Models):
     """The lexicon that encodes text for this core: ``lexicon_dir``; else the run's
     ``data.lexicon`` when that is a folder; else a lexicon folder beside the run's corpus
     (``make demo``'s layout) whose fingerprint is the checkpoint's. The fingerprint must match."""
-    from dualmind.lexicon import Lexicon
+    from dualmind.lexicon.lexicon import Lexicon
 
     if lexicon_dir is None:
         lexicon_dir = _recorded_lexicon(models)
@@ -113,40 +114,30 @@ class TextTokenizer:
     path: Path
 
 
-def find_text_tokenizer(models: Models) -> tuple[TextTokenizer | None, str]:
-    """The decoder's BPE tokenizer: ``tokenizer.json`` beside an export folder (or in its
-    parent, a bridge folder's layout), else the run's corpus folder (``data.dir``); (None, why)
-    when it cannot be found, so the report says why the decoder panel is missing."""
-    from dualmind.data.text_tokenizer import SPECIAL_TOKENS, load_text_tokenizer
+def text_tokenizer(models: Models) -> tuple[TextTokenizer | None, str]:
+    """The decoder's BPE tokenizer, found where the bridge finds it
+    (dualmind.data.text_tokenizer.find_text_tokenizer: beside an export folder or in its parent,
+    else the run's corpus folder); (None, why) when it cannot be found, so the report says why the
+    decoder panel is missing."""
+    from dualmind.data.text_tokenizer import (
+        SPECIAL_TOKENS,
+        find_text_tokenizer,
+        load_text_tokenizer,
+    )
 
-    if models.source.is_dir():
-        for path in (models.source / "tokenizer.json", models.source.parent / "tokenizer.json"):
-            if path.is_file():
-                tok = load_text_tokenizer(path)
-                bos, eos = (tok.token_to_id(t) for t in SPECIAL_TOKENS[1:3])
-                if bos is None or eos is None:
-                    return None, f"{path} has no {SPECIAL_TOKENS[1]} / {SPECIAL_TOKENS[2]} tokens"
-                return TextTokenizer(tok, int(bos), int(eos), path), ""
-    corpus = (models.run_cfg.get("data") or {}).get("dir")
-    if not corpus:
-        return None, (f"{models.source} does not record its corpus folder (data.dir), where the "
-                      "decoder's text tokenizer lives, and no tokenizer.json lies beside it")
-    manifest_path = Path(corpus) / "manifest.json"
-    if not manifest_path.is_file():
-        return None, f"the run's corpus {corpus} is not here ({manifest_path} is missing)"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    info = manifest.get("tokenizer", {})
-    path = Path(corpus) / info.get("file", "tokenizer.json")
-    if not path.is_file():
-        return None, f"the corpus {corpus} has no text tokenizer ({path} is missing)"
-    special = info.get("special", {})
-    return TextTokenizer(load_text_tokenizer(path), int(special.get("bos", 1)),
-                         int(special.get("eos", 2)), path), ""
+    path, why = find_text_tokenizer(models.source, (models.run_cfg.get("data") or {}).get("dir"))
+    if path is None:
+        return None, why
+    tok = load_text_tokenizer(path)
+    bos, eos = (tok.token_to_id(t) for t in SPECIAL_TOKENS[1:3])
+    if bos is None or eos is None:
+        return None, f"{path} has no {SPECIAL_TOKENS[1]} / {SPECIAL_TOKENS[2]} tokens"
+    return TextTokenizer(tok, int(bos), int(eos), path), ""
 
 
 def _adapter_loader():
     try:
-        from dualmind.adapters import load_adapter
+        from dualmind.adapters.lora import load_adapter
     except ImportError:
         return None
     return load_adapter

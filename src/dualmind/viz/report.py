@@ -23,7 +23,7 @@ import torch
 from dualmind.viz import figures, page, probes
 from dualmind.viz.decoder_panel import decoder_section
 from dualmind.viz.load import VizError, load, load_compare, load_lexicon
-from dualmind.viz.select import boundaries, choose, spread  # noqa: F401 (spread: re-exported)
+from dualmind.viz.select import boundaries, choose
 
 MAX_LAYERS, MAX_HEADS, MAX_POSITIONS = 12, 8, 24
 DEFAULT_LAYERS, DEFAULT_HEADS, DEFAULT_POSITIONS = 6, 4, 12

@@ -29,6 +29,13 @@ class BuildSummary:
             f"  lexicon {m['lexicon']['fingerprint']} level={m['lexicon']['level']} "
             f"vocab={m['lexicon']['vocab_size']}; decoder BPE vocab={m['tokenizer']['vocab_size']}",
         ]
+        settings = m.get("settings", {})
+        if settings.get("heldout"):
+            lines.append(f"  val: the documents of the {len(settings['heldout'])} --heldout files")
+        elif "val_fraction" in settings:
+            lines.append(
+                f"  val: {settings['val_fraction']:g} of each language's characters, by document"
+            )
         for split in split_order(m):
             s = m["splits"][split]
             # no square brackets: rich would read them as markup and drop them

@@ -61,6 +61,7 @@ from dualmind.data.build_options import (
 from dualmind.data.build_plan import (
     assign_shards,
     choose_val,
+    input_files,
     load_plan,
     make_plan,
     plan_split_order,
@@ -84,7 +85,6 @@ from dualmind.data.problems import InputError
 # wraps `dualmind.data.corpus.build_shard` (the killed-build test does) wraps what runs.
 from dualmind.data.shard_build import build_shard, remember_lexicon
 from dualmind.data.shards import MANIFEST, shard_name
-from dualmind.data.sources import expand_inputs
 from dualmind.data.tokenizer_step import train_tokenizer_step
 
 
@@ -150,6 +150,7 @@ def build_corpus(
     **options: Any,
 ) -> BuildSummary:
     """Build (or resume, or confirm) a corpus. `inputs` None = the embedded demo corpus.
+    `heldout` (an option): files whose documents form the val split, and nothing else does.
 
     `lexicon` is a Lexicon or its folder. Options are the fields of BuildOptions
     (num_shards, workers, errors, backend, level, text_vocab_size, val_fraction, ...)."""
@@ -158,11 +159,7 @@ def build_corpus(
     out_dir = Path(out_dir).resolve()
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
-    if inputs is None:
-        from dualmind.data.demo import demo_files
-
-        inputs = [str(p) for p in demo_files()]
-    files = expand_inputs(inputs)
+    files = input_files(inputs, opts)
     made = missing_dirs(out_dir)
     lex_obj, lex_dir, state, settings = _start(files, lexicon, out_dir, opts, made)
     if state == "done":
@@ -250,11 +247,7 @@ def prepare_build(inputs, lexicon, out_dir, **options) -> dict:
     opts = BuildOptions(**dict(options, progress=False))
     opts.validate()
     out_dir = Path(out_dir).resolve()
-    if inputs is None:
-        from dualmind.data.demo import demo_files
-
-        inputs = [str(p) for p in demo_files()]
-    files = expand_inputs(inputs)
+    files = input_files(inputs, opts)
     made = missing_dirs(out_dir)
     lex_obj, lex_dir, state, settings = _start(files, lexicon, out_dir, opts, made)
     if state == "done":
@@ -290,6 +283,7 @@ __all__ = [
     "choose_val",
     "detect",
     "finalize",
+    "input_files",
     "lexicon_langs",
     "load_plan",
     "make_plan",

@@ -134,7 +134,9 @@ def align_schedule(overrides: list[str], budget: float) -> Schedule:
     model = CoreConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
     if cfg.stage == "lm":
         return steps_for_budget(budget, lambda j: lm_batch_flops(model, batches.batch(j)))
-    decoder = DecoderConfig.from_dict(OmegaConf.to_container(cfg.decoder, resolve=True))
+    # for_core, as training builds it: core_layers / core_vocab_size (layer mix, copy channel)
+    # come from the core, and their FLOPs with them (from_dict alone left them out)
+    decoder = DecoderConfig.for_core(OmegaConf.to_container(cfg.decoder, resolve=True), model)
     return steps_for_budget(budget, lambda j: align_batch_flops(model, decoder, batches.batch(j)))
 
 

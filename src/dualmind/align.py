@@ -181,6 +181,13 @@ def align_step_flops(core_cfg, decoder_cfg, batch: dict) -> float:
             + core_cfg.flops_per_token(S, training=False, head=False) * units)
 
 
+def lm_step_flops(lm_cfg, batch: dict) -> float:
+    """Training FLOPs of one stage-lm (BPE baseline) batch: every text target trained, attention
+    charged at the batch's padded length, as align_step_flops charges its rows."""
+    targets = int((batch["targets"] != IGNORE).sum())
+    return lm_cfg.flops_per_token(int(batch["text_ids"].shape[1]), training=True) * targets
+
+
 def row_context(cfg: dict) -> dict[str, int | None]:
     """The row a run trained on, which evaluation reuses: core units and text positions per row
     (stage core: units only; stage lm: text only). Recorded in checkpoints as meta["context"]."""

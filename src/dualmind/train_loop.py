@@ -254,6 +254,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = (),
     rich_bar = bool(t.enable_progress_bar) and not plain
     progress = TrainingProgress(t.progress_every_n_steps, t.progress_every_s, plain=plain)
     cbs = [checkpoint, progress, StopOnSignal(), *callbacks]
+    if t.get("max_flops") is not None:  # before the time budget: it may lower what this sets
+        from dualmind.flop_budget import FlopBudget
+
+        cbs.append(FlopBudget(float(t.max_flops)))
     if t.get("time_budget_s"):
         from dualmind.time_budget import TimeBudget
 

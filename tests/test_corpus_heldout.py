@@ -17,6 +17,7 @@ from dualmind.data.build_options import BuildOptions
 from dualmind.data.build_plan import choose_val
 from dualmind.data.corpus import CorpusError, build_corpus, load_plan
 from dualmind.data.schema import read_hypertrain
+from dualmind.lexicon import Lexicon
 from test_corpus_support import small_documents, small_lexicon
 
 OPTS = dict(num_shards=1, text_vocab_size=500, workers=1, progress=False)
@@ -113,7 +114,11 @@ def test_cli_heldout_and_val_fraction(tmp_path, capsys):
     rc = dualmind_main([*base, "--out", str(tmp_path / "x"), *held, "--val-fraction", "0.1"])
     assert rc == 2 and "give --heldout or --val-fraction, not both" in capsys.readouterr().err
     assert dualmind_main([*base, "--out", str(tmp_path / "cli"), *held]) == 0
-    assert "val: the documents of the 2 --heldout files" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "val: the documents of the 2 --heldout files" in printed
+    # the build names the training settings its lexicon and tokenizer need
+    vocab = len(Lexicon.load(small_lexicon("lossless")))
+    assert f"train with model.vocab_size >= {vocab} (core, align)" in printed
     assert set(split_texts(tmp_path / "cli")["val"]) == {"en_heldout.txt", "ru_heldout.txt"}
 
 

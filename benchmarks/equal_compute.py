@@ -61,7 +61,7 @@ def build_corpora(work: Path, train: list[str] | None = None,
         train_texts, inputs, options = demo_training_texts(), None, {}
     else:
         # errors="fail": a study on bytes that were silently repaired would not be the user's
-        train_texts, inputs = training_texts(train), list(train)
+        train_texts, inputs = training_texts(train, heldout), list(train)
         options = {"heldout": tuple(heldout), "errors": "fail"}
     vocab = int(compose(["recipe=core_mini"]).model.vocab_size)
     out = {}
@@ -90,13 +90,16 @@ def demo_training_texts() -> list[str]:
     return [d.text for i, d in enumerate(docs) if i not in held_out]
 
 
-def training_texts(train: list[str]) -> list[str]:
-    """The training files' texts, read as `dualmind lexicon build` reads them."""
+def training_texts(train: list[str], heldout: list[str]) -> list[str]:
+    """The training files' texts, read as `dualmind lexicon build` reads them; a file also named
+    as held out (`--train data/ --heldout data/val/`) is held out, as the corpus build holds it."""
     from dualmind.data.problems import Problems
-    from dualmind.data.sources import read_documents
+    from dualmind.data.sources import expand_inputs, read_documents
 
+    held = {f.resolve() for f in expand_inputs(heldout)}
+    files = [f for f in expand_inputs(train) if f.resolve() not in held]
     texts = []
-    for doc in read_documents(train, Problems("fail")):
+    for doc in read_documents(files, Problems("fail")):
         texts += [doc.text] + ([doc.target] if doc.target else [])
     return texts
 

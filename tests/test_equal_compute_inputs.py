@@ -48,6 +48,12 @@ def test_the_study_reads_the_given_files(tmp_path):
         equal_compute.build_corpora(tmp_path / "work", train[:1], heldout)
 
 
+def test_a_heldout_file_inside_the_training_folder_is_not_learned_from(tmp_path):
+    train, heldout = four_files(tmp_path / "in")
+    texts = equal_compute.training_texts([str(tmp_path / "in")], heldout)
+    assert sorted(texts) == sorted(Path(p).read_text(encoding="utf-8") for p in train)
+
+
 def test_train_and_heldout_go_together(capsys):
     with pytest.raises(SystemExit):
         equal_compute.main(["--train", "a.txt"])

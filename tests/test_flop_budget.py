@@ -95,3 +95,11 @@ def test_a_text_run_stops_where_the_equal_compute_study_would(stage, tmp_path, c
     assert result.steps == study.steps >= 5
     spent = torch.load(result.last_checkpoint, weights_only=False)["dualmind"]["flops_total"]
     assert spent == pytest.approx(study.flops, rel=1e-9)
+
+
+def test_stages_whose_batches_it_cannot_count_are_refused(tmp_path):
+    from dualmind.train_loop import TrainingError, build_trainer
+
+    cfg = compose(["recipe=bridge_lora", "trainer.max_flops=1e12", f"run_dir={tmp_path}"])
+    with pytest.raises(TrainingError, match="trainer.max_flops counts the batches of stages"):
+        build_trainer(cfg, tmp_path, precision="32-true")

@@ -22,6 +22,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
 MAX_STEPS = 100_000_000  # a budget that needs more steps is a mistake (FLOPs or a unit off)
+STAGES = ("core", "align", "lm")  # whose batches global_step_flops knows how to draw
 
 
 def steps_for_flops(budget: float, spent: float, start: int,

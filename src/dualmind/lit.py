@@ -221,9 +221,12 @@ class DualMindModule(L.LightningModule):
         benchmarks/equal_compute_flops.py counts them (trainer.max_flops stops on this count)."""
         if self.stage == "align":  # the decoder's training + the frozen core's forward
             return align_step_flops(self.core_config, self.decoder.cfg, batch)
-        if self.stage == "lm":  # text rows differ in length: attention at this batch's
+        if self.stage == "lm":  # text rows differ in length: attention at the batch's own
             return lm_step_flops(self.core_config, batch)
-        return self.flops_per_symbol * float(batch["targets"].numel())  # full packed rows
+        from dualmind.data.align_datamodule import IGNORE
+
+        # core: full packed rows, every target real; the adapter stages pad with IGNORE
+        return self.flops_per_symbol * float((batch["targets"] != IGNORE).sum())
 
     @property
     def flops_total(self) -> float:

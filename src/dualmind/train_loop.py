@@ -255,8 +255,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = (),
     progress = TrainingProgress(t.progress_every_n_steps, t.progress_every_s, plain=plain)
     cbs = [checkpoint, progress, StopOnSignal(), *callbacks]
     if t.get("max_flops") is not None:  # before the time budget: it may lower what this sets
-        from dualmind.flop_budget import FlopBudget
+        from dualmind.flop_budget import STAGES, FlopBudget
 
+        if cfg.stage not in STAGES:
+            raise TrainingError(f"trainer.max_flops counts the batches of stages {STAGES}, not "
+                                f"stage={cfg.stage}: give trainer.max_steps instead")
         cbs.append(FlopBudget(float(t.max_flops)))
     if t.get("time_budget_s"):
         from dualmind.time_budget import TimeBudget

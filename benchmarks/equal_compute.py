@@ -3,20 +3,25 @@ ordinary BPE language model trained with the same FLOPs, scored on the same held
 
     .venv/bin/python benchmarks/equal_compute.py                 # ~25 min on 2 quiet cores
     .venv/bin/python benchmarks/equal_compute.py --budget 2e13   # smaller, faster, noisier
+    .venv/bin/python benchmarks/equal_compute.py --train en.txt ru.txt --heldout en_val.txt \
+        ru_val.txt --work runs/bench/mine    # your own text: report and plot go in --work
 
 Steps:
-1. From the embedded demo documents, learn a semantic and a lossless lexicon on the training
-   documents (the held-out ones never seen, as in `make demo`), and build one corpus per level:
-   same documents, same scenes, same val split (checked: same held-out bytes).
+1. From the embedded demo documents (or --train and --heldout files: txt/jsonl/parquet, folders,
+   globs, read as `dualmind corpus build` reads them, bad input stopping the study), learn a
+   semantic and a lossless lexicon on the training documents (the held-out ones never seen, as
+   in `make demo`), and build one corpus per level: same documents, same scenes, same val split
+   (with files: the --heldout documents, `corpus build --heldout`; checked: same held-out bytes).
 2. Two-headed model, per level: pretrain the mini core (recipe core_mini) on `core_share` of the
    budget, then align the mini decoder to the frozen core (recipe decoder_align) on the rest;
    alignment pays for the decoder's training AND the frozen core's forward.
 3. BPE baseline (recipe baseline_bpe_mini) on the whole budget.
    Steps come from FLOPs counted on the very batches each run draws (equal_compute_flops.py).
-4. Score all three on the held-out English and Russian text with `dualmind eval`'s machinery
-   (every byte scored, records longer than a context in windows), render a few held-out scenes,
-   and write the table, the bpb-vs-FLOPs plot and the examples into benchmarks/RESULTS.md
-   (<!-- equal_compute:start/end -->) and benchmarks/equal_compute.png.
+4. Score all three on the held-out text of each language with `dualmind eval`'s machinery
+   (every byte scored, records longer than a context in windows), render a held-out scene per
+   language, and write the table, the bpb-vs-FLOPs plot and the examples into
+   benchmarks/RESULTS.md (<!-- equal_compute:start/end -->) and benchmarks/equal_compute.png;
+   on --train files into WORK/equal_compute.md and WORK/equal_compute.png instead.
 """
 
 from __future__ import annotations
@@ -39,23 +44,25 @@ from equal_compute_flops import (  # noqa: E402 - benchmarks/ on the path first
     split_budget,
     steps_for_budget,
 )
-from equal_compute_report import LANGS, LEVELS  # noqa: E402
+from equal_compute_report import LEVELS  # noqa: E402
 
 
-def build_corpora(work: Path) -> dict[str, tuple[Path, Path]]:
-    """{level: (lexicon dir, corpus dir)} from the embedded demo documents, as `make demo`."""
+def build_corpora(work: Path, train: list[str] | None = None,
+                  heldout: list[str] | None = None) -> dict[str, tuple[Path, Path]]:
+    """{level: (lexicon dir, corpus dir)}: the embedded demo documents split as `make demo` does,
+    or the user's `train` files with the `heldout` ones as the val split (`corpus build
+    --heldout`). Either way the lexicons learn from the training documents only."""
     from dualmind.config.schema import compose
     from dualmind.data.build.corpus import build_corpus
-    from dualmind.data.build.options import BuildOptions
-    from dualmind.data.build.plan import choose_val
     from dualmind.lexicon.lexicon import Lexicon
-    from dualmind.sources.demo import load_demo_documents
 
-    docs = load_demo_documents()
-    rows = [{"doc": i, "key": d.id, "lang": d.lang, "kind": "doc", "chars": len(d.text)}
-            for i, d in enumerate(docs)]
-    held_out = choose_val(rows, BuildOptions().val_fraction)
-    train_texts = [d.text for i, d in enumerate(docs) if i not in held_out]
+    check_same_inputs(work, train, heldout)
+    if train is None:
+        train_texts, inputs, options = demo_training_texts(), None, {}
+    else:
+        # errors="fail": a study on bytes that were silently repaired would not be the user's
+        train_texts, inputs = training_texts(train, heldout), list(train)
+        options = {"heldout": tuple(heldout), "errors": "fail"}
     vocab = int(compose(["recipe=core_mini"]).model.vocab_size)
     out = {}
     for level in LEVELS:
@@ -63,11 +70,57 @@ def build_corpora(work: Path) -> dict[str, tuple[Path, Path]]:
         t = time.perf_counter()
         if not lex_dir.is_dir():  # deterministic: a rerun reuses it, and the corpus with it
             Lexicon.build(train_texts, level=level, vocab_size=vocab).save(lex_dir)
-        build_corpus(None, lex_dir, corpus, num_shards=4, workers=2, progress=False)
+        build_corpus(inputs, lex_dir, corpus, num_shards=4, workers=2, progress=False, **options)
         print(f"[{level}] lexicon + corpus ready in {time.perf_counter() - t:.0f} s -> {corpus}",
               flush=True)
         out[level] = (lex_dir, corpus)
     return out
+
+
+def demo_training_texts() -> list[str]:
+    """The demo documents the corpus build will not hold out (its own choose_val, same keys)."""
+    from dualmind.data.build.options import BuildOptions
+    from dualmind.data.build.plan import choose_val
+    from dualmind.sources.demo import load_demo_documents
+
+    docs = load_demo_documents()
+    rows = [{"doc": i, "key": d.id, "lang": d.lang, "kind": "doc", "chars": len(d.text)}
+            for i, d in enumerate(docs)]
+    held_out = choose_val(rows, BuildOptions().val_fraction)
+    return [d.text for i, d in enumerate(docs) if i not in held_out]
+
+
+def training_texts(train: list[str], heldout: list[str]) -> list[str]:
+    """The training files' texts, read as `dualmind lexicon build` reads them; a file also named
+    as held out (`--train data/ --heldout data/val/`) is held out, as the corpus build holds it."""
+    from dualmind.sources.documents import read_documents
+    from dualmind.sources.problems import Problems
+    from dualmind.sources.readers import expand_inputs
+
+    held = {f.resolve() for f in expand_inputs(heldout)}
+    files = [f for f in expand_inputs(train) if f.resolve() not in held]
+    texts = []
+    for doc in read_documents(files, Problems("fail")):
+        texts += [doc.text] + ([doc.target] if doc.target else [])
+    return texts
+
+
+def check_same_inputs(work: Path, train: list[str] | None, heldout: list[str] | None) -> None:
+    """A work folder serves one set of inputs: its lexicons are reused on a rerun, so a rerun on
+    other files would silently score lexicons learned from the old ones."""
+    import json
+
+    from dualmind.sources.readers import expand_inputs
+
+    record = {"train": None, "heldout": None} if train is None else {
+        "train": [str(f.resolve()) for f in expand_inputs(train)],
+        "heldout": [str(f.resolve()) for f in expand_inputs(heldout)]}
+    path = work / "inputs.json"
+    work.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and json.loads(path.read_text(encoding="utf-8")) != record:
+        raise SystemExit(f"{path}: this work folder was made from other inputs ("
+                         f"{path.read_text(encoding='utf-8').strip()}); pass another --work")
+    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
 def align_schedule(overrides: list[str], budget: float) -> Schedule:
@@ -85,7 +138,9 @@ def align_schedule(overrides: list[str], budget: float) -> Schedule:
     model = CoreConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
     if cfg.stage == "lm":
         return steps_for_budget(budget, lambda j: lm_batch_flops(model, batches.batch(j)))
-    decoder = DecoderConfig.from_dict(OmegaConf.to_container(cfg.decoder, resolve=True))
+    # for_core, as training builds it: core_layers / core_vocab_size (layer mix, copy channel)
+    # come from the core, and their FLOPs with them (from_dict alone left them out)
+    decoder = DecoderConfig.for_core(OmegaConf.to_container(cfg.decoder, resolve=True), model)
     return steps_for_budget(budget, lambda j: align_batch_flops(model, decoder, batches.batch(j)))
 
 
@@ -157,7 +212,7 @@ def score(checkpoint: Path, corpus: Path, documents: int | None = None) -> dict:
     out = {lang: score_split(model, decoder, corpus, "val", batch_size=4, context=context,
                              expect_lexicon=expect, lang=lang,
                              records=records_of_documents(val, lang, documents or len(val)))
-           for lang in LANGS}
+           for lang in sorted(val.languages())}
     print(f"scored {checkpoint} in {time.perf_counter() - t:.0f} s", flush=True)
     return out
 
@@ -171,7 +226,7 @@ def render(checkpoint: Path, corpus: Path, lexicon: Path, max_new_tokens: int) -
 
     model, decoder, _ = load_models(checkpoint)
     val = open_shards(corpus, "val")
-    picks = [int(records_of_language(val, lang)[0]) for lang in LANGS]
+    picks = [int(records_of_language(val, lang)[0]) for lang in sorted(val.languages())]
     return render_scenes(model, decoder, corpus, "val", lexicon_dir=lexicon,
                          max_new_tokens=max_new_tokens, records=picks)
 
@@ -187,13 +242,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--documents", type=int, default=None,
                         help="score only the first N held-out documents per language (whole "
                              "documents: the same bytes under both lexicons); default all")
-    parser.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
+    parser.add_argument("--train", nargs="+", default=None, metavar="FILE",
+                        help="training text: txt/jsonl/parquet files, folders or globs (default: "
+                             "the embedded demo corpus); needs --heldout")
+    parser.add_argument("--heldout", nargs="+", default=None, metavar="FILE",
+                        help="held-out text scored for the table (the val split); needs --train")
+    parser.add_argument("--no-write", action="store_true",
+                        help="print only: no RESULTS.md section, no plot, no WORK/equal_compute.md")
     parser.add_argument("align_overrides", nargs="*", help="extra overrides for decoder_align")
     args = parser.parse_args(argv)
+    if (args.train is None) != (args.heldout is None):
+        parser.error("--train and --heldout go together (neither: the embedded demo corpus)")
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    corpora = build_corpora(work)
+    corpora = build_corpora(work, args.train, args.heldout)
     runs: dict[str, dict] = {}
     for level in LEVELS:
         runs[level] = train_two_headed(level, corpora[level][1], work, args.budget,
@@ -210,14 +273,22 @@ def main(argv: list[str] | None = None) -> int:
 
     check_same_bytes(runs)
     total_s = time.perf_counter() - t0
-    plot(runs, HERE / "equal_compute.png")
     text = markdown(runs, renderings, args, total_s, os.getloadavg()[1])
     print(text)
-    if not args.no_write:
+    if args.no_write:
+        return 0
+    # the project's RESULTS.md reports the demo corpus; a study on other text stays in --work
+    where = HERE if args.train is None else work
+    plot(runs, where / "equal_compute.png", corpus="demo corpus" if args.train is None
+         else "your corpus")
+    if args.train is None:
         from results_md import write_section
 
         write_section("equal_compute", text)
         print(f"wrote {HERE / 'RESULTS.md'} and {HERE / 'equal_compute.png'}")
+    else:
+        (work / "equal_compute.md").write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {work / 'equal_compute.md'} and {work / 'equal_compute.png'}")
     return 0
 
 

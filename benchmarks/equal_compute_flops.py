@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dualmind.model.loss import IGNORE
-from dualmind.model.step_flops import align_step_flops
+from dualmind.model.loss import IGNORE  # noqa: F401 - the study's padding label
+from dualmind.model.step_flops import align_step_flops, lm_step_flops
 
 
 def core_step_flops(core_cfg, seq_len: int, batch_size: int) -> float:
@@ -39,10 +39,9 @@ def core_step_flops(core_cfg, seq_len: int, batch_size: int) -> float:
 align_batch_flops = align_step_flops
 
 
-def lm_batch_flops(lm_cfg, batch: dict) -> float:
-    """One BPE baseline batch: every text target trained."""
-    targets = int((batch["targets"] != IGNORE).sum())
-    return lm_cfg.flops_per_token(int(batch["text_ids"].shape[1]), training=True) * targets
+# One BPE baseline batch: every text target trained, attention at the batch's padded length;
+# what stage lm itself logs, so a trainer.max_flops run stops where this study's would.
+lm_batch_flops = lm_step_flops
 
 
 @dataclass

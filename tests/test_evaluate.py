@@ -156,3 +156,31 @@ def test_a_scene_longer_than_the_core_context_is_compared_with_the_text_it_rende
     assert f"holds 3 of the scene's {units} units" in cut.note
     assert cut.original and wide.original.startswith(cut.original)
     assert len(cut.original) < len(wide.original)
+
+
+def test_documents_selects_whole_documents_of_each_language(align_checkpoint, capsys):
+    """--documents N: the first N documents of each language, every byte of each (the records of
+    a document are found from hypertrain.jsonl here, not from the shards' table)."""
+    from dualmind.data.schema import read_hypertrain
+
+    first: dict[str, str] = {}
+    doc_bytes: dict[str, int] = {}
+    for rec in read_hypertrain(tiny_corpus() / "hypertrain.jsonl"):
+        if rec.split != "val":
+            continue
+        doc = rec.id.rsplit("#s", 1)[0]
+        first.setdefault(rec.lang, doc)
+        doc_bytes[doc] = doc_bytes.get(doc, 0) + len(rec.text.encode("utf-8"))
+    assert set(first) == {"en", "ru"}
+    report = evaluate(align_checkpoint, tiny_corpus(), scenes=0, documents=1)
+    for lang, doc in first.items():
+        bits = report.by_language[lang]
+        assert bits.split_bytes == bits.text_bytes == doc_bytes[doc], lang
+    only = evaluate(align_checkpoint, tiny_corpus(), scenes=0, documents=1, lang="ru")
+    assert only.bits.text_bytes == doc_bytes[first["ru"]] and not only.by_language
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    both = parser.parse_args([str(align_checkpoint), "--data", str(tiny_corpus()),
+                              "--documents", "1", "--max-records", "4"])
+    assert run(both) == 2
+    assert "not with max_records" in capsys.readouterr().out

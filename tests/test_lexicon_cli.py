@@ -150,3 +150,17 @@ def test_encode_shows_a_terminal_the_gloss_and_a_pipe_the_symbols(inputs, tmp_pa
     assert on_terminal("--format", "hyperphrase") == lex.to_hyperphrase(ids) + "\n"
     piped = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
     assert piped.stdout == lex.to_hyperphrase(ids) + "\n" and piped.stderr == ""
+
+
+def test_the_default_size_fits_the_default_training_config(inputs, tmp_path, capsys):
+    """`lexicon build` with no --vocab-size makes a lexicon the default recipe's core can read
+    (it defaulted to 32,768 units while core_mini's model.vocab_size is 16,384)."""
+    from dualmind.config.schema import compose
+
+    for overrides in ([], ["recipe=core_mini"], ["recipe=decoder_align"]):
+        assert cli.CLI_VOCAB_SIZE <= compose(overrides).model.vocab_size, overrides
+    out = tmp_path / "lex"
+    assert call("build", str(inputs / "txt"), "--out", str(out), "--no-progress") == 0
+    lex = Lexicon.load(out)
+    assert lex.options["vocab_size"] == cli.CLI_VOCAB_SIZE
+    assert f"a core trains on it with model.vocab_size >= {len(lex)}" in capsys.readouterr().out

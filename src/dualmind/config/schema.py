@@ -107,6 +107,7 @@ class TrainerConfig:
     loggers: list = field(default_factory=lambda: ["csv", "tensorboard"])
     num_threads: int | None = None
     time_budget_s: float | None = None
+    max_flops: float | None = None
     dry_run: bool = False
 
 
@@ -214,6 +215,7 @@ RANGES = (
     ("trainer.num_nodes", lambda v: v >= 1, ">= 1"),
     ("trainer.num_threads", lambda v: v is None or v >= 1, ">= 1 (or null: torch's default)"),
     ("trainer.time_budget_s", lambda v: v is None or v > 0, "> 0 seconds (or null: no limit)"),
+    ("trainer.max_flops", lambda v: v is None or v > 0, "> 0 training FLOPs (or null: no budget)"),
     ("trainer.gradient_clip_val", lambda v: v is None or v >= 0, ">= 0 (or null: no clipping)"),
     ("data.val_max_batches", lambda v: v is None or v >= 1, ">= 1 (or null: the whole split)"),
     ("data.num_workers", lambda v: v >= 0, ">= 0"),

@@ -2,6 +2,7 @@
 
 dualmind corpus build --lexicon runs/lex --out runs/corpus              # the embedded demo
 dualmind corpus build data/*.txt more.jsonl --lexicon runs/lex --out runs/corpus --workers 4
+dualmind corpus build train/ --heldout val/en.txt val/ru.txt --lexicon runs/lex --out runs/corpus
 dualmind corpus validate runs/corpus      # schema of hypertrain.jsonl, shards, manifest
 dualmind corpus info runs/corpus          # what was built
 """
@@ -71,7 +72,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--text-vocab-size", type=int, default=8192, help="decoder byte-level BPE vocabulary"
     )
     b.add_argument(
-        "--val-fraction", type=float, default=0.05, help="held-out share of each language"
+        "--val-fraction",
+        type=float,
+        default=None,
+        help="held-out share of each language's characters, by whole documents chosen by a "
+        "hash of their id (default 0.05); not with --heldout",
+    )
+    b.add_argument(
+        "--heldout",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="files, folders or globs whose documents form the val split, and nothing else "
+        "does (a file also among the inputs is held out); replaces --val-fraction",
     )
     b.add_argument("--min-units", type=int, default=100)
     b.add_argument("--max-units", type=int, default=500)
@@ -125,6 +139,9 @@ def _build(args: argparse.Namespace) -> int:
 
     if args.demo and args.inputs:
         return _err("give inputs or --demo, not both")
+    if args.heldout and args.val_fraction is not None:
+        return _err("give --heldout or --val-fraction, not both: the held-out files are the val "
+                    "split")
     options = dict(
         num_shards=args.num_shards,
         workers=args.workers,
@@ -132,7 +149,7 @@ def _build(args: argparse.Namespace) -> int:
         errors=args.errors,
         level=args.level,
         text_vocab_size=args.text_vocab_size,
-        val_fraction=args.val_fraction,
+        heldout=tuple(args.heldout),
         min_units=args.min_units,
         max_units=args.max_units,
         target_units=args.target_units,
@@ -145,6 +162,8 @@ def _build(args: argparse.Namespace) -> int:
         max_line_bytes=args.max_line_bytes,
         max_document_bytes=args.max_document_bytes,
     )
+    if args.val_fraction is not None:
+        options["val_fraction"] = args.val_fraction
     try:
         summary: BuildSummary = build_corpus(args.inputs or None, args.lexicon, args.out, **options)
     except (CorpusError, InputError, WorkerError) as e:

@@ -42,24 +42,31 @@ def evaluate(checkpoint: str | Path, corpus_dir: str | Path, split: str = "val",
              max_records: int | None = None, scenes: int = 3, batch_size: int = 4,
              mask_mode: str | None = None, lexicon_dir: str | Path | None = None,
              max_new_tokens: int | None = None, core: str | Path | None = None,
-             context: tuple[int, int] | None = None, lang: str | None = None) -> EvalReport:
+             context: tuple[int, int] | None = None, lang: str | None = None,
+             documents: int | None = None) -> EvalReport:
     """Score `checkpoint` (align or lm; a .ckpt, run folder or export) on a split of a corpus.
 
     core: pair the decoder with this core checkpoint/export instead (refused unless it is the
     core the decoder was aligned to). context: (core units, text positions) per scored row;
     default: the rows the checkpoint trained on. lang: only that language's records; by default
     a split of several languages is scored per language (``EvalReport.by_language``) and the
-    total is their sum."""
+    total is their sum. documents: only the first N documents of each language, whole (every
+    scene of each: the same bytes under any lexicon), instead of max_records."""
+    if documents is not None and (documents < 1 or max_records is not None):
+        raise EvalError("documents: give a number >= 1, and not with max_records (--documents "
+                        f"{documents}, --max-records {max_records})")
     model, decoder, meta = load_models(checkpoint, core=core)
     context = context or context_lengths(model, decoder, meta)
     expect = meta.get("lexicon_fingerprint") if decoder is not None else None
     by_language = {}
     if lang is not None:
+        records = (None if documents is None else
+                   _document_records(corpus_dir, split, expect, lang, documents))
         bits = score_split(model, decoder, corpus_dir, split, max_records, batch_size, mask_mode,
-                           expect_lexicon=expect, context=context, lang=lang)
+                           expect_lexicon=expect, context=context, lang=lang, records=records)
     else:
         by_language = _score_by_language(model, decoder, corpus_dir, split, max_records,
-                                         batch_size, mask_mode, expect, context)
+                                         batch_size, mask_mode, expect, context, documents)
         parts = list(by_language.values())
         bits = sum(parts[1:], parts[0])  # the control only where every language has it
         if len(by_language) == 1:
@@ -72,19 +79,31 @@ def evaluate(checkpoint: str | Path, corpus_dir: str | Path, split: str = "val",
     return report
 
 
+def _document_records(corpus_dir, split, expect, lang, documents):
+    """The records of the first `documents` documents in `lang`, whole."""
+    from dualmind.data.open_corpus import open_shards
+    from dualmind.train.align_datamodule import records_of_documents
+
+    return records_of_documents(open_shards(corpus_dir, split, expect), lang, documents).tolist()
+
+
 def _score_by_language(model, decoder, corpus_dir, split, max_records, batch_size, mask_mode,
-                       expect, context) -> dict[str, SystemBits]:
-    """The split's first `max_records` records (all by default), each language scored apart."""
+                       expect, context, documents=None) -> dict[str, SystemBits]:
+    """The split's first `max_records` records (all by default), or the first `documents`
+    documents of each language, each language scored apart."""
 
     from dualmind.data.open_corpus import open_shards
-    from dualmind.train.align_datamodule import records_of_language
+    from dualmind.train.align_datamodule import records_of_documents, records_of_language
 
     shards = open_shards(corpus_dir, split, expect)
     n = len(shards) if max_records is None else min(max_records, len(shards))
     out = {}
     for one in shards.languages():
-        records = records_of_language(shards, one)
-        records = records[records < n]
+        if documents is not None:
+            records = records_of_documents(shards, one, documents)
+        else:
+            records = records_of_language(shards, one)
+            records = records[records < n]
         if len(records):
             out[one] = score_split(model, decoder, corpus_dir, split, None, batch_size,
                                    mask_mode, expect_lexicon=expect, context=context,
@@ -99,6 +118,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="val", help="split to score (default: val, held out)")
     parser.add_argument("--max-records", type=int, default=None,
                         help="score only the first N records of the split")
+    parser.add_argument("--documents", type=int, default=None,
+                        help="score only the first N documents of each language, whole (every "
+                             "scene of each: the same bytes under any lexicon, so corpora of two "
+                             "lexicons compare); not with --max-records")
     parser.add_argument("--lang", default=None,
                         help="score only this language's records (default: each language of the "
                              "split apart, and their sum)")
@@ -121,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = evaluate(args.checkpoint, args.data, args.split, args.max_records, args.scenes,
                           args.batch_size, args.mask_mode, args.lexicon, args.max_new_tokens,
-                          core=args.core, lang=args.lang)
+                          core=args.core, lang=args.lang, documents=args.documents)
     except (EvalError, ValueError) as err:
         print(f"dualmind eval: {err}")
         return 2

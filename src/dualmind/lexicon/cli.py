@@ -1,6 +1,8 @@
 """`dualmind lexicon build|encode|decode|info`.
 
-    dualmind lexicon build corpus/ more/*.jsonl --level semantic --vocab-size 32768 --out lex/
+    dualmind lexicon build corpus/ more/*.jsonl --level semantic --out lex/   # 16,384 units
+    dualmind lexicon build corpus/ --vocab-size 32768 --out lex/   # then train with
+                                                                   # model.vocab_size=32768
     dualmind lexicon build --demo --out lex/            # the embedded demo corpus
     dualmind lexicon encode --lexicon lex/ "Ночью было темно."   # -> gloss on a terminal,
                                                                 # the hyperphrase into a pipe
@@ -21,8 +23,15 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .lexicon import DEFAULTS, LEVELS, Lexicon
+from .lexicon import LEVELS, Lexicon
 from .units import LexiconError
+
+# The command's default size: model.vocab_size of the default training config (conf/model/
+# mini.yaml, which core_mini and the demo train), so `lexicon build` -> `corpus build` ->
+# `train.py recipe=core_mini` works with no flag; a lexicon larger than the core's vocabulary
+# cannot be trained on. Lexicon.build's own default (DEFAULTS) is larger, for real corpora.
+# tests/test_lexicon_cli.py checks the two configs still agree.
+CLI_VOCAB_SIZE = 16384
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,9 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--demo", action="store_true", help="use the embedded bilingual demo corpus")
     b.add_argument("--out", required=True, help="lexicon directory to write")
     b.add_argument("--level", choices=LEVELS, default="lossless")
-    b.add_argument("--vocab-size", type=int, default=None,
-                   help=f"units including reserved ids and bytes "
-                        f"(default {DEFAULTS['lossless']['vocab_size']})")
+    b.add_argument("--vocab-size", type=int, default=CLI_VOCAB_SIZE,
+                   help=f"most units, including reserved ids and bytes (default {CLI_VOCAB_SIZE}"
+                        ": model.vocab_size of the default training config, core_mini's; a "
+                        "larger lexicon needs model.vocab_size raised to its size to train)")
     b.add_argument("--langs", default="en,ru", help="comma-separated languages (default en,ru)")
     b.add_argument("--piece-merges", type=int, default=None, help="sub-word piece budget")
     b.add_argument("--phrase-share", type=float, default=None,
@@ -170,6 +180,7 @@ def _build(args: argparse.Namespace) -> int:
     info = lex.build_info
     print(f"lexicon {lex.level}: {len(lex)} units -> {out}")
     print(f"  fingerprint {lex.fingerprint}")
+    print(f"  a core trains on it with model.vocab_size >= {len(lex)}")
     print(f"  read {sum(n_docs.values())} documents ({dict(n_docs)}), "
           f"{info.get('train_bytes', 0) / 1e6:.2f} MB in {info.get('seconds', 0):.1f} s")
     kinds = Counter(u.kind for u in lex.units)

@@ -18,3 +18,10 @@ def align_step_flops(core_cfg, decoder_cfg, batch: dict) -> float:
     S, T = max(int(batch["core_ids"].shape[1]), 1), int(batch["text_ids"].shape[1])
     return (decoder_cfg.flops_per_token(T, S, training=True) * targets
             + core_cfg.flops_per_token(S, training=False, head=False) * units)
+
+
+def lm_step_flops(lm_cfg, batch: dict) -> float:
+    """Training FLOPs of one stage-lm (BPE baseline) batch: every text target trained, attention
+    charged at the batch's padded length, as align_step_flops charges its rows."""
+    targets = int((batch["targets"] != IGNORE).sum())
+    return lm_cfg.flops_per_token(int(batch["text_ids"].shape[1]), training=True) * targets

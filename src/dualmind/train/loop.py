@@ -255,6 +255,13 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = (),
     rich_bar = bool(t.enable_progress_bar) and not plain
     progress = TrainingProgress(t.progress_every_n_steps, t.progress_every_s, plain=plain)
     cbs = [checkpoint, progress, StopOnSignal(), *callbacks]
+    if t.get("max_flops") is not None:  # before the time budget: it may lower what this sets
+        from dualmind.train.flop_budget import STAGES, FlopBudget
+
+        if cfg.stage not in STAGES:
+            raise TrainingError(f"trainer.max_flops counts the batches of stages {STAGES}, not "
+                                f"stage={cfg.stage}: give trainer.max_steps instead")
+        cbs.append(FlopBudget(float(t.max_flops)))
     if t.get("time_budget_s"):
         from dualmind.train.time_budget import TimeBudget
 

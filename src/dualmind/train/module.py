@@ -37,7 +37,7 @@ from dualmind.checkpoint.meta import (
 )
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
-from dualmind.model.step_flops import align_step_flops
+from dualmind.model.step_flops import align_step_flops, lm_step_flops
 from dualmind.train.step_counts import StepCounts, global_batch
 
 LN2 = math.log(2.0)
@@ -219,11 +219,22 @@ class DualMindModule(L.LightningModule):
 
         return data_parallel_position(self._trainer)
 
-    def _batch_flops(self, batch: dict, counts: StepCounts) -> float:
-        """Training FLOPs of this rank's batch, as one process would spend them."""
+    def batch_flops(self, batch: dict) -> float:
+        """Training FLOPs of this rank's batch, as one process would spend them, counted as
+        benchmarks/equal_compute_flops.py counts them (trainer.max_flops stops on this count)."""
         if self.stage == "align":  # the decoder's training + the frozen core's forward
             return align_step_flops(self.core_config, self.decoder.cfg, batch)
-        return self.flops_per_symbol * float(counts.symbols)
+        if self.stage == "lm":  # text rows differ in length: attention at the batch's own
+            return lm_step_flops(self.core_config, batch)
+        from dualmind.model.loss import IGNORE
+
+        # core: full packed rows, every target real; the adapter stages pad with IGNORE
+        return self.flops_per_symbol * float((batch["targets"] != IGNORE).sum())
+
+    @property
+    def flops_total(self) -> float:
+        """Training FLOPs spent so far (global batches; restored on resume)."""
+        return self._flops_total
 
     def _rng_states(self) -> list[dict] | None:
         from dualmind.train.rng_state import gather_states
@@ -247,7 +258,7 @@ class DualMindModule(L.LightningModule):
         with self.training_rng().active():  # a resumed run makes the same draws
             counts = self._step(batch)
         dp = self.data_parallel()[1]  # once per step: each call slices the device mesh
-        total, self._step_flops = global_batch(counts, self._batch_flops(batch, counts),
+        total, self._step_flops = global_batch(counts, self.batch_flops(batch),
                                                self.trainer.world_size, dp)
         # Each rank's NLL over the *global* number of predicted symbols, times the data-parallel
         # size: the gradients DDP/FSDP2 average over data-parallel ranks are those of the global

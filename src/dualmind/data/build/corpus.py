@@ -53,6 +53,7 @@ from dualmind.data.build.options import (
     BuildOptions,
 )
 from dualmind.data.build.plan import (
+    input_files,
     load_plan,
     make_plan,
     plan_split_order,
@@ -74,7 +75,6 @@ from dualmind.data.build.state import (
 from dualmind.data.build.summary import BuildSummary, restore_problems
 from dualmind.data.build.tokenizer_step import train_tokenizer_step
 from dualmind.data.shards import MANIFEST, shard_name
-from dualmind.sources.readers import expand_inputs
 
 
 def run_shards(
@@ -139,6 +139,7 @@ def build_corpus(
     **options: Any,
 ) -> BuildSummary:
     """Build (or resume, or confirm) a corpus. `inputs` None = the embedded demo corpus.
+    `heldout` (an option): files whose documents form the val split, and nothing else does.
 
     `lexicon` is a Lexicon or its folder. Options are the fields of BuildOptions
     (num_shards, workers, errors, backend, level, text_vocab_size, val_fraction, ...)."""
@@ -147,11 +148,7 @@ def build_corpus(
     out_dir = Path(out_dir).resolve()
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
-    if inputs is None:
-        from dualmind.sources.demo import demo_files
-
-        inputs = [str(p) for p in demo_files()]
-    files = expand_inputs(inputs)
+    files = input_files(inputs, opts)
     made = missing_dirs(out_dir)
     lex_obj, lex_dir, state, settings = _start(files, lexicon, out_dir, opts, made)
     if state == "done":
@@ -239,11 +236,7 @@ def prepare_build(inputs, lexicon, out_dir, **options) -> dict:
     opts = BuildOptions(**dict(options, progress=False))
     opts.validate()
     out_dir = Path(out_dir).resolve()
-    if inputs is None:
-        from dualmind.sources.demo import demo_files
-
-        inputs = [str(p) for p in demo_files()]
-    files = expand_inputs(inputs)
+    files = input_files(inputs, opts)
     made = missing_dirs(out_dir)
     lex_obj, lex_dir, state, settings = _start(files, lexicon, out_dir, opts, made)
     if state == "done":
@@ -256,5 +249,3 @@ def prepare_build(inputs, lexicon, out_dir, **options) -> dict:
         )
     train_tokenizer_step(out_dir, plan, opts.text_vocab_size)
     return plan
-
-

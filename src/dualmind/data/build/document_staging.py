@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from dualmind.data.build.lexicon_step import detect, lexicon_langs
-from dualmind.data.build.options import WORK, BuildOptions
+from dualmind.data.build.options import WORK, BuildOptions, CorpusError
 from dualmind.sources.documents import read_documents
 from dualmind.sources.problems import Problems
 from dualmind.sources.readers import ReadOptions
@@ -39,6 +39,8 @@ def stage_documents(
     total_bytes = sum(f.stat().st_size for f in files)
     task = progress.add_task("reading inputs", total=total_bytes or 1, detail="")
     done_files: set[str] = set()
+    held_files = set(opts.heldout)  # resolved paths (build_plan.input_files)
+    is_held: dict[str, bool] = {}
     read_bytes = 0
     with open(tmp, "wb") as out:
         for sd in read_documents(files, problems, read_opts):
@@ -61,6 +63,15 @@ def stage_documents(
                     sd.line,
                 )
                 continue
+            held = is_held.setdefault(sd.path, str(Path(sd.path).resolve()) in held_files)
+            if held and sd.kind != "doc":
+                # val holds scenes of documents; a pair would go to the qa split, which
+                # alignment trains on: refused rather than trained on after being held out
+                raise CorpusError(
+                    f"{sd.path}:{sd.line}: a held-out file (--heldout) holds a question/answer "
+                    "or text pair; val holds documents only: move the pairs to the training "
+                    "inputs, or leave them out"
+                )
             key = sd.key
             if key in keys:
                 action = problems.report(
@@ -96,6 +107,7 @@ def stage_documents(
                     "lang": lang,
                     "kind": sd.kind,
                     "chars": len(sd.text) + len(sd.target or ""),
+                    "heldout": held,
                 }
             )
     progress.update(

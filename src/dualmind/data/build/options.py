@@ -37,6 +37,9 @@ class BuildOptions:
     level: str | None = None  # required lexicon level; None = whatever the lexicon is
     text_vocab_size: int = 8192  # decoder BPE vocabulary
     val_fraction: float = 0.05  # of each language's characters, by whole documents
+    # Files (paths, folders, globs) whose documents are the val split, and nothing else is:
+    # val_fraction is then unused. build_corpus stores them resolved (see input_files).
+    heldout: tuple[str, ...] = ()
     min_units: int = 100
     max_units: int = 500
     target_units: int = 300
@@ -57,6 +60,10 @@ class BuildOptions:
             raise CorpusError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.num_shards < 1:
             raise CorpusError(f"num_shards must be >= 1, got {self.num_shards}")
+        if isinstance(self.heldout, (str, bytes)) or not all(
+            isinstance(h, str) for h in self.heldout
+        ):
+            raise CorpusError(f"heldout must be a list of paths, got {self.heldout!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise CorpusError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         problem = limits_problem(self.max_line_bytes, self.max_document_bytes)
@@ -84,4 +91,7 @@ class BuildOptions:
             "max_line_bytes",
             "max_document_bytes",
         )
-        return {k: getattr(self, k) for k in keep}
+        out = {k: getattr(self, k) for k in keep}
+        if self.heldout:  # only when given: builds without it keep their settings hash
+            out["heldout"] = sorted(self.heldout)
+        return out

@@ -25,11 +25,50 @@ from dualmind.data.build.options import (
     CorpusError,
 )
 from dualmind.data.build.state import settings_hash
+from dualmind.sources.readers import expand_inputs
 
 
 def _doc_unit(key: str) -> float:
     """A stable number in [0, 1) per document key: the train/val split never depends on order."""
     return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2.0**64
+
+
+def input_files(inputs, opts: BuildOptions) -> list[Path]:
+    """Every file the build reads: the inputs (None: the embedded demo corpus) and the held-out
+    files. Sets ``opts.heldout`` to the held-out files, resolved, so the build's settings and the
+    staging step name the same files whichever way they were given (folder, glob, path).
+
+    A file named both as an input and as held out is held out: a user who says a file is held
+    out means it, and `corpus build data/ --heldout data/val/` is the natural way to say it."""
+    if inputs is None:
+        if opts.heldout:
+            raise CorpusError(
+                "--heldout names the val documents, so the training inputs must be named too "
+                "(without inputs the build reads the embedded demo corpus)"
+            )
+        from dualmind.sources.demo import demo_files
+
+        inputs = [str(p) for p in demo_files()]
+    held = expand_inputs(opts.heldout) if opts.heldout else []
+    opts.heldout = tuple(str(f.resolve()) for f in held)
+    return expand_inputs([*inputs, *held])
+
+
+def held_out_documents(docs: list[dict], opts: BuildOptions) -> set[int]:
+    """The val split: the documents of the --heldout files when given (and nothing else), else
+    `choose_val` by val_fraction per language."""
+    if not opts.heldout:
+        return choose_val(docs, opts.val_fraction)
+    val = {d["doc"] for d in docs if d["heldout"] and d["kind"] == "doc"}
+    if not val:
+        raise CorpusError(
+            f"none of the {len(opts.heldout)} --heldout files gave a usable document "
+            "(see the problems counted above; a held-out file's language must be one of the "
+            "lexicon's)"
+        )
+    if not any(d["kind"] == "doc" and d["doc"] not in val for d in docs):
+        raise CorpusError("every document is held out (--heldout): nothing is left to train on")
+    return val
 
 
 def choose_val(docs: list[dict], val_fraction: float) -> set[int]:
@@ -86,7 +125,7 @@ def make_plan(
         raise CorpusError(
             f"no usable documents in the inputs ({len(files)} files); {problems.reason()}"
         )
-    val = choose_val(docs, opts.val_fraction)
+    val = held_out_documents(docs, opts)
     splits: dict[str, list[dict]] = {"train": [], "val": [], "qa": []}
     for d in docs:
         split = "qa" if d["kind"] in ("qa", "pair") else ("val" if d["doc"] in val else "train")

@@ -28,7 +28,18 @@ class BuildSummary:
             f"{self.shards_reused} reused)",
             f"  lexicon {m['lexicon']['fingerprint']} level={m['lexicon']['level']} "
             f"vocab={m['lexicon']['vocab_size']}; decoder BPE vocab={m['tokenizer']['vocab_size']}",
+            # the one setting a training run must match (the datamodule refuses less)
+            f"  train with model.vocab_size >= {m['lexicon']['vocab_size']} (core, align) and "
+            f"decoder.vocab_size >= {m['tokenizer']['vocab_size']} (align; stage lm: its "
+            "model.vocab_size)",
         ]
+        settings = m.get("settings", {})
+        if settings.get("heldout"):
+            lines.append(f"  val: the documents of the {len(settings['heldout'])} --heldout files")
+        elif "val_fraction" in settings:
+            lines.append(
+                f"  val: {settings['val_fraction']:g} of each language's characters, by document"
+            )
         for split in split_order(m):
             s = m["splits"][split]
             # no square brackets: rich would read them as markup and drop them

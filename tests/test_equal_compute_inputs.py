@@ -1,0 +1,60 @@
+"""benchmarks/equal_compute.py on the user's own text (--train / --heldout, issue 14): the
+lexicons learn from the training files only, the held-out files are the scored val split, and a
+work folder refuses other inputs (its lexicons would be reused)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import equal_compute  # noqa: E402
+
+from dualmind.data.shards import MANIFEST  # noqa: E402
+from dualmind.lexicon.lexicon import Lexicon  # noqa: E402
+from test_corpus_support import small_documents  # noqa: E402
+
+
+def four_files(folder: Path) -> tuple[list[str], list[str]]:
+    """(train, heldout): English and Russian plain-text files, one document each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    docs = small_documents(3)
+    texts = {"en_train.txt": docs[0].text[:5000], "en_heldout.txt": docs[1].text[:2000],
+             "ru_train.txt": docs[3].text + docs[4].text, "ru_heldout.txt": docs[5].text}
+    for name, text in texts.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return ([str(folder / "en_train.txt"), str(folder / "ru_train.txt")],
+            [str(folder / "en_heldout.txt"), str(folder / "ru_heldout.txt")])
+
+
+def test_the_study_reads_the_given_files(tmp_path):
+    train, heldout = four_files(tmp_path / "in")
+    corpora = equal_compute.build_corpora(tmp_path / "work", train, heldout)
+    size = {Path(p).name: Path(p).stat().st_size for p in train + heldout}
+    for level, (lex_dir, corpus) in corpora.items():
+        # the lexicon saw the training bytes and nothing else
+        assert Lexicon.load(lex_dir).build_info["train_bytes"] == sum(
+            size[Path(p).name] for p in train), level
+        splits = json.loads((corpus / MANIFEST).read_text())["splits"]
+        for split, files in (("val", heldout), ("train", train)):
+            by_lang = {lang: v["bytes"] for lang, v in splits[split]["langs"].items()}
+            assert by_lang == {Path(p).name[:2]: size[Path(p).name] for p in files}, (level, split)
+    # the same work folder on other files: refused, naming the record of its inputs
+    with pytest.raises(SystemExit, match="inputs.json: this work folder was made from other"):
+        equal_compute.build_corpora(tmp_path / "work", train[:1], heldout)
+
+
+def test_a_heldout_file_inside_the_training_folder_is_not_learned_from(tmp_path):
+    train, heldout = four_files(tmp_path / "in")
+    texts = equal_compute.training_texts([str(tmp_path / "in")], heldout)
+    assert sorted(texts) == sorted(Path(p).read_text(encoding="utf-8") for p in train)
+
+
+def test_train_and_heldout_go_together(capsys):
+    with pytest.raises(SystemExit):
+        equal_compute.main(["--train", "a.txt"])
+    assert "--train and --heldout go together" in capsys.readouterr().err

@@ -69,6 +69,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--text-vocab-size", type=int, default=8192, help="decoder byte-level BPE vocabulary"
     )
     b.add_argument(
+        "--text-tokens",
+        choices=("auto", "text", "units"),
+        default="auto",
+        help="how scene text becomes decoder tokens: units = each unit's text on its own (no "
+        "token crosses a unit), text = the scene at once; auto (default): units for a lossless "
+        "lexicon, text for a semantic one",
+    )
+    b.add_argument(
         "--val-fraction", type=float, default=0.05, help="held-out share of each language"
     )
     b.add_argument("--min-units", type=int, default=100)
@@ -148,6 +156,7 @@ def _build(args: argparse.Namespace) -> int:
         errors=args.errors,
         level=args.level,
         text_vocab_size=args.text_vocab_size,
+        text_tokens=args.text_tokens,
         val_fraction=args.val_fraction,
         min_units=args.min_units,
         max_units=args.max_units,

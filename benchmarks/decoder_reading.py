@@ -157,7 +157,10 @@ def evaluate_variant(name: str, checkpoint, wall: float, args, done: Path) -> di
 
 
 def table(rows: list[dict], args) -> str:
-    lines = [f"Level **{args.level}**, one frozen core ({args.core}), {args.steps} align steps "
+    settings = json.loads((Path(args.corpus) / "manifest.json").read_text())["settings"]
+    tokens = settings.get("text_tokens", "text")  # corpora built before the option: text
+    lines = [f"Level **{args.level}**, corpus {args.corpus} (decoder tokens: {tokens}), "
+             f"one frozen core ({args.core}), {args.steps} align steps "
              f"per variant, scored on the first {args.records} held-out records; renders: "
              f"{args.scenes} held-out scenes, greedy. \"of it, pointer\": the bits a boundary "
              "head pays to code where the text moves through the hyperphrase; \"free\": the "
@@ -204,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes", type=int, default=3, help="held-out scenes rendered")
     p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    p.add_argument("--section-suffix", default="",
+                   help="RESULTS.md section decoder_reading_<level><suffix> (e.g. _units for "
+                   "another corpus of the same level)")
     args = p.parse_args(argv)
     if not (args.corpus and args.lexicon and args.core):
         args.lexicon, args.corpus, args.core = prepare(args.work, args.level, args.core_steps)
@@ -215,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows, args)
     print(text)
     if not args.no_write:
-        write_section(f"decoder_reading_{args.level}", text)
+        write_section(f"decoder_reading_{args.level}{args.section_suffix}", text)
     return 0
 
 

@@ -159,6 +159,8 @@ def evaluate_variant(name: str, checkpoint, wall: float, args, done: Path) -> di
 def table(rows: list[dict], args) -> str:
     settings = json.loads((Path(args.corpus) / "manifest.json").read_text())["settings"]
     tokens = settings.get("text_tokens", "text")  # corpora built before the option: text
+    if tokens == "auto":
+        tokens = "units (auto)" if args.level == "lossless" else "text (auto)"
     lines = [f"Level **{args.level}**, corpus {args.corpus} (decoder tokens: {tokens}), "
              f"one frozen core ({args.core}), {args.steps} align steps "
              f"per variant, scored on the first {args.records} held-out records; renders: "

@@ -5,7 +5,8 @@ core for the same steps, then is scored on held-out scenes:
     decoder part   bits/byte of text given the core (own states)
     control        the same with every row reading another row's core (rolled in the batch)
     taken          control - decoder part: what the decoder takes from its own scene's core
-    renders        greedy renderings of held-out scenes: chrF and exact-word accuracy
+    renders        greedy renderings of held-out scenes: chrF, the share of the text's words
+                   said in order, and exact-word accuracy (same word position)
     wall           training seconds (same machine, same run: compare as ratios)
 
     .venv/bin/python benchmarks/decoder_reading.py --level lossless \\
@@ -64,12 +65,20 @@ VARIANTS = {
     "mix, pointer, copy, feed, copy-logits, boundary": dict(
         core_read="mix", mask_mode="pointer", cross_rope=True, copy_slots=4, pointer_feed=True,
         copy_logits=True, boundary_head=True),
+    # the head also reads how many surface tokens of its unit are unsaid, and the token at the
+    # slot the unit has reached gets a bonus of its own (a lossless unit is copied to its end)
+    "mix, pointer, copy, feed, copy-logits, boundary, lengths": dict(
+        core_read="mix", mask_mode="pointer", cross_rope=True, copy_slots=4, pointer_feed=True,
+        copy_logits=True, boundary_head=True, unit_lengths=True),
+    "mix, pointer, copy8, feed, copy-logits, boundary, lengths": dict(
+        core_read="mix", mask_mode="pointer", cross_rope=True, copy_slots=8, pointer_feed=True,
+        copy_logits=True, boundary_head=True, unit_lengths=True),
 }
 
 
 def overrides_for(variant: dict) -> list[str]:
     base = dict(core_read="final", mask_mode="render", cross_rope=False, copy_slots=0,
-                pointer_feed=False, copy_logits=False, boundary_head=False)
+                pointer_feed=False, copy_logits=False, boundary_head=False, unit_lengths=False)
     base.update(variant)
     return [f"decoder.{k}={str(v).lower() if isinstance(v, bool) else v}"
             for k, v in base.items()]
@@ -136,18 +145,24 @@ def evaluate_variant(name: str, checkpoint, wall: float, args, done: Path) -> di
            "shuffled_bpb": b.shuffled_bpb,
            "taken_bpb": b.taken_from_core_bpb, "core_bpb": b.core_bpb,
            "system_bpb": b.system_bpb, "chrf": report.chrf, "control_chrf": report.control_chrf,
-           "word_accuracy": report.word_accuracy, "train_s": wall,
+           "word_accuracy": report.word_accuracy, "words_in_order": report.words_in_order,
+           "train_s": wall,
            "render": report.renderings[0].rendered[:240] if report.renderings else "",
            "original": report.renderings[0].original[:240] if report.renderings else ""}
     done.write_text(json.dumps(row, indent=2, ensure_ascii=False))
     print(f"[{name}] decoder {row['decoder_bpb']:.3f}  control {row['shuffled_bpb']:.3f}  "
-          f"taken {row['taken_bpb']:.3f}  chrF {row['chrf']:.1f}  words "
-          f"{row['word_accuracy']:.2f}  {wall:.0f} s", flush=True)
+          f"taken {row['taken_bpb']:.3f}  chrF {row['chrf']:.1f}  words in order "
+          f"{row['words_in_order']:.2f}  {wall:.0f} s", flush=True)
     return row
 
 
 def table(rows: list[dict], args) -> str:
-    lines = [f"Level **{args.level}**, one frozen core ({args.core}), {args.steps} align steps "
+    settings = json.loads((Path(args.corpus) / "manifest.json").read_text())["settings"]
+    tokens = settings.get("text_tokens", "text")  # corpora built before the option: text
+    if tokens == "auto":
+        tokens = "units (auto)" if args.level == "lossless" else "text (auto)"
+    lines = [f"Level **{args.level}**, corpus {args.corpus} (decoder tokens: {tokens}), "
+             f"one frozen core ({args.core}), {args.steps} align steps "
              f"per variant, scored on the first {args.records} held-out records; renders: "
              f"{args.scenes} held-out scenes, greedy. \"of it, pointer\": the bits a boundary "
              "head pays to code where the text moves through the hyperphrase; \"free\": the "
@@ -155,13 +170,15 @@ def table(rows: list[dict], args) -> str:
              "rendered from the next scene's states, scored against its own text (- : not "
              "measured in that run).", "",
              "| variant | decoder bpb | of it, pointer | control bpb | taken from core | chrF | "
-             "chrF, control | exact words | train s |", "|---|---|---|---|---|---|---|---|---|"]
+             "chrF, control | words in order | exact words | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         pointer = f"{r['pointer_bpb']:.3f}" if r.get("pointer_bpb") else "free"
         control = f"{r['control_chrf']:.1f}" if r.get("control_chrf") is not None else "-"
+        in_order = f"{r['words_in_order']:.2f}" if r.get("words_in_order") is not None else "-"
         lines.append(f"| {r['variant']} | {r['decoder_bpb']:.3f} | {pointer} | "
                      f"{r['shuffled_bpb']:.3f} | "
-                     f"**{r['taken_bpb']:.3f}** | {r['chrf']:.1f} | {control} | "
+                     f"**{r['taken_bpb']:.3f}** | {r['chrf']:.1f} | {control} | {in_order} | "
                      f"{r['word_accuracy']:.2f} | "
                      f"{r['train_s']:.0f} |")
     def one_line(text: str) -> str:
@@ -192,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes", type=int, default=3, help="held-out scenes rendered")
     p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    p.add_argument("--section-suffix", default="",
+                   help="RESULTS.md section decoder_reading_<level><suffix> (e.g. _units for "
+                   "another corpus of the same level)")
     args = p.parse_args(argv)
     if not (args.corpus and args.lexicon and args.core):
         args.lexicon, args.corpus, args.core = prepare(args.work, args.level, args.core_steps)
@@ -203,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows, args)
     print(text)
     if not args.no_write:
-        write_section(f"decoder_reading_{args.level}", text)
+        write_section(f"decoder_reading_{args.level}{args.section_suffix}", text)
     return 0
 
 

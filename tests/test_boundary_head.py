@@ -33,7 +33,7 @@ def boundary_decoder(**kw) -> LanguageDecoder:
     for part in (decoder.feed, decoder.copy_logits, decoder.boundary):  # zero-started: wake up
         for p in part.parameters():
             torch.nn.init.normal_(p, std=0.3)
-    decoder.memory.set_surfaces(torch.randint(-1, 61, (CORE_VOCAB, 2)))
+    decoder.memory.set_surfaces(torch.randint(-1, 61, (CORE_VOCAB, cfg["copy_slots"])))
     return decoder
 
 
@@ -60,8 +60,10 @@ def test_advances_are_the_span_minus_the_pointer_clipped():
     assert advance.tolist() == [[0, 1, 0, 1, 3, 0]] and clipped == 1
 
 
-def test_the_code_length_charges_each_advance_and_the_token_given_it(core):  # noqa: F811
-    decoder = boundary_decoder()
+@pytest.mark.parametrize("unit_lengths", [False, True])
+def test_the_code_length_charges_each_advance_and_the_token_given_it(core,  # noqa: F811
+                                                                     unit_lengths):
+    decoder = boundary_decoder(unit_lengths=unit_lengths)
     core_ids = torch.randint(4, CORE_VOCAB, (1, S))
     states = read_core(core, core_ids, "final")
     spans = [0, 0, 1, 2, 2, 4, 5, 5]  # the unit of the token each position predicts
@@ -77,7 +79,9 @@ def test_the_code_length_charges_each_advance_and_the_token_given_it(core):  # n
 
         said = tokens_said_at_pointer(align.text_span, align.text_scene, align.text_doc)
         assert said[0].tolist() == [0, 1, 2, 1, 1, 2, 1, 1]
-        scores = decoder.advance_logits(hidden[0], align.pointers()[0], said[0])
+        pointer = align.pointers()[0]
+        unit = core_ids[0, pointer.clamp(min=0)]  # one scene: a unit's row is its index
+        scores = decoder.advance_logits(hidden[0], pointer, said[0], unit)
         by_hand = F.cross_entropy(scores, advance, reduction="sum")
         tokens = F.cross_entropy(logits[0], targets[0], reduction="sum")
         # the token logits depend on the advance they are given
@@ -89,10 +93,12 @@ def test_the_code_length_charges_each_advance_and_the_token_given_it(core):  # n
     assert not torch.allclose(other, logits)
 
 
-def test_generation_reads_what_teacher_forcing_over_its_own_decisions_reads(core):  # noqa: F811
+@pytest.mark.parametrize("unit_lengths", [False, True])
+def test_generation_reads_what_teacher_forcing_over_its_own_decisions_reads(
+        core, unit_lengths):  # noqa: F811
     """No pointer_fn: the decoder decides each token's unit, and the logits at every step equal
     one forward over the generated text with the units it decided as spans."""
-    decoder = boundary_decoder()
+    decoder = boundary_decoder(unit_lengths=unit_lengths)
     core_ids, states = scene(core)
     session = DecoderSession(decoder, states, 1, 12, core_ids=core_ids,
                              generator=torch.Generator().manual_seed(0))
@@ -114,7 +120,9 @@ def test_generation_reads_what_teacher_forcing_over_its_own_decisions_reads(core
         from dualmind.model.boundary import tokens_said_at_pointer
 
         said = tokens_said_at_pointer(align.text_span, align.text_scene, align.text_doc)
-        forced = decoder.advance_logits(hidden[0], align.pointers()[0], said[0])
+        pointer = align.pointers()[0]
+        forced = decoder.advance_logits(hidden[0], pointer, said[0],
+                                        core_ids[0, pointer.clamp(min=0)])
     torch.testing.assert_close(gen.logits[0], full[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(torch.stack(decided), forced, atol=1e-5, rtol=1e-5)
     assert [int(p[0]) for p in session.pointers] == [-1, *spans[:-1]]
@@ -225,3 +233,45 @@ def test_a_rendering_ends_only_from_the_scenes_last_unit(core):  # noqa: F811
                            core_ids=core_ids, advance="argmax")
     said = [int(t) for t in gen.ids[0, 1:]]
     assert said.index(eos) == S - 1  # units 0..S-2 said something, EOS from the last one
+
+
+def test_remaining_buckets_count_a_units_unsaid_surface_tokens():
+    from dualmind.model.boundary import remaining_bucket
+
+    surfaces = torch.tensor([[-1, -1, -1], [7, -1, -1], [7, 8, -1], [7, 8, 9]])
+    unit = torch.tensor([-1, 0, 1, 1, 2, 2, 2, 2, 3])
+    said = torch.tensor([0, 0, 0, 1, 0, 1, 2, 3, 1])
+    # unknown: no unit yet, a unit without surface, a surface filling every slot (may go on)
+    assert remaining_bucket(surfaces, unit, said).tolist() == [0, 0, 3, 2, 4, 3, 2, 1, 0]
+
+
+def test_unit_lengths_let_a_head_copy_each_surface_to_its_end(core):  # noqa: F811
+    """With unit_lengths a head that moves on exactly when its unit's surface is out, and a
+    bonus on the token at the slot reached, says every unit's surface in full, in order: the
+    lossless rendering is a copy."""
+    from dualmind.model.boundary import LENGTH_GAIN
+    from dualmind.model.decoder_config import REMAINING
+
+    decoder = boundary_decoder(unit_lengths=True, copy_slots=3)
+    surfaces = torch.full((CORE_VOCAB, 3), -1)
+    surfaces[:, 0] = torch.arange(CORE_VOCAB) + 10
+    surfaces[::2, 1] = 60  # even units say two tokens: their word, then token 60
+    decoder.memory.set_surfaces(surfaces)
+    with torch.no_grad():
+        head = decoder.boundary
+        for part in (head.out.weight, head.out.bias, head.by_said.weight, head.at_start):
+            part.zero_()
+        stay, move = torch.zeros(REMAINING, 4), torch.zeros(REMAINING, 4)
+        stay[3:, 0], move[:3, 1] = 9.0, 9.0  # tokens left: stay; none (or unknown): move on
+        head.by_remaining.weight.copy_((stay + move) / LENGTH_GAIN)
+        head.at_within.fill_(9.0 / LENGTH_GAIN)
+        decoder.output.weight.zero_()
+        decoder.copy_logits.bonus.weight.zero_()
+    decoder.boundary.chosen_bonus = Constant(0.0, 3)
+    core_ids = torch.tensor([[5, 6, 8, 9, 11, 12]])
+    _, states = scene(core, core_ids)
+    session = DecoderSession(decoder, states, 1, 12, core_ids=core_ids, advance="argmax")
+    with torch.no_grad():
+        gen = decode(torch.tensor([[1]]), 8, session.step, temperature=0.0)
+    assert [int(t) for t in gen.ids[0, 1:]] == [15, 16, 60, 18, 60, 19, 21, 22]
+    assert [int(u[0]) for u in session.chosen] == [0, 1, 1, 2, 2, 3, 4, 5]

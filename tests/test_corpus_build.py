@@ -92,6 +92,37 @@ def test_end_to_end_alignment_and_manifest(built):
     )
 
 
+def test_lossless_tokens_never_cross_a_unit(built):
+    """text_tokens auto = units for a lossless lexicon: the tokens of each unit decode to exactly
+    that unit's surface (but for byte units of one character, which owns it whole), so
+    rendering a lossless unit is copying its own tokens."""
+    out, summary = built
+    assert summary.manifest["settings"]["text_tokens"] == "auto"
+    lex = Lexicon.load(small_lexicon("lossless"))
+    tok = load_text_tokenizer(out / "tokenizer.json")
+    scenes = [sc for sc in ShardSet.open(out, "val", lexicon_fingerprint=lex) if sc.kind == "scene"]
+    assert scenes
+    for sc in scenes:
+        said = {}
+        for t, u in zip(sc.text.tolist(), sc.span.tolist(), strict=True):
+            said.setdefault(u, []).append(t)
+        pieces = [tok.decode(said.get(u, []), skip_special_tokens=False)
+                  for u in range(len(sc.core))]
+        assert b"".join(p.encode() for p in pieces) == lex.decode(sc.core.tolist()).encode()
+        whole = [p for u, p in enumerate(pieces) if p and lex.unit(int(sc.core[u])).data
+                 == p.encode()]
+        assert len(whole) >= 0.95 * sum(1 for p in pieces if p)  # lone bytes: char-level
+
+
+def test_unit_pieces_cover_the_text_in_order():
+    from dualmind.data.build.shard_build import unit_pieces
+
+    text = "ab cde  f"
+    assert unit_pieces(text, [(0, 2), (2, 6), (6, 9)]) == ["ab", " cde", "  f"]
+    # two byte units of one character: the last unit starting there owns it (as in align)
+    assert unit_pieces("é", [(0, 1), (0, 1)]) == ["", "é"]
+
+
 def test_lossless_scenes_reassemble_their_documents(built, inputs):
     out, _ = built
     docs = {}

@@ -92,6 +92,16 @@ def test_reconstruction_metrics():
     assert word_accuracy("the dog sat", "the cat sat") == pytest.approx(2 / 3)
 
 
+def test_words_in_order_forgive_a_shift_that_exact_positions_do_not():
+    from dualmind.evaluate.report import words_in_order
+
+    shifted = "and the cat sat on the mat"
+    assert word_accuracy(shifted, "the cat sat on the mat") == 0.0
+    assert words_in_order(shifted, "the cat sat on the mat") == 1.0
+    assert words_in_order("the mat sat", "the cat sat on the mat") == pytest.approx(2 / 6)
+    assert words_in_order("", "") == 1.0 and words_in_order("x", "") == 0.0
+
+
 def test_the_checkpoint_records_its_core_and_rows(align_checkpoint):
     import torch
 

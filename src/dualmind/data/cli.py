@@ -87,6 +87,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="files, folders or globs whose documents form the val split, and nothing else "
         "does (a file also among the inputs is held out); replaces --val-fraction",
     )
+    b.add_argument(
+        "--text-tokens",
+        choices=("auto", "text", "units"),
+        default="auto",
+        help="how scene text becomes decoder tokens: units = each unit's text on its own (no "
+        "token crosses a unit), text = the scene at once; auto (default): units for a lossless "
+        "lexicon, text for a semantic one",
+    )
     b.add_argument("--min-units", type=int, default=100)
     b.add_argument("--max-units", type=int, default=500)
     b.add_argument("--target-units", type=int, default=300)
@@ -150,6 +158,7 @@ def _build(args: argparse.Namespace) -> int:
         level=args.level,
         text_vocab_size=args.text_vocab_size,
         heldout=tuple(args.heldout),
+        text_tokens=args.text_tokens,
         min_units=args.min_units,
         max_units=args.max_units,
         target_units=args.target_units,

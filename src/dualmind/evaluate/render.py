@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from dualmind.evaluate.report import EvalError, Rendering, chrf, word_accuracy
+from dualmind.evaluate.report import EvalError, Rendering, chrf, word_accuracy, words_in_order
 
 
 def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", scenes: int = 3,
@@ -89,7 +89,8 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
         gloss = ("·".join(lexicon.gloss(int(u)) for u in shown) if lexicon is not None
                  else " ".join(str(int(u)) for u in shown))
         out.append(Rendering(original, gloss, rendered, chrf(rendered, original),
-                             word_accuracy(rendered, original), note, control))
+                             word_accuracy(rendered, original), note, control,
+                             words_in_order(rendered, original)))
     return out
 
 
@@ -131,8 +132,8 @@ def show_scenes(checkpoint: str | Path, corpus_dir: str | Path, scenes: int = 3,
     for i, r in enumerate(renderings):
         control = ("" if r.control_chrf is None
                    else f"; read from another scene's core: chrF {r.control_chrf:.1f}")
-        out.append(f"--- held-out scene {i + 1} ({how}; chrF {r.chrf:.1f}, exact words "
-                   f"{r.word_accuracy:.0%}{control})\n"
+        out.append(f"--- held-out scene {i + 1} ({how}; chrF {r.chrf:.1f}, words in order "
+                   f"{r.words_in_order:.0%}, exact words {r.word_accuracy:.0%}{control})\n"
                    f"original    : {clip(r.original, width)}\n"
                    f"hyperphrase : {clip(r.hyperphrase, width)}\n"
                    f"decoder     : {clip(r.rendered, width)}"

@@ -89,6 +89,8 @@ class Rendering:
     # chrF of the same rendering read from another scene's states (the control); None when
     # only one scene was rendered
     control_chrf: float | None = None
+    # share of the reference's words the rendering says in order (see words_in_order)
+    words_in_order: float = math.nan
 
 
 @dataclass
@@ -115,6 +117,11 @@ class EvalReport:
         r = self.renderings
         return sum(x.word_accuracy for x in r) / len(r) if r else math.nan
 
+    @property
+    def words_in_order(self) -> float:
+        r = self.renderings
+        return sum(x.words_in_order for x in r) / len(r) if r else math.nan
+
     def to_dict(self) -> dict:
         b = self.bits
         return {"split": self.split, "system_bpb": b.system_bpb, "core_bpb": b.core_bpb,
@@ -123,7 +130,7 @@ class EvalReport:
                 "shuffled_bpb": b.shuffled_bpb, "taken_from_core_bpb": b.taken_from_core_bpb,
                 "flops_per_byte": self.flops_per_byte, "chrf": self.chrf,
                 "control_chrf": self.control_chrf,
-                "word_accuracy": self.word_accuracy,
+                "word_accuracy": self.word_accuracy, "words_in_order": self.words_in_order,
                 "by_language": {lang: {"system_bpb": x.system_bpb, "core_bpb": x.core_bpb,
                                        "decoder_bpb": x.decoder_bpb,
                                        "shuffled_bpb": x.shuffled_bpb,
@@ -168,7 +175,8 @@ class EvalReport:
             control = ("" if self.control_chrf is None else
                        f" (read from another scene's core: chrF {self.control_chrf:.1f})")
             lines.append(f"  greedy rendering of {len(self.renderings)} scenes: chrF "
-                         f"{self.chrf:.1f}, exact-word accuracy {self.word_accuracy:.3f}"
+                         f"{self.chrf:.1f}, words said in order {self.words_in_order:.3f}, "
+                         f"exact-word accuracy {self.word_accuracy:.3f}"
                          + control)
         return "\n".join(lines)
 
@@ -201,3 +209,16 @@ def word_accuracy(hypothesis: str, reference: str) -> float:
     if not ref:
         return 1.0 if not hyp else 0.0
     return sum(a == b for a, b in zip(ref, hyp, strict=False)) / len(ref)
+
+
+def words_in_order(hypothesis: str, reference: str) -> float:
+    """Share of the reference's words the hypothesis says in the same order (the longest
+    matching blocks of words, difflib): a word dropped or added early does not count every
+    later word as wrong, as :func:`word_accuracy` does."""
+    from difflib import SequenceMatcher
+
+    ref, hyp = reference.split(), hypothesis.split()
+    if not ref:
+        return 1.0 if not hyp else 0.0
+    blocks = SequenceMatcher(None, ref, hyp, autojunk=False).get_matching_blocks()
+    return sum(b.size for b in blocks) / len(ref)

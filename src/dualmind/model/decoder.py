@@ -26,7 +26,12 @@ import torch
 from torch import nn
 
 from dualmind.model import attention as attn
-from dualmind.model.boundary import BoundaryHead, advance_targets, tokens_before_in_unit
+from dualmind.model.boundary import (
+    BoundaryHead,
+    advance_targets,
+    remaining_bucket,
+    tokens_before_in_unit,
+)
 from dualmind.model.core import (
     BatchContext,
     Block,
@@ -226,18 +231,25 @@ class LanguageDecoder(nn.Module):
             if core_ids is None:
                 raise ValueError("the boundary head copies from the chosen unit: pass core_ids")
             logits = self.boundary.chosen_copy(logits, hidden, self.memory.surface_tokens,
-                                               core_ids, row, inside)
+                                               core_ids, row, inside, within)
         return logits
 
-    def advance_logits(self, hidden: torch.Tensor, pointer: torch.Tensor, said: torch.Tensor
-                       ) -> torch.Tensor:
+    def advance_logits(self, hidden: torch.Tensor, pointer: torch.Tensor, said: torch.Tensor,
+                       unit: torch.Tensor | None = None) -> torch.Tensor:
         """[...,max_advance+1]: which unit, from its pointer [...] (-1 before its scene's first),
         the token each position [...,dim] predicts belongs to (the boundary head); ``said``
         [...]: how many tokens of the pointer's unit came before the position
-        (:func:`dualmind.model.boundary.tokens_said_at_pointer`)."""
+        (:func:`dualmind.model.boundary.tokens_said_at_pointer`); ``unit`` [...]: the pointer's
+        core id (-1 before the first), needed with ``unit_lengths``."""
         if self.boundary is None:
             raise ValueError("this decoder has no boundary head (decoder.boundary_head=false)")
-        return self.boundary(hidden, pointer < 0, said)
+        remaining = None
+        if self.cfg.unit_lengths:
+            if unit is None:
+                raise ValueError("unit_lengths: pass the pointer's unit (its core id) too")
+            unit = torch.where(pointer < 0, -1, unit)
+            remaining = remaining_bucket(self.memory.surface_tokens, unit, said)
+        return self.boundary(hidden, pointer < 0, said, remaining)
 
     def _check_core(self, core_states, cross_kv, batch: int) -> None:
         if cross_kv is not None:

@@ -26,6 +26,7 @@ CORE_READS = ("final", "embed", "mix", "centred")
 MASK_MODES = ("render", "stream", "pointer")  # dualmind.model.masks (which imports torch)
 DEFAULT_POINTER_WINDOW = (-1, 2)  # the unit before the pointer's, its own, the next two
 WITHIN_UNIT = 8  # boundary head: how far into its unit a token can be told apart (0..7, 7+)
+REMAINING = 8  # boundary head, unit_lengths: buckets of surface tokens left (unknown, -1..5+)
 
 
 def check_window(window: Any) -> tuple[int, int]:
@@ -86,6 +87,10 @@ class DecoderConfig(StackConfig):
                     follows its own decisions, no lexicon needed, and the pointer's bits are
                     charged in the decoder's code length.
     max_advance     the largest advance the boundary head can say (larger ones are clipped)
+    unit_lengths    the boundary head also reads how many of its unit's surface tokens (the copy
+                    channel's table) are still unsaid, and gives the token at the slot a unit has
+                    reached a bonus of its own: a lossless unit is said by copying its surface
+                    to its end (needs boundary_head and copy_slots)
     """
 
     vocab_size: int
@@ -116,6 +121,7 @@ class DecoderConfig(StackConfig):
     copy_logits: bool = False
     boundary_head: bool = False
     max_advance: int = 7
+    unit_lengths: bool = False
 
     config_kind: ClassVar[str] = "decoder"
     conf_subdir: ClassVar[str] = "decoder"
@@ -126,7 +132,8 @@ class DecoderConfig(StackConfig):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"decoder config: {key} must be a positive integer, "
                                   f"got {value!r}")
-        for key in ("gated", "cross_rope", "pointer_feed", "copy_logits", "boundary_head"):
+        for key in ("gated", "cross_rope", "pointer_feed", "copy_logits", "boundary_head",
+                    "unit_lengths"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"decoder config: {key} must be true or false, got "
                                   f"{getattr(self, key)!r}")
@@ -145,6 +152,9 @@ class DecoderConfig(StackConfig):
                 or self.max_advance < 1):
             raise ConfigError(f"decoder config: max_advance must be an integer >= 1, got "
                               f"{self.max_advance!r}")
+        if self.unit_lengths and not (self.boundary_head and self.copy_slots):
+            raise ConfigError("decoder config: unit_lengths reads the units' surfaces in the "
+                              "boundary head: it needs boundary_head and copy_slots > 0")
         if self.boundary_head and not self.follows_pointer:
             raise ConfigError("decoder config: boundary_head moves a pointer, and this decoder "
                               "reads without one (mask_mode render, no cross_rope, pointer_feed "
@@ -227,8 +237,9 @@ class DecoderConfig(StackConfig):
             return 0
         # + the start bias, the tokens-into-the-unit table and the tokens-said bias (lookups)
         classes = self.max_advance + 1
+        lengths = REMAINING * classes + WITHIN_UNIT if self.unit_lengths else 0
         return (self.boundary_matmul_params() + classes + WITHIN_UNIT * self.dim
-                + WITHIN_UNIT * classes)
+                + WITHIN_UNIT * classes + lengths)
 
     def boundary_matmul_params(self) -> int:
         """The boundary head's weights each token multiplies: its FLOPs."""

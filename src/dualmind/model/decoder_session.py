@@ -89,7 +89,10 @@ class DecoderSession:
         # tokens of the pointer's unit said so far: the last position's token was its
         # (within + 1)-th, or none before the first position
         said = self.within + 1 if self.length > 1 else torch.zeros_like(self.within)
-        scores = self.decoder.advance_logits(hidden, at, said[:, None])[:, -1]
+        unit = None
+        if self.decoder.cfg.unit_lengths:  # one scene per row: the pointer is its row
+            unit = self.core_ids.gather(1, at.clamp(min=0))
+        scores = self.decoder.advance_logits(hidden, at, said[:, None], unit)[:, -1]
         if self.advance == "argmax":
             advance = scores.argmax(-1)[:, None]
         else:

@@ -83,6 +83,12 @@ def decoder_nll(decoder: torch.nn.Module, states: torch.Tensor, batch: dict,
         advance, _ = advance_targets(alignment.text_span, pointer, decoder.cfg.max_advance)
         said = tokens_said_at_pointer(alignment.text_span, alignment.text_scene,
                                       alignment.text_doc)
-        scores = decoder.advance_logits(hidden[real], pointer[real], said[real])
+        unit = None
+        if decoder.cfg.unit_lengths:  # the pointer's core id: its row is its scene's start + it
+            from dualmind.model.masks import cross_positions
+
+            row = cross_positions(alignment)[0].clamp(0, ids.shape[1] - 1)
+            unit = ids.to(states.device).gather(1, row)[real]
+        scores = decoder.advance_logits(hidden[real], pointer[real], said[real], unit)
         pointer_nll = F.cross_entropy(scores.float(), advance[real], reduction="sum")
     return DecoderCode(nll + pointer_nll, real.sum(), pointer_nll)

@@ -19,7 +19,8 @@ from dualmind.train.run_paths import CORE_STAGES, RunPathError
 # the layer mix, the copy channel, the pointer feed and copy logits add weights of their own)
 SHAPE_FIELDS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim",
                 "core_dim", "cross_every", "gated", "tie_embeddings", "core_read", "copy_slots",
-                "pointer_feed", "copy_logits", "pointer_window", "boundary_head", "max_advance")
+                "pointer_feed", "copy_logits", "pointer_window", "boundary_head", "max_advance",
+                "unit_lengths")
 
 
 def saved_metadata(path: Path) -> dict | None:

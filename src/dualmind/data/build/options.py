@@ -28,6 +28,16 @@ class CorpusError(ValueError):
     """A build that cannot start or continue: wrong lexicon level, conflicting output folder..."""
 
 
+# How a scene's text becomes the decoder's BPE tokens: ``text`` tokenizes the scene as one
+# string (a token may then cross a unit boundary: "ESEUS" over the lossless units E|S|E|U|S);
+# ``units`` tokenizes each unit's own text on its own, so every token lies inside one unit and
+# a lossless unit's tokens are exactly its surface's (rendering is copying). ``auto``: units for
+# a lossless lexicon, text for a semantic one (whose units own words with their inflections).
+# Measured on the lossless demo (RESULTS.md, decoder_reading): 5.7% of the text's tokens
+# crossed units and cost 13 bits each, 0.26 of the decoder's 0.55 bits/byte.
+TEXT_TOKENS = ("auto", "text", "units")
+
+
 @dataclass
 class BuildOptions:
     num_shards: int = 8  # train shards; val and qa get their own (see plan_shards)
@@ -36,6 +46,7 @@ class BuildOptions:
     backend: str = "process"  # process | serial | ray
     level: str | None = None  # required lexicon level; None = whatever the lexicon is
     text_vocab_size: int = 8192  # decoder BPE vocabulary
+    text_tokens: str = "auto"  # text | units | auto (see TEXT_TOKENS)
     val_fraction: float = 0.05  # of each language's characters, by whole documents
     # Files (paths, folders, globs) whose documents are the val split, and nothing else is:
     # val_fraction is then unused. build_corpus stores them resolved (see input_files).
@@ -58,6 +69,9 @@ class BuildOptions:
             raise CorpusError(f"errors must be one of {POLICIES}, got {self.errors!r}")
         if self.backend not in BACKENDS:
             raise CorpusError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.text_tokens not in TEXT_TOKENS:
+            raise CorpusError(f"text_tokens must be one of {TEXT_TOKENS}, got "
+                              f"{self.text_tokens!r}")
         if self.num_shards < 1:
             raise CorpusError(f"num_shards must be >= 1, got {self.num_shards}")
         if isinstance(self.heldout, (str, bytes)) or not all(
@@ -81,6 +95,7 @@ class BuildOptions:
             "errors",
             "level",
             "text_vocab_size",
+            "text_tokens",
             "val_fraction",
             "min_units",
             "max_units",

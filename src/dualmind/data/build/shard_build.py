@@ -81,6 +81,8 @@ def build_shard(
         f"toklen:{tok_path}:{tok_path.stat().st_mtime_ns}", lambda: token_byte_lengths(tok)
     )
     s = plan["settings"]
+    by_unit = s.get("text_tokens", "text") == "units" or (
+        s.get("text_tokens") == "auto" and lex.level == "lossless")
     limits = SceneLimits(s["min_units"], s["max_units"], s["target_units"], s["block_chars"])
     problems = Problems(plan["settings"]["errors"])  # only `note`s here: planning saw the input
     builder = ShardBuilder(split, shard_index, plan["lexicon"]["langs"])
@@ -167,9 +169,13 @@ def build_shard(
                     for a, b in spans[cut.unit_start : cut.unit_end]
                 ]
                 pending.append((scene_text, u_ids, u_spans))
-        encodings = tok.encode_batch([p[0] for p in pending], add_special_tokens=False)
-        for (scene_text, u_ids, u_spans), enc in zip(pending, encodings, strict=True):
-            core_bytes, span, n_bytes = align(scene_text, u_spans, enc.ids, tok_lengths)
+        if by_unit:
+            encodings = encode_by_unit(tok, pending)
+        else:
+            encodings = [e.ids for e in tok.encode_batch([p[0] for p in pending],
+                                                         add_special_tokens=False)]
+        for (scene_text, u_ids, u_spans), text_ids in zip(pending, encodings, strict=True):
+            core_bytes, span, n_bytes = align(scene_text, u_spans, text_ids, tok_lengths)
             rec = HypertrainRecord(
                 id=f"{d['key']}#s{scene_no}",
                 kind="scene",
@@ -182,7 +188,7 @@ def build_shard(
                 n_units=len(u_ids),
                 n_bytes=n_bytes,
             )
-            add(rec, u_ids, core_bytes, enc.ids, span, n_bytes, doc, lang, "scene")
+            add(rec, u_ids, core_bytes, text_ids, span, n_bytes, doc, lang, "scene")
             scene_no += 1
 
     stats["problems"] = problems.to_dict()
@@ -194,3 +200,21 @@ def build_shard(
     # `seconds` varies run to run; keep it out of the shard so rebuilt shards are byte-identical
     builder.write(final, {k: v for k, v in stats.items() if k != "seconds"})
     return stats
+
+
+def unit_pieces(text: str, unit_char_spans: list[tuple[int, int]]) -> list[str]:
+    """The text each unit owns, in order (as :func:`dualmind.data.build.alignment.align` attributes
+    bytes: from its start to the next unit's start, the first unit from the text's start):
+    their concatenation is the text. A unit that shares its first character with the one before
+    (a byte of a multi-byte character) owns an empty piece."""
+    cuts = [0, *(a for a, _ in unit_char_spans[1:]), len(text)]
+    return [text[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+
+
+def encode_by_unit(tok, scenes: list[tuple[str, list, list]]) -> list[list[int]]:
+    """Each scene's tokens with every unit's piece tokenized on its own (BuildOptions.
+    text_tokens "units"): no token crosses a unit boundary. One batch for all pieces."""
+    pieces = [unit_pieces(text, spans) for text, _, spans in scenes]
+    flat = [p for ps in pieces for p in ps if p]
+    encoded = iter(tok.encode_batch(flat, add_special_tokens=False))
+    return [[i for p in ps if p for i in next(encoded).ids] for ps in pieces]

@@ -119,6 +119,7 @@ class StrategyConfig:
     param_dtype: str = "bfloat16"
     reduce_dtype: str = "float32"
     device_memory_gib: float | None = None
+    loss_chunk: int = 0
 
 
 @dataclass
@@ -213,6 +214,8 @@ RANGES = (
     ("trainer.num_nodes", lambda v: v >= 1, ">= 1"),
     ("trainer.num_threads", lambda v: v is None or v >= 1, ">= 1 (or null: torch's default)"),
     ("trainer.time_budget_s", lambda v: v is None or v > 0, "> 0 seconds (or null: no limit)"),
+    ("strategy.loss_chunk", lambda v: v is None or v >= 0,  # None: absent, as in single.yaml
+     ">= 0 positions (0: the full logits at once)"),
     ("trainer.gradient_clip_val", lambda v: v is None or v >= 0, ">= 0 (or null: no clipping)"),
     ("data.val_max_batches", lambda v: v is None or v >= 1, ">= 1 (or null: the whole split)"),
     ("data.num_workers", lambda v: v >= 0, ">= 0"),

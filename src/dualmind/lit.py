@@ -24,7 +24,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torchmetrics import SumMetric
 
 from dualmind.align import align_step_flops, check_core_pairing, row_context
@@ -37,6 +36,7 @@ from dualmind.checkpoint_meta import (  # noqa: F401 - re-exported: dualmind.lit
 )
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
+from dualmind.model.loss import next_symbol_nll
 from dualmind.step_counts import StepCounts, global_batch
 
 LN2 = math.log(2.0)
@@ -57,6 +57,8 @@ class DualMindModule(L.LightningModule):
         self.core_config = CoreConfig.from_dict(cfg["model"], source="cfg.model")
         self.strategy_cfg = cfg.get("strategy", {})
         self.sharded = self.strategy_cfg.get("name") == "fsdp2"
+        # Positions per chunk of the core's loss (dualmind.model.loss); 0: full logits at once.
+        self.loss_chunk = int(self.strategy_cfg.get("loss_chunk", 0) or 0)
         if self.sharded and self.stage not in self.SHARDED_STAGES:
             raise NotImplementedError(
                 f"strategy=fsdp2 trains stages {self.SHARDED_STAGES}, not stage={self.stage!r}; "
@@ -191,18 +193,18 @@ class DualMindModule(L.LightningModule):
         from dualmind.align import core_doc_ids
         from dualmind.data.align_datamodule import IGNORE
 
-        out = self.core(batch["text_ids"], doc_ids=core_doc_ids(batch["alignment"].text_doc))
         targets = batch["targets"]
-        nll = F.cross_entropy(out.logits.float().flatten(0, 1), targets.flatten(),
-                              ignore_index=IGNORE, reduction="sum")
+        nll = next_symbol_nll(self.core, batch["text_ids"], targets, chunk=self.loss_chunk,
+                              doc_ids=core_doc_ids(batch["alignment"].text_doc),
+                              ignore_index=IGNORE)
         return StepCounts(nll, (targets != IGNORE).sum(), batch["text_bytes"].sum())
 
     def _core_step(self, batch: dict[str, torch.Tensor]) -> StepCounts:
-        out = self.core(batch["ids"], doc_ids=batch["doc_ids"])
         targets = batch["targets"]
-        nll = F.cross_entropy(out.logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+        nll = next_symbol_nll(self.core, batch["ids"], targets, doc_ids=batch["doc_ids"],
+                              chunk=self.loss_chunk)
         return StepCounts(
-            nll.sum(), torch.tensor(targets.numel(), device=nll.device), batch["target_bytes"].sum()
+            nll, torch.tensor(targets.numel(), device=nll.device), batch["target_bytes"].sum()
         )
 
     # ---- training -------------------------------------------------------------------------------

@@ -111,9 +111,15 @@ class DualMindModule(L.LightningModule):
         if self.stage == "align":
             parallelize_align(self.core, self.decoder, self.device_mesh, **options)
             materialize_frozen_core(self.core, device, self._core_checkpoint)
-            from dualmind.sharded_load import sharded_fingerprint
+            # Recorded in checkpoints. From an export folder: its recorded fingerprint, after
+            # checking every tensor's shape and re-hashing a sample (dualmind.core_verify).
+            from dualmind.core_verify import verified_fingerprint
 
-            self.core_fingerprint = sharded_fingerprint(self.core)  # recorded in checkpoints
+            self.core_fingerprint, how = verified_fingerprint(
+                self.core, self._core_checkpoint,
+                (self.cfg.get("core") or {}).get("verify_tensors"))
+            if self.trainer.global_rank == 0:
+                print(f"core fingerprint {self.core_fingerprint}: {how}", flush=True)
             materialize_core(self.decoder, device)
             if self.decoder_config.copy_slots:  # a buffer, not a weight: init leaves it empty
                 self.decoder.memory.set_surfaces(self._surfaces.to(device))

@@ -100,13 +100,7 @@ class DualMindModule(L.LightningModule):
             parallelize_core,
         )
 
-        s = self.strategy_cfg
-        options = dict(
-            activation_checkpointing=s.get("activation_checkpointing", "none"),
-            compile=bool(s.get("compile", False)),
-            param_dtype=s.get("param_dtype"),
-            reduce_dtype=s.get("reduce_dtype"),
-        )
+        options = self.parallel_options()
         device = self.trainer.strategy.root_device
         if self.stage == "align":
             parallelize_align(self.core, self.decoder, self.device_mesh, **options)
@@ -126,6 +120,16 @@ class DualMindModule(L.LightningModule):
             return
         parallelize_core(self.core, self.device_mesh, **options)
         materialize_core(self.core, device)
+
+    def parallel_options(self) -> dict:
+        """strategy.* as dualmind.parallel.parallelize_core takes them."""
+        s = self.strategy_cfg
+        return dict(
+            activation_checkpointing=s.get("activation_checkpointing", "none"),
+            compile=bool(s.get("compile", False)),
+            param_dtype=s.get("param_dtype"),
+            reduce_dtype=s.get("reduce_dtype"),
+        )
 
     # ---- stages ---------------------------------------------------------------------------------
 

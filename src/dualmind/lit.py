@@ -368,16 +368,16 @@ class DualMindModule(L.LightningModule):
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
     ):
         """Clip here rather than in Lightning's AMP plugin, which refuses fused optimizers even
-        under bf16 where no loss scaler exists to unscale; also logs the gradient norm."""
+        under bf16 where no loss scaler exists to unscale, and under fp16 takes one norm over
+        all gradients, which fails when tensor parallelism puts them on several meshes; also
+        logs the gradient norm."""
         if not gradient_clip_val:
             return
-        if (
-            getattr(self.trainer.precision_plugin, "scaler", None) is not None
-        ):  # fp16: unscale first
-            return super().configure_gradient_clipping(
-                optimizer, gradient_clip_val, gradient_clip_algorithm
-            )
-        from dualmind.grad_clip import clip_gradients  # also under tensor parallelism
+        from dualmind.grad_clip import clip_gradients, unscale_before_clipping
+
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is not None:  # fp16: the norm of the true gradients, not the scaled ones
+            unscale_before_clipping(scaler, optimizer)
 
         params = [p for group in optimizer.param_groups for p in group["params"]]
         norm = clip_gradients(params, gradient_clip_val, gradient_clip_algorithm)

@@ -20,6 +20,7 @@ to benchmarks/RESULTS.md between <!-- gpu:start --> and <!-- gpu:end -->.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -230,11 +231,14 @@ def check_throughput(a: argparse.Namespace, gpu_name: str, device: str = "cuda")
                 r = _train_steps(cfg, batch, a.seq_len, a.steps, a.warmup, device)
                 break
             except torch.cuda.OutOfMemoryError:
-                torch.cuda.empty_cache()
-                if batch == 1:
-                    r = {"skipped": f"one row of {a.seq_len} positions does not fit"}
-                    break
-                batch //= 2
+                pass
+            # Outside the except block: its traceback no longer holds the failed step's tensors.
+            gc.collect()
+            torch.cuda.empty_cache()
+            if batch == 1:
+                r = {"skipped": f"one row of {a.seq_len} positions does not fit"}
+                break
+            batch //= 2
         if "tokens_per_s" in r:
             r["mfu"] = mfu(r["tokens_per_s"], flops_per_token, peak)
         rows[backend] = r

@@ -155,3 +155,38 @@ def test_two_sharded_ranks_verify_their_gathered_sample(export, tmp_path):
     assert good == [read_export_config(export)["components"]["core"]["fingerprint"]] * 2
     refused = [(tmp_path / "bad" / f"rank{r}.txt").read_text() for r in (0, 1)]
     assert all(r.startswith("refused") and CHANGED in r for r in refused), refused
+
+
+def _rank_align(rank: int, overrides: list[str], out: str) -> None:
+    from dualmind.config import compose
+    from dualmind.train_loop import run
+
+    class Record(__import__("lightning").Callback):
+        def on_fit_start(self, trainer, module):
+            Path(out, f"fingerprint{rank}.txt").write_text(module.core_fingerprint)
+
+    run(compose(overrides), callbacks=[Record()])
+
+
+@pytest.mark.multiprocess
+def test_fsdp2_align_from_an_export_records_the_verified_fingerprint(export, tmp_path, capfd):
+    """Through training (configure_model): 2 fsdp2 ranks align a decoder to the exported core;
+    the fingerprint they record is the export's, established from a sample, and said so."""
+    from test_fsdp_align import COMMON, SHARDED
+    from test_train_align import align_overrides
+
+    overrides = align_overrides(tmp_path / "run", export, *COMMON, *SHARDED, "data.batch_size=2",
+                                "trainer.max_steps=2", "core.verify_tensors=4")
+    spawn_ranks(_rank_align, 2, overrides, str(tmp_path), timeout_s=300)
+    want = read_export_config(export)["components"]["core"]["fingerprint"]
+    assert [(tmp_path / f"fingerprint{r}.txt").read_text() for r in (0, 1)] == [want, want]
+    said = capfd.readouterr().out
+    assert f"core fingerprint {want}: the export's record" in said and "4 re-hashed" in said
+
+
+def test_a_bad_verify_tensors_is_refused_by_name_when_the_config_is_read(tmp_path):
+    from dualmind.config import ConfigError, compose
+
+    assert compose(["recipe=decoder_align"]).core.verify_tensors == 8
+    with pytest.raises(ConfigError, match=r"core.verify_tensors='some'"):
+        compose(["recipe=decoder_align", "core.verify_tensors=some"])

@@ -256,6 +256,13 @@ def validate(cfg: DictConfig, check_model: bool = True) -> DictConfig:
                               f"{cfg.align.mask_mode})")
         if not isinstance(cfg.align.get("qa", False), bool):
             raise ConfigError(f"align.qa={cfg.align.qa!r}: expected true or false")
+    if cfg.get("core") is not None and cfg.core.get("verify_tensors") is not None:
+        from dualmind.core_verify import sample_size
+
+        try:
+            sample_size(cfg.core.verify_tensors)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     if cfg.strategy.name not in STRATEGIES:
         raise ConfigError(f"strategy.name={cfg.strategy.name!r}: expected one of {STRATEGIES}")
     if cfg.strategy.activation_checkpointing not in ACTIVATION_CHECKPOINTING:

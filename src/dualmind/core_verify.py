@@ -46,7 +46,7 @@ def _error(msg: str) -> Exception:
 
 def sample_size(value) -> int | None:
     """``core.verify_tensors``: a count >= 0, or "all" (None: hash every tensor)."""
-    if value is None:
+    if value is None:  # not configured (a config from before the key)
         return DEFAULT_SAMPLE
     if str(value) == ALL:
         return None

@@ -70,9 +70,24 @@ def test_chunked_loss_never_builds_the_full_logits(monkeypatch):
         next_symbol_nll(core, ids, ids, chunk=-1)
 
 
-def test_negative_loss_chunk_is_refused_by_name(tmp_path):
+@pytest.mark.parametrize("strategy", ["single", "ddp", "fsdp2"])
+def test_every_strategy_takes_loss_chunk_and_refuses_a_negative_one(tmp_path, strategy):
+    cfg = compose(tiny_overrides(tmp_path, f"strategy={strategy}", "strategy.loss_chunk=64"))
+    assert cfg.strategy.loss_chunk == 64
     with pytest.raises(ConfigError, match=r"strategy.loss_chunk=-2 must be >= 0"):
-        compose(tiny_overrides(tmp_path, "strategy=fsdp2", "strategy.loss_chunk=-2"))
+        compose(tiny_overrides(tmp_path, f"strategy={strategy}", "strategy.loss_chunk=-2"))
+
+
+def test_one_process_trains_the_same_with_the_loss_in_chunks(tmp_path):
+    """strategy=single, 4 steps: the chunked run's losses are the full-logits run's (1e-5)."""
+    tiny_corpus()
+    runs = [[r["loss"] for r in run(compose(tiny_overrides(
+        tmp_path / str(chunk), *COMMON, "trainer.max_steps=4", f"strategy.loss_chunk={chunk}")),
+        callbacks=[StartFrom(_reference_weights(tiny_overrides(tmp_path, *COMMON)))]).train]
+        for chunk in (0, 50)]
+    assert len(runs[0]) == 4
+    for step, (a, b) in enumerate(zip(*runs, strict=True)):
+        assert abs(a - b) <= 1e-5, f"step {step}: chunked {b} vs full logits {a}"
 
 
 def _rank_main(rank: int, overrides: list[str], out: str) -> None:

@@ -161,9 +161,10 @@ def figures() -> dict[str, str]:
     f["usable_gib"] = gib(p70["memory"]["usable_hbm"])
     for gpu in ("h200", "b200"):
         f[f"200.min_gpus_{gpu}"] = f"{plan_of('200', gpu=gpu)['memory']['min_gpus']}"
-    chunk = plan_of("200", loss_chunk=1024)["memory"]
-    f["200.min_gpus_chunk"] = f"{chunk['min_gpus']}"
-    f["200.mem_chunk"] = gib(chunk["per_gpu"])
+    for size in RECIPES:  # the full [positions, vocabulary] logits at once (no loss chunks)
+        full = plan_of(size, loss_chunk=0)["memory"]
+        f[f"{size}.min_gpus_full"] = f"{full['min_gpus']}"
+        f[f"{size}.mem_full"] = gib(full["per_gpu"])
     h200 = plan_of("200", micro_batch=2, gpu="h200")
     f["200.mb2_h200_min_gpus"] = f"{h200['memory']['min_gpus']}"
     f["200.mb2_h200_days"] = days(h200["compute"]["wall_days"])

@@ -100,7 +100,7 @@ def test_the_core_loss_pays_for_eos_and_bits_per_byte_divide_by_text_bytes_only(
     core = HyperCore(CoreConfig(vocab_size=1024, dim=32, n_layers=1, n_heads=2, n_kv_heads=1,
                                 ffn_dim=64, max_seq_len=64)).eval()
     with torch.no_grad():
-        counts = DualMindModule._core_step(SimpleNamespace(core=core), batch)
+        counts = DualMindModule._core_step(SimpleNamespace(core=core, loss_chunk=0), batch)
         logits = core(batch["ids"], doc_ids=batch["doc_ids"]).logits.float()
     nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(),
                                             reduction="none").view(eos.shape)

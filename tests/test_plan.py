@@ -526,7 +526,7 @@ def test_decoder_alignment_and_inference_use_conf_decoder():
 
 
 def test_chunked_loss_shrinks_logit_memory():
-    full = plan(PlanRequest(recipe="core_200b", gpus=256))
+    full = plan(PlanRequest(recipe="core_200b", gpus=256, loss_chunk=0))  # 0: full logits
     chunked = plan(PlanRequest(recipe="core_200b", gpus=256, loss_chunk=1024))
     vocab = CoreConfig.from_name("200b").vocab_size
     assert full.memory["logits"] == 8192 * vocab * 6

@@ -126,7 +126,8 @@ def test_gpu_peaks_are_vendor_dense_bf16(name, tflops, memory_gb):
     180 GB). Tolerance: exact."""
     spec = gpu_spec(name)
     assert spec.peak_bf16_flops == tflops * 1e12
-    assert spec.memory_bytes == memory_gb * 1e9
+    assert spec.memory_gib == memory_gb  # in GiB, the dry run's unit
+    assert spec.memory_bytes == memory_gb * 2**30
     assert gpu_spec(name.upper()) is spec
 
 

@@ -99,12 +99,16 @@ def lora_state_dict(core: nn.Module) -> dict[str, torch.Tensor]:
     state = get_peft_model_state_dict(core)
     if not state:
         raise AdapterError("this core carries no LoRA adapters to save")
-    return {PEFT_PREFIX + k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    # An FSDP2-sharded core holds DTensors: gathered whole (a collective: every rank calls this).
+    return {PEFT_PREFIX + k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach()
+            .to("cpu").contiguous() for k, v in state.items()}
 
 
 def save_adapter(core: nn.Module, out: str | Path, *, lexicon_fingerprint: str | None,
-                 core_fingerprint: str, extra: dict | None = None) -> Path:
-    """Write ``core``'s LoRA adapters to ``out`` (PEFT format + dualmind.json)."""
+                 core_fingerprint: str, extra: dict | None = None,
+                 state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``core``'s LoRA adapters to ``out`` (PEFT format + dualmind.json). ``state``: the
+    adapters' :func:`lora_state_dict`, when the caller gathered it already (sharded cores)."""
     from safetensors.torch import save_file
 
     import dualmind
@@ -113,7 +117,8 @@ def save_adapter(core: nn.Module, out: str | Path, *, lexicon_fingerprint: str |
     out.mkdir(parents=True, exist_ok=True)
     config = core.peft_config["default"]
     config.save_pretrained(str(out))
-    save_file(lora_state_dict(core), str(out / PEFT_WEIGHTS), metadata={"format": "pt"})
+    save_file(lora_state_dict(core) if state is None else state, str(out / PEFT_WEIGHTS),
+              metadata={"format": "pt"})
     meta = {
         "format": ADAPTER_FORMAT,
         "format_version": ADAPTER_FORMAT_VERSION,

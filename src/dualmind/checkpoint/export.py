@@ -128,6 +128,9 @@ def torch_load_meta(ckpt: Path) -> dict:
 
 def _write_config(out: Path, ckpt: Path, checkpoint: dict, meta: dict, files: dict) -> Path:
     import dualmind
+    from dualmind.checkpoint.export_digests import record_digests
+
+    record_digests(out, files)  # per-tensor digests: an align start-up verifies a sample of them
 
     config = {
         "format": EXPORT_FORMAT,

@@ -121,6 +121,7 @@ class StrategyConfig:
     param_dtype: str = "bfloat16"
     reduce_dtype: str = "float32"
     device_memory_gib: float | None = None
+    loss_chunk: int = 0
 
 
 @dataclass
@@ -216,6 +217,8 @@ RANGES = (
     ("trainer.num_threads", lambda v: v is None or v >= 1, ">= 1 (or null: torch's default)"),
     ("trainer.time_budget_s", lambda v: v is None or v > 0, "> 0 seconds (or null: no limit)"),
     ("trainer.max_flops", lambda v: v is None or v > 0, "> 0 training FLOPs (or null: no budget)"),
+    ("strategy.loss_chunk", lambda v: v is None or v >= 0,  # None: absent, as in single.yaml
+     ">= 0 positions (0: the full logits at once)"),
     ("trainer.gradient_clip_val", lambda v: v is None or v >= 0, ">= 0 (or null: no clipping)"),
     ("data.val_max_batches", lambda v: v is None or v >= 1, ">= 1 (or null: the whole split)"),
     ("data.num_workers", lambda v: v >= 0, ">= 0"),
@@ -256,6 +259,11 @@ def validate(cfg: DictConfig, check_model: bool = True) -> DictConfig:
                               f"{cfg.align.mask_mode})")
         if not isinstance(cfg.align.get("qa", False), bool):
             raise ConfigError(f"align.qa={cfg.align.qa!r}: expected true or false")
+    verify = (cfg.get("core") or {}).get("verify_tensors")  # checkpoint.core_verify reads it
+    if verify is not None and str(verify) != "all" and (
+            isinstance(verify, bool) or not isinstance(verify, int) or verify < 0):
+        raise ConfigError(f"core.verify_tensors={verify!r}: expected a count of tensors >= 0 or "
+                          "'all'")
     if cfg.strategy.name not in STRATEGIES:
         raise ConfigError(f"strategy.name={cfg.strategy.name!r}: expected one of {STRATEGIES}")
     if cfg.strategy.activation_checkpointing not in ACTIVATION_CHECKPOINTING:

@@ -60,7 +60,7 @@ class DryRun:
             "  (gathered blocks, their grads, root)",
             f"           activations  {human_gib(m.activations)}"
             f"  (checkpointing={m.checkpointing}, {m.micro_batch} x {m.seq_len} symbols)",
-            f"           logits       {human_gib(m.logits)}",
+            f"           logits       {human_gib(m.logits)}  ({logit_rows(m)})",
             f"           total        {human_gib(m.per_gpu)} of {human_gib(m.usable_hbm)} usable "
             f"({human_gib(self.hbm_bytes)} HBM less headroom)",
             f"  tokens per step       {self.tokens_per_step:,}",
@@ -96,6 +96,18 @@ def _sharded_on_meta(core, world: int, tp: int) -> int:
         return local_params(core)
 
 
+def loss_chunk_of(cfg: DictConfig) -> int | None:
+    """strategy.loss_chunk as the planner's memory model takes it: None for full logits."""
+    return int(cfg.strategy.get("loss_chunk", 0) or 0) or None
+
+
+def logit_rows(m: MemoryEstimate) -> str:
+    """Which logits the figure counts: every position's, or one chunk's (strategy.loss_chunk)."""
+    if m.loss_chunk and m.loss_chunk < m.micro_batch * m.seq_len:
+        return f"one chunk of {m.loss_chunk:,} positions, strategy.loss_chunk"
+    return f"all {m.micro_batch * m.seq_len:,} positions at once"
+
+
 def dry_run(cfg: DictConfig):
     """Build, shard and size the configured run (a DryRun; stage align: a
     dualmind.distributed.dry_run_align.AlignDryRun); raises DryRunError if it cannot be planned."""
@@ -123,7 +135,8 @@ def dry_run(cfg: DictConfig):
     # Tensor parallelism splits each block's state and activations by tp; the planner's model
     # is pure FSDP, so at tp > 1 this figure is an upper bound.
     memory = fsdp_memory(from_core_config(model_cfg, cfg.name), world, hbm, micro, seq_len,
-                         checkpointing=s.activation_checkpointing, precision=precision)
+                         checkpointing=s.activation_checkpointing, precision=precision,
+                         loss_chunk=loss_chunk_of(cfg))
     dp = world // tp
     tokens = micro * seq_len * dp * int(t.accumulate_grad_batches)
     result = DryRun(

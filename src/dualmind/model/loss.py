@@ -46,3 +46,24 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
     if reduction == "sum":
         return total
     return total / (targets != ignore_index).sum().clamp(min=1)
+
+
+def next_symbol_nll(core, ids: torch.Tensor, targets: torch.Tensor, *,
+                    doc_ids: torch.Tensor | None = None, chunk: int = 0,
+                    ignore_index: int = -100) -> torch.Tensor:
+    """Summed next-symbol NLL of ``core`` (a HyperCore) over ``targets`` (fp32 softmax).
+
+    ``chunk`` 0: the plain loss over the full [B, T, vocab] logits. ``chunk`` > 0: the output
+    head and the loss run ``chunk`` positions at a time (:func:`chunked_cross_entropy`), so the
+    full logits never exist, forward or backward. Same value and gradients (to fp32 summation
+    order). The head's weight is read after the core's forward, while an FSDP2 root still holds
+    it gathered (the root is not resharded between its forward and its backward)."""
+    if chunk < 0:
+        raise ValueError(f"loss chunk must be >= 0 positions (0: no chunking), got {chunk}")
+    if chunk == 0:
+        logits = core(ids, doc_ids=doc_ids).logits
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
+                               ignore_index=ignore_index, reduction="sum")
+    hidden = core(ids, doc_ids=doc_ids, compute_logits=False).hidden
+    return chunked_cross_entropy(hidden, core.output.weight, targets, chunk=chunk,
+                                 ignore_index=ignore_index, reduction="sum")

@@ -36,6 +36,16 @@ def _bytes_per_s(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{err} (bytes per second per core, e.g. 5MB)") from None
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -109,9 +119,9 @@ _OPTIONS: tuple[tuple[str, str, dict], ...] = (
     ("--precision", "override the memory policy derived from the recipe's trainer.precision",
      dict(choices=("fp32-master", "bf16-fp32-adam", "bf16-true"))),
     ("--loss-chunk", "compute the loss N positions at a time "
-     "(dualmind.model.loss.chunked_cross_entropy); default: full logits, as "
-     "dualmind.train.module does",
-     dict(type=_positive_int, metavar="N")),
+     "(dualmind.model.loss.chunked_cross_entropy; 0: full logits); default: the recipe's "
+     "strategy.loss_chunk, as training does",
+     dict(type=_nonnegative_int, metavar="N")),
     ("--cores", "CPU cores for the codec (default: the GPU nodes' cores)",
      dict(type=_positive_int)),
     ("--codec-throughput",

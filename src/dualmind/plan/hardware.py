@@ -2,8 +2,14 @@
 
 Peak FLOP/s are the vendors' **dense** bf16 tensor-core figures (the datasheets print the
 2:4-sparsity number first, which is twice as large; MFU is always quoted against dense).
-Memory is the marketed HBM capacity in decimal GB (what `nvidia-smi` shows is slightly more;
-using the smaller figure keeps "fits" conservative).
+Memory is the datasheet capacity in **GiB**, the unit the dry run (``strategy.device_memory_gib``)
+and every memory figure use, so `dualmind plan` and `train.py ... trainer.dry_run=true` size a GPU
+alike. HBM comes in binary-sized stacks (16 or 24 GiB each), so the A100/H100's "80 GB" is 5 x 16
+GiB = 80 GiB, not 80e9 bytes; the H200's 141 and the B200's 180 (the enabled part of 6 and 8
+stacks of 24 GiB) are read as GiB the same way. (80e9 bytes is 74.5 GiB: the planner used it
+before while the dry run used 80 GiB, and for core_70b they answered 80 and 64 GPUs.) What CUDA
+reports can be a little less (an H100 SXM's nvidia-smi shows 81,559 MiB = 79.6 GiB); the 10%
+headroom of the memory model covers that.
 
 Sources (checked 2026-11):
 - A100 SXM4 80GB: NVIDIA A100 Tensor Core GPU datasheet, "BFLOAT16 Tensor Core 312 TFLOPS |
@@ -34,12 +40,16 @@ from dataclasses import asdict, dataclass
 class GPUSpec:
     name: str
     peak_bf16_flops: float  # dense, FLOP/s
-    memory_bytes: float  # HBM, decimal bytes
+    memory_gib: float  # HBM capacity, GiB (see the module doc)
     host_cores_per_gpu: int  # CPU cores per GPU in the vendor's 8-GPU server (codec runs there)
     network_bytes_per_s: float  # inter-node NIC per GPU, one direction
     nvlink_bytes_per_s: float  # intra-node NVLink per GPU, one direction
     price_per_hour: float  # USD per GPU-hour, ASSUMPTION (see module doc)
     source: str
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.memory_gib * 2**30
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,7 +59,7 @@ GPUS: dict[str, GPUSpec] = {
     "a100": GPUSpec(
         "NVIDIA A100 SXM4 80GB",
         312e12,
-        80e9,
+        80,
         16,
         200e9 / 8,
         300e9,
@@ -59,7 +69,7 @@ GPUS: dict[str, GPUSpec] = {
     "h100": GPUSpec(
         "NVIDIA H100 SXM5 80GB",
         989e12,
-        80e9,
+        80,
         14,
         400e9 / 8,
         450e9,
@@ -69,7 +79,7 @@ GPUS: dict[str, GPUSpec] = {
     "h200": GPUSpec(
         "NVIDIA H200 SXM 141GB",
         989e12,
-        141e9,
+        141,
         14,
         400e9 / 8,
         450e9,
@@ -79,7 +89,7 @@ GPUS: dict[str, GPUSpec] = {
     "b200": GPUSpec(
         "NVIDIA B200 (HGX, 1000 W)",
         2250e12,
-        180e9,
+        180,
         14,
         400e9 / 8,
         900e9,

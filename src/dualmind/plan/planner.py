@@ -31,7 +31,7 @@ def _memory_at(req, shape, spec, run, gpus, checkpointing=None, precision=None):
         run["seq_len"],
         run["checkpointing"] if checkpointing is None else checkpointing,
         run["precision"] if precision is None else precision,
-        req.loss_chunk,
+        run["loss_chunk"],
     )
 
 

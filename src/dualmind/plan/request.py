@@ -42,7 +42,8 @@ class PlanRequest:
     micro_batch: int | None = None
     checkpointing: str | None = None
     precision: str | None = None
-    loss_chunk: int | None = None  # positions per chunk of the loss; None: full logits (training)
+    loss_chunk: int | None = None  # positions per chunk of the loss; None: the recipe's
+    # strategy.loss_chunk; 0: full logits
     cores: int | None = None
     codec_bytes_per_s: float | None = None
     llm_tokens_per_s: float = corpus_mod.DEFAULT_LLM_TOKENS_PER_S

@@ -69,6 +69,8 @@ def resolve_run(req: PlanRequest) -> tuple[ModelShape, object, dict]:
             "max_steps": int(cfg.trainer.max_steps),
             "param_dtype": str(cfg.strategy.get("param_dtype", "bfloat16")),
             "reduce_dtype": str(cfg.strategy.get("reduce_dtype", "float32")),
+            # strategy.loss_chunk, as the training step and the dry run read it; None: full logits
+            "loss_chunk": int(cfg.strategy.get("loss_chunk", 0) or 0) or None,
         }
         name = req.recipe
     elif req.model:
@@ -90,14 +92,15 @@ def resolve_run(req: PlanRequest) -> tuple[ModelShape, object, dict]:
             "max_steps": None,
             "param_dtype": "bfloat16",
             "reduce_dtype": "float32",
+            "loss_chunk": None,
         }
         name = req.model
     else:
         raise PlanError("recipe", "give a recipe (recipe=core_70b) or --model NAME")
-    for key in ("seq_len", "micro_batch", "checkpointing", "precision"):
+    for key in ("seq_len", "micro_batch", "checkpointing", "precision", "loss_chunk"):
         value = getattr(req, key)
         if value is not None:
-            run[key] = value
+            run[key] = (value or None) if key == "loss_chunk" else value  # --loss-chunk 0: full
             run["source"] += f", {key}={value} (command line)"
     return from_core_config(core, name), core, run
 
@@ -118,12 +121,14 @@ def check_request(req: PlanRequest) -> None:
         ("--epochs", req.epochs),
         ("--seq-len", req.seq_len),
         ("--micro-batch", req.micro_batch),
-        ("--loss-chunk", req.loss_chunk),
         ("--cores", req.cores),
         ("--codec-throughput", req.codec_bytes_per_s),
         ("--llm-tokens-per-s", req.llm_tokens_per_s),
     ):
         _positive(argument, value)
+    if req.loss_chunk is not None and req.loss_chunk < 0:
+        raise PlanError("--loss-chunk", f"must be >= 0 positions (0: full logits), got "
+                        f"{req.loss_chunk}")
     if not (0.0 < req.mfu <= 1.0):
         raise PlanError("--mfu", f"must be in (0, 1] (a fraction of peak), got {req.mfu}")
     if req.corpus_kind not in ("raw", "hyperphrase"):

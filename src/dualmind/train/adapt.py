@@ -60,12 +60,21 @@ def kl_to_reference(logits: torch.Tensor, ref_logits: torch.Tensor,
 class AdapterModule(DualMindModule):
     STAGE_STEPS = {**DualMindModule.STAGE_STEPS, "lora": "_adapt_step",
                    "unfreeze": "_adapt_step"}
+    # fsdp2: the core is loaded whole on each rank, adapted, then sharded in configure_model
+    # (dualmind.distributed.adapter_sharding); tests/test_adapters_fsdp.py holds 2 ranks to one
+    # process.
+    SHARDED_STAGES = (*DualMindModule.SHARDED_STAGES, *ADAPTER_STAGES)
 
     def __init__(self, cfg: dict, lexicon_fingerprint: str | None = None):
         super().__init__(cfg, lexicon_fingerprint)
         if self.stage not in ADAPTER_STAGES:
             raise ValueError(f"AdapterModule trains stage lora or unfreeze, not {self.stage!r}")
         from dualmind.checkpoint.frozen_core import load_frozen_core
+
+        if self.sharded:
+            from dualmind.distributed.adapter_sharding import unsharded_core_to_adapt
+
+            self.core = unsharded_core_to_adapt(self.core_config, self.strategy_cfg, self.stage)
 
         checkpoint = (cfg.get("core") or {}).get("checkpoint")
         if not checkpoint:
@@ -92,6 +101,13 @@ class AdapterModule(DualMindModule):
         self.core.train()
         self._kl: torch.Tensor | None = None
 
+    def configure_model(self) -> None:
+        """fsdp2: shard the adapted core (and the guard's frozen reference) over the mesh."""
+        if self.sharded:
+            from dualmind.distributed.adapter_sharding import shard_adapted
+
+            shard_adapted(self.core, self._reference, self.device_mesh, self.parallel_options())
+
     def num_trainable(self) -> int:
         return sum(p.numel() for p in self.trainable_parameters())
 
@@ -105,7 +121,10 @@ class AdapterModule(DualMindModule):
             ref = self._reference[0]
             if ref.tok_embeddings.weight.device != ids.device:
                 ref.to(ids.device)
-            return ref(ids, doc_ids=doc_ids).logits
+            logits = ref(ids, doc_ids=doc_ids).logits
+            if hasattr(ref, "reshard"):  # an FSDP2 root keeps its gathered params after a
+                ref.reshard()  # forward, waiting for a backward that never comes
+            return logits
 
     def _adapt_step(self, batch: dict[str, torch.Tensor]) -> StepCounts:
         ids, doc_ids, targets = batch["ids"], batch["doc_ids"], batch["targets"]
@@ -144,15 +163,20 @@ class AdapterModule(DualMindModule):
         meta["adapt"] = self.settings_record()
 
     def on_train_end(self) -> None:
-        if self.stage != "lora" or not self.trainer.is_global_zero:
+        if self.stage != "lora":
+            return
+        # Sharded adapters are gathered by every rank (a collective); rank 0 writes them.
+        state = lora_lib.lora_state_dict(self.core) if self.sharded else None
+        if not self.trainer.is_global_zero:
             return
         out = Path(self.trainer.default_root_dir) / ADAPTER_DIR
-        self.save_adapter(out)
+        self.save_adapter(out, state)
         print(f"adapter: {out} (core {self.base_core_fingerprint}, "
               f"{self.num_trainable():,} trained parameters)")
 
-    def save_adapter(self, out: str | Path) -> Path:
+    def save_adapter(self, out: str | Path, state: dict | None = None) -> Path:
         extra = {"core_checkpoint": self.core_checkpoint, "global_step": self.global_step,
                  **self.settings_record()}
         return lora_lib.save_adapter(self.core, out, lexicon_fingerprint=self.lexicon_fingerprint,
-                                     core_fingerprint=self.base_core_fingerprint, extra=extra)
+                                     core_fingerprint=self.base_core_fingerprint, extra=extra,
+                                     state=state)

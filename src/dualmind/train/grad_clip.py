@@ -54,3 +54,18 @@ def clip_gradients(params: list[torch.nn.Parameter], max_value: float,
     for group in _by_mesh(params):  # one scaling per mesh: a fused multiply cannot mix meshes
         torch.nn.utils.clip_grads_with_norm_(group, max_value, norm)
     return norm
+
+
+def unscale_before_clipping(scaler, optimizer) -> None:
+    """fp16 (a loss scaler): make the gradients true gradients before their norm is taken.
+
+    Lightning's AMP plugin unscales before the clipping hook, except for optimizers that unscale
+    inside their own step (fused AdamW, dualmind's default on GPUs), whose clipping it refuses
+    instead. Those are unscaled here; the scaler records it, so their step does not unscale
+    again and still skips a step whose gradients hold an inf. With FSDP2 / tensor parallelism the
+    gradients are DTensors on several meshes: the scaler's inf check reduces its flag over each
+    gradient's mesh, so every rank skips the same steps."""
+    from lightning.fabric.plugins.precision.amp import _optimizer_handles_unscaling
+
+    if _optimizer_handles_unscaling(optimizer):
+        scaler.unscale_(optimizer)

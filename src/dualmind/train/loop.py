@@ -219,6 +219,22 @@ def _final_step_checkpoint(base: type) -> type:
     return FinalStepCheckpoint
 
 
+def _precision_arguments(cfg: DictConfig, precision: str) -> tuple[str | None, list]:
+    """Trainer(precision=...), or for fp16 autocast under strategy=fsdp2 the same plugin given
+    as an instance: Lightning's ModelParallelStrategy refuses the string "16-mixed", while its
+    loss scaler works with FSDP2 and tensor-parallel DTensor gradients (the inf check reduces
+    over each gradient's mesh; dualmind.train.grad_clip clips per mesh;
+    tests/test_fp16_clipping.py)."""
+    if precision != "16-mixed" or cfg.strategy.name != "fsdp2":
+        return precision, []
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    from dualmind.config.precision import _device_type
+
+    device = "cuda" if _device_type(cfg.trainer.accelerator) == "cuda" else "cpu"
+    return None, [MixedPrecision("16-mixed", device)]
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = (), *,
                   precision: str):
     """precision: the Lightning precision (dualmind.config.precision.resolve of
@@ -269,12 +285,13 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = (),
     if rich_bar:
         cbs.append(_step_progress_bar(RichProgressBar)(leave=True))
     limit_val = t.limit_val_batches
+    precision_arg, precision_plugins = _precision_arguments(cfg, precision)
     return L.Trainer(
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=_strategy(cfg),
-        precision=precision,
+        precision=precision_arg,
         max_steps=t.max_steps,
         val_check_interval=t.val_check_interval,
         check_val_every_n_epoch=None,
@@ -292,7 +309,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = (),
         default_root_dir=str(run_dir),
         use_distributed_sampler=False,  # our loaders give each rank its own batches, seeded
         enable_model_summary=False,
-        plugins=[atomic_checkpoint_io()],
+        plugins=[atomic_checkpoint_io(), *precision_plugins],
     )
 
 

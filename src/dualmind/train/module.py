@@ -24,7 +24,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torchmetrics import SumMetric
 
 from dualmind.checkpoint.frozen_core import check_core_pairing
@@ -37,6 +36,7 @@ from dualmind.checkpoint.meta import (
 )
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
+from dualmind.model.loss import next_symbol_nll
 from dualmind.model.step_flops import align_step_flops, lm_step_flops
 from dualmind.train.step_counts import StepCounts, global_batch
 
@@ -58,6 +58,8 @@ class DualMindModule(L.LightningModule):
         self.core_config = CoreConfig.from_dict(cfg["model"], source="cfg.model")
         self.strategy_cfg = cfg.get("strategy", {})
         self.sharded = self.strategy_cfg.get("name") == "fsdp2"
+        # Positions per chunk of the core's loss (dualmind.model.loss); 0: full logits at once.
+        self.loss_chunk = int(self.strategy_cfg.get("loss_chunk", 0) or 0)
         if self.sharded and self.stage not in self.SHARDED_STAGES:
             raise NotImplementedError(
                 f"strategy=fsdp2 trains stages {self.SHARDED_STAGES}, not stage={self.stage!r}; "
@@ -101,26 +103,37 @@ class DualMindModule(L.LightningModule):
             parallelize_core,
         )
 
-        s = self.strategy_cfg
-        options = dict(
-            activation_checkpointing=s.get("activation_checkpointing", "none"),
-            compile=bool(s.get("compile", False)),
-            param_dtype=s.get("param_dtype"),
-            reduce_dtype=s.get("reduce_dtype"),
-        )
+        options = self.parallel_options()
         device = self.trainer.strategy.root_device
         if self.stage == "align":
             parallelize_align(self.core, self.decoder, self.device_mesh, **options)
             materialize_frozen_core(self.core, device, self._core_checkpoint)
-            from dualmind.checkpoint.sharded_load import sharded_fingerprint
+            # Recorded in checkpoints. From an export folder: its recorded fingerprint, after
+            # checking every tensor's shape and re-hashing a sample
+            # (dualmind.checkpoint.core_verify).
+            from dualmind.checkpoint.core_verify import verified_fingerprint
 
-            self.core_fingerprint = sharded_fingerprint(self.core)  # recorded in checkpoints
+            self.core_fingerprint, how = verified_fingerprint(
+                self.core, self._core_checkpoint,
+                (self.cfg.get("core") or {}).get("verify_tensors"))
+            if self.trainer.global_rank == 0:
+                print(f"core fingerprint {self.core_fingerprint}: {how}", flush=True)
             materialize_core(self.decoder, device)
             if self.decoder_config.copy_slots:  # a buffer, not a weight: init leaves it empty
                 self.decoder.memory.set_surfaces(self._surfaces.to(device))
             return
         parallelize_core(self.core, self.device_mesh, **options)
         materialize_core(self.core, device)
+
+    def parallel_options(self) -> dict:
+        """strategy.* as dualmind.distributed.parallel.parallelize_core takes them."""
+        s = self.strategy_cfg
+        return dict(
+            activation_checkpointing=s.get("activation_checkpointing", "none"),
+            compile=bool(s.get("compile", False)),
+            param_dtype=s.get("param_dtype"),
+            reduce_dtype=s.get("reduce_dtype"),
+        )
 
     # ---- stages ---------------------------------------------------------------------------------
 
@@ -194,18 +207,18 @@ class DualMindModule(L.LightningModule):
         from dualmind.model.loss import IGNORE
         from dualmind.train.align import core_doc_ids
 
-        out = self.core(batch["text_ids"], doc_ids=core_doc_ids(batch["alignment"].text_doc))
         targets = batch["targets"]
-        nll = F.cross_entropy(out.logits.float().flatten(0, 1), targets.flatten(),
-                              ignore_index=IGNORE, reduction="sum")
+        nll = next_symbol_nll(self.core, batch["text_ids"], targets, chunk=self.loss_chunk,
+                              doc_ids=core_doc_ids(batch["alignment"].text_doc),
+                              ignore_index=IGNORE)
         return StepCounts(nll, (targets != IGNORE).sum(), batch["text_bytes"].sum())
 
     def _core_step(self, batch: dict[str, torch.Tensor]) -> StepCounts:
-        out = self.core(batch["ids"], doc_ids=batch["doc_ids"])
         targets = batch["targets"]
-        nll = F.cross_entropy(out.logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+        nll = next_symbol_nll(self.core, batch["ids"], targets, doc_ids=batch["doc_ids"],
+                              chunk=self.loss_chunk)
         return StepCounts(
-            nll.sum(), torch.tensor(targets.numel(), device=nll.device), batch["target_bytes"].sum()
+            nll, torch.tensor(targets.numel(), device=nll.device), batch["target_bytes"].sum()
         )
 
     # ---- training -------------------------------------------------------------------------------
@@ -370,16 +383,16 @@ class DualMindModule(L.LightningModule):
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
     ):
         """Clip here rather than in Lightning's AMP plugin, which refuses fused optimizers even
-        under bf16 where no loss scaler exists to unscale; also logs the gradient norm."""
+        under bf16 where no loss scaler exists to unscale, and under fp16 takes one norm over
+        all gradients, which fails when tensor parallelism puts them on several meshes; also
+        logs the gradient norm."""
         if not gradient_clip_val:
             return
-        if (
-            getattr(self.trainer.precision_plugin, "scaler", None) is not None
-        ):  # fp16: unscale first
-            return super().configure_gradient_clipping(
-                optimizer, gradient_clip_val, gradient_clip_algorithm
-            )
-        from dualmind.train.grad_clip import clip_gradients  # also under tensor parallelism
+        from dualmind.train.grad_clip import clip_gradients, unscale_before_clipping
+
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is not None:  # fp16: the norm of the true gradients, not the scaled ones
+            unscale_before_clipping(scaler, optimizer)
 
         params = [p for group in optimizer.param_groups for p in group["params"]]
         norm = clip_gradients(params, gradient_clip_val, gradient_clip_algorithm)

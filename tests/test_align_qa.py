@@ -110,7 +110,7 @@ def qa_run(tmp_path_factory):
                    # pointing decoder leaves them out (their answers carry no unit alignment)
                    "decoder.mask_mode=render", "decoder.cross_rope=false",
                    "decoder.pointer_feed=false", "decoder.copy_logits=false",
-                   "decoder.boundary_head=false",
+                   "decoder.boundary_head=false", "decoder.unit_lengths=false",
                    f"data.seq_len={CORE_LEN}", "data.batch_size=2", "data.val_max_batches=1",
                    "trainer.max_steps=8", "trainer.val_check_interval=8",
                    "trainer.checkpoint_every_n_steps=8", "trainer.precision=32-true",

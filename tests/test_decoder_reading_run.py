@@ -143,5 +143,5 @@ def test_qa_pairs_are_left_out_for_a_decoder_that_follows_its_text(core_checkpoi
     render = AlignDataModule.from_config(compose(align_overrides(
         "unused", core_checkpoint, "align.qa=true", "decoder.mask_mode=render",
         "decoder.cross_rope=false", "decoder.pointer_feed=false", "decoder.copy_logits=false",
-        "decoder.boundary_head=false")))
+        "decoder.boundary_head=false", "decoder.unit_lengths=false")))
     assert render.qa is True

@@ -154,7 +154,8 @@ class DecoderConfig(StackConfig):
                               f"{self.max_advance!r}")
         if self.unit_lengths and not (self.boundary_head and self.copy_slots):
             raise ConfigError("decoder config: unit_lengths reads the units' surfaces in the "
-                              "boundary head: it needs boundary_head and copy_slots > 0")
+                              "boundary head: it needs boundary_head and copy_slots > 0 (turning "
+                              "either off? set decoder.unit_lengths=false too)")
         if self.boundary_head and not self.follows_pointer:
             raise ConfigError("decoder config: boundary_head moves a pointer, and this decoder "
                               "reads without one (mask_mode render, no cross_rope, pointer_feed "

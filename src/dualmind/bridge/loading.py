@@ -17,8 +17,6 @@ import shutil
 import warnings
 from pathlib import Path
 
-import torch
-
 from dualmind.bridge.errors import BridgeError
 from dualmind.data.text_tokenizer import TOKENIZER_FILE
 
@@ -91,18 +89,11 @@ def find_tokenizer(source: str | Path, meta: dict, given: str | Path | None = No
         if not path.is_file():
             raise BridgeError(f"{given}: no {TOKENIZER_FILE} there")
         return path
+    from dualmind.checkpoint.meta import recorded_corpus_dir
     from dualmind.data.text_tokenizer import find_text_tokenizer
 
     where = Path(meta.get("path", source))
-    # the training run's corpus folder: recorded in the checkpoint (or, for an export folder, in
-    # the checkpoint it was exported from)
-    data_dir = None
-    ckpt_path = where if where.is_file() else Path(meta.get("source_checkpoint") or "")
-    if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-        data_dir = (((ckpt.get("hyper_parameters") or {}).get("cfg") or {}).get("data") or {}
-                    ).get("dir")
-    path, why = find_text_tokenizer(where, data_dir)
+    path, why = find_text_tokenizer(where, recorded_corpus_dir(where, meta))
     if path is None:
         raise BridgeError(f"{source}: cannot find the decoder's {TOKENIZER_FILE}: {why}; "
                           "pass tokenizer=PATH")

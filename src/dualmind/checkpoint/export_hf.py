@@ -249,6 +249,7 @@ def _decoder_tokenizer(ckpt: Path, meta: dict, given) -> Path | None:
             raise ExportError(f"--tokenizer {given}: checkpoint {ckpt} is stage "
                               f"{meta.get('stage')!r}, which has no language decoder")
         return None
+    from dualmind.checkpoint.meta import recorded_corpus_dir
     from dualmind.data.text_tokenizer import (
         TOKENIZER_FILE,
         find_text_tokenizer,
@@ -268,7 +269,7 @@ def _decoder_tokenizer(ckpt: Path, meta: dict, given) -> Path | None:
         if not path.is_file():
             raise ExportError(f"--tokenizer {given}: no {TOKENIZER_FILE} there")
     else:
-        path, why = find_text_tokenizer(ckpt, _corpus_dir(ckpt, meta))
+        path, why = find_text_tokenizer(ckpt, recorded_corpus_dir(ckpt, meta))
         if path is None:
             raise ExportError(f"{why}; pass --tokenizer PATH")
     try:
@@ -279,21 +280,6 @@ def _decoder_tokenizer(ckpt: Path, meta: dict, given) -> Path | None:
         raise ExportError(f"{path}: {size} tokens, more than the decoder's vocabulary ({vocab}): "
                           "not this decoder's tokenizer")
     return path
-
-
-def _corpus_dir(ckpt: Path, meta: dict) -> str | None:
-    """The training run's corpus folder (data.dir), where the decoder's tokenizer lives: recorded
-    in a .ckpt (for a `dualmind export` folder, in the checkpoint it was exported from); None
-    when neither is at hand (a sharded folder: its tokenizer sits beside it, or is given)."""
-    if not ckpt.is_file():
-        ckpt = Path(meta.get("source_checkpoint") or "")
-    if not ckpt.is_file():
-        return None
-    import torch
-
-    saved = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
-    cfg = (saved.get("hyper_parameters") or {}).get("cfg") or {}
-    return (cfg.get("data") or {}).get("dir")
 
 
 def _write_decoder(folder: Path, source: CheckpointTensors, meta: dict, tokenizer: Path,

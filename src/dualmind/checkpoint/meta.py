@@ -5,6 +5,8 @@ the rows a run trained on (``meta["context"]``, which evaluation reuses)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 CHECKPOINT_KEY = "dualmind"
 CHECKPOINT_FORMAT = 1
 
@@ -96,3 +98,19 @@ def row_context(cfg: dict) -> dict[str, int | None]:
     if stage == "align":
         return {"core": seq_len, "text": int(cfg["decoder"]["max_seq_len"])}
     return {"core": seq_len, "text": None}
+
+
+def recorded_corpus_dir(source: str | Path, meta: dict) -> str | None:
+    """The training run's corpus folder (data.dir), where the decoder's tokenizer lives, as a .ckpt
+    records it (for a `dualmind export` folder, the checkpoint it was exported from, its
+    ``source_checkpoint``); None when neither file is at hand (a sharded folder)."""
+    ckpt = Path(source)
+    if not ckpt.is_file():
+        ckpt = Path(meta.get("source_checkpoint") or "")
+    if not ckpt.is_file():
+        return None
+    import torch
+
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    cfg = (saved.get("hyper_parameters") or {}).get("cfg") or {}
+    return (cfg.get("data") or {}).get("dir")

@@ -30,6 +30,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -165,20 +166,25 @@ def run_training(overrides: list[str], steps: int) -> dict:
 
 
 def train_two_headed(level: str, corpus: Path, work: Path, budget: float, core_share: float,
-                     extra: list[str]) -> dict:
+                     extra: list[str], core_extra: Sequence[str] = (),
+                     runs: Path | None = None) -> dict:
+    """core_extra: overrides of the core run (a shape, a batch size), the decoder's in `extra`;
+    runs: the folder of the two run folders (default `work`), the lexicon always in `work`."""
     from dualmind.config.schema import compose
     from dualmind.model.config import CoreConfig
 
-    core_over = ["recipe=core_mini", f"data.dir={corpus}", f"run_dir={work}/{level}-core"]
+    runs = runs or work
+    core_over = ["recipe=core_mini", f"data.dir={corpus}", f"run_dir={runs}/{level}-core",
+                 *core_extra]
     cfg = compose(core_over)
     per_step = core_step_flops(CoreConfig.from_dict(dict(cfg.model)), int(cfg.data.seq_len),
                                int(cfg.data.batch_size))
     core_sched = constant_steps(split_budget(budget, core_share, per_step), per_step)
     print(f"[{level}] core: {core_sched.steps} steps, {core_sched.flops:.3g} FLOPs", flush=True)
     core = run_training(core_over, core_sched.steps)
-    align_over = ["recipe=decoder_align", f"data.dir={corpus}", f"run_dir={work}/{level}-align",
+    align_over = ["recipe=decoder_align", f"data.dir={corpus}", f"run_dir={runs}/{level}-align",
                   f"core.checkpoint={core['checkpoint']}",
-                  f"data.lexicon={corpus.parent / f'lexicon-{level}'}", *extra]
+                  f"data.lexicon={work / f'lexicon-{level}'}", *extra]
     align_sched = align_schedule(align_over, budget - core_sched.flops)
     print(f"[{level}] align: {align_sched.steps} steps, {align_sched.flops:.3g} FLOPs",
           flush=True)
@@ -188,8 +194,8 @@ def train_two_headed(level: str, corpus: Path, work: Path, budget: float, core_s
             "wall_s": core["wall_s"] + align["wall_s"]}
 
 
-def train_baseline(corpus: Path, work: Path, budget: float) -> dict:
-    over = ["recipe=baseline_bpe_mini", f"data.dir={corpus}", f"run_dir={work}/baseline"]
+def train_baseline(corpus: Path, work: Path, budget: float, extra: Sequence[str] = ()) -> dict:
+    over = ["recipe=baseline_bpe_mini", f"data.dir={corpus}", f"run_dir={work}/baseline", *extra]
     sched = align_schedule(over, budget)
     print(f"[baseline] {sched.steps} steps, {sched.flops:.3g} FLOPs", flush=True)
     run = run_training(over, sched.steps)

@@ -17,6 +17,7 @@ Every point scores each held-out document on its own, so the report can bootstra
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -34,7 +35,32 @@ sys.path.insert(0, str(HERE))
 import dualmind.config.schema  # noqa: E402,F401 - sets the recipes folder before Hydra runs
 
 SYSTEMS = ("baseline", "lossless", "semantic")
+LN2 = math.log(2)
 RESULT = "result.json"
+
+
+def machine() -> str:
+    """The CPU (and GPU) the report runs on, and whether bf16 is native: timings depend on it."""
+    import platform
+
+    name, flags = platform.processor() or platform.machine(), ""
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+        name = next(line.split(":", 1)[1].strip() for line in info.splitlines()
+                    if line.startswith("model name"))
+        flags = next(line for line in info.splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        pass
+    bf16 = "native bf16 (avx512_bf16)" if "avx512_bf16" in flags else "no native bf16"
+    text = f"{os.cpu_count()} cores of {name}, {bf16}"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            text += f"; GPU {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    return text
 
 
 def point_dir(work: Path, system: str, shape: str, budget: float,
@@ -46,15 +72,16 @@ def point_dir(work: Path, system: str, shape: str, budget: float,
 
 
 def shape_overrides(shape: dict, part: str) -> list[str]:
-    """Overrides that give `part` (core, decoder or lm) the shape; the decoder reads the core's
-    width (core_dim) and has its own depth."""
-    if part == "decoder":
-        return [f"decoder.dim={shape['dim']}", f"decoder.core_dim={shape['dim']}",
-                f"decoder.ffn_dim={shape['ffn_dim']}", f"decoder.n_layers={shape['decoder_layers']}",
+    """Overrides that give a run the shape: part core (pretraining), lm (the BPE baseline) or
+    align (the core's shape, to load it, and the decoder's, which reads the core's width)."""
+    model = [f"model.dim={shape['dim']}", f"model.n_layers={shape['n_layers']}",
+             f"model.ffn_dim={shape['ffn_dim']}"]
+    if part == "align":
+        return [*model, f"decoder.dim={shape['dim']}", f"decoder.core_dim={shape['dim']}",
+                f"decoder.ffn_dim={shape['ffn_dim']}",
+                f"decoder.n_layers={shape['decoder_layers']}",
                 f"data.batch_size={shape['text_batch']}"]
-    batch = shape["core_batch"] if part == "core" else shape["text_batch"]
-    return [f"model.dim={shape['dim']}", f"model.n_layers={shape['n_layers']}",
-            f"model.ffn_dim={shape['ffn_dim']}", f"data.batch_size={batch}"]
+    return [*model, f"data.batch_size={shape['core_batch' if part == 'core' else 'text_batch']}"]
 
 
 @contextmanager
@@ -89,16 +116,17 @@ def corpora(work: Path, train, heldout) -> dict[str, tuple[Path, Path]]:
 
 def best_share(work: Path, system: str) -> float:
     """The core share with the lowest mean bits per byte over the split points: the budgets and
-    shape at which every tried share finished."""
+    shape at which every share that could be trained finished (a share too small to afford its
+    steps, recorded as unaffordable, is out of the running)."""
     by_share: dict[float, dict[tuple, float]] = {}
     for path in (work / "points" / system).glob(f"*/share*/b*/{RESULT}"):
         r = json.loads(path.read_text(encoding="utf-8"))
         if "bpb" in r:
             by_share.setdefault(r["core_share"], {})[(r["shape"], r["budget"])] = r["bpb"]
-    if len(by_share) < 2:
-        raise SystemExit(f"core_share=best: fewer than two core shares have finished points under "
-                         f"{work / 'points' / system}; run the split sweep first "
-                         f"(benchmarks/scaling_grid.py runs it before the grid)")
+    if not by_share:
+        raise SystemExit(f"core_share=best: no finished points under {work / 'points' / system}; "
+                         f"run the split sweep first (benchmarks/scaling_grid.py runs it before "
+                         f"the grid)")
     common = set.intersection(*(set(v) for v in by_share.values()))
     if not common:
         raise SystemExit(f"core_share=best: the shares under {work / 'points' / system} share no "
@@ -127,10 +155,10 @@ def document_scores(checkpoint: Path, corpus: Path) -> list[dict]:
             bits = score_split(model, decoder, corpus, "val", batch_size=4, context=context,
                                expect_lexicon=expect, records=chosen[docs[chosen] == doc])
             rows.append({"lang": lang, "doc": int(doc), "bytes": bits.text_bytes,
-                         "split_bytes": bits.split_bytes, "core_bits": bits.core_bpb * bits.text_bytes,
-                         "decoder_bits": bits.decoder_bpb * bits.text_bytes,
-                         "shuffled_bits": None if bits.shuffled_bpb is None
-                         else bits.shuffled_bpb * bits.text_bytes})
+                         "split_bytes": bits.split_bytes, "core_bits": bits.core_nll / LN2,
+                         "decoder_bits": bits.decoder_nll / LN2,
+                         "shuffled_bits": None if bits.shuffled_nll is None
+                         else bits.shuffled_nll / LN2})
     return rows
 
 
@@ -146,7 +174,7 @@ def train_point(cfg: DictConfig, work: Path, share: float | None, where: Path) -
                 "flops": run["flops"], "wall_s": run["wall_s"],
                 "steps": {"lm": run["schedule"].steps}}
     run = train_two_headed(cfg.system, levels[cfg.system][1], work, float(cfg.budget), share,
-                           [*shape_overrides(shape, "core")[:3], *shape_overrides(shape, "decoder")],
+                           shape_overrides(shape, "align"),
                            core_extra=shape_overrides(shape, "core"), runs=where)
     return {"corpus": levels[cfg.system][1], "checkpoint": run["align"]["checkpoint"],
             "flops": run["flops"], "wall_s": run["wall_s"],
@@ -175,8 +203,7 @@ def planned_steps(cfg: DictConfig, work: Path, share: float | None) -> dict[str,
                                int(core_cfg.data.seq_len), int(core_cfg.data.batch_size))
     core = constant_steps(split_budget(budget, share, per_step), per_step)
     # the align schedule needs a core checkpoint only to train, not to count: the shape decides
-    over = ["recipe=decoder_align", f"data.dir={corpus}", *shape_overrides(shape, "core")[:3],
-            *shape_overrides(shape, "decoder")]
+    over = ["recipe=decoder_align", f"data.dir={corpus}", *shape_overrides(shape, "align")]
     return {"core": core.steps, "align": align_schedule(over, budget - core.flops).steps}
 
 
@@ -204,7 +231,7 @@ def run_point(cfg: DictConfig) -> dict:
         return json.loads((where / RESULT).read_text(encoding="utf-8"))
     record = {"system": cfg.system, "shape": cfg.shape, "shape_spec": dict(cfg.shapes[cfg.shape]),
               "budget": float(cfg.budget), "core_share": share,
-              "core_share_asked": str(cfg.core_share)}
+              "core_share_asked": str(cfg.core_share), "machine": machine()}
     steps = planned_steps(cfg, work, share)
     if min(steps.values()) < int(cfg.min_steps):
         record.update(steps=steps, unaffordable=f"fewer than min_steps={cfg.min_steps} steps")

@@ -29,7 +29,7 @@ BUDGETS = tuple(round(10 ** (12 + 0.375 * i), -8) for i in range(5))
 SHAPE_BUDGETS = {"xs": slice(0, 3), "s": slice(1, 5)}  # the shapes sized for each budget
 SPLIT_BUDGETS = (0, 2)  # indices into the budgets: the split sweep's two budgets
 SHARES = (0.5, 0.65, 0.8)
-QUICK_BUDGETS = (2e10, 6e10)
+QUICK_BUDGETS = (6e10, 1.5e11)
 
 
 def sweeps(budgets: tuple[float, ...], quick: bool) -> list[list[str]]:
@@ -39,7 +39,7 @@ def sweeps(budgets: tuple[float, ...], quick: bool) -> list[list[str]]:
 
     if quick:  # one shape, two shares at the smallest budget, both budgets for the grid
         return [["system=lossless,semantic", "shape=xs", f"budget={budgets[0]:g}",
-                 "core_share=0.5,0.8", "min_steps=2"],
+                 "core_share=0.4,0.6", "min_steps=2"],
                 ["system=baseline,lossless,semantic", "shape=xs", f"budget={csv(budgets)}",
                  "core_share=best", "min_steps=2"]]
     out = [["system=lossless,semantic", "shape=xs",

@@ -136,6 +136,8 @@ _OPTIONS: tuple[tuple[str, str, dict], ...] = (
     ("--claim", "the claimed equivalent GPT size range (default 500B-1500B)",
      dict(type=_claim, default=DEFAULT_CLAIM)),
     ("--results", "benchmarks/RESULTS.md with the equal-compute study", {}),
+    ("--scaling-law", "the scaling study's fitted laws (default: the package's "
+     "scaling_law.json, from benchmarks/scaling_report.py)", dict(metavar="JSON")),
     ("--json", "print JSON instead of the table", dict(action="store_true")),
     ("--plot", "write a plot to this PNG file", dict(metavar="PNG")),
 )
@@ -191,6 +193,7 @@ def request_from_args(args: argparse.Namespace) -> PlanRequest:
         decoder=args.decoder,
         claim=args.claim,
         results=args.results,
+        scaling_law=args.scaling_law,
     )
 
 

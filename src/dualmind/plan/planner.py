@@ -7,7 +7,7 @@ there."""
 
 from __future__ import annotations
 
-from . import communication, compute, equivalence, memory
+from . import communication, compute, equivalence, memory, scaling_law
 from . import corpus as corpus_mod
 from .hardware import gpu_spec
 from .inputs import measure_inputs
@@ -182,4 +182,6 @@ def plan(req: PlanRequest) -> Plan:
         inference=inference.to_dict(),
         equivalence=equiv.to_dict(),
         sweep=sweep,
+        scaling=scaling_law.prediction(scaling_law.load(req.scaling_law),
+                                       train.flops + align_flops),
     )

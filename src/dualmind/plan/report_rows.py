@@ -232,9 +232,23 @@ def _equivalence_rows(p: dict) -> list[tuple[str, str, str, str]]:
         (f"claim {human_count(low)}–{human_count(high)} GPT would need k of",
          f"{need[0]:.1f}–{need[1]:.1f}x",
          "and that quality per byte follows compute per byte, which is untested"),
-        ("measured bits per byte (equal compute)", _measured(eq["measured"]),
-         eq["measured"].get("source", "")),
+        ("predicted bits per byte vs a BPE model of equal compute", *_predicted(p["scaling"])),
     )
+
+
+def _predicted(scaling: dict) -> tuple[str, str]:
+    """The scaling study's ratio at this run's training FLOPs, with its provenance and how far
+    beyond the fitted range it reaches."""
+    if scaling.get("status") != "predicted":
+        return "not measured yet", "benchmarks/scaling_grid.py fits it"
+    cells = []
+    for name, s in scaling["systems"].items():
+        lo, hi = s["ratio_interval"]
+        cells.append(f"{name} {s['ratio']:.2f}x [{lo:.2f}, {hi:.2f}]")
+    lo, hi = scaling["fitted_flops"]
+    return (f"{'; '.join(cells)} at {scaling['flops']:.2g} FLOPs (core + alignment)",
+            f"from {scaling['source']}; fitted over {lo:.2g}–{hi:.2g} FLOPs, extrapolated "
+            f"{scaling['decades_beyond']:.0f} decades; 95% intervals over held-out documents only")
 
 
 def _recompute_note(p: dict) -> str:
@@ -246,12 +260,3 @@ def _recompute_note(p: dict) -> str:
         f"; with full activation checkpointing the recomputed forward is not model FLOPs, so this "
         f"MFU means ~{hfu:.0%} hardware utilisation"
     )
-
-
-def _measured(measured: dict) -> str:
-    if measured.get("status") != "measured":
-        return "not measured yet"
-    cells = []
-    for row in measured["rows"][:6]:
-        cells.append(", ".join(f"{k}={v}" for k, v in row.items() if v))
-    return "; ".join(cells)

@@ -50,6 +50,7 @@ class PlanRequest:
     decoder: str = DEFAULT_DECODER
     claim: tuple[float, float] = DEFAULT_CLAIM
     results: str | None = None  # benchmarks/RESULTS.md
+    scaling_law: str | None = None  # the scaling study's fitted laws (default: the package's)
 
 
 @dataclass
@@ -70,6 +71,8 @@ class Plan:
     inference: dict
     equivalence: dict
     sweep: list = field(default_factory=list)  # days/cost/memory at other GPU counts (plot)
+    # the scaling study's prediction at this run's training FLOPs (core + alignment)
+    scaling: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

@@ -121,7 +121,8 @@ def analyse(work: Path, replicates: int = REPLICATES, seed: int = 0) -> dict:
                                          size=replicates)]).astype(np.float64)
     fronts = {s: frontier(grid[s], weights, size) for s in SYSTEMS if grid[s]}
     out = {"points": points, "skipped": skipped, "keys": keys, "size": size, "shares": shares,
-           "grid": grid, "fronts": fronts, "fits": {}, "loo": {}, "replicates": replicates}
+           "grid": grid, "fronts": fronts, "fits": {}, "loo": {}, "lang_fits": {},
+           "replicates": replicates}
     if all(len(f[0]) >= 3 for f in fronts.values()) and len(fronts) == len(SYSTEMS):
         for s, (budgets, bpb) in fronts.items():
             out["fits"][s] = fit(budgets, bpb)  # [R + 1, 3]; row 0 the fit to all documents
@@ -129,6 +130,10 @@ def analyse(work: Path, replicates: int = REPLICATES, seed: int = 0) -> dict:
             out["loo"][s] = np.array([fit(np.delete(budgets, j), np.delete(bpb[0], j))
                                       for j in range(len(budgets))]) if len(budgets) > 3 else None
         out["targets"] = [planner_budget(r) for r in TARGETS]
+        # each language on its own (all its documents, no bootstrap): does the verdict hold in both?
+        for lang in sorted({k[0] for k in keys}):
+            only = np.array([[k[0] == lang for k in keys]], dtype=np.float64)
+            out["lang_fits"][lang] = {s: fit(*frontier(grid[s], only, size))[0] for s in fronts}
     return out
 
 
@@ -158,6 +163,8 @@ def law_json(a: dict, command: str) -> dict:
         "C0": 1e12,
         "fitted_flops": [min(budgets), max(budgets)],
         "core_share": a["shares"],
+        "crossing": {s: crossing(a["fits"][s][0], a["fits"]["baseline"][0], min(budgets))
+                     for s in SYSTEMS[1:]},
         "systems": {s: {"E": float(f[0, 0]), "A": float(f[0, 1]), "alpha": float(f[0, 2]),
                         "replicates": [[float(f"{v:.6g}") for v in row] for row in f[keep]]}
                     for s, f in a["fits"].items()},
@@ -172,10 +179,11 @@ def markdown(a: dict, command: str, corpus: str) -> str:
     points, size, keys = a["points"], a["size"], a["keys"]
     langs = sorted({k[0] for k in keys})
     wall = sum(p.get("point_s", 0.0) for p in points)
+    machines = sorted({p["machine"] for p in points if p.get("machine")}) or [machine()]
     lines = ["## Scaling: bits per byte against training compute (issue 14)", "",
              f"`{command}`, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, commit "
-             f"{_git_commit()}; {machine()}; {len(points)} points, {wall / 60:.0f} min of "
-             f"training and scoring. {corpus}; held out: "
+             f"{_git_commit()}; trained and scored on {' and '.join(machines)}; {len(points)} "
+             f"points, {wall / 60:.0f} min of training and scoring. {corpus}; held out: "
              + ", ".join(f"{lang} {int(size[[k[0] == lang for k in keys]].sum()):,} bytes in "
                          f"{sum(k[0] == lang for k in keys)} documents" for lang in langs)
              + ", the same bytes for every point (checked). FLOPs counted as "
@@ -291,6 +299,10 @@ def extrapolation(a: dict) -> list[str]:
             spread = loo_range(a, s, t["flops"])
             lines.append(f"| | | {LABEL[s]} | {pred[0]:.3f} {_fmt_ci(*interval(pred[1:]))} | "
                          f"**{r:.3f}** {_fmt_ci(*ci)} | {spread} |")
+    for lang, by_system in a["lang_fits"].items():
+        ratios = ", ".join(f"{t['recipe']} {s} {lang_ratio(by_system, s, t['flops']):.3f}x"
+                           for t in targets for s in SYSTEMS[1:])
+        lines.append(f"| {lang} only | | laws fitted to its documents alone | | {ratios} | |")
     lines.append("")
     for s in SYSTEMS[1:]:
         cross = crossing(fits[s][0], fits["baseline"][0], lo_fit)
@@ -307,6 +319,10 @@ def extrapolation(a: dict) -> list[str]:
         lines.append(f"- {LABEL[s]}: {r0:.3f}x the baseline at {lo_fit:.2g} FLOPs; {where}; "
                      f"{share}.")
     return lines
+
+
+def lang_ratio(by_system: dict, system: str, flops: float) -> float:
+    return float(predict(by_system[system], flops) / predict(by_system["baseline"], flops))
 
 
 def loo_range(a: dict, system: str, flops: float) -> str:

@@ -209,6 +209,7 @@ def figures() -> dict[str, str]:
     f["k_lossy_range"] = f"{min(ks[2:]):.2f}–{max(ks[2:]):.2f}"
     f["claim_short"] = f"{lo / max(ks):.1f}–{hi / min(ks):.0f}"
     f.update(measured(p70))
+    f.update(scaling_figures({"70": p70, "200": p200}))
     return f
 
 
@@ -242,6 +243,33 @@ def measured(p: dict) -> dict[str, str]:
         "eq.x_semantic": rows["semantic"]["x baseline"],
         "eq.x_lossless": rows["lossless"]["x baseline"],
     }
+
+
+def scaling_figures(plans: dict[str, dict]) -> dict[str, str]:
+    """The scaling study's prediction the planner prints (src/dualmind/plan/scaling_law.json,
+    written by benchmarks/scaling_report.py), at each planned run's training FLOPs."""
+    from dualmind.plan import scaling_law
+
+    law = scaling_law.load()
+    if law is None:
+        raise SystemExit("src/dualmind/plan/scaling_law.json is missing: the doc cites the "
+                         "scaling study (benchmarks/scaling_grid.py writes it)")
+    lo, hi = law["fitted_flops"]
+    f = {"sc.when": f"{law['date']}, commit {law['commit']}", "sc.machine": law["machine"],
+         "sc.range": f"{lo:.2g}–{hi:.2g}".replace("e+", "e"),
+         "sc.share.lossless": f"{law['core_share']['lossless']:g}",
+         "sc.share.semantic": f"{law['core_share']['semantic']:g}"}
+    for name, crossing in law.get("crossing", {}).items():
+        f[f"sc.cross.{name}"] = ("no crossing up to 1e30 FLOPs" if crossing is None
+                                 else f"{crossing:.2g} FLOPs".replace("e+", "e"))
+    for size, p in plans.items():
+        pred = p["scaling"]
+        f[f"sc.{size}.flops"] = f"{pred['flops']:.2g}".replace("e+", "e")
+        f[f"sc.{size}.decades"] = f"{pred['decades_beyond']:.0f}"
+        for name, sys_pred in pred["systems"].items():
+            lo_r, hi_r = sys_pred["ratio_interval"]
+            f[f"sc.{size}.{name}"] = f"{sys_pred['ratio']:.2f}× [{lo_r:.2f}, {hi_r:.2f}]"
+    return f
 
 
 def render(template: str | None = None) -> str:

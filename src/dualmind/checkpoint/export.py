@@ -17,6 +17,7 @@ storage (tied embeddings) are stored once and recorded as aliases.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,11 @@ def _write_config(out: Path, ckpt: Path, checkpoint: dict, meta: dict, files: di
         "flops_total": meta.get("flops_total"),
         "source_checkpoint": str(ckpt),
     }
-    (out / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    # written last and atomically: a folder with a config.json is a finished export, and a crash
+    # here leaves the previous config.json (or none) rather than a truncated one
+    staged = out / "config.json.tmp"
+    staged.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(staged, out / "config.json")
     return out
 
 

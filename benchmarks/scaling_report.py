@@ -335,6 +335,24 @@ def loo_range(a: dict, system: str, flops: float) -> str:
     return _fmt_ci(float(r.min()), float(r.max()))
 
 
+def verdict(a: dict) -> str:
+    """The README's one-sentence verdict, from the same fits as the report."""
+    t = a["targets"][0]
+    hi = min(f[0][-1] for f in a["fronts"].values())
+    cells = []
+    for s in SYSTEMS[1:]:
+        r, (lo_r, hi_r) = ratio_at(a["fits"], s, t["flops"])
+        cells.append(f"{r:.2f}x [{lo_r:.2f}, {hi_r:.2f}] ({s})")
+    return (f"**Scaling verdict** ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d}, "
+            f"`benchmarks/RESULTS.md`, Scaling): fitted over "
+            f"{min(f[0][0] for f in a['fronts'].values()):.2g}–{hi:.2g} training FLOPs on the "
+            f"demo corpus and extrapolated to the {t['recipe']} run on 1 TB ({t['flops']:.2g} "
+            f"FLOPs), the two-headed model is predicted at {' and '.join(cells)} the bits per "
+            f"byte of a BPE model of equal compute: an extrapolation over "
+            f"{np.log10(t['flops'] / hi):.0f} decades from models of a few million parameters, "
+            f"its 95% intervals covering only the choice of held-out documents.")
+
+
 def plot(a: dict, path: Path) -> None:
     import matplotlib
 
@@ -420,7 +438,10 @@ def main(argv: list[str] | None = None) -> int:
         from results_md import write_section
 
         write_section("scaling", text)
-        print(f"wrote {HERE / 'RESULTS.md'}, {HERE / 'scaling.png'} and {LAW_JSON}")
+        if a["fits"]:
+            write_section("scaling_verdict", verdict(a), HERE.parent / "README.md")
+        print(f"wrote {HERE / 'RESULTS.md'}, {HERE / 'scaling.png'}, {LAW_JSON} and the "
+              f"README's verdict")
     return 0
 
 

@@ -51,4 +51,4 @@ def test_nan_on_one_rank_stops_all_ranks(tmp_path):
         pytest.fail("a rank hung after the other stopped on a NaN loss")
     for rank in (0, 1):
         stopped = json.loads((tmp_path / f"rank{rank}.json").read_text())["stopped"]
-        assert stopped and "at step 2" in stopped, (rank, stopped)
+        assert stopped and "at step 3" in stopped, (rank, stopped)

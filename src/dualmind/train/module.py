@@ -287,9 +287,10 @@ class DualMindModule(L.LightningModule):
                 or "none written yet"
             )
             raise NonFiniteLossError(
-                f"training loss is {float(total.loss.detach())} at step {self.global_step} "
-                f"(batch {batch_idx}); "
-                f"stopped before applying this update. Last good checkpoint: {ckpt}. "
+                # numbered as the progress line numbers it (step 1 is the first update)
+                f"training loss is {float(total.loss.detach())} at step {self.global_step + 1} "
+                f"(batch {batch_idx}); stopped before applying this update, after "
+                f"{self.global_step} good ones. Last good checkpoint: {ckpt}. "
                 "Lower optim.lr, "
                 f"check the data, or resume with ckpt_path=last"
             )

@@ -259,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.train is None) != (args.heldout is None):
         parser.error("--train and --heldout go together (neither: the embedded demo corpus)")
+    for flag, items in (("--train", args.train), ("--heldout", args.heldout)):
+        # `--heldout val.txt decoder.x=1` hands the override to --heldout, not to the align run
+        stray = [i for i in items or () if "=" in i and not Path(i).exists()]
+        if stray:
+            parser.error(f"{flag} got {' '.join(stray)}: an override, not a file? Put "
+                         f"decoder_align overrides after `--` (--heldout val.txt -- decoder.x=1)")
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -58,3 +58,16 @@ def test_train_and_heldout_go_together(capsys):
     with pytest.raises(SystemExit):
         equal_compute.main(["--train", "a.txt"])
     assert "--train and --heldout go together" in capsys.readouterr().err
+
+
+def test_an_override_after_heldout_is_not_taken_for_a_file(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        equal_compute.main(["--train", "a.txt", "--heldout", "b.txt", "decoder.copy_slots=2",
+                            "--work", str(tmp_path)])
+    assert "decoder.copy_slots=2: an override, not a file?" in capsys.readouterr().err
+    # after `--` it is the align run's: the study goes on to read the files (missing here)
+    with pytest.raises(BaseException) as err:  # noqa: PT011 - whatever the missing file raises
+        equal_compute.main(["--train", str(tmp_path / "a.txt"), "--heldout",
+                            str(tmp_path / "b.txt"), "--work", str(tmp_path / "w"), "--",
+                            "decoder.copy_slots=2"])
+    assert "an override, not a file" not in str(err.value) + capsys.readouterr().err

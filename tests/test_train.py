@@ -176,7 +176,8 @@ def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
             "trainer.val_check_interval=100",
         )
     )
-    with pytest.raises(NonFiniteLossError, match=r"at step 6 .*after 5 good ones.*last.ckpt") as err:
+    with pytest.raises(NonFiniteLossError,
+                       match=r"at step 6 .*after 5 good ones.*last.ckpt") as err:
         run(cfg, callbacks=[PoisonWeights(at_step=5)])
     assert "nan" in str(err.value).lower()
     ckpt_dir = tmp_path / "checkpoints"

@@ -120,8 +120,8 @@ def analyse(work: Path, replicates: int = REPLICATES, seed: int = 0) -> dict:
                          rng.multinomial(len(keys), np.full(len(keys), 1 / len(keys)),
                                          size=replicates)]).astype(np.float64)
     fronts = {s: frontier(grid[s], weights, size) for s in SYSTEMS if grid[s]}
-    out = {"points": points, "skipped": skipped, "keys": keys, "size": size, "shares": shares,
-           "grid": grid, "fronts": fronts, "fits": {}, "loo": {}, "lang_fits": {},
+    out = {"work": work, "points": points, "skipped": skipped, "keys": keys, "size": size,
+           "shares": shares, "grid": grid, "fronts": fronts, "fits": {}, "loo": {}, "lang_fits": {},
            "replicates": replicates}
     if all(len(f[0]) >= 3 for f in fronts.values()) and len(fronts) == len(SYSTEMS):
         for s, (budgets, bpb) in fronts.items():
@@ -228,13 +228,44 @@ def split_table(a: dict) -> list[str]:
     return lines
 
 
+def taken_from_core(docs: list[dict]) -> str:
+    """Bits per byte the decoder takes from its own core (another row's core minus its own),
+    over the documents with a control: one that fits a single row has no other row to read."""
+    have = [d for d in docs if d["shuffled_bits"] is not None]
+    if not have:
+        return "-"
+    taken = sum(d["shuffled_bits"] - d["decoder_bits"] for d in have) / sum(d["bytes"]
+                                                                            for d in have)
+    return f"{taken:.3f}" + ("" if len(have) == len(docs) else f" ({len(have)}/{len(docs)} docs)")
+
+
+STAGE_RECIPE = {"core": "core_mini", "align": "decoder_align", "lm": "baseline_bpe_mini"}
+
+
+def passes(p: dict, work: Path) -> str:
+    """About how many times each stage went over the training split: positions trained (steps x
+    rows x row length) / positions in the split (core units for the core and the align rows,
+    whose rows are core units; BPE tokens for the baseline)."""
+    from dualmind.config.schema import compose
+
+    corpus = work / f"corpus-{'semantic' if p['system'] == 'baseline' else p['system']}"
+    train = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))["splits"]["train"]
+    out = []
+    for stage, steps in p["steps"].items():
+        seq = int(compose([f"recipe={STAGE_RECIPE[stage]}"], validate_cfg=False).data.seq_len)
+        rows = p["shape_spec"]["core_batch" if stage == "core" else "text_batch"]
+        out.append(f"{steps * rows * seq / train['tokens' if stage == 'lm' else 'units']:.1f}")
+    return " / ".join(out)
+
+
 def point_table(a: dict, langs: list[str]) -> list[str]:
     keys, size = a["keys"], a["size"]
     lines = ["Every point of the grid (bold: the best shape at its budget, on the frontier the "
              "law is fitted to):", "",
-             "| system | shape | core share | budget | FLOPs | steps | **bpb** | "
-             + " | ".join(langs) + " | core part | bits taken from the core | x baseline |",
-             "|" + "---|" * (10 + len(langs))]
+             "| system | shape | core share | budget | FLOPs | steps | ≈ passes over the training "
+             "text | **bpb** | " + " | ".join(langs)
+             + " | core part | bits taken from the core | x baseline |",
+             "|" + "---|" * (11 + len(langs))]
     for system in SYSTEMS:
         budgets = sorted({p["budget"] for p in a["grid"][system]})
         for b in budgets:
@@ -248,17 +279,17 @@ def point_table(a: dict, langs: list[str]) -> list[str]:
                 for lang in langs:
                     sel = [k[0] == lang for k in keys]
                     per_lang.append(f"{bits(p)[sel].sum() / size[sel].sum():.3f}")
-                core = sum(d["core_bits"] for d in docs) / size.sum()
-                shuffled = [d["shuffled_bits"] for d in docs]
-                taken = "-" if None in shuffled else \
-                    f"{(sum(shuffled) - sum(d['decoder_bits'] for d in docs)) / size.sum():.3f}"
+                core = "-" if system == "baseline" else \
+                    f"{sum(d['core_bits'] for d in docs) / size.sum():.3f}"
+                taken = taken_from_core(docs)
                 ratio = "-" if base_best is None else f"{p['bpb'] / base_best['bpb']:.3f}"
                 bold = "**" if p is best else ""
                 steps = " + ".join(f"{v} {k}" for k, v in p["steps"].items())
                 share = "-" if p["core_share"] is None else f"{p['core_share']:g}"
                 lines.append(f"| {LABEL[system]} | {p['shape']} | {share} | {b:.3g} | "
-                             f"{p['flops']:.3g} | {steps} | {bold}{p['bpb']:.4f}{bold} | "
-                             + " | ".join(per_lang) + f" | {core:.3f} | {taken} | {ratio} |")
+                             f"{p['flops']:.3g} | {steps} | {passes(p, a['work'])} | "
+                             f"{bold}{p['bpb']:.4f}{bold} | "
+                             + " | ".join(per_lang) + f" | {core} | {taken} | {ratio} |")
     return lines
 
 

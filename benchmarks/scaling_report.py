@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import subprocess
 import sys
@@ -242,17 +243,22 @@ def taken_from_core(docs: list[dict]) -> str:
 STAGE_RECIPE = {"core": "core_mini", "align": "decoder_align", "lm": "baseline_bpe_mini"}
 
 
+@functools.cache
+def row_length(recipe: str) -> int:
+    from dualmind.config.schema import compose
+
+    return int(compose([f"recipe={recipe}"], validate_cfg=False).data.seq_len)
+
+
 def passes(p: dict, work: Path) -> str:
     """About how many times each stage went over the training split: positions trained (steps x
     rows x row length) / positions in the split (core units for the core and the align rows,
     whose rows are core units; BPE tokens for the baseline)."""
-    from dualmind.config.schema import compose
-
     corpus = work / f"corpus-{'semantic' if p['system'] == 'baseline' else p['system']}"
     train = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))["splits"]["train"]
     out = []
     for stage, steps in p["steps"].items():
-        seq = int(compose([f"recipe={STAGE_RECIPE[stage]}"], validate_cfg=False).data.seq_len)
+        seq = row_length(STAGE_RECIPE[stage])
         rows = p["shape_spec"]["core_batch" if stage == "core" else "text_batch"]
         out.append(f"{steps * rows * seq / train['tokens' if stage == 'lm' else 'units']:.1f}")
     return " / ".join(out)

@@ -72,9 +72,14 @@ def fake_points(work: Path, docs: int = 12) -> None:
                      for i, (b, n) in enumerate(zip(size, noise, strict=True))]
         (where / "result.json").write_text(json.dumps(
             {"system": system, "shape": shape, "budget": budget, "core_share": share,
+             "shape_spec": {"core_batch": 4, "text_batch": 2},
              "flops": budget, "steps": {"lm": 100}, "point_s": 1.0, "documents": documents,
              "bpb": sum(d["core_bits"] + d["decoder_bits"] for d in documents) / size.sum()}))
 
+    for level in ("lossless", "semantic"):  # what the report reads of the corpora: their size
+        (work / f"corpus-{level}").mkdir(parents=True)
+        (work / f"corpus-{level}" / "manifest.json").write_text(json.dumps(
+            {"splits": {"train": {"units": 51200, "tokens": 102400}}}))
     for system in LAWS:
         for shape, worse in (("xs", lambda b: 0.1 * np.log10(b / 1e12)), ("s", lambda b: 0.05)):
             for b in BUDGETS:
@@ -91,6 +96,8 @@ def test_report_fits_the_frontier_and_the_planner_reads_it(tmp_path, capsys, mon
                                 "40"]) == 0
     text = (tmp_path / "scaling.md").read_text()
     assert "| lossless | xs | 1e+12 | **" not in text  # the best share is 0.8, not 0.5
+    # 100 lm steps x 2 rows x 512 tokens over 102,400 tokens: one pass
+    assert "| BPE baseline | s | - | 1e+12 | 1e+12 | 100 lm | 1.0 |" in text
     assert "core_70b, 1 TB" in text and (tmp_path / "scaling.png").stat().st_size > 0
     fitted = json.loads((tmp_path / "scaling_law.json").read_text())
     assert fitted["core_share"] == {"lossless": 0.8, "semantic": 0.8}

@@ -10,7 +10,7 @@ the report (benchmarks/scaling_report.py).
 The sweeps, in order (each a `scaling.py -m ...` multirun; a finished point is skipped):
 1. splits: the two-headed systems at two budgets with three core shares (shape xs);
 2. grid: every system at five budgets spaced evenly in log-compute over 1.5 decades, each with
-   the shapes sized for it (xs at the four smallest, s at the four largest), the two-headed
+   the shapes sized for it (xs at all five, s at the four largest), the two-headed
    systems with `core_share=best` (the split sweep's best share, the report says which).
 Extend it by adding budgets (--budgets) or shapes: the points already in --work are reused.
 """
@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 
 # 10^12 ... 10^13.5: five budgets, 0.375 decade apart
 BUDGETS = tuple(round(10 ** (12 + 0.375 * i), -8) for i in range(5))
-SHAPE_BUDGETS = {"xs": slice(0, 4), "s": slice(1, 5)}  # the shapes sized for each budget
+SHAPE_BUDGETS = {"xs": slice(0, 5), "s": slice(1, 5)}  # the shapes sized for each budget
 SPLIT_BUDGETS = (0, 2)  # indices into the budgets: the split sweep's two budgets
 SHARES = (0.5, 0.65, 0.8)
 QUICK_BUDGETS = (6e10, 1.5e11)

@@ -201,7 +201,8 @@ def markdown(a: dict, command: str, corpus: str) -> str:
     if not a["fits"]:
         lines.append("No law fitted: every system needs points at three budgets or more.")
         return "\n".join(lines)
-    lines += fit_table(a) + [""] + extrapolation(a) + ["", "![scaling](scaling.png)", ""]
+    lines += fit_table(a) + [""] + extrapolation(a) + [""] + explanation(a)
+    lines += ["", "![scaling](scaling.png)", ""]
     return "\n".join(lines)
 
 
@@ -250,18 +251,41 @@ def row_length(recipe: str) -> int:
     return int(compose([f"recipe={recipe}"], validate_cfg=False).data.seq_len)
 
 
-def passes(p: dict, work: Path) -> str:
+def passes(p: dict, work: Path) -> dict[str, float]:
     """About how many times each stage went over the training split: positions trained (steps x
     rows x row length) / positions in the split (core units for the core and the align rows,
     whose rows are core units; BPE tokens for the baseline)."""
     corpus = work / f"corpus-{'semantic' if p['system'] == 'baseline' else p['system']}"
     train = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))["splits"]["train"]
-    out = []
+    out = {}
     for stage, steps in p["steps"].items():
-        seq = row_length(STAGE_RECIPE[stage])
         rows = p["shape_spec"]["core_batch" if stage == "core" else "text_batch"]
-        out.append(f"{steps * rows * seq / train['tokens' if stage == 'lm' else 'units']:.1f}")
-    return " / ".join(out)
+        positions = steps * rows * row_length(STAGE_RECIPE[stage])
+        out[stage] = positions / train["tokens" if stage == "lm" else "units"]
+    return out
+
+
+def train_bytes(work: Path) -> int:
+    """Bytes of text in the training split (the same documents under every lexicon level)."""
+    manifest = json.loads((work / "corpus-semantic" / "manifest.json").read_text(encoding="utf-8"))
+    return int(manifest["splits"]["train"]["bytes"])
+
+
+def explanation(a: dict) -> list[str]:
+    """What the largest budget's frontier points saw: text per FLOP is what the systems trade."""
+    top = max(a["fronts"]["baseline"][0])
+    lines = [f"What explains it, at the largest budget ({top:.3g} FLOPs; training text "
+             f"{train_bytes(a['work']) / 1e6:.1f} MB):"]
+    for s in SYSTEMS:
+        p = min((p for p in a["grid"][s] if p["budget"] == top), key=lambda p: p["bpb"])
+        share = {"core": p["core_share"], "align": 1 - (p["core_share"] or 0), "lm": 1.0}
+        seen = {k: v * train_bytes(a["work"]) for k, v in passes(p, a["work"]).items()}
+        what = ", ".join(f"{stage} {b / 1e6:.1f} MB ({b / train_bytes(a['work']):.1f} passes, "
+                         f"{share[stage] * p['flops'] / b:.2g} FLOPs per byte)"
+                         for stage, b in seen.items())
+        lines.append(f"- {LABEL[s]} (shape {p['shape']}): text seen by each stage: {what}; "
+                     f"{p['bpb']:.3f} bits per byte.")
+    return lines
 
 
 def point_table(a: dict, langs: list[str]) -> list[str]:
@@ -293,7 +317,8 @@ def point_table(a: dict, langs: list[str]) -> list[str]:
                 steps = " + ".join(f"{v} {k}" for k, v in p["steps"].items())
                 share = "-" if p["core_share"] is None else f"{p['core_share']:g}"
                 lines.append(f"| {LABEL[system]} | {p['shape']} | {share} | {b:.3g} | "
-                             f"{p['flops']:.3g} | {steps} | {passes(p, a['work'])} | "
+                             f"{p['flops']:.3g} | {steps} | "
+                             f"{' / '.join(f'{v:.1f}' for v in passes(p, a['work']).values())} | "
                              f"{bold}{p['bpb']:.4f}{bold} | "
                              + " | ".join(per_lang) + f" | {core} | {taken} | {ratio} |")
     return lines

@@ -79,7 +79,7 @@ def fake_points(work: Path, docs: int = 12) -> None:
     for level in ("lossless", "semantic"):  # what the report reads of the corpora: their size
         (work / f"corpus-{level}").mkdir(parents=True)
         (work / f"corpus-{level}" / "manifest.json").write_text(json.dumps(
-            {"splits": {"train": {"units": 51200, "tokens": 102400}}}))
+            {"splits": {"train": {"units": 51200, "tokens": 102400, "bytes": 409600}}}))
     for system in LAWS:
         for shape, worse in (("xs", lambda b: 0.1 * np.log10(b / 1e12)), ("s", lambda b: 0.05)):
             for b in BUDGETS:

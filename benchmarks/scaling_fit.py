@@ -60,6 +60,42 @@ def fit(flops: np.ndarray, bpb: np.ndarray) -> np.ndarray:
     return best[0] if single else best
 
 
+FLOOR_STEPS = 200  # candidate shared floors, as fractions of the lowest point's bits per byte
+
+
+def fit_shared_floor(flops: dict[str, np.ndarray], bpb: dict[str, np.ndarray]
+                     ) -> dict[str, np.ndarray]:
+    """One floor E for every system, its own A and alpha each: {system: [R, 3]} from flops
+    {system: [P]} and bpb {system: [R, P]}. Every system codes the same bytes, so with unlimited
+    compute none can go below the text's own entropy, and the two-headed code H(h) + H(text | h)
+    reaches it at best: the floor is a property of the text, not of the system. Profiled over E
+    (a grid below the lowest point of each replicate); for fixed E and alpha the best A >= 0 is
+    closed form."""
+    names = list(bpb)
+    rows = next(iter(bpb.values())).shape[0]
+    lowest = np.min([bpb[s].min(axis=1) for s in names], axis=0)  # [R]
+    best_sse = np.full(rows, np.inf)
+    best = {s: np.zeros((rows, 3)) for s in names}
+    index = np.arange(rows)
+    for fraction in np.linspace(0.0, 0.999, FLOOR_STEPS):
+        floor = fraction * lowest
+        total, trial = np.zeros(rows), {}
+        for s in names:
+            x = (np.asarray(flops[s], dtype=np.float64)[None, :] / C0) ** -ALPHAS[:, None]  # [K, P]
+            y = bpb[s] - floor[:, None]  # [R, P]
+            num, den = y @ x.T, (x * x).sum(axis=1)  # [R, K], [K]
+            a = np.maximum(num / den, 0.0)
+            sse = (y * y).sum(axis=1)[:, None] - 2 * a * num + a * a * den
+            k = sse.argmin(axis=1)
+            trial[s] = np.stack([floor, a[index, k], ALPHAS[k]], axis=1)
+            total += sse[index, k]
+        better = total < best_sse
+        best_sse = np.where(better, total, best_sse)
+        for s in names:
+            best[s][better] = trial[s][better]
+    return best
+
+
 def predict(params: np.ndarray, flops) -> np.ndarray:
     """L(C) for params [..., 3] at flops (scalar or array broadcasting against params[..., 0])."""
     params = np.asarray(params, dtype=np.float64)
@@ -69,12 +105,14 @@ def predict(params: np.ndarray, flops) -> np.ndarray:
 
 def crossing(system: np.ndarray, baseline: np.ndarray, start: float,
              stop: float = 1e30) -> float | None:
-    """The smallest compute in [start, stop] where the system's law stops being worse than the
-    baseline's (or stops being better: where the order flips), None if it never does there."""
+    """The compute from which the system's law stays at or below the baseline's, up to `stop`:
+    `start` if it is ahead all along, None if it is behind at `stop`."""
     grid = np.logspace(np.log10(start), np.log10(stop), 2000)
-    gap = predict(system, grid) - predict(baseline, grid)
-    flips = np.flatnonzero(np.sign(gap[1:]) != np.sign(gap[0]))
-    return None if not len(flips) else float(grid[flips[0] + 1])
+    behind = predict(system, grid) > predict(baseline, grid)
+    if behind[-1]:
+        return None
+    last = np.flatnonzero(behind)
+    return float(grid[0] if not len(last) else grid[last[-1] + 1])
 
 
 def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:

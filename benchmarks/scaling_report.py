@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from scaling import RESULT, SYSTEMS, best_share, machine  # noqa: E402
-from scaling_fit import crossing, fit, interval, predict  # noqa: E402
+from scaling_fit import crossing, fit, fit_shared_floor, interval, predict  # noqa: E402
 
 LAW_JSON = HERE.parent / "src" / "dualmind" / "plan" / "scaling_law.json"
 TARGETS = ("core_70b", "core_200b")  # the planner's recipes, each on 1 TB of text
@@ -122,19 +122,33 @@ def analyse(work: Path, replicates: int = REPLICATES, seed: int = 0) -> dict:
                                          size=replicates)]).astype(np.float64)
     fronts = {s: frontier(grid[s], weights, size) for s in SYSTEMS if grid[s]}
     out = {"work": work, "points": points, "skipped": skipped, "keys": keys, "size": size,
-           "shares": shares, "grid": grid, "fronts": fronts, "fits": {}, "loo": {}, "lang_fits": {},
+           "shares": shares, "grid": grid, "fronts": fronts, "fits": {}, "own_floor": {}, "loo": {},
+           "lang_fits": {},
            "replicates": replicates}
     if all(len(f[0]) >= 3 for f in fronts.values()) and len(fronts) == len(SYSTEMS):
-        for s, (budgets, bpb) in fronts.items():
-            out["fits"][s] = fit(budgets, bpb)  # [R + 1, 3]; row 0 the fit to all documents
-            # leave one budget out (all documents): how much the law leans on any one point
-            out["loo"][s] = np.array([fit(np.delete(budgets, j), np.delete(bpb[0], j))
-                                      for j in range(len(budgets))]) if len(budgets) > 3 else None
+        budgets = {s: f[0] for s, f in fronts.items()}
+        # the laws share one floor (scaling_fit.fit_shared_floor says why); row 0 of each is the
+        # fit to all documents, the others the bootstrap draws
+        out["fits"] = fit_shared_floor(budgets, {s: f[1] for s, f in fronts.items()})
+        # each system with its own floor (all documents): how much the shared floor decides
+        out["own_floor"] = {s: fit(budgets[s], f[1][0]) for s, f in fronts.items()}
+        # leave one budget out (all documents): how much the laws lean on any one point
+        if len({len(b) for b in budgets.values()}) == 1 and len(budgets["baseline"]) > 3:
+            drops = [fit_shared_floor({s: np.delete(b, j) for s, b in budgets.items()},
+                                      {s: np.delete(f[1][:1], j, axis=1)
+                                       for s, f in fronts.items()})
+                     for j in range(len(budgets["baseline"]))]
+            out["loo"] = {s: np.vstack([d[s] for d in drops]) for s in SYSTEMS}
+        else:
+            out["loo"] = dict.fromkeys(SYSTEMS)
         out["targets"] = [planner_budget(r) for r in TARGETS]
         # each language on its own (all its documents, no bootstrap): does the verdict hold in both?
         for lang in sorted({k[0] for k in keys}):
             only = np.array([[k[0] == lang for k in keys]], dtype=np.float64)
-            out["lang_fits"][lang] = {s: fit(*frontier(grid[s], only, size))[0] for s in fronts}
+            front = {s: frontier(grid[s], only, size) for s in fronts}
+            laws = fit_shared_floor({s: f[0] for s, f in front.items()},
+                                    {s: f[1] for s, f in front.items()})
+            out["lang_fits"][lang] = {s: law[0] for s, law in laws.items()}
     return out
 
 
@@ -325,15 +339,20 @@ def point_table(a: dict, langs: list[str]) -> list[str]:
 
 
 def fit_table(a: dict) -> list[str]:
-    lines = [f"Fitted per system on its frontier (the best shape at each budget), bits per byte "
-             f"= E + A·(C/1e12)^-α; 95% intervals from {a['replicates']} bootstrap draws of the "
-             f"held-out documents (the same draws for every system):", "",
-             "| system | budgets | E | A | α |", "|---|---|---|---|---|"]
+    lines = [f"Fitted on each system's frontier (the best shape at each budget): bits per byte = "
+             f"E + A·(C/1e12)^-α with one floor E for all three systems (they code the same "
+             f"bytes, and none can go below the text's own entropy at unlimited compute), A and α "
+             f"per system; 95% intervals from {a['replicates']} bootstrap draws of the held-out "
+             f"documents (the same draws for every system). The last column fits each system "
+             f"with its own floor instead (all documents):", "",
+             "| system | budgets | E (shared) | A | α | own floor: E, A, α |",
+             "|---|---|---|---|---|---|"]
     for s, f in a["fits"].items():
         cells = [f"{f[0, i]:.3f} {_fmt_ci(*interval(f[1:, i]))}" for i in range(3)]
+        own = ", ".join(f"{v:.3f}" for v in a["own_floor"][s])
         budgets = a["fronts"][s][0]
         lines.append(f"| {LABEL[s]} | {len(budgets)}, {budgets[0]:.3g} … {budgets[-1]:.3g} | "
-                     + " | ".join(cells) + " |")
+                     + " | ".join(cells) + f" | {own} |")
     return lines
 
 
@@ -350,36 +369,38 @@ def extrapolation(a: dict) -> list[str]:
              "column refits without each budget in turn (all documents) and gives the range of "
              "the predicted ratio.", "",
              "| planned run | training FLOPs | system | predicted bpb | **x baseline** | "
-             "leave one budget out |", "|---|---|---|---|---|---|"]
+             "leave one budget out | own floors |", "|---|---|---|---|---|---|---|"]
     for t in targets:
         base = predict(fits["baseline"], t["flops"])
         lines.append(f"| {t['recipe']}, 1 TB | {t['flops']:.3g} | {LABEL['baseline']} | "
-                     f"{base[0]:.3f} {_fmt_ci(*interval(base[1:]))} | 1 | - |")
+                     f"{base[0]:.3f} {_fmt_ci(*interval(base[1:]))} | 1 | - | - |")
         for s in SYSTEMS[1:]:
             pred = predict(fits[s], t["flops"])
             r, ci = ratio_at(fits, s, t["flops"])
             spread = loo_range(a, s, t["flops"])
+            own = lang_ratio(a["own_floor"], s, t["flops"])
             lines.append(f"| | | {LABEL[s]} | {pred[0]:.3f} {_fmt_ci(*interval(pred[1:]))} | "
-                         f"**{r:.3f}** {_fmt_ci(*ci)} | {spread} |")
+                         f"**{r:.3f}** {_fmt_ci(*ci)} | {spread} | {own:.3f} |")
     for lang, by_system in a["lang_fits"].items():
         ratios = ", ".join(f"{t['recipe']} {s} {lang_ratio(by_system, s, t['flops']):.3f}x"
                            for t in targets for s in SYSTEMS[1:])
-        lines.append(f"| {lang} only | | laws fitted to its documents alone | | {ratios} | |")
+        lines.append(f"| {lang} only | | laws fitted to its documents alone | | {ratios} | | |")
     lines.append("")
     for s in SYSTEMS[1:]:
         cross = crossing(fits[s][0], fits["baseline"][0], lo_fit)
         draws = [crossing(f, b, lo_fit) for f, b in zip(fits[s][1:], fits["baseline"][1:],
                                                          strict=True)]
         found = [c for c in draws if c is not None]
-        where = ("no crossing up to 1e30 FLOPs" if cross is None else
-                 f"the laws cross at {cross:.2g} FLOPs"
+        where = ("behind the baseline at every compute up to 1e30 FLOPs" if cross is None else
+                 f"ahead of the baseline from {cross:.2g} FLOPs on"
                  + (" (inside the fitted range)" if cross <= hi_fit else " (extrapolated)"))
-        share = f"{len(found)} of {len(draws)} bootstrap draws cross"
+        share = f"{len(found)} of {len(draws)} bootstrap draws put it ahead somewhere"
         if found:
-            share += f", between {min(found):.2g} and {max(found):.2g}"
+            share += f", from {min(found):.2g} to {max(found):.2g} FLOPs"
         r0, _ = ratio_at(fits, s, lo_fit)
-        lines.append(f"- {LABEL[s]}: {r0:.3f}x the baseline at {lo_fit:.2g} FLOPs; {where}; "
-                     f"{share}.")
+        r1, _ = ratio_at(fits, s, hi_fit)
+        lines.append(f"- {LABEL[s]}: {r0:.3f}x the baseline at {lo_fit:.2g} FLOPs, {r1:.3f}x at "
+                     f"{hi_fit:.2g} (the laws); {where}; {share}.")
     return lines
 
 

@@ -20,7 +20,7 @@ from dualmind.plan import scaling_law  # noqa: E402
 from dualmind.plan.request import PlanError  # noqa: E402
 
 BUDGETS = np.logspace(12, 13.5, 5)
-LAWS = {"baseline": (1.0, 1.5, 0.30), "lossless": (0.8, 2.5, 0.35), "semantic": (2.0, 2.0, 0.2)}
+LAWS = {"baseline": (1.0, 1.5, 0.30), "lossless": (1.0, 2.5, 0.35), "semantic": (1.0, 3.0, 0.2)}
 
 
 def law(system: str, flops):
@@ -39,6 +39,13 @@ def test_fit_recovers_a_known_law_and_its_replicates():
     assert lo < law("lossless", 1e13) < hi
 
 
+def test_one_floor_for_all_systems_recovers_each_law():
+    got = scaling_fit.fit_shared_floor({s: BUDGETS for s in LAWS},
+                                       {s: law(s, BUDGETS)[None, :] for s in LAWS})
+    for system, params in LAWS.items():
+        assert got[system][0] == pytest.approx(params, abs=0.02), system
+
+
 def test_fit_needs_three_budgets_and_keeps_the_floor_non_negative():
     with pytest.raises(ValueError, match="three budgets"):
         scaling_fit.fit(BUDGETS[:2], [2.0, 1.0])
@@ -46,12 +53,15 @@ def test_fit_needs_three_budgets_and_keeps_the_floor_non_negative():
     assert scaling_fit.fit(BUDGETS[:3], [3.0, 1.5, 0.2])[0] >= 0
 
 
-def test_crossing_is_where_the_laws_meet():
+def test_crossing_is_where_the_system_gets_ahead_for_good():
     sys_law, base_law = np.array(LAWS["lossless"]), np.array(LAWS["baseline"])
-    cross = scaling_fit.crossing(sys_law, base_law, 1e12)
-    assert cross is not None
+    cross = scaling_fit.crossing(sys_law, base_law, 1e12)  # behind at first, ahead later
+    assert cross is not None and cross > 1e12
     assert law("lossless", cross) == pytest.approx(law("baseline", cross), abs=2e-3)
     assert scaling_fit.crossing(np.array(LAWS["semantic"]), base_law, 1e12) is None
+    assert scaling_fit.crossing(base_law, np.array(LAWS["semantic"]), 1e12) == 1e12
+    # ahead at first, behind for good later: never "ahead from" anywhere
+    assert scaling_fit.crossing(base_law, sys_law, 1e12) is None
 
 
 def fake_points(work: Path, docs: int = 12) -> None:

@@ -421,19 +421,29 @@ def loo_range(a: dict, system: str, flops: float) -> str:
 def verdict(a: dict) -> str:
     """The README's one-sentence verdict, from the same fits as the report."""
     t = a["targets"][0]
+    lo = max(f[0][0] for f in a["fronts"].values())
     hi = min(f[0][-1] for f in a["fronts"].values())
-    cells = []
+    base_front = a["fronts"]["baseline"][1][0]
+    cells, behind = [], True
     for s in SYSTEMS[1:]:
         r, (lo_r, hi_r) = ratio_at(a["fits"], s, t["flops"])
-        cells.append(f"{r:.2f}x [{lo_r:.2f}, {hi_r:.2f}] ({s})")
+        measured = a["fronts"][s][1][0] / base_front
+        behind = behind and bool(measured.min() > 1)
+        cross = crossing(a["fits"][s][0], a["fits"]["baseline"][0], lo)
+        ahead = "never ahead" if cross is None else f"ahead from {cross:.1g} FLOPs"
+        cells.append(f"{s} {measured.min():.2f}–{measured.max():.2f}x measured, "
+                     f"{r:.2f}x [{lo_r:.2f}, {hi_r:.2f}] predicted, {ahead}")
     return (f"**Scaling verdict** ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d}, "
-            f"`benchmarks/RESULTS.md`, Scaling): fitted over "
-            f"{min(f[0][0] for f in a['fronts'].values()):.2g}–{hi:.2g} training FLOPs on the "
-            f"demo corpus and extrapolated to the {t['recipe']} run on 1 TB ({t['flops']:.2g} "
-            f"FLOPs), the two-headed model is predicted at {' and '.join(cells)} the bits per "
-            f"byte of a BPE model of equal compute: an extrapolation over "
-            f"{np.log10(t['flops'] / hi):.0f} decades from models of a few million parameters, "
-            f"its 95% intervals covering only the choice of held-out documents.")
+            f"`benchmarks/RESULTS.md`, Scaling): "
+            + (f"at every budget from {lo:.2g} to {hi:.2g} training FLOPs on the demo corpus the "
+               f"two-headed model needs more bits per byte than a BPE model of equal compute"
+               if behind else f"from {lo:.2g} to {hi:.2g} training FLOPs on the demo corpus the "
+               f"two-headed model is ahead of a BPE model of equal compute at some budgets")
+            + f", and laws fitted to those budgets (one shared floor) extrapolate to the "
+            f"{t['recipe']} run on 1 TB ({t['flops']:.2g} FLOPs) as "
+            f"{'; '.join(cells)}: an extrapolation over {np.log10(t['flops'] / hi):.0f} decades "
+            f"from models of a few million parameters, its 95% intervals covering only the "
+            f"choice of held-out documents.")
 
 
 def plot(a: dict, path: Path) -> None:

@@ -260,8 +260,8 @@ def scaling_figures(plans: dict[str, dict]) -> dict[str, str]:
          "sc.share.lossless": f"{law['core_share']['lossless']:g}",
          "sc.share.semantic": f"{law['core_share']['semantic']:g}"}
     for name, crossing in law.get("crossing", {}).items():
-        f[f"sc.cross.{name}"] = ("no crossing up to 1e30 FLOPs" if crossing is None
-                                 else f"{crossing:.2g} FLOPs".replace("e+", "e"))
+        f[f"sc.cross.{name}"] = ("never, up to 1e30 FLOPs" if crossing is None
+                                 else f"from {crossing:.2g} FLOPs on".replace("e+", "e"))
     for size, p in plans.items():
         pred = p["scaling"]
         f[f"sc.{size}.flops"] = f"{pred['flops']:.2g}".replace("e+", "e")

@@ -25,7 +25,7 @@ BENCHMARKS: list[tuple[str, list[str], Path | None]] = [
     ("adapt.py", ["--core", str(DEMO / "core_mini/checkpoints/last.ckpt"),
                   "--corpus", str(DEMO / "corpus")], DEMO / "core_mini"),
     ("equal_compute.py", [], None),
-    ("scaling_grid.py", [], None),  # the scaling study: ~40 trainings (~70 min), resumable
+    ("scaling_grid.py", [], None),  # the scaling study: 35 points (~1.8 h), resumable
     ("faults.py", [], None),  # the reliability campaign: kill -9 and bad inputs (~15 min)
 ]
 

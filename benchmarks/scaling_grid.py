@@ -1,7 +1,7 @@
 """The scaling study's standard grid (issue 14): Hydra multiruns of benchmarks/scaling.py, then
 the report (benchmarks/scaling_report.py).
 
-    .venv/bin/python benchmarks/scaling_grid.py            # ~70 min on 2 quiet cores; resumable
+    .venv/bin/python benchmarks/scaling_grid.py            # ~1.8 h on 2 cores; resumable
     .venv/bin/python benchmarks/scaling_grid.py --print    # the sweeps, to run on a launcher
     .venv/bin/python benchmarks/scaling_grid.py --quick    # two tiny budgets: a smoke test
     .venv/bin/python benchmarks/scaling_grid.py --train en.txt ru.txt --heldout en_val.txt \

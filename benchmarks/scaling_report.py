@@ -178,6 +178,9 @@ def law_json(a: dict, command: str) -> dict:
         "C0": 1e12,
         "fitted_flops": [min(budgets), max(budgets)],
         "core_share": a["shares"],
+        "leave_one_out": {s: None if a["loo"][s] is None else
+                          [[float(f"{v:.6g}") for v in row] for row in a["loo"][s]]
+                          for s in SYSTEMS},
         "crossing": {s: crossing(a["fits"][s][0], a["fits"]["baseline"][0], min(budgets))
                      for s in SYSTEMS[1:]},
         "systems": {s: {"E": float(f[0, 0]), "A": float(f[0, 1]), "alpha": float(f[0, 2]),
@@ -381,11 +384,25 @@ def extrapolation(a: dict) -> list[str]:
             own = lang_ratio(a["own_floor"], s, t["flops"])
             lines.append(f"| | | {LABEL[s]} | {pred[0]:.3f} {_fmt_ci(*interval(pred[1:]))} | "
                          f"**{r:.3f}** {_fmt_ci(*ci)} | {spread} | {own:.3f} |")
+    floor = float(fits["baseline"][0, 0])
+    slopes = ", ".join(f"{LABEL[s]} {fits[s][0, 2]:.3f}" for s in SYSTEMS)
+    if floor < 0.05:
+        note = [f"The shared floor is fitted at {floor:.3f} bits per byte: no system shows a floor "
+                f"over the measured range yet, the laws are nearly pure power laws, the "
+                f"extrapolated bits per byte keep falling (the baseline's to "
+                f"{float(predict(fits['baseline'][0], targets[0]['flops'])):.3f} at "
+                f"{targets[0]['flops']:.2g} FLOPs) and the ratios follow the slopes α alone "
+                f"({slopes}).", ""]
+    else:
+        note = [f"The shared floor is fitted at {floor:.3f} bits per byte; far beyond the "
+                f"measured range every law approaches it, so the ratios drift towards 1 "
+                f"(slopes α: {slopes}).", ""]
     for lang, by_system in a["lang_fits"].items():
         ratios = ", ".join(f"{t['recipe']} {s} {lang_ratio(by_system, s, t['flops']):.3f}x"
                            for t in targets for s in SYSTEMS[1:])
         lines.append(f"| {lang} only | | laws fitted to its documents alone | | {ratios} | | |")
     lines.append("")
+    lines += note
     for s in SYSTEMS[1:]:
         cross = crossing(fits[s][0], fits["baseline"][0], lo_fit)
         draws = [crossing(f, b, lo_fit) for f, b in zip(fits[s][1:], fits["baseline"][1:],
@@ -408,14 +425,19 @@ def lang_ratio(by_system: dict, system: str, flops: float) -> float:
     return float(predict(by_system[system], flops) / predict(by_system["baseline"], flops))
 
 
-def loo_range(a: dict, system: str, flops: float) -> str:
-    """Range of the predicted ratio over the refits that leave one budget out (the same budget
-    left out of both laws)."""
+def loo_bounds(a: dict, system: str, flops: float) -> tuple[float, float] | None:
+    """Lowest and highest predicted ratio over the refits that leave one budget out (the same
+    budget left out of every law)."""
     loo, base = a["loo"][system], a["loo"]["baseline"]
-    if loo is None or base is None or len(loo) != len(base):
-        return "-"
+    if loo is None or base is None:
+        return None
     r = predict(loo, flops) / predict(base, flops)
-    return _fmt_ci(float(r.min()), float(r.max()))
+    return float(r.min()), float(r.max())
+
+
+def loo_range(a: dict, system: str, flops: float) -> str:
+    bounds = loo_bounds(a, system, flops)
+    return "-" if bounds is None else _fmt_ci(*bounds)
 
 
 def verdict(a: dict) -> str:
@@ -431,8 +453,12 @@ def verdict(a: dict) -> str:
         behind = behind and bool(measured.min() > 1)
         cross = crossing(a["fits"][s][0], a["fits"]["baseline"][0], lo)
         ahead = "never ahead" if cross is None else f"ahead from {cross:.1g} FLOPs"
+        loo = loo_bounds(a, s, t["flops"])
+        settled = "" if loo is None else (
+            f", leaving one budget out {loo[0]:.2f}–{loo[1]:.2f}x"
+            + (": the sign is not settled" if loo[0] < 1 < loo[1] else ""))
         cells.append(f"{s} {measured.min():.2f}–{measured.max():.2f}x measured, "
-                     f"{r:.2f}x [{lo_r:.2f}, {hi_r:.2f}] predicted, {ahead}")
+                     f"{r:.2f}x [{lo_r:.2f}, {hi_r:.2f}] predicted{settled}, {ahead}")
     return (f"**Scaling verdict** ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d}, "
             f"`benchmarks/RESULTS.md`, Scaling): "
             + (f"at every budget from {lo:.2g} to {hi:.2g} training FLOPs on the demo corpus the "

@@ -240,13 +240,18 @@ def test_plan_json_table_and_plot(tmp_path, capsys):
     assert data["model"]["num_params"] == CoreConfig.from_name("200b").num_params()
     assert data["inputs"]["bytes_per_symbol"]["provenance"].startswith("default")
     assert png.stat().st_size > 5000 and png.read_bytes()[:4] == b"\x89PNG"
-    # No equal-compute section in the given results file: the comparison says so, whatever the
-    # repository's own benchmarks/RESULTS.md holds today.
+    # No equal-compute section in the given results file: the JSON says so, whatever the
+    # repository's own benchmarks/RESULTS.md holds today (the table prints the scaling study's
+    # prediction instead, tests/test_scaling.py).
     args = parser.parse_args(["--model", "8b", "--corpus", "100GB", "--gpus", "8",
                               "--results", str(tmp_path / "no-results.md")])
     assert plan_cli.run(args) == 0
     out = capsys.readouterr().out
-    for needle in ("GPU-hours", "smallest GPU count", "compute-optimal", "not measured yet"):
+    args.json = True
+    assert plan_cli.run(args) == 0
+    assert json.loads(capsys.readouterr().out)["equivalence"]["measured"]["status"] == \
+        "not measured yet"
+    for needle in ("GPU-hours", "smallest GPU count", "compute-optimal"):
         assert needle in out
 
 

@@ -244,7 +244,11 @@ def _predicted(scaling: dict) -> tuple[str, str]:
     cells = []
     for name, s in scaling["systems"].items():
         lo, hi = s["ratio_interval"]
-        cells.append(f"{name} {s['ratio']:.2f}x [{lo:.2f}, {hi:.2f}]")
+        cell = f"{name} {s['ratio']:.2f}x [{lo:.2f}, {hi:.2f}]"
+        if "leave_one_out" in s:
+            low, high = s["leave_one_out"]
+            cell += f" (one budget left out: {low:.2f}–{high:.2f}x)"
+        cells.append(cell)
     lo, hi = scaling["fitted_flops"]
     return (f"{'; '.join(cells)} at {scaling['flops']:.2g} FLOPs (core + alignment)",
             f"from {scaling['source']}; fitted over {lo:.2g}–{hi:.2g} FLOPs, extrapolated "

@@ -67,6 +67,7 @@ def prediction(law: dict | None, flops: float) -> dict:
            "source": f"{law['source']} ({law['date']}, commit {law['commit']}, "
                      f"{law['machine']})", "file": law.get("file", str(LAW_FILE)), "systems": {}}
     base_draws = [_bpb(r, flops, c0) for r in base["replicates"]]
+    loo = law.get("leave_one_out") or {}
     out["baseline_bpb"] = _bpb((base["E"], base["A"], base["alpha"]), flops, c0)
     for name in SYSTEMS:
         s = systems[name]
@@ -77,4 +78,9 @@ def prediction(law: dict | None, flops: float) -> dict:
             "ratio": bpb / out["baseline_bpb"],
             "ratio_interval": _interval([d / b for d, b in zip(draws, base_draws, strict=True)]),
         }
+        if loo.get(name) and loo.get("baseline") and len(loo[name]) == len(loo["baseline"]):
+            # refits leaving one budget out: how much the prediction leans on any one point
+            ratios = [_bpb(r, flops, c0) / _bpb(b, flops, c0)
+                      for r, b in zip(loo[name], loo["baseline"], strict=True)]
+            out["systems"][name]["leave_one_out"] = [min(ratios), max(ratios)]
     return out

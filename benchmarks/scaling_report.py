@@ -472,6 +472,15 @@ def verdict(a: dict) -> str:
             f"choice of held-out documents.")
 
 
+def _style(ax, ylabel: str, title: str) -> None:
+    ax.set_xscale("log")
+    ax.set_xlabel("training FLOPs")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+
+
 def plot(a: dict, path: Path) -> None:
     import matplotlib
 
@@ -492,12 +501,8 @@ def plot(a: dict, path: Path) -> None:
             band = np.percentile(curves, [2.5, 97.5], axis=0)
             left.plot(grid, predict(fits[s][0], grid), "-", color=COLOR[s], label=LABEL[s])
             left.fill_between(grid, band[0], band[1], color=COLOR[s], alpha=0.2)
-    left.set_xscale("log")
-    left.set_xlabel("training FLOPs")
-    left.set_ylabel("held-out bits per byte")
-    left.set_title("points (o xs, ■ s, ▲ m), fits on the frontier, 95% bands")
-    left.grid(alpha=0.3, which="both")
-    left.legend(fontsize=8)
+    _style(left, "held-out bits per byte", "points (o xs, ■ s, ▲ m), fits on the frontier, "
+           "95% bands")
     if fits:
         lo = max(f[0][0] for f in fronts.values())
         grid = np.logspace(np.log10(lo), np.log10(max(t["flops"] for t in a["targets"])) + 0.5,
@@ -515,12 +520,8 @@ def plot(a: dict, path: Path) -> None:
             right.text(t["flops"], right.get_ylim()[1], t["recipe"], rotation=90, va="top",
                        fontsize=8)
         right.axhline(1.0, color="black", lw=1)
-        right.set_xscale("log")
-        right.set_xlabel("training FLOPs")
-        right.set_ylabel("system bits per byte / BPE baseline's")
-        right.set_title("extrapolated ratio to the baseline (95% bands: documents only)")
-        right.grid(alpha=0.3, which="both")
-        right.legend(fontsize=8)
+        _style(right, "system bits per byte / BPE baseline's",
+               "extrapolated ratio to the baseline (95% bands: documents only)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

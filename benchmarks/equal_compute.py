@@ -165,21 +165,27 @@ def run_training(overrides: list[str], steps: int) -> dict:
             "steps": result.steps}
 
 
+def core_schedule(core_overrides: list[str], budget: float, core_share: float) -> Schedule:
+    """Steps of the core pretraining run that spend `core_share` of a two-headed budget (every
+    core row is full, so each step costs the same)."""
+    from dualmind.config.schema import compose
+    from dualmind.model.config import CoreConfig
+
+    cfg = compose(core_overrides)
+    per_step = core_step_flops(CoreConfig.from_dict(dict(cfg.model)), int(cfg.data.seq_len),
+                               int(cfg.data.batch_size))
+    return constant_steps(split_budget(budget, core_share, per_step), per_step)
+
+
 def train_two_headed(level: str, corpus: Path, work: Path, budget: float, core_share: float,
                      extra: list[str], core_extra: Sequence[str] = (),
                      runs: Path | None = None) -> dict:
     """core_extra: overrides of the core run (a shape, a batch size), the decoder's in `extra`;
     runs: the folder of the two run folders (default `work`), the lexicon always in `work`."""
-    from dualmind.config.schema import compose
-    from dualmind.model.config import CoreConfig
-
     runs = runs or work
     core_over = ["recipe=core_mini", f"data.dir={corpus}", f"run_dir={runs}/{level}-core",
                  *core_extra]
-    cfg = compose(core_over)
-    per_step = core_step_flops(CoreConfig.from_dict(dict(cfg.model)), int(cfg.data.seq_len),
-                               int(cfg.data.batch_size))
-    core_sched = constant_steps(split_budget(budget, core_share, per_step), per_step)
+    core_sched = core_schedule(core_over, budget, core_share)
     print(f"[{level}] core: {core_sched.steps} steps, {core_sched.flops:.3g} FLOPs", flush=True)
     core = run_training(core_over, core_sched.steps)
     align_over = ["recipe=decoder_align", f"data.dir={corpus}", f"run_dir={runs}/{level}-align",

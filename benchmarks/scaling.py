@@ -184,11 +184,7 @@ def train_point(cfg: DictConfig, work: Path, share: float | None, where: Path) -
 def planned_steps(cfg: DictConfig, work: Path, share: float | None) -> dict[str, int]:
     """The steps each stage would get, without training: a point below min_steps is recorded
     as unaffordable instead of trained (its learning-rate schedule would be all warm-up)."""
-    from equal_compute import align_schedule, core_step_flops, split_budget
-    from equal_compute_flops import constant_steps
-
-    from dualmind.config.schema import compose
-    from dualmind.model.config import CoreConfig
+    from equal_compute import align_schedule, core_schedule
 
     shape = dict(cfg.shapes[cfg.shape])
     levels = corpora(work, cfg.train, cfg.heldout)
@@ -198,10 +194,8 @@ def planned_steps(cfg: DictConfig, work: Path, share: float | None) -> dict[str,
                 *shape_overrides(shape, "lm")]
         return {"lm": align_schedule(over, budget).steps}
     corpus = levels[cfg.system][1]
-    core_cfg = compose(["recipe=core_mini", f"data.dir={corpus}", *shape_overrides(shape, "core")])
-    per_step = core_step_flops(CoreConfig.from_dict(dict(core_cfg.model)),
-                               int(core_cfg.data.seq_len), int(core_cfg.data.batch_size))
-    core = constant_steps(split_budget(budget, share, per_step), per_step)
+    core = core_schedule(["recipe=core_mini", f"data.dir={corpus}",
+                          *shape_overrides(shape, "core")], budget, share)
     # the align schedule needs a core checkpoint only to train, not to count: the shape decides
     over = ["recipe=decoder_align", f"data.dir={corpus}", *shape_overrides(shape, "align")]
     return {"core": core.steps, "align": align_schedule(over, budget - core.flops).steps}

@@ -272,8 +272,7 @@ def passes(p: dict, work: Path) -> dict[str, float]:
     """About how many times each stage went over the training split: positions trained (steps x
     rows x row length) / positions in the split (core units for the core and the align rows,
     whose rows are core units; BPE tokens for the baseline)."""
-    corpus = work / f"corpus-{'semantic' if p['system'] == 'baseline' else p['system']}"
-    train = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))["splits"]["train"]
+    train = train_split(work / f"corpus-{'semantic' if p['system'] == 'baseline' else p['system']}")
     out = {}
     for stage, steps in p["steps"].items():
         rows = p["shape_spec"]["core_batch" if stage == "core" else "text_batch"]
@@ -282,10 +281,15 @@ def passes(p: dict, work: Path) -> dict[str, float]:
     return out
 
 
+@functools.cache
+def train_split(corpus: Path) -> dict:
+    """The corpus manifest's training split (sizes), read once per corpus."""
+    return json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))["splits"]["train"]
+
+
 def train_bytes(work: Path) -> int:
     """Bytes of text in the training split (the same documents under every lexicon level)."""
-    manifest = json.loads((work / "corpus-semantic" / "manifest.json").read_text(encoding="utf-8"))
-    return int(manifest["splits"]["train"]["bytes"])
+    return int(train_split(work / "corpus-semantic")["bytes"])
 
 
 def explanation(a: dict) -> list[str]:
@@ -381,7 +385,7 @@ def extrapolation(a: dict) -> list[str]:
             pred = predict(fits[s], t["flops"])
             r, ci = ratio_at(fits, s, t["flops"])
             spread = loo_range(a, s, t["flops"])
-            own = lang_ratio(a["own_floor"], s, t["flops"])
+            own = law_ratio(a["own_floor"], s, t["flops"])
             lines.append(f"| | | {LABEL[s]} | {pred[0]:.3f} {_fmt_ci(*interval(pred[1:]))} | "
                          f"**{r:.3f}** {_fmt_ci(*ci)} | {spread} | {own:.3f} |")
     floor = float(fits["baseline"][0, 0])
@@ -398,7 +402,7 @@ def extrapolation(a: dict) -> list[str]:
                 f"measured range every law approaches it, so the ratios drift towards 1 "
                 f"(slopes α: {slopes}).", ""]
     for lang, by_system in a["lang_fits"].items():
-        ratios = ", ".join(f"{t['recipe']} {s} {lang_ratio(by_system, s, t['flops']):.3f}x"
+        ratios = ", ".join(f"{t['recipe']} {s} {law_ratio(by_system, s, t['flops']):.3f}x"
                            for t in targets for s in SYSTEMS[1:])
         lines.append(f"| {lang} only | | laws fitted to its documents alone | | {ratios} | | |")
     lines.append("")
@@ -421,7 +425,7 @@ def extrapolation(a: dict) -> list[str]:
     return lines
 
 
-def lang_ratio(by_system: dict, system: str, flops: float) -> float:
+def law_ratio(by_system: dict, system: str, flops: float) -> float:
     return float(predict(by_system[system], flops) / predict(by_system["baseline"], flops))
 
 

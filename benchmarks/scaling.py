@@ -162,11 +162,11 @@ def document_scores(checkpoint: Path, corpus: Path) -> list[dict]:
     return rows
 
 
-def train_point(cfg: DictConfig, work: Path, share: float | None, where: Path) -> dict:
+def train_point(cfg: DictConfig, work: Path, levels: dict, share: float | None,
+                where: Path) -> dict:
     from equal_compute import train_baseline, train_two_headed
 
     shape = dict(cfg.shapes[cfg.shape])
-    levels = corpora(work, cfg.train, cfg.heldout)
     if cfg.system == "baseline":
         run = train_baseline(levels["semantic"][1], where, float(cfg.budget),
                              shape_overrides(shape, "lm"))
@@ -181,13 +181,12 @@ def train_point(cfg: DictConfig, work: Path, share: float | None, where: Path) -
             "steps": {"core": run["core_schedule"].steps, "align": run["align_schedule"].steps}}
 
 
-def planned_steps(cfg: DictConfig, work: Path, share: float | None) -> dict[str, int]:
+def planned_steps(cfg: DictConfig, levels: dict, share: float | None) -> dict[str, int]:
     """The steps each stage would get, without training: a point below min_steps is recorded
     as unaffordable instead of trained (its learning-rate schedule would be all warm-up)."""
     from equal_compute import align_schedule, core_schedule
 
     shape = dict(cfg.shapes[cfg.shape])
-    levels = corpora(work, cfg.train, cfg.heldout)
     budget = float(cfg.budget)
     if cfg.system == "baseline":
         over = ["recipe=baseline_bpe_mini", f"data.dir={levels['semantic'][1]}",
@@ -226,7 +225,8 @@ def run_point(cfg: DictConfig) -> dict:
     record = {"system": cfg.system, "shape": cfg.shape, "shape_spec": dict(cfg.shapes[cfg.shape]),
               "budget": float(cfg.budget), "core_share": share,
               "core_share_asked": str(cfg.core_share), "machine": machine()}
-    steps = planned_steps(cfg, work, share)
+    levels = corpora(work, cfg.train, cfg.heldout)  # {level: (lexicon, corpus)}, built once
+    steps = planned_steps(cfg, levels, share)
     if min(steps.values()) < int(cfg.min_steps):
         record.update(steps=steps, unaffordable=f"fewer than min_steps={cfg.min_steps} steps")
         print(f"[scaling] {where}: {steps} steps, below min_steps={cfg.min_steps}: recorded as "
@@ -236,7 +236,7 @@ def run_point(cfg: DictConfig) -> dict:
             shutil.rmtree(where)
         where.mkdir(parents=True)
         t = time.perf_counter()
-        trained = train_point(cfg, work, share, where)
+        trained = train_point(cfg, work, levels, share, where)
         docs = document_scores(Path(trained["checkpoint"]), Path(trained["corpus"]))
         total_bits = sum(d["core_bits"] + d["decoder_bits"] for d in docs)
         record.update(flops=trained["flops"], steps=trained["steps"], wall_s=trained["wall_s"],

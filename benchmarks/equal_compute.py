@@ -18,8 +18,11 @@ Steps:
 3. BPE baseline (recipe baseline_bpe_mini) on the whole budget.
    Steps come from FLOPs counted on the very batches each run draws (equal_compute_flops.py).
 4. Score all three on the held-out text of each language with `dualmind eval`'s machinery
-   (every byte scored, records longer than a context in windows), render a held-out scene per
-   language, and write the table, the bpb-vs-FLOPs plot and the examples into
+   (every byte scored, records longer than a context in windows; for the two-headed systems
+   also with every row reading another row's core: the bits taken from the core), render the
+   first held-out scenes of each language from each two-headed system's core (chrF beside the
+   same rendering from another scene's core), and write the table, the bpb-vs-FLOPs plot and
+   the examples into
    benchmarks/RESULTS.md (<!-- equal_compute:start/end -->) and benchmarks/equal_compute.png;
    on --train files into WORK/equal_compute.md and WORK/equal_compute.png instead.
 """
@@ -229,8 +232,10 @@ def score(checkpoint: Path, corpus: Path, documents: int | None = None) -> dict:
     return out
 
 
-def render(checkpoint: Path, corpus: Path, lexicon: Path, max_new_tokens: int) -> list:
-    """One held-out scene per language, rendered greedily from the frozen core's states."""
+def render(checkpoint: Path, corpus: Path, lexicon: Path, scenes: int) -> dict:
+    """{lang: renderings} of the first `scenes` held-out scenes per language, each whole and
+    greedy from the frozen core's states, each also rendered from the next scene's states of
+    its language (the control: what a rendering gets from the shared names and register)."""
     from dualmind.data.open_corpus import open_shards
     from dualmind.evaluate.load import load_models
     from dualmind.evaluate.render import render_scenes
@@ -238,9 +243,12 @@ def render(checkpoint: Path, corpus: Path, lexicon: Path, max_new_tokens: int) -
 
     model, decoder, _ = load_models(checkpoint)
     val = open_shards(corpus, "val")
-    picks = [int(records_of_language(val, lang)[0]) for lang in sorted(val.languages())]
-    return render_scenes(model, decoder, corpus, "val", lexicon_dir=lexicon,
-                         max_new_tokens=max_new_tokens, records=picks)
+    out = {}
+    for lang in sorted(val.languages()):
+        picks = [int(i) for i in records_of_language(val, lang)[:scenes]]
+        out[lang] = render_scenes(model, decoder, corpus, "val", lexicon_dir=lexicon,
+                                  records=picks)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="training FLOPs of every system (default 5e13)")
     parser.add_argument("--core-share", type=float, default=0.5,
                         help="share of a two-headed budget spent pretraining the core")
-    parser.add_argument("--render-tokens", type=int, default=64)
+    parser.add_argument("--render-scenes", type=int, default=3,
+                        help="held-out scenes rendered per language and level (default 3)")
     parser.add_argument("--documents", type=int, default=None,
                         help="score only the first N held-out documents per language (whole "
                              "documents: the same bytes under both lexicons); default all")
@@ -285,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
                                       args.documents)
     runs["baseline"]["scores"] = score(runs["baseline"]["run"]["checkpoint"],
                                        corpora["semantic"][1], args.documents)
-    renderings = render(runs["semantic"]["align"]["checkpoint"], corpora["semantic"][1],
-                        corpora["semantic"][0], args.render_tokens)
+    renderings = {level: render(runs[level]["align"]["checkpoint"], corpora[level][1],
+                                corpora[level][0], args.render_scenes) for level in LEVELS}
     from equal_compute_report import check_same_bytes, markdown, plot
 
     check_same_bytes(runs)

@@ -19,6 +19,8 @@ def combined(scores: dict):
         for name in ("core_nll", "decoder_nll", "text_bytes", "split_bytes", "core_positions",
                      "text_positions", "records", "windowed", "windows"):
             setattr(out, name, getattr(out, name) + getattr(bits, name))
+    controls = [bits.shuffled_nll for bits in scores.values()]
+    out.shuffled_nll = None if None in controls else sum(controls)  # every language or none
     return out
 
 
@@ -91,27 +93,28 @@ def table(runs: dict) -> list[str]:
     langs = languages(runs)
     lines = ["| system | training FLOPs | steps | wall time | **held-out bpb** | "
              + "".join(f"{lang} | " for lang in langs)
-             + "core part | decoder part | x baseline |", "|" + "---|" * (8 + len(langs))]
+             + "core part | decoder part | taken from core | x baseline |",
+             "|" + "---|" * (9 + len(langs))]
     for name in (*LEVELS, "baseline"):
         r = runs[name]
         total = combined(r["scores"])
         if name == "baseline":
             label, steps = "BPE baseline (baseline_bpe_mini)", f"{r['schedule'].steps}"
-            core, dec = "-", f"{total.decoder_bpb:.4f}"
+            core, dec, taken = "-", f"{total.decoder_bpb:.4f}", "-"
         else:
             label = f"two-headed, {name} lexicon"
             steps = f"{r['core_schedule'].steps} core + {r['align_schedule'].steps} align"
             core, dec = f"{total.core_bpb:.4f}", f"{total.decoder_bpb:.4f}"
+            taken = ("-" if total.taken_from_core_bpb is None
+                     else f"{total.taken_from_core_bpb:.3f}")
         per_lang = [f"{r['scores'][lang].system_bpb:.4f}" for lang in langs]
         lines.append(f"| {label} | {r['flops']:.3g} | {steps} | {_minutes(r['wall_s'])} | "
                      f"**{total.system_bpb:.4f}** | {' | '.join(per_lang)} | {core} | {dec} | "
-                     f"{total.system_bpb / base_bpb:.3f} |")
+                     f"{taken} | {total.system_bpb / base_bpb:.3f} |")
     return lines
 
 
-def markdown(runs: dict, renderings: list, args, total_s: float, load: float) -> str:
-    from dualmind.evaluate.render import clip
-
+def markdown(runs: dict, renderings: dict, args, total_s: float, load: float) -> str:
     base = combined(runs["baseline"]["scores"])
     held = runs["baseline"]["scores"]
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -152,14 +155,35 @@ def markdown(runs: dict, renderings: list, args, total_s: float, load: float) ->
               "Curves: validation during training on the runs' first val batches (the core "
               "phase plots only the core's part of the code; the alignment phase adds the "
               "decoder's val bpb to the final core part); stars: all held-out bytes (the "
-              "table).", "",
-              "Held-out scenes rendered greedily by the two-headed (semantic) decoder from the "
-              f"frozen core's states alone (first {args.render_tokens} tokens):", ""]
-    for r in renderings:
-        lines += [f"- original: {clip(r.original, 300)}",
-                  f"  - hyperphrase: {clip(r.hyperphrase, 200)}",
-                  f"  - decoder (chrF {r.chrf:.1f}): {clip(r.rendered, 300)}"]
+              "table).", ""]
+    lines += rendered(renderings)
     return "\n".join(lines)
+
+
+def rendered(renderings: dict) -> list[str]:
+    """Per level and language: the renders' mean chrF beside the control's, and the first one."""
+    from dualmind.evaluate.render import clip
+
+    lines = ["Held-out scenes rendered by each two-headed decoder from the frozen core's states "
+             "alone (greedy, whole scenes; control: the same scene rendered from the next "
+             "scene's states, scored against its own text; words in order: the share of the "
+             "original's words said in order):", ""]
+    for level, by_lang in renderings.items():
+        for lang, rs in by_lang.items():
+            control = ("-" if any(r.control_chrf is None for r in rs)
+                       else f"{_mean(rs, 'control_chrf'):.1f}")
+            lines.append(f"- {level}, {lang}, {len(rs)} scenes: chrF **{_mean(rs, 'chrf'):.1f}** "
+                         f"(control {control}), words in order "
+                         f"{_mean(rs, 'words_in_order'):.0%}")
+            first = rs[0]
+            lines += [f"  - original: {clip(first.original, 300)}",
+                      f"  - hyperphrase: {clip(first.hyperphrase, 200)}",
+                      f"  - decoder (chrF {first.chrf:.1f}): {clip(first.rendered, 300)}"]
+    return lines
+
+
+def _mean(renderings: list, key: str) -> float:
+    return sum(getattr(r, key) for r in renderings) / len(renderings)
 
 
 def analysis(runs: dict) -> list[str]:

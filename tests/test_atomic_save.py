@@ -120,3 +120,28 @@ def test_copy_checkpoint_links_and_a_later_save_leaves_the_source_alone(tmp_path
     copy_checkpoint(folder, copy)
     assert [p.name for p in copy.iterdir()] == ["meta.pt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_saved_name_is_flushed_with_its_folder(tmp_path, monkeypatch):
+    """A rename is durable only once its folder is synced: both savers sync the folder after."""
+    import os
+
+    from dualmind.train.loop import atomic_checkpoint_io
+
+    synced, real_fsync = [], os.fsync
+
+    def fsync(fd):
+        synced.append(os.path.realpath(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd")
+                      else fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    atomic_checkpoint_io().save_checkpoint({"step": torch.tensor(1)}, path)
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    replace_folder(staged, tmp_path / "folder")
+    if os.path.exists("/proc/self/fd"):  # Linux: the synced descriptors' paths are known
+        assert str(path.parent) in synced and str(tmp_path) in synced
+    else:
+        assert len(synced) >= 3  # the file, its folder, the replaced folder's parent

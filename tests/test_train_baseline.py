@@ -39,3 +39,12 @@ def test_baseline_recipe_reads_the_decoder_vocabulary():
     align = compose(["recipe=decoder_align"])
     assert base.model.vocab_size == align.decoder.vocab_size
     assert base.model.dim == align.model.dim and base.model.n_layers == align.model.n_layers
+
+
+def test_a_baseline_vocabulary_smaller_than_the_tokenizer_names_the_models_key():
+    from dualmind.data.open_corpus import DataConfigError
+    from dualmind.train.align_datamodule import AlignDataModule
+
+    cfg = compose(["recipe=baseline_bpe_mini", f"data.dir={tiny_corpus()}", "model.vocab_size=8"])
+    with pytest.raises(DataConfigError, match=r"^model\.vocab_size=8 is smaller than"):
+        AlignDataModule.from_config(cfg).prepare()

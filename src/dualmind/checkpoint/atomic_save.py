@@ -44,7 +44,24 @@ def replace_folder(src: Path, dst: Path) -> None:
     if dst.exists() or dst.is_symlink():
         os.replace(dst, old)
     os.replace(src, dst)
+    fsync_folder(dst.parent)
     _remove(old)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries: a rename is only durable once its folder is, so a power cut
+    right after a save could otherwise bring back the old name's content. (A no-op where
+    folders cannot be opened, as on Windows.)"""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a folder; the rename still happened
+        pass
+    finally:
+        os.close(fd)
 
 
 def copy_checkpoint(src: Path, dst: Path) -> None:

@@ -263,9 +263,11 @@ class AlignDataModule(L.LightningDataModule):
                  seed: int = 1234, num_workers: int = 0, val_max_batches: int | None = None,
                  lexicon: str | None = None, core_vocab_size: int | None = None,
                  text_vocab_size: int | None = None, qa: bool = False,
-                 qa_heldout_fraction: float = 0.1):
+                 qa_heldout_fraction: float = 0.1, text_vocab_key: str = "decoder.vocab_size"):
         """qa: mix the corpus's training QA pairs into the train rows (dualmind.train.align_qa);
-        the held-out ones become qa_val_packs, scored apart from the scenes' val/bpb."""
+        the held-out ones become qa_val_packs, scored apart from the scenes' val/bpb.
+        text_vocab_key: the config key that sets text_vocab_size, for the error that finds it
+        too small (stage lm reads the text with the model's own vocabulary)."""
         super().__init__()
         self.qa, self.qa_heldout_fraction = qa, qa_heldout_fraction
         self.qa_val_packs: AlignPacks | None = None
@@ -275,6 +277,7 @@ class AlignDataModule(L.LightningDataModule):
         self.val_max_batches = val_max_batches
         self.expected_fingerprint = resolve_expected_fingerprint(lexicon)
         self.core_vocab_size, self.text_vocab_size = core_vocab_size, text_vocab_size
+        self.text_vocab_key = text_vocab_key
         self.train_packs: AlignPacks | None = None
         self.val_packs: AlignPacks | None = None
         self.lexicon_fingerprint: str | None = None
@@ -287,7 +290,8 @@ class AlignDataModule(L.LightningDataModule):
             return cls(corpus_dir=d.dir, core_len=NO_LIMIT, text_len=d.seq_len,  # vocab is text
                        batch_size=d.batch_size, seed=d.seed, num_workers=d.num_workers,
                        val_max_batches=d.val_max_batches, lexicon=d.lexicon,
-                       core_vocab_size=None, text_vocab_size=cfg.model.vocab_size)
+                       core_vocab_size=None, text_vocab_size=cfg.model.vocab_size,
+                       text_vocab_key="model.vocab_size")
         from dualmind.adapters.settings import AdaptSettings
 
         align, adapt = cfg.get("align") or {}, cfg.get("adapt") or {}
@@ -314,7 +318,7 @@ class AlignDataModule(L.LightningDataModule):
         train, val = open_train_val(self.corpus_dir, self.expected_fingerprint,
                                     self.core_vocab_size)
         if self.text_vocab_size is not None and train.text_vocab_size > self.text_vocab_size:
-            raise DataConfigError(f"decoder.vocab_size={self.text_vocab_size} is smaller than "
+            raise DataConfigError(f"{self.text_vocab_key}={self.text_vocab_size} is smaller than "
                                   f"the text tokenizer's {train.text_vocab_size} tokens "
                                   f"({self.corpus_dir}/tokenizer.json)")
         self.lexicon_fingerprint = train.lexicon_fingerprint

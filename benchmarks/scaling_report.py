@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import functools
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -162,6 +163,15 @@ def ratio_at(fits: dict, system: str, flops: float) -> tuple[float, tuple[float,
 def _git_commit() -> str:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                           text=True, cwd=HERE).stdout.strip()
+
+
+def compact_json(obj) -> str:
+    """JSON with one line per [E, A, alpha] replicate (indent 1 put every number on its own
+    line: 3,000 lines for 1,000 replicates of three systems)."""
+    text = json.dumps(obj, indent=1)
+    flat = re.compile(r"\[\s*([-+0-9.eE, \n]+?)\s*\]")  # a list of numbers only
+    return flat.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
+                    text) + "\n"
 
 
 def law_json(a: dict, command: str) -> dict:
@@ -552,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     out = work if local else HERE
     if a["fits"]:
         plot(a, out / "scaling.png")
-        law = json.dumps(law_json(a, command), indent=1) + "\n"
+        law = compact_json(law_json(a, command))
         (work / "scaling_law.json" if local else LAW_JSON).write_text(law, encoding="utf-8")
     if local:
         (work / "scaling.md").write_text(text + "\n", encoding="utf-8")

@@ -251,13 +251,36 @@ def render(checkpoint: Path, corpus: Path, lexicon: Path, scenes: int) -> dict:
     return out
 
 
+def core_shares(given: list[str]) -> dict[str, float]:
+    """{level: core share} from `0.5` (both levels) or `lossless=0.8 semantic=0.4` (each)."""
+    if len(given) == 1 and "=" not in given[0]:
+        given = [f"{level}={given[0]}" for level in LEVELS]
+    shares = {}
+    for item in given:
+        level, _, value = item.partition("=")
+        if level not in LEVELS or not value:
+            raise ValueError(f"{item!r}: give one number, or LEVEL=SHARE for each of {LEVELS}")
+        try:
+            share = float(value)
+        except ValueError:
+            share = -1.0
+        if not 0 < share < 1:
+            raise ValueError(f"{item!r}: a share is between 0 and 1 (the rest aligns the decoder)")
+        shares[level] = share
+    missing = [level for level in LEVELS if level not in shares]
+    if missing:
+        raise ValueError(f"no share for {', '.join(missing)} (LEVEL=SHARE for each of {LEVELS})")
+    return shares
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default="runs/bench/equal_compute", help="working folder")
     parser.add_argument("--budget", type=float, default=5e13,
                         help="training FLOPs of every system (default 5e13)")
-    parser.add_argument("--core-share", type=float, default=0.5,
-                        help="share of a two-headed budget spent pretraining the core")
+    parser.add_argument("--core-share", nargs="+", default=["0.5"], metavar="SHARE",
+                        help="share of a two-headed budget spent pretraining the core: one for "
+                             "both levels (0.5) or one per level (lossless=0.8 semantic=0.4)")
     parser.add_argument("--render-scenes", type=int, default=3,
                         help="held-out scenes rendered per language and level (default 3)")
     parser.add_argument("--documents", type=int, default=None,
@@ -280,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
         if stray:
             parser.error(f"{flag} got {' '.join(stray)}: an override, not a file? Put "
                          f"decoder_align overrides after `--` (--heldout val.txt -- decoder.x=1)")
+    try:
+        shares = core_shares(args.core_share)
+    except ValueError as err:
+        parser.error(f"--core-share: {err}")
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -287,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, dict] = {}
     for level in LEVELS:
         runs[level] = train_two_headed(level, corpora[level][1], work, args.budget,
-                                       args.core_share, args.align_overrides)
+                                       shares[level], args.align_overrides)
     runs["baseline"] = train_baseline(corpora["semantic"][1], work, args.budget)
     for level in LEVELS:
         runs[level]["scores"] = score(runs[level]["align"]["checkpoint"], corpora[level][1],

@@ -124,8 +124,8 @@ def markdown(runs: dict, renderings: dict, args, total_s: float, load: float) ->
         "## Equal compute: two-headed model vs BPE baseline (issue 4)",
         "",
         f"`benchmarks/equal_compute.py --budget {args.budget:.3g} --core-share "
-        f"{args.core_share}{_files(args)}`, {when}, commit {commit}; 2 CPU cores shared with "
-        f"other jobs (5-minute load average at the end: {load:.1f}), whole study "
+        f"{' '.join(args.core_share)}{_files(args)}`, {when}, commit {commit}; 2 CPU cores "
+        f"shared with other jobs (5-minute load average at the end: {load:.1f}), whole study "
         f"{_minutes(total_s)}. "
         + ("Embedded demo corpus" if args.train is None else
            "Training text from --train, held-out text from --heldout (the val split)")
@@ -209,6 +209,6 @@ def analysis(runs: dict) -> list[str]:
         "- The hyperphrase is a function of the text, so the system's code is H(h) + H(text | h) "
         "and at best equals the text's own entropy: the two-headed model can only win by making "
         "the factorised problem cheaper to learn per FLOP. At this budget every model is early in "
-        "training; each half of the two-headed model gets half the budget, and the decoder has "
-        "to learn both language and how to read the core.")
+        "training; each head of the two-headed model gets its share of the budget, and the "
+        "decoder has to learn both language and how to read the core.")
     return lines

@@ -71,3 +71,15 @@ def test_an_override_after_heldout_is_not_taken_for_a_file(capsys, tmp_path):
                             str(tmp_path / "b.txt"), "--work", str(tmp_path / "w"), "--",
                             "decoder.copy_slots=2"])
     assert "an override, not a file" not in str(err.value) + capsys.readouterr().err
+
+
+def test_core_share_one_for_both_levels_or_one_per_level():
+    assert equal_compute.core_shares(["0.5"]) == {"semantic": 0.5, "lossless": 0.5}
+    assert equal_compute.core_shares(["lossless=0.8", "semantic=0.4"]) == {
+        "lossless": 0.8, "semantic": 0.4}
+    for bad, says in ((["lossless=0.8"], "no share for semantic"),
+                      (["lossless=1.2", "semantic=0.4"], "'lossless=1.2': a share is between"),
+                      (["lossless=x", "semantic=0.4"], "'lossless=x': a share is between"),
+                      (["bpe=0.5", "semantic=0.4"], "'bpe=0.5': give one number")):
+        with pytest.raises(ValueError, match=says):
+            equal_compute.core_shares(bad)

@@ -194,3 +194,19 @@ def test_documents_selects_whole_documents_of_each_language(align_checkpoint, ca
                               "--documents", "1", "--max-records", "4"])
     assert run(both) == 2
     assert "not with max_records" in capsys.readouterr().out
+
+
+def test_max_records_means_the_splits_first_records_with_or_without_a_language(align_checkpoint):
+    from dualmind.data.open_corpus import open_shards
+    from dualmind.train.align_datamodule import records_of_language
+
+    val = open_shards(tiny_corpus(), "val")
+    starts = sorted(int(records_of_language(val, lang)[0]) for lang in val.languages())
+    n = starts[-1] + 2  # the last language to start has two records among the first n
+    both = evaluate(align_checkpoint, tiny_corpus(), "val", max_records=n, scenes=0)
+    assert len(both.by_language) == len(starts) >= 2
+    for lang, bits in both.by_language.items():
+        one = evaluate(align_checkpoint, tiny_corpus(), "val", max_records=n, scenes=0,
+                       lang=lang).bits
+        assert (one.records, one.text_bytes) == (bits.records, bits.text_bytes)
+    assert sum(b.records for b in both.by_language.values()) == n

@@ -60,10 +60,12 @@ def evaluate(checkpoint: str | Path, corpus_dir: str | Path, split: str = "val",
     expect = meta.get("lexicon_fingerprint") if decoder is not None else None
     by_language = {}
     if lang is not None:
-        records = (None if documents is None else
-                   _document_records(corpus_dir, split, expect, lang, documents))
-        bits = score_split(model, decoder, corpus_dir, split, max_records, batch_size, mask_mode,
-                           expect_lexicon=expect, context=context, lang=lang, records=records)
+        from dualmind.data.open_corpus import open_shards
+
+        shards = open_shards(corpus_dir, split, expect)
+        records = _records_of(shards, lang, max_records, documents).tolist()
+        bits = score_split(model, decoder, corpus_dir, split, None, batch_size, mask_mode,
+                           expect_lexicon=expect, context=context, records=records)
     else:
         by_language = _score_by_language(model, decoder, corpus_dir, split, max_records,
                                          batch_size, mask_mode, expect, context, documents)
@@ -79,12 +81,16 @@ def evaluate(checkpoint: str | Path, corpus_dir: str | Path, split: str = "val",
     return report
 
 
-def _document_records(corpus_dir, split, expect, lang, documents):
-    """The records of the first `documents` documents in `lang`, whole."""
-    from dualmind.data.open_corpus import open_shards
-    from dualmind.train.align_datamodule import records_of_documents
+def _records_of(shards, lang: str, max_records: int | None, documents: int | None):
+    """The records of `lang` among the split's first `max_records` records (all by default),
+    or of its first `documents` documents, whole: one meaning of each, with --lang or without."""
+    from dualmind.train.align_datamodule import records_of_documents, records_of_language
 
-    return records_of_documents(open_shards(corpus_dir, split, expect), lang, documents).tolist()
+    if documents is not None:
+        return records_of_documents(shards, lang, documents)
+    records = records_of_language(shards, lang)
+    n = len(shards) if max_records is None else min(max_records, len(shards))
+    return records[records < n]
 
 
 def _score_by_language(model, decoder, corpus_dir, split, max_records, batch_size, mask_mode,
@@ -93,17 +99,11 @@ def _score_by_language(model, decoder, corpus_dir, split, max_records, batch_siz
     documents of each language, each language scored apart."""
 
     from dualmind.data.open_corpus import open_shards
-    from dualmind.train.align_datamodule import records_of_documents, records_of_language
 
     shards = open_shards(corpus_dir, split, expect)
-    n = len(shards) if max_records is None else min(max_records, len(shards))
     out = {}
     for one in shards.languages():
-        if documents is not None:
-            records = records_of_documents(shards, one, documents)
-        else:
-            records = records_of_language(shards, one)
-            records = records[records < n]
+        records = _records_of(shards, one, max_records, documents)
         if len(records):
             out[one] = score_split(model, decoder, corpus_dir, split, None, batch_size,
                                    mask_mode, expect_lexicon=expect, context=context,
@@ -117,7 +117,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="corpus folder (dualmind corpus build)")
     parser.add_argument("--split", default="val", help="split to score (default: val, held out)")
     parser.add_argument("--max-records", type=int, default=None,
-                        help="score only the first N records of the split")
+                        help="score only the first N records of the split (with --lang: that "
+                             "language's records among them)")
     parser.add_argument("--documents", type=int, default=None,
                         help="score only the first N documents of each language, whole (every "
                              "scene of each: the same bytes under any lexicon, so corpora of two "

@@ -52,10 +52,12 @@ from equal_compute_report import LEVELS  # noqa: E402
 
 
 def build_corpora(work: Path, train: list[str] | None = None,
-                  heldout: list[str] | None = None) -> dict[str, tuple[Path, Path]]:
+                  heldout: list[str] | None = None, units: dict[str, int] | None = None
+                  ) -> dict[str, tuple[Path, Path]]:
     """{level: (lexicon dir, corpus dir)}: the embedded demo documents split as `make demo` does,
     or the user's `train` files with the `heldout` ones as the val split (`corpus build
-    --heldout`). Either way the lexicons learn from the training documents only."""
+    --heldout`). Either way the lexicons learn from the training documents only. units: a
+    level's lexicon size other than the mini core's vocabulary (its folders say so: -u<N>)."""
     from dualmind.config.schema import compose
     from dualmind.data.build.corpus import build_corpus
     from dualmind.lexicon.lexicon import Lexicon
@@ -70,10 +72,12 @@ def build_corpora(work: Path, train: list[str] | None = None,
     vocab = int(compose(["recipe=core_mini"]).model.vocab_size)
     out = {}
     for level in LEVELS:
-        lex_dir, corpus = work / f"lexicon-{level}", work / f"corpus-{level}"
+        size = (units or {}).get(level, vocab)
+        name = level if size == vocab else f"{level}-u{size}"
+        lex_dir, corpus = work / f"lexicon-{name}", work / f"corpus-{name}"
         t = time.perf_counter()
         if not lex_dir.is_dir():  # deterministic: a rerun reuses it, and the corpus with it
-            Lexicon.build(train_texts, level=level, vocab_size=vocab).save(lex_dir)
+            Lexicon.build(train_texts, level=level, vocab_size=size).save(lex_dir)
         build_corpus(inputs, lex_dir, corpus, num_shards=4, workers=2, progress=False, **options)
         print(f"[{level}] lexicon + corpus ready in {time.perf_counter() - t:.0f} s -> {corpus}",
               flush=True)
@@ -182,18 +186,20 @@ def core_schedule(core_overrides: list[str], budget: float, core_share: float) -
 
 def train_two_headed(level: str, corpus: Path, work: Path, budget: float, core_share: float,
                      extra: list[str], core_extra: Sequence[str] = (),
-                     runs: Path | None = None) -> dict:
+                     runs: Path | None = None, lexicon: Path | None = None) -> dict:
     """core_extra: overrides of the core run (a shape, a batch size), the decoder's in `extra`;
-    runs: the folder of the two run folders (default `work`), the lexicon always in `work`."""
+    runs: the folder of the two run folders (default `work`); lexicon: the corpus' lexicon
+    (default WORK/lexicon-<level>; the run folders are named after it)."""
     runs = runs or work
-    core_over = ["recipe=core_mini", f"data.dir={corpus}", f"run_dir={runs}/{level}-core",
+    lexicon = lexicon or work / f"lexicon-{level}"
+    name = lexicon.name.removeprefix("lexicon-")
+    core_over = ["recipe=core_mini", f"data.dir={corpus}", f"run_dir={runs}/{name}-core",
                  *core_extra]
     core_sched = core_schedule(core_over, budget, core_share)
     print(f"[{level}] core: {core_sched.steps} steps, {core_sched.flops:.3g} FLOPs", flush=True)
     core = run_training(core_over, core_sched.steps)
-    align_over = ["recipe=decoder_align", f"data.dir={corpus}", f"run_dir={runs}/{level}-align",
-                  f"core.checkpoint={core['checkpoint']}",
-                  f"data.lexicon={work / f'lexicon-{level}'}", *extra]
+    align_over = ["recipe=decoder_align", f"data.dir={corpus}", f"run_dir={runs}/{name}-align",
+                  f"core.checkpoint={core['checkpoint']}", f"data.lexicon={lexicon}", *extra]
     align_sched = align_schedule(align_over, budget - core_sched.flops)
     print(f"[{level}] align: {align_sched.steps} steps, {align_sched.flops:.3g} FLOPs",
           flush=True)
@@ -281,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--core-share", nargs="+", default=["0.5"], metavar="SHARE",
                         help="share of a two-headed budget spent pretraining the core: one for "
                              "both levels (0.5) or one per level (lossless=0.8 semantic=0.4)")
+    parser.add_argument("--lossless-units", type=int, default=None, metavar="N",
+                        help="the lossless lexicon's size (default: the mini core's vocabulary, "
+                             "16384); the core's vocabulary follows it")
     parser.add_argument("--render-scenes", type=int, default=3,
                         help="held-out scenes rendered per language and level (default 3)")
     parser.add_argument("--documents", type=int, default=None,
@@ -310,11 +319,14 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    corpora = build_corpora(work, args.train, args.heldout)
+    units = {} if args.lossless_units is None else {"lossless": args.lossless_units}
+    corpora = build_corpora(work, args.train, args.heldout, units)
     runs: dict[str, dict] = {}
     for level in LEVELS:
+        vocab = [f"model.vocab_size={units[level]}"] if level in units else []
         runs[level] = train_two_headed(level, corpora[level][1], work, args.budget,
-                                       shares[level], args.align_overrides)
+                                       shares[level], [*vocab, *args.align_overrides],
+                                       core_extra=vocab, lexicon=corpora[level][0])
     runs["baseline"] = train_baseline(corpora["semantic"][1], work, args.budget)
     for level in LEVELS:
         runs[level]["scores"] = score(runs[level]["align"]["checkpoint"], corpora[level][1],

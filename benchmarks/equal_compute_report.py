@@ -84,6 +84,11 @@ def _files(args) -> str:
     return f" --train {' '.join(args.train)} --heldout {' '.join(args.heldout)}"
 
 
+def _units(args) -> str:
+    units = getattr(args, "lossless_units", None)
+    return "" if units is None else f" --lossless-units {units}"
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
@@ -124,9 +129,9 @@ def markdown(runs: dict, renderings: dict, args, total_s: float, load: float) ->
         "## Equal compute: two-headed model vs BPE baseline (issue 4)",
         "",
         f"`benchmarks/equal_compute.py --budget {args.budget:.3g} --core-share "
-        f"{' '.join(args.core_share)}{_files(args)}`, {when}, commit {commit}; 2 CPU cores "
-        f"shared with other jobs (5-minute load average at the end: {load:.1f}), whole study "
-        f"{_minutes(total_s)}. "
+        f"{' '.join(args.core_share)}{_units(args)}{_files(args)}`, {when}, commit {commit}; "
+        f"2 CPU cores shared with other jobs (5-minute load average at the end: {load:.1f}), "
+        f"whole study {_minutes(total_s)}. "
         + ("Embedded demo corpus" if args.train is None else
            "Training text from --train, held-out text from --heldout (the val split)")
         + "; lexicons learned on the training documents only; one corpus per "

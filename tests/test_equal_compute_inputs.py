@@ -83,3 +83,12 @@ def test_core_share_one_for_both_levels_or_one_per_level():
                       (["bpe=0.5", "semantic=0.4"], "'bpe=0.5': give one number")):
         with pytest.raises(ValueError, match=says):
             equal_compute.core_shares(bad)
+
+
+def test_a_lossless_lexicon_of_another_size_gets_folders_of_its_own(tmp_path):
+    train, heldout = four_files(tmp_path / "in")
+    corpora = equal_compute.build_corpora(tmp_path / "work", train, heldout, {"lossless": 400})
+    lex_dir, corpus = corpora["lossless"]
+    assert (lex_dir.name, corpus.name) == ("lexicon-lossless-u400", "corpus-lossless-u400")
+    assert len(Lexicon.load(lex_dir)) <= 400
+    assert corpora["semantic"][0].name == "lexicon-semantic"  # the other level: its default

@@ -292,3 +292,24 @@ def test_bad_input_is_refused_with_the_file_named(toy, tmp_path, capsys):
     assert [parse_size(s) for s in ("5GB", "40kb", "123")] == [5 * 10**9, 40_000, 123]
     with pytest.raises(ExportError, match="max-shard-size"):
         parse_size("5 gigs")
+
+
+def test_eval_reads_the_hf_export_as_it_reads_the_checkpoint(toy, tmp_path):
+    """`dualmind eval OUT` on an HF export: the same core and decoder weights, the same
+    metadata the scoring needs (stage, lexicon, context), and the pairing check passes."""
+    from dualmind.evaluate.load import load_models, read_models
+
+    d, lexicon, core, decoder = toy
+    ckpt = align_checkpoint(tmp_path / "last.ckpt", lexicon, core, decoder, data_dir=d)
+    out = export_hf(ckpt, tmp_path / "hf", d / "lexicon", max_shard_bytes=200_000)
+    want_core, want_dec, want_meta, _ = read_models(ckpt)
+    got_core, got_dec, got_meta = load_models(out)
+    for want, got in ((want_core, got_core), (want_dec, got_dec)):
+        a, b = want.state_dict(), got.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for key in ("stage", "lexicon_fingerprint", "core_fingerprint", "decoder"):
+        assert got_meta[key] == want_meta[key], key
+    from dualmind.checkpoint.meta import checkpoint_metadata
+
+    recorded = checkpoint_metadata(torch.load(ckpt, weights_only=True)).get("context")
+    assert got_meta["context"] == recorded  # (this toy's is derived at load, from its config)

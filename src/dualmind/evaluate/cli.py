@@ -112,8 +112,8 @@ def _score_by_language(model, decoder, corpus_dir, split, max_records, batch_siz
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="an align (or lm baseline) .ckpt, its run folder, or "
-                        "a `dualmind export` folder")
+    parser.add_argument("checkpoint", help="an align (or lm baseline) .ckpt, its run folder, "
+                        "a `dualmind export` folder or an `export --format hf` folder")
     parser.add_argument("--data", required=True, help="corpus folder (dualmind corpus build)")
     parser.add_argument("--split", default="val", help="split to score (default: val, held out)")
     parser.add_argument("--max-records", type=int, default=None,

@@ -44,7 +44,11 @@ def read_models(checkpoint: str | Path, stages: tuple[str, ...] | None = EVAL_ST
     folder, without the pairing check. ``stages``: the stages accepted (None: any); the decoder
     is built for stage align. Shared by `dualmind eval` and the visualiser (which takes cores of
     every stage)."""
+    from dualmind.checkpoint.export_hf_load import is_hf_export
+
     path = Path(checkpoint)
+    if path.is_dir() and is_hf_export(path):  # `dualmind export --format hf`
+        return _load_hf_export(path, stages)
     if path.is_dir() and (path / "config.json").is_file():  # a `dualmind export` folder
         return _load_export(path, stages)
     return _load_checkpoint(path, stages)
@@ -98,6 +102,31 @@ def _load_export(path: Path, stages: tuple[str, ...] | None
     decoder = _build_decoder(meta, path / "config.json",
                              lambda: load_component_state(path, "decoder"), stages)
     return core.eval(), decoder, dict(meta, path=str(path)), {}
+
+
+def _load_hf_export(path: Path, stages: tuple[str, ...] | None
+                    ) -> tuple[torch.nn.Module, torch.nn.Module | None, dict, dict]:
+    """The core (a Llama folder) and, for stage align, the decoder in its decoder/ folder; the
+    metadata from dualmind.json, the decoder's config from decoder/config.json."""
+    from dualmind.checkpoint.export import ExportError
+    from dualmind.checkpoint.export_hf_load import load_hf_core, load_hf_decoder
+
+    try:
+        core, marker = load_hf_core(path)
+        stage = marker.get("stage")
+        if stages is not None and stage not in stages:
+            raise EvalError(f"{path}: stage {stage!r}; `dualmind eval` scores a decoder "
+                            "(stage align) or a BPE baseline (stage lm)")
+        meta = dict(marker, path=str(path))
+        if stage != "align":
+            return core.eval(), None, meta, {}
+        if not marker.get("decoder"):
+            raise EvalError(f"{path}: an align export without its decoder folder (re-export it)")
+        decoder, config = load_hf_decoder(path / marker["decoder"])
+    except ExportError as err:
+        raise EvalError(f"{path}: {err}") from err
+    meta["decoder"] = config.get("decoder")  # the decoder's config, as a checkpoint records it
+    return core.eval(), decoder.eval(), meta, {}
 
 
 def _build_decoder(meta: dict, source: Path, state, stages: tuple[str, ...] | None

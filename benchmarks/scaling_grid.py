@@ -8,7 +8,7 @@ the report (benchmarks/scaling_report.py).
         ru_val.txt --work runs/bench/mine                  # your own text; report in --work
 
 The sweeps, in order (each a `scaling.py -m ...` multirun; a finished point is skipped):
-1. splits: the two-headed systems at two budgets with three core shares (shape xs);
+1. splits: the two-headed systems at two budgets with four core shares (shape xs);
 2. grid: every system at five budgets spaced evenly in log-compute over 1.5 decades, each with
    the shapes sized for it (xs at all five, s at the four largest), the two-headed
    systems with `core_share=best` (the split sweep's best share, the report says which).
@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 BUDGETS = tuple(round(10 ** (12 + 0.375 * i), -8) for i in range(5))
 SHAPE_BUDGETS = {"xs": slice(0, 5), "s": slice(1, 5)}  # the shapes sized for each budget
 SPLIT_BUDGETS = (0, 2)  # indices into the budgets: the split sweep's two budgets
-SHARES = (0.5, 0.65, 0.8)
+SHARES = (0.35, 0.5, 0.65, 0.8)  # 0.35 added when 0.5, then the lowest, won the semantic split
 QUICK_BUDGETS = (6e10, 1.5e11)
 
 

@@ -265,7 +265,8 @@ def core_shares(given: list[str]) -> dict[str, float]:
     for item in given:
         level, _, value = item.partition("=")
         if level not in LEVELS or not value:
-            raise ValueError(f"{item!r}: give one number, or LEVEL=SHARE for each of {LEVELS}")
+            raise ValueError(f"{item!r}: give one number, or LEVEL=SHARE for each of {LEVELS} "
+                             "(decoder_align overrides go after `--`)")
         try:
             share = float(value)
         except ValueError:

@@ -285,9 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="runs/bench/equal_compute", help="working folder")
     parser.add_argument("--budget", type=float, default=5e13,
                         help="training FLOPs of every system (default 5e13)")
-    parser.add_argument("--core-share", nargs="+", default=["0.5"], metavar="SHARE",
+    parser.add_argument("--core-share", nargs="+", default=["lossless=0.8", "semantic=0.35"],
+                        metavar="SHARE",
                         help="share of a two-headed budget spent pretraining the core: one for "
-                             "both levels (0.5) or one per level (lossless=0.8 semantic=0.4)")
+                             "both levels (0.5) or one per level (default lossless=0.8 "
+                             "semantic=0.35: the best splits measured, RESULTS.md)")
     parser.add_argument("--lossless-units", type=int, default=None, metavar="N",
                         help="the lossless lexicon's size (default: the mini core's vocabulary, "
                              "16384); the core's vocabulary follows it")

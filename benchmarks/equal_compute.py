@@ -73,7 +73,7 @@ def build_corpora(work: Path, train: list[str] | None = None,
     out = {}
     for level in LEVELS:
         size = (units or {}).get(level, vocab)
-        name = level if size == vocab else f"{level}-u{size}"
+        name = level if size == vocab else f"{level}-u{size}"  # the run folders follow it
         lex_dir, corpus = work / f"lexicon-{name}", work / f"corpus-{name}"
         t = time.perf_counter()
         if not lex_dir.is_dir():  # deterministic: a rerun reuses it, and the corpus with it
@@ -231,7 +231,7 @@ def score(checkpoint: Path, corpus: Path, documents: int | None = None) -> dict:
     val = open_shards(corpus, "val")
     t = time.perf_counter()
     out = {lang: score_split(model, decoder, corpus, "val", batch_size=4, context=context,
-                             expect_lexicon=expect, lang=lang,
+                             expect_lexicon=expect,
                              records=records_of_documents(val, lang, documents or len(val)))
            for lang in sorted(val.languages())}
     print(f"scored {checkpoint} in {time.perf_counter() - t:.0f} s", flush=True)
@@ -265,8 +265,11 @@ def core_shares(given: list[str]) -> dict[str, float]:
     for item in given:
         level, _, value = item.partition("=")
         if level not in LEVELS or not value:
-            raise ValueError(f"{item!r}: give one number, or LEVEL=SHARE for each of {LEVELS} "
-                             "(decoder_align overrides go after `--`)")
+            raise ValueError(f"{item!r} is no LEVEL=SHARE ({'/'.join(LEVELS)}): give one "
+                             "number for both levels or LEVEL=SHARE for each (decoder_align "
+                             "overrides go after `--`)")
+        if level in shares:
+            raise ValueError(f"{item!r}: {level} was given a share already")
         try:
             share = float(value)
         except ValueError:
@@ -280,6 +283,14 @@ def core_shares(given: list[str]) -> dict[str, float]:
     return shares
 
 
+def positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: give a number >= 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default="runs/bench/equal_compute", help="working folder")
@@ -290,11 +301,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of a two-headed budget spent pretraining the core: one for "
                              "both levels (0.5) or one per level (default lossless=0.8 "
                              "semantic=0.35: the best splits measured, RESULTS.md)")
-    parser.add_argument("--lossless-units", type=int, default=None, metavar="N",
-                        help="the lossless lexicon's size (default: the mini core's vocabulary, "
-                             "16384); the core's vocabulary follows it")
-    parser.add_argument("--render-scenes", type=int, default=3,
-                        help="held-out scenes rendered per language and level (default 3)")
+    parser.add_argument("--lossless-units", type=positive, default=None, metavar="N",
+                        help="the lossless lexicon's size (default: core_mini's vocabulary); "
+                             "the core's vocabulary follows it")
+    parser.add_argument("--render-scenes", type=positive, default=3,
+                        help="held-out scenes rendered per language and level (default 3; the "
+                             "control needs two)")
     parser.add_argument("--documents", type=int, default=None,
                         help="score only the first N held-out documents per language (whole "
                              "documents: the same bytes under both lexicons); default all")

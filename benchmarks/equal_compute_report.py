@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import operator
 import subprocess
 from pathlib import Path
 
@@ -11,17 +13,9 @@ TARGET = 0.95  # the issue's moonshot: two-headed bpb <= 0.95 x the baseline's a
 
 
 def combined(scores: dict):
-    """SystemBits of all languages together (sums of nats, bytes, positions)."""
-    from dualmind.evaluate.report import SystemBits
-
-    out = SystemBits()
-    for bits in scores.values():
-        for name in ("core_nll", "decoder_nll", "text_bytes", "split_bytes", "core_positions",
-                     "text_positions", "records", "windowed", "windows"):
-            setattr(out, name, getattr(out, name) + getattr(bits, name))
-    controls = [bits.shuffled_nll for bits in scores.values()]
-    out.shuffled_nll = None if None in controls else sum(controls)  # every language or none
-    return out
+    """SystemBits of all languages together (SystemBits' own sum: nats, bytes, positions; the
+    control only where every language has it)."""
+    return functools.reduce(operator.add, scores.values())
 
 
 def languages(runs: dict) -> list[str]:
@@ -175,9 +169,12 @@ def rendered(renderings: dict) -> list[str]:
              "original's words said in order):", ""]
     for level, by_lang in renderings.items():
         for lang, rs in by_lang.items():
+            if not rs:
+                continue
             control = ("-" if any(r.control_chrf is None for r in rs)
                        else f"{_mean(rs, 'control_chrf'):.1f}")
-            lines.append(f"- {level}, {lang}, {len(rs)} scenes: chrF **{_mean(rs, 'chrf'):.1f}** "
+            scenes = f"{len(rs)} scene{'s' if len(rs) > 1 else ''}"
+            lines.append(f"- {level}, {lang}, {scenes}: chrF **{_mean(rs, 'chrf'):.1f}** "
                          f"(control {control}), words in order "
                          f"{_mean(rs, 'words_in_order'):.0%}")
             first = rs[0]

@@ -169,7 +169,8 @@ def compact_json(obj) -> str:
     """JSON with one line per [E, A, alpha] replicate (indent 1 put every number on its own
     line: 3,000 lines for 1,000 replicates of three systems)."""
     text = json.dumps(obj, indent=1)
-    flat = re.compile(r"\[\s*([-+0-9.eE, \n]+?)\s*\]")  # a list of numbers only
+    # a list of numbers that indent broke over lines (never inside a string: it holds no \n)
+    flat = re.compile(r"\[\n\s*([-+0-9.eE, \n]+?)\n\s*\]")
     return flat.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
                     text) + "\n"
 

@@ -80,7 +80,9 @@ def test_core_share_one_for_both_levels_or_one_per_level():
     for bad, says in ((["lossless=0.8"], "no share for semantic"),
                       (["lossless=1.2", "semantic=0.4"], "'lossless=1.2': a share is between"),
                       (["lossless=x", "semantic=0.4"], "'lossless=x': a share is between"),
-                      (["bpe=0.5", "semantic=0.4"], "'bpe=0.5': give one number")):
+                      (["bpe=0.5", "semantic=0.4"], "'bpe=0.5' is no LEVEL=SHARE"),
+                      (["0.5", "decoder.x=1"], "'0.5' is no LEVEL=SHARE"),
+                      (["lossless=0.8", "lossless=0.7"], "lossless was given a share already")):
         with pytest.raises(ValueError, match=says):
             equal_compute.core_shares(bad)
 
@@ -92,3 +94,27 @@ def test_a_lossless_lexicon_of_another_size_gets_folders_of_its_own(tmp_path):
     assert (lex_dir.name, corpus.name) == ("lexicon-lossless-u400", "corpus-lossless-u400")
     assert len(Lexicon.load(lex_dir)) <= 400
     assert corpora["semantic"][0].name == "lexicon-semantic"  # the other level: its default
+
+
+def test_the_lossless_units_reach_the_cores_and_the_decoders_runs(tmp_path, monkeypatch):
+    calls = {}
+
+    class Stop(Exception):
+        pass
+
+    def train_two_headed(level, corpus, work, budget, share, extra, core_extra=(), runs=None,
+                         lexicon=None):
+        calls[level] = (share, list(extra), list(core_extra), lexicon)
+        if len(calls) == 2:
+            raise Stop
+
+    monkeypatch.setattr(equal_compute, "build_corpora", lambda work, train, heldout, units: {
+        level: (tmp_path / f"lexicon-{level}", tmp_path / f"corpus-{level}")
+        for level in ("semantic", "lossless")})
+    monkeypatch.setattr(equal_compute, "train_two_headed", train_two_headed)
+    with pytest.raises(Stop):
+        equal_compute.main(["--work", str(tmp_path), "--lossless-units", "4096",
+                            "--core-share", "lossless=0.8", "semantic=0.35", "--", "x.y=1"])
+    assert calls["lossless"] == (0.8, ["model.vocab_size=4096", "x.y=1"],
+                                 ["model.vocab_size=4096"], tmp_path / "lexicon-lossless")
+    assert calls["semantic"] == (0.35, ["x.y=1"], [], tmp_path / "lexicon-semantic")

@@ -37,5 +37,5 @@ def test_renders_are_reported_per_level_and_language_beside_the_control():
     text = "\n".join(rendered({"lossless": {"en": [scene(90.0, 30.0), scene(80.0, 20.0)]},
                                "semantic": {"ru": [scene(30.0, None)]}}))
     assert "lossless, en, 2 scenes: chrF **85.0** (control 25.0), words in order 25%" in text
-    assert "semantic, ru, 1 scenes: chrF **30.0** (control -)" in text
+    assert "semantic, ru, 1 scene: chrF **30.0** (control -)" in text
     assert text.count("decoder (chrF") == 2  # the first render of each level and language

@@ -9,7 +9,7 @@ import pytest
 
 from dualmind.config.schema import compose
 from dualmind.evaluate.cli import add_arguments, evaluate, run
-from dualmind.evaluate.report import chrf, word_accuracy
+from dualmind.evaluate.report import EvalError, chrf, word_accuracy
 from test_train_align import align_overrides
 from test_train_align import core_checkpoint as core_checkpoint  # noqa: F401 - fixture
 from test_train_support import tiny_corpus
@@ -210,3 +210,15 @@ def test_max_records_means_the_splits_first_records_with_or_without_a_language(a
                        lang=lang).bits
         assert (one.records, one.text_bytes) == (bits.records, bits.text_bytes)
     assert sum(b.records for b in both.by_language.values()) == n
+
+
+def test_a_language_with_no_records_among_the_first_is_an_error(align_checkpoint):
+    from dualmind.data.open_corpus import open_shards
+    from dualmind.train.align_datamodule import records_of_language
+
+    val = open_shards(tiny_corpus(), "val")
+    lang, start = max(((lang, int(records_of_language(val, lang)[0])) for lang in val.languages()),
+                      key=lambda pair: pair[1])  # the language whose first record comes last
+    with pytest.raises(EvalError, match=rf"no val records in '{lang}' among the split's first "
+                                        rf"{start} \(its languages: en, ru\)"):
+        evaluate(align_checkpoint, tiny_corpus(), "val", max_records=start, scenes=0, lang=lang)

@@ -166,3 +166,11 @@ def test_quick_mode_trains_scores_and_resumes(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in results}
     assert scaling_grid.main([*args, "--no-report"]) == 0
     assert {p: p.stat().st_mtime_ns for p in work.glob("points/**/result.json")} == stamps
+
+
+def test_the_law_file_puts_each_replicate_on_one_line_and_keeps_every_value():
+    law = {"command": "scaling.py budget=[1e12,2e12]", "replicates": [[0.0, 2.5, -0.09]] * 3,
+           "crossing": None, "empty": [], "mixed": [1.0, None]}
+    text = scaling_report.compact_json(law)
+    assert json.loads(text) == law  # the string's brackets untouched, nothing lost
+    assert text.count("[0.0, 2.5, -0.09]") == 3

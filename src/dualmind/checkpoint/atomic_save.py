@@ -76,6 +76,7 @@ def copy_checkpoint(src: Path, dst: Path) -> None:
     else:
         _link_or_copy(src, staging)
         os.replace(staging, dst)
+        fsync_folder(dst.parent)
 
 
 def _link_or_copy(src, dst) -> None:

@@ -305,6 +305,7 @@ def _write_decoder(folder: Path, source: CheckpointTensors, meta: dict, tokenize
 def _marker(ckpt: Path, source: CheckpointTensors, meta: dict, files: dict,
             decoder_files: dict | None) -> dict:
     import dualmind
+    from dualmind.checkpoint.meta import context_of
 
     return {
         "format": HF_FORMAT, "format_version": HF_VERSION,
@@ -312,7 +313,7 @@ def _marker(ckpt: Path, source: CheckpointTensors, meta: dict, files: dict,
         "lexicon_fingerprint": meta.get("lexicon_fingerprint"),
         "core_fingerprint": meta.get("core_fingerprint"),
         "model": meta["model"],  # the exact core config (init, backend, rope kind) for dualmind
-        "context": meta.get("context"), "files": files,
+        "context": context_of(meta, source.checkpoint), "files": files,
         "decoder": DECODER_DIR if decoder_files is not None else None,
         "global_step": source.checkpoint.get("global_step"),
         "flops_total": meta.get("flops_total"), "source_checkpoint": str(ckpt),

@@ -100,6 +100,15 @@ def row_context(cfg: dict) -> dict[str, int | None]:
     return {"core": seq_len, "text": None}
 
 
+def context_of(meta: dict, checkpoint: dict) -> dict[str, int | None] | None:
+    """meta["context"]; for a checkpoint from before it was recorded, derived from the run's
+    config when the checkpoint holds one (hand-made checkpoints may hold a partial config)."""
+    if meta.get("context"):
+        return meta["context"]
+    cfg = (checkpoint.get("hyper_parameters") or {}).get("cfg") or {}
+    return row_context(cfg) if "seq_len" in (cfg.get("data") or {}) else None
+
+
 def recorded_corpus_dir(source: str | Path, meta: dict) -> str | None:
     """The training run's corpus folder (data.dir), where the decoder's tokenizer lives, as a .ckpt
     records it (for a `dualmind export` folder, the checkpoint it was exported from, its

@@ -35,7 +35,7 @@ from dualmind.evaluate.report import (
     EvalReport,
     SystemBits,
 )
-from dualmind.evaluate.score import context_lengths, flops_per_byte, score_split
+from dualmind.evaluate.score import context_lengths, flops_per_byte, score_split, select_records
 
 
 def evaluate(checkpoint: str | Path, corpus_dir: str | Path, split: str = "val",
@@ -63,7 +63,11 @@ def evaluate(checkpoint: str | Path, corpus_dir: str | Path, split: str = "val",
         from dualmind.data.open_corpus import open_shards
 
         shards = open_shards(corpus_dir, split, expect)
-        records = _records_of(shards, lang, max_records, documents).tolist()
+        records = select_records(shards, lang, max_records, documents).tolist()
+        if not records:
+            raise EvalError(f"{corpus_dir}: no {split} records in {lang!r}"
+                            + (f" among the split's first {max_records}" if max_records else "")
+                            + f" (its languages: {', '.join(sorted(shards.languages()))})")
         bits = score_split(model, decoder, corpus_dir, split, None, batch_size, mask_mode,
                            expect_lexicon=expect, context=context, records=records)
     else:
@@ -81,18 +85,6 @@ def evaluate(checkpoint: str | Path, corpus_dir: str | Path, split: str = "val",
     return report
 
 
-def _records_of(shards, lang: str, max_records: int | None, documents: int | None):
-    """The records of `lang` among the split's first `max_records` records (all by default),
-    or of its first `documents` documents, whole: one meaning of each, with --lang or without."""
-    from dualmind.train.align_datamodule import records_of_documents, records_of_language
-
-    if documents is not None:
-        return records_of_documents(shards, lang, documents)
-    records = records_of_language(shards, lang)
-    n = len(shards) if max_records is None else min(max_records, len(shards))
-    return records[records < n]
-
-
 def _score_by_language(model, decoder, corpus_dir, split, max_records, batch_size, mask_mode,
                        expect, context, documents=None) -> dict[str, SystemBits]:
     """The split's first `max_records` records (all by default), or the first `documents`
@@ -103,7 +95,7 @@ def _score_by_language(model, decoder, corpus_dir, split, max_records, batch_siz
     shards = open_shards(corpus_dir, split, expect)
     out = {}
     for one in shards.languages():
-        records = _records_of(shards, one, max_records, documents)
+        records = select_records(shards, one, max_records, documents)
         if len(records):
             out[one] = score_split(model, decoder, corpus_dir, split, None, batch_size,
                                    mask_mode, expect_lexicon=expect, context=context,

@@ -56,7 +56,7 @@ def read_models(checkpoint: str | Path, stages: tuple[str, ...] | None = EVAL_ST
 
 def _load_checkpoint(path: Path, stages: tuple[str, ...] | None
                      ) -> tuple[torch.nn.Module, torch.nn.Module | None, dict, dict]:
-    from dualmind.checkpoint.meta import checkpoint_metadata
+    from dualmind.checkpoint.meta import checkpoint_metadata, context_of
     from dualmind.model.config import CoreConfig
     from dualmind.model.core import HyperCore
 
@@ -80,12 +80,7 @@ def _load_checkpoint(path: Path, stages: tuple[str, ...] | None
     decoder = _build_decoder(meta, path, lambda: part("decoder."), stages)
     meta["path"] = str(path)
     cfg = (ckpt.get("hyper_parameters") or {}).get("cfg")
-    # Checkpoints from before meta["context"]: derived from the run's config when it has one
-    # (hand-made checkpoints, as the visualiser's tests write, may carry a partial config).
-    if not meta.get("context") and "seq_len" in ((cfg or {}).get("data") or {}):
-        from dualmind.checkpoint.meta import row_context
-
-        meta["context"] = row_context(cfg)
+    meta["context"] = context_of(meta, ckpt)
     return core.eval(), decoder, meta, dict(cfg or {})
 
 
@@ -114,9 +109,7 @@ def _load_hf_export(path: Path, stages: tuple[str, ...] | None
     try:
         core, marker = load_hf_core(path)
         stage = marker.get("stage")
-        if stages is not None and stage not in stages:
-            raise EvalError(f"{path}: stage {stage!r}; `dualmind eval` scores a decoder "
-                            "(stage align) or a BPE baseline (stage lm)")
+        _check_stage(stage, stages, path)
         meta = dict(marker, path=str(path))
         if stage != "align":
             return core.eval(), None, meta, {}
@@ -129,14 +122,18 @@ def _load_hf_export(path: Path, stages: tuple[str, ...] | None
     return core.eval(), decoder.eval(), meta, {}
 
 
+def _check_stage(stage, stages: tuple[str, ...] | None, source) -> None:
+    if stages is not None and stage not in stages:
+        raise EvalError(f"{source}: stage {stage!r}; `dualmind eval` scores a decoder "
+                        "(stage align) or a BPE baseline (stage lm)")
+
+
 def _build_decoder(meta: dict, source: Path, state, stages: tuple[str, ...] | None
                    ) -> torch.nn.Module | None:
     """The decoder of an align checkpoint (None for the other stages); a stage outside
     ``stages`` is refused."""
     stage = meta.get("stage")
-    if stages is not None and stage not in stages:
-        raise EvalError(f"{source}: stage {stage!r}; `dualmind eval` scores a decoder "
-                        "(stage align) or a BPE baseline (stage lm)")
+    _check_stage(stage, stages, source)
     if stage != "align":
         return None
     from dualmind.model.decoder import LanguageDecoder

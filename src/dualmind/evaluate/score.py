@@ -54,6 +54,20 @@ def context_lengths(core, decoder, meta: dict | None = None) -> tuple[int, int]:
             int(context.get("text") or decoder.cfg.max_seq_len))
 
 
+def select_records(shards, lang: str, max_records: int | None = None,
+                   documents: int | None = None):
+    """Indices of the records of `lang` among the split's first `max_records` records (all by
+    default), or of its first `documents` documents, whole: what --max-records and --documents
+    mean with --lang and without it."""
+    from dualmind.train.align_datamodule import records_of_documents, records_of_language
+
+    if documents is not None:
+        return records_of_documents(shards, lang, documents)
+    records = records_of_language(shards, lang)
+    n = len(shards) if max_records is None else min(max_records, len(shards))
+    return records[records < n]
+
+
 def score_split(core, decoder, corpus_dir: str | Path, split: str = "val",
                 max_records: int | None = None, batch_size: int = 4,
                 mask_mode: str | None = None, expect_lexicon: str | None = None,
@@ -62,7 +76,8 @@ def score_split(core, decoder, corpus_dir: str | Path, split: str = "val",
     """Summed code length of the split's first `max_records` records (all by default).
 
     context: (core units, text positions) per row; default: :func:`context_lengths`.
-    lang: only the records in this language (e.g. "en", "ru"), in their order.
+    lang: only the records in this language (e.g. "en", "ru") among the first `max_records`
+    (:func:`select_records`), in their order.
     records: exactly these record indices, in this order (lang and max_records then unused).
     mask_mode: default the decoder's own (decoder.cfg.mask_mode).
     control: also score every batch with each row reading the next row's core (the shuffled-
@@ -72,7 +87,7 @@ def score_split(core, decoder, corpus_dir: str | Path, split: str = "val",
     from dualmind.data.open_corpus import open_shards
     from dualmind.model.core_reading import view_of
     from dualmind.train.align import core_doc_ids, decoder_nll, shuffled
-    from dualmind.train.align_datamodule import AlignPacks, collate_aligned, records_of_language
+    from dualmind.train.align_datamodule import AlignPacks, collate_aligned
 
     shards = open_shards(corpus_dir, split, expect_lexicon)
     _check_vocabulary(shards, core, decoder, corpus_dir)
@@ -81,7 +96,7 @@ def score_split(core, decoder, corpus_dir: str | Path, split: str = "val",
     if records is not None:
         records = list(records)
     elif lang is not None:
-        records = records_of_language(shards, lang)[:max_records]
+        records = select_records(shards, lang, max_records).tolist()
     packs = AlignPacks(shards, core_len, text_len, int(special.get("bos", 1)),
                        int(special.get("eos", 2)), limit_records=max_records, records=records)
     bits = SystemBits(records=packs.records, split_bytes=packs.split_bytes,

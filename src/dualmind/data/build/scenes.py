@@ -138,6 +138,12 @@ def cut_scenes(text: str, spans: list[tuple[int, int]], limits: SceneLimits) -> 
         # bytes of a character that the next unit finishes): both belong to one character
         while pick > s + 1 and spans[pick - 1][0] == spans[pick - 1][1]:
             pick -= 1
+        # a scene that would hold only such pieces (it starts on one) takes the unit that
+        # finishes their character too: at most 3 more units, the pieces of one character
+        while pick < n and spans[pick - 1][0] == spans[pick - 1][1]:
+            pick += 1
+        if pick >= n:  # (only with max_units below a character's pieces: no cut is left)
+            break
         cuts.append(pick)
         s = pick
     # the tail: merge a short last scene into the previous one when both fit

@@ -1,9 +1,20 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by several test modules, and the property tests' settings."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+from hypothesis import settings
+
+# The property tests draw the same examples every run (derandomize), so `make test` and CI pass
+# or fail together: drawing new ones each run once failed a fresh clone on an input no earlier
+# run had met (a scene cut inside a character, now fixed and kept as an @example). To explore
+# new inputs: HYPOTHESIS_PROFILE=explore make test (then keep what it finds as an @example).
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="module")

@@ -43,9 +43,14 @@ def replace_folder(src: Path, dst: Path) -> None:
     _remove(old)
     if dst.exists() or dst.is_symlink():
         os.replace(dst, old)
+    replace_durably(src, dst)
+    _remove(old)
+
+
+def replace_durably(src: Path, dst: Path) -> None:
+    """os.replace, then the folder synced: every save's last step."""
     os.replace(src, dst)
     fsync_folder(dst.parent)
-    _remove(old)
 
 
 def fsync_folder(folder: Path) -> None:
@@ -75,8 +80,7 @@ def copy_checkpoint(src: Path, dst: Path) -> None:
         replace_folder(staging, dst)
     else:
         _link_or_copy(src, staging)
-        os.replace(staging, dst)
-        fsync_folder(dst.parent)
+        replace_durably(staging, dst)
 
 
 def _link_or_copy(src, dst) -> None:

@@ -156,7 +156,7 @@ def atomic_checkpoint_io():
     import torch
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-    from dualmind.checkpoint.atomic_save import fsync_folder, remove_stale
+    from dualmind.checkpoint.atomic_save import remove_stale, replace_durably
 
     class AtomicCheckpointIO(TorchCheckpointIO):
         def save_checkpoint(self, checkpoint, path, storage_options=None):
@@ -171,8 +171,7 @@ def atomic_checkpoint_io():
                     torch.save(checkpoint, f)
                     f.flush()
                     os.fsync(f.fileno())
-                os.replace(tmp, path)
-                fsync_folder(path.parent)
+                replace_durably(tmp, path)
             except OSError as err:  # a full disk, a quota: the user's to fix, not a traceback
                 kept = (f"{path.name} keeps its previous content" if path.exists()
                         else f"no {path.name} was written")

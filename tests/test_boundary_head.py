@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from tests.test_decoder_reading import CORE_VOCAB, S, core, decoder_cfg  # noqa: F401
 
-from dualmind.model.boundary import advance_targets
+from dualmind.model.boundary import LENGTH_GAIN, advance_targets
 from dualmind.model.config import ConfigError
 from dualmind.model.core_reading import read_core
 from dualmind.model.decoder import LanguageDecoder
@@ -33,6 +33,8 @@ def boundary_decoder(**kw) -> LanguageDecoder:
     for part in (decoder.feed, decoder.copy_logits, decoder.boundary):  # zero-started: wake up
         for p in part.parameters():
             torch.nn.init.normal_(p, std=0.3)
+    with torch.no_grad():  # read through its gain: the same effective size as the rest
+        decoder.boundary.start_bias.div_(LENGTH_GAIN)
     decoder.memory.set_surfaces(torch.randint(-1, 61, (CORE_VOCAB, cfg["copy_slots"])))
     return decoder
 
@@ -139,7 +141,7 @@ def test_a_head_that_always_advances_says_each_unit_in_turn(core):  # noqa: F811
         decoder.boundary.out.weight.zero_()
         decoder.boundary.by_said.weight.zero_()
         decoder.boundary.out.bias.copy_(torch.tensor([0.0, 9.0, 0.0, 0.0]))
-        decoder.boundary.at_start.zero_()
+        decoder.boundary.start_bias.zero_()
         decoder.output.weight.zero_()  # (tied: the embeddings too; the head does not read them)
         decoder.copy_logits.bonus.weight.zero_()
     decoder.boundary.chosen_bonus = Constant(9.0, 2)
@@ -159,11 +161,55 @@ def test_a_pointer_before_the_scene_has_its_own_bias(core):  # noqa: F811
         decoder.boundary.out.weight.zero_()
         decoder.boundary.by_said.weight.zero_()
         decoder.boundary.out.bias.copy_(torch.tensor([9.0, 1.0, 0.0, 0.0]))
-        decoder.boundary.at_start.copy_(torch.tensor([0.0, 9.0, 0.0, 0.0]))
+        decoder.boundary.start_bias.copy_(torch.tensor([0.0, 9.0, 0.0, 0.0]) / LENGTH_GAIN)
     core_ids, states = scene(core)
     session = DecoderSession(decoder, states, 1, 12, core_ids=core_ids, advance="argmax")
     session.step(torch.randint(3, 61, (1, 5)))
     assert [int(p) for p in session.pointers] == [-1, 0, 0, 0, 0]
+
+
+def test_the_start_bias_learns_to_enter_the_scene_within_a_short_alignment():
+    """Every scene's first token enters its first unit; every other token here stays. With
+    nothing else to tell the two apart (hidden states of zero), the start bias must learn it in
+    100 Adam steps at the align recipe's learning rate: read without its gain it moves by at
+    most 0.2 and the head still says "stay" at the start half the time (renders then repeat
+    their first word)."""
+    from dualmind.model.boundary import BoundaryHead
+
+    head = BoundaryHead(decoder_cfg(mask_mode="pointer", boundary_head=True))
+    head.reset_parameters(0.02)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=2e-3, weight_decay=0.0)
+    at_start = torch.arange(64) % 8 == 0  # one scene start in eight positions
+    said = torch.where(at_start, 0, 1 + torch.arange(64) % 3)
+    target = at_start.long()  # enter at the start, stay elsewhere
+    hidden = torch.zeros(64, head.hidden.in_features)
+    for _ in range(100):
+        loss = F.cross_entropy(head(hidden, at_start, said), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        p_enter = head(hidden, at_start, said).softmax(-1)[at_start, 1]
+    assert float(p_enter.min()) > 0.9
+
+
+def test_a_checkpoint_from_before_the_start_gain_loads_unchanged():
+    """Checkpoints that stored the start bias unscaled (``at_start``) load into the gained
+    parameter and give the same advance logits they gave."""
+    from dualmind.model.boundary import BoundaryHead
+
+    head = BoundaryHead(decoder_cfg(mask_mode="pointer", boundary_head=True))
+    head.reset_parameters(0.02)
+    old = {k: v.clone() for k, v in head.state_dict().items() if k != "start_bias"}
+    old["at_start"] = torch.linspace(-0.3, 0.7, head.start_bias.numel())
+    head.load_state_dict(old)
+    hidden = torch.randn(3, head.hidden.in_features)
+    at_start, said = torch.tensor([True, False, True]), torch.tensor([0, 2, 0])
+    with torch.no_grad():
+        logits = head(hidden, at_start, said)
+        head.start_bias.zero_()
+        plain = head(hidden, at_start, said)
+    torch.testing.assert_close(logits - plain, at_start[:, None] * old["at_start"])
 
 
 def test_boundary_head_needs_a_pointing_decoder_and_is_counted():
@@ -187,7 +233,7 @@ def test_sampled_advances_are_seeded_and_move_where_argmax_stays(core):  # noqa:
     with torch.no_grad():
         decoder.boundary.out.weight.zero_()
         decoder.boundary.by_said.weight.zero_()
-        decoder.boundary.at_start.zero_()
+        decoder.boundary.start_bias.zero_()
         decoder.boundary.out.bias.copy_(torch.tensor([1.0, 0.0, -9.0, -9.0]))  # stay: 73%
     core_ids, states = scene(core)
 
@@ -219,7 +265,7 @@ def test_a_rendering_ends_only_from_the_scenes_last_unit(core):  # noqa: F811
     with torch.no_grad():
         decoder.boundary.out.weight.zero_()
         decoder.boundary.by_said.weight.zero_()
-        decoder.boundary.at_start.zero_()
+        decoder.boundary.start_bias.zero_()
         decoder.boundary.out.bias.copy_(torch.tensor([0.0, 9.0, 0.0, 0.0]))  # always advance
         decoder.output.weight.zero_()
         decoder.copy_logits.bonus.weight.zero_()
@@ -249,7 +295,6 @@ def test_unit_lengths_let_a_head_copy_each_surface_to_its_end(core):  # noqa: F8
     """With unit_lengths a head that moves on exactly when its unit's surface is out, and a
     bonus on the token at the slot reached, says every unit's surface in full, in order: the
     lossless rendering is a copy."""
-    from dualmind.model.boundary import LENGTH_GAIN
     from dualmind.model.decoder_config import REMAINING
 
     decoder = boundary_decoder(unit_lengths=True, copy_slots=3)
@@ -259,7 +304,7 @@ def test_unit_lengths_let_a_head_copy_each_surface_to_its_end(core):  # noqa: F8
     decoder.memory.set_surfaces(surfaces)
     with torch.no_grad():
         head = decoder.boundary
-        for part in (head.out.weight, head.out.bias, head.by_said.weight, head.at_start):
+        for part in (head.out.weight, head.out.bias, head.by_said.weight, head.start_bias):
             part.zero_()
         stay, move = torch.zeros(REMAINING, 4), torch.zeros(REMAINING, 4)
         stay[3:, 0], move[:3, 1] = 9.0, 9.0  # tokens left: stay; none (or unknown): move on

@@ -47,7 +47,12 @@ class BoundaryHead(nn.Module):
         self.max_advance = cfg.max_advance
         self.hidden = nn.Linear(cfg.dim, cfg.dim, bias=False)
         self.out = nn.Linear(cfg.dim, classes)
-        self.at_start = nn.Parameter(torch.zeros(classes))
+        # read through LENGTH_GAIN like the length tables below: one bias, seen at one position
+        # per scene, that must reach a logit of a few to decide the first move; without the gain
+        # 136 align steps left the lossless demo head at P(enter) 0.39 where every training
+        # scene entered (0.34 on the semantic corpus, 88% entering): renders began by
+        # repeating their first word or saying one from nowhere ("WhatWhatWhat is ...")
+        self.start_bias = nn.Parameter(torch.zeros(classes))
         # how many tokens of the pointer's unit were said already: a unit whose word is out
         # is likely done (a bias per count, 0..WITHIN_UNIT-1 and more)
         self.by_said = nn.Embedding(WITHIN_UNIT, classes)
@@ -80,7 +85,8 @@ class BoundaryHead(nn.Module):
                 raise ValueError("unit_lengths: the advance head needs how many of the "
                                  "pointer's unit's surface tokens remain (remaining)")
             logits = logits + LENGTH_GAIN * self.by_remaining(remaining).float()
-        return logits + at_start[..., None].float() * self.at_start.float()
+        start = LENGTH_GAIN * self.start_bias.float()
+        return logits + at_start[..., None].float() * start
 
     def condition(self, hidden: torch.Tensor, memory: torch.Tensor, row: torch.Tensor,
                   inside: torch.Tensor, within: torch.Tensor) -> torch.Tensor:
@@ -109,10 +115,18 @@ class BoundaryHead(nn.Module):
             bonus = bonus + slot * gain[..., None]
         return logits.scatter_add(2, tokens.clamp(min=0), bonus.to(logits.dtype) * use)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints before the start bias had its gain stored it unscaled as `at_start`:
+        # rescaled on load, they compute exactly what they did
+        old = state_dict.pop(prefix + "at_start", None)
+        if old is not None and prefix + "start_bias" not in state_dict:
+            state_dict[prefix + "start_bias"] = old / LENGTH_GAIN
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @torch.no_grad()
     def reset_parameters(self, std: float) -> None:
         nn.init.trunc_normal_(self.hidden.weight, std=std, a=-3 * std, b=3 * std)
-        for part in (self.out.weight, self.out.bias, self.at_start, self.chosen_state.weight,
+        for part in (self.out.weight, self.out.bias, self.start_bias, self.chosen_state.weight,
                      self.within.weight, self.by_said.weight):
             nn.init.zeros_(part)
         if self.by_remaining is not None:

@@ -4,6 +4,10 @@ not quality)."""
 
 from __future__ import annotations
 
+import itertools
+import tempfile
+from pathlib import Path
+
 import torch
 
 FACTS = [  # planted facts: each has words no other sentence has
@@ -63,11 +67,14 @@ def build_toy(max_seq_len: int = 128, seed: int = 0):
     return lexicon, tok, core, decoder
 
 
-def _tmp_tokenizer(tok):
-    import tempfile
-    from pathlib import Path
+# One folder for the run's toy tokenizers, removed when the test process ends (a folder per
+# build_toy was left behind in the temp folder by every run: hundreds after a day's work).
+_TOKENIZERS = tempfile.TemporaryDirectory(prefix="bridge_toy_")
+_built = itertools.count()
 
-    path = Path(tempfile.mkdtemp(prefix="bridge_toy_")) / "tokenizer.json"
+
+def _tmp_tokenizer(tok):
+    path = Path(_TOKENIZERS.name) / f"tokenizer-{next(_built)}.json"
     tok.save(str(path))
     return path
 

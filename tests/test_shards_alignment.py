@@ -101,6 +101,31 @@ def test_semantic_scenes_tile_the_text_and_align(text):
             assert len(span) == 0 or (span.min() >= -1 and span.max() < len(u_spans))
 
 
+def test_the_token_that_enters_a_unit_says_its_word():
+    """Byte-level BPE carries a word's leading space in its first token (" night"): that token
+    belongs to the word's unit, not to the unit before (ALIGNMENT_RULE). A token of spaces
+    only stays with the unit before."""
+    lex = semantic_lexicon()
+    _, tok, lengths = codecs()
+    text = "The night was dark and full of waiting, and the king  slept."
+    ids, spans = lex.encode_with_spans(text)
+    enc = tok.encode(text, add_special_tokens=False)
+    _, span, _ = align(text, spans, enc.ids, lengths)
+    starts = np.cumsum([0, *(len(tok.decode([t])) for t in enc.ids)])[:-1]  # ASCII: chars
+    entered = 0
+    for unit, (a, _) in enumerate(spans):
+        if a == 0 or text[a - 1] != " ":
+            continue
+        first = int(np.flatnonzero(span == unit)[0])  # the token that enters the unit
+        word = tok.decode([enc.ids[first]])
+        assert starts[first] + len(word) - len(word.lstrip(" ")) == a, (lex.gloss(ids[unit]), word)
+        entered += 1
+    assert entered >= 5
+    only_spaces = [i for i, t in enumerate(enc.ids) if tok.decode([t]).strip(" ") == ""]
+    for i in only_spaces:  # the double space before "slept": with the unit before
+        assert span[i] == np.searchsorted([a for a, _ in spans], starts[i], side="right") - 1
+
+
 def test_special_token_strings_in_text_stay_text(tmp_path):
     """A literal "<|bos|>" in the corpus must not become the decoder's BOS id."""
     from dualmind.data.text_tokenizer import load_text_tokenizer

@@ -1,10 +1,11 @@
 """Where a generating decoder is in the hyperphrase: the pointer generation can follow.
 
 In training, a position's pointer is the unit of its input token (the shards' span ids,
-:func:`dualmind.model.masks.pointers`): the unit that owns the token's first byte, units owning
-the bytes from their start to the next unit's start (:mod:`dualmind.data.build.alignment`). At
-generation the same rule runs on the text produced so far: re-encode it with the lexicon, and
-the unit of the last token is the last unit starting at or before its first character. For a
+:func:`dualmind.model.masks.pointers`): the unit that owns the token's first byte that is not a
+space, units owning the bytes from their start to the next unit's start
+(:mod:`dualmind.data.build.alignment`). At generation the same rule runs on the text produced so
+far: re-encode it with the lexicon, and the unit of the last token is the last unit starting at
+or before its first character that is not a space. For a
 lossless lexicon this is the training pointer exactly wherever encoding a prefix gives the
 prefix of the encoding; a semantic lexicon encodes what the decoder said, which follows the
 thought's units only as far as the rendering does (``benchmarks/decoder_reading.py`` measures how
@@ -44,6 +45,9 @@ class LexiconPointer:
             return -1
         text = self.tokenizer.decode(produced, skip_special_tokens=True)
         before = len(self.tokenizer.decode(produced[:-1], skip_special_tokens=True))
+        last = text[before:]
+        if last.strip(" "):  # a word's leading space goes with its word (ALIGNMENT_RULE)
+            before += len(last) - len(last.lstrip(" "))
         head, units_before = self._anchors.get(row, ("", 0))
         if not text.startswith(head) or len(head) > before:  # another text: start again
             head, units_before = "", 0

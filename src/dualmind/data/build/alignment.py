@@ -11,6 +11,15 @@ import numpy as np
 
 from dualmind.data.build.options import CorpusError
 
+# How a token is given its unit, recorded in every build's settings (a corpus aligned by another
+# rule is another build). Byte-level BPE carries a word's leading space in its first token
+# (" word"); a unit's span starts at the word. By the token's first byte, " word" belonged to the
+# unit before: on the demo's semantic corpus a unit's own word was then said while pointing at
+# the previous unit, the copy channel's surface (" word") never matched the token that entered
+# a unit, and "stay" was the answer for 4 tokens in 5. By its first byte that is not a space, the
+# token that enters a unit says its word.
+ALIGNMENT_RULE = "first-non-space-byte"
+
 
 def check_spans(ids: list[int], spans: list[tuple[int, int]], n_chars: int, key: str) -> None:
     """The alignment relies on the lexicon's contract (one sorted, non-overlapping span per
@@ -49,7 +58,8 @@ def align(
 
     Unit i owns the bytes from its start to the next unit's start (the first unit also owns
     any bytes before it, the last the bytes after it), so core_bytes sums to n_bytes. A token
-    belongs to the last unit starting at or before the token's first byte (-1 if none)."""
+    belongs to the last unit starting at or before the token's first byte that is not an ASCII
+    space (its first byte if it is all spaces; -1 if none): see ALIGNMENT_RULE."""
     c2b = byte_offsets(text)
     n_bytes = int(c2b[-1])
     starts = (
@@ -65,8 +75,21 @@ def align(
     if int(lens.sum()) != n_bytes:
         raise RuntimeError(f"decoder tokens cover {int(lens.sum())} bytes, the text has {n_bytes}")
     tok_start = np.cumsum(lens) - lens
-    span = np.searchsorted(starts, tok_start, side="right") - 1
+    span = np.searchsorted(starts, tok_start + leading_spaces(text, tok_start, lens),
+                           side="right") - 1
     return core_bytes, span, n_bytes
+
+
+def leading_spaces(text: str, tok_start: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """Per token, how many of its first bytes are spaces (b" "), when it has another byte after
+    them; 0 for a token of spaces only (it stays with the unit its first byte is in)."""
+    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    index = np.arange(len(raw) + 1)
+    # next_other[i]: the first byte at or after i that is not a space (len(raw) at the end)
+    other = np.where(np.append(raw != 0x20, True), index, len(raw))
+    next_other = np.minimum.accumulate(other[::-1])[::-1]
+    spaces = next_other[np.minimum(tok_start, len(raw))] - tok_start
+    return np.where(spaces < lens, spaces, 0)
 
 
 def input_bytes(text: str, spans: list[tuple[int, int]]) -> tuple[np.ndarray, int]:

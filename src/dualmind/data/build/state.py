@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from dualmind.data.build.alignment import ALIGNMENT_RULE
 from dualmind.data.build.options import WORK, BuildOptions, CorpusError
 from dualmind.data.shards import MANIFEST
 
@@ -51,8 +52,10 @@ def settings_hash(settings: dict) -> str:
 
 def build_settings(opts: BuildOptions, files: list[Path], lex: Any) -> dict:
     """Everything that makes two builds the same build: the options that change the output,
-    the inputs' identity and the lexicon's fingerprint."""
-    return dict(opts.settings(), inputs=inputs_identity(files), lexicon_fingerprint=lex.fingerprint)
+    the rule that gives each token its unit, the inputs' identity and the lexicon's
+    fingerprint."""
+    return dict(opts.settings(), alignment=ALIGNMENT_RULE, inputs=inputs_identity(files),
+                lexicon_fingerprint=lex.fingerprint)
 
 
 def prepare_out_dir(out_dir: Path, h: str, overwrite: bool) -> str:

@@ -103,8 +103,9 @@ def prepare(work: Path, level: str, core_steps: int) -> tuple[Path, Path, Path]:
         vocab = int(compose(["recipe=core_mini"]).model.vocab_size)
         Lexicon.build([d.text for i, d in enumerate(docs) if i not in held], level=level,
                       vocab_size=vocab).save(lex)
-    if not (corpus / "manifest.json").is_file():
-        build_corpus(None, lex, corpus, num_shards=4, workers=2, overwrite=True)
+    # always: up to date in a second, and a corpus built by an older rule (its settings say
+    # which) is rebuilt; the core's symbols stay the same, so a trained core is kept
+    build_corpus(None, lex, corpus, num_shards=4, workers=2, overwrite=True)
     ckpt = run / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
         train(["recipe=core_mini", f"data.dir={corpus}", f"run_dir={run}",

@@ -16,6 +16,7 @@ import torch
 from dualmind.checkpoint.export import ExportError
 from dualmind.checkpoint.export_hf import export_hf, parse_size
 from dualmind.checkpoint.export_hf_load import load_hf_core, load_hf_decoder
+from dualmind.model.boundary import LENGTH_GAIN
 from dualmind.model.config import CoreConfig
 from dualmind.model.core import HyperCore
 from test_bridge_toy import align_checkpoint, build_toy
@@ -245,6 +246,33 @@ def test_bridge_loads_the_hf_export_of_an_align_checkpoint(toy, tmp_path):
                           d / "lexicon")
     with pytest.raises(BridgeError, match="without a language decoder"):
         Bridge.from_pretrained(core_only)
+
+
+def test_an_align_checkpoint_from_before_the_start_gain_exports_what_it_computed(toy, tmp_path):
+    """A boundary head stored its start bias without its gain as ``at_start``: the export names
+    it ``start_bias`` and rescales it, so the exported decoder gives the same logits."""
+    from dualmind.model.decoder import LanguageDecoder
+    from dualmind.model.decoder_config import DecoderConfig
+
+    d, lexicon, core, _ = toy
+    cfg = dict(vocab_size=416, dim=48, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=96,
+               core_dim=64, cross_every=1, gated=False, max_seq_len=128, tie_embeddings=True,
+               mask_mode="pointer", boundary_head=True)
+    torch.manual_seed(3)
+    decoder = LanguageDecoder(DecoderConfig(**cfg)).eval()
+    with torch.no_grad():
+        decoder.boundary.start_bias.copy_(torch.linspace(-0.2, 0.3, decoder.cfg.max_advance + 1))
+    ckpt = align_checkpoint(tmp_path / "last.ckpt", lexicon, core, decoder, data_dir=d)
+    old = torch.load(ckpt, weights_only=False)
+    state = old["state_dict"]
+    state["decoder.boundary.at_start"] = state.pop("decoder.boundary.start_bias") * LENGTH_GAIN
+    torch.save(old, ckpt)
+    out = export_hf(ckpt, tmp_path / "hf", d / "lexicon", max_shard_bytes=200_000)
+    exported, _ = load_hf_decoder(out / "decoder")
+    want, got = decoder.state_dict(), exported.state_dict()
+    assert got.keys() == want.keys()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-6, atol=0)
 
 
 def test_bad_input_is_refused_with_the_file_named(toy, tmp_path, capsys):

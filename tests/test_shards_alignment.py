@@ -13,6 +13,7 @@ from dualmind.data.build.alignment import align
 from dualmind.data.build.scenes import SceneLimits, cut_scenes, split_blocks
 from dualmind.data.text_tokenizer import token_byte_lengths, train_text_tokenizer
 from dualmind.lexicon.lexicon import Lexicon
+from dualmind.model.pointer import LexiconPointer
 from test_corpus_support import small_documents, small_lexicon
 
 
@@ -103,8 +104,8 @@ def test_semantic_scenes_tile_the_text_and_align(text):
 
 def test_the_token_that_enters_a_unit_says_its_word():
     """Byte-level BPE carries a word's leading space in its first token (" night"): that token
-    belongs to the word's unit, not to the unit before (ALIGNMENT_RULE). A token of spaces
-    only stays with the unit before."""
+    belongs to the word's unit, not to the unit before (ALIGNMENT_RULE), in the shards and for
+    the pointer generation follows. A token of spaces only stays with the unit before."""
     lex = semantic_lexicon()
     _, tok, lengths = codecs()
     text = "The night was dark and full of waiting, and the king  slept."
@@ -112,6 +113,7 @@ def test_the_token_that_enters_a_unit_says_its_word():
     enc = tok.encode(text, add_special_tokens=False)
     _, span, _ = align(text, spans, enc.ids, lengths)
     starts = np.cumsum([0, *(len(tok.decode([t])) for t in enc.ids)])[:-1]  # ASCII: chars
+    pointer = LexiconPointer(lex, tok, len(ids))
     entered = 0
     for unit, (a, _) in enumerate(spans):
         if a == 0 or text[a - 1] != " ":
@@ -119,11 +121,24 @@ def test_the_token_that_enters_a_unit_says_its_word():
         first = int(np.flatnonzero(span == unit)[0])  # the token that enters the unit
         word = tok.decode([enc.ids[first]])
         assert starts[first] + len(word) - len(word.lstrip(" ")) == a, (lex.gloss(ids[unit]), word)
+        # generation's pointer (the text so far, re-encoded) puts that token there too
+        assert pointer.unit_of_last(enc.ids[: first + 1]) == unit, (lex.gloss(ids[unit]), word)
         entered += 1
     assert entered >= 5
     only_spaces = [i for i, t in enumerate(enc.ids) if tok.decode([t]).strip(" ") == ""]
     for i in only_spaces:  # the double space before "slept": with the unit before
         assert span[i] == np.searchsorted([a for a, _ in spans], starts[i], side="right") - 1
+
+
+def test_an_align_run_on_a_corpus_aligned_by_another_rule_says_so(capsys):
+    from dualmind.data.build.alignment import ALIGNMENT_RULE
+    from dualmind.train.align_datamodule import warn_old_alignment
+
+    warn_old_alignment("new", {"settings": {"alignment": ALIGNMENT_RULE}})
+    assert capsys.readouterr().out == ""
+    warn_old_alignment("old", {"settings": {}})  # built before the rule was recorded
+    out = capsys.readouterr().out
+    assert "old gives each text token the unit of its 'first-byte'" in out and "--overwrite" in out
 
 
 def test_special_token_strings_in_text_stay_text(tmp_path):

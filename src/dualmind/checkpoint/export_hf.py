@@ -128,6 +128,10 @@ def _decoder_entries(source: CheckpointTensors, meta: dict) -> tuple[list, dict[
     with torch.device("meta"):
         expected = {k: v.shape for k, v in LanguageDecoder(cfg).state_dict().items()}
     specs = source.component("decoder.")
+    from dualmind.model.boundary import OLD_START_BIAS
+
+    if f"boundary.{OLD_START_BIAS}" in specs and "boundary.start_bias" not in specs:
+        specs["boundary.start_bias"] = specs.pop(f"boundary.{OLD_START_BIAS}")  # _decoder_tensor
     aliases = {}
     if cfg.tie_embeddings:
         specs.pop("output.weight", None)
@@ -282,6 +286,16 @@ def _decoder_tokenizer(ckpt: Path, meta: dict, given) -> Path | None:
     return path
 
 
+def _decoder_tensor(source: CheckpointTensors, name: str) -> torch.Tensor:
+    """A decoder tensor under today's name; a start bias stored before it had its gain is
+    rescaled (the export then computes what the checkpoint did)."""
+    from dualmind.model.boundary import OLD_START_BIAS, upgraded_start_bias
+
+    if name == "boundary.start_bias" and f"decoder.{name}" not in source.specs:
+        return upgraded_start_bias(source.get(f"decoder.boundary.{OLD_START_BIAS}"))
+    return source.get(f"decoder.{name}")
+
+
 def _write_decoder(folder: Path, source: CheckpointTensors, meta: dict, tokenizer: Path,
                    decoder: tuple[list, dict[str, str]], max_bytes: int) -> dict:
     """decoder/: config.json, the decoder's tensors under dualmind's names (a tied head stored
@@ -290,7 +304,7 @@ def _write_decoder(folder: Path, source: CheckpointTensors, meta: dict, tokenize
 
     folder.mkdir()
     entries, aliases = decoder
-    files = write_weights(folder, entries, lambda n: source.get(f"decoder.{n}"), max_bytes)
+    files = write_weights(folder, entries, lambda n: _decoder_tensor(source, n), max_bytes)
     shutil.copyfile(tokenizer, folder / "tokenizer.json")
     _write_json(folder / "config.json", {
         "format": DECODER_FORMAT, "format_version": HF_VERSION,

@@ -32,6 +32,13 @@ from torch import nn
 from dualmind.model.decoder_config import REMAINING, WITHIN_UNIT, DecoderConfig
 
 LENGTH_GAIN = 16.0  # unit_lengths' tables are read times this: see BoundaryHead.__init__
+OLD_START_BIAS = "at_start"  # the start bias's name when it was stored without its gain
+
+
+def upgraded_start_bias(old: torch.Tensor) -> torch.Tensor:
+    """A start bias stored without its gain (as ``at_start``), as ``start_bias`` holds it: the
+    same logits."""
+    return old / LENGTH_GAIN
 
 
 class BoundaryHead(nn.Module):
@@ -49,9 +56,10 @@ class BoundaryHead(nn.Module):
         self.out = nn.Linear(cfg.dim, classes)
         # read through LENGTH_GAIN like the length tables below: one bias, seen at one position
         # per scene, that must reach a logit of a few to decide the first move; without the gain
-        # 136 align steps left the lossless demo head at P(enter) 0.39 where every training
-        # scene entered (0.34 on the semantic corpus, 88% entering): renders began by
-        # repeating their first word or saying one from nowhere ("WhatWhatWhat is ...")
+        # the equal-compute study's 136 align steps left its lossless head at P(enter) 0.39
+        # where every training scene entered (the demo's semantic head: 0.34, where 89% enter;
+        # 0.66 with the gain): renders began by repeating their first word or saying one from
+        # nowhere ("WhatWhatWhat is ...")
         self.start_bias = nn.Parameter(torch.zeros(classes))
         # how many tokens of the pointer's unit were said already: a unit whose word is out
         # is likely done (a bias per count, 0..WITHIN_UNIT-1 and more)
@@ -118,9 +126,9 @@ class BoundaryHead(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # checkpoints before the start bias had its gain stored it unscaled as `at_start`:
         # rescaled on load, they compute exactly what they did
-        old = state_dict.pop(prefix + "at_start", None)
+        old = state_dict.pop(prefix + OLD_START_BIAS, None)
         if old is not None and prefix + "start_bias" not in state_dict:
-            state_dict[prefix + "start_bias"] = old / LENGTH_GAIN
+            state_dict[prefix + "start_bias"] = upgraded_start_bias(old)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()

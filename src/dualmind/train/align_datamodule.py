@@ -256,6 +256,19 @@ class AlignTrainBatches(IterableDataset):
             j += workers
 
 
+def warn_old_alignment(corpus_dir: str, manifest: dict) -> None:
+    """Say so when the corpus gave its tokens their units by another rule than today's build
+    (``ALIGNMENT_RULE``): a decoder trained on it learns an alignment generation does not follow
+    (before the rule, a word's first token belonged to the unit before the word's)."""
+    from dualmind.data.build.alignment import ALIGNMENT_RULE
+
+    rule = manifest.get("settings", {}).get("alignment", "first-byte")
+    if rule != ALIGNMENT_RULE:
+        print(f"align: {corpus_dir} gives each text token the unit of its {rule!r} (today's "
+              f"builds: {ALIGNMENT_RULE!r}); rebuild it with `dualmind corpus build ... "
+              "--overwrite` for the alignment generation follows")
+
+
 class AlignDataModule(L.LightningDataModule):
     """Train/val loaders of aligned (hyperphrase, text) rows for the decoder."""
 
@@ -323,6 +336,8 @@ class AlignDataModule(L.LightningDataModule):
                                   f"({self.corpus_dir}/tokenizer.json)")
         self.lexicon_fingerprint = train.lexicon_fingerprint
         self.manifest = dict(train.manifest)
+        if self.core_len != NO_LIMIT:  # the decoder reads the spans (stage lm reads text only)
+            warn_old_alignment(self.corpus_dir, self.manifest)
         special = self.manifest.get("tokenizer", {}).get("special", {})
         bos, eos = int(special.get("bos", 1)), int(special.get("eos", 2))
         self.train_packs = AlignPacks(self._with_qa(train, bos, eos), self.core_len,

@@ -83,7 +83,7 @@ def align(
 def leading_spaces(text: str, tok_start: np.ndarray, lens: np.ndarray) -> np.ndarray:
     """Per token, how many of its first bytes are spaces (b" "), when it has another byte after
     them; 0 for a token of spaces only (it stays with the unit its first byte is in)."""
-    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    raw = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
     index = np.arange(len(raw) + 1)
     # next_other[i]: the first byte at or after i that is not a space (len(raw) at the end)
     other = np.where(np.append(raw != 0x20, True), index, len(raw))

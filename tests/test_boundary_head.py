@@ -15,7 +15,7 @@ from dualmind.model.boundary import LENGTH_GAIN, advance_targets
 from dualmind.model.config import ConfigError
 from dualmind.model.core_reading import read_core
 from dualmind.model.decoder import LanguageDecoder
-from dualmind.model.decoder_session import DecoderSession
+from dualmind.model.decoder_session import RECORD_END, DecoderSession
 from dualmind.model.masks import SceneSpans, pack_alignment
 from dualmind.model.sampling import decode
 from dualmind.train.align import decoder_nll
@@ -258,9 +258,10 @@ def test_tokens_before_in_unit_count_each_units_run():
     assert tokens_before_in_unit(span, scene, doc).tolist() == [[0, 0, 1, 2, 0, 0, 1, 0, 1]]
 
 
-def test_a_rendering_ends_only_from_the_scenes_last_unit(core):  # noqa: F811
-    """A decoder whose likeliest token is EOS from the start keeps talking until its pointer
-    reaches the last unit (a record's EOS always sits there in training), then ends."""
+def eager_to_end(core, core_ids=None, eos_logit: float = 20.0):  # noqa: F811
+    """Tokens said by a decoder that moves on at every token and whose likeliest token is EOS
+    from the start (or, with a low ``eos_logit``, never), reading a random scene (or
+    ``core_ids``' units)."""
     decoder = boundary_decoder()
     with torch.no_grad():
         decoder.boundary.out.weight.zero_()
@@ -270,15 +271,40 @@ def test_a_rendering_ends_only_from_the_scenes_last_unit(core):  # noqa: F811
         decoder.output.weight.zero_()
         decoder.copy_logits.bonus.weight.zero_()
     decoder.boundary.chosen_bonus = Constant(-30.0, 2)
-    eos = 2
-    core_ids, states = scene(core)
+    core_ids, states = scene(core, core_ids)
     bias = torch.zeros(61)
-    bias[eos] = 20.0
+    bias[EOS] = eos_logit
     decoder.output.register_forward_hook(lambda m, i, out: out + bias)
-    gen = decoder.generate(states, torch.tensor([[1]]), 10, temperature=0.0, eos_id=eos,
+    gen = decoder.generate(states, torch.tensor([[1]]), 10, temperature=0.0, eos_id=EOS,
                            core_ids=core_ids, advance="argmax")
-    said = [int(t) for t in gen.ids[0, 1:]]
-    assert said.index(eos) == S - 1  # units 0..S-2 said something, EOS from the last one
+    return [int(t) for t in gen.ids[0, 1:]]
+
+
+EOS = 2  # the toy tokenizer's, and the core's end of record (RECORD_END)
+
+
+def test_a_rendering_ends_only_from_the_scenes_last_unit(core):  # noqa: F811
+    """The EOS is refused until the pointer reaches the last unit (a record's EOS always sits
+    there in training), then the decoder ends."""
+    said = eager_to_end(core)
+    assert said.index(EOS) == S - 1  # units 0..S-2 said something, EOS from the last one
+
+
+def test_a_rendering_ends_when_its_head_moves_on_from_the_last_unit(core):  # noqa: F811
+    """A decoder that never favours EOS still ends once every unit is said: its head moves on
+    from the last unit (one token per unit here), and only EOS is left to say."""
+    said = eager_to_end(core, eos_logit=-20.0)
+    assert said.index(EOS) == S
+
+
+def test_a_scene_closed_by_the_cores_eos_ends_at_the_unit_before_it(core):  # noqa: F811
+    """Units closed by the core's EOS, as alignment reads a whole record: no text token belongs
+    to that closing state, so the pointer stops at the unit before it and the text may end
+    there (without the rule this rendering would say one token more, under the EOS state)."""
+    core_ids = torch.randint(4, CORE_VOCAB, (1, S))
+    core_ids[0, -1] = RECORD_END
+    said = eager_to_end(core, core_ids)
+    assert said.index(EOS) == S - 2
 
 
 def test_remaining_buckets_count_a_units_unsaid_surface_tokens():

@@ -75,6 +75,25 @@ def test_read_modes_give_the_decoder_different_states(bridge):
         bridge.generate(Q, read="everything", **kw)
 
 
+def test_the_decoder_reads_the_thought_closed_by_the_cores_eos(bridge, monkeypatch):
+    """As alignment reads a whole record: the thought's units, then the core's EOS (whatever
+    stopped the thought), so the rendering ends at the thought's last unit."""
+    from dualmind.bridge import bridge as bridge_module
+    from dualmind.model.decoder_session import RECORD_END
+
+    read = {}
+    real = bridge_module.render
+
+    def spy(decoder, tokenizer, states, *args, core_ids=None, **kw):
+        read.update(states=states, core_ids=core_ids)
+        return real(decoder, tokenizer, states, *args, core_ids=core_ids, **kw)
+
+    monkeypatch.setattr(bridge_module, "render", spy)
+    answer = bridge.generate(Q, max_symbols=5, max_tokens=4, temperature=0.0, read="thought")
+    assert read["core_ids"][0].tolist() == [*answer.thought_symbols, RECORD_END]
+    assert read["states"].shape[1] == len(answer.thought_symbols) + 1
+
+
 def test_save_and_from_pretrained_give_the_same_answers(bridge, tmp_path):
     folder = bridge.save(tmp_path / "bridge")
     spec = json.loads((folder / "bridge.json").read_text())

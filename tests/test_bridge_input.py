@@ -33,7 +33,7 @@ def test_a_prompt_of_no_symbols_is_refused(bridge):
 def test_a_prompt_longer_than_the_context_keeps_its_last_symbols(bridge):
     words = " ".join(["zebra copper lighthouse saffron violin glacier emerald"] * 12)
     ids = bridge.lexicon.encode(words)
-    room = bridge.core.cfg.max_seq_len - 8
+    room = bridge.core.cfg.max_seq_len - 8 - 1  # the thought's 8 symbols and its closing EOS
     assert len(ids) > room
     answer = bridge.generate(words, max_symbols=8, **KW)
     assert answer.prompt_symbols == ids[-room:]

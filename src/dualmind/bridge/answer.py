@@ -56,7 +56,8 @@ class Answer:
     thought_gloss: str
     timings: Timings
     prompt_symbols: list[int] = field(default_factory=list)  # the question as the core read it
-    stopped: str = ""  # "eos" | "boundary" | "max_symbols"
+    stopped: str = ""  # the thought's: "eos" | "boundary" | "max_symbols"
+    text_stopped: str = ""  # the rendering's: "eos" (it said the thought) | "max_tokens"
     unknown_symbols: int = 0  # prompt symbols the lexicon or the core did not know (read as UNK)
     notes: list[str] = field(default_factory=list)  # truncation and unknown-symbol notices
     retrieved: list[Retrieved] = field(default_factory=list)

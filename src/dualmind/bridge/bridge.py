@@ -30,11 +30,25 @@ from dualmind.bridge.sampling import check_options
 from dualmind.bridge.thinking import think
 from dualmind.data.text_tokenizer import TOKENIZER_FILE
 from dualmind.model.core_reading import read_core
+from dualmind.model.decoder_session import RECORD_END
 from dualmind.model.pointer import pointer_for
 
 BRIDGE_FORMAT = "dualmind-bridge"
 BRIDGE_VERSION = 1
 READS = ("turn", "thought", "context")
+
+
+# Text tokens an answer may take per unit it renders, when the caller names no limit: the demo
+# corpus' scenes take 2.7 BPE tokens per semantic unit and 1.3 per lossless one (its QA answers
+# 3.3), so the rendering ends on its own EOS after the thought's last unit, not on the limit (a
+# fixed 96 tokens cut the demo's English 32-symbol thoughts five symbols before their end).
+TOKENS_PER_UNIT = 4
+ANSWER_SLACK = 16
+
+
+def answer_room(units: int) -> int:
+    """The default ``max_tokens`` of an answer rendering ``units`` units."""
+    return TOKENS_PER_UNIT * units + ANSWER_SLACK
 
 
 class Bridge:
@@ -155,13 +169,14 @@ class Bridge:
     def generate(self, prompt: str, max_symbols: int = 32, temperature: float = 0.8,
                  top_k: int | None = 50, top_p: float | None = None, seed: int | None = None,
                  show_thought: bool = False, on_text: Callable[[str], None] | None = None,
-                 *, max_tokens: int = 96, read: str | None = None, retrieve: int = 0,
+                 *, max_tokens: int | None = None, read: str | None = None, retrieve: int = 0,
                  index=None,
                  history: list[list[int]] | None = None,
                  on_thought: Callable[[str], None] | None = None,
                  use_cache: bool = True) -> Answer:
         """Answer ``prompt``: the core continues it by up to ``max_symbols`` symbols, then the
-        decoder renders up to ``max_tokens`` text tokens, streamed through ``on_text``.
+        decoder renders up to ``max_tokens`` text tokens (default: room for every unit it
+        reads, :func:`answer_room`), streamed through ``on_text``.
 
         read      which core states the decoder reads: "turn" (the question and the thought, the
                   default of a decoder reading in render mode: QA alignment renders answers
@@ -179,16 +194,16 @@ class Bridge:
         check_options(temperature, top_k, top_p)
         if read is not None and read not in READS:
             raise BridgeError(f"read must be one of {READS}, got {read!r}")
-        if max_symbols < 1 or max_tokens < 1:
+        if max_symbols < 1 or (max_tokens is not None and max_tokens < 1):
             raise BridgeError(f"max_symbols and max_tokens must be >= 1, got {max_symbols}, "
                               f"{max_tokens}")
-        if max_symbols >= self.core.cfg.max_seq_len:
+        if max_symbols + 1 >= self.core.cfg.max_seq_len:  # + the thought's closing EOS
             raise BridgeError(f"max_symbols={max_symbols} leaves no room for the prompt in the "
                               f"core's context of {self.core.cfg.max_seq_len} symbols")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         encoded = self.encode(prompt)
         retrieved, scenes = self._retrieve(encoded.ids, retrieve, index)
-        room = self.core.cfg.max_seq_len - max_symbols
+        room = self.core.cfg.max_seq_len - max_symbols - 1
         ctx = assemble(encoded.ids, room, scenes, history)
         retrieved = retrieved[: ctx.retrieved_kept]
         t_encoded = time.perf_counter()
@@ -200,15 +215,17 @@ class Bridge:
             (on_thought or _print_thought)(gloss)
         if read is None:  # a decoder that follows its text renders the thought as its scene
             read = "turn" if self.pointer_free else "thought"
-        # the symbols whose states the thought holds, and what this decoder reads of them (one
-        # more forward unless it reads the final states thinking already has)
-        ids = torch.tensor([(list(ctx.ids) + list(thought.ids))[: thought.states.shape[1]]])
-        states = thought.states
-        if self.decoder.cfg.core_read != "final":
-            states = read_core(self.core, ids, self.decoder.cfg.core_read)
+        # The decoder reads the thought as a whole record: closed by the core's EOS, as every
+        # record it was aligned on is (model.decoder_session.RECORD_END), whatever stopped the
+        # thought. Reading the closing state, its text ends at the thought's last unit; without
+        # it the render ran on past the thought into words no unit asked for.
+        ids = torch.tensor([list(ctx.ids) + list(thought.ids) + [RECORD_END]])
+        states = read_core(self.core, ids, self.decoder.cfg.core_read)  # one more forward
         states, shown = (self._read(t, len(ctx.ids), len(ctx.question), read)
                          for t in (states, ids))
-        pointer = pointer_for(self.decoder, self.lexicon, self.tokenizer, shown.shape[1])
+        pointer = pointer_for(self.decoder, self.lexicon, self.tokenizer, shown.shape[1] - 1)
+        if max_tokens is None:
+            max_tokens = answer_room(shown.shape[1] - 1)
         rendered = render(self.decoder, self.tokenizer, states, self.bos, self.eos, max_tokens,
                           temperature=temperature, top_k=top_k, top_p=top_p,
                           generator=generator, on_text=on_text, core_ids=shown,
@@ -221,14 +238,15 @@ class Bridge:
                           context_symbols=len(ctx.ids), thought_symbols=len(thought.ids),
                           text_tokens=len(rendered.token_ids))
         return Answer(rendered.text, thought.ids, gloss, timings, prompt_symbols=ctx.question,
-                      stopped=thought.stopped, unknown_symbols=encoded.unknown,
+                      stopped=thought.stopped, text_stopped=rendered.stopped,
+                      unknown_symbols=encoded.unknown,
                       notes=encoded.notes + ctx.notes, retrieved=retrieved)
 
     def _read(self, states: torch.Tensor, n_context: int, n_question: int,
               read: str) -> torch.Tensor:
         if read == "context":
             return states
-        if read == "thought" and states.shape[1] > n_context:
+        if read == "thought" and states.shape[1] > n_context + 1:  # a thought, then its EOS
             return states[:, n_context:]
         return states[:, n_context - n_question:]  # "turn", or a thought that is empty
 

@@ -73,7 +73,8 @@ def print_answer_end(out: _Printer, answer: Answer) -> None:
     out("")
     for note in answer.notes:
         out(f"  note: {note}", style="yellow")
-    out(f"  ({answer.timings.summary()}; stopped: {answer.stopped})", style="dim")
+    out(f"  ({answer.timings.summary()}; thought stopped: {answer.stopped}, text: "
+        f"{answer.text_stopped})", style="dim")
 
 
 def scripted_chat(bridge, prompts: list[str], console=None, show_thought: bool = True,

@@ -22,7 +22,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("sampling")
     g.add_argument("--max-symbols", type=int, default=32, help="longest thought (core symbols)")
-    g.add_argument("--max-tokens", type=int, default=96, help="longest answer (text tokens)")
+    g.add_argument("--max-tokens", type=int, default=None,
+                   help="longest answer (text tokens; default: 4 per unit the decoder reads + "
+                        "16, room for the whole thought: the answer ends where it does)")
     g.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
     g.add_argument("--top-k", type=int, default=50, help="0 = off")
     g.add_argument("--top-p", type=float, default=None, help="nucleus sampling, e.g. 0.9")

@@ -40,21 +40,26 @@ def render_scenes(core, decoder, corpus_dir: str | Path, split: str = "val", sce
         found = find_corpus_lexicon(Path(corpus_dir))
         pointing = _lexicon(found, shards.lexicon_fingerprint, corpus_dir) if found else None
     from dualmind.model.core_reading import read_core
+    from dualmind.model.decoder_session import RECORD_END
     from dualmind.model.pointer import pointer_for
 
     chosen = list(records if records is not None else range(min(scenes, len(shards))))
     seen_of = {i: min(len(shards[i].core), core.cfg.max_seq_len) for i in chosen}
     # each scene's units and what the decoder reads of them, once: a scene is read for its own
-    # rendering and again as the control of the scene before it
-    units_of = {i: torch.as_tensor(shards[i].core[:seen_of[i]], dtype=torch.int64)[None]
-                for i in chosen}
+    # rendering and again as the control of the scene before it. A scene is closed by the
+    # core's EOS where the context has room for it, as alignment read it: its text ends at the
+    # last unit.
+    closing = {i: [RECORD_END] if len(shards[i].core) < core.cfg.max_seq_len else []
+               for i in chosen}
+    units_of = {i: torch.as_tensor([*shards[i].core[:seen_of[i]], *closing[i]],
+                                   dtype=torch.int64)[None] for i in chosen}
     states_of = {i: read_core(core, units_of[i], decoder.cfg.core_read) for i in chosen}
 
     def say(i: int, budget: int, seed: int, lang: str | None) -> str:
         """Scene i's states rendered (up to budget tokens, seeded)."""
         units, states = units_of[i], states_of[i]
         try:  # the decoder follows its own text through the hyperphrase, as in training
-            pointer = pointer_for(decoder, pointing, tok, units.shape[1], lang=lang)
+            pointer = pointer_for(decoder, pointing, tok, seen_of[i], lang=lang)
         except ValueError as err:
             raise EvalError(f"rendering {corpus_dir}: {err} (--lexicon)") from err
         gen = decoder.generate(states, torch.tensor([[bos]]), budget, temperature=temperature,

@@ -22,6 +22,11 @@ import torch
 
 from dualmind.model.masks import scene_rows
 
+# The core's end-of-record symbol (the lexicon's EOS, the same id in every lexicon). Alignment
+# reads it after a record's last unit (train.align_datamodule.aligned_window), where the text's
+# EOS follows; no text token belongs to it, so no pointer goes onto it.
+RECORD_END = 2
+
 # How a boundary head's advance is chosen at generation: drawn from its distribution (the
 # default: the likeliest advance is "stay" for most tokens, and a rendering that always takes it
 # never leaves its unit), or the likeliest one. (Choosing it jointly with its token, the advance
@@ -56,6 +61,10 @@ class DecoderSession:
         self.cache = decoder.new_cache(batch, max_len)
         device = decoder.tok_embeddings.weight.device
         self.pointer = torch.full((batch,), -1, dtype=torch.int64, device=device)
+        ends = (core_ids[:, -1] == RECORD_END if core_ids is not None
+                else torch.zeros(1, dtype=torch.bool))
+        self.last_unit = (self.n_states - 1 - ends.long()).to(device).expand(batch)  # [B]: where
+        # each row's text may end (its pointer goes no further, EOS is refused before it)
         self.within = torch.zeros((batch,), dtype=torch.int64, device=device)  # tokens of the
         # pointer's unit said so far (a boundary head's conditioning)
         self.pointers: list[torch.Tensor] = []  # [B] per position fed: the unit it pointed at
@@ -70,7 +79,8 @@ class DecoderSession:
         belongs to (an advance drawn from the head, or its likeliest with ``advance="argmax"``),
         and the logits are the token's given that unit; with ``eos_id`` the end of text is
         refused until the chosen unit is the scene's last (in training a record's EOS always
-        sits there; without the rule a render could end a few words in)."""
+        sits there; without the rule a render could end a few words in), and it is the only
+        token left once the head moves on from that last unit."""
         if self.by_head and new_ids.shape[1] > 1:  # each position's pointer needs the one before
             for j in range(new_ids.shape[1]):
                 logits = self.step(new_ids[:, j:j + 1])
@@ -97,7 +107,9 @@ class DecoderSession:
             advance = scores.argmax(-1)[:, None]
         else:
             advance = torch.multinomial(scores.float().softmax(-1), 1, generator=self.generator)
-        advance = torch.minimum(advance, self.n_states - 1 - at)  # the scene's last unit at most
+        # the head moved on from the scene's last unit: its tokens are said and so is the scene
+        done = (at[:, 0] == self.last_unit) & (advance[:, 0] > 0)
+        advance = torch.minimum(advance, self.last_unit[:, None] - at)  # the last unit at most
         # the first token of a scene's first run is its first of that unit, like the first of
         # any unit it moves to; staying adds one more token to the unit
         within = torch.where((advance[:, 0] == 0) & (self.length > 1), self.within + 1, 0)
@@ -109,9 +121,13 @@ class DecoderSession:
         self.chosen.append(self.pointer)
         logits = logits[:, -1]
         if self.eos_id is not None:  # a record's text ends at its last unit, so may a rendering
-            early = self.pointer < self.n_states - 1
-            logits = logits.masked_fill(early[:, None] & (torch.arange(
-                logits.shape[-1], device=logits.device) == self.eos_id), float("-inf"))
+            is_eos = torch.arange(logits.shape[-1], device=logits.device) == self.eos_id
+            early = self.pointer < self.last_unit
+            logits = logits.masked_fill(early[:, None] & is_eos, float("-inf"))
+            # and ends when the head leaves that unit: a young decoder's EOS, once per record in
+            # training, is too rare to win on its own, and its rendering ran on at the last unit
+            # with words no unit asked for ("night? . [ of be [ he[")
+            logits = logits.masked_fill(done[:, None] & ~is_eos, float("-inf"))
         return logits
 
     def _rows(self, start: int, stop: int, new_ids: torch.Tensor, ids: torch.Tensor | None):

@@ -193,6 +193,27 @@ def test_export_folder_with_its_tokenizer(tmp_path, monkeypatch):
     assert "<b>document 1</b>" in html and "<b>document 2</b>" not in html
 
 
+def test_a_document_is_rendered_from_its_units_closed_by_the_cores_eos(tmp_path, monkeypatch):
+    """As the bridge and `dualmind eval` render: the document's units, then the core's EOS (so
+    the rendering ends after its last unit), read afresh: one more state than the units."""
+    from dualmind.model.decoder import LanguageDecoder
+    from dualmind.model.decoder_session import RECORD_END
+
+    read = []
+    real = LanguageDecoder.generate
+
+    def spy(self, states, prompt, *args, core_ids=None, **kw):
+        read.append((states.shape[1], core_ids[0].tolist()))
+        return real(self, states, prompt, *args, core_ids=core_ids, **kw)
+
+    monkeypatch.setattr(LanguageDecoder, "generate", spy)
+    run = tiny_run()
+    write_report(run["align"], PROMPT, tmp_path / "r", layers=[0], heads=[0],
+                 lexicon_dir=run["lexicon"])
+    assert read and all(ids[-1] == RECORD_END and RECORD_END not in ids[:-1]
+                        and n == len(ids) for n, ids in read)
+
+
 def test_figures_draw_awkward_labels():
     """Dollar signs (matplotlib's mathtext), newlines and carriage returns (no glyph) in glosses
     or text tokens must not break a figure."""

@@ -50,7 +50,7 @@ def decoder_section(models, trace, docs, doc_of, glosses, sel_heads, text_window
 
         states = read_core(models.core, core_ids, decoder.cfg.core_read,
                            doc_ids=torch.tensor([doc_of]), scene_ids=torch.tensor([doc_of]))
-    view = _View(decoder, states, core_ids, doc_of, lexicon, tok.tokenizer)
+    view = _View(decoder, states, core_ids, doc_of, lexicon, tok.tokenizer, models.core)
     kept = sorted(set(doc_of))  # documents with units inside the window
 
     token_ids, text_doc, labels = [], [], []
@@ -97,9 +97,9 @@ class _View:
     with a decoder that follows its text through the units, each token's unit comes from
     re-encoding the text before it with the lexicon, as at generation (dualmind.model.pointer)."""
 
-    def __init__(self, decoder, states, core_ids, doc_of, lexicon, tokenizer):
+    def __init__(self, decoder, states, core_ids, doc_of, lexicon, tokenizer, core=None):
         self.decoder, self.states, self.core_ids, self.doc_of = decoder, states, core_ids, doc_of
-        self.lexicon, self.tokenizer = lexicon, tokenizer
+        self.lexicon, self.tokenizer, self.core = lexicon, tokenizer, core
 
     def pointer(self, d: int):
         from dualmind.model.pointer import pointer_for
@@ -111,6 +111,19 @@ class _View:
         mine = torch.tensor([doc == d for doc in self.doc_of])
         return (self.states[:, mine],
                 self.core_ids[:, mine] if self.core_ids is not None else None)
+
+    def closed_scene(self, d: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Document ``d`` as a rendering reads it: its units closed by the core's EOS, as the
+        bridge and `dualmind eval` read theirs (dualmind.model.decoder_session.RECORD_END), so
+        the rendering ends after the last unit; the window's own states if there is no core."""
+        states, core_ids = self.scene(d)
+        if self.core is None or core_ids is None:
+            return states, core_ids
+        from dualmind.model.core_reading import read_core
+        from dualmind.model.decoder_session import RECORD_END
+
+        closed = torch.cat([core_ids, core_ids.new_full((1, 1), RECORD_END)], dim=1)
+        return read_core(self.core, closed, self.decoder.cfg.core_read), closed
 
     @torch.no_grad()
     def head_spans(self, d: int, token_ids: list[int]) -> list[int]:
@@ -171,10 +184,10 @@ def _maps(s, view, glosses, token_ids, text_doc, labels, cross, heads, what: str
 @torch.no_grad()
 def _render(view, d: int, tok, budget: int) -> list[int]:
     """Greedy tokens the decoder says for document ``d``, reading only that document's units
-    as one scene (EOS and everything after it dropped)."""
+    as one scene, closed by the core's EOS (the text's EOS and everything after it dropped)."""
     if budget < 1:
         return []
-    states, core_ids = view.scene(d)
+    states, core_ids = view.closed_scene(d)
     gen = view.decoder.generate(states, torch.tensor([[tok.bos]]), budget,
                                 pointer_fn=view.pointer(d), core_ids=core_ids,
                                 temperature=0.0, eos_id=tok.eos,

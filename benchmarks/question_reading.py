@@ -9,8 +9,9 @@ thought whatever was asked.
 For each core: the mean KL divergence (nats) between the next-symbol distributions after every
 ordered pair of questions of one language (0: the question is not read at all), beside the mean
 entropy of those distributions, and one thought per question (seeded, temperature 0.8, top-k 50:
-the bridge's defaults). Questions: one per line in --questions (a line `# lang` starts a group),
-else a few English and Russian ones built in. The cores must share the lexicon.
+the bridge's defaults). With --corpus, also whether it reads its own scenes (scene_reading).
+Questions: one per line in --questions (a line `# lang` starts a group), else a few English and
+Russian ones built in. The cores must share the lexicon.
 """
 
 from __future__ import annotations
@@ -55,6 +56,29 @@ def next_symbol_logprobs(core, ids: list[int], vocab: int) -> torch.Tensor:
         return core.output(hidden[0, -1]).float().log_softmax(-1)[:vocab]
 
 
+def scene_reading(core, corpus: Path, scenes: int, window: int) -> str:
+    """Whether the core reads the scene it is in: the mean KL divergence of each position's
+    next-symbol distribution from the mean of its scene's, and the code length of the next
+    symbols under each (equal: the core is a unigram model of the scene, whatever it read)."""
+    from dualmind.data.open_corpus import open_shards
+
+    shards = open_shards(corpus, "val", None)
+    kls, own, flat, n = [], 0.0, 0.0, 0
+    for i in range(min(scenes, len(shards))):
+        ids = torch.as_tensor(shards[i].core[:window], dtype=torch.int64)[None]
+        with torch.no_grad():
+            logp = core.output(core(ids, compute_logits=False).hidden[0]).float().log_softmax(-1)
+        mean = logp.exp().mean(0).log()
+        kls.append(float((logp.exp() * (logp - mean)).sum(-1).mean()))
+        nxt = ids[0, 1:, None]
+        own += float(-logp[:-1].gather(1, nxt).sum())
+        flat += float(-mean.expand(len(nxt), -1).gather(1, nxt).sum())
+        n += len(nxt)
+    return (f"scenes: KL(position || scene mean) {statistics.mean(kls):.3f} nats; next symbols "
+            f"{own / n:.3f} nats each, {flat / n:.3f} under the scene's mean distribution "
+            f"({len(kls)} val scenes, {window} symbols each)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("lexicon", type=Path, help="the cores' lexicon folder")
@@ -63,6 +87,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="a text file of questions, `# lang` lines between groups")
     parser.add_argument("--symbols", type=int, default=20, help="length of each thought shown")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="a corpus folder: also whether the core reads its own scenes (the "
+                             "first --scenes val scenes, --window symbols each)")
+    parser.add_argument("--scenes", type=int, default=4)
+    parser.add_argument("--window", type=int, default=256)
     args = parser.parse_args(argv)
 
     from dualmind.bridge.prompt import encode_prompt
@@ -79,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         core = HyperCore(CoreConfig.from_dict(meta["model"], source=f"{path} metadata")).eval()
         core.load_state_dict(state)
         print(f"{path}:")
+        if args.corpus is not None:
+            print("  " + scene_reading(core, args.corpus, args.scenes, args.window))
         generator = torch.Generator().manual_seed(args.seed)
         for lang, questions in groups.items():
             ids = [encode_prompt(lexicon, q, core.cfg.vocab_size).ids for q in questions]

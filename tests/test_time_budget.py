@@ -91,6 +91,15 @@ def test_the_second_look_never_goes_past_the_runs_own_steps():
     assert callback.decided_steps == 300 == trainer.fit_loop.epoch_loop.max_steps
 
 
+def test_the_second_look_leaves_a_small_drift_alone(capsys):
+    # the probe decides 148 steps; at step 50 the rate is 2% faster: 150 would fit, not worth a
+    # second schedule change
+    trainer, schedule, callback = run(budget=300.0, step_s=2.0, max_steps=300, steps=60,
+                                      later_s=1.96)
+    assert callback.decided_steps == trainer.fit_loop.epoch_loop.max_steps == 148
+    assert "looked at again" not in capsys.readouterr().out
+
+
 def test_the_budget_must_be_positive():
     with pytest.raises(ValueError, match="time_budget_s"):
         TimeBudget(0)

@@ -21,6 +21,8 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from dualmind.train.progress import duration
 
+REVIEW_SLACK = 0.02  # the second look moves the last step only by more than this share of it
+
 
 class TimeBudget(L.Callback):
     """budget_s: seconds the fit loop may take from its first step (start-up, data loading and
@@ -67,8 +69,11 @@ class TimeBudget(L.Callback):
         if planned is None or planned < 0:  # an open-ended run: nothing to fit
             self.decided_steps, self.reviewed = planned, True
             return
-        self.decided_steps = planned if fits >= planned else max(fits, trainer.global_step + 1)
-        if self.decided_steps == (planned if first_look else before):
+        decided = planned if fits >= planned else max(fits, trainer.global_step + 1)
+        if not first_look and abs(decided - before) <= max(1, REVIEW_SLACK * planned):
+            return  # the same decision, give or take the timer's noise
+        self.decided_steps = decided
+        if decided == (planned if first_look else before):
             return
         trainer.fit_loop.epoch_loop.max_steps = self.decided_steps
         for config in trainer.lr_scheduler_configs:  # the cosine ends at the new last step

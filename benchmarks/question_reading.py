@@ -17,7 +17,6 @@ Russian ones built in. The cores must share the lexicon.
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
 import sys
 from pathlib import Path
@@ -48,12 +47,6 @@ def read_questions(path: Path) -> dict[str, list[str]]:
         sys.exit(f"error: {path}: each group needs two questions or more "
                  f"({', '.join(small) if small else 'none found'})")
     return groups
-
-
-def next_symbol_logprobs(core, ids: list[int], vocab: int) -> torch.Tensor:
-    with torch.no_grad():
-        hidden = core(torch.tensor([ids]), compute_logits=False).hidden
-        return core.output(hidden[0, -1]).float().log_softmax(-1)[:vocab]
 
 
 def scene_reading(core, corpus: Path, scenes: int, window: int) -> str:
@@ -95,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from dualmind.bridge.prompt import encode_prompt
-    from dualmind.bridge.thinking import think
+    from dualmind.bridge.thinking import next_symbol_logprobs, reading_kl, think
     from dualmind.checkpoint.frozen_core import core_state_from
     from dualmind.lexicon.lexicon import Lexicon
     from dualmind.model.config import CoreConfig
@@ -113,10 +106,9 @@ def main(argv: list[str] | None = None) -> None:
         generator = torch.Generator().manual_seed(args.seed)
         for lang, questions in groups.items():
             ids = [encode_prompt(lexicon, q, core.cfg.vocab_size).ids for q in questions]
-            logp = [next_symbol_logprobs(core, i, len(lexicon)) for i in ids]
-            kl = statistics.mean(float((a.exp() * (a - b)).sum())
-                                 for a, b in itertools.permutations(logp, 2))
-            entropy = statistics.mean(float(-(p.exp() * p).sum()) for p in logp)
+            kl = reading_kl(core, ids, len(lexicon))
+            entropy = statistics.mean(float(-(p.exp() * p).sum()) for p in (
+                next_symbol_logprobs(core, i, len(lexicon)) for i in ids))
             print(f"  {lang}: {len(questions)} questions, mean pairwise KL {kl:.4f} nats, "
                   f"entropy {entropy:.2f} nats")
             for question, context in zip(questions[:3], ids, strict=False):

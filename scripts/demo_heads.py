@@ -14,10 +14,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-# Questions for the scripted chat: one English, one Russian, in the spirit of the demo's QA pairs.
+# Questions for the scripted chat, in the spirit of the demo's QA pairs: English, Russian, and a
+# second English one (whether the core reads its prompts is measured between the English ones).
 CHAT_PROMPTS = [
     "What is the night full of?",
     "Почему мне тревожно перед сном?",
+    "Who is the king?",
 ]
 VIZ_PROMPT = "The night was dark and full of waiting."
 
@@ -64,6 +66,23 @@ def scripted_chat(out: Path, console: Console) -> None:
     console.print(f"bridge assembled and saved to {out / 'bridge'} "
                   f"(try: dualmind chat --model {out / 'bridge'})")
     chat(bridge, CHAT_PROMPTS, console)
+    say_whether_the_core_reads(bridge, console)
+
+
+def say_whether_the_core_reads(bridge, console: Console) -> float:
+    """One measured line under the chat: do the English prompts change what the core would say
+    next? A briefly trained core thinks the same thought whatever it is asked."""
+    from dualmind.bridge.thinking import reading_kl
+
+    english = [p for p in CHAT_PROMPTS if p.isascii()]
+    kl = reading_kl(bridge.core, [bridge.encode(p).ids for p in english], len(bridge.lexicon))
+    verdict = ("it does not read them yet: every prompt gets the same next-symbol distribution, "
+               "and a thought is a draw from its symbol frequencies" if kl < 0.01 else
+               "it reads them")
+    console.print(f"does the core read its prompts? KL between its next-symbol distributions "
+                  f"after the English ones: {kl:.4f} nats; {verdict} (benchmarks/"
+                  "question_reading.py; RESULTS.md, question_reading)", markup=False)
+    return kl
 
 
 def visualise(out: Path, console: Console) -> Path:

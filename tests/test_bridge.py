@@ -94,6 +94,18 @@ def test_the_decoder_reads_the_thought_closed_by_the_cores_eos(bridge, monkeypat
     assert read["states"].shape[1] == len(answer.thought_symbols) + 1
 
 
+def test_reading_kl_is_zero_for_one_context_and_positive_for_two_a_core_reads(bridge):
+    """A core that reads its contexts gives them different next-symbol distributions (the toy
+    core's random weights read everything); the same context twice gives none."""
+    from dualmind.bridge.thinking import reading_kl
+
+    a, b = bridge.encode(Q).ids, bridge.encode("zebra lighthouse").ids
+    assert reading_kl(bridge.core, [a, a], len(bridge.lexicon)) == pytest.approx(0.0, abs=1e-6)
+    assert reading_kl(bridge.core, [a, b], len(bridge.lexicon)) > 0.01
+    with pytest.raises(ValueError, match="two contexts"):
+        reading_kl(bridge.core, [a])
+
+
 def test_save_and_from_pretrained_give_the_same_answers(bridge, tmp_path):
     folder = bridge.save(tmp_path / "bridge")
     spec = json.loads((folder / "bridge.json").read_text())

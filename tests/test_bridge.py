@@ -66,6 +66,18 @@ def test_kv_cache_thinks_the_same_thought_as_full_rereads(bridge):
     torch.testing.assert_close(cached.states, full.states, atol=1e-4, rtol=1e-4)
 
 
+def test_a_closed_thought_ends_its_states_with_the_closing_symbols(bridge):
+    """close_with: one more state after the thought (not one more symbol of it), the same with
+    the cache as re-reading everything."""
+    ctx = bridge.lexicon.encode(Q)
+    cached = think(bridge.core, ctx, 6, temperature=0.0, stop_ids=(), close_with=2)
+    full = think(bridge.core, ctx, 6, temperature=0.0, stop_ids=(), close_with=2,
+                 use_cache=False)
+    assert cached.ids == full.ids and len(cached.ids) == 6
+    assert cached.states.shape[1] == full.states.shape[1] == len(ctx) + 6 + 1
+    torch.testing.assert_close(cached.states, full.states, atol=1e-4, rtol=1e-4)
+
+
 def test_read_modes_give_the_decoder_different_states(bridge):
     kw = dict(max_symbols=5, max_tokens=10, temperature=0.0)
     turn = bridge.generate(Q, read="turn", **kw)

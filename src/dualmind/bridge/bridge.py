@@ -209,7 +209,7 @@ class Bridge:
         t_encoded = time.perf_counter()
         thought = think(self.core, ctx.ids, max_symbols, temperature=temperature, top_k=top_k,
                         top_p=top_p, generator=generator, use_cache=use_cache,
-                        vocab_limit=len(self.lexicon))
+                        vocab_limit=len(self.lexicon), close_with=RECORD_END)
         gloss = self.gloss(thought.ids)
         if show_thought:
             (on_thought or _print_thought)(gloss)
@@ -218,14 +218,18 @@ class Bridge:
         # The decoder reads the thought as a whole record: closed by the core's EOS, as every
         # record it was aligned on is (model.decoder_session.RECORD_END), whatever stopped the
         # thought. Reading the closing state, its text ends at the thought's last unit; without
-        # it the render ran on past the thought into words no unit asked for.
+        # it the render ran on past the thought into words no unit asked for. What it reads of
+        # them: the final states thinking already has, or one more forward for another view.
         ids = torch.tensor([list(ctx.ids) + list(thought.ids) + [RECORD_END]])
-        states = read_core(self.core, ids, self.decoder.cfg.core_read)  # one more forward
+        states = thought.states
+        if self.decoder.cfg.core_read != "final":
+            states = read_core(self.core, ids, self.decoder.cfg.core_read)
         states, shown = (self._read(t, len(ctx.ids), len(ctx.question), read)
                          for t in (states, ids))
-        pointer = pointer_for(self.decoder, self.lexicon, self.tokenizer, shown.shape[1] - 1)
+        units = shown.shape[1] - 1  # the closing EOS is no unit to render
+        pointer = pointer_for(self.decoder, self.lexicon, self.tokenizer, units)
         if max_tokens is None:
-            max_tokens = answer_room(shown.shape[1] - 1)
+            max_tokens = answer_room(units)
         rendered = render(self.decoder, self.tokenizer, states, self.bos, self.eos, max_tokens,
                           temperature=temperature, top_k=top_k, top_p=top_p,
                           generator=generator, on_text=on_text, core_ids=shown,

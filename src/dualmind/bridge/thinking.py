@@ -30,7 +30,7 @@ NEVER_DRAWN = (PAD, BOS, UNK)
 @dataclass
 class Thought:
     ids: list[int]  # the new symbols, stop symbol excluded
-    states: torch.Tensor  # [1, context + len(ids), D]: the core's hidden state of every position
+    states: torch.Tensor  # [1, context + len(ids) (+ 1 closing), D]: every position's state
     stopped: str  # "eos" | "boundary" (another id of stop_ids) | "max_symbols"
     seconds: float
 
@@ -41,20 +41,25 @@ def think(core, context: list[int], max_symbols: int, *, temperature: float = 0.
           generator: torch.Generator | None = None, use_cache: bool = True,
           stop_ids: tuple[int, ...] = (EOS,), vocab_limit: int | None = None,
           never: tuple[int, ...] = NEVER_DRAWN,
-          on_symbol: Callable[[int], None] | None = None) -> Thought:
+          on_symbol: Callable[[int], None] | None = None,
+          close_with: int | None = None) -> Thought:
     """Continue ``context`` (>= 1 symbol) by up to ``max_symbols`` symbols.
 
-    The caller makes room: len(context) + max_symbols <= core.cfg.max_seq_len (the last symbol
-    is fed once more so its hidden state exists). ``vocab_limit``: only ids below it may be
-    drawn (the lexicon's size: a core's vocabulary may be larger than its lexicon); ``never``:
-    ids that are never drawn either (EOS stays drawable: it is how a thought ends)."""
+    The caller makes room: len(context) + max_symbols (+ 1 with ``close_with``) <=
+    core.cfg.max_seq_len (the last symbol is fed once more so its hidden state exists).
+    ``vocab_limit``: only ids below it may be drawn (the lexicon's size: a core's vocabulary may
+    be larger than its lexicon); ``never``: ids that are never drawn either (EOS stays drawable:
+    it is how a thought ends). ``close_with``: a symbol fed after the thought, whatever stopped
+    it, whose state ends ``states`` (not ``ids``): the bridge closes a thought with EOS, as
+    alignment reads every record."""
     t0 = time.perf_counter()
     device = core.tok_embeddings.weight.device
     ids = torch.tensor([context], dtype=torch.int64, device=device)
-    total = len(context) + max_symbols
+    total = len(context) + max_symbols + (close_with is not None)
     if total > core.cfg.max_seq_len:
-        raise ValueError(f"context {len(context)} + {max_symbols} symbols exceed the core's "
-                         f"context ({core.cfg.max_seq_len})")
+        raise ValueError(f"context {len(context)} + {max_symbols} symbols"
+                         f"{' + the closing one' if close_with is not None else ''} exceed the "
+                         f"core's context ({core.cfg.max_seq_len})")
     cache = core.new_cache(1, total) if use_cache else None
 
     def run(new_ids: torch.Tensor):
@@ -64,11 +69,25 @@ def think(core, context: list[int], max_symbols: int, *, temperature: float = 0.
         return out.hidden, core.output(out.hidden[0, -1])
 
     hidden, logits = run(ids)
+    states = [hidden]
+
+    def feed(symbol: int) -> torch.Tensor:
+        """Feed one symbol, keep every position's state; the next symbol's logits."""
+        nonlocal ids, states
+        step = torch.tensor([[symbol]], dtype=torch.int64, device=device)
+        if use_cache:  # one new position against the cached keys/values
+            hidden, logits = run(step)
+            states.append(hidden)
+        else:  # the whole sequence again
+            ids = torch.cat((ids, step), dim=1)
+            hidden, logits = run(ids)
+            states = [hidden]
+        return logits
+
     banned = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
     if vocab_limit is not None:
         banned[vocab_limit:] = True
     banned[[i for i in never if i < len(banned)]] = True
-    states = [hidden]
     thought: list[int] = []
     stopped = "max_symbols"
     for _ in range(max_symbols):
@@ -80,14 +99,9 @@ def think(core, context: list[int], max_symbols: int, *, temperature: float = 0.
         thought.append(nxt)
         if on_symbol is not None:
             on_symbol(nxt)
-        step = torch.tensor([[nxt]], dtype=torch.int64, device=device)
-        if use_cache:  # one new position against the cached keys/values
-            hidden, logits = run(step)
-            states.append(hidden)
-        else:  # the whole sequence again
-            ids = torch.cat((ids, step), dim=1)
-            hidden, logits = run(ids)
-            states = [hidden]
+        logits = feed(nxt)
+    if close_with is not None:
+        feed(close_with)
     return Thought(thought, torch.cat(states, dim=1), stopped, time.perf_counter() - t0)
 
 

@@ -60,35 +60,40 @@ class TimeBudget(L.Callback):
         first_look = self.decided_steps is None
         if done < (self.probe_steps if first_look else self.review_steps):
             return
-        per_step = (now - self._t_first) / max(done - self._done_first, 1) * (1 + self.margin)
-        fits = trainer.global_step + math.floor(max(self.budget_s - (now - self._t0), 0) / per_step)
         if first_look:
             self.planned = trainer.max_steps
+            if self.planned is None or self.planned < 0:  # an open-ended run: nothing to fit
+                self.decided_steps, self.reviewed = self.planned, True
+                return
         self.reviewed = not first_look or self.review_steps <= self.probe_steps
-        planned, before = self.planned, self.decided_steps
-        if planned is None or planned < 0:  # an open-ended run: nothing to fit
-            self.decided_steps, self.reviewed = planned, True
+        per_step = (now - self._t_first) / max(done - self._done_first, 1) * (1 + self.margin)
+        fits = trainer.global_step + math.floor(max(self.budget_s - (now - self._t0), 0) / per_step)
+        decided = min(self.planned, max(fits, trainer.global_step + 1))
+        before = self.planned if first_look else self.decided_steps
+        slack = 0 if first_look else max(1, REVIEW_SLACK * self.planned)
+        if abs(decided - before) <= slack:  # the same decision, give or take the timer's noise
+            self.decided_steps = before
             return
-        decided = planned if fits >= planned else max(fits, trainer.global_step + 1)
-        if not first_look and abs(decided - before) <= max(1, REVIEW_SLACK * planned):
-            return  # the same decision, give or take the timer's noise
         self.decided_steps = decided
-        if decided == (planned if first_look else before):
-            return
-        trainer.fit_loop.epoch_loop.max_steps = self.decided_steps
-        for config in trainer.lr_scheduler_configs:  # the cosine ends at the new last step
-            for schedule in getattr(config.scheduler, "lr_lambdas", []):
-                if hasattr(schedule, "total"):
-                    schedule.total = self.decided_steps
+        _end_at(trainer, decided)
         if first_look:
-            _say(f"time budget: {per_step:.2f} s per step here, so {planned} steps would "
-                 f"take ~{duration(per_step * (planned - self._start))}, more than "
+            _say(f"time budget: {per_step:.2f} s per step here, so {self.planned} steps would "
+                 f"take ~{duration(per_step * (self.planned - self._start))}, more than "
                  f"trainer.time_budget_s={self.budget_s:g} s: this run stops at step "
-                 f"{self.decided_steps} (its learning-rate schedule shortened to match)")
+                 f"{decided} (its learning-rate schedule shortened to match)")
         else:
             _say(f"time budget, looked at again at step {trainer.global_step}: "
-                 f"{per_step:.2f} s per step, so this run stops at step {self.decided_steps}, "
+                 f"{per_step:.2f} s per step, so this run stops at step {decided}, "
                  f"not {before} (its learning-rate schedule ends there)")
+
+
+def _end_at(trainer, steps: int) -> None:
+    """The run's last step is ``steps``, and so is its cosine schedule's."""
+    trainer.fit_loop.epoch_loop.max_steps = steps
+    for config in trainer.lr_scheduler_configs:
+        for schedule in getattr(config.scheduler, "lr_lambdas", []):
+            if hasattr(schedule, "total"):
+                schedule.total = steps
 
 
 @rank_zero_only

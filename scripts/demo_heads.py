@@ -69,7 +69,7 @@ def scripted_chat(out: Path, console: Console) -> None:
     say_whether_the_core_reads(bridge, console)
 
 
-def say_whether_the_core_reads(bridge, console: Console) -> float:
+def say_whether_the_core_reads(bridge, console: Console) -> None:
     """One measured line under the chat: do the English prompts change what the core would say
     next? A briefly trained core thinks the same thought whatever it is asked."""
     from dualmind.bridge.thinking import reading_kl
@@ -82,7 +82,6 @@ def say_whether_the_core_reads(bridge, console: Console) -> float:
     console.print(f"does the core read its prompts? KL between its next-symbol distributions "
                   f"after the English ones: {kl:.4f} nats; {verdict} (benchmarks/"
                   "question_reading.py; RESULTS.md, question_reading)", markup=False)
-    return kl
 
 
 def visualise(out: Path, console: Console) -> Path:

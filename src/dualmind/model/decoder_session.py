@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import torch
 
-from dualmind.lexicon.lexicon import Lexicon
 from dualmind.model.masks import scene_rows
 
-# The core's end-of-record symbol. Alignment reads it after a record's last unit
-# (train.align_datamodule.aligned_window), where the text's EOS follows; no text token belongs
-# to it, so no pointer goes onto it.
-RECORD_END = Lexicon.EOS
+# The core's end-of-record symbol: Lexicon.EOS, the same id in every lexicon (a literal here:
+# model/ sits below lexicon/ in the import layering, tests/test_import_graph.py). Alignment
+# reads it after a record's last unit (train.align_datamodule.aligned_window), where the text's
+# EOS follows; no text token belongs to it, so no pointer goes onto it.
+RECORD_END = 2
 
 # How a boundary head's advance is chosen at generation: drawn from its distribution (the
 # default: the likeliest advance is "stay" for most tokens, and a rendering that always takes it

@@ -65,11 +65,14 @@ def spawn_ranks(fn: Callable, world: int, *args, timeout_s: float | None = None)
     rank fails. ``fn`` must be importable (a module-level function). With ``timeout_s``, ranks
     still running after that many seconds are killed and TimeoutError is raised (a hang in a
     collective then fails the test instead of blocking the suite)."""
-    store = Path(tempfile.mkdtemp(prefix="dualmind-store-")) / "store"
-    ctx = mp.spawn(_rank_entry, args=(world, str(store), fn, args), nprocs=world, join=False)
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while not ctx.join(timeout=5):
-        if deadline is not None and time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            raise TimeoutError(f"{world} ranks of {fn.__name__} still running after {timeout_s} s")
+    # The store's folder goes when the ranks do (left behind, every run of the suite kept ~10).
+    with tempfile.TemporaryDirectory(prefix="dualmind-store-") as folder:
+        store = Path(folder) / "store"
+        ctx = mp.spawn(_rank_entry, args=(world, str(store), fn, args), nprocs=world, join=False)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not ctx.join(timeout=5):
+            if deadline is not None and time.monotonic() > deadline:
+                for p in ctx.processes:
+                    p.kill()
+                raise TimeoutError(
+                    f"{world} ranks of {fn.__name__} still running after {timeout_s} s")

@@ -9,7 +9,8 @@ thought whatever was asked.
 For each core: the mean KL divergence (nats) between the next-symbol distributions after every
 ordered pair of questions of one language (0: the question is not read at all), beside the mean
 entropy of those distributions, and one thought per question (seeded, temperature 0.8, top-k 50:
-the bridge's defaults). With --corpus, also whether it reads its own scenes (scene_reading).
+the bridge's defaults). With --corpus, also whether it reads its own scenes (scene_reading),
+beside a peer that reads only the symbol before: a bigram counted on the corpus's train split.
 Questions: one per line in --questions (a line `# lang` starts a group), else a few English and
 Russian ones built in. The cores must share the lexicon.
 """
@@ -21,6 +22,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 QUESTIONS = {
@@ -49,14 +51,44 @@ def read_questions(path: Path) -> dict[str, list[str]]:
     return groups
 
 
+class CountedBigram:
+    """A bigram model counted on a split, interpolated with its unigram (Witten-Bell: a context
+    seen with t distinct followers in c pairs keeps c / (c + t) of its mass for them), the
+    unigram add-half smoothed: the peer a core that reads should beat, from the same symbols."""
+
+    def __init__(self, sequences: list[np.ndarray], vocab: int):
+        pairs = np.concatenate([s[:-1].astype(np.int64) * vocab + s[1:] for s in sequences])
+        self.vocab = vocab
+        self.codes, self.pair_counts = np.unique(pairs, return_counts=True)
+        first = self.codes // vocab
+        self.context = np.bincount(first, weights=self.pair_counts, minlength=vocab)
+        self.followers = np.bincount(first, minlength=vocab).astype(np.float64)
+        unigram = np.bincount(np.concatenate(sequences), minlength=vocab) + 0.5
+        self.unigram = unigram / unigram.sum()
+
+    def probs(self, prev: np.ndarray, nxt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """P(nxt | prev) under the bigram and P(nxt) under the unigram, per pair."""
+        codes = prev.astype(np.int64) * self.vocab + nxt
+        at = np.minimum(np.searchsorted(self.codes, codes), len(self.codes) - 1)
+        count = np.where(self.codes[at] == codes, self.pair_counts[at], 0)
+        c, t = self.context[prev], self.followers[prev]
+        seen = c / np.maximum(c + t, 1)
+        bigram = seen * count / np.maximum(c, 1) + (1 - seen) * self.unigram[nxt]
+        return bigram, self.unigram[nxt]
+
+
 def scene_reading(core, corpus: Path, scenes: int, window: int) -> str:
     """Whether the core reads the scene it is in: the mean KL divergence of each position's
     next-symbol distribution from the mean of its scene's, and the code length of the next
-    symbols under each (equal: the core is a unigram model of the scene, whatever it read)."""
+    symbols under each (equal: the core is a unigram model of the scene, whatever it read),
+    beside a bigram and a unigram counted on the corpus's train split."""
     from dualmind.data.open_corpus import open_shards
 
     shards = open_shards(corpus, "val", None)
-    kls, own, flat, n = [], 0.0, 0.0, 0
+    train = open_shards(corpus, "train", None)
+    peer = CountedBigram([np.asarray(train[i].core) for i in range(len(train))],
+                         core.cfg.vocab_size)
+    kls, own, flat, bigram, unigram, n = [], 0.0, 0.0, 0.0, 0.0, 0
     for i in range(min(scenes, len(shards))):
         ids = torch.as_tensor(shards[i].core[:window], dtype=torch.int64)[None]
         with torch.no_grad():
@@ -66,9 +98,12 @@ def scene_reading(core, corpus: Path, scenes: int, window: int) -> str:
         nxt = ids[0, 1:, None]
         own += float(-logp[:-1].gather(1, nxt).sum())
         flat += float(-mean.expand(len(nxt), -1).gather(1, nxt).sum())
+        pb, pu = peer.probs(ids[0, :-1].numpy(), ids[0, 1:].numpy())
+        bigram, unigram = bigram - float(np.log(pb).sum()), unigram - float(np.log(pu).sum())
         n += len(nxt)
     return (f"scenes: KL(position || scene mean) {statistics.mean(kls):.3f} nats; next symbols "
-            f"{own / n:.3f} nats each, {flat / n:.3f} under the scene's mean distribution "
+            f"{own / n:.3f} nats each, {flat / n:.3f} under the scene's mean distribution; "
+            f"counted on the train split: bigram {bigram / n:.3f}, unigram {unigram / n:.3f} "
             f"({len(kls)} val scenes, {window} symbols each)")
 
 

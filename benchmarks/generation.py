@@ -13,13 +13,14 @@ retrieval does for planted facts.
    demo's chat prompts, with the bridge's default sampling (32 symbols of thought, then text):
    median of --repeats runs per prompt; the thought comes first, so it includes the thinking.
 3. Retrieval on the demo model: planted facts (distinctive sentences) among --distractors
-   scenes of the demo corpus, pooling the final-norm states (default) and the symbol embeddings
-   (layer 0); recall@1/@3 of the fact for a question about it, and the answer's
-   negative log-likelihood with no retrieval, with what retrieval found (k=1), and with the
-   right fact placed by hand (oracle), and with an unrelated scene (a control: does any
-   context do the same?): the core's nats per symbol of the answer's hyperphrase
-   after the question, and the decoder's nats per token of the answer text read from the
-   question's states (how QA pairs are aligned).
+   scenes of the demo corpus, pooling the final-norm states and the symbol embeddings (layer 0,
+   the index's default; benchmarks/index_pooling.py compares more layers and cores);
+   recall@1/@3 of the fact for a question about it, and the answer's negative log-likelihood
+   with no retrieval, with what retrieval found (k=1), with the right fact placed by hand
+   (oracle), and with an unrelated scene (a control: does any context do the same?): the
+   core's nats per symbol of the answer's hyperphrase after the question, and the decoder's
+   nats per token of the answer text read from the question's states (how QA pairs are
+   aligned).
 
 Results go to benchmarks/RESULTS.md between <!-- generation:start --> and <!-- generation:end -->.
 """
@@ -172,6 +173,8 @@ def retrieval(bridge, corpus: Path, distractors: int, layer: int | None = None) 
 
 def report(cache: dict, source: str, fw: list[dict] | None, rets: list[dict] | None,
            threads: int, align: str | None) -> str:
+    from dualmind.bridge.retrieval import POOLED_LAYER
+
     lines = [
         "## Generation through the bridge (`benchmarks/generation.py`)", "",
         f"CPU, {threads} torch threads, {platform.processor() or platform.machine()}, "
@@ -212,8 +215,9 @@ def report(cache: dict, source: str, fw: list[dict] | None, rets: list[dict] | N
                   "scenes; a question about each fact shares its content words.", "",
                   "| pooled states | recall@1 | recall@3 | index built in |", "|---|---|---|---|"]
         for r in rets:
-            name = ("final-norm hidden states (default)" if r["layer"] is None
+            name = ("final-norm hidden states" if r["layer"] is None
                     else f"layer {r['layer']} (0 = symbol embeddings)")
+            name += " (default)" if r["layer"] == POOLED_LAYER else ""
             lines.append(f"| {name} | **{r['recall1']:.2f}** | **{r['recall3']:.2f}** | "
                          f"{r['build_s']:.1f} s |")
         lines += ["", "Answer NLL, mean over the planted questions (lower is better):", "",

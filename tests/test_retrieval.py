@@ -40,20 +40,21 @@ def recall(bridge, index, k: int) -> float:
 
 
 def test_planted_facts_are_found_by_their_questions(bridge, index):
-    # A random core's pooled states are close to a bag of its symbols' embeddings, so a question
-    # sharing a fact's content lemmas lands nearest to it (margins ~0.3 in cosine on this toy).
-    # Pooling the wrong positions (padding, one position only) breaks this.
+    # The index pools the symbol embeddings by default (a bag of symbols), so a question sharing
+    # a fact's content lemmas lands nearest to it. Pooling the wrong positions (padding, one
+    # position only) breaks this.
     r1, r3 = recall(bridge, index, 1), recall(bridge, index, 3)
     print(f"toy planted facts: recall@1 {r1:.2f}, recall@3 {r3:.2f} "
           f"({len(FACTS)} facts among {len(DISTRACTORS)} distractors)")
     assert r1 >= 0.8 and r3 == 1.0
 
 
-def test_pooling_ignores_padding_and_identical_sequences_match_exactly(bridge):
+@pytest.mark.parametrize("layer", [0, 2, None])
+def test_pooling_ignores_padding_and_identical_sequences_match_exactly(bridge, layer):
     lex = bridge.lexicon
     short, long_ = lex.encode(FACTS[0]), lex.encode(" ".join(DISTRACTORS[:4]))
-    alone = pooled_states(bridge.core, [short])
-    batched = pooled_states(bridge.core, [long_, short, short], batch_size=8)
+    alone = pooled_states(bridge.core, [short], layer=layer)
+    batched = pooled_states(bridge.core, [long_, short, short], batch_size=8, layer=layer)
     np.testing.assert_allclose(batched[1], alone[0], atol=1e-5)
     np.testing.assert_allclose(batched[2], batched[1], atol=1e-6)
     assert abs(float(np.linalg.norm(batched[0])) - 1.0) < 1e-5
@@ -120,7 +121,15 @@ def test_the_index_command_builds_and_describes_an_index(bridge, index, tmp_path
                  str(out)]) == 0
     assert f"indexed {len(index)} scenes" in capsys.readouterr().out
     assert main(["index", "info", str(out)]) == 0
-    assert f"{len(index)} scenes" in capsys.readouterr().out
+    assert f"{len(index)} scenes, dim 64 (layer 0)" in capsys.readouterr().out
+    assert main(["index", "build", "--model", str(folder), "--corpus", "unused", "--out",
+                 str(tmp_path / "final"), "--layer", "final"]) == 0
+    assert main(["index", "info", str(tmp_path / "final")]) == 0
+    assert "(final-norm states)" in capsys.readouterr().out.splitlines()[-1]
+    with pytest.raises(SystemExit):
+        main(["index", "build", "--model", str(folder), "--corpus", "c", "--out", "x",
+              "--layer", "last"])
+    assert "expected a block number or 'final', got 'last'" in capsys.readouterr().err
     rc = main(["generate", QUESTIONS[3], "--model", str(folder), "--retrieve", "1", "--index",
                str(out), "--max-symbols", "2", "--max-tokens", "2"])
     assert rc == 0 and "[retrieved 1]" in capsys.readouterr().out
@@ -130,19 +139,19 @@ def test_the_index_command_builds_and_describes_an_index(bridge, index, tmp_path
     assert "was built with lexicon ffff" in capsys.readouterr().err
 
 
-def test_an_index_of_another_layer_pools_it_and_remembers_it(bridge, tmp_path):
+def test_an_index_of_the_final_states_pools_them_and_remembers_it(bridge, tmp_path):
     lex = bridge.lexicon
     records = [SceneRecord(f"fact:{i}", lex.encode(t), t) for i, t in enumerate(FACTS)]
     records += [SceneRecord(f"other:{i}", lex.encode(t), t) for i, t in enumerate(DISTRACTORS)]
-    embedded = SceneIndex.build(bridge.core, records, bridge.core_fingerprint, layer=0)
-    assert recall(bridge, embedded, 1) >= 0.8  # a bag of the symbols' embeddings
-    final = pooled_states(bridge.core, [records[0].units])
-    first = pooled_states(bridge.core, [records[0].units], layer=0)
+    final_index = SceneIndex.build(bridge.core, records, bridge.core_fingerprint, layer=None)
+    final = pooled_states(bridge.core, [records[0].units], layer=None)
+    first = pooled_states(bridge.core, [records[0].units])
     assert float(final[0] @ first[0]) < 0.99  # another layer, other vectors
-    loaded = SceneIndex.load(embedded.save(tmp_path / "idx0"))
-    assert loaded.layer == 0
+    assert first[0] == pytest.approx(pooled_states(bridge.core, [records[0].units], layer=0)[0])
+    loaded = SceneIndex.load(final_index.save(tmp_path / "final"))
+    assert loaded.layer is None
     q = lex.encode(QUESTIONS[4])
     assert loaded.search(bridge.core, q, 1)[0].score == pytest.approx(
-        embedded.search(bridge.core, q, 1)[0].score, abs=1e-5)
+        final_index.search(bridge.core, q, 1)[0].score, abs=1e-5)
     with pytest.raises(BridgeError, match="layer must be in"):
         pooled_states(bridge.core, [q], layer=bridge.core.cfg.n_layers + 1)

@@ -8,6 +8,18 @@ import time
 
 from dualmind.bridge.cli_common import add_model_arguments, fail, load_bridge
 from dualmind.bridge.errors import BridgeError
+from dualmind.bridge.retrieval import POOLED_LAYER
+
+
+def pooled_layer(text: str) -> int | None:
+    """--layer: a block number (0 = the symbol embeddings) or 'final' (the final-norm states)."""
+    if text == "final":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a block number or 'final', got {text!r}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,9 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--kinds", default="scene", help="record kinds to index (scene,qa,pair)")
     build.add_argument("--limit", type=int, default=None, help="index at most N records")
     build.add_argument("--batch-size", type=int, default=16)
-    build.add_argument("--layer", type=int, default=None,
-                       help="pool the residual stream after block K (0 = symbol embeddings) "
-                            "instead of the final-norm states")
+    build.add_argument("--layer", type=pooled_layer, default=POOLED_LAYER, metavar="K|final",
+                       help="pool the residual stream after block K (default 0: the symbol "
+                            "embeddings, a bag of symbols) or 'final': the final-norm states")
     info = sub.add_parser("info", help="what an index folder holds")
     info.add_argument("index", help="index folder")
 

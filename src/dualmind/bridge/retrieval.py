@@ -1,11 +1,14 @@
-"""Retrieval: scenes embedded by the core's pooled hidden states, searched with FAISS.
+"""Retrieval: scenes embedded by the core's pooled states, searched with FAISS.
 
-Embedding of a scene: the core reads its symbols alone (no other context), and the final-norm
-hidden states (what the decoder reads) are averaged over the scene's units and L2-normalised, so
-an inner product is a cosine similarity (FAISS ``IndexFlatIP``: exact search). A question is
-embedded the same way. ``layer=k`` pools the residual stream after block k instead (0 = the
-symbol embeddings: a bag of symbols); on the briefly trained demo core the final states of all
-positions are nearly one vector, and layer 0 retrieves planted facts far better (RESULTS.md).
+Embedding of a scene: the core reads its symbols alone (no other context), the states of one
+layer are L2-normalised per position (final-norm states as they are), averaged over the scene's
+units and L2-normalised again, so an inner product is a cosine similarity (FAISS
+``IndexFlatIP``: exact search). A question is embedded the same way. By default the layer is 0,
+the symbol embeddings (a bag of symbols); ``layer=k`` pools the residual stream after block k,
+``layer=None`` the final-norm states (what the decoder reads). On the demo corpus (8 planted
+facts among 400 scenes) layer 0 found every fact on semantic cores of 300, 600 and 1,200 steps,
+the final states 50-75% of them: a young core's final states are nearly one vector at every
+position (RESULTS.md, index_pooling).
 
 An index folder holds
   index.faiss    the FAISS index (one row per scene, in order)
@@ -49,9 +52,13 @@ class Hit:
     units: list[int]
 
 
+# The states an index pools unless told otherwise: 0, the symbol embeddings (module docstring).
+POOLED_LAYER: int | None = 0
+
+
 @torch.no_grad()
 def pooled_states(core, sequences: list[list[int]], batch_size: int = 16,
-                  layer: int | None = None) -> np.ndarray:
+                  layer: int | None = POOLED_LAYER) -> np.ndarray:
     """[N, D] float32: mean of the core's states over each sequence, L2-normalised.
 
     layer None: the final-norm hidden states (what the decoder reads). layer k: the residual
@@ -102,7 +109,7 @@ class SceneIndex:
     @classmethod
     def build(cls, core, records: list[SceneRecord], core_fingerprint: str,
               lexicon_fingerprint: str | None = None, batch_size: int = 16,
-              progress=None, layer: int | None = None) -> SceneIndex:
+              progress=None, layer: int | None = POOLED_LAYER) -> SceneIndex:
         import faiss
 
         if not records:

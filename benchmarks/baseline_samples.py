@@ -1,0 +1,81 @@
+"""What a plain BPE model says after the demo's prompts: the peer for the chat's answers.
+
+    .venv/bin/python train.py recipe=baseline_bpe_mini data.dir=runs/demo/corpus \
+        run_dir=runs/baseline trainer.max_steps=1200 trainer.time_budget_s=530
+    .venv/bin/python benchmarks/baseline_samples.py runs/baseline/checkpoints/last.ckpt \
+        runs/demo/corpus [more stage-lm checkpoints ...] [--prompts my_prompts.txt]
+
+Each checkpoint (stage lm: the equal-compute study's BPE baseline, a core on the corpus's BPE
+tokens) continues each prompt by --tokens tokens with the bridge's sampling defaults
+(temperature 0.8, top-k 50), one generator seeded --seed per checkpoint, and the text is printed
+as it came. Set its time budget to the demo's core + decoder training time and the continuations
+are what an ordinary model makes of the same data in the same time. Prompts: one per line in
+--prompts, else the demo chat's three.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+PROMPTS = ["What is the night full of?", "Почему мне тревожно перед сном?", "Who is the king?"]
+
+
+def load_lm(path: Path):
+    """The HyperCore of a stage-lm checkpoint, in eval mode, and its training step."""
+    from dualmind.checkpoint.meta import checkpoint_metadata
+    from dualmind.model.config import CoreConfig
+    from dualmind.model.core import HyperCore
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        meta = checkpoint_metadata(ckpt)
+    except Exception as err:  # noqa: BLE001 - reported with the path
+        sys.exit(f"error: {path}: not a readable dualmind checkpoint ({err})")
+    if meta.get("stage") != "lm":
+        sys.exit(f"error: {path}: a checkpoint of stage {meta.get('stage')!r}, not a BPE model "
+                 "(stage lm: recipe=baseline_bpe_mini)")
+    state = {k[len("core."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("core.")}
+    lm = HyperCore(CoreConfig.from_dict(meta["model"], source=f"{path} metadata")).eval()
+    lm.load_state_dict(state)
+    return lm, ckpt.get("global_step", "?")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="a stage-lm checkpoint")
+    parser.add_argument("corpus", type=Path, help="the corpus it trained on (its tokenizer.json)")
+    parser.add_argument("more", type=Path, nargs="*", help="more stage-lm checkpoints")
+    parser.add_argument("--prompts", type=Path, default=None, help="one prompt a line")
+    parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from tokenizers import Tokenizer
+
+    if not (args.corpus / "tokenizer.json").is_file():
+        sys.exit(f"error: {args.corpus}: no tokenizer.json (is it a corpus folder?)")
+    tokenizer = Tokenizer.from_file(str(args.corpus / "tokenizer.json"))
+    prompts = PROMPTS
+    if args.prompts:
+        prompts = [ln.strip() for ln in args.prompts.read_text(encoding="utf-8").splitlines()
+                   if ln.strip()]
+        if not prompts:
+            sys.exit(f"error: {args.prompts}: no prompts")
+    for path in [args.checkpoint, *args.more]:
+        lm, step = load_lm(path)
+        print(f"{path} (step {step}):")
+        generator = torch.Generator().manual_seed(args.seed)
+        for prompt in prompts:
+            ids = torch.tensor([tokenizer.encode(prompt).ids])
+            with torch.no_grad():
+                out = lm.generate(ids, args.tokens, temperature=0.8, top_k=50, generator=generator)
+            print(f"  {prompt} -> {tokenizer.decode(out.ids[0, ids.shape[1]:].tolist())!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -164,3 +164,20 @@ def test_the_default_size_fits_the_default_training_config(inputs, tmp_path, cap
     lex = Lexicon.load(out)
     assert lex.options["vocab_size"] == cli.CLI_VOCAB_SIZE
     assert f"a core trains on it with model.vocab_size >= {len(lex)}" in capsys.readouterr().out
+
+
+def test_keep_function_words_keeps_them_in_the_hyperphrase(inputs, tmp_path, capsys):
+    kept, dropped = tmp_path / "kept", tmp_path / "dropped"
+    for out, extra in ((kept, ["--keep-function-words"]), (dropped, [])):
+        assert call("build", str(inputs / "txt"), "--level", "semantic", "--vocab-size", "700",
+                    "--piece-merges", "100", "--out", str(out), "--no-progress", *extra) == 0
+    text = "The night was dark and the door was open."
+    said = {out.name: Lexicon.load(out).decode(Lexicon.load(out).encode(text)).replace(
+        "·", " ").split() for out in (kept, dropped)}
+    assert "the" in said["kept"] and "be" in said["kept"]  # "was" said as its lemma
+    assert "the" not in said["dropped"] and "be" not in said["dropped"]
+    assert Lexicon.load(kept).stopwords == {"en": [], "ru": []}
+    capsys.readouterr()
+    assert call("build", str(inputs / "txt"), "--keep-function-words", "--out",
+                str(tmp_path / "x"), "--no-progress") == 2  # the lossless level keeps them anyway
+    assert "--keep-function-words is for --level semantic" in capsys.readouterr().err

@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--rounds", type=int, default=None, help="multi-word merge rounds")
     b.add_argument("--stopwords", action="append", default=[], metavar="LANG=FILE",
                    help="replace a language's stopword list (one word per line)")
+    b.add_argument("--keep-function-words", action="store_true",
+                   help="semantic: no stopwords in any language, so function words stay in the "
+                        "hyperphrase as lemmas (what the demo does: docs/lexicon.md)")
     b.add_argument("--errors", choices=("replace", "skip", "fail"), default="replace",
                    help="bad input policy (counted in the summary)")
     b.add_argument("--text-field", default="text", help="JSON/Parquet field holding the text")
@@ -114,6 +117,10 @@ def _build(args: argparse.Namespace) -> int:
 
     if not args.inputs and not args.demo:
         raise LexiconError("build: give input files/folders/globs, or --demo")
+    if args.keep_function_words and (args.stopwords or args.level != "semantic"):
+        raise LexiconError("--keep-function-words is for --level semantic and keeps every word; "
+                           "it cannot go with --stopwords (an empty --stopwords file keeps one "
+                           "language's)")
     problems = Problems(policy=args.errors)
     total = None
     if args.demo:
@@ -143,9 +150,11 @@ def _build(args: argparse.Namespace) -> int:
         for hook in on_read_done:  # reading is done; the build learns units from here
             hook()
 
-    kwargs = dict(level=args.level, vocab_size=args.vocab_size,
-                  langs=tuple(x.strip() for x in args.langs.split(",") if x.strip()),
-                  stopwords=_stopwords(args.stopwords) or None,
+    langs = tuple(x.strip() for x in args.langs.split(",") if x.strip())
+    stopwords = ({lang: [] for lang in langs} if args.keep_function_words
+                 else _stopwords(args.stopwords) or None)
+    kwargs = dict(level=args.level, vocab_size=args.vocab_size, langs=langs,
+                  stopwords=stopwords,
                   piece_merges=args.piece_merges, phrase_share=args.phrase_share,
                   max_n=args.max_n, min_count=args.min_count,
                   phrase_min_count=args.phrase_min_count, rounds=args.rounds)

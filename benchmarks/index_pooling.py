@@ -102,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         state, meta = core_state_from(path, lexicon.fingerprint)
         core = HyperCore(CoreConfig.from_dict(meta["model"], source=f"{path} metadata")).eval()
         core.load_state_dict(state)
-        steps = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get(
-            "global_step", "?")
+        # the step a .ckpt records (mapped, not read again); an export folder records none
+        steps = (torch.load(path, map_location="cpu", weights_only=True, mmap=True).get(
+            "global_step", "?") if path.is_file() else "?")
         for layer in layers:
             r = recall(core, lexicon, planted, records, layer)
             name = "final-norm" if layer is None else f"layer {layer}"

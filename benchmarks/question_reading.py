@@ -77,17 +77,22 @@ class CountedBigram:
         return bigram, self.unigram[nxt]
 
 
-def scene_reading(core, corpus: Path, scenes: int, window: int) -> str:
+def counted_on_train(corpus: Path, vocab: int) -> CountedBigram:
+    """The peer, counted once on the corpus's train split (every core of a run shares it)."""
+    from dualmind.data.open_corpus import open_shards
+
+    train = open_shards(corpus, "train", None)
+    return CountedBigram([np.asarray(train[i].core) for i in range(len(train))], vocab)
+
+
+def scene_reading(core, corpus: Path, scenes: int, window: int, peer: CountedBigram) -> str:
     """Whether the core reads the scene it is in: the mean KL divergence of each position's
     next-symbol distribution from the mean of its scene's, and the code length of the next
     symbols under each (equal: the core is a unigram model of the scene, whatever it read),
-    beside a bigram and a unigram counted on the corpus's train split."""
+    beside ``peer``: a bigram and a unigram counted on the corpus's train split."""
     from dualmind.data.open_corpus import open_shards
 
     shards = open_shards(corpus, "val", None)
-    train = open_shards(corpus, "train", None)
-    peer = CountedBigram([np.asarray(train[i].core) for i in range(len(train))],
-                         core.cfg.vocab_size)
     kls, own, flat, bigram, unigram, n = [], 0.0, 0.0, 0.0, 0.0, 0
     for i in range(min(scenes, len(shards))):
         ids = torch.as_tensor(shards[i].core[:window], dtype=torch.int64)[None]
@@ -131,13 +136,17 @@ def main(argv: list[str] | None = None) -> None:
 
     lexicon = Lexicon.load(args.lexicon)
     groups = read_questions(args.questions) if args.questions else QUESTIONS
+    peers: dict[int, CountedBigram] = {}  # by vocabulary size, the one thing a core changes
     for path in args.cores:
         state, meta = core_state_from(path, lexicon.fingerprint)
         core = HyperCore(CoreConfig.from_dict(meta["model"], source=f"{path} metadata")).eval()
         core.load_state_dict(state)
         print(f"{path}:")
         if args.corpus is not None:
-            print("  " + scene_reading(core, args.corpus, args.scenes, args.window))
+            vocab = core.cfg.vocab_size
+            if vocab not in peers:
+                peers[vocab] = counted_on_train(args.corpus, vocab)
+            print("  " + scene_reading(core, args.corpus, args.scenes, args.window, peers[vocab]))
         generator = torch.Generator().manual_seed(args.seed)
         for lang, questions in groups.items():
             ids = [encode_prompt(lexicon, q, core.cfg.vocab_size).ids for q in questions]

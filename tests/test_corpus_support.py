@@ -6,8 +6,10 @@ in a temporary folder, so every test module can ask for one cheaply.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from dualmind.lexicon.lexicon import Lexicon
 from dualmind.sources.demo import load_demo_documents
 
 _ROOT = Path(tempfile.mkdtemp(prefix="dualmind-corpus-tests-"))
+# the cache lives as long as the test process; each run left one folder in /tmp before
+atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 
 
 @functools.cache

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 SCRIPT = textwrap.dedent("""
-    import os, tempfile, torch, torch.distributed as dist
+    import os, sys, torch, torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from dualmind.model.decoder import LanguageDecoder
@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent("""
 
     torch.set_num_threads(1)
     # A file store, not a TCP port: a port picked free can be taken before gloo binds it.
-    store = os.path.join(tempfile.mkdtemp(), "store")
+    store = os.path.join(sys.argv[1], "store")  # the test's tmp_path: pytest removes it
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
     torch.manual_seed(0)
     cfg = DecoderConfig(vocab_size=61, dim=32, n_layers=3, n_heads=4, n_kv_heads=2, ffn_dim=48,
@@ -47,9 +47,9 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_fsdp2_bf16_decoder_reads_fp32_core_states():
-    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                            timeout=180)
+def test_fsdp2_bf16_decoder_reads_fp32_core_states(tmp_path):
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True,
+                            text=True, timeout=180)
     if result.returncode != 0:
         pytest.fail(f"FSDP2 run failed:\n{result.stdout}\n{result.stderr[-3000:]}")
     assert result.stdout.startswith("ok")

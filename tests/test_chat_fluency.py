@@ -1,0 +1,66 @@
+"""benchmarks/chat_fluency.py: the order gain is what a text's word order is worth to the
+reference model (positive for the order it expects, nothing for a text a shuffle cannot change),
+and a reference on another tokenizer is refused naming the files."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import chat_fluency  # noqa: E402
+
+from test_baseline_samples import _checkpoint  # noqa: E402
+
+WORDS = ["w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7"]
+
+
+class WordTokenizer:
+    """One id per word (id 0 is BOS): enough to read the scores by hand."""
+
+    def encode(self, text):
+        return SimpleNamespace(ids=[WORDS.index(w) + 1 for w in text.split()])
+
+    def decode(self, ids):
+        return " ".join(WORDS[i - 1] for i in ids)
+
+
+class CountingLM(torch.nn.Module):
+    """Expects the next word to be the one after the current (probability ~0.9)."""
+
+    def forward(self, ids):
+        logits = torch.zeros(*ids.shape, len(WORDS) + 1)
+        logits.scatter_(-1, (ids + 1).clamp(max=len(WORDS)).unsqueeze(-1), 5.0)
+        return SimpleNamespace(logits=logits)
+
+
+def test_words_in_the_expected_order_gain_and_a_text_no_shuffle_changes_does_not():
+    reference = chat_fluency.Reference(CountingLM(), WordTokenizer(), bos=0, max_tokens=64)
+    text = " ".join(WORDS)
+    p_next = math.exp(5) / (math.exp(5) + len(WORDS))  # the expected word, 9 ids in all
+    assert reference.bits_per_byte(text) == pytest.approx(
+        -len(WORDS) * math.log2(p_next) / len(text.encode()), rel=1e-5)
+    gain = reference.order_gain([text, "w2 w3 w4 w5"])
+    assert gain.mean > 1.0 and gain.shuffled[0] > gain.written[0] + 1.0
+    assert gain.written[0] == pytest.approx(reference.bits_per_byte(text))
+    assert reference.order_gain(["w3 w3 w3 w3"]).mean == 0.0
+
+
+def test_a_reference_on_another_tokenizer_is_refused_naming_both(tmp_path):
+    from dualmind.data.text_tokenizer import train_text_tokenizer
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    train_text_tokenizer(["the night was dark and full of waiting"] * 20,
+                         vocab_size=300).save(str(corpus / "tokenizer.json"))
+    lm = _checkpoint(tmp_path / "lm.ckpt", "lm")  # a vocabulary of 64
+    with pytest.raises(SystemExit, match=r"lm\.ckpt: a vocabulary of 64 .*tokenizer\.json has"):
+        chat_fluency.main([str(tmp_path / "bridge"), str(lm), str(corpus)])
+    with pytest.raises(SystemExit, match=r"nowhere: no tokenizer\.json"):
+        chat_fluency.main([str(tmp_path / "bridge"), str(lm), str(tmp_path / "nowhere")])

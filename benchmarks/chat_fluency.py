@@ -1,19 +1,24 @@
-"""Do the bridge's answers read as language? Their order, scored by a BPE model.
+"""Do the bridge's answers read as language? Their word order, scored by a BPE model.
 
     .venv/bin/python train.py recipe=baseline_bpe_mini data.dir=runs/demo/corpus \
         run_dir=runs/baseline trainer.max_steps=1200
     .venv/bin/python benchmarks/chat_fluency.py runs/demo/bridge \
         runs/baseline/checkpoints/last.ckpt runs/demo/corpus [more bridges ...] \
-        [--prompts my_prompts.txt] [--temperature 0.8]
+        [--peer another_lm.ckpt] [--renders 24] [--prompts my_prompts.txt]
 
 A reference language model (stage lm, trained on the corpus's BPE tokens: the equal-compute
 study's baseline) scores each text in bits per byte twice: as written, and with its words put in
-a random order. The difference, the *order gain*, is what the text's word order is worth to a
+random orders. The difference, the *order gain*, is what the text's word order is worth to a
 model that knows the language: word salad gains nothing whatever its words, so frequent words
-alone cannot flatter it. Beside the bridges' answers it scores held-out scenes of the corpus's
-val split cut to the answers' mean length: that line is what language gains under the same
-reference. Each bridge answers every prompt alone (no chat history), seeded per prompt, with the
-bridge's sampling options.
+alone cannot flatter it. Lines, all cut to the texts' mean length:
+
+- held-out scenes of the corpus's val split (--lang): what language gains under this reference;
+- each bridge's answers: every prompt answered alone (no chat history), --draws times, seeded;
+- --peer: a plain BPE model's continuations of the same prompts (never the reference itself,
+  which would score its own text);
+- --renders N: each bridge's decoder saying N held-out scenes from their own units (greedy):
+  the answers with the text's thought in place of the core's, so the two lines part where the
+  core's thinking is to blame and meet where the decoder's saying is.
 """
 
 from __future__ import annotations
@@ -106,9 +111,9 @@ def held_out_snippets(corpus: Path, lang: str, count: int, chars: int) -> list[s
         if getattr(scene, "lang", lang) != lang:
             continue
         text = " ".join(tok.decode([int(t) for t in scene.text], skip_special_tokens=True).split())
-        cut = text[:chars].rsplit(" ", 1)[0] if len(text) > chars else text
-        if len(cut.split()) >= 4:  # a shuffle of fewer words says little
-            out.append(cut)
+        snippet = cut(text, chars)
+        if len(snippet.split()) >= 4:  # a shuffle of fewer words says little
+            out.append(snippet)
         if len(out) == count:
             break
     if not out:
@@ -130,6 +135,29 @@ def answers(bridge_dir: Path, prompts: list[str], args) -> list[str]:
                                      seed=args.seed + i + j * len(prompts))
             said.append(" ".join(answer.text.split()))
     return said
+
+
+def renders(bridge_dir: Path, corpus: Path, lang: str, count: int, tokens: int) -> list[str]:
+    """The bridge's decoder saying the first `count` val scenes in `lang` from their own units
+    (greedy, up to `tokens` tokens, as `dualmind eval` renders): the answers' peer with a
+    thought that is the text's own, so what separates the two lines is the core's thinking."""
+    from dualmind.bridge.bridge import Bridge
+    from dualmind.data.open_corpus import open_shards
+    from dualmind.evaluate.render import render_scenes
+
+    bridge = Bridge.from_pretrained(bridge_dir)
+    shards = open_shards(corpus, "val", None)
+    records = [i for i in range(len(shards)) if getattr(shards[i], "lang", lang) == lang][:count]
+    if not records:
+        sys.exit(f"error: {corpus}: no val scenes in {lang!r} to render")
+    said = render_scenes(bridge.core, bridge.decoder, corpus, "val", records=records,
+                         lexicon_dir=bridge_dir / "lexicon", max_new_tokens=tokens)
+    return [" ".join(r.rendered.split()) for r in said]
+
+
+def cut(text: str, chars: int) -> str:
+    """`text` cut to `chars` characters at a word boundary."""
+    return text[:chars].rsplit(" ", 1)[0] if len(text) > chars else text
 
 
 def continuations(checkpoint: Path, prompts: list[str], tokenizer, args) -> list[str]:
@@ -164,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
                              "own text)")
     parser.add_argument("--peer-tokens", type=int, default=40,
                         help="tokens a peer writes after each prompt")
+    parser.add_argument("--renders", type=int, default=0,
+                        help="also score each bridge's renders of this many held-out scenes "
+                             "(from their own units: the text's thought instead of the core's)")
     parser.add_argument("--prompts", type=Path, default=None, help="one prompt a line")
     parser.add_argument("--lang", default="en", help="the held-out scenes' language (default en)")
     parser.add_argument("--snippets", type=int, default=40, help="held-out scenes scored")
@@ -202,10 +233,14 @@ def main(argv: list[str] | None = None) -> int:
             for path in [args.bridge, *args.more]}
     said |= {f"continuations of {path}": continuations(path, prompts, tok, args)
              for path in args.peer}
-    # a text of one word has no order to shuffle: counted and left out, never scored as salad
-    short = {what: sum(len(s.split()) < 2 for s in texts) for what, texts in said.items()}
     lengths = [len(s) for texts in said.values() for s in texts if s]
     chars = max(40, round(sum(lengths) / max(len(lengths), 1)))
+    if args.renders:
+        said |= {f"renders of {path}": [cut(r, chars) for r in renders(
+                     path, args.corpus, args.lang, args.renders, args.peer_tokens * 2)]
+                 for path in [args.bridge, *args.more]}
+    # a text of one word has no order to shuffle: counted and left out, never scored as salad
+    short = {what: sum(len(s.split()) < 2 for s in texts) for what, texts in said.items()}
     real = held_out_snippets(args.corpus, args.lang, args.snippets, chars)
     print(f"reference: {args.reference} (step {step}); {len(prompts)} prompts x {args.draws} "
           f"draws, temperature {args.temperature}, top-k {args.top_k}; held-out {args.lang} "
@@ -226,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                         language))
     for what, texts in said.items():
         print(f"\n{what}:")
-        for prompt, text in list(zip(prompts, texts[: len(prompts)], strict=True))[: args.show]:
+        asked = (prompts if what.startswith(("answers", "continuations"))
+                 else ["(a held-out scene)"] * len(texts))
+        for prompt, text in list(zip(asked, texts, strict=False))[: args.show]:
             print(f"  {prompt} -> {text}")
     return 0
 

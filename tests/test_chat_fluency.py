@@ -64,3 +64,27 @@ def test_a_reference_on_another_tokenizer_is_refused_naming_both(tmp_path):
         chat_fluency.main([str(tmp_path / "bridge"), str(lm), str(corpus)])
     with pytest.raises(SystemExit, match=r"nowhere: no tokenizer\.json"):
         chat_fluency.main([str(tmp_path / "bridge"), str(lm), str(tmp_path / "nowhere")])
+
+
+def test_the_reference_is_refused_as_its_own_peer(tmp_path):
+    from dualmind.data.text_tokenizer import train_text_tokenizer
+    from dualmind.model.config import CoreConfig
+    from dualmind.model.core import HyperCore
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    tok = train_text_tokenizer(["the night was dark and full of waiting"] * 20, vocab_size=300)
+    tok.save(str(corpus / "tokenizer.json"))
+    cfg = CoreConfig(vocab_size=tok.get_vocab_size(), dim=32, n_layers=1, n_heads=2,
+                     n_kv_heads=1, ffn_dim=64, max_seq_len=32)
+    lm = tmp_path / "lm.ckpt"
+    torch.save({"dualmind": {"stage": "lm", "model": cfg.to_dict()}, "global_step": 1,
+                "state_dict": {f"core.{k}": v for k, v in HyperCore(cfg).state_dict().items()}},
+               lm)
+    with pytest.raises(SystemExit, match=r"lm\.ckpt is the reference"):
+        chat_fluency.main([str(tmp_path / "bridge"), str(lm), str(corpus), "--peer", str(lm)])
+
+
+def test_a_text_is_cut_at_a_word_boundary():
+    assert chat_fluency.cut("the night was dark", 12) == "the night"
+    assert chat_fluency.cut("short", 12) == "short"

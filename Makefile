@@ -5,6 +5,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_OUT ?= runs/demo
+# more options of scripts/demo.py, e.g. DEMO_ARGS="--steps 2400 --core-seconds 1200"
+DEMO_ARGS ?=
 
 .PHONY: setup demo test test-all bench lint clean
 
@@ -15,7 +17,7 @@ $(STAMP): pyproject.toml scripts/setup_env.sh
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/python scripts/demo.py --out $(DEMO_OUT)
+	$(BIN)/python scripts/demo.py --out $(DEMO_OUT) $(DEMO_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow"

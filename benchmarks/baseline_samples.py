@@ -44,6 +44,25 @@ def load_lm(path: Path):
     return lm, ckpt.get("global_step", "?")
 
 
+def corpus_tokenizer(corpus: Path):
+    """The BPE tokenizer of a corpus folder (special-token strings in text stay text)."""
+    from dualmind.data.text_tokenizer import load_text_tokenizer
+
+    if not (corpus / "tokenizer.json").is_file():
+        sys.exit(f"error: {corpus}: no tokenizer.json (is it a corpus folder?)")
+    return load_text_tokenizer(corpus / "tokenizer.json")
+
+
+def read_prompts(path: Path | None, default: list[str]) -> list[str]:
+    """One prompt a non-blank line of `path`; `default` without one."""
+    if path is None:
+        return default
+    prompts = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if not prompts:
+        sys.exit(f"error: {path}: no prompts")
+    return prompts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="a stage-lm checkpoint")
@@ -54,17 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from tokenizers import Tokenizer
-
-    if not (args.corpus / "tokenizer.json").is_file():
-        sys.exit(f"error: {args.corpus}: no tokenizer.json (is it a corpus folder?)")
-    tokenizer = Tokenizer.from_file(str(args.corpus / "tokenizer.json"))
-    prompts = PROMPTS
-    if args.prompts:
-        prompts = [ln.strip() for ln in args.prompts.read_text(encoding="utf-8").splitlines()
-                   if ln.strip()]
-        if not prompts:
-            sys.exit(f"error: {args.prompts}: no prompts")
+    tokenizer = corpus_tokenizer(args.corpus)
+    prompts = read_prompts(args.prompts, PROMPTS)
     for path in [args.checkpoint, *args.more]:
         lm, step = load_lm(path)
         print(f"{path} (step {step}):")

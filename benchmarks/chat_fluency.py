@@ -10,7 +10,8 @@ A reference language model (stage lm, trained on the corpus's BPE tokens: the eq
 study's baseline) scores each text in bits per byte twice: as written, and with its words put in
 random orders. The difference, the *order gain*, is what the text's word order is worth to a
 model that knows the language: word salad gains nothing whatever its words, so frequent words
-alone cannot flatter it. Lines, all cut to the texts' mean length:
+alone cannot flatter it. Lines, every text cut to one length (--chars; default the answers'
+mean length):
 
 - held-out scenes of the corpus's val split (--lang): what language gains under this reference;
 - each bridge's answers: every prompt answered alone (no chat history), --draws times, seeded;
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from baseline_samples import load_lm
+from baseline_samples import corpus_tokenizer, load_lm, read_prompts
 
 PROMPTS = [
     "What is the night full of?", "Who is the king?", "Where is my father?", "Why do you weep?",
@@ -190,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a stage-lm checkpoint whose continuations of the prompts are "
                              "scored alike (repeatable; not the reference: it would score its "
                              "own text)")
+    parser.add_argument("--chars", type=int, default=0,
+                        help="cut every text to this many characters (default: the answers' "
+                             "mean length)")
     parser.add_argument("--peer-tokens", type=int, default=40,
                         help="tokens a peer writes after each prompt")
     parser.add_argument("--renders", type=int, default=0,
@@ -206,45 +210,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=3, help="answers drawn per prompt")
     parser.add_argument("--show", type=int, default=3, help="answers printed per bridge")
     args = parser.parse_args(argv)
+    if args.chars < 0:
+        parser.error(f"--chars must be >= 0 (0: the answers' mean length), got {args.chars}")
     if min(args.shuffles, args.snippets, args.draws) < 1:
         parser.error(f"--shuffles, --snippets and --draws must be >= 1, got {args.shuffles}, "
                      f"{args.snippets}, {args.draws}")
 
-    from dualmind.data.text_tokenizer import BOS, load_text_tokenizer
+    from dualmind.data.text_tokenizer import BOS
 
-    if not (args.corpus / "tokenizer.json").is_file():
-        sys.exit(f"error: {args.corpus}: no tokenizer.json (is it a corpus folder?)")
-    tok = load_text_tokenizer(args.corpus / "tokenizer.json")
+    tok = corpus_tokenizer(args.corpus)
     lm, step = load_lm(args.reference)
     if lm.cfg.vocab_size != tok.get_vocab_size():
         sys.exit(f"error: {args.reference}: a vocabulary of {lm.cfg.vocab_size} tokens, "
                  f"{args.corpus / 'tokenizer.json'} has {tok.get_vocab_size()}: not its tokenizer")
     reference = Reference(lm, tok, BOS, lm.cfg.max_seq_len)
-    prompts = PROMPTS
-    if args.prompts:
-        prompts = [ln.strip() for ln in args.prompts.read_text(encoding="utf-8").splitlines()
-                   if ln.strip()]
-        if not prompts:
-            sys.exit(f"error: {args.prompts}: no prompts")
+    prompts = read_prompts(args.prompts, PROMPTS)
 
     if any(p.resolve() == args.reference.resolve() for p in args.peer):
         sys.exit(f"error: {args.reference} is the reference: a peer scored by itself flatters it")
     said = {f"answers of {path}": answers(path, prompts, args)
             for path in [args.bridge, *args.more]}
+    # Every text is cut to one length: a longer text gives the reference more context for its
+    # order, so lines of different lengths would not compare. Default: the answers' mean.
+    lengths = [len(s) for texts in said.values() for s in texts if s]
+    chars = args.chars or max(40, round(sum(lengths) / max(len(lengths), 1)))
     said |= {f"continuations of {path}": continuations(path, prompts, tok, args)
              for path in args.peer}
-    lengths = [len(s) for texts in said.values() for s in texts if s]
-    chars = max(40, round(sum(lengths) / max(len(lengths), 1)))
     if args.renders:
-        said |= {f"renders of {path}": [cut(r, chars) for r in renders(
-                     path, args.corpus, args.lang, args.renders, args.peer_tokens * 2)]
+        said |= {f"renders of {path}": renders(path, args.corpus, args.lang, args.renders,
+                                               args.peer_tokens * 2)
                  for path in [args.bridge, *args.more]}
+    said = {what: [cut(s, chars) for s in texts] for what, texts in said.items()}
     # a text of one word has no order to shuffle: counted and left out, never scored as salad
     short = {what: sum(len(s.split()) < 2 for s in texts) for what, texts in said.items()}
     real = held_out_snippets(args.corpus, args.lang, args.snippets, chars)
     print(f"reference: {args.reference} (step {step}); {len(prompts)} prompts x {args.draws} "
           f"draws, temperature {args.temperature}, top-k {args.top_k}; held-out {args.lang} "
-          f"scenes cut to {chars} characters (the texts' mean length); each text's words "
+          f"scenes; every text cut to {chars} characters; each text's words "
           f"shuffled {args.shuffles} times; ± one standard error over the texts\n")
     print("| text | texts | bits/byte as written | words shuffled | **order gain** | "
           "of the held-out text's |")

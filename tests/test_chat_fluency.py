@@ -5,6 +5,7 @@ and a reference on another tokenizer is refused naming the files."""
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,6 +25,9 @@ WORDS = ["w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7"]
 class WordTokenizer:
     """One id per word (id 0 is BOS): enough to read the scores by hand."""
 
+    def get_vocab_size(self):
+        return len(WORDS) + 1
+
     def encode(self, text):
         return SimpleNamespace(ids=[WORDS.index(w) + 1 for w in text.split()])
 
@@ -33,6 +37,8 @@ class WordTokenizer:
 
 class CountingLM(torch.nn.Module):
     """Expects the next word to be the one after the current (probability ~0.9)."""
+
+    cfg = SimpleNamespace(vocab_size=len(WORDS) + 1, max_seq_len=64)
 
     def forward(self, ids):
         logits = torch.zeros(*ids.shape, len(WORDS) + 1)
@@ -46,10 +52,18 @@ def test_words_in_the_expected_order_gain_and_a_text_no_shuffle_changes_does_not
     p_next = math.exp(5) / (math.exp(5) + len(WORDS))  # the expected word, 9 ids in all
     assert reference.bits_per_byte(text) == pytest.approx(
         -len(WORDS) * math.log2(p_next) / len(text.encode()), rel=1e-5)
-    gain = reference.order_gain([text, "w2 w3 w4 w5"])
+    gain = reference.order_gain([(0, text), (1, "w2 w3 w4 w5")])
     assert gain.mean > 1.0 and gain.shuffled[0] > gain.written[0] + 1.0
     assert gain.written[0] == pytest.approx(reference.bits_per_byte(text))
-    assert reference.order_gain(["w3 w3 w3 w3"]).mean == 0.0
+    assert reference.order_gain([(0, "w3 w3 w3 w3")]).mean == 0.0
+
+
+def test_a_prompts_draws_are_one_group_for_the_mean_and_its_error():
+    gain = chat_fluency.Gain()
+    for group, written, shuffled in [(0, 1.0, 2.0), (0, 1.0, 4.0), (1, 1.0, 1.0)]:
+        gain.add(group, written, shuffled)
+    assert gain.mean == pytest.approx((2.0 + 0.0) / 2)  # group means 2 and 0, not 4/3
+    assert gain.stderr == pytest.approx(math.sqrt(2.0) / math.sqrt(2))
 
 
 def test_a_reference_on_another_tokenizer_is_refused_naming_both(tmp_path):
@@ -85,6 +99,32 @@ def test_the_reference_is_refused_as_its_own_peer(tmp_path):
         chat_fluency.main([str(tmp_path / "bridge"), str(lm), str(corpus), "--peer", str(lm)])
 
 
-def test_a_text_is_cut_at_a_word_boundary():
+def test_a_text_is_cut_at_a_word_boundary_keeping_a_word_that_ends_at_the_cut():
     assert chat_fluency.cut("the night was dark", 12) == "the night"
+    assert chat_fluency.cut("the night was", 9) == "the night"
     assert chat_fluency.cut("short", 12) == "short"
+    assert chat_fluency.cut("unbroken", 4) == "unbr"
+
+
+def test_texts_too_short_to_compare_are_left_out_and_counted():
+    texts = [(0, "w1 w2 w3 w4 w5 w6"), (1, "w1 w2 w3"), (2, "w1 w2 w3 w4")]
+    kept, left = chat_fluency.comparable(texts, chars=14)
+    assert kept == [(0, "w1 w2 w3 w4 w5")] and left == 2  # 3 words; 11 of 14 characters
+
+
+def test_every_line_is_scored_at_one_length_and_short_texts_are_counted(monkeypatch, capsys):
+    said = [(0, "w0 w1 w2 w3 w4 w5 w6 w7"), (1, "w1 w2 w3 w4 w5 w6 w7"), (1, "w5 w6")]
+    monkeypatch.setattr(chat_fluency, "corpus_tokenizer", lambda corpus: WordTokenizer())
+    monkeypatch.setattr(chat_fluency, "load_lm", lambda path: (CountingLM(), 5))
+    monkeypatch.setattr(chat_fluency, "answers", lambda path, prompts, args: said)
+    monkeypatch.setattr(chat_fluency, "scene_sample", lambda corpus, lang, count: [3, 4])
+    monkeypatch.setattr(chat_fluency, "held_out_texts",
+                        lambda corpus, records: ["w2 w3 w4 w5 w6 w7 w0", "w7 w6 w5 w4 w3 w2"])
+    chat_fluency.main(["bridge", "ref.ckpt", "corpus", "--chars", "14", "--show", "0"])
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")][1:]
+    assert len(rows) == 2, rows
+    held_out, answered = rows
+    assert held_out.startswith("| held-out scenes (en) | 2 (2) |")
+    assert answered.startswith("| answers of bridge (1 of 3 too short, left out) | 2 (2) |")
+    assert re.fullmatch(r" \d+% ± \d+% ", answered.split("|")[-2])  # a share of the held-out
+    assert held_out.split("|")[-2] == " - "

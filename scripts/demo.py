@@ -136,10 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     # The steps of core_mini and decoder_align fit ~15 minutes on 2 cores with native bf16; a CPU
     # without it trains in fp32 at a half or less of that pace. Each stage gets a time budget
     # instead of trusting this machine to be that one: after 10 steps a stage that would not
-    # fit lowers its step count (and its schedule) and says so (trainer.time_budget_s).
-    parser.add_argument("--core-seconds", type=float, default=300,
+    # fit lowers its step count (and its schedule) and says so (trainer.time_budget_s). The core
+    # gets 360 s, the decoder 360 s (the same sum as 300 + 420 before): 600 core steps take
+    # ~270 s here, but a slow start made the 300 s budget cut them to 564-582 on fresh clones,
+    # and the chat's order and the core's reading of its prompts (the demo's last line: 0.009
+    # to 1.43 nats) fell with them; the decoder's 300 steps take ~200 s (RESULTS.md,
+    # chat_fluency).
+    parser.add_argument("--core-seconds", type=float, default=360,
                         help="time budget of the core's pretraining (0: none)")
-    parser.add_argument("--align-seconds", type=float, default=420,
+    parser.add_argument("--align-seconds", type=float, default=360,
                         help="time budget of the decoder's alignment (0: none)")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()

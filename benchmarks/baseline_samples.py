@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
+    from dualmind.data.text_tokenizer import BOS
+
     tokenizer = corpus_tokenizer(args.corpus)
     prompts = read_prompts(args.prompts, PROMPTS)
     for path in [args.checkpoint, *args.more]:
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path} (step {step}):")
         generator = torch.Generator().manual_seed(args.seed)
         for prompt in prompts:
-            ids = torch.tensor([tokenizer.encode(prompt).ids])
+            # after a BOS, as every record the model trained on began
+            ids = torch.tensor([[BOS, *tokenizer.encode(prompt).ids]])
             with torch.no_grad():
                 out = lm.generate(ids, args.tokens, temperature=0.8, top_k=50, generator=generator)
             print(f"  {prompt} -> {tokenizer.decode(out.ids[0, ids.shape[1]:].tolist())!r}")

@@ -127,30 +127,30 @@ class Gain:
                 f"**{self.mean:.3f}** ± {self.stderr:.3f} | {share} |")
 
 
-def scene_sample(corpus: Path, lang: str, count: int) -> list[int]:
-    """`count` val-split scenes in `lang`, spread evenly over the split (the first ones would
-    come from one or two documents)."""
+def open_val(corpus: Path):
+    """The corpus's val split, opened once for the held-out scenes and the renders."""
     from dualmind.data.open_corpus import DataConfigError, open_shards
 
     try:
-        shards = open_shards(corpus, "val", None)
+        return open_shards(corpus, "val", None)
     except DataConfigError as err:
         sys.exit(f"error: {corpus}: {err}")
+
+
+def scene_sample(shards, lang: str, count: int) -> list[int]:
+    """`count` val-split scenes in `lang`, spread evenly over the split (the first ones would
+    come from one or two documents)."""
     mine = [i for i in range(len(shards)) if getattr(shards[i], "lang", lang) == lang]
     if not mine:
-        sys.exit(f"error: {corpus}: no val scenes in {lang!r}")
+        sys.exit(f"error: {shards.tokenizer_path.parent}: no val scenes in {lang!r}")
     step = max(1, len(mine) // count)
     return mine[::step][:count]
 
 
-def held_out_texts(corpus: Path, records: list[int]) -> list[str]:
+def held_out_texts(shards, tokenizer, records: list[int]) -> list[str]:
     """The text of these val-split scenes, whitespace folded."""
-    from dualmind.data.open_corpus import open_shards
-
-    shards = open_shards(corpus, "val", None)
-    tok = corpus_tokenizer(corpus)
-    return [" ".join(tok.decode([int(t) for t in shards[i].text],
-                                skip_special_tokens=True).split()) for i in records]
+    return [" ".join(tokenizer.decode([int(t) for t in shards[i].text],
+                                      skip_special_tokens=True).split()) for i in records]
 
 
 def load_bridge(bridge_dir: Path):
@@ -163,10 +163,9 @@ def load_bridge(bridge_dir: Path):
         sys.exit(f"error: {bridge_dir}: {err}")
 
 
-def answers(bridge_dir: Path, prompts: list[str], args) -> list[tuple[int, str]]:
+def answers(bridge, prompts: list[str], args) -> list[tuple[int, str]]:
     """(prompt index, answer): each prompt answered `args.draws` times, alone (no chat
     history), draw j of prompt i seeded seed + i + j * len(prompts)."""
-    bridge = load_bridge(bridge_dir)
     said = []
     for j in range(args.draws):
         for i, prompt in enumerate(prompts):
@@ -177,14 +176,14 @@ def answers(bridge_dir: Path, prompts: list[str], args) -> list[tuple[int, str]]
     return said
 
 
-def renders(bridge_dir: Path, corpus: Path, records: list[int], args) -> list[tuple[int, str]]:
+def renders(bridge, bridge_dir: Path, corpus: Path, records: list[int], args
+            ) -> list[tuple[int, str]]:
     """(record, rendering): the bridge's decoder saying these val scenes from their own units,
     sampled as the answers are (temperature, top-k, seed per scene), up to --render-tokens: the
     answers' peer with the text's own thought, so what parts the two lines is the core's
     thinking."""
     from dualmind.evaluate.render import render_scenes
 
-    bridge = load_bridge(bridge_dir)
     said = []
     for r in records:  # one at a time: render_scenes adds a control per scene when given two
         out = render_scenes(bridge.core, bridge.decoder, corpus, "val", records=[r],
@@ -288,8 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(p.resolve() == args.reference.resolve() for p in args.peer):
         sys.exit(f"error: {args.reference} is the reference: a peer scored by itself flatters it")
 
-    said = {f"answers of {path}": answers(path, prompts, args)
-            for path in [args.bridge, *args.more]}
+    bridges = {path: load_bridge(path) for path in [args.bridge, *args.more]}
+    said = {f"answers of {path}": answers(bridge, prompts, args)
+            for path, bridge in bridges.items()}
     # One length for every text: a longer text gives the reference more context for its order,
     # so lines of different lengths would not compare. Default: the answers' lower quartile, so
     # that most answers reach it; a text that falls short of it is left out and counted.
@@ -297,12 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     chars = args.chars or max(40, lengths[len(lengths) // 4])
     said |= {f"continuations of {path}": continuations(path, prompts, tok, args)
              for path in args.peer}
+    val = open_val(args.corpus)
     if args.renders:
-        rendered = scene_sample(args.corpus, args.lang, args.renders)
-        said |= {f"renders of {path}": renders(path, args.corpus, rendered, args)
-                 for path in [args.bridge, *args.more]}
-    scenes = scene_sample(args.corpus, args.lang, args.snippets)
-    held_out = list(zip(scenes, held_out_texts(args.corpus, scenes), strict=True))
+        rendered = scene_sample(val, args.lang, args.renders)
+        said |= {f"renders of {path}": renders(bridge, path, args.corpus, rendered, args)
+                 for path, bridge in bridges.items()}
+    scenes = scene_sample(val, args.lang, args.snippets)
+    held_out = list(zip(scenes, held_out_texts(val, tok, scenes), strict=True))
     lines = {f"held-out scenes ({args.lang})": held_out} | said
     print(f"reference: {args.reference} (step {step}); {len(prompts)} prompts x {args.draws} "
           f"draws, temperature {args.temperature}, top-k {args.top_k}; every text cut to "

@@ -116,10 +116,12 @@ def test_every_line_is_scored_at_one_length_and_short_texts_are_counted(monkeypa
     said = [(0, "w0 w1 w2 w3 w4 w5 w6 w7"), (1, "w1 w2 w3 w4 w5 w6 w7"), (1, "w5 w6")]
     monkeypatch.setattr(chat_fluency, "corpus_tokenizer", lambda corpus: WordTokenizer())
     monkeypatch.setattr(chat_fluency, "load_lm", lambda path: (CountingLM(), 5))
-    monkeypatch.setattr(chat_fluency, "answers", lambda path, prompts, args: said)
-    monkeypatch.setattr(chat_fluency, "scene_sample", lambda corpus, lang, count: [3, 4])
-    monkeypatch.setattr(chat_fluency, "held_out_texts",
-                        lambda corpus, records: ["w2 w3 w4 w5 w6 w7 w0", "w7 w6 w5 w4 w3 w2"])
+    monkeypatch.setattr(chat_fluency, "load_bridge", lambda path: None)
+    monkeypatch.setattr(chat_fluency, "open_val", lambda corpus: None)
+    monkeypatch.setattr(chat_fluency, "answers", lambda bridge, prompts, args: said)
+    monkeypatch.setattr(chat_fluency, "scene_sample", lambda shards, lang, count: [3, 4])
+    monkeypatch.setattr(chat_fluency, "held_out_texts", lambda shards, tokenizer, records: [
+        "w2 w3 w4 w5 w6 w7 w0", "w7 w6 w5 w4 w3 w2"])
     chat_fluency.main(["bridge", "ref.ckpt", "corpus", "--chars", "14", "--show", "0"])
     rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")][1:]
     assert len(rows) == 2, rows

@@ -26,6 +26,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dualmind.lexicon.stopwords import no_stopwords
+
 REPO = Path(__file__).resolve().parents[1]
 console = Console()
 
@@ -39,7 +41,7 @@ def step(n: int, total: int, title: str) -> None:
 # (it stays a unigram model of each scene), and the decoder must guess every "the", "of" and
 # "is" between them. Kept, the same steps give a core that reads its prompts and renders that
 # say 3-4 in 10 held-out words in order instead of 1 in 20 (RESULTS.md, question_reading).
-KEEP_FUNCTION_WORDS = {"en": [], "ru": []}
+KEEP_FUNCTION_WORDS = no_stopwords(("en", "ru"))
 
 
 def learn_lexicon(texts: list[str], level: str, out: Path, vocab_size: int,

@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from .lexicon import LEVELS, Lexicon
+from .stopwords import no_stopwords
 from .units import LexiconError
 
 # The command's default size: model.vocab_size of the default training config (conf/model/
@@ -151,7 +152,7 @@ def _build(args: argparse.Namespace) -> int:
             hook()
 
     langs = tuple(x.strip() for x in args.langs.split(",") if x.strip())
-    stopwords = ({lang: [] for lang in langs} if args.keep_function_words
+    stopwords = (no_stopwords(langs) if args.keep_function_words
                  else _stopwords(args.stopwords) or None)
     kwargs = dict(level=args.level, vocab_size=args.vocab_size, langs=langs,
                   stopwords=stopwords,

@@ -68,3 +68,9 @@ STOPWORDS: dict[str, frozenset[str]] = {
 def default_stopwords(langs: tuple[str, ...]) -> dict[str, frozenset[str]]:
     """Built-in lists for ``langs`` (an unknown language gets an empty list)."""
     return {lang: STOPWORDS.get(lang, frozenset()) for lang in langs}
+
+
+def no_stopwords(langs: tuple[str, ...]) -> dict[str, list[str]]:
+    """Empty lists for ``langs``: the semantic level keeps its function words as lemmas
+    (`dualmind lexicon build --keep-function-words`, and the demo's lexicon)."""
+    return {lang: [] for lang in langs}

@@ -171,6 +171,7 @@ def answers(bridge, prompts: list[str], args) -> list[tuple[int, str]]:
         for i, prompt in enumerate(prompts):
             answer = bridge.generate(prompt, max_symbols=args.max_symbols,
                                      temperature=args.temperature, top_k=args.top_k or None,
+                                     render_temperature=args.render_temperature,
                                      seed=args.seed + i + j * len(prompts))
             said.append((i, " ".join(answer.text.split())))
     return said
@@ -188,10 +189,15 @@ def renders(bridge, bridge_dir: Path, corpus: Path, records: list[int], args
     for r in records:  # one at a time: render_scenes adds a control per scene when given two
         out = render_scenes(bridge.core, bridge.decoder, corpus, "val", records=[r],
                             lexicon_dir=bridge_dir / "lexicon", max_new_tokens=args.render_tokens,
-                            temperature=args.temperature, top_k=args.top_k or None,
+                            temperature=say_temperature(args), top_k=args.top_k or None,
                             seed=args.seed)
         said.append((r, " ".join(out[0].rendered.split())))
     return said
+
+
+def say_temperature(args) -> float:
+    """The decoder's temperature: --render-temperature, else --temperature."""
+    return args.temperature if args.render_temperature is None else args.render_temperature
 
 
 def cut(text: str, chars: int) -> str:
@@ -264,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lang", default="en", help="the held-out scenes' language (default en)")
     parser.add_argument("--snippets", type=int, default=40, help="held-out scenes scored")
     parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--render-temperature", type=float, default=None,
+                        help="the decoder's temperature when it says a thought or a held-out "
+                             "scene (default: --temperature; 0 = greedy)")
     parser.add_argument("--top-k", type=int, default=50)
     parser.add_argument("--max-symbols", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
@@ -306,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     held_out = list(zip(scenes, held_out_texts(val, tok, scenes), strict=True))
     lines = {f"held-out scenes ({args.lang})": held_out} | said
     print(f"reference: {args.reference} (step {step}); {len(prompts)} prompts x {args.draws} "
-          f"draws, temperature {args.temperature}, top-k {args.top_k}; every text cut to "
+          f"draws, temperature {args.temperature} (saying: {say_temperature(args)}), top-k "
+          f"{args.top_k}; every text cut to "
           f"{chars} characters, those under {MIN_WORDS} words or 80% of that left out; each "
           f"text's words shuffled {args.shuffles} times; ± one standard error over the prompts "
           "(answers, continuations) or scenes\n")

@@ -57,6 +57,19 @@ def test_a_seed_reproduces_the_answer_and_another_seed_differs(bridge):
     assert (a.text, a.thought_symbols) != (c.text, c.thought_symbols)
 
 
+def test_render_temperature_changes_the_saying_not_the_thought(bridge):
+    greedy = bridge.generate(Q, max_symbols=8, max_tokens=16, seed=5, temperature=0.0)
+    same = bridge.generate(Q, max_symbols=8, max_tokens=16, seed=5, temperature=0.0,
+                           render_temperature=0.0)
+    assert (same.text, same.thought_symbols) == (greedy.text, greedy.thought_symbols)
+    hot = [bridge.generate(Q, max_symbols=8, max_tokens=16, seed=s, temperature=0.0,
+                           render_temperature=50.0, top_k=None) for s in (5, 6)]
+    assert all(h.thought_symbols == greedy.thought_symbols for h in hot)
+    assert {h.text for h in hot} != {greedy.text}  # a hot saying strays from the greedy one
+    with pytest.raises(BridgeError, match="render_temperature"):
+        bridge.generate(Q, max_symbols=4, render_temperature=-1.0)
+
+
 def test_kv_cache_thinks_the_same_thought_as_full_rereads(bridge):
     ctx = bridge.lexicon.encode(Q)
     cached = think(bridge.core, ctx, 10, temperature=0.0, stop_ids=())

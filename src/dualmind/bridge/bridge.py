@@ -173,7 +173,7 @@ class Bridge:
                  index=None,
                  history: list[list[int]] | None = None,
                  on_thought: Callable[[str], None] | None = None,
-                 use_cache: bool = True) -> Answer:
+                 use_cache: bool = True, render_temperature: float | None = None) -> Answer:
         """Answer ``prompt``: the core continues it by up to ``max_symbols`` symbols, then the
         decoder renders up to ``max_tokens`` text tokens (default: room for every unit it
         reads, :func:`answer_room`), streamed through ``on_text``.
@@ -187,11 +187,19 @@ class Bridge:
         retrieve  put the k nearest scenes of ``index`` (or ``self.index``) before the question.
         history   earlier turns' symbols, oldest first (the chat passes them).
         show_thought  print the thought glossed (through ``on_thought``, default stdout).
+        render_temperature  the decoder's temperature when it says the thought (None: the
+                  core's ``temperature``; 0: greedy): the thought is where an answer's content
+                  is drawn, its saying can be plain.
         Bad input (empty prompt, no room, bad options) raises BridgeError; a prompt longer than
         the context is cut to its last symbols and the Answer's notes say so.
         """
         t0 = time.perf_counter()
         check_options(temperature, top_k, top_p)
+        if render_temperature is None:
+            render_temperature = temperature
+        elif render_temperature < 0:
+            raise BridgeError(f"render_temperature must be >= 0 (0 = greedy), got "
+                              f"{render_temperature}")
         if read is not None and read not in READS:
             raise BridgeError(f"read must be one of {READS}, got {read!r}")
         if max_symbols < 1 or (max_tokens is not None and max_tokens < 1):
@@ -231,7 +239,7 @@ class Bridge:
         if max_tokens is None:
             max_tokens = answer_room(units)
         rendered = render(self.decoder, self.tokenizer, states, self.bos, self.eos, max_tokens,
-                          temperature=temperature, top_k=top_k, top_p=top_p,
+                          temperature=render_temperature, top_k=top_k, top_p=top_p,
                           generator=generator, on_text=on_text, core_ids=shown,
                           pointer=pointer)
         end = time.perf_counter()

@@ -26,6 +26,9 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
                    help="longest answer (text tokens; default: 4 per unit the decoder reads + "
                         "16, room for the whole thought: the answer ends where it does)")
     g.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    g.add_argument("--render-temperature", type=float, default=None,
+                   help="the decoder's temperature when it says the thought (default: "
+                        "--temperature; 0 = greedy)")
     g.add_argument("--top-k", type=int, default=50, help="0 = off")
     g.add_argument("--top-p", type=float, default=None, help="nucleus sampling, e.g. 0.9")
     g.add_argument("--seed", type=int, default=None, help="reproducible sampling")
@@ -41,7 +44,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
 
 def sampling_options(args: argparse.Namespace) -> dict:
     return {"max_symbols": args.max_symbols, "max_tokens": args.max_tokens,
-            "temperature": args.temperature, "top_k": args.top_k or None, "top_p": args.top_p,
+            "temperature": args.temperature, "render_temperature": args.render_temperature,
+            "top_k": args.top_k or None, "top_p": args.top_p,
             "seed": args.seed, "read": args.read, "retrieve": args.retrieve}
 
 

@@ -66,7 +66,7 @@ def think(core, context: list[int], max_symbols: int, *, temperature: float = 0.
         # Only the last position's logits are needed: the output head over a whole context
         # would cost about as much as the mini core's six blocks together.
         out = core(new_ids, cache=cache, compute_logits=False)
-        return out.hidden, core.output(out.hidden[0, -1])
+        return out.hidden, core.head(out.hidden[0, -1])
 
     hidden, logits = run(ids)
     states = [hidden]
@@ -112,7 +112,7 @@ def next_symbol_logprobs(core, context: list[int], vocab_limit: int | None = Non
     ids, renormalised: the lexicon's)."""
     device = core.tok_embeddings.weight.device
     hidden = core(torch.tensor([context], device=device), compute_logits=False).hidden
-    return core.output(hidden[0, -1]).float()[:vocab_limit].log_softmax(-1).cpu()
+    return core.head(hidden[0, -1]).float()[:vocab_limit].log_softmax(-1).cpu()
 
 
 def reading_kl(core, contexts: list[list[int]], vocab_limit: int | None = None) -> float:

@@ -134,6 +134,10 @@ class CoreConfig(StackConfig):
                     "scaled": init_std / sqrt(2 * n_layers) for every block (GPT-2, Megatron);
                     "depth":  init_std / sqrt(2 * (layer_id + 1)) (torchtitan's depth init)
     attn_backend    auto|flash|xformers|sdpa (see dualmind.model.attention)
+    unit_pieces     0 (off), or K: each unit's embedding (tied with the head) is its own row plus
+                    the mean of the first K BPE pieces of its lexicon surface, rows shared by every
+                    unit that holds the piece (dualmind.model.unit_pieces); needs tie_embeddings
+    piece_vocab     rows of the piece table: >= the corpus tokenizer's size (with unit_pieces)
     """
 
     vocab_size: int
@@ -151,6 +155,8 @@ class CoreConfig(StackConfig):
     init_std: float = 0.02
     init_scheme: str = "scaled"
     attn_backend: str = "auto"
+    unit_pieces: int = 0
+    piece_vocab: int = 0
 
     config_kind: ClassVar[str] = "model"
     conf_subdir: ClassVar[str] = "model"
@@ -201,6 +207,15 @@ class CoreConfig(StackConfig):
             raise ConfigError("model config: rope_theta, norm_eps and init_std must be positive")
         if self.rope_scaling is not None:
             self.rope_scaling = _check_rope_scaling(self.rope_scaling)
+        for key in ("unit_pieces", "piece_vocab"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"model config: {key} must be an integer >= 0, got {value!r}")
+        if self.unit_pieces and (self.piece_vocab < 1 or not self.tie_embeddings):
+            raise ConfigError(f"model config: unit_pieces={self.unit_pieces} needs piece_vocab "
+                              f">= 1 (got {self.piece_vocab}: the corpus tokenizer's size) and "
+                              f"tie_embeddings true (got {self.tie_embeddings}): the composed "
+                              "rows serve as the embedding and the head")
 
     # ---- construction: from_dict, from_yaml, from_name come from StackConfig ----
 
@@ -226,7 +241,9 @@ class CoreConfig(StackConfig):
         matrix counted once).
         """
         head = 0 if self.tie_embeddings else self.vocab_size * self.dim
-        return self.n_layers * self.block_params() + self.dim + self.vocab_size * self.dim + head
+        pieces = (self.piece_vocab + 1) * self.dim if self.unit_pieces else 0  # + a padding row
+        return (self.n_layers * self.block_params() + self.dim + self.vocab_size * self.dim + head
+                + pieces)
 
     def non_embedding_params(self) -> int:
         """Kaplan et al.'s N: every parameter except the embedding table and the output head."""

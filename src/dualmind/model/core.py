@@ -32,6 +32,7 @@ from dualmind.model.config import CoreConfig
 from dualmind.model.kv_cache import KVCache
 from dualmind.model.rope import apply_rope, inverse_frequencies, rope_cos_sin
 from dualmind.model.sampling import Generation, decode
+from dualmind.model.unit_pieces import UnitPieces
 
 
 @dataclass
@@ -198,6 +199,8 @@ class HyperCore(nn.Module):
         self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.output.weight = self.tok_embeddings.weight
+        self.unit_pieces = (UnitPieces(cfg.vocab_size, cfg.unit_pieces, cfg.piece_vocab, cfg.dim)
+                            if cfg.unit_pieces else None)
         self.init_weights()
 
     # ---- forward ----
@@ -236,7 +239,8 @@ class HyperCore(nn.Module):
             raise ValueError(f"position {int(positions.max())} is beyond the model's context "
                              f"(max_seq_len={self.cfg.max_seq_len})")
 
-        x = self.tok_embeddings(ids)
+        rows = self.unit_rows() if self.unit_pieces is not None else None  # once a forward
+        x = self.tok_embeddings(ids) if rows is None else F.embedding(ids, rows)
         ctx = BatchContext(*layout_and_rope(self.cfg, x, doc_ids, positions, past), cache)
 
         states = [x] if return_hidden_states else None
@@ -247,8 +251,31 @@ class HyperCore(nn.Module):
         if cache is not None:
             cache.advance(T)
         hidden = self.norm(x)
-        logits = self.output(hidden) if compute_logits else None
+        logits = None
+        if compute_logits:
+            logits = self.output(hidden) if rows is None else F.linear(hidden, rows)
         return CoreOutput(logits, hidden, tuple(states) if states is not None else None)
+
+    def unit_rows(self) -> torch.Tensor:
+        """[V, D]: the embedding and head rows the forward uses (with ``unit_pieces``, composed
+        from each unit's own row and its surface's pieces; else the embedding itself)."""
+        if self.unit_pieces is None:
+            return self.tok_embeddings.weight
+        return self.unit_pieces(self.tok_embeddings.weight)
+
+    def head_weight(self) -> torch.Tensor:
+        """[V, D]: the output head's weight as the forward applies it (a chunked loss reads it)."""
+        return self.output.weight if self.unit_pieces is None else self.unit_rows()
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits of final-normed ``hidden`` [..., D], as the forward computes them."""
+        return self.output(hidden) if self.unit_pieces is None else F.linear(hidden,
+                                                                             self.unit_rows())
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """The symbol embeddings of ``ids`` the first block reads."""
+        return self.tok_embeddings(ids) if self.unit_pieces is None else F.embedding(
+            ids, self.unit_rows())
 
     def new_cache(self, batch: int, max_len: int | None = None,
                   dtype: torch.dtype | None = None) -> KVCache:
@@ -298,6 +325,8 @@ class HyperCore(nn.Module):
         _normal(self.tok_embeddings.weight, std)
         if not cfg.tie_embeddings:
             _normal(self.output.weight, std)
+        if self.unit_pieces is not None:
+            self.unit_pieces.init_weights(std)
         for block in self.layers:
             depth = 2 * cfg.n_layers if cfg.init_scheme == "scaled" else 2 * (block.layer_id + 1)
             block.init_weights(std, std / math.sqrt(depth))

@@ -50,7 +50,7 @@ def view_of(out, read: str, core: nn.Module, core_ids: torch.Tensor,
     each state, for ``centred``."""
     with torch.no_grad():
         if read == "embed":
-            return core.tok_embeddings(core_ids).detach()
+            return core.embed(core_ids).detach()
         if read == "final":
             return out.hidden.detach()
         if read == "mix":

@@ -158,6 +158,11 @@ def from_hf_state_dict(state_dict: Mapping[str, torch.Tensor], cfg: CoreConfig
 def to_hf_state_dict(core_state: Mapping[str, torch.Tensor], cfg: CoreConfig
                      ) -> dict[str, torch.Tensor]:
     """The inverse of :func:`from_hf_state_dict` (for exporting a core to Llama tooling)."""
+    if cfg.unit_pieces:  # its embed_tokens would be the units' own rows without their pieces
+        raise ValueError(f"a core with model.unit_pieces={cfg.unit_pieces} composes each unit's "
+                         "row from its own and its pieces' (dualmind.model.unit_pieces); a Llama "
+                         "state dict holds one plain embedding: export it with `dualmind export` "
+                         "(the dualmind format) instead")
     rename = {core: hf for hf, core in _hf_names(cfg).items()}
     return {rename[name]: t for name, t in core_state.items() if name in rename}
 

@@ -65,5 +65,5 @@ def next_symbol_nll(core, ids: torch.Tensor, targets: torch.Tensor, *,
         return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
                                ignore_index=ignore_index, reduction="sum")
     hidden = core(ids, doc_ids=doc_ids, compute_logits=False).hidden
-    return chunked_cross_entropy(hidden, core.output.weight, targets, chunk=chunk,
+    return chunked_cross_entropy(hidden, core.head_weight(), targets, chunk=chunk,
                                  ignore_index=ignore_index, reduction="sum")

@@ -69,6 +69,8 @@ class DualMindModule(L.LightningModule):
         # 70B core never exists whole in one process.
         with torch.device("meta") if self.sharded else torch.device("cpu"):
             self.core = HyperCore(self.core_config)
+        if self.core_config.unit_pieces:
+            self._fill_unit_pieces(cfg)
         self.decoder = None
         if self.stage == "align":
             self._build_align(cfg)
@@ -149,6 +151,22 @@ class DualMindModule(L.LightningModule):
         if self.stage == "align":
             return list(self.decoder.parameters())
         return [p for p in self.parameters() if p.requires_grad]
+
+    def _fill_unit_pieces(self, cfg: dict) -> None:
+        """model.unit_pieces: the core composes each unit's row from its surface's pieces
+        (dualmind.model.unit_pieces). A core that trains from scratch reads the table from its
+        lexicon and corpus tokenizer; a core loaded from a checkpoint (align, the adapters)
+        brings its own."""
+        if self.sharded:
+            raise NotImplementedError("model.unit_pieces is not sharded by strategy=fsdp2 yet: "
+                                      "use strategy=single or strategy=ddp, or model.unit_pieces=0")
+        if self.stage == "lm":
+            raise ValueError("stage=lm reads the BPE tokens themselves, which have no pieces: "
+                             "set model.unit_pieces=0")
+        if self.stage == "core":
+            from dualmind.train.surfaces import unit_piece_table_for_run
+
+            self.core.unit_pieces.set_table(unit_piece_table_for_run(cfg, self.core_config))
 
     def _build_align(self, cfg: dict) -> None:
         from dualmind.checkpoint.sharded_load import core_checkpoint_meta, load_frozen_core_any

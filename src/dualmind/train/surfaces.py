@@ -50,6 +50,29 @@ def surface_table(lexicon: Any, tokenizer: Any, slots: int, rows: int | None = N
 
 def surface_table_for_run(cfg: Any, decoder_config: Any) -> torch.Tensor:
     """The table of an align run: the lexicon of data.lexicon (a folder), the corpus' tokenizer."""
+    lexicon, tokenizer = run_lexicon_and_tokenizer(
+        cfg, f"decoder.copy_slots={decoder_config.copy_slots}: the copy channel",
+        "decoder.copy_slots=0")
+    return surface_table(lexicon, tokenizer, decoder_config.copy_slots,
+                         rows=decoder_config.core_vocab_size)
+
+
+def unit_piece_table_for_run(cfg: Any, core_config: Any) -> torch.Tensor:
+    """A core run's unit pieces (model.unit_pieces, dualmind.model.unit_pieces): the same table,
+    as many slots as the core composes, a row per symbol of its vocabulary."""
+    lexicon, tokenizer = run_lexicon_and_tokenizer(
+        cfg, f"model.unit_pieces={core_config.unit_pieces}: the core's unit pieces",
+        "model.unit_pieces=0")
+    if tokenizer.get_vocab_size() > core_config.piece_vocab:
+        raise DataConfigError(f"model.piece_vocab={core_config.piece_vocab} is smaller than the "
+                              f"corpus tokenizer's {tokenizer.get_vocab_size()} tokens "
+                              f"({cfg['data']['dir']}/tokenizer.json)")
+    return surface_table(lexicon, tokenizer, core_config.unit_pieces, rows=core_config.vocab_size)
+
+
+def run_lexicon_and_tokenizer(cfg: Any, who: str, off: str) -> tuple[Any, Any]:
+    """The lexicon of data.lexicon (or the one found beside data.dir) and data.dir's tokenizer;
+    `who` reads them (named in the errors), `off` is the setting that does without."""
     from dualmind.data.text_tokenizer import load_text_tokenizer
     from dualmind.lexicon.lexicon import Lexicon
 
@@ -58,16 +81,13 @@ def surface_table_for_run(cfg: Any, decoder_config: Any) -> torch.Tensor:
         lexicon_dir = find_corpus_lexicon(Path(str(cfg["data"]["dir"])))
     if lexicon_dir is None:
         raise DataConfigError(
-            f"decoder.copy_slots={decoder_config.copy_slots}: the copy channel reads each unit's "
-            f"surface from the lexicon, and none was found beside data.dir={cfg['data']['dir']}; "
-            "pass its folder as data.lexicon=<dir>, or set decoder.copy_slots=0")
-    lexicon = Lexicon.load(lexicon_dir)
+            f"{who} reads each unit's surface from the lexicon, and none was found beside "
+            f"data.dir={cfg['data']['dir']}; pass its folder as data.lexicon=<dir>, or set {off}")
     tokenizer_path = Path(str(cfg["data"]["dir"])) / "tokenizer.json"
     if not tokenizer_path.is_file():
         raise DataConfigError(f"data.dir={cfg['data']['dir']}: no tokenizer.json (is it a corpus "
                               "folder made by `dualmind corpus build`?)")
-    return surface_table(lexicon, load_text_tokenizer(tokenizer_path), decoder_config.copy_slots,
-                         rows=decoder_config.core_vocab_size)
+    return Lexicon.load(lexicon_dir), load_text_tokenizer(tokenizer_path)
 
 
 def find_corpus_lexicon(corpus_dir: Path) -> Path | None:

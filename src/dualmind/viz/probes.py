@@ -158,7 +158,7 @@ def logit_lens(core, hidden_states: Sequence[torch.Tensor], layers: Sequence[int
     pos = torch.as_tensor(list(positions), dtype=torch.long)
     with torch.no_grad():
         stack = torch.stack([hidden_states[layer + 1][row, pos] for layer in layers])
-        probs = core.output(core.norm(stack)).float().softmax(dim=-1)
+        probs = core.head(core.norm(stack)).float().softmax(dim=-1)
     values, ids = probs.topk(min(top, probs.shape[-1]), dim=-1)
     return values, ids
 
@@ -167,7 +167,7 @@ def lens_distribution(core, hidden_state: torch.Tensor) -> torch.Tensor:
     """The full lens distribution float32 [..., V] of raw residual states (tests compare it with
     the model's own softmax at the last layer)."""
     with torch.no_grad():
-        return core.output(core.norm(hidden_state)).float().softmax(dim=-1)
+        return core.head(core.norm(hidden_state)).float().softmax(dim=-1)
 
 
 def activation_norms(hidden_states: Sequence[torch.Tensor], row: int = 0) -> torch.Tensor:

@@ -140,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     # instead of trusting this machine to be that one: after 10 steps a stage that would not
     # fit lowers its step count (and its schedule) and says so (trainer.time_budget_s). The core
     # gets 360 s, the decoder 360 s (the same sum as 300 + 420 before): 600 core steps take
-    # ~270 s here, but a slow start made the 300 s budget cut them to 564-582 on fresh clones,
-    # and the chat's order and the core's reading of its prompts (the demo's last line: 0.009
-    # to 1.43 nats) fell with them; the decoder's 300 steps take ~200 s (RESULTS.md,
-    # chat_fluency).
+    # ~270 s here, but a slow start made the 300 s budget cut them to 564-582 on fresh clones;
+    # the decoder's 300 steps take ~200 s (RESULTS.md, chat_fluency). The demo's last line,
+    # whether the core tells two prompts apart, is not settled by the step count: two fresh
+    # clones of one commit, both 600 steps, read 1.43 and 0.021 nats.
     parser.add_argument("--core-seconds", type=float, default=360,
                         help="time budget of the core's pretraining (0: none)")
     parser.add_argument("--align-seconds", type=float, default=360,
@@ -209,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     step(5, total, "pretraining the mini hyper-core")
     from dualmind.train.loop import train
 
-    overrides = ["recipe=core_mini", f"data.dir={out / 'corpus'}", f"run_dir={out / 'core_mini'}"]
+    pieces = unit_pieces(out / "corpus")
+    overrides = ["recipe=core_mini", f"data.dir={out / 'corpus'}", f"run_dir={out / 'core_mini'}",
+                 f"data.lexicon={out / 'lexicon-semantic'}", *pieces]
     if args.steps:
         overrides.append(f"trainer.max_steps={args.steps}")
     if args.core_seconds:
@@ -223,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     import demo_heads
 
     step(6, total, "aligning the language decoder to the frozen core")
-    aligned = demo_heads.align_decoder(out, console, args.align_steps, args.align_seconds)
+    aligned = demo_heads.align_decoder(out, console, args.align_steps, args.align_seconds,
+                                       model=pieces)
     if not aligned.last_loss < aligned.first_loss:
         console.print("[red]the decoder's loss did not fall: something is wrong")
         return 1
@@ -235,6 +238,17 @@ def main(argv: list[str] | None = None) -> int:
     demo_heads.scripted_chat(out, console)
     console.rule(f"demo finished in {time.perf_counter() - t_demo:.0f} s; artifacts in {out}")
     return 0
+
+
+def unit_pieces(corpus: Path) -> list[str]:
+    """The core's unit pieces (model.unit_pieces): each unit's row also reads the mean of its
+    lemma's first 4 BPE pieces, so the many rare units of a 16k lexicon learn from the pieces they
+    share; the demo's core then reaches held-out 1.807 bits/byte in its 600 steps instead of
+    1.837 (benchmarks/RESULTS.md, unit_pieces). The align run must build the same core."""
+    from dualmind.data.text_tokenizer import load_text_tokenizer
+
+    size = load_text_tokenizer(corpus / "tokenizer.json").get_vocab_size()
+    return ["model.unit_pieces=4", f"model.piece_vocab={size}"]
 
 
 def held_out_documents(docs: list) -> set[int]:

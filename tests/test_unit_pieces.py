@@ -107,6 +107,11 @@ def test_a_core_run_reads_its_pieces_from_the_lexicon_and_exports_them(tmp_path)
     assert (expected[:, 0] >= 0).sum() > 500  # most units have pieces
     core, _ = load_core(export_checkpoint(result.last_checkpoint, tmp_path / "export"))
     assert torch.equal(core.unit_pieces.table, expected)
+    from dualmind.checkpoint.export import ExportError
+    from dualmind.checkpoint.export_hf import export_hf
+
+    with pytest.raises(ExportError, match="unit_pieces"):  # a Llama folder cannot hold them
+        export_hf(result.last_checkpoint, tmp_path / "hf", find_corpus_lexicon(corpus))
     with pytest.raises(Exception, match="piece_vocab"):
         train(tiny_overrides(tmp_path / "small", "model.unit_pieces=3", "model.piece_vocab=100",
                              "trainer.max_steps=1"))

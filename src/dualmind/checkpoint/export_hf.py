@@ -143,6 +143,11 @@ def _decoder_entries(source: CheckpointTensors, meta: dict) -> tuple[list, dict[
 
 def _core_entries(source: CheckpointTensors, cfg) -> tuple[list, dict[str, str]]:
     """(entries in HF names and layer order, HF name -> checkpoint name) of the core."""
+    if cfg.unit_pieces:  # its rows are composed: a Llama embedding would hold only their own part
+        raise ExportError(f"a core with model.unit_pieces={cfg.unit_pieces} composes each unit's "
+                          "row from its own and its surface's pieces (dualmind.model.unit_pieces), "
+                          "which a Llama folder cannot hold: use `dualmind export` without "
+                          "--format hf")
     from dualmind.model.core import HyperCore
     from dualmind.model.llama_format import to_hf_state_dict
 

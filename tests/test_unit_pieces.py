@@ -112,6 +112,14 @@ def test_a_core_run_reads_its_pieces_from_the_lexicon_and_exports_them(tmp_path)
 
     with pytest.raises(ExportError, match="unit_pieces"):  # a Llama folder cannot hold them
         export_hf(result.last_checkpoint, tmp_path / "hf", find_corpus_lexicon(corpus))
+    from dualmind.train.module import adopt_unit_pieces
+
+    for stage, adopted in (("align", 3), ("adapt_lora", 3), ("core", 0)):
+        cfg = {"stage": stage, "model": {"dim": 64},
+               "core": {"checkpoint": str(result.last_checkpoint)}}
+        adopt_unit_pieces(cfg)  # a stage reading this core builds it with the core's pieces
+        assert cfg["model"].get("unit_pieces", 0) == adopted
+        assert cfg["model"].get("piece_vocab", 0) == (512 if adopted else 0)
     with pytest.raises(Exception, match="piece_vocab"):
         train(tiny_overrides(tmp_path / "small", "model.unit_pieces=3", "model.piece_vocab=100",
                              "trainer.max_steps=1"))

@@ -47,10 +47,29 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; training stops before that update is applied."""
 
 
+def adopt_unit_pieces(cfg: dict) -> None:
+    """A stage that reads a trained core (align, the adapters) builds it with the core's own
+    model.unit_pieces and model.piece_vocab when cfg.model leaves them off, so a core trained
+    with pieces (make demo's) loads under the recipes' plain model config; the decision is
+    printed and lands in cfg, hence in this run's checkpoint."""
+    model, checkpoint = cfg.get("model") or {}, (cfg.get("core") or {}).get("checkpoint")
+    if cfg.get("stage") in ("core", "lm") or not checkpoint or model.get("unit_pieces"):
+        return
+    from dualmind.checkpoint.sharded_load import core_checkpoint_meta
+
+    theirs = core_checkpoint_meta(checkpoint).get("model") or {}
+    if theirs.get("unit_pieces"):
+        model["unit_pieces"], model["piece_vocab"] = theirs["unit_pieces"], theirs["piece_vocab"]
+        print(f"core.checkpoint={checkpoint} composes its units from pieces: model.unit_pieces="
+              f"{model['unit_pieces']}, model.piece_vocab={model['piece_vocab']} (from it)",
+              flush=True)
+
+
 class DualMindModule(L.LightningModule):
     def __init__(self, cfg: dict, lexicon_fingerprint: str | None = None):
         """cfg: the run's resolved config as a plain dict (stage, model, data, optim, trainer)."""
         super().__init__()
+        adopt_unit_pieces(cfg)  # before the hyperparameters are saved: the checkpoint says them
         self.save_hyperparameters()
         self.cfg = cfg
         self.stage = cfg["stage"]

@@ -225,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     import demo_heads
 
     step(6, total, "aligning the language decoder to the frozen core")
-    aligned = demo_heads.align_decoder(out, console, args.align_steps, args.align_seconds,
-                                       model=pieces)
+    aligned = demo_heads.align_decoder(out, console, args.align_steps, args.align_seconds)
     if not aligned.last_loss < aligned.first_loss:
         console.print("[red]the decoder's loss did not fall: something is wrong")
         return 1
@@ -244,7 +243,7 @@ def unit_pieces(corpus: Path) -> list[str]:
     """The core's unit pieces (model.unit_pieces): each unit's row also reads the mean of its
     lemma's first 4 BPE pieces, so the many rare units of a 16k lexicon learn from the pieces they
     share; the demo's core then reaches held-out 1.807 bits/byte in its 600 steps instead of
-    1.837 (benchmarks/RESULTS.md, unit_pieces). The align run must build the same core."""
+    1.837 (benchmarks/RESULTS.md, unit_pieces). The align run reads them from the core."""
     from dualmind.data.text_tokenizer import load_text_tokenizer
 
     size = load_text_tokenizer(corpus / "tokenizer.json").get_vocab_size()

@@ -25,9 +25,8 @@ VIZ_PROMPT = "The night was dark and full of waiting."
 
 
 def align_decoder(out: Path, console: Console, steps: int | None = None,
-                  seconds: float | None = None, model: list[str] = ()):
-    """Train recipe=decoder_align on the demo corpus against the core the demo just pretrained
-    (``model``: the model overrides that core was built with)."""
+                  seconds: float | None = None):
+    """Train recipe=decoder_align on the demo corpus against the core the demo just pretrained."""
     from dualmind.train.loop import train
 
     core = out / "core_mini" / "checkpoints" / "last.ckpt"
@@ -37,7 +36,6 @@ def align_decoder(out: Path, console: Console, steps: int | None = None,
         f"core.checkpoint={core}",
         f"run_dir={out / 'decoder_align'}",
         f"data.lexicon={out / 'lexicon-semantic'}",  # the copy channel reads its surfaces
-        *model,
     ]
     if steps:
         overrides.append(f"trainer.max_steps={steps}")

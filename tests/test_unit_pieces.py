@@ -112,7 +112,7 @@ def test_a_core_run_reads_its_pieces_from_the_lexicon_and_exports_them(tmp_path)
 
     with pytest.raises(ExportError, match="unit_pieces"):  # a Llama folder cannot hold them
         export_hf(result.last_checkpoint, tmp_path / "hf", find_corpus_lexicon(corpus))
-    from dualmind.train.module import adopt_unit_pieces
+    from dualmind.train.unit_pieces_setup import adopt_unit_pieces
 
     for stage, adopted in (("align", 3), ("adapt_lora", 3), ("core", 0)):
         cfg = {"stage": stage, "model": {"dim": 64},

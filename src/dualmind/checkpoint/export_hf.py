@@ -143,11 +143,6 @@ def _decoder_entries(source: CheckpointTensors, meta: dict) -> tuple[list, dict[
 
 def _core_entries(source: CheckpointTensors, cfg) -> tuple[list, dict[str, str]]:
     """(entries in HF names and layer order, HF name -> checkpoint name) of the core."""
-    if cfg.unit_pieces:  # its rows are composed: a Llama embedding would hold only their own part
-        raise ExportError(f"a core with model.unit_pieces={cfg.unit_pieces} composes each unit's "
-                          "row from its own and its surface's pieces (dualmind.model.unit_pieces), "
-                          "which a Llama folder cannot hold: use `dualmind export` without "
-                          "--format hf")
     from dualmind.model.core import HyperCore
     from dualmind.model.llama_format import to_hf_state_dict
 
@@ -158,7 +153,10 @@ def _core_entries(source: CheckpointTensors, cfg) -> tuple[list, dict[str, str]]
         specs.pop("output.weight", None)  # the embedding itself; transformers ties it on load
         expected.pop("output.weight")
     _check_tensors(source.path, "core", specs, expected)
-    hf_of = to_hf_state_dict({name: name for name in specs}, cfg)  # HF name -> core name
+    try:
+        hf_of = to_hf_state_dict({name: name for name in specs}, cfg)  # HF name -> core name
+    except ValueError as err:  # a core whose rows a Llama folder cannot hold (unit pieces)
+        raise ExportError(str(err)) from err
 
     def order(hf_name: str) -> tuple[int, str]:
         m = re.match(r"model\.layers\.(\d+)\.", hf_name)

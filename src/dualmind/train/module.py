@@ -39,30 +39,13 @@ from dualmind.model.core import HyperCore
 from dualmind.model.loss import next_symbol_nll
 from dualmind.model.step_flops import align_step_flops, lm_step_flops
 from dualmind.train.step_counts import StepCounts, global_batch
+from dualmind.train.unit_pieces_setup import adopt_unit_pieces, fill_unit_pieces
 
 LN2 = math.log(2.0)
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; training stops before that update is applied."""
-
-
-def adopt_unit_pieces(cfg: dict) -> None:
-    """A stage that reads a trained core (align, the adapters) builds it with the core's own
-    model.unit_pieces and model.piece_vocab when cfg.model leaves them off, so a core trained
-    with pieces (make demo's) loads under the recipes' plain model config; the decision is
-    printed and lands in cfg, hence in this run's checkpoint."""
-    model, checkpoint = cfg.get("model") or {}, (cfg.get("core") or {}).get("checkpoint")
-    if cfg.get("stage") in ("core", "lm") or not checkpoint or model.get("unit_pieces"):
-        return
-    from dualmind.checkpoint.sharded_load import core_checkpoint_meta
-
-    theirs = core_checkpoint_meta(checkpoint).get("model") or {}
-    if theirs.get("unit_pieces"):
-        model["unit_pieces"], model["piece_vocab"] = theirs["unit_pieces"], theirs["piece_vocab"]
-        print(f"core.checkpoint={checkpoint} composes its units from pieces: model.unit_pieces="
-              f"{model['unit_pieces']}, model.piece_vocab={model['piece_vocab']} (from it)",
-              flush=True)
 
 
 class DualMindModule(L.LightningModule):
@@ -89,7 +72,7 @@ class DualMindModule(L.LightningModule):
         with torch.device("meta") if self.sharded else torch.device("cpu"):
             self.core = HyperCore(self.core_config)
         if self.core_config.unit_pieces:
-            self._fill_unit_pieces(cfg)
+            fill_unit_pieces(self.core, cfg, self.stage, self.sharded)
         self.decoder = None
         if self.stage == "align":
             self._build_align(cfg)
@@ -170,22 +153,6 @@ class DualMindModule(L.LightningModule):
         if self.stage == "align":
             return list(self.decoder.parameters())
         return [p for p in self.parameters() if p.requires_grad]
-
-    def _fill_unit_pieces(self, cfg: dict) -> None:
-        """model.unit_pieces: the core composes each unit's row from its surface's pieces
-        (dualmind.model.unit_pieces). A core that trains from scratch reads the table from its
-        lexicon and corpus tokenizer; a core loaded from a checkpoint (align, the adapters)
-        brings its own."""
-        if self.sharded:
-            raise NotImplementedError("model.unit_pieces is not sharded by strategy=fsdp2 yet: "
-                                      "use strategy=single or strategy=ddp, or model.unit_pieces=0")
-        if self.stage == "lm":
-            raise ValueError("stage=lm reads the BPE tokens themselves, which have no pieces: "
-                             "set model.unit_pieces=0")
-        if self.stage == "core":
-            from dualmind.train.surfaces import unit_piece_table_for_run
-
-            self.core.unit_pieces.set_table(unit_piece_table_for_run(cfg, self.core_config))
 
     def _build_align(self, cfg: dict) -> None:
         from dualmind.checkpoint.sharded_load import core_checkpoint_meta, load_frozen_core_any

@@ -10,7 +10,9 @@ For each core: the mean KL divergence (nats) between the next-symbol distributio
 ordered pair of questions of one language (0: the question is not read at all), beside the mean
 entropy of those distributions, and one thought per question (seeded, temperature 0.8, top-k 50:
 the bridge's defaults). With --corpus, also whether it reads its own scenes (scene_reading),
-beside a peer that reads only the symbol before: a bigram counted on the corpus's train split.
+beside a peer that reads only the symbol before: a bigram counted on the corpus's train split,
+and how far back it reads: both code lengths by the predicted symbol's position in its scene (a
+core that reads only the last symbol or two gains nothing after the first buckets).
 Questions: one per line in --questions (a line `# lang` starts a group), else a few English and
 Russian ones built in. The cores must share the lexicon.
 """
@@ -85,31 +87,63 @@ def counted_on_train(corpus: Path, vocab: int) -> CountedBigram:
     return CountedBigram([np.asarray(train[i].core) for i in range(len(train))], vocab)
 
 
+# Where in its scene a predicted symbol sits (1 = the second symbol, after one symbol read):
+# a core that reads only the last symbol or two gains nothing in the later buckets.
+POSITION_BUCKETS = ((1, 1), (2, 4), (5, 16), (17, 64), (65, None))
+
+
+def scene_logprobs(core, ids: torch.Tensor) -> torch.Tensor:
+    """Log next-symbol distributions at every position of one scene [1, T] -> [T, V], through
+    the core's head (its composed rows when the core has unit pieces)."""
+    with torch.no_grad():
+        return core.head(core(ids, compute_logits=False).hidden[0]).float().log_softmax(-1)
+
+
+def by_position(costs: list[np.ndarray]) -> list[float]:
+    """The mean of per-symbol costs (one array per scene, entry j = the symbol at position j +
+    1) in each of POSITION_BUCKETS; nan for a bucket no scene reaches."""
+    means = []
+    for first, last in POSITION_BUCKETS:
+        parts = [c[first - 1: last] for c in costs]
+        values = np.concatenate(parts) if parts else np.zeros(0)
+        means.append(float(values.mean()) if len(values) else float("nan"))
+    return means
+
+
+def bucket_name(first: int, last: int | None) -> str:
+    return f"{first}" if first == last else f"{first}-{last}" if last else f"{first}+"
+
+
 def scene_reading(core, corpus: Path, scenes: int, window: int, peer: CountedBigram) -> str:
     """Whether the core reads the scene it is in: the mean KL divergence of each position's
     next-symbol distribution from the mean of its scene's, and the code length of the next
     symbols under each (equal: the core is a unigram model of the scene, whatever it read),
-    beside ``peer``: a bigram and a unigram counted on the corpus's train split."""
+    beside ``peer``: a bigram and a unigram counted on the corpus's train split; then how far
+    back it reads: its code length and the bigram's by the predicted symbol's position."""
     from dualmind.data.open_corpus import open_shards
 
     shards = open_shards(corpus, "val", None)
-    kls, own, flat, bigram, unigram, n = [], 0.0, 0.0, 0.0, 0.0, 0
+    kls, own, flat, bigram, unigram = [], [], [], [], []
     for i in range(min(scenes, len(shards))):
         ids = torch.as_tensor(shards[i].core[:window], dtype=torch.int64)[None]
-        with torch.no_grad():
-            logp = core.output(core(ids, compute_logits=False).hidden[0]).float().log_softmax(-1)
+        logp = scene_logprobs(core, ids)
         mean = logp.exp().mean(0).log()
         kls.append(float((logp.exp() * (logp - mean)).sum(-1).mean()))
         nxt = ids[0, 1:, None]
-        own += float(-logp[:-1].gather(1, nxt).sum())
-        flat += float(-mean.expand(len(nxt), -1).gather(1, nxt).sum())
+        own.append(-logp[:-1].gather(1, nxt)[:, 0].numpy())
+        flat.append(-mean.expand(len(nxt), -1).gather(1, nxt)[:, 0].numpy())
         pb, pu = peer.probs(ids[0, :-1].numpy(), ids[0, 1:].numpy())
-        bigram, unigram = bigram - float(np.log(pb).sum()), unigram - float(np.log(pu).sum())
-        n += len(nxt)
+        bigram.append(-np.log(pb))
+        unigram.append(-np.log(pu))
+    every = [float(np.concatenate(c).mean()) for c in (own, flat, bigram, unigram)]
+    positions = "; ".join(
+        f"{bucket_name(*b)}: {o:.3f} vs {g:.3f}"
+        for b, o, g in zip(POSITION_BUCKETS, by_position(own), by_position(bigram), strict=True))
     return (f"scenes: KL(position || scene mean) {statistics.mean(kls):.3f} nats; next symbols "
-            f"{own / n:.3f} nats each, {flat / n:.3f} under the scene's mean distribution; "
-            f"counted on the train split: bigram {bigram / n:.3f}, unigram {unigram / n:.3f} "
-            f"({len(kls)} val scenes, {window} symbols each)")
+            f"{every[0]:.3f} nats each, {every[1]:.3f} under the scene's mean distribution; "
+            f"counted on the train split: bigram {every[2]:.3f}, unigram {every[3]:.3f} "
+            f"({len(kls)} val scenes, {window} symbols each)\n"
+            f"  by position in the scene, core vs counted bigram (nats a symbol): {positions}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus", type=Path, default=None,
                         help="a corpus folder: also whether the core reads its own scenes (the "
                              "first --scenes val scenes, --window symbols each)")
-    parser.add_argument("--scenes", type=int, default=4)
+    parser.add_argument("--scenes", type=int, default=32,
+                        help="val scenes read (default 32; RESULTS before 2026-12-04: 4)")
     parser.add_argument("--window", type=int, default=256)
     args = parser.parse_args(argv)
 

@@ -25,23 +25,17 @@ PROMPTS = ["What is the night full of?", "Почему мне тревожно �
 
 
 def load_lm(path: Path):
-    """The HyperCore of a stage-lm checkpoint, in eval mode, and its training step."""
-    from dualmind.checkpoint.meta import checkpoint_metadata
-    from dualmind.model.config import CoreConfig
-    from dualmind.model.core import HyperCore
+    """The HyperCore of a stage-lm checkpoint, run folder or export folder, in eval mode, and
+    its training step ("?" where the source does not record it)."""
+    from dualmind.evaluate.load import read_models
+    from dualmind.evaluate.report import EvalError
 
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        meta = checkpoint_metadata(ckpt)
-    except Exception as err:  # noqa: BLE001 - reported with the path
-        sys.exit(f"error: {path}: not a readable dualmind checkpoint ({err})")
-    if meta.get("stage") != "lm":
-        sys.exit(f"error: {path}: a checkpoint of stage {meta.get('stage')!r}, not a BPE model "
-                 "(stage lm: recipe=baseline_bpe_mini)")
-    state = {k[len("core."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("core.")}
-    lm = HyperCore(CoreConfig.from_dict(meta["model"], source=f"{path} metadata")).eval()
-    lm.load_state_dict(state)
-    return lm, ckpt.get("global_step", "?")
+        lm, _, meta, _ = read_models(path, stages=("lm",))
+    except EvalError as err:
+        sys.exit(f"error: {err}")
+    step = meta.get("global_step")
+    return lm, "?" if step is None else step
 
 
 def corpus_tokenizer(corpus: Path):
@@ -65,7 +59,8 @@ def read_prompts(path: Path | None, default: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", type=Path, help="a stage-lm checkpoint")
+    parser.add_argument("checkpoint", type=Path,
+                        help="a stage-lm checkpoint, run folder or export folder")
     parser.add_argument("corpus", type=Path, help="the corpus it trained on (its tokenizer.json)")
     parser.add_argument("more", type=Path, nargs="*", help="more stage-lm checkpoints")
     parser.add_argument("--prompts", type=Path, default=None, help="one prompt a line")

@@ -249,7 +249,9 @@ def check_vocabulary(lm, tokenizer, checkpoint: Path, corpus: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bridge", type=Path, help="a bridge folder (Bridge.save; make demo's)")
-    parser.add_argument("reference", type=Path, help="a stage-lm checkpoint on the corpus's BPE")
+    parser.add_argument("reference", type=Path,
+                        help="a stage-lm checkpoint (or its run or export folder) on the "
+                             "corpus's BPE")
     parser.add_argument("corpus", type=Path, help="the corpus: its tokenizer and val split")
     parser.add_argument("more", type=Path, nargs="*", help="more bridges, scored alike")
     parser.add_argument("--peer", type=Path, action="append", default=[],

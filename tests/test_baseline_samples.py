@@ -38,3 +38,10 @@ def test_a_core_checkpoint_or_a_stray_file_is_refused_naming_it(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(SystemExit, match=r"notes\.txt: not a readable dualmind checkpoint"):
         baseline_samples.load_lm(tmp_path / "notes.txt")
+
+
+def test_a_run_folder_loads_its_last_checkpoint(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    _checkpoint(tmp_path / "checkpoints" / "last.ckpt", "lm")
+    lm, step = baseline_samples.load_lm(tmp_path)
+    assert step == 7 and lm.cfg.vocab_size == 64

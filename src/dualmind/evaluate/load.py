@@ -79,6 +79,7 @@ def _load_checkpoint(path: Path, stages: tuple[str, ...] | None
     _load_state(core, part("core."), path, "core")
     decoder = _build_decoder(meta, path, lambda: part("decoder."), stages)
     meta["path"] = str(path)
+    meta["global_step"] = ckpt.get("global_step")
     cfg = (ckpt.get("hyper_parameters") or {}).get("cfg")
     meta["context"] = context_of(meta, ckpt)
     return core.eval(), decoder, meta, dict(cfg or {})
@@ -124,8 +125,10 @@ def _load_hf_export(path: Path, stages: tuple[str, ...] | None
 
 def _check_stage(stage, stages: tuple[str, ...] | None, source) -> None:
     if stages is not None and stage not in stages:
-        raise EvalError(f"{source}: stage {stage!r}; `dualmind eval` scores a decoder "
-                        "(stage align) or a BPE baseline (stage lm)")
+        wanted = ("`dualmind eval` scores a decoder (stage align) or a BPE baseline (stage lm)"
+                  if stages == EVAL_STAGES else
+                  "expected stage " + " or ".join(repr(s) for s in stages))
+        raise EvalError(f"{source}: a checkpoint of stage {stage!r}; {wanted}")
 
 
 def _build_decoder(meta: dict, source: Path, state, stages: tuple[str, ...] | None

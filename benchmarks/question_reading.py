@@ -4,7 +4,8 @@ thought whatever was asked.
 
     .venv/bin/python benchmarks/question_reading.py runs/demo/lexicon-semantic \
         runs/demo/core_mini/checkpoints/last.ckpt [more core checkpoints ...] \
-        [--questions my_questions.txt] [--symbols 20]
+        [--questions my_questions.txt] [--symbols 20] \
+        [--corpus runs/demo/corpus [--peer-lm runs/baseline]]
 
 For each core: the mean KL divergence (nats) between the next-symbol distributions after every
 ordered pair of questions of one language (0: the question is not read at all), beside the mean
@@ -12,7 +13,8 @@ entropy of those distributions, and one thought per question (seeded, temperatur
 the bridge's defaults). With --corpus, also whether it reads its own scenes (scene_reading),
 beside a peer that reads only the symbol before: a bigram counted on the corpus's train split,
 and how far back it reads: both code lengths by the predicted symbol's position in its scene (a
-core that reads only the last symbol or two gains nothing after the first buckets).
+core that reads only the last symbol or two gains nothing after the first buckets); --peer-lm:
+the same for a plain BPE model on the same scenes' text.
 Questions: one per line in --questions (a line `# lang` starts a group), else a few English and
 Russian ones built in. The cores must share the lexicon.
 """
@@ -146,6 +148,32 @@ def scene_reading(core, corpus: Path, scenes: int, window: int, peer: CountedBig
             f"  by position in the scene, core vs counted bigram (nats a symbol): {positions}")
 
 
+def lm_reading(lm, corpus: Path, scenes: int, window: int) -> str:
+    """How far back a plain BPE model (stage lm) reads the same val scenes' text: its code
+    length by the predicted token's position, read after a BOS as it trained (the first token,
+    read from the BOS alone, is left out as the core's first symbol is), and the bytes a token
+    against a unit, so the positions compare in text."""
+    from dualmind.data.open_corpus import open_shards
+    from dualmind.data.text_tokenizer import BOS
+
+    shards = open_shards(corpus, "val", None)
+    costs, tokens, units, n_bytes = [], 0, 0, 0
+    for i in range(min(scenes, len(shards))):
+        record = shards[i]
+        text = torch.as_tensor(np.asarray(record.text[:window]), dtype=torch.int64)
+        ids = torch.cat([torch.tensor([BOS]), text])[None]
+        with torch.no_grad():
+            logp = lm(ids[:, :-1]).logits[0].float().log_softmax(-1)
+        costs.append(-logp[1:].gather(1, ids[0, 2:, None])[:, 0].numpy())
+        tokens, units, n_bytes = tokens + len(record.text), units + len(record.core), \
+            n_bytes + record.n_bytes
+    positions = "; ".join(f"{bucket_name(*b)}: {c:.3f}"
+                          for b, c in zip(POSITION_BUCKETS, by_position(costs), strict=True))
+    return (f"by position in the scene (nats a token): {positions} ({len(costs)} val scenes, "
+            f"{window} tokens each; {n_bytes / tokens:.2f} bytes a token, "
+            f"{n_bytes / units:.2f} a core symbol)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("lexicon", type=Path, help="the cores' lexicon folder")
@@ -160,7 +188,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenes", type=int, default=32,
                         help="val scenes read (default 32; RESULTS before 2026-12-04: 4)")
     parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--peer-lm", type=Path, action="append", default=[],
+                        help="with --corpus: a plain BPE model (stage lm checkpoint or run "
+                             "folder) on the corpus's tokens, read by position on the same scenes")
     args = parser.parse_args(argv)
+    if args.peer_lm and args.corpus is None:
+        sys.exit("error: --peer-lm reads the scenes of --corpus: give --corpus too")
 
     from dualmind.bridge.prompt import encode_prompt
     from dualmind.bridge.thinking import next_symbol_logprobs, reading_kl, think
@@ -194,6 +227,12 @@ def main(argv: list[str] | None = None) -> None:
                 thought = think(core, context, args.symbols, generator=generator,
                                 vocab_limit=len(lexicon))
                 print(f"    {question} -> {'·'.join(lexicon.gloss(i) for i in thought.ids)}")
+    for path in args.peer_lm:
+        from baseline_samples import load_lm
+
+        lm, step = load_lm(path)
+        print(f"{path} (BPE model, step {step}):")
+        print("  " + lm_reading(lm, args.corpus, args.scenes, args.window))
 
 
 if __name__ == "__main__":

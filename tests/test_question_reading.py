@@ -71,3 +71,9 @@ def test_costs_are_averaged_by_the_predicted_symbols_position():
     assert np.isnan(question_reading.by_position([short])[2])  # a bucket no scene reaches
     assert [question_reading.bucket_name(*b) for b in question_reading.POSITION_BUCKETS] == [
         "1", "2-4", "5-16", "17-64", "65+"]
+
+
+def test_a_peer_lm_without_the_corpus_it_reads_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="--peer-lm reads the scenes of --corpus"):
+        question_reading.main([str(tmp_path / "lex"), str(tmp_path / "core.ckpt"),
+                               "--peer-lm", str(tmp_path / "lm.ckpt")])

@@ -240,7 +240,7 @@ class HyperCore(nn.Module):
                              f"(max_seq_len={self.cfg.max_seq_len})")
 
         rows = self.unit_rows() if self.unit_pieces is not None else None  # once a forward
-        x = self.tok_embeddings(ids) if rows is None else F.embedding(ids, rows)
+        x = self.embed(ids, rows)
         ctx = BatchContext(*layout_and_rope(self.cfg, x, doc_ids, positions, past), cache)
 
         states = [x] if return_hidden_states else None
@@ -251,9 +251,7 @@ class HyperCore(nn.Module):
         if cache is not None:
             cache.advance(T)
         hidden = self.norm(x)
-        logits = None
-        if compute_logits:
-            logits = self.output(hidden) if rows is None else F.linear(hidden, rows)
+        logits = self.head(hidden, rows) if compute_logits else None
         return CoreOutput(logits, hidden, tuple(states) if states is not None else None)
 
     def unit_rows(self) -> torch.Tensor:
@@ -267,15 +265,18 @@ class HyperCore(nn.Module):
         """[V, D]: the output head's weight as the forward applies it (a chunked loss reads it)."""
         return self.output.weight if self.unit_pieces is None else self.unit_rows()
 
-    def head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits of final-normed ``hidden`` [..., D], as the forward computes them."""
-        return self.output(hidden) if self.unit_pieces is None else F.linear(hidden,
-                                                                             self.unit_rows())
+    def head(self, hidden: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of final-normed ``hidden`` [..., D], as the forward computes them (``rows``:
+        the composed unit rows when the caller has them already)."""
+        if self.unit_pieces is None:
+            return self.output(hidden)
+        return F.linear(hidden, self.unit_rows() if rows is None else rows)
 
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        """The symbol embeddings of ``ids`` the first block reads."""
-        return self.tok_embeddings(ids) if self.unit_pieces is None else F.embedding(
-            ids, self.unit_rows())
+    def embed(self, ids: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The symbol embeddings of ``ids`` the first block reads (``rows`` as for head)."""
+        if self.unit_pieces is None:
+            return self.tok_embeddings(ids)
+        return F.embedding(ids, self.unit_rows() if rows is None else rows)
 
     def new_cache(self, batch: int, max_len: int | None = None,
                   dtype: torch.dtype | None = None) -> KVCache:

@@ -6,7 +6,7 @@ embedding and head is its own row plus the mean of the rows of the first K piece
 (the corpus tokenizer's tokens: the same table as the decoder's copy channel,
 :mod:`dualmind.train.surfaces`), rows every unit holding the piece shares and trains. The table is a
 fixed function of the lexicon and the tokenizer, so the core's code stays a valid code. On the
-demo's core (600 steps) it lowered held-out bits/byte from 1.837 to 1.808 at 4% more time a step
+demo's core (600 steps) it lowered held-out bits/byte from 1.837 to 1.807 at 8% more time a step
 (benchmarks/RESULTS.md, unit_pieces).
 
 The table is a buffer: a checkpoint or export carries it, so a core loads without its lexicon.
@@ -58,9 +58,9 @@ class UnitPieces(nn.Module):
         slots = self.table.shape[1]
         ids = torch.where(self.table < 0, self.piece_vocab, self.table).reshape(-1)
         offsets = torch.arange(0, ids.numel(), slots, device=ids.device)
-        summed = F.embedding_bag(ids, self.pieces.weight, offsets, mode="sum",
-                                 padding_idx=self.piece_vocab)
-        held = (self.table >= 0).sum(1, keepdim=True).clamp(min=1)
-        rows = own + summed / held.to(summed.dtype)
+        # mode="mean" leaves the padding slots out of each unit's mean (a unit without pieces
+        # gets zeros), so no count of the pieces a unit holds is kept or recomputed here.
+        rows = own + F.embedding_bag(ids, self.pieces.weight, offsets, mode="mean",
+                                     padding_idx=self.piece_vocab)
         self._cached = None if torch.is_grad_enabled() else (key, rows)
         return rows

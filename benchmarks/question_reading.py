@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.peer_lm and args.corpus is None:
         sys.exit("error: --peer-lm reads the scenes of --corpus: give --corpus too")
 
+    from baseline_samples import load_lm  # beside this script, as chat_fluency reads it
+
     from dualmind.bridge.prompt import encode_prompt
     from dualmind.bridge.thinking import next_symbol_logprobs, reading_kl, think
     from dualmind.checkpoint.frozen_core import core_state_from
@@ -228,8 +230,6 @@ def main(argv: list[str] | None = None) -> None:
                                 vocab_limit=len(lexicon))
                 print(f"    {question} -> {'·'.join(lexicon.gloss(i) for i in thought.ids)}")
     for path in args.peer_lm:
-        from baseline_samples import load_lm
-
         lm, step = load_lm(path)
         print(f"{path} (BPE model, step {step}):")
         print("  " + lm_reading(lm, args.corpus, args.scenes, args.window))
